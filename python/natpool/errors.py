@@ -1,0 +1,44 @@
+"""natpool's exception classes, defined once and raised by both implementations.
+
+The Rust core (``natpool.Pool``) raises these very classes through its single
+error conversion; the reference model (``natpool.reference.Pool``) raises them
+directly.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "NatPoolError",
+    "ArgumentError",
+    "PoolConfigError",
+    "PoolExhausted",
+    "LeaseError",
+]
+
+
+class NatPoolError(Exception):
+    """Base class of every error natpool raises on purpose."""
+
+
+class ArgumentError(NatPoolError, ValueError):
+    """An argument has the right type but an unusable value (an unparsable IP, n < 0)."""
+
+
+class PoolConfigError(ArgumentError):
+    """A pool's configuration is invalid; ``field`` names the offending parameter."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[PoolConfigError], tuple[str, str]]:
+        return (type(self), (self.field, self.reason))
+
+
+class PoolExhausted(NatPoolError):
+    """Every address the pool may hand out is leased; nothing was changed."""
+
+
+class LeaseError(NatPoolError, LookupError):
+    """The lease or handle is not a live lease of this pool; nothing was changed."""

@@ -1,0 +1,219 @@
+"""The control block (Figure 3): parsing and validating a pool's configuration.
+
+Validation runs in three phases, in this order, and stops at the first error:
+
+1. each argument, in signature order, is checked for its type (``TypeError``)
+   and parsed (an unparsable IP or netmask, an IP integer out of range, a
+   non-contiguous mask, a netmask prefix outside 0..32, ``ports`` not of length
+   two raise ``PoolConfigError``);
+2. each value, in signature order, is range-checked: empty ``name``; ``ports``
+   outside 1..65535 or reversed; ``initial_blocks < 1`` or above 2**32 - 1;
+   ``max_blocks < initial_blocks``; ``subpool_blocks < 1`` or above 2**32 - 1;
+   ``grow_threshold < 0``;
+3. the relations: ``first_ip > last_ip`` (field ``last_ip``); first and last
+   not in one subnet of ``netmask`` (field ``netmask``); no usable address
+   (field ``first_ip``).
+
+The Rust binding performs phase 1 and the Rust core phases 2 and 3, in the
+same order, so both implementations raise the same class for the same field.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+from natpool.errors import ArgumentError, PoolConfigError
+
+MAX_SUBPOOL_BLOCKS = 2**32 - 1
+_U64_MAX = 2**64 - 1
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_ip(value: Any, field: str, error: type[ArgumentError] = PoolConfigError) -> int:
+    """An IPv4 address given as ``str``, ``int`` or ``IPv4Address``, as an int."""
+    if isinstance(value, ipaddress.IPv4Address):
+        return int(value)
+    if _is_int(value):
+        if not 0 <= value <= 0xFFFFFFFF:
+            raise _error(error, field, f"{value} is not an IPv4 address")
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(ipaddress.IPv4Address(value))
+        except ValueError:
+            raise _error(error, field, f"{value!r} is not an IPv4 address") from None
+    raise TypeError(f"{field} must be str, int or IPv4Address, not {type(value).__name__}")
+
+
+def _error(error: type[ArgumentError], field: str, reason: str) -> ArgumentError:
+    if error is PoolConfigError:
+        return PoolConfigError(field, reason)
+    return error(f"{field}: {reason}")
+
+
+def parse_netmask(value: Any) -> int:
+    """A netmask as a dotted string or a prefix length; returns the prefix length."""
+    if _is_int(value):
+        if not 0 <= value <= 32:
+            raise PoolConfigError("netmask", f"prefix length {value} is outside 0..32")
+        return int(value)
+    if isinstance(value, str):
+        try:
+            mask = int(ipaddress.IPv4Address(value))
+        except ValueError:
+            raise PoolConfigError("netmask", f"{value!r} is not a netmask") from None
+        prefix = 32 - ((~mask & 0xFFFFFFFF).bit_length())
+        if mask != prefix_to_mask(prefix):
+            raise PoolConfigError("netmask", f"{value!r} is not contiguous")
+        return prefix
+    raise TypeError(f"netmask must be str or int, not {type(value).__name__}")
+
+
+def prefix_to_mask(prefix: int) -> int:
+    return (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
+
+
+def _parse_count(value: Any, field: str, optional: bool = False) -> int | None:
+    if optional and value is None:
+        return None
+    if not _is_int(value):
+        kind = "int or None" if optional else "int"
+        raise TypeError(f"{field} must be {kind}, not {type(value).__name__}")
+    return int(value)
+
+
+def _parse_ports(value: Any) -> tuple[int, int]:
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(f"ports must be a (low, high) tuple, not {type(value).__name__}")
+    if not all(_is_int(p) for p in value):
+        raise TypeError("ports must hold two ints")
+    if len(value) != 2:
+        raise PoolConfigError("ports", f"expected (low, high), got {len(value)} values")
+    return int(value[0]), int(value[1])
+
+
+def ip_str(ip: int) -> str:
+    return str(ipaddress.IPv4Address(ip))
+
+
+@dataclass(frozen=True)
+class ControlBlock:
+    """The pool's control block: the inputs of Figure 3 and what follows from them."""
+
+    name: str
+    first_ip: int
+    last_ip: int
+    prefix: int
+    ports: tuple[int, int]
+    initial_blocks: int
+    max_blocks: int
+    subpool_blocks: int
+    grow_threshold: int
+    usable_first: int
+    """The first usable IP (the network address left out for /30 and shorter)."""
+    usable_last: int
+
+    @property
+    def ports_per_ip(self) -> int:
+        return self.ports[1] - self.ports[0] + 1
+
+    @property
+    def address_count(self) -> int:
+        return (self.usable_last - self.usable_first + 1) * self.ports_per_ip
+
+    @property
+    def capacity(self) -> int:
+        return min(self.max_blocks, self.address_count)
+
+    def address(self, index: int) -> tuple[int, int]:
+        """The (ip, port) at ``index`` in the ordered address space."""
+        ip_offset, port_offset = divmod(index, self.ports_per_ip)
+        return self.usable_first + ip_offset, self.ports[0] + port_offset
+
+    def index(self, ip: int, port: int) -> int | None:
+        """The index of (ip, port) in the address space, or None if outside it."""
+        if not self.usable_first <= ip <= self.usable_last:
+            return None
+        if not self.ports[0] <= port <= self.ports[1]:
+            return None
+        return (ip - self.usable_first) * self.ports_per_ip + port - self.ports[0]
+
+
+def control_block(
+    name: Any,
+    first_ip: Any,
+    last_ip: Any,
+    netmask: Any,
+    initial_blocks: Any,
+    max_blocks: Any,
+    ports: Any,
+    subpool_blocks: Any,
+    grow_threshold: Any,
+) -> ControlBlock:
+    """Validate the constructor's arguments (see the module docstring for the order)."""
+    # Phase 1: types and parsing, in signature order.
+    if not isinstance(name, str):
+        raise TypeError(f"name must be str, not {type(name).__name__}")
+    first = parse_ip(first_ip, "first_ip")
+    last = parse_ip(last_ip, "last_ip")
+    prefix = parse_netmask(netmask)
+    low, high = _parse_ports(ports)
+    initial = _parse_count(initial_blocks, "initial_blocks")
+    maximum = _parse_count(max_blocks, "max_blocks")
+    subpool = _parse_count(subpool_blocks, "subpool_blocks", optional=True)
+    threshold = _parse_count(grow_threshold, "grow_threshold")
+    assert initial is not None and maximum is not None and threshold is not None
+
+    # Phase 2: ranges, in signature order.
+    if not name:
+        raise PoolConfigError("name", "must not be empty")
+    if not (1 <= low <= 65535 and 1 <= high <= 65535):
+        raise PoolConfigError("ports", f"({low}, {high}) is outside 1..65535")
+    if low > high:
+        raise PoolConfigError("ports", f"({low}, {high}) is reversed")
+    if initial < 1:
+        raise PoolConfigError("initial_blocks", f"{initial} is less than 1")
+    if initial > MAX_SUBPOOL_BLOCKS:
+        raise PoolConfigError("initial_blocks", f"{initial} is above {MAX_SUBPOOL_BLOCKS}")
+    if maximum < initial:
+        raise PoolConfigError("max_blocks", f"{maximum} is less than initial_blocks")
+    if subpool is not None and subpool < 1:
+        raise PoolConfigError("subpool_blocks", f"{subpool} is less than 1")
+    if subpool is not None and subpool > MAX_SUBPOOL_BLOCKS:
+        raise PoolConfigError("subpool_blocks", f"{subpool} is above {MAX_SUBPOOL_BLOCKS}")
+    if threshold < 0:
+        raise PoolConfigError("grow_threshold", f"{threshold} is less than 0")
+
+    # Phase 3: relations.
+    if first > last:
+        raise PoolConfigError("last_ip", f"{ip_str(last)} is below first_ip {ip_str(first)}")
+    mask = prefix_to_mask(prefix)
+    if first & mask != last & mask:
+        raise PoolConfigError("netmask", f"first_ip and last_ip are not in one /{prefix} subnet")
+    usable_first, usable_last = first, last
+    if prefix <= 30:
+        network = first & mask
+        broadcast = network | (~mask & 0xFFFFFFFF)
+        usable_first = max(first, network + 1)
+        usable_last = min(last, broadcast - 1)
+    if usable_first > usable_last:
+        raise PoolConfigError("first_ip", "the range holds only network/broadcast addresses")
+
+    return ControlBlock(
+        name=name,
+        first_ip=first,
+        last_ip=last,
+        prefix=prefix,
+        ports=(low, high),
+        initial_blocks=initial,
+        max_blocks=min(maximum, _U64_MAX),
+        subpool_blocks=initial if subpool is None else subpool,
+        grow_threshold=threshold,
+        usable_first=usable_first,
+        usable_last=usable_last,
+    )

@@ -1,0 +1,308 @@
+"""The reference model of a natpool pool: the executable specification.
+
+Allocation order (the Rust core returns exactly the same):
+
+* ``allocate()`` takes a block from the lowest-id subpool that has a free
+  block; within a subpool, the most recently freed block first (a fresh
+  subpool hands out its addresses in ascending order).
+* With no free block, a subpool is created (if the blocks in subpools are
+  below ``capacity``); after any successful allocation that leaves
+  ``free_blocks <= grow_threshold``, one more subpool is created.
+* A new subpool gets the lowest unused id and the first addresses of the
+  lowest free interval, ``initial_blocks`` of them for the first subpool and
+  ``subpool_blocks`` later, clipped to the interval and to ``capacity``.
+* When a subpool's last live lease is freed, it is deleted and its interval
+  merged into the free space, unless the blocks left would be fewer than
+  ``initial_blocks``.
+
+A handle is ``generation << 64 | subpool_id << 32 | offset``. A block's
+generation (32 bits, wrapping) is bumped on every free; a subpool made under
+an id that was used before starts its blocks at the highest generation the
+previous holder of that id reached, so no earlier handle matches again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any
+
+from natpool.errors import ArgumentError, LeaseError, PoolExhausted
+from natpool.records import Interval, PoolStats, Subpool
+from natpool.reference.config import ControlBlock, control_block, ip_str, parse_ip
+from natpool.reference.interval_list import IntervalList
+from natpool.reference.memory_pool import GENERATION_MASK, ConnectionBlock, MainPoolHeader, SubpoolHeader
+
+__all__ = ["Pool", "Lease"]
+
+
+class Lease:
+    """A client NAT address held by one connection."""
+
+    __slots__ = ("_pool", "_handle", "_ip", "_port", "_data")
+
+    def __init__(self, pool: Pool, handle: int, ip: int, port: int, data: Any) -> None:
+        self._pool = pool
+        self._handle = handle
+        self._ip = ip
+        self._port = port
+        self._data = data
+
+    pool = property(lambda self: self._pool, doc="The pool that issued the lease.")
+    handle = property(lambda self: self._handle, doc="The lease's handle (an int).")
+    ip = property(lambda self: ip_str(self._ip), doc="The NAT IP as a dotted string.")
+    port = property(lambda self: self._port, doc="The NAT port.")
+    data = property(lambda self: self._data, doc="The object given to allocate().")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(ip, port)``, as ``socket.bind`` takes it."""
+        return (self.ip, self._port)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Lease):
+            return NotImplemented
+        return self._pool is other._pool and self._handle == other._handle
+
+    def __hash__(self) -> int:
+        return hash((id(self._pool), self._handle))
+
+    def __repr__(self) -> str:
+        return f"Lease(ip={self.ip!r}, port={self._port}, handle={self._handle:#x})"
+
+
+class _LeaseContext:
+    def __init__(self, pool: Pool, data: Any) -> None:
+        self._pool = pool
+        self._data = data
+        self._lease: Lease | None = None
+
+    def __enter__(self) -> Lease:
+        self._lease = self._pool.allocate(self._data)
+        return self._lease
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        lease, self._lease = self._lease, None
+        if lease is not None and self._pool._block_of(lease.handle) is not None:
+            self._pool.free(lease)
+
+
+def _handle(generation: int, ident: int, offset: int) -> int:
+    return generation << 64 | ident << 32 | offset
+
+
+class Pool:
+    """A client NAT address pool (pure Python; see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        first_ip: Any,
+        last_ip: Any,
+        netmask: str | int,
+        initial_blocks: int,
+        max_blocks: int,
+        *,
+        ports: tuple[int, int] = (1024, 65535),
+        subpool_blocks: int | None = None,
+        grow_threshold: int = 0,
+    ) -> None:
+        self._cb: ControlBlock = control_block(
+            name, first_ip, last_ip, netmask, initial_blocks, max_blocks, ports, subpool_blocks, grow_threshold
+        )
+        self._intervals = IntervalList(self._cb.address_count)
+        self._memory_pool: MainPoolHeader | None = None  # MPA: NULL until the first allocate()
+        self._live = 0
+
+    # -- the control block's read-only attributes ---------------------------------------
+    name = property(lambda self: self._cb.name)
+    first_ip = property(lambda self: ip_str(self._cb.first_ip))
+    last_ip = property(lambda self: ip_str(self._cb.last_ip))
+    netmask = property(lambda self: ip_str((0xFFFFFFFF << (32 - self._cb.prefix)) & 0xFFFFFFFF))
+    initial_blocks = property(lambda self: self._cb.initial_blocks)
+    max_blocks = property(lambda self: self._cb.max_blocks)
+    ports = property(lambda self: self._cb.ports)
+    subpool_blocks = property(lambda self: self._cb.subpool_blocks)
+    grow_threshold = property(lambda self: self._cb.grow_threshold)
+    address_count = property(lambda self: self._cb.address_count)
+    capacity = property(lambda self: self._cb.capacity)
+
+    def __len__(self) -> int:
+        return self._live
+
+    def __repr__(self) -> str:
+        return f"Pool(name={self.name!r}, live={self._live}, capacity={self.capacity})"
+
+    # -- allocation ----------------------------------------------------------------------
+    def _blocks(self) -> int:
+        return 0 if self._memory_pool is None else self._memory_pool.blocks
+
+    def allocate(self, data: Any = None) -> Lease:
+        """Lease a free client NAT address; ``PoolExhausted`` when ``len(pool) == capacity``."""
+        if self._live == self.capacity:
+            raise PoolExhausted(f"pool {self.name!r} has all {self.capacity} addresses leased")
+        if self._blocks() == self._live:
+            self._create_subpool()
+        assert self._memory_pool is not None
+        subpool = self._memory_pool.with_free_block()
+        assert subpool is not None
+        offset = subpool.pop()
+        block = subpool.blocks[offset]
+        block.live, block.data = True, data
+        self._live += 1
+        if self._blocks() - self._live <= self._cb.grow_threshold and self._blocks() < self.capacity:
+            self._create_subpool()
+        return Lease(self, _handle(block.generation, subpool.id, offset), block.ip, block.port, data)
+
+    def allocate_many(self, n: int) -> list[Lease]:
+        """Lease ``n`` addresses (``data=None``), all or nothing."""
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise TypeError(f"n must be int, not {type(n).__name__}")
+        if n < 0:
+            raise ArgumentError(f"n: {n} is negative")
+        if n > self.capacity - self._live:
+            raise PoolExhausted(f"pool {self.name!r} has {self.capacity - self._live} addresses left, {n} asked")
+        return [self.allocate() for _ in range(n)]
+
+    def lease(self, data: Any = None) -> _LeaseContext:
+        """A context manager that allocates on entry and frees on exit."""
+        return _LeaseContext(self, data)
+
+    def _create_subpool(self) -> None:
+        if self._memory_pool is None:
+            self._memory_pool = MainPoolHeader()
+            wanted = self._cb.initial_blocks
+        else:
+            wanted = self._cb.subpool_blocks
+        memory_pool = self._memory_pool
+        element = self._intervals.first_free()
+        assert element is not None
+        count = min(wanted, element.count, self.capacity - memory_pool.blocks)
+        ident = memory_pool.next_id()
+        generation = memory_pool.generation_floor.get(ident, 0)
+        blocks = [ConnectionBlock(*self._cb.address(element.first + i), generation) for i in range(count)]
+        subpool = SubpoolHeader(ident, element, blocks)
+        self._intervals.assign(element, count, subpool)
+        memory_pool.subpools[ident] = subpool
+        memory_pool.blocks += count
+
+    def _delete_subpool(self, subpool: SubpoolHeader) -> None:
+        memory_pool = self._memory_pool
+        assert memory_pool is not None
+        memory_pool.generation_floor[subpool.id] = max(b.generation for b in subpool.blocks)
+        del memory_pool.subpools[subpool.id]
+        memory_pool.blocks -= len(subpool.blocks)
+        self._intervals.release(subpool.interval)
+
+    # -- freeing -------------------------------------------------------------------------
+    def _handle_of(self, lease_or_handle: Any) -> int:
+        if isinstance(lease_or_handle, Lease):
+            if lease_or_handle.pool is not self:
+                raise LeaseError(f"{lease_or_handle!r} belongs to another pool")
+            return int(lease_or_handle.handle)
+        if isinstance(lease_or_handle, int) and not isinstance(lease_or_handle, bool):
+            return int(lease_or_handle)
+        raise TypeError(f"expected a Lease or an int handle, not {type(lease_or_handle).__name__}")
+
+    def _block_of(self, handle: int) -> tuple[SubpoolHeader, int] | None:
+        """The subpool and offset of the live block ``handle`` names, or None."""
+        if self._memory_pool is None or not 0 <= handle < 1 << 96:
+            return None
+        generation, ident, offset = handle >> 64, (handle >> 32) & 0xFFFFFFFF, handle & 0xFFFFFFFF
+        subpool = self._memory_pool.subpools.get(ident)
+        if subpool is None or offset >= len(subpool.blocks):
+            return None
+        block = subpool.blocks[offset]
+        if not block.live or block.generation != generation:
+            return None
+        return subpool, offset
+
+    def free(self, lease_or_handle: Lease | int) -> None:
+        """Return a live lease; ``LeaseError`` (and no change) for anything else."""
+        handle = self._handle_of(lease_or_handle)
+        found = self._block_of(handle)
+        if found is None:
+            raise LeaseError(f"handle {handle:#x} is not a live lease of pool {self.name!r}")
+        self._release(*found)
+
+    def free_many(self, leases: Iterable[Lease | int]) -> None:
+        """Free a batch, all or nothing: if any item is not a live lease of this pool
+        (or appears twice), ``LeaseError`` is raised and nothing is freed."""
+        handles = [self._handle_of(item) for item in leases]
+        if len(set(handles)) != len(handles):
+            raise LeaseError("the batch names a lease twice")
+        found = [self._block_of(h) for h in handles]
+        for handle, hit in zip(handles, found):
+            if hit is None:
+                raise LeaseError(f"handle {handle:#x} is not a live lease of pool {self.name!r}")
+        for hit in found:
+            assert hit is not None
+            self._release(*hit)
+
+    def _release(self, subpool: SubpoolHeader, offset: int) -> None:
+        block = subpool.blocks[offset]
+        block.live, block.data = False, None
+        block.generation = (block.generation + 1) & GENERATION_MASK
+        subpool.push(offset)
+        self._live -= 1
+        if subpool.free == len(subpool.blocks) and self._blocks() - subpool.free >= self._cb.initial_blocks:
+            self._delete_subpool(subpool)
+
+    # -- lookup and introspection --------------------------------------------------------
+    def lookup(self, ip: Any, port: int) -> Lease | None:
+        """The live lease holding (ip, port), with its data, or None."""
+        address = parse_ip(ip, "ip", ArgumentError)
+        if not isinstance(port, int) or isinstance(port, bool):
+            raise TypeError(f"port must be int, not {type(port).__name__}")
+        if not 0 <= port <= 65535:
+            raise ArgumentError(f"port: {port} is outside 0..65535")
+        index = self._cb.index(address, port)
+        if index is None:
+            return None
+        element = self._intervals.owner_of(index)
+        subpool = element.subpool
+        if subpool is None:
+            return None
+        offset = index - element.first
+        block = subpool.blocks[offset]
+        if not block.live:
+            return None
+        return Lease(self, _handle(block.generation, subpool.id, offset), block.ip, block.port, block.data)
+
+    def _record_bounds(self, first: int, count: int) -> tuple[str, int, str, int]:
+        first_ip, first_port = self._cb.address(first)
+        last_ip, last_port = self._cb.address(first + count - 1)
+        return ip_str(first_ip), first_port, ip_str(last_ip), last_port
+
+    def intervals(self) -> list[Interval]:
+        """The interval list, in address order."""
+        return [
+            Interval(*self._record_bounds(e.first, e.count), e.count, None if e.subpool is None else e.subpool.id)
+            for e in self._intervals
+        ]
+
+    def subpools(self) -> list[Subpool]:
+        """The subpools, in address order."""
+        return [
+            Subpool(e.subpool.id, *self._record_bounds(e.first, e.count), len(e.subpool.blocks), e.subpool.free)
+            for e in self._intervals
+            if e.subpool is not None
+        ]
+
+    def stats(self) -> PoolStats:
+        blocks = self._blocks()
+        return PoolStats(
+            live=self._live,
+            free_blocks=blocks - self._live,
+            blocks=blocks,
+            subpools=0 if self._memory_pool is None else len(self._memory_pool.subpools),
+            intervals=self._intervals.length,
+            free_addresses=self.address_count - blocks,
+            address_count=self.address_count,
+            capacity=self.capacity,
+        )
