@@ -112,6 +112,9 @@ class Pool:
         subpool_blocks: int | None = None,
         grow_threshold: int = 0,
     ) -> None:
+        # None for ports or grow_threshold means the default, as in the Rust binding.
+        ports = (1024, 65535) if ports is None else ports
+        grow_threshold = 0 if grow_threshold is None else grow_threshold
         self._cb: ControlBlock = control_block(
             name, first_ip, last_ip, netmask, initial_blocks, max_blocks, ports, subpool_blocks, grow_threshold
         )

@@ -1,0 +1,146 @@
+//! Phase 1 of validation (see `natpool/reference/config.py`): argument types
+//! and syntax, in the order the reference model checks them.
+
+use pyo3::exceptions::{PyOverflowError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyInt, PyList, PyString, PyTuple, PyType};
+
+use crate::core::{parse_ipv4, parse_netmask, Error};
+
+static IPV4_ADDRESS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// Where a bad value is reported: constructor fields raise `PoolConfigError`,
+/// method arguments `ArgumentError`.
+#[derive(Clone, Copy)]
+pub enum Context {
+    Config,
+    Argument,
+}
+
+fn invalid(context: Context, field: &'static str, reason: String) -> PyErr {
+    match context {
+        Context::Config => Error::Config { field, reason }.into(),
+        Context::Argument => Error::Argument(format!("{field}: {reason}")).into(),
+    }
+}
+
+fn type_name(value: &Bound<'_, PyAny>) -> String {
+    value
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+pub fn is_int(value: &Bound<'_, PyAny>) -> bool {
+    value.is_instance_of::<PyInt>() && !value.is_instance_of::<PyBool>()
+}
+
+/// A Python int as i128, saturating beyond i128's range.
+fn wide_int(value: &Bound<'_, PyAny>) -> PyResult<i128> {
+    match value.extract::<i128>() {
+        Ok(v) => Ok(v),
+        Err(err) if err.is_instance_of::<PyOverflowError>(value.py()) => {
+            Ok(if value.lt(0)? { i128::MIN } else { i128::MAX })
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// An IPv4 address given as `str`, `int` or `ipaddress.IPv4Address`.
+pub fn ip(value: &Bound<'_, PyAny>, field: &'static str, context: Context) -> PyResult<u32> {
+    let py = value.py();
+    if value.is_instance(IPV4_ADDRESS.import(py, "ipaddress", "IPv4Address")?)? {
+        return value.call_method0("__int__")?.extract::<u32>();
+    }
+    if is_int(value) {
+        let wide = wide_int(value)?;
+        return u32::try_from(wide)
+            .map_err(|_| invalid(context, field, format!("{wide} is not an IPv4 address")));
+    }
+    if let Ok(text) = value.cast::<PyString>() {
+        let text = text.to_cow()?;
+        return parse_ipv4(&text)
+            .ok_or_else(|| invalid(context, field, format!("{text:?} is not an IPv4 address")));
+    }
+    Err(PyTypeError::new_err(format!(
+        "{field} must be str, int or IPv4Address, not {}",
+        type_name(value)
+    )))
+}
+
+/// A netmask as a dotted string or a prefix length; returns the prefix.
+pub fn netmask(value: &Bound<'_, PyAny>) -> PyResult<u8> {
+    if is_int(value) {
+        let prefix = wide_int(value)?;
+        return u8::try_from(prefix)
+            .ok()
+            .filter(|p| *p <= 32)
+            .ok_or_else(|| {
+                invalid(
+                    Context::Config,
+                    "netmask",
+                    format!("prefix length {prefix} is outside 0..32"),
+                )
+            });
+    }
+    if let Ok(text) = value.cast::<PyString>() {
+        return Ok(parse_netmask(&text.to_cow()?)?);
+    }
+    Err(PyTypeError::new_err(format!(
+        "netmask must be str or int, not {}",
+        type_name(value)
+    )))
+}
+
+/// `(low, high)` from a tuple or list of two ints.
+pub fn ports(value: Option<&Bound<'_, PyAny>>) -> PyResult<(i128, i128)> {
+    let Some(value) = value else {
+        return Ok((1024, 65535));
+    };
+    let items: Vec<Bound<'_, PyAny>> = if let Ok(tuple) = value.cast::<PyTuple>() {
+        tuple.iter().collect()
+    } else if let Ok(list) = value.cast::<PyList>() {
+        list.iter().collect()
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "ports must be a (low, high) tuple, not {}",
+            type_name(value)
+        )));
+    };
+    if !items.iter().all(is_int) {
+        return Err(PyTypeError::new_err("ports must hold two ints"));
+    }
+    if items.len() != 2 {
+        return Err(invalid(
+            Context::Config,
+            "ports",
+            format!("expected (low, high), got {} values", items.len()),
+        ));
+    }
+    Ok((wide_int(&items[0])?, wide_int(&items[1])?))
+}
+
+/// An int argument (not a bool).
+pub fn count(value: &Bound<'_, PyAny>, field: &'static str) -> PyResult<i128> {
+    if !is_int(value) {
+        return Err(PyTypeError::new_err(format!(
+            "{field} must be int, not {}",
+            type_name(value)
+        )));
+    }
+    wide_int(value)
+}
+
+/// A port argument of `lookup`.
+pub fn port(value: &Bound<'_, PyAny>) -> PyResult<u16> {
+    let wide = count(value, "port")?;
+    u16::try_from(wide).map_err(|_| {
+        invalid(
+            Context::Argument,
+            "port",
+            format!("{wide} is outside 0..65535"),
+        )
+    })
+}

@@ -1,0 +1,127 @@
+//! `natpool.Lease` and the context manager behind `Pool.lease()`.
+
+use std::sync::Mutex;
+
+use pyo3::basic::CompareOp;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyTuple};
+
+use crate::bindings::pool::PyPool;
+use crate::core::config::ip_text;
+use crate::core::Handle;
+
+/// A client NAT address held by one connection.
+#[pyclass(frozen, name = "Lease", module = "natpool")]
+pub struct PyLease {
+    pub(crate) pool: Py<PyPool>,
+    pub(crate) handle: u128,
+    pub(crate) ip: u32,
+    pub(crate) port: u16,
+    pub(crate) data: Option<Py<PyAny>>,
+}
+
+#[pymethods]
+impl PyLease {
+    /// The pool that issued the lease.
+    #[getter]
+    fn pool(&self, py: Python<'_>) -> Py<PyPool> {
+        self.pool.clone_ref(py)
+    }
+
+    /// The lease's handle (an int).
+    #[getter]
+    fn handle(&self) -> u128 {
+        self.handle
+    }
+
+    /// The NAT IP as a dotted string.
+    #[getter]
+    fn ip(&self) -> String {
+        ip_text(self.ip)
+    }
+
+    /// The NAT port.
+    #[getter]
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The object given to allocate().
+    #[getter]
+    fn data(&self, py: Python<'_>) -> Py<PyAny> {
+        self.data
+            .as_ref()
+            .map_or_else(|| py.None(), |d| d.clone_ref(py))
+    }
+
+    /// ``(ip, port)``, as ``socket.bind`` takes it.
+    #[getter]
+    fn address<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        (ip_text(self.ip), self.port).into_pyobject(py)
+    }
+
+    fn __richcmp__(&self, other: &Bound<'_, PyAny>, op: CompareOp) -> Py<PyAny> {
+        let py = other.py();
+        let Ok(other) = other.cast::<PyLease>() else {
+            return py.NotImplemented();
+        };
+        let other = other.get();
+        let equal = self.pool.is(&other.pool) && self.handle == other.handle;
+        match op {
+            CompareOp::Eq => PyBool::new(py, equal).to_owned().into_any().unbind(),
+            CompareOp::Ne => PyBool::new(py, !equal).to_owned().into_any().unbind(),
+            _ => py.NotImplemented(),
+        }
+    }
+
+    fn __hash__(&self) -> u64 {
+        let pool = self.pool.as_ptr() as u64;
+        let mixed = (self.handle as u64) ^ ((self.handle >> 64) as u64).rotate_left(29);
+        (pool.rotate_left(17) ^ mixed).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 1
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Lease(ip='{}', port={}, handle={:#x})",
+            ip_text(self.ip),
+            self.port,
+            self.handle
+        )
+    }
+}
+
+/// Allocates on ``__enter__`` and frees on ``__exit__`` (unless already freed).
+#[pyclass(frozen, module = "natpool")]
+pub struct LeaseContext {
+    pub(crate) pool: Py<PyPool>,
+    pub(crate) data: Option<Py<PyAny>>,
+    pub(crate) lease: Mutex<Option<Py<PyLease>>>,
+}
+
+#[pymethods]
+impl LeaseContext {
+    fn __enter__(&self, py: Python<'_>) -> PyResult<Py<PyLease>> {
+        let data = self.data.as_ref().map(|d| d.clone_ref(py));
+        let lease = PyPool::allocate_lease(self.pool.bind(py), data)?;
+        let mut slot = self.lease.lock().unwrap_or_else(|p| p.into_inner());
+        *slot = Some(lease.clone_ref(py));
+        Ok(lease)
+    }
+
+    fn __exit__(
+        &self,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _traceback: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
+        let lease = self.lease.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(lease) = lease {
+            let pool = self.pool.get();
+            let handle = Handle(lease.get().handle);
+            if pool.core.is_live(handle) {
+                drop(pool.core.free(handle)?);
+            }
+        }
+        Ok(false)
+    }
+}

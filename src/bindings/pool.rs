@@ -1,0 +1,283 @@
+//! `natpool.Pool`: the control block and its methods, over the core pool.
+
+use std::sync::Mutex;
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyString};
+
+use crate::bindings::convert::{self, Context};
+use crate::bindings::lease::{LeaseContext, PyLease};
+use crate::bindings::records;
+use crate::core::config::ip_text;
+use crate::core::{Config, Error, Handle, Lease, Pool, PoolSpec};
+
+/// A client NAT address pool (the Rust core).
+#[pyclass(frozen, name = "Pool", module = "natpool")]
+pub struct PyPool {
+    pub(crate) core: Pool<Option<Py<PyAny>>>,
+}
+
+fn lease_object(
+    pool: &Bound<'_, PyPool>,
+    lease: Lease,
+    data: Option<Py<PyAny>>,
+) -> PyResult<Py<PyLease>> {
+    Py::new(
+        pool.py(),
+        PyLease {
+            pool: pool.clone().unbind(),
+            handle: lease.handle.0,
+            ip: lease.ip,
+            port: lease.port,
+            data,
+        },
+    )
+}
+
+impl PyPool {
+    pub(crate) fn allocate_lease(
+        slf: &Bound<'_, Self>,
+        data: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyLease>> {
+        let py = slf.py();
+        let copy = data.as_ref().map(|d| d.clone_ref(py));
+        let lease = slf.get().core.allocate(data)?;
+        lease_object(slf, lease, copy)
+    }
+
+    /// The handle of a Lease of this pool or of an int.
+    fn handle_of(slf: &Bound<'_, Self>, item: &Bound<'_, PyAny>) -> PyResult<Handle> {
+        if let Ok(lease) = item.cast::<PyLease>() {
+            let lease = lease.get();
+            if !lease.pool.is(slf) {
+                return Err(Error::NotLive(format!(
+                    "{} belongs to another pool",
+                    lease_repr(lease)
+                ))
+                .into());
+            }
+            return Ok(Handle(lease.handle));
+        }
+        if convert::is_int(item) {
+            // Negative or over-wide ints name no lease: 1 << 96 is never live.
+            return Ok(Handle(item.extract::<u128>().unwrap_or(1 << 96)));
+        }
+        Err(PyTypeError::new_err(format!(
+            "expected a Lease or an int handle, not {}",
+            item.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        )))
+    }
+}
+
+fn lease_repr(lease: &PyLease) -> String {
+    format!(
+        "Lease(ip='{}', port={}, handle={:#x})",
+        ip_text(lease.ip),
+        lease.port,
+        lease.handle
+    )
+}
+
+#[pymethods]
+impl PyPool {
+    #[new]
+    #[pyo3(
+        signature = (name, first_ip, last_ip, netmask, initial_blocks, max_blocks, *, ports=None, subpool_blocks=None, grow_threshold=None),
+        text_signature = "(name, first_ip, last_ip, netmask, initial_blocks, max_blocks, *, ports=(1024, 65535), subpool_blocks=None, grow_threshold=0)"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        name: &Bound<'_, PyAny>,
+        first_ip: &Bound<'_, PyAny>,
+        last_ip: &Bound<'_, PyAny>,
+        netmask: &Bound<'_, PyAny>,
+        initial_blocks: &Bound<'_, PyAny>,
+        max_blocks: &Bound<'_, PyAny>,
+        ports: Option<&Bound<'_, PyAny>>,
+        subpool_blocks: Option<&Bound<'_, PyAny>>,
+        grow_threshold: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        // Phase 1, in the reference model's order; phases 2 and 3 in Config::new.
+        let name = name
+            .cast::<PyString>()
+            .map_err(|_| PyTypeError::new_err("name must be str"))?
+            .to_cow()?
+            .into_owned();
+        let first_ip = convert::ip(first_ip, "first_ip", Context::Config)?;
+        let last_ip = convert::ip(last_ip, "last_ip", Context::Config)?;
+        let prefix = convert::netmask(netmask)?;
+        let ports = convert::ports(ports)?;
+        let initial_blocks = convert::count(initial_blocks, "initial_blocks")?;
+        let max_blocks = convert::count(max_blocks, "max_blocks")?;
+        let subpool_blocks = subpool_blocks
+            .map(|v| convert::count(v, "subpool_blocks"))
+            .transpose()?;
+        let grow_threshold =
+            grow_threshold.map_or(Ok(0), |v| convert::count(v, "grow_threshold"))?;
+        let config = Config::new(PoolSpec {
+            name,
+            first_ip,
+            last_ip,
+            prefix,
+            ports,
+            initial_blocks,
+            max_blocks,
+            subpool_blocks,
+            grow_threshold,
+        })?;
+        Ok(PyPool {
+            core: Pool::new(config),
+        })
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        &self.core.config().name
+    }
+    #[getter]
+    fn first_ip(&self) -> String {
+        ip_text(self.core.config().first_ip)
+    }
+    #[getter]
+    fn last_ip(&self) -> String {
+        ip_text(self.core.config().last_ip)
+    }
+    #[getter]
+    fn netmask(&self) -> String {
+        ip_text(self.core.config().netmask())
+    }
+    #[getter]
+    fn initial_blocks(&self) -> u32 {
+        self.core.config().initial_blocks
+    }
+    #[getter]
+    fn max_blocks(&self) -> u64 {
+        self.core.config().max_blocks
+    }
+    #[getter]
+    fn ports(&self) -> (u16, u16) {
+        (self.core.config().port_low, self.core.config().port_high)
+    }
+    #[getter]
+    fn subpool_blocks(&self) -> u32 {
+        self.core.config().subpool_blocks
+    }
+    #[getter]
+    fn grow_threshold(&self) -> u64 {
+        self.core.config().grow_threshold
+    }
+    #[getter]
+    fn address_count(&self) -> u64 {
+        self.core.config().address_count
+    }
+    #[getter]
+    fn capacity(&self) -> u64 {
+        self.core.config().capacity
+    }
+
+    fn __len__(&self) -> usize {
+        self.core.len() as usize
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let pool = slf.get();
+        let name = PyString::new(slf.py(), &pool.core.config().name).repr()?;
+        Ok(format!(
+            "Pool(name={name}, live={}, capacity={})",
+            pool.core.len(),
+            pool.core.config().capacity
+        ))
+    }
+
+    /// Lease a free client NAT address; ``PoolExhausted`` when ``len(pool) == capacity``.
+    #[pyo3(signature = (data=None))]
+    fn allocate(slf: &Bound<'_, Self>, data: Option<Py<PyAny>>) -> PyResult<Py<PyLease>> {
+        Self::allocate_lease(slf, data)
+    }
+
+    /// Lease ``n`` addresses (``data=None``), all or nothing. Releases the GIL.
+    fn allocate_many<'py>(
+        slf: &Bound<'py, Self>,
+        n: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let py = slf.py();
+        let n = convert::count(n, "n")?;
+        let n = u64::try_from(n).map_err(|_| Error::Argument(format!("n: {n} is negative")))?;
+        let core = &slf.get().core;
+        let leases = py.detach(|| core.allocate_many(n, || None))?;
+        let objects = leases
+            .into_iter()
+            .map(|lease| lease_object(slf, lease, None))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, objects)
+    }
+
+    /// A context manager that allocates on entry and frees on exit.
+    #[pyo3(signature = (data=None))]
+    fn lease(slf: &Bound<'_, Self>, data: Option<Py<PyAny>>) -> LeaseContext {
+        LeaseContext {
+            pool: slf.clone().unbind(),
+            data,
+            lease: Mutex::new(None),
+        }
+    }
+
+    /// Return a live lease; ``LeaseError`` (and no change) for anything else.
+    fn free(slf: &Bound<'_, Self>, lease_or_handle: &Bound<'_, PyAny>) -> PyResult<()> {
+        let handle = Self::handle_of(slf, lease_or_handle)?;
+        drop(slf.get().core.free(handle)?);
+        Ok(())
+    }
+
+    /// Free a batch, all or nothing: if any item is not a live lease of this
+    /// pool (or appears twice), ``LeaseError`` is raised and nothing is freed.
+    /// Releases the GIL.
+    fn free_many(slf: &Bound<'_, Self>, leases: &Bound<'_, PyAny>) -> PyResult<()> {
+        let handles = leases
+            .try_iter()?
+            .map(|item| Self::handle_of(slf, &item?))
+            .collect::<PyResult<Vec<_>>>()?;
+        let core = &slf.get().core;
+        let released = slf.py().detach(|| core.free_many(&handles));
+        // The released data objects are dropped here, attached.
+        drop(released?);
+        Ok(())
+    }
+
+    /// The live lease holding (ip, port), with its data, or None.
+    fn lookup(
+        slf: &Bound<'_, Self>,
+        ip: &Bound<'_, PyAny>,
+        port: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<Py<PyLease>>> {
+        let py = slf.py();
+        let ip = convert::ip(ip, "ip", Context::Argument)?;
+        let port = convert::port(port)?;
+        let (found, released) = slf.get().core.lookup_with(ip, port, |lease, data| {
+            (lease, data.as_ref().map(|d| d.clone_ref(py)))
+        });
+        drop(released);
+        found
+            .map(|(lease, data)| lease_object(slf, lease, data))
+            .transpose()
+    }
+
+    /// The interval list, in address order.
+    fn intervals<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        records::intervals(py, self.core.config(), &self.core.intervals())
+    }
+
+    /// The subpools, in address order.
+    fn subpools<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        records::subpools(py, self.core.config(), &self.core.subpools())
+    }
+
+    /// The pool's counters, in O(1).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        records::stats(py, &self.core.stats())
+    }
+}

@@ -1,0 +1,65 @@
+//! Builds the records of `natpool/records.py` from the core's values.
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyList, PyType};
+
+use crate::core::config::ip_text;
+use crate::core::{Config, Interval, PoolStats, SubpoolInfo};
+
+static INTERVAL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static SUBPOOL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static POOL_STATS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+fn bounds(config: &Config, first: u64, count: u64) -> (String, u16, String, u16) {
+    let (first_ip, first_port) = config.address(first);
+    let (last_ip, last_port) = config.address(first + count - 1);
+    (ip_text(first_ip), first_port, ip_text(last_ip), last_port)
+}
+
+pub fn intervals<'py>(
+    py: Python<'py>,
+    config: &Config,
+    list: &[Interval],
+) -> PyResult<Bound<'py, PyList>> {
+    let class = INTERVAL.import(py, "natpool.records", "Interval")?;
+    let items = list
+        .iter()
+        .map(|i| {
+            let (a, b, c, d) = bounds(config, i.first, i.count);
+            class.call1((a, b, c, d, i.count, i.subpool))
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, items)
+}
+
+pub fn subpools<'py>(
+    py: Python<'py>,
+    config: &Config,
+    list: &[SubpoolInfo],
+) -> PyResult<Bound<'py, PyList>> {
+    let class = SUBPOOL.import(py, "natpool.records", "Subpool")?;
+    let items = list
+        .iter()
+        .map(|s| {
+            let (a, b, c, d) = bounds(config, s.first, u64::from(s.blocks));
+            class.call1((s.id, a, b, c, d, s.blocks, s.free))
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, items)
+}
+
+pub fn stats<'py>(py: Python<'py>, s: &PoolStats) -> PyResult<Bound<'py, PyAny>> {
+    POOL_STATS
+        .import(py, "natpool.records", "PoolStats")?
+        .call1((
+            s.live,
+            s.free_blocks,
+            s.blocks,
+            s.subpools,
+            s.intervals,
+            s.free_addresses,
+            s.address_count,
+            s.capacity,
+        ))
+}

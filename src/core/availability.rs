@@ -1,0 +1,151 @@
+//! Which subpools have a free block: a 64-ary hierarchy of bitmaps over
+//! subpool ids, so the lowest such id is found in a constant number of loads
+//! (one per level) and a free address is never searched for.
+//!
+//! Level 0 has one bit per subpool id; a bit of level `k + 1` is set when the
+//! corresponding word of level `k` may be non-zero. All operations are
+//! lock-free (`fetch_or`/`fetch_and`, SeqCst). The bits are hints that the
+//! pool keeps exact in single-threaded use: a bit is set after a subpool's
+//! count goes from 0 to 1 and cleared (then re-checked) when it reaches 0.
+//! Under concurrency a set bit may be stale, never missing for long: every
+//! clear is followed by a re-check that sets the bit again if a concurrent
+//! setter raced with it, and [`Availability::first`] repairs stale summaries.
+
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+
+use crate::core::segvec::SegVec;
+
+pub struct Availability {
+    levels: Vec<SegVec<AtomicU64>>,
+}
+
+impl Availability {
+    /// A map for ids below `max_ids` (at least one level).
+    pub fn new(max_ids: u64) -> Self {
+        let mut depth = 1;
+        let mut covered: u128 = 64;
+        while covered < u128::from(max_ids) {
+            depth += 1;
+            covered *= 64;
+        }
+        let levels: Vec<SegVec<AtomicU64>> = (0..depth).map(|_| SegVec::new()).collect();
+        levels[depth - 1].ensure(0);
+        Availability { levels }
+    }
+
+    /// Make `id` usable. Call with the pool's writer lock held.
+    pub fn ensure(&self, id: u32) {
+        let mut index = id as usize;
+        for level in &self.levels {
+            index /= 64;
+            level.ensure(index);
+        }
+    }
+
+    fn word(&self, level: usize, index: usize) -> &AtomicU64 {
+        self.levels[level]
+            .get(index / 64)
+            .expect("availability word ensured before use")
+    }
+
+    /// Mark `id` as having a free block.
+    pub fn set(&self, id: u32) {
+        self.set_at(0, id as usize);
+    }
+
+    fn set_at(&self, level: usize, index: usize) {
+        let bit = 1u64 << (index % 64);
+        let previous = self.word(level, index).fetch_or(bit, SeqCst);
+        if previous == 0 && level + 1 < self.levels.len() {
+            self.set_at(level + 1, index / 64);
+        }
+    }
+
+    /// Mark `id` as having no free block.
+    pub fn clear(&self, id: u32) {
+        self.clear_at(0, id as usize);
+    }
+
+    fn clear_at(&self, level: usize, index: usize) {
+        let bit = 1u64 << (index % 64);
+        let word = self.word(level, index);
+        if word.fetch_and(!bit, SeqCst) != bit || level + 1 == self.levels.len() {
+            return;
+        }
+        // The word went to zero: clear its summary bit, then re-check, since
+        // a concurrent `set_at` may have found the word zero and set it.
+        self.clear_at(level + 1, index / 64);
+        if word.load(SeqCst) != 0 {
+            self.set_at(level + 1, index / 64);
+        }
+    }
+
+    /// The lowest id whose bit is set.
+    #[inline]
+    pub fn first(&self) -> Option<u32> {
+        'search: loop {
+            let mut index = 0usize;
+            for level in (0..self.levels.len()).rev() {
+                let word = self.levels[level]
+                    .get(index)
+                    .expect("summary implies word")
+                    .load(SeqCst);
+                if word == 0 {
+                    if level + 1 == self.levels.len() {
+                        return None;
+                    }
+                    // A stale summary bit: repair it and search again.
+                    self.clear_at(level + 1, index);
+                    if self.levels[level]
+                        .get(index)
+                        .is_some_and(|w| w.load(SeqCst) != 0)
+                    {
+                        self.set_at(level + 1, index);
+                    }
+                    continue 'search;
+                }
+                index = index * 64 + word.trailing_zeros() as usize;
+            }
+            return Some(index as u32);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_lowest_set_id_across_levels() {
+        let map = Availability::new(1 << 20);
+        for id in [70_000, 5_000, 64, 3] {
+            map.ensure(id);
+        }
+        assert_eq!(map.first(), None);
+        map.set(70_000);
+        assert_eq!(map.first(), Some(70_000));
+        map.set(5_000);
+        map.set(64);
+        assert_eq!(map.first(), Some(64));
+        map.set(3);
+        assert_eq!(map.first(), Some(3));
+        map.clear(3);
+        map.clear(64);
+        assert_eq!(map.first(), Some(5_000));
+        map.clear(5_000);
+        map.clear(70_000);
+        assert_eq!(map.first(), None);
+    }
+
+    #[test]
+    fn single_level_map() {
+        let map = Availability::new(10);
+        map.ensure(9);
+        map.set(9);
+        map.set(2);
+        assert_eq!(map.first(), Some(2));
+        map.clear(2);
+        map.clear(2);
+        assert_eq!(map.first(), Some(9));
+    }
+}

@@ -1,0 +1,213 @@
+//! A connection block: one client NAT address, set when its subpool is
+//! created, plus the lease state and the user's data.
+//!
+//! The state word is `generation << 32 | LIVE | RELEASING | readers`:
+//! * free: `LIVE` clear; the block is on its subpool's free list or held by
+//!   the allocator that popped it, which alone may write `data`;
+//! * live: `LIVE` set; lookups may register as readers and read `data`;
+//! * releasing: `free` found readers present; the last reader to leave
+//!   completes the release.
+//!
+//! Completing a release moves the state to free with the generation bumped,
+//! and hands the data back to the completer, who returns the block to the
+//! free list. So no reader ever sees `data` being replaced, and no lookup
+//! ever waits.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const LIVE: u64 = 1 << 31;
+const RELEASING: u64 = 1 << 30;
+const READERS: u64 = RELEASING - 1;
+
+fn generation(state: u64) -> u32 {
+    (state >> 32) as u32
+}
+
+fn free_state(generation: u32) -> u64 {
+    u64::from(generation) << 32
+}
+
+/// The outcome of [`ConnectionBlock::release`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Release<T> {
+    /// The handle's generation does not name a live lease of this block.
+    NotLive,
+    /// Released; the caller must return the block to the free list.
+    Done(T),
+    /// Marked releasing; the last reader returns the block.
+    Deferred,
+}
+
+pub struct ConnectionBlock<T> {
+    state: AtomicU64,
+    pub ip: u32,
+    pub port: u16,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: `data` is moved between threads (written by the allocating thread,
+// taken by the releasing one), so `T: Send` is needed to send a block, and
+// concurrent readers share `&T`, so `T: Sync` is needed to share one. The
+// state protocol above serialises every write to `data` against all reads.
+unsafe impl<T: Send> Send for ConnectionBlock<T> {}
+// SAFETY: see above.
+unsafe impl<T: Send + Sync> Sync for ConnectionBlock<T> {}
+
+impl<T: Default> ConnectionBlock<T> {
+    pub fn new(ip: u32, port: u16, generation: u32) -> Self {
+        ConnectionBlock {
+            state: AtomicU64::new(free_state(generation)),
+            ip,
+            port,
+            data: UnsafeCell::new(T::default()),
+        }
+    }
+
+    /// The current generation (a snapshot).
+    pub fn generation(&self) -> u32 {
+        generation(self.state.load(Ordering::Relaxed))
+    }
+
+    /// Whether a live lease of `generation` holds the block (a snapshot).
+    pub fn is_live(&self, generation_: u32) -> bool {
+        let state = self.state.load(Ordering::Acquire);
+        generation(state) == generation_ && state & (LIVE | RELEASING) == LIVE
+    }
+
+    /// Make the block live with `data`; returns its generation.
+    ///
+    /// # Safety
+    /// The caller must own the block: it popped it from the free list and has
+    /// not published it, so no other thread reads or writes `data`.
+    #[inline]
+    pub unsafe fn occupy(&self, data: T) -> u32 {
+        let state = self.state.load(Ordering::Relaxed);
+        debug_assert_eq!(state & (LIVE | RELEASING | READERS), 0);
+        // SAFETY: the caller owns the block (see the contract above).
+        unsafe { *self.data.get() = data };
+        self.state.store(state | LIVE, Ordering::Release);
+        generation(state)
+    }
+
+    /// Free the lease of `generation_`.
+    #[inline]
+    pub fn release(&self, generation_: u32) -> Release<T> {
+        let mut state = self.state.load(Ordering::Acquire);
+        loop {
+            if generation(state) != generation_ || state & (LIVE | RELEASING) != LIVE {
+                return Release::NotLive;
+            }
+            let done = state & READERS == 0;
+            let next = if done {
+                free_state(generation_.wrapping_add(1))
+            } else {
+                state | RELEASING
+            };
+            match self
+                .state
+                .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) if done => return Release::Done(self.take_data()),
+                Ok(_) => return Release::Deferred,
+                Err(seen) => state = seen,
+            }
+        }
+    }
+
+    /// Run `read` on a live block's generation and data. Returns `None` when
+    /// the block is not live; otherwise `read`'s result and, when this reader
+    /// was the last one out of a block being released, the released data
+    /// (the caller must then return the block to the free list). `read` must
+    /// not panic.
+    #[inline]
+    pub fn read<R>(&self, read: impl FnOnce(u32, &T) -> R) -> Option<(R, Option<T>)> {
+        let mut state = self.state.load(Ordering::Acquire);
+        loop {
+            if state & (LIVE | RELEASING) != LIVE || state & READERS == READERS {
+                return None;
+            }
+            match self.state.compare_exchange_weak(
+                state,
+                state + 1,
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(seen) => state = seen,
+            }
+        }
+        let generation_ = generation(state);
+        // SAFETY: we are a registered reader of a live block: no release can
+        // complete (and so nothing can write `data`) until we leave.
+        let result = read(generation_, unsafe { &*self.data.get() });
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            let last_out = state & RELEASING != 0 && state & READERS == 1;
+            let next = if last_out {
+                free_state(generation_.wrapping_add(1))
+            } else {
+                state - 1
+            };
+            match self
+                .state
+                .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) if last_out => return Some((result, Some(self.take_data()))),
+                Ok(_) => return Some((result, None)),
+                Err(seen) => state = seen,
+            }
+        }
+    }
+
+    fn take_data(&self) -> T {
+        // SAFETY: called only by the thread whose CAS moved the block from
+        // live (or releasing) with no other reader to free: no reader can
+        // register (LIVE is clear) and the block is on no free list yet, so
+        // this thread alone accesses `data`.
+        unsafe { std::mem::take(&mut *self.data.get()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn occupy_release_bumps_generation() {
+        let block: ConnectionBlock<u32> = ConnectionBlock::new(1, 2, 5);
+        // SAFETY: the block is fresh and owned by this test.
+        let generation_ = unsafe { block.occupy(9) };
+        assert_eq!(generation_, 5);
+        assert!(block.is_live(5));
+        assert_eq!(block.release(4), Release::NotLive);
+        assert_eq!(block.release(5), Release::Done(9));
+        assert_eq!(block.release(5), Release::NotLive);
+        assert_eq!(block.generation(), 6);
+        assert!(block.read(|_, _| ()).is_none());
+    }
+
+    #[test]
+    fn generation_wraps() {
+        let block: ConnectionBlock<()> = ConnectionBlock::new(1, 2, u32::MAX);
+        // SAFETY: owned by this test.
+        unsafe { block.occupy(()) };
+        assert_eq!(block.release(u32::MAX), Release::Done(()));
+        assert_eq!(block.generation(), 0);
+    }
+
+    #[test]
+    fn last_reader_completes_a_deferred_release() {
+        let block: ConnectionBlock<u32> = ConnectionBlock::new(1, 2, 0);
+        // SAFETY: owned by this test.
+        unsafe { block.occupy(3) };
+        let outcome = block.read(|generation_, data| {
+            assert_eq!(block.release(generation_), Release::Deferred);
+            assert_eq!(block.release(generation_), Release::NotLive);
+            *data
+        });
+        assert_eq!(outcome, Some((3, Some(3))));
+        assert_eq!(block.generation(), 1);
+        assert!(!block.is_live(0));
+    }
+}

@@ -1,0 +1,383 @@
+//! The control block (the patent's Figure 3) and the ordered address space.
+//!
+//! Validation mirrors `natpool/reference/config.py`: the caller (the Python
+//! binding, or a Rust user) parses each argument (phase 1: types, IP and
+//! netmask syntax, see [`parse_ipv4`] and [`parse_netmask`]); [`Config::new`]
+//! then checks the values in signature order (phase 2) and the relations
+//! between them (phase 3), and reports the first failure.
+
+use crate::core::error::Error;
+
+/// The largest subpool (and `initial_blocks`): block offsets are 32-bit.
+pub const MAX_SUBPOOL_BLOCKS: u32 = u32::MAX;
+
+/// A pool's configuration as given, before validation. Integers are wide so
+/// that out-of-range input is reported, not truncated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSpec {
+    pub name: String,
+    pub first_ip: u32,
+    pub last_ip: u32,
+    /// Netmask prefix length, 0..=32.
+    pub prefix: u8,
+    pub ports: (i128, i128),
+    pub initial_blocks: i128,
+    pub max_blocks: i128,
+    /// `None`: the same as `initial_blocks`.
+    pub subpool_blocks: Option<i128>,
+    pub grow_threshold: i128,
+}
+
+/// The validated control block and the address space it defines: every
+/// (ip, port) with ip in the usable part of `first_ip..=last_ip` and port in
+/// `ports`, ordered by ip, then port, and numbered from 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub name: String,
+    pub first_ip: u32,
+    pub last_ip: u32,
+    pub prefix: u8,
+    pub port_low: u16,
+    pub port_high: u16,
+    pub initial_blocks: u32,
+    pub max_blocks: u64,
+    pub subpool_blocks: u32,
+    pub grow_threshold: u64,
+    /// First IP handed out (the subnet's network address is left out for /30 and shorter).
+    pub usable_first: u32,
+    /// Last IP handed out (the broadcast address is left out for /30 and shorter).
+    pub usable_last: u32,
+    pub address_count: u64,
+    /// `min(max_blocks, address_count)`.
+    pub capacity: u64,
+}
+
+/// Parse a dotted-quad IPv4 address the way Python's `ipaddress` does:
+/// four decimal octets of at most three digits, no leading zeros.
+pub fn parse_ipv4(text: &str) -> Option<u32> {
+    let mut value: u32 = 0;
+    let mut octets = 0;
+    for part in text.split('.') {
+        let bytes = part.as_bytes();
+        if bytes.is_empty() || bytes.len() > 3 || !bytes.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        if bytes.len() > 1 && bytes[0] == b'0' {
+            return None;
+        }
+        let octet: u32 = part.parse().ok()?;
+        if octet > 255 {
+            return None;
+        }
+        value = value << 8 | octet;
+        octets += 1;
+        if octets > 4 {
+            return None;
+        }
+    }
+    (octets == 4).then_some(value)
+}
+
+/// Parse a dotted netmask into its prefix length; non-contiguous masks are errors.
+pub fn parse_netmask(text: &str) -> Result<u8, Error> {
+    let mask = parse_ipv4(text)
+        .ok_or_else(|| Error::config("netmask", format!("{text:?} is not a netmask")))?;
+    let prefix = mask.leading_ones() as u8;
+    if mask != prefix_mask(prefix) {
+        return Err(Error::config(
+            "netmask",
+            format!("{text:?} is not contiguous"),
+        ));
+    }
+    Ok(prefix)
+}
+
+/// The mask of a prefix length (0..=32).
+pub fn prefix_mask(prefix: u8) -> u32 {
+    if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix))
+    }
+}
+
+/// Dotted-quad text of an address.
+pub fn ip_text(ip: u32) -> String {
+    std::net::Ipv4Addr::from(ip).to_string()
+}
+
+fn block_count(field: &'static str, value: i128) -> Result<u32, Error> {
+    if value < 1 {
+        return Err(Error::config(field, format!("{value} is less than 1")));
+    }
+    u32::try_from(value)
+        .map_err(|_| Error::config(field, format!("{value} is above {MAX_SUBPOOL_BLOCKS}")))
+}
+
+fn saturate_u64(value: i128) -> u64 {
+    u64::try_from(value.max(0)).unwrap_or(u64::MAX)
+}
+
+impl Config {
+    /// Validate a spec (phases 2 and 3; see the module docs).
+    pub fn new(spec: PoolSpec) -> Result<Config, Error> {
+        if spec.prefix > 32 {
+            return Err(Error::config(
+                "netmask",
+                format!("prefix length {} is outside 0..32", spec.prefix),
+            ));
+        }
+        // Phase 2: ranges, in signature order.
+        if spec.name.is_empty() {
+            return Err(Error::config("name", "must not be empty"));
+        }
+        let (low, high) = spec.ports;
+        if !(1..=65535).contains(&low) || !(1..=65535).contains(&high) {
+            return Err(Error::config(
+                "ports",
+                format!("({low}, {high}) is outside 1..65535"),
+            ));
+        }
+        if low > high {
+            return Err(Error::config(
+                "ports",
+                format!("({low}, {high}) is reversed"),
+            ));
+        }
+        let initial_blocks = block_count("initial_blocks", spec.initial_blocks)?;
+        if spec.max_blocks < spec.initial_blocks {
+            return Err(Error::config(
+                "max_blocks",
+                format!("{} is less than initial_blocks", spec.max_blocks),
+            ));
+        }
+        let subpool_blocks = match spec.subpool_blocks {
+            Some(value) => block_count("subpool_blocks", value)?,
+            None => initial_blocks,
+        };
+        if spec.grow_threshold < 0 {
+            return Err(Error::config(
+                "grow_threshold",
+                format!("{} is less than 0", spec.grow_threshold),
+            ));
+        }
+
+        // Phase 3: relations.
+        let (first, last) = (spec.first_ip, spec.last_ip);
+        if first > last {
+            return Err(Error::config(
+                "last_ip",
+                format!("{} is below first_ip {}", ip_text(last), ip_text(first)),
+            ));
+        }
+        let mask = prefix_mask(spec.prefix);
+        if first & mask != last & mask {
+            return Err(Error::config(
+                "netmask",
+                format!(
+                    "first_ip and last_ip are not in one /{} subnet",
+                    spec.prefix
+                ),
+            ));
+        }
+        let (mut usable_first, mut usable_last) = (i64::from(first), i64::from(last));
+        if spec.prefix <= 30 {
+            let network = i64::from(first & mask);
+            let broadcast = i64::from(first & mask | !mask);
+            usable_first = usable_first.max(network + 1);
+            usable_last = usable_last.min(broadcast - 1);
+        }
+        if usable_first > usable_last {
+            return Err(Error::config(
+                "first_ip",
+                "the range holds only network/broadcast addresses",
+            ));
+        }
+        let (port_low, port_high) = (low as u16, high as u16);
+        let ports_per_ip = u64::from(port_high - port_low) + 1;
+        let address_count = (usable_last - usable_first + 1) as u64 * ports_per_ip;
+        let max_blocks = saturate_u64(spec.max_blocks);
+        Ok(Config {
+            name: spec.name,
+            first_ip: first,
+            last_ip: last,
+            prefix: spec.prefix,
+            port_low,
+            port_high,
+            initial_blocks,
+            max_blocks,
+            subpool_blocks,
+            grow_threshold: saturate_u64(spec.grow_threshold),
+            usable_first: usable_first as u32,
+            usable_last: usable_last as u32,
+            address_count,
+            capacity: max_blocks.min(address_count),
+        })
+    }
+
+    /// The dotted netmask.
+    pub fn netmask(&self) -> u32 {
+        prefix_mask(self.prefix)
+    }
+
+    fn ports_per_ip(&self) -> u64 {
+        u64::from(self.port_high - self.port_low) + 1
+    }
+
+    /// The (ip, port) at `index` of the address space (`index < address_count`).
+    pub fn address(&self, index: u64) -> (u32, u16) {
+        let per_ip = self.ports_per_ip();
+        let ip = self.usable_first + (index / per_ip) as u32;
+        let port = self.port_low + (index % per_ip) as u16;
+        (ip, port)
+    }
+
+    /// The index of (ip, port), or `None` when it is outside the address space.
+    pub fn index(&self, ip: u32, port: u16) -> Option<u64> {
+        if !(self.usable_first..=self.usable_last).contains(&ip)
+            || !(self.port_low..=self.port_high).contains(&port)
+        {
+            return None;
+        }
+        Some(
+            u64::from(ip - self.usable_first) * self.ports_per_ip()
+                + u64::from(port - self.port_low),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn spec(first: &str, last: &str, prefix: u8) -> PoolSpec {
+        PoolSpec {
+            name: "t".into(),
+            first_ip: parse_ipv4(first).unwrap(),
+            last_ip: parse_ipv4(last).unwrap(),
+            prefix,
+            ports: (1024, 65535),
+            initial_blocks: 4,
+            max_blocks: 100,
+            subpool_blocks: None,
+            grow_threshold: 0,
+        }
+    }
+
+    fn field(result: Result<Config, Error>) -> &'static str {
+        match result {
+            Err(Error::Config { field, .. }) => field,
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_ipv4_like_python() {
+        assert_eq!(parse_ipv4("10.0.0.1"), Some(0x0A00_0001));
+        assert_eq!(parse_ipv4("255.255.255.255"), Some(u32::MAX));
+        for bad in [
+            "",
+            "1.2.3",
+            "1.2.3.4.5",
+            "01.2.3.4",
+            "256.0.0.1",
+            "1.2.3.-4",
+            " 1.2.3.4",
+            "1..2.3",
+            "1.2.3.4 ",
+        ] {
+            assert_eq!(parse_ipv4(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn parses_netmasks() {
+        assert_eq!(parse_netmask("255.255.255.0"), Ok(24));
+        assert_eq!(parse_netmask("0.0.0.0"), Ok(0));
+        assert_eq!(parse_netmask("255.255.255.255"), Ok(32));
+        assert!(matches!(
+            parse_netmask("255.0.255.0"),
+            Err(Error::Config {
+                field: "netmask",
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_netmask("nope"),
+            Err(Error::Config {
+                field: "netmask",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn address_space_leaves_out_network_and_broadcast() {
+        let c = Config::new(spec("10.0.0.0", "10.0.0.255", 24)).unwrap();
+        assert_eq!(c.usable_first, parse_ipv4("10.0.0.1").unwrap());
+        assert_eq!(c.usable_last, parse_ipv4("10.0.0.254").unwrap());
+        assert_eq!(c.address_count, 254 * 64512);
+        assert_eq!(c.capacity, 100);
+        let c = Config::new(spec("10.0.0.0", "10.0.0.1", 31)).unwrap();
+        assert_eq!(c.address_count, 2 * 64512);
+        let c = Config::new(spec("10.0.0.7", "10.0.0.7", 32)).unwrap();
+        assert_eq!(c.address_count, 64512);
+    }
+
+    #[test]
+    fn index_and_address_are_inverse() {
+        let mut s = spec("10.0.0.1", "10.0.0.3", 24);
+        s.ports = (100, 102);
+        let c = Config::new(s).unwrap();
+        for i in 0..c.address_count {
+            let (ip, port) = c.address(i);
+            assert_eq!(c.index(ip, port), Some(i));
+        }
+        assert_eq!(c.index(parse_ipv4("10.0.0.4").unwrap(), 100), None);
+        assert_eq!(c.index(parse_ipv4("10.0.0.1").unwrap(), 103), None);
+    }
+
+    #[test]
+    fn rejects_each_bad_value_naming_the_field() {
+        let ok = spec("10.0.0.1", "10.0.0.9", 24);
+        let with = |f: &dyn Fn(&mut PoolSpec)| {
+            let mut s = ok.clone();
+            f(&mut s);
+            Config::new(s)
+        };
+        assert_eq!(field(with(&|s| s.name.clear())), "name");
+        assert_eq!(field(with(&|s| s.ports = (0, 10))), "ports");
+        assert_eq!(field(with(&|s| s.ports = (10, 65536))), "ports");
+        assert_eq!(field(with(&|s| s.ports = (20, 10))), "ports");
+        assert_eq!(field(with(&|s| s.initial_blocks = 0)), "initial_blocks");
+        assert_eq!(
+            field(with(&|s| s.initial_blocks = 1 << 32)),
+            "initial_blocks"
+        );
+        assert_eq!(field(with(&|s| s.max_blocks = 3)), "max_blocks");
+        assert_eq!(
+            field(with(&|s| s.subpool_blocks = Some(0))),
+            "subpool_blocks"
+        );
+        assert_eq!(field(with(&|s| s.grow_threshold = -1)), "grow_threshold");
+        assert_eq!(
+            field(with(&|s| std::mem::swap(&mut s.first_ip, &mut s.last_ip))),
+            "last_ip"
+        );
+        assert_eq!(
+            field(with(&|s| s.last_ip = parse_ipv4("10.0.1.1").unwrap())),
+            "netmask"
+        );
+        assert_eq!(field(with(&|s| s.prefix = 33)), "netmask");
+        let only_network = spec("10.0.0.0", "10.0.0.0", 24);
+        assert_eq!(field(Config::new(only_network)), "first_ip");
+    }
+
+    #[test]
+    fn first_failure_in_signature_order_wins() {
+        let mut s = spec("10.0.0.9", "10.0.0.1", 24);
+        s.name.clear();
+        s.initial_blocks = 0;
+        assert_eq!(field(Config::new(s)), "name");
+    }
+}

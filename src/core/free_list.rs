@@ -1,0 +1,169 @@
+//! A subpool's free list: a lock-free LIFO stack of block offsets with a
+//! tagged head (against ABA), and a count of free blocks that callers
+//! *reserve* from before they pop.
+//!
+//! Protocol: `push` links the block, swings the head, then increments
+//! `available`; `reserve` decrements `available` (never below zero); `pop` is
+//! called only after a successful reserve. So `available` never exceeds the
+//! blocks on the stack not yet claimed, and a reserved pop always finds one.
+//! `try_close` swaps `available` from "all blocks free" to closed in one CAS:
+//! after it, no reservation can succeed, which is what makes deleting an
+//! empty subpool race-free against allocators that already found it.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::core::error::Error;
+
+const CLOSED: u64 = 1 << 63;
+
+/// The outcome of [`FreeList::reserve`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserve {
+    /// A block is reserved; `last` when it was the last free one.
+    Taken {
+        last: bool,
+    },
+    Empty,
+    Closed,
+}
+
+pub struct FreeList {
+    /// `tag << 32 | (offset + 1)`; the low half is 0 when the stack is empty.
+    head: AtomicU64,
+    available: AtomicU64,
+    /// For each block on the stack, the next one (`offset + 1`, 0 for none).
+    links: Box<[AtomicU32]>,
+}
+
+impl FreeList {
+    /// A full list of `n` blocks; pops return offsets 0, 1, 2, ... in order.
+    pub fn new(n: u32) -> Result<Self, Error> {
+        let mut links = Vec::new();
+        links
+            .try_reserve_exact(n as usize)
+            .map_err(|_| Error::OutOfMemory(format!("cannot reserve a free list of {n} blocks")))?;
+        links.extend((1..=n).map(|i| AtomicU32::new(if i < n { i + 1 } else { 0 })));
+        Ok(FreeList {
+            head: AtomicU64::new(if n > 0 { 1 } else { 0 }),
+            available: AtomicU64::new(u64::from(n)),
+            links: links.into_boxed_slice(),
+        })
+    }
+
+    /// Claim one free block, to be taken with [`pop`](Self::pop).
+    #[inline]
+    pub fn reserve(&self) -> Reserve {
+        let mut current = self.available.load(Ordering::Relaxed);
+        loop {
+            if current & CLOSED != 0 {
+                return Reserve::Closed;
+            }
+            if current == 0 {
+                return Reserve::Empty;
+            }
+            match self.available.compare_exchange_weak(
+                current,
+                current - 1,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Reserve::Taken { last: current == 1 },
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    /// Take the most recently pushed block. Only after a successful reserve.
+    #[inline]
+    pub fn pop(&self) -> u32 {
+        loop {
+            let head = self.head.load(Ordering::Acquire);
+            let top = head as u32;
+            if top == 0 {
+                // A reservation guarantees a block; its push is still landing.
+                std::hint::spin_loop();
+                continue;
+            }
+            let next = self.links[top as usize - 1].load(Ordering::Relaxed);
+            let tag = (head >> 32).wrapping_add(1);
+            if self
+                .head
+                .compare_exchange_weak(
+                    head,
+                    tag << 32 | u64::from(next),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                return top - 1;
+            }
+        }
+    }
+
+    /// Return a block; yields the number of free blocks after it.
+    #[inline]
+    pub fn push(&self, offset: u32) -> u64 {
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            self.links[offset as usize].store(head as u32, Ordering::Relaxed);
+            let tag = (head >> 32).wrapping_add(1);
+            match self.head.compare_exchange_weak(
+                head,
+                tag << 32 | u64::from(offset + 1),
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(seen) => head = seen,
+            }
+        }
+        self.available.fetch_add(1, Ordering::Release) + 1
+    }
+
+    /// Close the list if all `total` blocks are free; no reservation succeeds after.
+    pub fn try_close(&self, total: u64) -> bool {
+        self.available
+            .compare_exchange(total, CLOSED | total, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Free blocks now (a snapshot).
+    #[inline]
+    pub fn available(&self) -> u64 {
+        self.available.load(Ordering::Acquire) & !CLOSED
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pops_in_order_then_lifo() {
+        let list = FreeList::new(3).unwrap();
+        let take = || {
+            assert!(matches!(list.reserve(), Reserve::Taken { .. }));
+            list.pop()
+        };
+        assert_eq!((take(), take()), (0, 1));
+        assert_eq!(list.push(0), 2);
+        assert_eq!(list.reserve(), Reserve::Taken { last: false });
+        assert_eq!(list.pop(), 0);
+        assert_eq!(list.reserve(), Reserve::Taken { last: true });
+        assert_eq!(list.pop(), 2);
+        assert_eq!(list.reserve(), Reserve::Empty);
+    }
+
+    #[test]
+    fn closes_only_when_full() {
+        let list = FreeList::new(2).unwrap();
+        assert!(matches!(list.reserve(), Reserve::Taken { .. }));
+        let offset = list.pop();
+        assert!(!list.try_close(2));
+        list.push(offset);
+        assert!(list.try_close(2));
+        assert_eq!(list.reserve(), Reserve::Closed);
+        assert_eq!(list.available(), 2);
+    }
+}

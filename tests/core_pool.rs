@@ -1,0 +1,228 @@
+//! Behaviour of the core pool through its public API (no Python).
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+use natpool::core::{parse_ipv4, Config, Error, Handle, Interval, Pool, PoolSpec};
+
+fn spec(
+    first: &str,
+    last: &str,
+    ports: (i128, i128),
+    initial: i128,
+    max: i128,
+    subpool: Option<i128>,
+) -> PoolSpec {
+    PoolSpec {
+        name: "t".into(),
+        first_ip: parse_ipv4(first).unwrap(),
+        last_ip: parse_ipv4(last).unwrap(),
+        prefix: 24,
+        ports,
+        initial_blocks: initial,
+        max_blocks: max,
+        subpool_blocks: subpool,
+        grow_threshold: 0,
+    }
+}
+
+fn pool(initial: i128, max: i128, subpool: Option<i128>) -> Pool<u32> {
+    Pool::new(
+        Config::new(spec(
+            "10.0.0.1",
+            "10.0.0.2",
+            (1000, 1002),
+            initial,
+            max,
+            subpool,
+        ))
+        .unwrap(),
+    )
+}
+
+#[test]
+fn no_memory_pool_before_the_first_allocation() {
+    let p = pool(2, 5, None);
+    assert_eq!(
+        p.intervals(),
+        vec![Interval {
+            first: 0,
+            count: 6,
+            subpool: None
+        }]
+    );
+    assert_eq!(p.stats().subpools, 0);
+    assert_eq!(p.stats().capacity, 5);
+}
+
+#[test]
+fn allocates_in_address_order_and_grows_eagerly() {
+    let p = pool(2, 5, Some(2));
+    let a = p.allocate(1).unwrap();
+    let b = p.allocate(2).unwrap();
+    let ip = parse_ipv4("10.0.0.1").unwrap();
+    assert_eq!((a.ip, a.port, b.port), (ip, 1000, 1001));
+    // Taking the last free block (threshold 0) created the next subpool.
+    assert_eq!(p.stats().subpools, 2);
+    assert_eq!(
+        p.intervals(),
+        vec![
+            Interval {
+                first: 0,
+                count: 2,
+                subpool: Some(0)
+            },
+            Interval {
+                first: 2,
+                count: 2,
+                subpool: Some(1)
+            },
+            Interval {
+                first: 4,
+                count: 2,
+                subpool: None
+            },
+        ]
+    );
+    let c = p.allocate(3).unwrap();
+    assert_eq!(c.port, 1002);
+    assert_eq!(c.handle, Handle(1 << 32));
+}
+
+#[test]
+fn deletes_an_idle_subpool_but_keeps_the_initial_blocks() {
+    let p = pool(2, 5, Some(2));
+    let leases: Vec<_> = (0..3).map(|i| p.allocate(i).unwrap()).collect();
+    assert_eq!(p.free(leases[0].handle), Ok(Some(0)));
+    assert_eq!(p.free(leases[1].handle), Ok(Some(1)));
+    // Subpool 0 is idle and 2 blocks remain (>= initial 2): deleted, merged.
+    assert_eq!(p.stats().subpools, 1);
+    assert_eq!(
+        p.intervals()[0],
+        Interval {
+            first: 0,
+            count: 2,
+            subpool: None
+        }
+    );
+    assert_eq!(p.free(leases[2].handle), Ok(Some(2)));
+    // The last subpool stays: deleting it would leave 0 < 2 blocks.
+    assert_eq!(p.stats().subpools, 1);
+    assert_eq!(p.stats().live, 0);
+}
+
+#[test]
+fn exhausts_exactly_at_capacity_and_changes_nothing() {
+    let p = pool(1, 4, Some(3));
+    let leases: Vec<_> = (0..4).map(|i| p.allocate(i).unwrap()).collect();
+    let before = (p.intervals(), p.subpools(), p.stats());
+    assert!(matches!(p.allocate(9), Err(Error::Exhausted(_))));
+    assert!(matches!(p.allocate_many(1, || 0), Err(Error::Exhausted(_))));
+    assert_eq!(before, (p.intervals(), p.subpools(), p.stats()));
+    p.free(leases[3].handle).unwrap();
+    assert!(p.allocate(5).is_ok());
+}
+
+#[test]
+fn rejects_double_free_stale_and_bogus_handles() {
+    let p = pool(1, 1, None);
+    let a = p.allocate(1).unwrap();
+    p.free(a.handle).unwrap();
+    assert!(matches!(p.free(a.handle), Err(Error::NotLive(_))));
+    let b = p.allocate(2).unwrap();
+    assert_eq!((b.ip, b.port), (a.ip, a.port));
+    assert_ne!(a.handle, b.handle);
+    assert!(matches!(p.free(a.handle), Err(Error::NotLive(_))));
+    assert!(matches!(p.free(Handle(1 << 100)), Err(Error::NotLive(_))));
+    assert!(matches!(p.free(Handle(7 << 32)), Err(Error::NotLive(_))));
+    assert_eq!(p.len(), 1);
+}
+
+#[test]
+fn free_many_is_all_or_nothing() {
+    let p = pool(4, 6, None);
+    let leases: Vec<_> = (0..3).map(|i| p.allocate(i).unwrap()).collect();
+    let handles: Vec<Handle> = leases.iter().map(|l| l.handle).collect();
+    assert!(p.free_many(&[handles[0], handles[0]]).is_err());
+    assert!(p.free_many(&[handles[0], Handle(99)]).is_err());
+    assert_eq!(p.len(), 3);
+    assert_eq!(p.free_many(&handles).unwrap(), vec![0, 1, 2]);
+    assert_eq!(p.len(), 0);
+}
+
+#[test]
+fn lookup_finds_the_live_lease_and_its_data() {
+    let p = pool(2, 6, None);
+    let a = p.allocate(41).unwrap();
+    let (found, released) = p.lookup_with(a.ip, a.port, |lease, data| (lease, *data));
+    assert_eq!(found, Some((a, 41)));
+    assert!(released.is_none());
+    assert_eq!(p.lookup_with(a.ip, a.port + 1, |_, d| *d).0, None);
+    assert_eq!(p.lookup_with(a.ip, 999, |_, d| *d).0, None);
+    p.free(a.handle).unwrap();
+    assert_eq!(p.lookup_with(a.ip, a.port, |_, d| *d).0, None);
+}
+
+#[test]
+fn threads_never_share_an_address() {
+    let config = Config::new(spec("10.0.0.1", "10.0.0.4", (2000, 2063), 8, 200, Some(8))).unwrap();
+    let address_count = config.address_count as usize;
+    let pool = Arc::new(Pool::<u64>::new(config));
+    let owned: Arc<Vec<AtomicU8>> =
+        Arc::new((0..address_count).map(|_| AtomicU8::new(0)).collect());
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let (pool, owned) = (Arc::clone(&pool), Arc::clone(&owned));
+            std::thread::spawn(move || {
+                let mut mine = Vec::new();
+                let mut seed = t + 1;
+                for step in 0..20_000u64 {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    if seed % 3 != 0 || mine.is_empty() {
+                        if let Ok(lease) = pool.allocate(step) {
+                            let index = pool.config().index(lease.ip, lease.port).unwrap() as usize;
+                            assert_eq!(
+                                owned[index].swap(1, Ordering::AcqRel),
+                                0,
+                                "address leased twice"
+                            );
+                            mine.push(lease);
+                        }
+                    } else {
+                        let lease = mine.swap_remove((seed as usize / 3) % mine.len());
+                        let index = pool.config().index(lease.ip, lease.port).unwrap() as usize;
+                        assert_eq!(owned[index].swap(0, Ordering::AcqRel), 1);
+                        pool.free(lease.handle).unwrap();
+                    }
+                    if step % 7 == 0 {
+                        let _ =
+                            pool.lookup_with(lease_ip(&pool), 2000 + (seed % 64) as u16, |l, _| {
+                                l.handle
+                            });
+                    }
+                }
+                for lease in mine {
+                    let index = pool.config().index(lease.ip, lease.port).unwrap() as usize;
+                    owned[index].store(0, Ordering::Release);
+                    pool.free(lease.handle).unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let stats = pool.stats();
+    assert_eq!(stats.live, 0);
+    assert_eq!(stats.free_blocks, stats.blocks);
+    let seen: HashSet<u32> = pool.subpools().iter().map(|s| s.id).collect();
+    assert_eq!(seen.len() as u64, stats.subpools);
+    assert!(stats.blocks >= 8);
+}
+
+fn lease_ip(pool: &Pool<u64>) -> u32 {
+    pool.config().usable_first
+}
