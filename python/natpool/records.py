@@ -14,7 +14,7 @@ class Interval(NamedTuple):
     first_port: int
     last_ip: str
     last_port: int
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count, by the contract's name
     subpool: int | None
     """Id of the owning subpool, or ``None`` when the interval is free."""
 

@@ -240,7 +240,7 @@ class Pool:
         if len(set(handles)) != len(handles):
             raise LeaseError("the batch names a lease twice")
         found = [self._block_of(h) for h in handles]
-        for handle, hit in zip(handles, found):
+        for handle, hit in zip(handles, found, strict=True):
             if hit is None:
                 raise LeaseError(f"handle {handle:#x} is not a live lease of pool {self.name!r}")
         for hit in found:
