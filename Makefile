@@ -37,6 +37,7 @@ rust-test:
 py-lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy python/natpool
 
 stubtest: develop
 	$(PY) -m mypy.stubtest natpool._natpool --mypy-config-file pyproject.toml

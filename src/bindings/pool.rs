@@ -206,7 +206,11 @@ impl PyPool {
     ) -> PyResult<Bound<'py, PyList>> {
         let py = slf.py();
         let n = convert::count(n, "n")?;
-        let n = u64::try_from(n).map_err(|_| Error::Argument(format!("n: {n} is negative")))?;
+        if n < 0 {
+            return Err(Error::Argument(format!("n: {n} is negative")).into());
+        }
+        // More than u64::MAX leases is more than any pool holds: exhaustion.
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
         let core = &slf.get().core;
         let leases = py.detach(|| core.allocate_many(n, || None))?;
         let objects = leases

@@ -3,7 +3,7 @@
 //! Validation mirrors `natpool/reference/config.py`: the caller (the Python
 //! binding, or a Rust user) parses each argument (phase 1: types, IP and
 //! netmask syntax, see [`parse_ipv4`] and [`parse_netmask`]); [`Config::new`]
-//! then checks the values in signature order (phase 2) and the relations
+//! then checks the values in the reference model's order (phase 2) and the relations
 //! between them (phase 3), and reports the first failure.
 
 use crate::core::error::Error;
@@ -127,7 +127,7 @@ impl Config {
                 format!("prefix length {} is outside 0..32", spec.prefix),
             ));
         }
-        // Phase 2: ranges, in signature order.
+        // Phase 2: ranges: name, ports, initial, max, subpool, threshold.
         if spec.name.is_empty() {
             return Err(Error::config("name", "must not be empty"));
         }

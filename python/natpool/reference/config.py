@@ -2,11 +2,12 @@
 
 Validation runs in three phases, in this order, and stops at the first error:
 
-1. each argument, in signature order, is checked for its type (``TypeError``)
+1. each argument, in the order name, first_ip, last_ip, netmask, ports,
+   initial_blocks, max_blocks, subpool_blocks, grow_threshold, is checked for its type (``TypeError``)
    and parsed (an unparsable IP or netmask, an IP integer out of range, a
    non-contiguous mask, a netmask prefix outside 0..32, ``ports`` not of length
    two raise ``PoolConfigError``);
-2. each value, in signature order, is range-checked: empty ``name``; ``ports``
+2. each value, in that order, is range-checked: empty ``name``; ``ports``
    outside 1..65535 or reversed; ``initial_blocks < 1`` or above 2**32 - 1;
    ``max_blocks < initial_blocks``; ``subpool_blocks < 1`` or above 2**32 - 1;
    ``grow_threshold < 0``;
@@ -156,7 +157,7 @@ def control_block(
     grow_threshold: Any,
 ) -> ControlBlock:
     """Validate the constructor's arguments (see the module docstring for the order)."""
-    # Phase 1: types and parsing, in signature order.
+    # Phase 1: types and parsing, in the order of the module docstring.
     if not isinstance(name, str):
         raise TypeError(f"name must be str, not {type(name).__name__}")
     first = parse_ip(first_ip, "first_ip")
@@ -169,7 +170,7 @@ def control_block(
     threshold = _parse_count(grow_threshold, "grow_threshold")
     assert initial is not None and maximum is not None and threshold is not None
 
-    # Phase 2: ranges, in signature order.
+    # Phase 2: ranges, in the same order.
     if not name:
         raise PoolConfigError("name", "must not be empty")
     if not (1 <= low <= 65535 and 1 <= high <= 65535):

@@ -1,0 +1,59 @@
+"""The ``natpool`` command (also ``python -m natpool``).
+
+``natpool simulate`` replays a server load balancer's connection workload on a
+client NAT pool and reports on it; see :mod:`natpool.simulate`. Exit status: 0
+on success, 1 when a run's invariant fails, 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from importlib import metadata
+
+from natpool import simulate
+
+__all__ = ["main", "parser"]
+
+
+def _version() -> str:
+    try:
+        return metadata.version("natpool")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``natpool`` argument parser."""
+    top = argparse.ArgumentParser(
+        prog="natpool",
+        description="Client NAT address pools for server load balancers (US patent 7,089,328).",
+    )
+    top.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = top.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    simulate.add_parser(commands)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``natpool`` command with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    try:
+        args = parser().parse_args(argv)
+        status: int = args.handler(args, args.subparser)
+    except SystemExit as exc:  # argparse: --help, --version and usage errors (status 2)
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except KeyboardInterrupt:
+        print("\nnatpool: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader of the report went away (`natpool simulate | head`)
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 1
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,38 @@
+"""Shared test configuration: hypothesis profiles and the ``impl`` parametrization.
+
+Hypothesis profiles are chosen by the ``HYPOTHESIS_PROFILE`` environment variable:
+
+* ``ci``: quick (60 examples, 30 stateful steps), what ``make test`` runs;
+* ``dev``: the default when the variable is unset (150 examples);
+* ``thorough``: 500 examples of 50 stateful steps, for local runs.
+
+Every contract test takes the ``impl`` fixture and so runs on both the Rust core
+(``natpool.Pool``, id ``rust``) and the reference model (``natpool.reference.Pool``,
+id ``reference``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import natpool
+import natpool.reference
+import pytest
+from hypothesis import settings
+
+settings.register_profile("ci", max_examples=60, stateful_step_count=30, deadline=None, print_blob=True)
+settings.register_profile("dev", max_examples=150, stateful_step_count=40, deadline=None, print_blob=True)
+settings.register_profile("thorough", max_examples=500, stateful_step_count=50, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+IMPLEMENTATIONS = [
+    pytest.param(natpool.Pool, id="rust"),
+    pytest.param(natpool.reference.Pool, id="reference"),
+]
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def impl(request: pytest.FixtureRequest) -> Any:
+    """The pool class under test: ``natpool.Pool`` (rust) or ``natpool.reference.Pool``."""
+    return request.param

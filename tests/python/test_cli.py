@@ -1,0 +1,255 @@
+"""The ``natpool`` command: ``natpool simulate`` on both implementations, its report and its errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import natpool
+import natpool.reference
+import natpool.simulate
+import pytest
+from natpool.cli import main
+
+MODELS = ["rust", "reference"]
+
+# A small pool (4 IPs x 100 ports = 400 addresses) with tiny subpools, and a workload whose
+# load cycle makes it grow and release subpools many times.
+SMALL = [
+    "simulate",
+    "--first-ip",
+    "198.51.100.1",
+    "--last-ip",
+    "198.51.100.4",
+    "--netmask",
+    "24",
+    "--ports",
+    "1000-1099",
+    "--initial-blocks",
+    "32",
+    "--subpool-blocks",
+    "8",
+    "--grow-threshold",
+    "2",
+    "--connections",
+    "3000",
+    "--rate",
+    "50",
+    "--mean-lifetime",
+    "2",
+    "--wave-period",
+    "40",
+    "--lookup-every",
+    "4",
+]
+
+
+def simulate_json(capsys: pytest.CaptureFixture[str], *args: str, status: int = 0) -> dict[str, Any]:
+    """Run ``natpool simulate --json`` in-process; check the exit status and return the parsed report."""
+    assert main([*args, "--json"]) == status
+    out = capsys.readouterr().out
+    report: dict[str, Any] = json.loads(out)
+    return report
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_report_numbers_are_consistent(capsys: pytest.CaptureFixture[str], model: str) -> None:
+    report = simulate_json(capsys, *SMALL, "--model", model)
+    results = report["results"]
+    assert report["model"] == model
+    assert report["invariants"] == {"ok": True, "failures": []}
+    assert report["pool"]["address_count"] == 400
+    assert report["pool"]["capacity"] == 400
+    assert results["offered"] == 3000
+    assert results["served"] + results["refused"] == results["offered"]
+    assert results["refused"] == 0
+    assert 0 < results["peak_live"] <= report["pool"]["capacity"]
+    # The load cycle makes subpools come and go while the workload runs, not only in the close-out.
+    assert results["subpools_created"] > results["peak_subpools"] > 1
+    assert results["subpools_deleted"] - results["subpools_deleted_at_end"] > 0
+    assert results["subpools_created"] - results["subpools_deleted"] == results["final_subpools"] >= 1
+    assert results["final_blocks"] >= 32  # the initial allocation stays resident
+    assert 1 <= results["final_intervals"] <= results["peak_intervals"]
+    assert results["peak_intervals"] >= results["peak_subpools"]
+    assert results["lookups"] > 0
+    assert results["lookup_mismatches"] == 0
+    assert results["accounting_errors"] == 0
+    timing = report["timing"]
+    assert timing["allocations"] == results["served"]
+    assert timing["allocate_calls"] == results["offered"]
+    assert timing["free_calls"] == results["served"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_tiny_max_blocks_refuses_connections(capsys: pytest.CaptureFixture[str], model: str) -> None:
+    report = simulate_json(capsys, *SMALL, "--model", model, "--max-blocks", "40")
+    results = report["results"]
+    assert report["pool"]["capacity"] == 40
+    assert report["invariants"]["ok"] is True  # exhaustion refuses connections; it is no failure
+    assert results["refused"] > 0
+    assert results["served"] + results["refused"] == results["offered"] == 3000
+    assert results["peak_live"] == 40
+    assert results["accounting_errors"] == 0
+
+
+def test_max_blocks_below_the_default_initial_blocks_clips_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    report = simulate_json(capsys, "simulate", "--connections", "3000", "--max-blocks", "100", "--model", "reference")
+    assert report["pool"]["initial_blocks"] == 100
+    assert report["pool"]["capacity"] == 100
+    assert report["results"]["refused"] > 0
+    assert report["results"]["peak_live"] == 100
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_same_seed_gives_the_same_counts(capsys: pytest.CaptureFixture[str], model: str) -> None:
+    first = simulate_json(capsys, *SMALL, "--model", model, "--seed", "7")
+    again = simulate_json(capsys, *SMALL, "--model", model, "--seed", "7")
+    other = simulate_json(capsys, *SMALL, "--model", model, "--seed", "8")
+    assert first["results"] == again["results"]
+    assert first["results"] != other["results"]
+
+
+def test_rust_core_and_reference_model_report_the_same_counts(capsys: pytest.CaptureFixture[str]) -> None:
+    for extra in ([], ["--max-blocks", "60", "--lifetime", "lognormal"]):
+        rust = simulate_json(capsys, *SMALL, *extra, "--model", "rust")
+        reference = simulate_json(capsys, *SMALL, *extra, "--model", "reference")
+        assert rust["results"] == reference["results"]
+
+
+@pytest.mark.parametrize("lifetime", ["pareto", "lognormal", "exponential"])
+def test_lifetime_distributions_and_constant_rate(capsys: pytest.CaptureFixture[str], lifetime: str) -> None:
+    report = simulate_json(capsys, *SMALL, "--lifetime", lifetime, "--wave-period", "0")
+    assert report["workload"]["lifetime"] == lifetime
+    assert report["workload"]["wave_period"] == 0
+    assert report["invariants"]["ok"] is True
+    assert report["results"]["served"] == 3000
+
+
+def test_text_report(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*SMALL, "--max-blocks", "40"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""  # no progress when stderr is not a terminal
+    out = captured.out
+    assert out.startswith("natpool simulate: model rust (natpool.Pool)\n")
+    for label in (
+        "connections served",
+        "refused (exhaustion)",
+        "peak live leases",
+        "subpools created/deleted",
+        "interval list length",
+        "lookups checked",
+        "allocations per second",
+    ):
+        assert label in out
+    assert "peak live leases          40\n" in out
+    assert out.rstrip().endswith("invariants                ok")
+
+
+def test_progress_on_request(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*SMALL, "--progress"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert 10 <= len(lines) <= 11
+    assert all(line.startswith("natpool simulate: ") for line in lines)
+    assert "100% 3,000/3,000 connections" in lines[-1]
+    assert main([*SMALL, "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+class _LookupReturnsNothing(natpool.reference.Pool):
+    def lookup(self, ip: Any, port: int) -> Any:
+        return None
+
+
+class _LeaksALease(natpool.reference.Pool):
+    def free(self, lease_or_handle: Any) -> None:
+        if len(self) == 1:
+            return  # the last connection's lease is never returned
+        super().free(lease_or_handle)
+
+
+@pytest.mark.parametrize(
+    ("broken", "failure"),
+    [(_LookupReturnsNothing, "lookups did not return"), (_LeaksALease, "len(pool) is 1")],
+)
+def test_a_failed_invariant_exits_1(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, broken: type[Any], failure: str
+) -> None:
+    monkeypatch.setitem(natpool.simulate.MODELS, "reference", broken)
+    report = simulate_json(capsys, *SMALL, "--model", "reference", status=1)
+    assert report["invariants"]["ok"] is False
+    assert any(failure in text for text in report["invariants"]["failures"])
+    assert main([*SMALL, "--model", "reference"]) == 1
+    assert "invariants                FAILED" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--ports", "2000-1000"], "argument --ports: '2000-1000' is reversed"),
+        (["--ports", "1024"], "argument --ports: '1024' is not a port range LO-HI"),
+        (["--ports", "0-10"], "argument --ports: '0-10' is outside 1-65535"),
+        (["--first-ip", "203.0.113.300"], "argument --first-ip: '203.0.113.300' is not an IPv4 address"),
+        (["--netmask", "33"], "argument --netmask: prefix length 33 is outside 0..32"),
+        (["--netmask", "255.0.255.0"], "argument --netmask:"),
+        (["--netmask", "28"], "argument --netmask: first_ip and last_ip are not in one /28 subnet"),
+        (["--first-ip", "203.0.113.9", "--last-ip", "203.0.113.3"], "argument --last-ip:"),
+        (["--max-blocks", "10", "--initial-blocks", "20"], "argument --max-blocks:"),
+        (["--initial-blocks", "0"], "argument --initial-blocks: 0 is less than 1"),
+        (["--subpool-blocks", "x"], "argument --subpool-blocks: 'x' is not an integer"),
+        (["--grow-threshold", "-1"], "argument --grow-threshold: -1 is less than 0"),
+        (["--connections", "0"], "argument --connections: 0 is less than 1"),
+        (["--rate", "0"], "argument --rate: 0 is not positive"),
+        (["--rate", "inf"], "argument --rate: 'inf' is not a finite number"),
+        (["--mean-lifetime", "-2"], "argument --mean-lifetime: -2 is not positive"),
+        (["--swing", "1.5"], "argument --swing: 1.5 is outside [0, 1)"),
+        (["--wave-period", "-1"], "argument --wave-period: -1 is negative"),
+        (["--seed", "one"], "argument --seed: invalid int value: 'one'"),
+        (["--model", "java"], "argument --model: invalid choice: 'java'"),
+        (["--lifetime", "weibull"], "argument --lifetime: invalid choice: 'weibull'"),
+        (["--no-such-option"], "unrecognized arguments: --no-such-option"),
+    ],
+)
+def test_bad_options_exit_2(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    assert main(["simulate", "--connections", "100", *args]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    usage, error = captured.err.splitlines()[0], captured.err.splitlines()[-1]
+    assert usage.startswith("usage: natpool")
+    assert error.startswith(("natpool simulate: error: ", "natpool: error: "))
+    assert message in error
+
+
+def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "natpool: error:" in capsys.readouterr().err
+    assert main(["frobnicate"]) == 2
+    assert "invalid choice: 'frobnicate'" in capsys.readouterr().err
+
+
+def test_help_and_version_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "--help"]) == 0
+    assert "--max-blocks" in capsys.readouterr().out
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("natpool ")
+
+
+def test_python_m_natpool_simulate() -> None:
+    env = dict(os.environ)
+    source = str(Path(natpool.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (source, env.get("PYTHONPATH")) if p)
+    done = subprocess.run(
+        [sys.executable, "-m", "natpool", "simulate", "--connections", "2000"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "connections served        2,000\n" in done.stdout
+    assert done.stdout.rstrip().endswith("invariants                ok")
+    assert done.stderr == ""

@@ -1,0 +1,611 @@
+"""Contract point 7: ``natpool.Pool`` behaves exactly like ``natpool.reference.Pool``.
+
+A hypothesis state machine drives one pool of each implementation, built from the same
+small random configuration, with the same random operations, and after every step asserts
+identical outcomes and identical ``intervals()``, ``subpools()``, ``stats()`` and ``len()``,
+plus invariants computed independently from the records (exact partition of the address
+space, merged free neighbours, one interval per subpool, no address live twice,
+exhaustion exactly at capacity, consistent counters).
+
+A second property test feeds both constructors the same random (often invalid)
+arguments and asserts the same exception type and ``field``, or equal attributes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import natpool
+import natpool.reference
+import pytest
+from hypothesis import event, given, note
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from natpool import ArgumentError, Interval, LeaseError, PoolConfigError, PoolExhausted, PoolStats
+
+RUST, REF = 0, 1
+IMPLS = (natpool.Pool, natpool.reference.Pool)
+
+
+# -- configurations -------------------------------------------------------------------------
+
+
+def ip_int(value: Any) -> int:
+    """An IPv4 address given as str, int or IPv4Address, as an int."""
+    return int(ipaddress.IPv4Address(value))
+
+
+def ip_text(value: int) -> str:
+    return str(ipaddress.IPv4Address(value))
+
+
+@st.composite
+def configs(draw: st.DrawFn) -> dict[str, Any]:
+    """A small valid configuration: 1-3 usable IPs, 1-5 ports, tiny subpools."""
+    kind = draw(st.sampled_from(["/24", "/30", "/31", "/32"]))
+    if kind == "/24":
+        base = draw(st.sampled_from(["10.0.0.0", "10.0.0.1", "10.0.0.7", "10.0.0.253"]))
+        first = ip_int(base)
+        span = draw(st.integers(2 if base == "10.0.0.0" else 1, 3))
+        last = first + span - 1
+        netmask: Any = draw(st.sampled_from([24, "255.255.255.0"]))
+    elif kind == "/30":
+        first = ip_int("10.0.1.4") + draw(st.integers(0, 2))
+        last = ip_int("10.0.1.4") + draw(st.integers(max(first - ip_int("10.0.1.4"), 1), 3))
+        netmask = draw(st.sampled_from([30, "255.255.255.252"]))
+    elif kind == "/31":
+        first = ip_int("10.0.2.4") + draw(st.integers(0, 1))
+        last = draw(st.integers(first, ip_int("10.0.2.5")))
+        netmask = draw(st.sampled_from([31, "255.255.255.254"]))
+    else:
+        first = last = ip_int("10.0.3.9")
+        netmask = 32
+    form = draw(st.sampled_from([ip_text, int, ipaddress.IPv4Address]))
+    low = draw(st.sampled_from([1, 1024, 40000, 65533]))
+    high = low + draw(st.integers(0, min(4, 65535 - low)))
+    usable = usable_range(first, last, kind)
+    address_count = (usable[1] - usable[0] + 1) * (high - low + 1)
+    initial = draw(st.sampled_from([1, 1, 2, 2, 3, 4]))  # small first subpools allow deletions
+    return {
+        "name": "diff",
+        "first_ip": form(first),
+        "last_ip": form(last),
+        "netmask": netmask,
+        "initial_blocks": initial,
+        "max_blocks": draw(st.integers(initial, max(initial, address_count + 2))),
+        "ports": (low, high),
+        "subpool_blocks": draw(st.sampled_from([None, 1, 1, 2, 3, 4])),
+        "grow_threshold": draw(st.integers(0, 3)),
+    }
+
+
+def usable_range(first: int, last: int, kind: str) -> tuple[int, int]:
+    """The usable IPs, computed here independently of either implementation."""
+    prefix = int(kind[1:])
+    if prefix > 30:
+        return first, last
+    size = 1 << (32 - prefix)
+    network = first - first % size
+    return max(first, network + 1), min(last, network + size - 2)
+
+
+# -- outcomes ---------------------------------------------------------------------------------
+
+
+class Boom(Exception):
+    """Raised inside a lease() block on purpose."""
+
+
+def say(text: str) -> None:
+    """``hypothesis.note`` that also works when a machine is driven outside hypothesis."""
+    try:
+        note(text)
+    except InvalidArgument:
+        pass
+
+
+def tally(name: str) -> None:
+    """``hypothesis.event`` (shown by ``--hypothesis-show-statistics``), ignored outside hypothesis."""
+    try:
+        event(name)
+    except InvalidArgument:
+        pass
+
+
+def outcome(call: Callable[[], Any]) -> tuple[str, Any]:
+    try:
+        return ("ok", call())
+    except Exception as exc:
+        return ("error", exc)
+
+
+def normal(value: Any) -> Any:
+    """A comparable form of a result: leases become (ip, port, address, handle, data)."""
+    if isinstance(value, (natpool.Lease, natpool.reference.Lease)):
+        return ("lease", value.ip, value.port, value.address, value.handle, value.data)
+    if isinstance(value, (list, tuple)):
+        return [normal(v) for v in value]
+    return value
+
+
+class Differential(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.pools: tuple[Any, Any] = (None, None)
+        self.foreign: list[tuple[Any, Any]] = []
+        self.live: list[tuple[Any, Any]] = []
+        self.dead: list[tuple[Any, Any]] = []
+        self.counter = 0
+        self.allocated_once = False
+        self.last_stats: PoolStats | None = None
+        self.steps = 0
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def token(self) -> tuple[str, int]:
+        self.counter += 1
+        return ("data", self.counter)
+
+    def both(self, op: Callable[[Any, int], Any]) -> tuple[str, Any]:
+        """Run ``op(pool, side)`` on both pools; assert identical outcomes; return the reference's."""
+        rust = outcome(lambda: op(self.pools[RUST], RUST))
+        ref = outcome(lambda: op(self.pools[REF], REF))
+        say(f"rust -> {rust!r}; reference -> {ref!r}")
+        if rust[0] == "error" or ref[0] == "error":
+            assert (rust[0], type(rust[1])) == (ref[0], type(ref[1]))
+            if isinstance(ref[1], PoolConfigError):
+                assert rust[1].field == ref[1].field
+            return ref
+        assert normal(rust[1]) == normal(ref[1])
+        return ("ok", (rust[1], ref[1]))
+
+    def capacity(self) -> int:
+        return int(self.pools[REF].capacity)
+
+    def live_addresses(self) -> list[tuple[str, int]]:
+        return [pair[REF].address for pair in self.live]
+
+    def add_live(self, rust: Any, ref: Any) -> None:
+        assert rust.data is ref.data
+        assert ref.address not in self.live_addresses(), "an address is live twice"
+        self.live.append((rust, ref))
+        self.allocated_once = True
+
+    def kill(self, handles: list[int]) -> None:
+        for handle in handles:
+            (index,) = [i for i, pair in enumerate(self.live) if pair[REF].handle == handle]
+            self.dead.append(self.live.pop(index))
+
+    # -- construction ----------------------------------------------------------------------
+
+    @initialize(config=configs(), foreign_count=st.integers(1, 2))
+    def build(self, config: dict[str, Any], foreign_count: int) -> None:
+        say(f"config: {config!r}")
+        self.config = config
+        self.pools = (natpool.Pool(**config), natpool.reference.Pool(**config))
+        keys = ("name", "first_ip", "last_ip", "netmask", "initial_blocks", "max_blocks", "ports")
+        keys += ("subpool_blocks", "grow_threshold", "address_count", "capacity")
+        assert [getattr(self.pools[RUST], k) for k in keys] == [getattr(self.pools[REF], k) for k in keys]
+        first, last = ip_int(config["first_ip"]), ip_int(config["last_ip"])
+        netmask = config["netmask"]
+        prefix = netmask if isinstance(netmask, int) else bin(ip_int(netmask)).count("1")
+        self.usable = usable_range(first, last, f"/{prefix}")
+        low, high = config["ports"]
+        self.ports_per_ip = high - low + 1
+        assert self.pools[REF].address_count == (self.usable[1] - self.usable[0] + 1) * self.ports_per_ip
+        foreign_pools = (natpool.Pool(**config), natpool.reference.Pool(**config))
+        for _ in range(min(foreign_count, self.capacity())):
+            self.foreign.append((foreign_pools[RUST].allocate(), foreign_pools[REF].allocate()))
+
+    # -- allocation ------------------------------------------------------------------------
+
+    @rule(with_data=st.booleans())
+    def allocate(self, with_data: bool) -> None:
+        data = self.token() if with_data else None
+        before = len(self.pools[REF])
+        kind, value = self.both(lambda pool, side: pool.allocate(data))
+        if before == self.capacity():
+            assert kind == "error" and type(value) is PoolExhausted
+        else:
+            assert kind == "ok", value
+            rust, ref = value
+            assert ref.data is data
+            self.add_live(rust, ref)
+
+    @rule(n=st.integers(-1, 14))
+    def allocate_many(self, n: int) -> None:
+        available = self.capacity() - len(self.pools[REF])
+        kind, value = self.both(lambda pool, side: pool.allocate_many(n))
+        if n < 0:
+            assert kind == "error" and type(value) is ArgumentError
+        elif n > available:
+            assert kind == "error" and type(value) is PoolExhausted
+        else:
+            assert kind == "ok", value
+            rust, ref = value
+            assert len(rust) == len(ref) == n
+            for pair in zip(rust, ref, strict=True):
+                assert pair[REF].data is None
+                self.add_live(*pair)
+
+    @rule(mode=st.sampled_from(["plain", "raise", "free_inside", "reuse_inside"]))
+    def lease_context(self, mode: str) -> None:
+        data, again_data = self.token(), self.token()
+        before = len(self.pools[REF])
+
+        def op(pool: Any, side: int) -> Any:
+            inner: list[Any] = []
+            try:
+                with pool.lease(data) as lease:
+                    inner.append(lease)
+                    assert pool.lookup(lease.ip, lease.port) == lease
+                    if mode == "raise":
+                        raise Boom
+                    if mode in ("free_inside", "reuse_inside"):
+                        pool.free(lease)
+                    if mode == "reuse_inside":
+                        inner.append(pool.allocate(again_data))
+            except Boom:
+                pass
+            return inner
+
+        kind, value = self.both(op)
+        if before == self.capacity():
+            assert kind == "error" and type(value) is PoolExhausted
+            return
+        assert kind == "ok", value
+        rust, ref = value
+        assert ref[0].address not in self.live_addresses()
+        self.dead.append((rust[0], ref[0]))
+        if mode == "reuse_inside":  # allocated inside the block: still live after the exit
+            self.add_live(rust[1], ref[1])
+        self.allocated_once = True
+        assert len(self.pools[REF]) == len(self.live)
+
+    # -- freeing ---------------------------------------------------------------------------
+
+    @precondition(lambda self: self.live)
+    @rule(index=st.integers(0, 63), by_handle=st.booleans())
+    def free(self, index: int, by_handle: bool) -> None:
+        pair = self.live[index % len(self.live)]
+        kind, value = self.both(lambda pool, side: pool.free(pair[side].handle if by_handle else pair[side]))
+        assert kind == "ok", value
+        self.kill([pair[REF].handle])
+
+    @precondition(lambda self: self.live)
+    @rule(index=st.integers(0, 63), order=st.randoms(use_true_random=False))
+    def drain_subpool(self, index: int, order: Any) -> None:
+        """Free, one by one, every live lease of one subpool: deletions and merges follow."""
+        ident = (self.live[index % len(self.live)][REF].handle >> 32) & 0xFFFFFFFF
+        pairs = [pair for pair in self.live if (pair[REF].handle >> 32) & 0xFFFFFFFF == ident]
+        order.shuffle(pairs)
+        for pair in pairs:
+            kind, value = self.both(lambda pool, side, pair=pair: pool.free(pair[side]))
+            assert kind == "ok", value
+            self.kill([pair[REF].handle])
+            self.same_state()
+
+    @precondition(lambda self: self.dead)
+    @rule(index=st.integers(0, 63), by_handle=st.booleans())
+    def double_free(self, index: int, by_handle: bool) -> None:
+        pair = self.dead[index % len(self.dead)]
+        kind, value = self.both(lambda pool, side: pool.free(pair[side].handle if by_handle else pair[side]))
+        assert kind == "error" and type(value) is LeaseError
+
+    @precondition(lambda self: self.foreign)
+    @rule(index=st.integers(0, 63))
+    def free_foreign(self, index: int) -> None:
+        pair = self.foreign[index % len(self.foreign)]
+        kind, value = self.both(lambda pool, side: pool.free(pair[side]))
+        assert kind == "error" and type(value) is LeaseError
+
+    @rule(
+        generation=st.integers(0, 3),
+        ident=st.integers(0, 4),
+        offset=st.integers(0, 5),
+        sign=st.sampled_from([1, 1, 1, -1]),
+    )
+    def free_int_handle(self, generation: int, ident: int, offset: int, sign: int) -> None:
+        handle = sign * (generation << 64 | ident << 32 | offset)
+        live = handle in [pair[REF].handle for pair in self.live]
+        kind, value = self.both(lambda pool, side: pool.free(handle))
+        if live:
+            assert kind == "ok", value
+            self.kill([handle])
+        else:
+            assert kind == "error" and type(value) is LeaseError
+
+    @rule(
+        picks=st.lists(st.integers(0, 63), max_size=6),
+        corruption=st.sampled_from([None, None, "dead", "duplicate", "same_as_handle", "foreign", "bad_type"]),
+        by_handle=st.lists(st.booleans(), min_size=7, max_size=7),
+        position=st.integers(0, 7),
+    )
+    def free_many(self, picks: list[int], corruption: str | None, by_handle: list[bool], position: int) -> None:
+        chosen: list[tuple[Any, Any]] = []
+        if self.live:
+            for pick in picks:
+                pair = self.live[pick % len(self.live)]
+                if pair not in chosen:
+                    chosen.append(pair)
+        if corruption == "dead" and not self.dead:
+            corruption = None
+        if corruption in ("duplicate", "same_as_handle") and not chosen:
+            corruption = None
+        if corruption == "foreign" and not self.foreign:
+            corruption = None
+
+        def batch(side: int) -> list[Any]:
+            items: list[Any] = [p[side].handle if h else p[side] for p, h in zip(chosen, by_handle, strict=False)]
+            extra: Any = None
+            if corruption == "dead":
+                extra = self.dead[position % len(self.dead)][side]
+            elif corruption == "duplicate":
+                extra = items[position % len(items)]
+            elif corruption == "same_as_handle":
+                lease = chosen[position % len(chosen)][side]
+                extra = lease if isinstance(items[position % len(items)], int) else lease.handle
+            elif corruption == "foreign":
+                extra = self.foreign[position % len(self.foreign)][side]
+            elif corruption == "bad_type":
+                extra = "not a lease"
+            if corruption is not None:
+                items.insert(position % (len(items) + 1), extra)
+            return items
+
+        say(f"free_many of {len(chosen)} live leases, corruption {corruption}")
+        kind, value = self.both(lambda pool, side: pool.free_many(batch(side)))
+        if corruption is None:
+            assert kind == "ok", value
+            self.kill([pair[REF].handle for pair in chosen])
+        else:
+            assert kind == "error"
+            assert type(value) is (TypeError if corruption == "bad_type" else LeaseError)
+
+    # -- lookup ------------------------------------------------------------------------------
+
+    @rule(
+        ip_offset=st.integers(-1, 4),
+        port_offset=st.integers(-1, 5),
+        form=st.sampled_from([ip_text, int, ipaddress.IPv4Address]),
+    )
+    def lookup(self, ip_offset: int, port_offset: int, form: Callable[[int], Any]) -> None:
+        ip = ip_int(self.pools[REF].first_ip) + ip_offset
+        port = self.config["ports"][0] + port_offset
+        kind, value = self.both(lambda pool, side: pool.lookup(form(ip), port))
+        if not 0 <= port <= 65535:
+            assert kind == "error" and type(value) is ArgumentError
+            return
+        assert kind == "ok", value
+        expected = [pair for pair in self.live if pair[REF].address == (ip_text(ip), port)]
+        if expected:
+            ((rust, ref),) = expected
+            assert value == (rust, ref)
+            assert value[RUST].data is rust.data
+            assert value[REF].data is ref.data
+        else:
+            assert value == (None, None)
+
+    def teardown(self) -> None:
+        tally(f"steps checked: {'0-9' if self.steps < 10 else '10-29' if self.steps < 30 else '30+'}")
+
+    # -- invariants -------------------------------------------------------------------------
+
+    def index(self, ip: str, port: int) -> int:
+        """The address index of (ip, port), computed independently of the implementations."""
+        ip_value = ip_int(ip)
+        low, high = self.config["ports"]
+        assert self.usable[0] <= ip_value <= self.usable[1]
+        assert low <= port <= high
+        return (ip_value - self.usable[0]) * self.ports_per_ip + port - low
+
+    @invariant()
+    def same_state(self) -> None:
+        rust, ref = self.pools
+        if ref is None:
+            return
+        assert rust.intervals() == ref.intervals()
+        assert rust.subpools() == ref.subpools()
+        assert rust.stats() == ref.stats()
+        assert len(rust) == len(ref) == len(self.live)
+        stats = ref.stats()
+        if self.last_stats is not None:
+            if stats.subpools < self.last_stats.subpools:
+                tally("a subpool was deleted")
+            if stats.subpools > self.last_stats.subpools + (self.last_stats.subpools == 0):
+                tally("growth beyond the first subpool")
+            if stats.intervals < self.last_stats.intervals:
+                tally("intervals merged")
+        if stats.live == stats.capacity:
+            tally("pool full")
+        self.steps += 1
+        self.last_stats = stats
+
+    @invariant()
+    def records_are_consistent(self) -> None:
+        pool = self.pools[REF]
+        if pool is None:
+            return
+        intervals, subpools, stats = pool.intervals(), pool.subpools(), pool.stats()
+        # the intervals partition [0, address_count) exactly, in order
+        position = 0
+        for interval in intervals:
+            assert isinstance(interval, Interval)
+            assert interval.count >= 1
+            assert self.index(interval.first_ip, interval.first_port) == position
+            position += interval.count
+            assert self.index(interval.last_ip, interval.last_port) == position - 1
+        assert position == pool.address_count
+        # two free intervals are never adjacent
+        for a, b in itertools.pairwise(intervals):
+            assert a.subpool is not None or b.subpool is not None
+        # each subpool owns exactly one interval, of its block count
+        owned = [i for i in intervals if i.subpool is not None]
+        assert [i.subpool for i in owned] == [s.id for s in subpools]
+        assert len({s.id for s in subpools}) == len(subpools)
+        for interval, subpool in zip(owned, subpools, strict=True):
+            assert (subpool.first_ip, subpool.first_port) == (interval.first_ip, interval.first_port)
+            assert (subpool.last_ip, subpool.last_port) == (interval.last_ip, interval.last_port)
+            assert subpool.blocks == interval.count
+            assert 0 <= subpool.free <= subpool.blocks
+        # counters
+        assert isinstance(stats, PoolStats)
+        assert stats.live == len(self.live)
+        assert stats.blocks == sum(s.blocks for s in subpools) <= stats.capacity
+        assert stats.free_blocks == sum(s.free for s in subpools) == stats.blocks - stats.live
+        assert stats.subpools == len(subpools)
+        assert stats.intervals == len(intervals)
+        assert stats.free_addresses == sum(i.count for i in intervals if i.subpool is None)
+        assert stats.free_addresses == stats.address_count - stats.blocks
+        assert (stats.address_count, stats.capacity) == (pool.address_count, pool.capacity)
+        if self.allocated_once:
+            # the memory pool, once created, keeps its initial allocation
+            assert stats.blocks >= min(pool.initial_blocks, pool.address_count)
+        else:
+            assert stats == PoolStats(0, 0, 0, 0, 1, pool.address_count, pool.address_count, pool.capacity)
+
+    @invariant()
+    def live_leases_are_found(self) -> None:
+        if self.pools[REF] is None:
+            return
+        addresses = self.live_addresses()
+        assert len(set(addresses)) == len(addresses), "an address is live twice"
+        owner = {}
+        for subpool in self.pools[REF].subpools():
+            first = self.index(subpool.first_ip, subpool.first_port)
+            for offset in range(subpool.blocks):
+                owner[first + offset] = subpool
+        for pair in self.live:
+            for side in (RUST, REF):
+                lease = pair[side]
+                found = self.pools[side].lookup(lease.ip, lease.port)
+                assert found == lease
+                assert found.data is lease.data
+            # the handle names the subpool that owns the address
+            subpool = owner[self.index(*pair[REF].address)]
+            assert (pair[REF].handle >> 32) & 0xFFFFFFFF == subpool.id
+
+
+TestDifferential = Differential.TestCase
+
+
+# -- regression cases (explicit sequences) -------------------------------------------------------
+
+
+def run_steps(config: dict[str, Any], steps: list[tuple[str, dict[str, Any]]]) -> None:
+    """Replay a fixed sequence of state-machine steps, checking invariants after each."""
+    machine = Differential()
+    machine.build(config=config, foreign_count=1)
+    for name, arguments in steps:
+        machine.same_state()
+        machine.records_are_consistent()
+        machine.live_leases_are_found()
+        getattr(machine, name)(**arguments)
+    machine.same_state()
+    machine.records_are_consistent()
+    machine.live_leases_are_found()
+
+
+def test_replay_fill_drain_refill() -> None:
+    """A fixed sequence through the machine: fill to capacity, drain, reuse, probe every address."""
+    config = {
+        "name": "r",
+        "first_ip": "10.0.1.4",
+        "last_ip": "10.0.1.7",
+        "netmask": 30,
+        "initial_blocks": 1,
+        "max_blocks": 5,
+        "ports": (65533, 65535),
+        "subpool_blocks": 2,
+        "grow_threshold": 1,
+    }
+    steps: list[tuple[str, dict[str, Any]]] = [("allocate_many", {"n": 6}), ("allocate_many", {"n": 5})]
+    steps += [("free", {"index": 2, "by_handle": i % 2 == 0}) for i in range(5)]
+    steps += [
+        ("double_free", {"index": 1, "by_handle": True}),
+        ("free_int_handle", {"generation": 1, "ident": 0, "offset": 0, "sign": 1}),
+    ]
+    steps += [("allocate", {"with_data": True}) for _ in range(6)]
+    steps += [("lookup", {"ip_offset": o, "port_offset": p, "form": int}) for o in range(-1, 5) for p in (-1, 0, 3)]
+    steps += [("lease_context", {"mode": m}) for m in ("plain", "raise", "free_inside", "reuse_inside")]
+    run_steps(config, steps)
+
+
+# -- the constructor, differentially ------------------------------------------------------------
+
+ip_values = st.one_of(
+    st.sampled_from(["192.0.2.0", "192.0.2.1", "192.0.2.3", "192.0.2.255", "192.0.3.1", "bad", "", "1.2.3.4.5"]),
+    st.integers(0xC0000200, 0xC0000204),
+    st.sampled_from([-1, 2**32, 2**70, 1.5, None, True, b"\xc0\x00\x02\x01"]),
+    st.builds(ipaddress.IPv4Address, st.integers(0xC0000200, 0xC0000204)),
+)
+counts = st.one_of(st.integers(-2, 6), st.sampled_from([2**32, 2**70, -(2**70), 1.0, None, True, "3"]))
+
+
+ATTRIBUTES = (
+    "name",
+    "first_ip",
+    "last_ip",
+    "netmask",
+    "initial_blocks",
+    "max_blocks",
+    "ports",
+    "subpool_blocks",
+    "grow_threshold",
+    "address_count",
+    "capacity",
+)
+
+
+def construct(impl: Any, arguments: dict[str, Any]) -> tuple[Any, ...]:
+    """(error type, field) when the constructor raises, else (attributes, stats, intervals)."""
+    try:
+        pool = impl(**arguments)
+    except Exception as error:
+        return (type(error), getattr(error, "field", None))
+    return (tuple(getattr(pool, k) for k in ATTRIBUTES), pool.stats(), pool.intervals())
+
+
+@given(
+    name=st.sampled_from(["p", "", None, b"p"]),
+    first_ip=ip_values,
+    last_ip=ip_values,
+    netmask=st.one_of(
+        st.integers(-1, 33),
+        st.sampled_from(["255.255.255.0", "255.255.255.252", "255.255.0.255", "nope", 24.0, None, True]),
+    ),
+    initial_blocks=counts,
+    max_blocks=counts,
+    ports=st.one_of(
+        st.tuples(st.integers(-1, 3), st.integers(-1, 3)),
+        st.tuples(st.integers(65533, 65536), st.integers(65533, 65536)),
+        st.sampled_from([(), (1,), (1, 2, 3), [5, 6], 7, "1-2", (1.0, 2.0), (True, 2), None]),
+    ),
+    subpool_blocks=st.one_of(st.none(), counts),
+    grow_threshold=counts,
+)
+def test_constructor_agrees(**arguments: Any) -> None:
+    rust, ref = (construct(impl, arguments) for impl in IMPLS)
+    assert rust == ref
+    if ref[0] in (TypeError, PoolConfigError):
+        return
+    attributes, stats, intervals = ref
+    assert stats == PoolStats(0, 0, 0, 0, 1, attributes[-2], attributes[-2], attributes[-1])
+    assert len(intervals) == 1
+
+
+def test_state_machine_rules_raise_documented_types(impl: Any) -> None:
+    """The error types the state machine relies on, checked once directly on each implementation."""
+    pool = impl("t", "10.0.3.9", "10.0.3.9", 32, 1, 1, ports=(1, 1))
+    lease = pool.allocate()
+    with pytest.raises(PoolExhausted):
+        pool.allocate()
+    pool.free(lease)
+    with pytest.raises(LeaseError):
+        pool.free(lease)
+    with pytest.raises(ArgumentError):
+        pool.allocate_many(-1)

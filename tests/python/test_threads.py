@@ -1,0 +1,220 @@
+"""Contract point 8 (a first check): one ``natpool.Pool`` shared by 8 threads.
+
+Each thread runs a fixed number of random operations (seeded per thread): allocate,
+free its own leases, hand leases to other threads through a queue and free the ones it
+receives, double-free, look up, allocate_many and free_many. A shared ledger records every
+live (ip, port) and flags one that is handed out while still live. At the end everything
+is freed and the counters must add up. Nothing here depends on timing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import random
+import sys
+import threading
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+import natpool
+import pytest
+from natpool import LeaseError, PoolExhausted
+
+THREADS = 8
+ITERATIONS = 2500
+
+
+class Ledger:
+    """Who holds which address, as the threads see it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.live: dict[tuple[str, int], int] = {}
+        self.violations: list[str] = []
+
+    def take(self, lease: Any, who: int) -> None:
+        with self.lock:
+            if lease.address in self.live:
+                self.violations.append(f"{lease.address} handed to {who} while held by {self.live[lease.address]}")
+            self.live[lease.address] = who
+
+    def release(self, lease: Any) -> None:
+        """Called before the pool frees the lease, so no other thread can get the address yet."""
+        with self.lock:
+            if self.live.pop(lease.address, None) is None:
+                self.violations.append(f"{lease.address} released but not recorded as live")
+
+
+@pytest.fixture
+def fine_switching() -> Iterator[None]:
+    """Switch threads often, so that operations interleave as much as possible."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
+def worker(
+    pool: Any,
+    who: int,
+    ledger: Ledger,
+    handoff: queue.Queue[Any],
+    start: threading.Barrier,
+    held: list[list[Any]],
+    errors: list[str],
+    counts: list[int],
+) -> None:
+    rng = random.Random(who)
+    mine: list[Any] = []
+    first, last = pool.intervals()[0], pool.intervals()[-1]
+    low, high = pool.ports
+    try:
+        start.wait()
+        for step in range(ITERATIONS):
+            roll = rng.random()
+            if roll < 0.30:
+                try:
+                    lease = pool.allocate((who, step))
+                except PoolExhausted:
+                    continue
+                assert lease.data == (who, step)
+                ledger.take(lease, who)
+                mine.append(lease)
+                counts[who] += 1
+            elif roll < 0.45 and mine:
+                lease = mine.pop(rng.randrange(len(mine)))
+                ledger.release(lease)
+                pool.free(lease if rng.random() < 0.5 else lease.handle)
+                if rng.random() < 0.2:
+                    try:
+                        pool.free(lease)
+                    except LeaseError:
+                        pass
+                    else:
+                        raise AssertionError(f"double free of {lease!r} succeeded")
+            elif roll < 0.55 and mine:
+                handoff.put(mine.pop(rng.randrange(len(mine))))
+            elif roll < 0.65:
+                try:
+                    lease = handoff.get_nowait()
+                except queue.Empty:
+                    continue
+                ledger.release(lease)
+                pool.free(lease)
+            elif roll < 0.75 and mine:
+                lease = mine[rng.randrange(len(mine))]
+                found = pool.lookup(lease.ip, lease.port)
+                assert found == lease, (found, lease)
+                assert found.data == lease.data
+            elif roll < 0.82:
+                ip = rng.choice([first.first_ip, last.last_ip])
+                port = rng.randint(low - 1, high + 1)
+                found = pool.lookup(ip, port)
+                assert found is None or found.address == (ip, port)
+            elif roll < 0.91:
+                try:
+                    batch = pool.allocate_many(rng.randint(1, 5))
+                except PoolExhausted:
+                    continue
+                for lease in batch:
+                    assert lease.data is None
+                    ledger.take(lease, who)
+                mine.extend(batch)
+                counts[who] += len(batch)
+            elif mine:
+                rng.shuffle(mine)
+                cut = rng.randint(1, len(mine))
+                batch, mine = mine[:cut], mine[cut:]
+                for lease in batch:
+                    ledger.release(lease)
+                pool.free_many([lease if rng.random() < 0.5 else lease.handle for lease in batch])
+    except BaseException:
+        errors.append(f"thread {who}:\n{traceback.format_exc()}")
+    finally:
+        held[who] = mine
+
+
+def check_counters(pool: Any) -> None:
+    stats = pool.stats()
+    intervals, subpools = pool.intervals(), pool.subpools()
+    assert stats.live == len(pool)
+    assert stats.blocks == sum(s.blocks for s in subpools) <= stats.capacity
+    assert stats.free_blocks == sum(s.free for s in subpools) == stats.blocks - stats.live
+    assert stats.subpools == len(subpools)
+    assert stats.intervals == len(intervals)
+    assert sum(i.count for i in intervals) == stats.address_count == pool.address_count
+    assert stats.free_addresses == sum(i.count for i in intervals if i.subpool is None)
+    assert stats.free_addresses == stats.address_count - stats.blocks
+    assert [i.subpool for i in intervals if i.subpool is not None] == [s.id for s in subpools]
+    for a, b in itertools.pairwise(intervals):
+        assert a.subpool is not None or b.subpool is not None
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({"initial_blocks": 4, "max_blocks": 100, "subpool_blocks": 4, "grow_threshold": 1}, id="roomy"),
+        pytest.param({"initial_blocks": 1, "max_blocks": 40, "subpool_blocks": 1, "grow_threshold": 0}, id="tight"),
+    ],
+)
+def test_eight_threads_share_one_pool(options: dict[str, Any], fine_switching: None) -> None:
+    pool = natpool.Pool(
+        "threads",
+        "10.9.0.1",
+        "10.9.0.2",
+        24,
+        options["initial_blocks"],
+        options["max_blocks"],
+        ports=(20000, 20063),
+        subpool_blocks=options["subpool_blocks"],
+        grow_threshold=options["grow_threshold"],
+    )
+    ledger = Ledger()
+    handoff: queue.Queue[Any] = queue.Queue()
+    start = threading.Barrier(THREADS)
+    held: list[list[Any]] = [[] for _ in range(THREADS)]
+    errors: list[str] = []
+    counts = [0] * THREADS
+    threads = [
+        threading.Thread(target=worker, args=(pool, k, ledger, handoff, start, held, errors, counts))
+        for k in range(THREADS)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert ledger.violations == []
+    assert all(count > 0 for count in counts)
+    remaining = [lease for leases in held for lease in leases]
+    while not handoff.empty():
+        remaining.append(handoff.get_nowait())
+    assert len(pool) == len(remaining) == len(ledger.live)
+    assert {lease.address for lease in remaining} == set(ledger.live)
+    for lease in remaining:
+        assert pool.lookup(*lease.address) == lease
+    check_counters(pool)
+
+    # Exhaustion still comes exactly at capacity.
+    extra = pool.allocate_many(pool.capacity - len(pool))
+    with pytest.raises(PoolExhausted):
+        pool.allocate()
+    check_counters(pool)
+    assert len({lease.address for lease in remaining + extra}) == pool.capacity
+
+    pool.free_many(remaining)
+    pool.free_many(extra)
+    stats = pool.stats()
+    assert stats.live == 0 == len(pool)
+    assert stats.free_blocks == stats.blocks
+    assert stats.blocks >= min(pool.initial_blocks, pool.address_count)
+    check_counters(pool)
+    lease = pool.allocate()
+    pool.free(lease)
+    with pytest.raises(LeaseError):
+        pool.free_many([lease])
