@@ -177,10 +177,23 @@ impl<T: Default + Send + Sync> Pool<T> {
         if self.availability.first().is_some() {
             return Ok(()); // a block was freed or a subpool created meanwhile
         }
-        if self.blocks.load(Ordering::Acquire) >= self.config.capacity {
+        if self.blocks.load(Ordering::Acquire) < self.config.capacity {
+            return self.create_subpool(&mut writer);
+        }
+        if self.len() >= self.config.capacity {
             return Err(self.exhausted(1));
         }
-        self.create_subpool(&mut writer)
+        // Every block exists and some are not live: a concurrent free is
+        // landing, or a bit is between its clear and its re-check. Re-derive
+        // the map from the counts (rare: only at full occupancy) and retry.
+        drop(writer);
+        for subpool in &self.intervals.load().subpools {
+            if subpool.free.available() > 0 {
+                self.availability.set(subpool.id);
+            }
+        }
+        std::thread::yield_now();
+        Ok(())
     }
 
     fn grow_if_below_threshold(&self) {

@@ -15,6 +15,9 @@ Validation runs in three phases, in this order, and stops at the first error:
    not in one subnet of ``netmask`` (field ``netmask``); no usable address
    (field ``first_ip``).
 
+``max_blocks`` and ``grow_threshold`` above 2**64 - 1 are taken as 2**64 - 1
+(no pool reaches either), as the Rust core's 64-bit counters do.
+
 The Rust binding performs phase 1 and the Rust core phases 2 and 3, in the
 same order, so both implementations raise the same class for the same field.
 """
@@ -214,7 +217,7 @@ def control_block(
         initial_blocks=initial,
         max_blocks=min(maximum, _U64_MAX),
         subpool_blocks=initial if subpool is None else subpool,
-        grow_threshold=threshold,
+        grow_threshold=min(threshold, _U64_MAX),
         usable_first=usable_first,
         usable_last=usable_last,
     )
