@@ -44,12 +44,11 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, NamedTuple, Protocol, TextIO
+from typing import Any, NamedTuple, TextIO
 
 import natpool
 import natpool.reference
 from natpool.errors import PoolConfigError, PoolExhausted
-from natpool.records import Interval, PoolStats, Subpool
 
 __all__ = [
     "MODELS",
@@ -70,41 +69,8 @@ SERVERS = 8
 """Real servers behind the simulated SLB (connections are spread round-robin)."""
 
 
-class LeaseLike(Protocol):
-    """What the simulation uses of a ``Lease`` (either implementation's)."""
-
-    @property
-    def ip(self) -> str: ...
-
-    @property
-    def port(self) -> int: ...
-
-    @property
-    def data(self) -> Any: ...
-
-
-class PoolLike(Protocol):
-    """What the simulation uses of a pool (``natpool.Pool`` or ``natpool.reference.Pool``)."""
-
-    @property
-    def capacity(self) -> int: ...
-
-    @property
-    def address_count(self) -> int: ...
-
-    def __len__(self) -> int: ...
-
-    def allocate(self, data: Any = None) -> Any: ...
-
-    def free(self, lease_or_handle: Any) -> None: ...
-
-    def lookup(self, ip: Any, port: int) -> Any: ...
-
-    def stats(self) -> PoolStats: ...
-
-    def subpools(self) -> list[Subpool]: ...
-
-    def intervals(self) -> list[Interval]: ...
+PoolLike = natpool.Pool | natpool.reference.Pool
+"""Either implementation: they share one API, so the simulation is written once for both."""
 
 
 MODELS: dict[str, Callable[..., PoolLike]] = {
