@@ -11,7 +11,7 @@
 //! clear is followed by a re-check that sets the bit again if a concurrent
 //! setter raced with it, and [`Availability::first`] repairs stale summaries.
 
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use crate::core::sync::{AtomicU64, Ordering::SeqCst};
 
 use crate::core::segvec::SegVec;
 

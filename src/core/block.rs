@@ -13,8 +13,7 @@
 //! free list. So no reader ever sees `data` being replaced, and no lookup
 //! ever waits.
 
-use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::core::sync::{AtomicU64, DataCell, Ordering};
 
 const LIVE: u64 = 1 << 31;
 const RELEASING: u64 = 1 << 30;
@@ -43,7 +42,7 @@ pub struct ConnectionBlock<T> {
     state: AtomicU64,
     pub ip: u32,
     pub port: u16,
-    data: UnsafeCell<T>,
+    data: DataCell<T>,
 }
 
 // SAFETY: `data` is moved between threads (written by the allocating thread,
@@ -60,7 +59,7 @@ impl<T: Default> ConnectionBlock<T> {
             state: AtomicU64::new(free_state(generation)),
             ip,
             port,
-            data: UnsafeCell::new(T::default()),
+            data: DataCell::new(T::default()),
         }
     }
 
@@ -85,7 +84,7 @@ impl<T: Default> ConnectionBlock<T> {
         let state = self.state.load(Ordering::Relaxed);
         debug_assert_eq!(state & (LIVE | RELEASING | READERS), 0);
         // SAFETY: the caller owns the block (see the contract above).
-        unsafe { *self.data.get() = data };
+        self.data.with_mut(|cell| unsafe { *cell = data });
         self.state.store(state | LIVE, Ordering::Release);
         generation(state)
     }
@@ -140,7 +139,7 @@ impl<T: Default> ConnectionBlock<T> {
         let generation_ = generation(state);
         // SAFETY: we are a registered reader of a live block: no release can
         // complete (and so nothing can write `data`) until we leave.
-        let result = read(generation_, unsafe { &*self.data.get() });
+        let result = self.data.with(|cell| read(generation_, unsafe { &*cell }));
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
             let last_out = state & RELEASING != 0 && state & READERS == 1;
@@ -165,7 +164,8 @@ impl<T: Default> ConnectionBlock<T> {
         // live (or releasing) with no other reader to free: no reader can
         // register (LIVE is clear) and the block is on no free list yet, so
         // this thread alone accesses `data`.
-        unsafe { std::mem::take(&mut *self.data.get()) }
+        self.data
+            .with_mut(|cell| unsafe { std::mem::take(&mut *cell) })
     }
 }
 
@@ -187,13 +187,22 @@ mod tests {
         assert!(block.read(|_, _| ()).is_none());
     }
 
+    /// Each reuse moves the generation on by one, modulo 2^32: a stale
+    /// handle is rejected until its block has been reused 2^32 times.
     #[test]
-    fn generation_wraps() {
-        let block: ConnectionBlock<()> = ConnectionBlock::new(1, 2, u32::MAX);
-        // SAFETY: owned by this test.
-        unsafe { block.occupy(()) };
-        assert_eq!(block.release(u32::MAX), Release::Done(()));
-        assert_eq!(block.generation(), 0);
+    fn generation_wraps_after_two_to_the_32_reuses() {
+        let start = u32::MAX - 1;
+        let block: ConnectionBlock<()> = ConnectionBlock::new(1, 2, start);
+        for reuse in 1..=3u32 {
+            let generation_ = block.generation();
+            // SAFETY: owned by this test.
+            assert_eq!(unsafe { block.occupy(()) }, generation_);
+            assert_eq!(block.release(generation_), Release::Done(()));
+            assert_eq!(block.generation(), start.wrapping_add(reuse));
+            assert_eq!(block.release(start), Release::NotLive);
+            assert!(!block.is_live(start));
+        }
+        assert_eq!(block.generation(), 1, "wrapped past u32::MAX to 0, then 1");
     }
 
     #[test]

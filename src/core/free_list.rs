@@ -10,7 +10,7 @@
 //! after it, no reservation can succeed, which is what makes deleting an
 //! empty subpool race-free against allocators that already found it.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::core::sync::{spin_wait, AtomicU32, AtomicU64, Ordering};
 
 use crate::core::error::Error;
 
@@ -81,7 +81,7 @@ impl FreeList {
             let top = head as u32;
             if top == 0 {
                 // A reservation guarantees a block; its push is still landing.
-                std::hint::spin_loop();
+                spin_wait();
                 continue;
             }
             let next = self.links[top as usize - 1].load(Ordering::Relaxed);
@@ -126,6 +126,14 @@ impl FreeList {
         self.available
             .compare_exchange(total, CLOSED | total, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
+    }
+
+    /// Whether a reservation could succeed now: open, with a free block (a
+    /// snapshot). A closed list never reopens, so `false` stays `false`.
+    #[inline]
+    pub fn has_free(&self) -> bool {
+        let available = self.available.load(Ordering::Acquire);
+        available & CLOSED == 0 && available > 0
     }
 
     /// Free blocks now (a snapshot).

@@ -16,7 +16,7 @@ impl Handle {
     }
 
     /// `(generation, subpool id, offset)`, or `None` for a value no handle has.
-    pub(crate) fn parts(self) -> Option<(u32, u32, u32)> {
+    pub fn parts(self) -> Option<(u32, u32, u32)> {
         if self.0 >> 96 != 0 {
             return None;
         }

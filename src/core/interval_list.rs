@@ -7,11 +7,10 @@
 //! deleted subpool's memory lives until the last snapshot or guard holding
 //! it is dropped.
 
-use std::sync::Arc;
-
-use arc_swap::ArcSwap;
+use std::ops::Deref;
 
 use crate::core::subpool::Subpool;
+use crate::core::sync::{Arc, AtomicArc, Loaded};
 
 /// One element of the interval list: `count` addresses from index `first`,
 /// owned by subpool `subpool` or free (`None`).
@@ -94,9 +93,23 @@ fn gaps<T: Default>(
         .map(|(start, end)| (start, end - start))
 }
 
+/// A loaded snapshot; the subpools it names stay alive while it is held.
+pub struct SnapshotGuard<T>(Loaded<Snapshot<T>>);
+
+impl<T> Deref for SnapshotGuard<T> {
+    type Target = Snapshot<T>;
+
+    #[inline]
+    fn deref(&self) -> &Snapshot<T> {
+        self.0
+            .as_ref()
+            .expect("the interval list always has a snapshot")
+    }
+}
+
 /// The published interval list.
 pub struct IntervalList<T> {
-    current: ArcSwap<Snapshot<T>>,
+    current: AtomicArc<Snapshot<T>>,
     address_count: u64,
 }
 
@@ -104,32 +117,35 @@ impl<T: Default> IntervalList<T> {
     /// One free interval covering the whole address space.
     pub fn new(address_count: u64) -> Self {
         IntervalList {
-            current: ArcSwap::from_pointee(Snapshot::new(Vec::new(), address_count)),
+            current: AtomicArc::new(Some(Arc::new(Snapshot::new(Vec::new(), address_count)))),
             address_count,
         }
     }
 
     /// The current snapshot (lock-free).
     #[inline]
-    pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot<T>>> {
-        self.current.load()
+    pub fn load(&self) -> SnapshotGuard<T> {
+        SnapshotGuard(self.current.load())
     }
 
     /// Publish the list with `subpool` added. Writer lock held.
     pub fn insert(&self, subpool: Arc<Subpool<T>>) {
-        let mut subpools = self.current.load().subpools.clone();
+        let mut subpools = self.load().subpools.clone();
         let position = subpools.partition_point(|s| s.start < subpool.start);
         subpools.insert(position, subpool);
-        self.current
-            .store(Arc::new(Snapshot::new(subpools, self.address_count)));
+        self.publish(subpools);
     }
 
     /// Publish the list with subpool `id` removed (its interval merges with
     /// its free neighbours). Writer lock held.
     pub fn remove(&self, id: u32) {
-        let mut subpools = self.current.load().subpools.clone();
+        let mut subpools = self.load().subpools.clone();
         subpools.retain(|s| s.id != id);
-        self.current
-            .store(Arc::new(Snapshot::new(subpools, self.address_count)));
+        self.publish(subpools);
+    }
+
+    fn publish(&self, subpools: Vec<Arc<Subpool<T>>>) {
+        let snapshot = Snapshot::new(subpools, self.address_count);
+        self.current.store(Some(Arc::new(snapshot)));
     }
 }

@@ -9,6 +9,7 @@
 //! | [`availability`] | which subpools have a free block, lowest id first, in O(1) |
 //! | [`interval_list`] | the interval list (Figure 7), published as snapshots |
 //! | [`pool`] | the pool: memory pool, growth and deletion, leases |
+//! | [`sync`] | the atomics and cells, std's or loom's (`--cfg loom`) |
 
 pub mod availability;
 pub mod block;
@@ -20,6 +21,10 @@ pub mod interval_list;
 pub mod pool;
 pub mod segvec;
 pub mod subpool;
+pub mod sync;
+
+#[cfg(all(test, not(loom)))]
+mod creation_hold;
 
 pub use config::{parse_ipv4, parse_netmask, Config, PoolSpec};
 pub use error::Error;

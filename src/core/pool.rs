@@ -13,10 +13,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-
-use arc_swap::ArcSwapOption;
 
 use crate::core::availability::Availability;
 use crate::core::block::Release;
@@ -27,6 +23,9 @@ use crate::core::handle::Handle;
 use crate::core::interval_list::{Interval, IntervalList};
 use crate::core::segvec::SegVec;
 use crate::core::subpool::Subpool;
+use crate::core::sync::{
+    yield_now, Arc, AtomicArc, AtomicU64, Mutex, MutexGuard, Ordering, TryLockError,
+};
 
 /// A live lease as the core reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,10 +73,13 @@ pub struct Pool<T> {
     config: Config,
     live: AtomicU64,
     blocks: AtomicU64,
-    slots: SegVec<ArcSwapOption<Subpool<T>>>,
+    slots: SegVec<AtomicArc<Subpool<T>>>,
     availability: Availability,
     intervals: IntervalList<T>,
     writer: Mutex<Writer>,
+    /// Test-only: stops subpool creation on demand (see `creation_hold.rs`).
+    #[cfg(all(test, not(loom)))]
+    pub(crate) creation_hold: crate::core::creation_hold::Hold,
 }
 
 impl<T: Default + Send + Sync> Pool<T> {
@@ -95,6 +97,8 @@ impl<T: Default + Send + Sync> Pool<T> {
                 generation_floor: Vec::new(),
             }),
             config,
+            #[cfg(all(test, not(loom)))]
+            creation_hold: Default::default(),
         }
     }
 
@@ -119,6 +123,17 @@ impl<T: Default + Send + Sync> Pool<T> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The writer lock if no other thread holds it. The lock-free paths use
+    /// this for their optional writer work (threshold growth, deleting an
+    /// idle subpool), so that they never wait for a creation or deletion.
+    fn try_lock_writer(&self) -> Option<MutexGuard<'_, Writer>> {
+        match self.writer.try_lock() {
+            Ok(writer) => Some(writer),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// Lease a free address holding `data`.
     pub fn allocate(&self, data: T) -> Result<Lease, Error> {
         let lease = self.take_block(data)?;
@@ -132,7 +147,7 @@ impl<T: Default + Send + Sync> Pool<T> {
                 self.grow_when_empty()?;
                 continue;
             };
-            let slot = self.slots.get(id as usize).map(ArcSwapOption::load);
+            let slot = self.slots.get(id as usize).map(AtomicArc::load);
             let Some(subpool) = slot.as_ref().and_then(|guard| guard.as_ref()) else {
                 self.refresh(id);
                 continue;
@@ -165,7 +180,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         let has_free = self
             .slots
             .get(id as usize)
-            .is_some_and(|slot| slot.load().as_ref().is_some_and(|s| s.free.available() > 0));
+            .is_some_and(|slot| slot.load().as_ref().is_some_and(|s| s.free.has_free()));
         if has_free {
             self.availability.set(id);
         }
@@ -188,11 +203,11 @@ impl<T: Default + Send + Sync> Pool<T> {
         // the map from the counts (rare: only at full occupancy) and retry.
         drop(writer);
         for subpool in &self.intervals.load().subpools {
-            if subpool.free.available() > 0 {
+            if subpool.free.has_free() {
                 self.availability.set(subpool.id);
             }
         }
-        std::thread::yield_now();
+        yield_now();
         Ok(())
     }
 
@@ -203,10 +218,14 @@ impl<T: Default + Send + Sync> Pool<T> {
                 && blocks.saturating_sub(pool.live.load(Ordering::Acquire))
                     <= pool.config.grow_threshold
         };
-        if below(self) {
-            let mut writer = self.lock_writer();
+        if !below(self) {
+            return;
+        }
+        // Best effort: the allocation has succeeded. If another thread holds
+        // the writer lock, it is creating or deleting a subpool; the next
+        // allocation checks again. So an allocation never waits here.
+        if let Some(mut writer) = self.try_lock_writer() {
             if below(self) {
-                // Growth here is best effort: the allocation has succeeded.
                 let _ = self.create_subpool(&mut writer);
             }
         }
@@ -221,6 +240,8 @@ impl<T: Default + Send + Sync> Pool<T> {
     }
 
     fn create_subpool(&self, writer: &mut Writer) -> Result<(), Error> {
+        #[cfg(all(test, not(loom)))]
+        self.creation_hold.pause();
         let blocks = self.blocks.load(Ordering::Acquire);
         let wanted = if writer.created {
             self.config.subpool_blocks
@@ -299,8 +320,15 @@ impl<T: Default + Send + Sync> Pool<T> {
         }
     }
 
+    /// Delete `subpool` (all of its blocks free) unless fewer than
+    /// `initial_blocks` blocks would remain. A free never waits for the
+    /// writer: if another thread holds the lock, the idle subpool stays
+    /// (its blocks remain allocatable) and is deleted the next time a free
+    /// empties it.
     fn delete_if_idle(&self, subpool: &Arc<Subpool<T>>) {
-        let mut writer = self.lock_writer();
+        let Some(mut writer) = self.try_lock_writer() else {
+            return;
+        };
         let size = u64::from(subpool.len());
         let blocks = self.blocks.load(Ordering::Acquire);
         if blocks - size < u64::from(self.config.initial_blocks) || !subpool.free.try_close(size) {

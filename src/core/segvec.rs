@@ -2,13 +2,26 @@
 //! elements and is created once, under the caller's lock, then read without
 //! one. Used for subpool slots and availability bitmaps, which grow with the
 //! number of subpools and are read on every allocation.
+//!
+//! A segment is published once through std's `OnceLock`. Under loom (which
+//! has no `OnceLock`) the first [`LOOM_SEGMENTS`] segments exist from the
+//! start, which is all the models' tiny pools use: the models check the
+//! protocols on the elements, not `OnceLock`'s.
 
+#[cfg(not(loom))]
 use std::sync::OnceLock;
 
+#[cfg(not(loom))]
 const SEGMENTS: usize = 34;
 
+#[cfg(loom)]
+pub const LOOM_SEGMENTS: usize = 4;
+
 pub struct SegVec<T> {
+    #[cfg(not(loom))]
     segments: [OnceLock<Box<[T]>>; SEGMENTS],
+    #[cfg(loom)]
+    segments: Vec<Box<[T]>>,
 }
 
 fn locate(index: usize) -> (usize, usize) {
@@ -16,6 +29,7 @@ fn locate(index: usize) -> (usize, usize) {
     (k, index + 1 - (1 << k))
 }
 
+#[cfg(not(loom))]
 impl<T: Default> SegVec<T> {
     pub fn new() -> Self {
         SegVec {
@@ -39,13 +53,36 @@ impl<T: Default> SegVec<T> {
     }
 }
 
+#[cfg(loom)]
+impl<T: Default> SegVec<T> {
+    pub fn new() -> Self {
+        let segments = (0..LOOM_SEGMENTS)
+            .map(|k| (0..1usize << k).map(|_| T::default()).collect())
+            .collect();
+        SegVec { segments }
+    }
+
+    pub fn ensure(&self, index: usize) {
+        assert!(
+            locate(index).0 < LOOM_SEGMENTS,
+            "loom models use at most {LOOM_SEGMENTS} segments"
+        );
+    }
+
+    #[inline]
+    pub fn get(&self, index: usize) -> Option<&T> {
+        let (k, offset) = locate(index);
+        self.segments.get(k).map(|segment| &segment[offset])
+    }
+}
+
 impl<T: Default> Default for SegVec<T> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

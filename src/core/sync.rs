@@ -1,0 +1,152 @@
+//! The synchronisation primitives the core uses, in one place, so that the
+//! loom models (`RUSTFLAGS="--cfg loom"`, `make loom`) run the core's own
+//! atomic protocols under the model checker.
+//!
+//! * Atomics, `Arc`, `Mutex`, the data cell and the spin hint are loom's
+//!   under `cfg(loom)` and std's otherwise: every protocol built from them
+//!   (the free list, the block state word, the availability map, the pool's
+//!   counters and its reserve/close handshake) is checked by loom as written.
+//! * [`AtomicArc`] publishes an `Arc` for lock-free readers: `arc-swap` in a
+//!   normal build. arc-swap's internal protocol is not ours and is not
+//!   loom-aware, so under loom it is replaced by a mutex around the `Arc`:
+//!   the models then check what the core relies on (a reader keeps the
+//!   snapshot it loaded alive; a store publishes a fully built value; a
+//!   replaced value is reclaimed when its last holder drops it, which loom's
+//!   `Arc` checks for leaks), not arc-swap's own implementation.
+
+#[cfg(loom)]
+pub use loom::sync::atomic::{AtomicU32, AtomicU64};
+#[cfg(loom)]
+pub use loom::sync::{Arc, Mutex, MutexGuard};
+pub use std::sync::atomic::Ordering;
+#[cfg(not(loom))]
+pub use std::sync::atomic::{AtomicU32, AtomicU64};
+pub use std::sync::TryLockError;
+#[cfg(not(loom))]
+pub use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Let another thread run: used where a thread waits for a step another
+/// thread has already committed to (loom must be told, or it would spin).
+#[inline]
+pub fn spin_wait() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    std::hint::spin_loop();
+}
+
+/// Give up the processor (a retry that is not a short spin).
+#[inline]
+pub fn yield_now() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    std::thread::yield_now();
+}
+
+/// A cell whose accesses the caller serialises by a protocol (the block's
+/// state word); loom checks that they really are serialised.
+#[derive(Debug)]
+pub struct DataCell<T> {
+    #[cfg(loom)]
+    inner: loom::cell::UnsafeCell<T>,
+    #[cfg(not(loom))]
+    inner: std::cell::UnsafeCell<T>,
+}
+
+impl<T> DataCell<T> {
+    pub fn new(value: T) -> Self {
+        #[cfg(loom)]
+        let inner = loom::cell::UnsafeCell::new(value);
+        #[cfg(not(loom))]
+        let inner = std::cell::UnsafeCell::new(value);
+        DataCell { inner }
+    }
+
+    /// Run `f` on a shared pointer to the value.
+    #[inline]
+    pub fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        #[cfg(loom)]
+        return self.inner.with(f);
+        #[cfg(not(loom))]
+        f(self.inner.get())
+    }
+
+    /// Run `f` on an exclusive pointer to the value.
+    #[inline]
+    pub fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        #[cfg(loom)]
+        return self.inner.with_mut(f);
+        #[cfg(not(loom))]
+        f(self.inner.get())
+    }
+}
+
+#[cfg(not(loom))]
+mod publish {
+    use std::sync::Arc;
+
+    /// An atomically replaceable `Option<Arc<T>>` with lock-free loads.
+    pub struct AtomicArc<T>(arc_swap::ArcSwapOption<T>);
+
+    /// What [`AtomicArc::load`] returns: keeps the value alive while held.
+    pub type Loaded<T> = arc_swap::Guard<Option<Arc<T>>>;
+
+    impl<T> AtomicArc<T> {
+        pub fn new(value: Option<Arc<T>>) -> Self {
+            AtomicArc(arc_swap::ArcSwapOption::new(value))
+        }
+
+        #[inline]
+        pub fn load(&self) -> Loaded<T> {
+            self.0.load()
+        }
+
+        pub fn store(&self, value: Option<Arc<T>>) {
+            self.0.store(value);
+        }
+    }
+}
+
+#[cfg(loom)]
+mod publish {
+    use loom::sync::{Arc, Mutex};
+
+    /// Under loom: a mutex around the `Arc` (see the module documentation).
+    pub struct AtomicArc<T>(Mutex<Option<Arc<T>>>);
+
+    /// A clone of the published `Arc`, which keeps the value alive.
+    pub struct Loaded<T>(Option<Arc<T>>);
+
+    impl<T> std::ops::Deref for Loaded<T> {
+        type Target = Option<Arc<T>>;
+
+        fn deref(&self) -> &Option<Arc<T>> {
+            &self.0
+        }
+    }
+
+    impl<T> AtomicArc<T> {
+        pub fn new(value: Option<Arc<T>>) -> Self {
+            AtomicArc(Mutex::new(value))
+        }
+
+        pub fn load(&self) -> Loaded<T> {
+            Loaded(self.0.lock().unwrap().clone())
+        }
+
+        pub fn store(&self, value: Option<Arc<T>>) {
+            // The guard is a temporary: the old value drops after the unlock.
+            let previous = std::mem::replace(&mut *self.0.lock().unwrap(), value);
+            drop(previous);
+        }
+    }
+}
+
+pub use publish::{AtomicArc, Loaded};
+
+impl<T> Default for AtomicArc<T> {
+    fn default() -> Self {
+        AtomicArc::new(None)
+    }
+}
