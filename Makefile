@@ -7,12 +7,12 @@ PYTHON ?= python3
 HYPOTHESIS_PROFILE ?= ci
 export HYPOTHESIS_PROFILE
 
-.PHONY: run test venv develop lint rust-lint rust-test py-lint stubtest pytest clean
+.PHONY: run test venv develop lint rust-lint rust-test py-lint stubtest pytest loom loom-fast stress scaling clean
 
 run: develop
 	$(BIN)/natpool simulate
 
-test: develop rust-lint rust-test py-lint stubtest pytest
+test: develop rust-lint rust-test loom-fast py-lint stubtest pytest
 
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,14 +30,36 @@ rust-lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	PYO3_PYTHON=$(abspath $(PY)) cargo clippy --all-targets --features python -- -D warnings
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo clippy --release --tests -- -D warnings
 
 rust-test:
 	cargo test
 
+# loom models of every atomic protocol in the core (tests/loom_*.rs), built
+# with --cfg loom in their own target directory. `make test` runs them with a
+# preemption bound of 2; `make loom` with 3.
+LOOM_TEST = RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release --test 'loom_*'
+
+loom-fast:
+	LOOM_MAX_PREEMPTIONS=2 $(LOOM_TEST)
+
+loom:
+	LOOM_MAX_PREEMPTIONS=3 $(LOOM_TEST)
+
+# The cross-thread stress test (tests/stress.rs) for longer than `cargo test`
+# runs it: NATPOOL_STRESS_OPS operations per thread, for 2, 4 and 8 threads.
+NATPOOL_STRESS_OPS ?= 20000000
+stress:
+	NATPOOL_STRESS_OPS=$(NATPOOL_STRESS_OPS) cargo test --release --test stress -- --nocapture
+
+# Do batches scale across Python threads (GIL released)? A benchmark.
+scaling: develop
+	$(PY) benches/gil_scaling.py
+
 py-lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy python/natpool
+	$(BIN)/mypy python/natpool benches/gil_scaling.py
 
 stubtest: develop
 	$(PY) -m mypy.stubtest natpool._natpool --mypy-config-file pyproject.toml
