@@ -226,3 +226,43 @@ fn threads_never_share_an_address() {
 fn lease_ip(pool: &Pool<u64>) -> u32 {
     pool.config().usable_first
 }
+
+#[test]
+fn stale_handles_stay_stale_across_reuse_and_subpool_deletion() {
+    // Capacity 2: subpool 1 (one block) is deleted by every free of its
+    // lease and created again, under the same id, by the next allocation.
+    let p = pool(1, 2, Some(1));
+    let a = p.allocate(1).unwrap();
+    let b = p.allocate(2).unwrap();
+    assert_eq!(b.handle.parts().unwrap().1, 1);
+    p.free(b.handle).unwrap();
+    assert_eq!(p.stats().subpools, 1, "subpool 1 is deleted");
+    // Recreated under the same id for the same address: the generation
+    // continues from where the deleted subpool's blocks left off.
+    let mut current = p.allocate(3).unwrap();
+    assert_eq!((current.ip, current.port), (b.ip, b.port));
+    assert_eq!(current.handle.parts().unwrap().1, 1);
+    let mut stale = vec![b.handle];
+    for round in 0..1000 {
+        for handle in &stale {
+            assert!(!p.is_live(*handle));
+            assert!(matches!(p.free(*handle), Err(Error::NotLive(_))));
+        }
+        let (found, _) = p.lookup_with(b.ip, b.port, |lease, data| (lease, *data));
+        assert_eq!(found.unwrap().0, current);
+        p.free(current.handle).unwrap();
+        stale.push(current.handle);
+        assert_eq!(p.stats().subpools, 1);
+        current = p.allocate(round).unwrap();
+        assert_eq!((current.ip, current.port), (b.ip, b.port));
+        assert_eq!(current.handle.parts().unwrap().1, 1);
+    }
+    let generations: HashSet<u32> = stale.iter().map(|h| h.parts().unwrap().0).collect();
+    assert_eq!(
+        generations.len(),
+        stale.len(),
+        "every reuse has its own generation"
+    );
+    p.free(current.handle).unwrap();
+    p.free(a.handle).unwrap();
+}

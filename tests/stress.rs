@@ -1,0 +1,285 @@
+//! Cross-thread stress of the core pool near exhaustion, checked by an
+//! independent atomic bitmap of live addresses: an address handed out while
+//! its bit is set fails at once. Threads allocate, free their own leases,
+//! hand leases to other threads that free them, and look up random
+//! addresses; at the end the accounting must be exact.
+//!
+//! `cargo test` runs a short bounded run for N = 2, 4 and 8 threads;
+//! `make stress` runs it longer (`NATPOOL_STRESS_OPS` operations per thread,
+//! release build). `NATPOOL_STRESS_SEED` picks the random streams.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread;
+
+use natpool::core::{parse_ipv4, Config, Error, Lease, Pool, PoolSpec};
+
+type Data = u64;
+
+/// xorshift64*: a small deterministic stream per thread.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    }
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.replace('_', "").parse().expect(name))
+        .unwrap_or(default)
+}
+
+/// Which addresses are live, kept by the test, not the pool.
+struct LiveMap(Vec<AtomicU64>);
+
+impl LiveMap {
+    fn new(addresses: u64) -> Self {
+        LiveMap(
+            (0..addresses.div_ceil(64))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        )
+    }
+
+    fn set(&self, index: u64) {
+        let bit = 1 << (index % 64);
+        let before = self.0[(index / 64) as usize].fetch_or(bit, Ordering::AcqRel);
+        assert_eq!(before & bit, 0, "address {index} handed out while live");
+    }
+
+    fn clear(&self, index: u64) {
+        let bit = 1 << (index % 64);
+        let before = self.0[(index / 64) as usize].fetch_and(!bit, Ordering::AcqRel);
+        assert_ne!(before & bit, 0, "address {index} freed while not live");
+    }
+
+    fn count(&self) -> u64 {
+        self.0
+            .iter()
+            .map(|w| u64::from(w.load(Ordering::Acquire).count_ones()))
+            .sum()
+    }
+}
+
+struct Shared {
+    pool: Pool<Data>,
+    live: LiveMap,
+    /// Leases handed from one thread to another, to be freed there.
+    handoff: Mutex<Vec<(Lease, Data)>>,
+    /// Data values handed back by `free` or by a lookup's deferred release.
+    returned: AtomicU64,
+    allocated: AtomicU64,
+    exhausted: AtomicU64,
+}
+
+impl Shared {
+    fn index(&self, lease: &Lease) -> u64 {
+        self.pool.config().index(lease.ip, lease.port).unwrap()
+    }
+
+    /// Free a lease this thread owns; the live bit is cleared first, since
+    /// the address may be handed out again as soon as the free lands.
+    fn free(&self, lease: &Lease, data: Data) {
+        self.live.clear(self.index(lease));
+        match self.pool.free(lease.handle) {
+            Ok(Some(returned)) => {
+                assert_eq!(returned, data);
+                self.returned.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(None) => {} // a lookup in flight hands the data back
+            Err(error) => panic!("freeing a live lease failed: {error:?}"),
+        }
+    }
+}
+
+fn new_pool() -> Pool<Data> {
+    // 4 IPs x 64 ports = 256 addresses; subpools of 8 after an initial 16.
+    Pool::new(
+        Config::new(PoolSpec {
+            name: "stress".into(),
+            first_ip: parse_ipv4("10.0.0.1").unwrap(),
+            last_ip: parse_ipv4("10.0.0.4").unwrap(),
+            prefix: 24,
+            ports: (2000, 2063),
+            initial_blocks: 16,
+            max_blocks: 256,
+            subpool_blocks: Some(8),
+            grow_threshold: 4,
+        })
+        .unwrap(),
+    )
+}
+
+fn worker(
+    shared: &Shared,
+    id: u64,
+    threads: u64,
+    ops: u64,
+    seed: u64,
+) -> HashMap<u64, (Lease, Data)> {
+    let mut rng = Rng::new(seed ^ id);
+    let mut mine: HashMap<u64, (Lease, Data)> = HashMap::new();
+    let addresses = shared.pool.config().address_count;
+    let target = shared.pool.config().capacity / threads;
+    for op in 0..ops {
+        let roll = rng.below(100);
+        // Lean towards allocating until this thread holds its share, so the
+        // pool runs near exhaustion with several threads.
+        let allocate_bias = if (mine.len() as u64) < target { 55 } else { 35 };
+        if roll < allocate_bias {
+            let data = id << 48 | op;
+            match shared.pool.allocate(data) {
+                Ok(lease) => {
+                    let index = shared.index(&lease);
+                    shared.live.set(index);
+                    shared.allocated.fetch_add(1, Ordering::Relaxed);
+                    assert!(mine.insert(index, (lease, data)).is_none());
+                }
+                Err(Error::Exhausted(_)) => {
+                    shared.exhausted.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(error) => panic!("allocate: {error:?}"),
+            }
+        } else if roll < 75 {
+            if let Some(&index) = mine
+                .keys()
+                .nth(rng.below(mine.len().max(1) as u64) as usize)
+            {
+                let (lease, data) = mine.remove(&index).unwrap();
+                shared.free(&lease, data);
+            }
+        } else if roll < 82 {
+            if let Some(&index) = mine.keys().next() {
+                let held = mine.remove(&index).unwrap();
+                shared.handoff.lock().unwrap().push(held);
+            }
+        } else if roll < 92 {
+            let handed = shared.handoff.lock().unwrap().pop();
+            if let Some((lease, data)) = handed {
+                shared.free(&lease, data);
+            }
+        } else {
+            let (ip, port) = shared.pool.config().address(rng.below(addresses));
+            let (seen, released) = shared.pool.lookup_with(ip, port, |l, d| (l, *d));
+            if released.is_some() {
+                shared.returned.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some((lease, data)) = seen {
+                assert_eq!((lease.ip, lease.port), (ip, port));
+                let index = shared.pool.config().index(ip, port).unwrap();
+                if let Some(held) = mine.get(&index) {
+                    assert_eq!(*held, (lease, data), "lookup of our own lease");
+                }
+            }
+        }
+    }
+    mine
+}
+
+fn stress(threads: u64, ops: u64) {
+    let seed = env_u64("NATPOOL_STRESS_SEED", 0x5eed);
+    let shared = Arc::new(Shared {
+        pool: new_pool(),
+        live: LiveMap::new(256),
+        handoff: Mutex::new(Vec::new()),
+        returned: AtomicU64::new(0),
+        allocated: AtomicU64::new(0),
+        exhausted: AtomicU64::new(0),
+    });
+    let start = Arc::new(Barrier::new(threads as usize));
+    let handles: Vec<_> = (0..threads)
+        .map(|id| {
+            let shared = Arc::clone(&shared);
+            let start = Arc::clone(&start);
+            thread::spawn(move || {
+                start.wait();
+                worker(&shared, id, threads, ops, seed)
+            })
+        })
+        .collect();
+    let mut held: Vec<(Lease, Data)> = Vec::new();
+    for handle in handles {
+        held.extend(handle.join().unwrap().into_values());
+    }
+    held.extend(shared.handoff.lock().unwrap().drain(..));
+
+    // Exact accounting: the pool, the bitmap and the ledgers agree.
+    let pool = &shared.pool;
+    assert_eq!(pool.len(), held.len() as u64);
+    assert_eq!(shared.live.count(), held.len() as u64);
+    let allocated = shared.allocated.load(Ordering::Relaxed);
+    let returned = shared.returned.load(Ordering::Relaxed);
+    assert_eq!(
+        allocated,
+        returned + held.len() as u64,
+        "data handed back once each"
+    );
+    let stats = pool.stats();
+    let subpools = pool.subpools();
+    assert_eq!(
+        stats.blocks,
+        subpools.iter().map(|s| u64::from(s.blocks)).sum::<u64>()
+    );
+    assert_eq!(
+        stats.free_blocks,
+        subpools.iter().map(|s| s.free).sum::<u64>()
+    );
+    for (lease, data) in &held {
+        let (seen, _) = pool.lookup_with(lease.ip, lease.port, |l, d| (l, *d));
+        assert_eq!(seen, Some((*lease, *data)));
+        shared.free(lease, *data);
+    }
+    assert!(pool.is_empty());
+    assert!(pool
+        .subpools()
+        .iter()
+        .all(|s| s.free == u64::from(s.blocks)));
+
+    // Nothing leaked: every address can be leased once more, then no more.
+    let all: Vec<(Lease, Data)> = (0..pool.config().capacity)
+        .map(|i| {
+            let lease = pool.allocate(i).unwrap();
+            shared.live.set(shared.index(&lease));
+            (lease, i)
+        })
+        .collect();
+    assert!(matches!(pool.allocate(0), Err(Error::Exhausted(_))));
+    for (lease, data) in &all {
+        shared.free(lease, *data);
+    }
+    assert_eq!(shared.live.count(), 0);
+    eprintln!(
+        "stress: {threads} threads x {ops} ops (seed {seed:#x}): {allocated} allocations, {} exhaustion events",
+        shared.exhausted.load(Ordering::Relaxed)
+    );
+}
+
+fn ops() -> u64 {
+    env_u64("NATPOOL_STRESS_OPS", 20_000)
+}
+
+#[test]
+fn stress_two_threads() {
+    stress(2, ops());
+}
+
+#[test]
+fn stress_four_threads() {
+    stress(4, ops());
+}
+
+#[test]
+fn stress_eight_threads() {
+    stress(8, ops());
+}
