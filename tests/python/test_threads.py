@@ -220,3 +220,33 @@ def test_eight_threads_share_one_pool(options: dict[str, Any], fine_switching: N
     pool.free(lease)
     with pytest.raises(LeaseError):
         pool.free_many([lease])
+
+
+def test_batches_release_the_gil() -> None:
+    """While one thread is inside ``allocate_many``/``free_many``, another runs Python.
+
+    With the GIL held for the whole call, the watcher could only ever see the pool empty
+    or the whole batch live; it sees counts in between, which it can only read while the
+    core is part-way through the batch, i.e. while the GIL is released.
+    """
+    n = 300_000
+    pool = natpool.Pool("gil", "10.8.0.1", "10.8.0.254", 24, 4096, n, subpool_blocks=4096)
+    batches: list[Any] = []
+    seen: set[int] = set()
+    done = threading.Event()
+
+    def batch_worker() -> None:
+        try:
+            for _ in range(3):
+                batches.append(pool.allocate_many(n))
+                pool.free_many(batches.pop())
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=batch_worker)
+    worker.start()
+    while not done.is_set():
+        seen.add(len(pool))
+    worker.join()
+    assert len(pool) == 0
+    assert any(0 < count < n for count in seen), sorted(seen)[:10]
