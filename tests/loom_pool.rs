@@ -211,3 +211,25 @@ fn churn_with_creation_deletion_and_lookups() {
         assert!(pool.stats().subpools <= 1);
     });
 }
+
+/// Two frees empty subpool 1 in turn: the first is preempted between its
+/// push and its deletion attempt while another thread allocates, frees and
+/// deletes the subpool; the late attempt must find it gone and do nothing.
+#[test]
+fn a_late_deletion_attempt_finds_the_subpool_gone() {
+    loom::model(|| {
+        // Subpool 0 has 1 block, subpool 1 (created eagerly) has 2.
+        let pool = pool(3, 1, 2);
+        let a = pool.allocate(1).unwrap();
+        let b = pool.allocate(2).unwrap();
+        assert_eq!(b.handle.parts().unwrap().1, 1);
+        let freer = spawn_with(&pool, move |pool| pool.free(b.handle).unwrap());
+        let churner = spawn_with(&pool, |pool| {
+            let c = pool.allocate(3).unwrap();
+            pool.free(c.handle).unwrap()
+        });
+        assert_eq!(freer.join().unwrap(), Some(2));
+        assert_eq!(churner.join().unwrap(), Some(3));
+        check_and_drain(&pool, &[(a, 1)]);
+    });
+}

@@ -326,12 +326,25 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// (its blocks remain allocatable) and is deleted the next time a free
     /// empties it.
     fn delete_if_idle(&self, subpool: &Arc<Subpool<T>>) {
+        let size = u64::from(subpool.len());
+        // `saturating_sub`: a thread whose push emptied the subpool may get
+        // here after another thread already deleted it (loom model
+        // `a_late_deletion_attempt_finds_the_subpool_gone`); then `blocks`
+        // may be below `size`, and the closed list refuses a second close.
+        let keep = |pool: &Self| {
+            pool.blocks.load(Ordering::Acquire).saturating_sub(size)
+                < u64::from(pool.config.initial_blocks)
+        };
+        // Checked before the lock too: a subpool that must stay (typically
+        // the initial one, emptied by every free of a lone lease) costs no
+        // lock operation.
+        if keep(self) {
+            return;
+        }
         let Some(mut writer) = self.try_lock_writer() else {
             return;
         };
-        let size = u64::from(subpool.len());
-        let blocks = self.blocks.load(Ordering::Acquire);
-        if blocks - size < u64::from(self.config.initial_blocks) || !subpool.free.try_close(size) {
+        if keep(self) || !subpool.free.try_close(size) {
             return;
         }
         let id = subpool.id;
