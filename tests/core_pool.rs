@@ -266,3 +266,67 @@ fn stale_handles_stay_stale_across_reuse_and_subpool_deletion() {
     p.free(current.handle).unwrap();
     p.free(a.handle).unwrap();
 }
+
+/// Batches are exactly their single operations: the same leases in the same
+/// order, the same growth and deletion, the same interval list.
+#[test]
+fn batches_equal_their_single_operations() {
+    let state = |p: &Pool<u32>| (p.intervals(), p.subpools(), p.stats());
+    for initial in 1..=4 {
+        for subpool in 1..=5 {
+            for threshold in [0, 1, 3, 7] {
+                for n in [1, 2, 5, 17, 40, 70, 130] {
+                    let make = || {
+                        let mut s = spec(
+                            "10.0.0.1",
+                            "10.0.0.2",
+                            (1000, 1099),
+                            initial,
+                            150,
+                            Some(subpool),
+                        );
+                        s.grow_threshold = threshold;
+                        Pool::<u32>::new(Config::new(s).unwrap())
+                    };
+                    let (batch, single) = (make(), make());
+                    // Some churn first, so that ids and intervals have holes.
+                    for p in [&batch, &single] {
+                        let warm: Vec<_> = (0..9).map(|i| p.allocate(i).unwrap()).collect();
+                        for lease in warm.iter().step_by(2) {
+                            p.free(lease.handle).unwrap();
+                        }
+                    }
+                    let mut counter = 100;
+                    let batched = batch
+                        .allocate_many(n, || {
+                            counter += 1;
+                            counter
+                        })
+                        .unwrap();
+                    let singles: Vec<_> = (101..101 + n as u32)
+                        .map(|data| single.allocate(data).unwrap())
+                        .collect();
+                    assert_eq!(
+                        batched, singles,
+                        "initial {initial} subpool {subpool} threshold {threshold} n {n}"
+                    );
+                    assert_eq!(state(&batch), state(&single));
+                    // Free them in two batches, in an order rotated by a third.
+                    let mut order: Vec<_> = batched.iter().map(|l| l.handle).collect();
+                    let third = order.len() / 3;
+                    order.rotate_left(third);
+                    let (first, rest) = order.split_at(order.len() / 2);
+                    for part in [first, rest] {
+                        let data = batch.free_many(part).unwrap();
+                        let single_data: Vec<u32> = part
+                            .iter()
+                            .map(|h| single.free(*h).unwrap().unwrap())
+                            .collect();
+                        assert_eq!(data, single_data);
+                        assert_eq!(state(&batch), state(&single));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use loom::sync::Arc;
 use loom_support::spawn_with;
-use natpool::core::free_list::{FreeList, Reserve};
+use natpool::core::free_list::{FreeList, Reserve, ReserveMany};
 
 fn take(list: &FreeList) -> Option<u32> {
     match list.reserve() {
@@ -109,5 +109,64 @@ fn close_and_reserve_exclude_each_other() {
             all.extend(taken);
             assert_eq!(all.len(), 2);
         }
+    });
+}
+
+fn take_chain(list: &FreeList, want: u64) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let ReserveMany::Taken { count, .. } = list.reserve_up_to(want) {
+        list.pop_many(count, &mut out);
+    }
+    out
+}
+
+/// A chain pop (one CAS after walking the links) races with single pops and
+/// a push of a popped block: the walk must never install a stale link.
+#[test]
+fn a_chain_pop_races_with_pops_and_pushes() {
+    loom::model(|| {
+        let list = Arc::new(FreeList::new(4).unwrap());
+        let chain = spawn_with(&list, |list| take_chain(list, 2));
+        let other = spawn_with(&list, |list| {
+            let x = take(list);
+            let y = take(list);
+            if let Some(x) = x {
+                list.push(x);
+            }
+            y
+        });
+        let chained = chain.join().unwrap();
+        let held: Vec<u32> = chained
+            .iter()
+            .copied()
+            .chain(other.join().unwrap())
+            .collect();
+        let rest = drain(&list);
+        let mut all: Vec<u32> = held.iter().chain(&rest).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, vec![0, 1, 2, 3], "held {held:?}, free {rest:?}");
+    });
+}
+
+/// A chain push races with a chain pop: every block exactly once, and the
+/// count matches the stack.
+#[test]
+fn a_chain_push_races_with_a_chain_pop() {
+    loom::model(|| {
+        let list = Arc::new(FreeList::new(4).unwrap());
+        let mut mine = Vec::new();
+        list.reserve_up_to(3);
+        list.pop_many(3, &mut mine);
+        assert_eq!(mine, vec![0, 1, 2]);
+        let pusher = spawn_with(&list, |list| list.push_many(&[0, 1]));
+        let popper = spawn_with(&list, |list| take_chain(list, 2));
+        let after_push = pusher.join().unwrap();
+        assert!((2..=3).contains(&after_push));
+        let popped = popper.join().unwrap();
+        let rest = drain(&list);
+        let mut all: Vec<u32> = popped.iter().chain(&rest).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, vec![0, 1, 3], "popped {popped:?}, free {rest:?}");
+        assert_eq!(list.available(), 0);
     });
 }

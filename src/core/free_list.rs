@@ -16,11 +16,26 @@ use crate::core::error::Error;
 
 const CLOSED: u64 = 1 << 63;
 
+/// The most blocks [`FreeList::pop_many`] takes with one CAS.
+pub const CHAIN: u64 = 64;
+
 /// The outcome of [`FreeList::reserve`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reserve {
     /// A block is reserved; `last` when it was the last free one.
     Taken {
+        last: bool,
+    },
+    Empty,
+    Closed,
+}
+
+/// The outcome of [`FreeList::reserve_up_to`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReserveMany {
+    /// `count` blocks are reserved; `last` when no free block is left.
+    Taken {
+        count: u64,
         last: bool,
     },
     Empty,
@@ -53,21 +68,39 @@ impl FreeList {
     /// Claim one free block, to be taken with [`pop`](Self::pop).
     #[inline]
     pub fn reserve(&self) -> Reserve {
+        match self.reserve_up_to(1) {
+            ReserveMany::Taken { last, .. } => Reserve::Taken { last },
+            ReserveMany::Empty => Reserve::Empty,
+            ReserveMany::Closed => Reserve::Closed,
+        }
+    }
+
+    /// Claim up to `want` (at least 1) free blocks, to be taken with
+    /// [`pop_many`](Self::pop_many).
+    #[inline]
+    pub fn reserve_up_to(&self, want: u64) -> ReserveMany {
+        debug_assert!(want > 0);
         let mut current = self.available.load(Ordering::Relaxed);
         loop {
             if current & CLOSED != 0 {
-                return Reserve::Closed;
+                return ReserveMany::Closed;
             }
             if current == 0 {
-                return Reserve::Empty;
+                return ReserveMany::Empty;
             }
+            let count = current.min(want);
             match self.available.compare_exchange_weak(
                 current,
-                current - 1,
+                current - count,
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Reserve::Taken { last: current == 1 },
+                Ok(_) => {
+                    return ReserveMany::Taken {
+                        count,
+                        last: count == current,
+                    }
+                }
                 Err(seen) => current = seen,
             }
         }
@@ -101,16 +134,72 @@ impl FreeList {
         }
     }
 
+    /// Take `count` reserved blocks with one CAS, appending them to `out` in
+    /// the order single pops would return them. Only after `reserve_up_to`
+    /// granted `count` (at most [`CHAIN`] at a time, which bounds the walk).
+    ///
+    /// The chain from the head is walked before the CAS. Blocks on the stack
+    /// keep their links until they are popped, and every pop or push moves
+    /// the head's tag, so a CAS that succeeds proves the walk saw one
+    /// consistent stack; a walk that raced with a change is simply retried.
+    #[inline]
+    pub fn pop_many(&self, count: u64, out: &mut Vec<u32>) {
+        debug_assert!((1..=CHAIN).contains(&count));
+        let start = out.len();
+        loop {
+            out.truncate(start);
+            let head = self.head.load(Ordering::Acquire);
+            let mut top = head as u32;
+            while top != 0 && ((out.len() - start) as u64) < count {
+                out.push(top - 1);
+                top = self.links[top as usize - 1].load(Ordering::Relaxed);
+            }
+            if ((out.len() - start) as u64) < count {
+                // Reserved blocks whose pushes are still landing, or a walk
+                // that raced with a change: look again.
+                spin_wait();
+                continue;
+            }
+            let tag = (head >> 32).wrapping_add(1);
+            if self
+                .head
+                .compare_exchange_weak(
+                    head,
+                    tag << 32 | u64::from(top),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                return;
+            }
+        }
+    }
+
     /// Return a block; yields the number of free blocks after it.
     #[inline]
     pub fn push(&self, offset: u32) -> u64 {
+        self.push_many(&[offset])
+    }
+
+    /// Return blocks with one CAS, leaving the stack as pushing them one by
+    /// one in order would; yields the number of free blocks after them.
+    #[inline]
+    pub fn push_many(&self, offsets: &[u32]) -> u64 {
+        let (Some(&first), Some(&last)) = (offsets.first(), offsets.last()) else {
+            return self.available();
+        };
+        // Link the chain last -> ... -> first; then first -> the old head.
+        for pair in offsets.windows(2) {
+            self.links[pair[1] as usize].store(pair[0] + 1, Ordering::Relaxed);
+        }
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
-            self.links[offset as usize].store(head as u32, Ordering::Relaxed);
+            self.links[first as usize].store(head as u32, Ordering::Relaxed);
             let tag = (head >> 32).wrapping_add(1);
             match self.head.compare_exchange_weak(
                 head,
-                tag << 32 | u64::from(offset + 1),
+                tag << 32 | u64::from(last + 1),
                 Ordering::Release,
                 Ordering::Relaxed,
             ) {
@@ -118,7 +207,9 @@ impl FreeList {
                 Err(seen) => head = seen,
             }
         }
-        self.available.fetch_add(1, Ordering::Release) + 1
+        self.available
+            .fetch_add(offsets.len() as u64, Ordering::Release)
+            + offsets.len() as u64
     }
 
     /// Close the list if all `total` blocks are free; no reservation succeeds after.
@@ -161,6 +252,48 @@ mod tests {
         assert_eq!(list.reserve(), Reserve::Taken { last: true });
         assert_eq!(list.pop(), 2);
         assert_eq!(list.reserve(), Reserve::Empty);
+    }
+
+    #[test]
+    fn batches_match_single_operations() {
+        let single = FreeList::new(6).unwrap();
+        let batch = FreeList::new(6).unwrap();
+        let mut popped = Vec::new();
+        for _ in 0..4 {
+            assert!(matches!(single.reserve(), Reserve::Taken { .. }));
+            popped.push(single.pop());
+        }
+        assert_eq!(
+            batch.reserve_up_to(4),
+            ReserveMany::Taken {
+                count: 4,
+                last: false
+            }
+        );
+        let mut chained = Vec::new();
+        batch.pop_many(4, &mut chained);
+        assert_eq!(chained, popped);
+        for offset in [2, 0, 3] {
+            single.push(offset);
+        }
+        assert_eq!(batch.push_many(&[2, 0, 3]), 5);
+        assert_eq!(
+            batch.reserve_up_to(9),
+            ReserveMany::Taken {
+                count: 5,
+                last: true
+            }
+        );
+        let mut rest = Vec::new();
+        batch.pop_many(5, &mut rest);
+        let single_rest: Vec<u32> = (0..5)
+            .map(|_| {
+                single.reserve();
+                single.pop()
+            })
+            .collect();
+        assert_eq!(rest, single_rest);
+        assert_eq!(batch.reserve_up_to(1), ReserveMany::Empty);
     }
 
     #[test]

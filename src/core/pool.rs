@@ -12,13 +12,13 @@
 //! and deletion take the writer lock; they never block the lock-free paths.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::BinaryHeap;
 
 use crate::core::availability::Availability;
 use crate::core::block::Release;
 use crate::core::config::Config;
 use crate::core::error::Error;
-use crate::core::free_list::Reserve;
+use crate::core::free_list::{ReserveMany, CHAIN};
 use crate::core::handle::Handle;
 use crate::core::interval_list::{Interval, IntervalList};
 use crate::core::segvec::SegVec;
@@ -142,6 +142,43 @@ impl<T: Default + Send + Sync> Pool<T> {
     }
 
     fn take_block(&self, data: T) -> Result<Lease, Error> {
+        self.with_reserved(1, |subpool, _| {
+            let offset = subpool.free.pop();
+            let lease = Self::occupy(subpool, offset, data);
+            self.live.fetch_add(1, Ordering::AcqRel);
+            lease
+        })
+    }
+
+    /// Take up to `want` (at most `CHAIN`) blocks from the lowest-id subpool
+    /// with a free block, in the order single allocations would take them.
+    fn take_blocks(
+        &self,
+        want: u64,
+        data: &mut impl FnMut() -> T,
+        out: &mut Vec<Lease>,
+        offsets: &mut Vec<u32>,
+    ) -> Result<(), Error> {
+        self.with_reserved(want, |subpool, count| {
+            offsets.clear();
+            subpool.free.pop_many(count, offsets);
+            out.extend(
+                offsets
+                    .iter()
+                    .map(|&offset| Self::occupy(subpool, offset, data())),
+            );
+            self.live.fetch_add(count, Ordering::AcqRel);
+        })
+    }
+
+    /// Find the lowest-id subpool with a free block, reserve up to `want`
+    /// blocks in it and run `take` on it with the count reserved. Creates a
+    /// subpool, or reports exhaustion, when no subpool has a free block.
+    fn with_reserved<R>(
+        &self,
+        want: u64,
+        take: impl FnOnce(&Subpool<T>, u64) -> R,
+    ) -> Result<R, Error> {
         loop {
             let Some(id) = self.availability.first() else {
                 self.grow_when_empty()?;
@@ -152,25 +189,29 @@ impl<T: Default + Send + Sync> Pool<T> {
                 self.refresh(id);
                 continue;
             };
-            match subpool.free.reserve() {
-                Reserve::Taken { last } => {
+            match subpool.free.reserve_up_to(want) {
+                ReserveMany::Taken { count, last } => {
                     if last {
                         self.refresh(id);
                     }
-                    let offset = subpool.free.pop();
-                    let block = &subpool.blocks[offset as usize];
-                    // SAFETY: `offset` was just popped from the free list after
-                    // a reservation, so this thread alone owns the block.
-                    let generation = unsafe { block.occupy(data) };
-                    self.live.fetch_add(1, Ordering::AcqRel);
-                    return Ok(Lease {
-                        handle: Handle::new(generation, id, offset),
-                        ip: block.ip,
-                        port: block.port,
-                    });
+                    return Ok(take(subpool, count));
                 }
-                Reserve::Empty | Reserve::Closed => self.refresh(id),
+                ReserveMany::Empty | ReserveMany::Closed => self.refresh(id),
             }
+        }
+    }
+
+    /// Make the popped block `offset` live with `data`.
+    #[inline]
+    fn occupy(subpool: &Subpool<T>, offset: u32, data: T) -> Lease {
+        let block = &subpool.blocks[offset as usize];
+        // SAFETY: `offset` was just popped from the free list after a
+        // reservation, so this thread alone owns the block.
+        let generation = unsafe { block.occupy(data) };
+        Lease {
+            handle: Handle::new(generation, subpool.id, offset),
+            ip: block.ip,
+            port: block.port,
         }
     }
 
@@ -288,12 +329,7 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// Free the lease `handle`; returns its data when this call completed the
     /// release (`None` when a concurrent lookup will complete it).
     pub fn free(&self, handle: Handle) -> Result<Option<T>, Error> {
-        let not_live = || {
-            Error::NotLive(format!(
-                "handle {:#x} is not a live lease of pool {:?}",
-                handle.0, self.config.name
-            ))
-        };
+        let not_live = || self.not_live(handle);
         let (generation, id, offset) = handle.parts().ok_or_else(not_live)?;
         let slot = self.slots.get(id as usize).ok_or_else(not_live)?.load();
         let subpool = slot.as_ref().ok_or_else(not_live)?;
@@ -302,19 +338,22 @@ impl<T: Default + Send + Sync> Pool<T> {
             Release::NotLive => Err(not_live()),
             Release::Deferred => Ok(None),
             Release::Done(data) => {
-                self.return_block(subpool, offset);
+                self.return_blocks(subpool, &[offset]);
                 Ok(Some(data))
             }
         }
     }
 
-    /// Put a released block back and apply the deletion rule.
-    fn return_block(&self, subpool: &Arc<Subpool<T>>, offset: u32) {
-        let available = subpool.free.push(offset);
-        if available == 1 {
-            self.availability.set(subpool.id);
+    /// Put released blocks of one subpool back (in the order given, as
+    /// single frees would) and apply the deletion rule.
+    #[inline]
+    fn return_blocks(&self, subpool: &Arc<Subpool<T>>, offsets: &[u32]) {
+        let count = offsets.len() as u64;
+        let available = subpool.free.push_many(offsets);
+        if available == count {
+            self.availability.set(subpool.id); // the count left zero
         }
-        self.live.fetch_sub(1, Ordering::AcqRel);
+        self.live.fetch_sub(count, Ordering::AcqRel);
         if available == u64::from(subpool.len()) {
             self.delete_if_idle(subpool);
         }
@@ -364,24 +403,41 @@ impl<T: Default + Send + Sync> Pool<T> {
     }
 
     /// Lease `n` addresses, all or nothing; `data` makes each lease's data.
+    /// The leases, growth and everything else are exactly those of `n`
+    /// single allocations; the blocks are taken in chains of up to `CHAIN`
+    /// from one subpool, with one reservation and one pop CAS per chain.
     pub fn allocate_many(&self, n: u64, mut data: impl FnMut() -> T) -> Result<Vec<Lease>, Error> {
         if n > self.config.capacity.saturating_sub(self.len()) {
             return Err(self.exhausted(n));
         }
         let mut leases = Vec::with_capacity(n as usize);
-        for _ in 0..n {
-            match self.allocate(data()) {
-                Ok(lease) => leases.push(lease),
-                Err(error) => {
-                    // Another thread took the rest: give back what we took.
-                    for lease in leases.iter().rev() {
-                        let _ = self.free(lease.handle);
-                    }
-                    return Err(error);
+        let mut offsets = Vec::with_capacity(CHAIN as usize);
+        while (leases.len() as u64) < n {
+            let want = (n - leases.len() as u64)
+                .min(CHAIN)
+                .min(self.allocations_before_growth());
+            if let Err(error) = self.take_blocks(want, &mut data, &mut leases, &mut offsets) {
+                // Another thread took the rest: give back what we took.
+                for lease in leases.iter().rev() {
+                    let _ = self.free(lease.handle);
                 }
+                return Err(error);
             }
+            self.grow_if_below_threshold();
         }
         Ok(leases)
+    }
+
+    /// How many allocations in a row leave the threshold rule silent but for
+    /// the last: after allocation `i` of a chain, `free - i` blocks are free,
+    /// and growth is due at the first `i` with `free - i <= grow_threshold`.
+    fn allocations_before_growth(&self) -> u64 {
+        let blocks = self.blocks.load(Ordering::Acquire);
+        if blocks >= self.config.capacity {
+            return u64::MAX; // no growth is possible
+        }
+        let free = blocks.saturating_sub(self.len());
+        free.saturating_sub(self.config.grow_threshold).max(1)
     }
 
     /// Whether `handle` names a live lease now (a snapshot).
@@ -402,32 +458,92 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// Free a batch, all or nothing against invalid input: if any handle is
     /// not live or appears twice, nothing is freed. (A lease that another
     /// thread frees between the check and the free is reported and the rest
-    /// are still freed.) Returns the data of the released blocks.
+    /// are still freed.) Returns the data of the released blocks. Each run
+    /// of handles in one subpool is pushed back with one CAS.
     pub fn free_many(&self, handles: &[Handle]) -> Result<Vec<T>, Error> {
-        let mut seen = HashSet::with_capacity(handles.len());
-        for handle in handles {
-            if !seen.insert(*handle) {
-                return Err(Error::NotLive(format!(
-                    "the batch names handle {:#x} twice",
-                    handle.0
-                )));
-            }
-            if !self.is_live(*handle) {
-                return Err(Error::NotLive(format!(
-                    "handle {:#x} is not a live lease of pool {:?}",
-                    handle.0, self.config.name
-                )));
-            }
-        }
+        self.check_batch(handles)?;
         let mut released = Vec::with_capacity(handles.len());
+        let mut offsets = Vec::new();
         let mut first_error = None;
-        for handle in handles {
-            match self.free(*handle) {
-                Ok(data) => released.extend(data),
-                Err(error) => first_error = first_error.or(Some(error)),
+        for run in handles.chunk_by(|a, b| subpool_of(a) == subpool_of(b)) {
+            if let Err(error) = self.free_run(run, &mut released, &mut offsets) {
+                first_error = first_error.or(Some(error));
             }
         }
         first_error.map_or(Ok(released), Err)
+    }
+
+    fn not_live(&self, handle: Handle) -> Error {
+        Error::NotLive(format!(
+            "handle {:#x} is not a live lease of pool {:?}",
+            handle.0, self.config.name
+        ))
+    }
+
+    /// Every handle names a live lease, and no block twice (one slot load
+    /// per run of handles in the same subpool).
+    fn check_batch(&self, handles: &[Handle]) -> Result<(), Error> {
+        let mut blocks = Vec::with_capacity(handles.len());
+        for run in handles.chunk_by(|a, b| subpool_of(a) == subpool_of(b)) {
+            let id = subpool_of(&run[0]).ok_or_else(|| self.not_live(run[0]))?;
+            let slot = self.slots.get(id as usize).map(AtomicArc::load);
+            let subpool = slot.as_ref().and_then(|guard| guard.as_ref());
+            for handle in run {
+                let (generation, _, offset) = handle.parts().expect("in a run of valid handles");
+                let live = subpool
+                    .and_then(|s| s.blocks.get(offset as usize))
+                    .is_some_and(|block| block.is_live(generation));
+                if !live {
+                    return Err(self.not_live(*handle));
+                }
+                blocks.push(u64::from(id) << 32 | u64::from(offset));
+            }
+        }
+        blocks.sort_unstable();
+        if let Some(twice) = blocks.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(Error::NotLive(format!(
+                "the batch names the lease of subpool {} block {} twice",
+                twice[0] >> 32,
+                twice[0] as u32
+            )));
+        }
+        Ok(())
+    }
+
+    /// Free a run of handles in one subpool.
+    fn free_run(
+        &self,
+        run: &[Handle],
+        released: &mut Vec<T>,
+        offsets: &mut Vec<u32>,
+    ) -> Result<(), Error> {
+        let id = subpool_of(&run[0]).ok_or_else(|| self.not_live(run[0]))?;
+        let slot = self.slots.get(id as usize).map(AtomicArc::load);
+        let subpool = slot
+            .as_ref()
+            .and_then(|guard| guard.as_ref())
+            .ok_or_else(|| self.not_live(run[0]))?;
+        offsets.clear();
+        let mut first_error = None;
+        for handle in run {
+            let (generation, _, offset) = handle.parts().expect("in a run of valid handles");
+            let outcome = subpool
+                .blocks
+                .get(offset as usize)
+                .map_or(Release::NotLive, |block| block.release(generation));
+            match outcome {
+                Release::NotLive => first_error = first_error.or(Some(self.not_live(*handle))),
+                Release::Deferred => {}
+                Release::Done(data) => {
+                    released.push(data);
+                    offsets.push(offset);
+                }
+            }
+        }
+        if !offsets.is_empty() {
+            self.return_blocks(subpool, offsets);
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Run `read` on the live lease at (ip, port) and its data, if any.
@@ -463,7 +579,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             None => (None, None),
             Some((result, None)) => (Some(result), None),
             Some((result, Some(data))) => {
-                self.return_block(subpool, offset);
+                self.return_blocks(subpool, &[offset]);
                 (Some(result), Some(data))
             }
         }
@@ -505,4 +621,9 @@ impl<T: Default + Send + Sync> Pool<T> {
             capacity: self.config.capacity,
         }
     }
+}
+
+/// The subpool id a handle names, or `None` for a value no handle has.
+fn subpool_of(handle: &Handle) -> Option<u32> {
+    handle.parts().map(|(_, id, _)| id)
 }
