@@ -233,3 +233,56 @@ fn a_late_deletion_attempt_finds_the_subpool_gone() {
         check_and_drain(&pool, &[(a, 1)]);
     });
 }
+
+/// A batch allocation (chains from two subpools) races with a single one.
+#[test]
+fn a_batch_allocation_races_with_a_single_one() {
+    loom::model(|| {
+        let pool = pool(3, 1, 2);
+        let batch = spawn_with(&pool, |pool| pool.allocate_many(2, || 7).unwrap());
+        let single = spawn_with(&pool, |pool| pool.allocate(8).unwrap());
+        let mut held: Vec<(Lease, u64)> =
+            batch.join().unwrap().into_iter().map(|l| (l, 7)).collect();
+        held.push((single.join().unwrap(), 8));
+        check_and_drain(&pool, &held);
+    });
+}
+
+/// A batch free that empties a subpool races with an allocation (which may
+/// come first and find the pool full) and a lookup of a freed address.
+#[test]
+fn a_batch_free_races_with_an_allocation_and_a_lookup() {
+    loom::model(|| {
+        let pool = pool(3, 1, 2);
+        let a = pool.allocate(1).unwrap();
+        let b = pool.allocate(2).unwrap();
+        let c = pool.allocate(3).unwrap();
+        let freer = spawn_with(&pool, move |pool| {
+            pool.free_many(&[b.handle, c.handle]).unwrap()
+        });
+        let allocator = spawn_with(&pool, |pool| pool.allocate(4));
+        let (seen, released) = pool.lookup_with(c.ip, c.port, |l, d| (l, *d));
+        let mut returned = freer.join().unwrap();
+        let d = match allocator.join().unwrap() {
+            Ok(d) => Some(d),
+            Err(Error::Exhausted(_)) => None,
+            Err(error) => panic!("{error:?}"),
+        };
+        if let Some(seen) = seen {
+            assert!(
+                seen == (c, 3) || Some(seen) == d.map(|d| (d, 4)),
+                "{seen:?}"
+            );
+        }
+        returned.extend(released);
+        returned.sort_unstable();
+        assert_eq!(
+            returned,
+            vec![2, 3],
+            "each freed lease's data handed back once"
+        );
+        let mut held = vec![(a, 1)];
+        held.extend(d.map(|d| (d, 4)));
+        check_and_drain(&pool, &held);
+    });
+}

@@ -1,8 +1,9 @@
 //! Cross-thread stress of the core pool near exhaustion, checked by an
 //! independent atomic bitmap of live addresses: an address handed out while
-//! its bit is set fails at once. Threads allocate, free their own leases,
-//! hand leases to other threads that free them, and look up random
-//! addresses; at the end the accounting must be exact.
+//! its bit is set fails at once. Threads allocate (singly and in batches),
+//! free their own leases (singly and in batches), hand leases to other
+//! threads that free them, and look up random addresses; at the end the
+//! accounting must be exact.
 //!
 //! `cargo test` runs a short bounded run for N = 2, 4 and 8 threads;
 //! `make stress` runs it longer (`NATPOOL_STRESS_OPS` operations per thread,
@@ -138,7 +139,7 @@ fn worker(
         // pool runs near exhaustion with several threads.
         let allocate_bias = if (mine.len() as u64) < target { 55 } else { 35 };
         if roll < allocate_bias {
-            let data = id << 48 | op;
+            let data = id << 48 | op << 8;
             match shared.pool.allocate(data) {
                 Ok(lease) => {
                     let index = shared.index(&lease);
@@ -169,6 +170,50 @@ fn worker(
             if let Some((lease, data)) = handed {
                 shared.free(&lease, data);
             }
+        } else if roll < 95 {
+            let n = 1 + rng.below(8);
+            let first = id << 48 | op << 8;
+            let mut next = first;
+            let data = || {
+                next += 1;
+                next
+            };
+            match shared.pool.allocate_many(n, data) {
+                Ok(leases) => {
+                    for (k, lease) in (1..).zip(leases) {
+                        let index = shared.index(&lease);
+                        shared.live.set(index);
+                        shared.allocated.fetch_add(1, Ordering::Relaxed);
+                        assert!(mine.insert(index, (lease, first + k)).is_none());
+                    }
+                }
+                Err(Error::Exhausted(_)) => {
+                    shared.exhausted.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(error) => panic!("allocate_many: {error:?}"),
+            }
+        } else if roll < 97 {
+            let chosen: Vec<u64> = mine
+                .keys()
+                .take(1 + rng.below(8) as usize)
+                .copied()
+                .collect();
+            let batch: Vec<(Lease, Data)> =
+                chosen.iter().map(|i| mine.remove(i).unwrap()).collect();
+            for (lease, _) in &batch {
+                shared.live.clear(shared.index(lease));
+            }
+            let handles: Vec<_> = batch.iter().map(|(lease, _)| lease.handle).collect();
+            let returned = shared
+                .pool
+                .free_many(&handles)
+                .expect("free_many of live leases");
+            for data in &returned {
+                assert!(batch.iter().any(|(_, d)| d == data));
+            }
+            shared
+                .returned
+                .fetch_add(returned.len() as u64, Ordering::Relaxed);
         } else {
             let (ip, port) = shared.pool.config().address(rng.below(addresses));
             let (seen, released) = shared.pool.lookup_with(ip, port, |l, d| (l, *d));
