@@ -241,10 +241,18 @@ impl PyPool {
     /// pool (or appears twice), ``LeaseError`` is raised and nothing is freed.
     /// Releases the GIL.
     fn free_many(slf: &Bound<'_, Self>, leases: &Bound<'_, PyAny>) -> PyResult<()> {
-        let handles = leases
-            .try_iter()?
-            .map(|item| Self::handle_of(slf, &item?))
-            .collect::<PyResult<Vec<_>>>()?;
+        // A list (what `allocate_many` returns) is read by index, without
+        // the iterator protocol; any other iterable through it.
+        let handles = if let Ok(list) = leases.cast::<PyList>() {
+            list.iter()
+                .map(|item| Self::handle_of(slf, &item))
+                .collect::<PyResult<Vec<_>>>()?
+        } else {
+            leases
+                .try_iter()?
+                .map(|item| Self::handle_of(slf, &item?))
+                .collect::<PyResult<Vec<_>>>()?
+        };
         let core = &slf.get().core;
         let released = slf.py().detach(|| core.free_many(&handles));
         // The released data objects are dropped here, attached.
