@@ -1,0 +1,116 @@
+"""``natpool demo``: the proxy on loopback under concurrent clients, verified and reported (``make run``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from typing import Any
+
+from natpool.demo.report import compare_text, run_text
+from natpool.demo.run import DemoConfig, run_once
+from natpool.proxy.command import LOG_FORMAT, usage_error
+from natpool.proxy.options import OptionError, parse_pool, parse_ports, require_extra
+
+__all__ = ["add_parser", "command"]
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``demo`` command to the ``natpool`` parser's subparsers."""
+    d = DemoConfig()
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "demo",
+        help="run the proxy on loopback with backends and clients, verify and report",
+        description=(
+            "Start backends (each answers with the peer address it saw), natpool proxy with a client NAT pool and "
+            "concurrent clients, all on loopback with no setup or privileges; verify that every backend saw only "
+            "pool addresses, every answer was right and every lease came back; report. Exits 1 if a check fails."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--connections", type=int, default=d.connections, metavar="N")
+    parser.add_argument("--concurrency", type=int, default=d.concurrency, metavar="N")
+    parser.add_argument("--backends", type=int, default=d.backends, metavar="N")
+    parser.add_argument("--payload", type=int, default=d.payload, metavar="BYTES", help="answered per connection")
+    parser.add_argument("--pool", default=d.pool, metavar="FIRST-LAST|CIDR", help="in 127.0.0.0/8")
+    parser.add_argument("--ports", default=f"{d.ports[0]}-{d.ports[1]}", metavar="LO-HI")
+    parser.add_argument("--initial-blocks", type=int, default=d.initial_blocks, metavar="N")
+    parser.add_argument("--subpool-blocks", type=int, default=d.subpool_blocks, metavar="N")
+    parser.add_argument("--max-blocks", type=int, default=d.max_blocks, metavar="N")
+    parser.add_argument("--balance", choices=("round-robin", "least-connections"), default=d.balance)
+    parser.add_argument(
+        "--compare", action="store_true", help="run the load with natpool and with the kernel choosing ports"
+    )
+    parser.add_argument("--plot", metavar="FILE.png", help="draw live leases and subpools over time")
+    parser.set_defaults(handler=command, subparser=parser)
+    return parser
+
+
+def _config(args: argparse.Namespace) -> DemoConfig:
+    for option, value, least in (
+        ("--connections", args.connections, 1),
+        ("--concurrency", args.concurrency, 1),
+        ("--backends", args.backends, 1),
+        ("--payload", args.payload, 0),
+    ):
+        if value < least:
+            raise OptionError(option, f"{value} is less than {least}")
+    spec = parse_pool(args.pool)
+    if not spec.first_ip.startswith("127.") or not spec.last_ip.startswith("127."):
+        raise OptionError("--pool", "the demo runs on loopback: the pool must lie in 127.0.0.0/8")
+    return DemoConfig(
+        connections=args.connections,
+        concurrency=args.concurrency,
+        backends=args.backends,
+        payload=args.payload,
+        pool=args.pool,
+        ports=parse_ports(args.ports),
+        initial_blocks=args.initial_blocks,
+        subpool_blocks=args.subpool_blocks,
+        max_blocks=args.max_blocks,
+        balance=args.balance,
+    )
+
+
+def command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Run ``natpool demo``; exit 0 when every check passed, 1 otherwise, 2 for a bad option."""
+    try:
+        config = _config(args)
+        from natpool.proxy import ProxyConfig
+
+        ProxyConfig(
+            listen=("127.0.0.1", 0),
+            backends=(("127.0.0.1", 1),),
+            pool=parse_pool(config.pool),
+            ports=config.ports,
+            initial_blocks=config.initial_blocks,
+            subpool_blocks=config.subpool_blocks,
+            max_blocks=config.max_blocks,
+        ).check()
+        if args.plot:
+            require_extra("--plot", "matplotlib", "plot")
+    except OptionError as exc:
+        return usage_error(parser, exc)
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+    result = asyncio.run(run_once(config, "pool"))
+    print(run_text(config, result), flush=True)
+    passed = result.passed
+    if args.compare:
+        kernel = asyncio.run(run_once(config, "kernel"))
+        print()
+        print(run_text(config, kernel))
+        print()
+        print(compare_text(config, result, kernel))
+        passed = passed and kernel.passed
+    if args.plot:
+        from natpool.plot import plot_timeline
+
+        plot_timeline(
+            args.plot,
+            f"natpool demo: {config.connections:,} connections through natpool proxy",
+            [s.t for s in result.samples],
+            [s.live for s in result.samples],
+            [s.subpools for s in result.samples],
+        )
+        print(f"\nplot written to {args.plot}")
+    return 0 if passed else 1
