@@ -51,16 +51,19 @@ class Proxy:
         self.active: set[asyncio.Task[None]] = set()
         self.draining = False
         self._server: asyncio.Server | None = None
+        self._address: tuple[str, int] | None = None
         self._exhausted_logged = 0.0
 
     @property
     def address(self) -> tuple[str, int]:
         """The listening address (the port the kernel chose for ``--listen HOST:0``)."""
-        return bound_address(self._server)
+        assert self._address is not None, "the proxy is not started"
+        return self._address
 
     async def start(self) -> None:
         """Listen on ``--listen``."""
         self._server = await asyncio.start_server(self._accepted, *self.config.listen, backlog=1024)
+        self._address = bound_address(self._server)
         log.info(
             "listening on %s:%d, %d backend(s), pool %s ports %d-%d (%s source)",
             *self.address,
@@ -109,6 +112,8 @@ class Proxy:
                 self.counters.bind_failures += 1
                 log.warning("client %s:%d lost: %s", *record.client, exc)
                 return
+            if lease is not None:
+                record = lease.data  # a copy of the record if an address was quarantined
             await self._relay(reader, writer, sock, lease, record, backend)
         finally:
             await close(writer)

@@ -12,6 +12,7 @@ so the kernel picks the port at connect time for the full 4-tuple; the IPs of th
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import ipaddress
 import itertools
@@ -78,9 +79,16 @@ class PoolSource:
         self.quarantine = quarantine
 
     async def connect(self, backend: tuple[str, int], record: Connection, timeout: float) -> Upstream:
-        """A socket bound to a lease and connected to ``backend``; ``PoolExhausted`` when no lease is left."""
+        """A socket bound to a lease and connected to ``backend``; ``PoolExhausted`` when no lease is left.
+
+        The lease's ``data`` is the connection's record from now on: ``record`` itself, or after a quarantine
+        a copy of it (the quarantined lease keeps the record it was allocated with, marked ``quarantined``).
+        """
         for _ in range(self.bind_attempts):
+            if record.state == "quarantined":  # the last attempt's record stays with its quarantined lease
+                record = dataclasses.replace(record, state="connecting")
             lease = self.pool.allocate(data=record)
+            record.nat = lease.address
             self.counters.allocations += 1
             sock = _socket()
             try:
@@ -100,7 +108,6 @@ class PoolSource:
                     continue
                 self.pool.free(lease)
                 raise
-            record.nat = lease.address
             return sock, lease
         raise AddressesUnavailable(f"{self.bind_attempts} NAT addresses in a row could not be bound")
 

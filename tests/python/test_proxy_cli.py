@@ -1,0 +1,191 @@
+"""``natpool proxy`` and ``natpool demo`` as commands: bad input, SIGTERM, the demo's own verification."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from natpool import cli
+from natpool.proxy import command as proxy_command
+from netkit import HANG_GUARD, pool_range, random_network
+
+GOOD = ["--listen", "127.0.0.1:0", "--backend", "127.0.0.1:8080", "--pool", "127.0.100.0/24"]
+
+
+def with_option(option: str, value: str) -> list[str]:
+    args = list(GOOD)
+    if option in args:
+        args[args.index(option) + 1] = value
+    else:
+        args += [option, value]
+    return args
+
+
+BAD = [
+    ("--pool", "10.0.0.1/33"),
+    ("--pool", "nonsense"),
+    ("--pool", "10.0.0.9-10.0.0.1"),
+    ("--pool", "10.0.0.1-10.0.0.256"),
+    ("--backend", "localhost:80"),
+    ("--backend", "127.0.0.1"),
+    ("--backend", "127.0.0.1:0"),
+    ("--backend", "127.0.0.1:65536"),
+    ("--ports", "9-2"),
+    ("--ports", "0-100"),
+    ("--ports", "1024"),
+    ("--listen", "127.0.0.1:http"),
+    ("--metrics", "nowhere"),
+    ("--max-blocks", "10"),  # below the default --initial-blocks
+    ("--subpool-blocks", "0"),
+    ("--bind-attempts", "0"),
+    ("--connect-timeout", "0"),
+    ("--drain-timeout", "-1"),
+]
+
+
+@pytest.mark.parametrize(("option", "value"), BAD, ids=[f"{o}={v}" for o, v in BAD])
+def test_bad_input_is_one_line_naming_the_option_and_exit_2_before_listening(
+    option: str, value: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def must_not_run(*args: object) -> int:
+        raise AssertionError("the proxy started despite a bad option")
+
+    monkeypatch.setattr(proxy_command, "serve", must_not_run)
+    assert cli.main(["proxy", *with_option(option, value)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and f"argument {option}:" in err
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--backend", "127.0.0.1:8080"],  # the same backend twice
+        ["--listen", "127.0.0.1:8080"],  # the proxy would forward to itself
+        ["--initial-blocks", "2048", "--max-blocks", "1024"],
+    ],
+)
+def test_impossible_combinations_exit_2(
+    extra: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(proxy_command, "serve", None)
+    args = GOOD + extra if extra[0] != "--listen" else with_option("--listen", extra[1])
+    assert cli.main(["proxy", *args]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "error: argument --" in err
+
+
+class _Silent(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"pong"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_backend() -> Iterator[tuple[str, int]]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Silent)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        host, port = server.server_address[:2]
+        yield str(host), port
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def _read_until(process: subprocess.Popen[str], pattern: str, seen: list[str]) -> re.Match[str]:
+    assert process.stderr is not None
+    deadline = time.monotonic() + HANG_GUARD
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stderr], [], [], 1.0)
+        if ready:
+            line = process.stderr.readline()
+            if not line:
+                break
+            seen.append(line)
+            if match := re.search(pattern, line):
+                return match
+    raise AssertionError(f"no {pattern!r} in the proxy's log: {''.join(seen)}")
+
+
+def test_sigterm_drains_closes_the_rest_frees_every_lease_and_logs_the_pool(http_backend: tuple[str, int]) -> None:
+    spec, ports = pool_range(random_network(), ips=1, ports=16)
+    args = ["--backend", "{}:{}".format(*http_backend), "--pool", f"{spec.first_ip}-{spec.last_ip}"]
+    args += ["--ports", f"{ports[0]}-{ports[1]}", "--initial-blocks", "4", "--drain-timeout", "0.5"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "natpool", "proxy", "--listen", "127.0.0.1:0", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    log: list[str] = []
+    try:
+        match = _read_until(process, r"listening on 127\.0\.0\.1:(\d+)", log)
+        address = ("127.0.0.1", int(match[1]))
+        with socket.create_connection(address, timeout=HANG_GUARD) as client:
+            client.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert client.makefile("rb").read().endswith(b"pong")
+        idle = socket.create_connection(address, timeout=HANG_GUARD)  # relayed, but sends no request
+        try:
+            time.sleep(0.2)  # let the proxy connect it upstream (the count below does not depend on it)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=HANG_GUARD) == 0
+            assert idle.recv(1) == b""  # closed by the proxy after the drain
+        finally:
+            idle.close()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.stderr is not None
+    log.append(process.stderr.read())
+    text = "".join(log)
+    assert "signal received" in text
+    stopped = re.search(r"stopped: (\d+) accepted.*pool: (\d+) live", text)
+    assert stopped is not None and stopped[1] == "2" and stopped[2] == "0", text
+
+
+def test_the_demo_passes_its_own_verification_both_ways_and_plots(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plot = tmp_path / "demo.png"
+    status = cli.main(
+        ["demo", "--connections", "300", "--concurrency", "12", "--backends", "3", "--compare", "--plot", str(plot)]
+    )
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert out.count("verification                ok") == 3  # the natpool run, the kernel run, the comparison
+    assert "connections answered        300 of 300" in out
+    assert "0 outside 127.0.100.0/24" in out
+    assert "lookup(peer) named client   300 of 300" in out
+    assert re.search(r"connections per second\s+[\d,]+\s+[\d,]+\s+[\d.]+x", out)
+    assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--pool", "10.0.0.0/24"], ["--connections", "0"], ["--ports", "5-1"], ["--initial-blocks", "0"]],
+)
+def test_the_demo_rejects_bad_input_with_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["demo", *args]) == 2
+    assert len(capsys.readouterr().err.splitlines()) == 1
