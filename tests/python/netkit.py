@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.server
 import ipaddress
 import random
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 from natpool.proxy import Proxy, ProxyConfig
 from natpool.proxy.listener import bound_address, close_server
@@ -116,6 +118,36 @@ async def until(condition: Callable[[], bool], what: str) -> None:
                 await asyncio.sleep(0.005)
     except TimeoutError:
         raise AssertionError(f"hang guard: still waiting for {what}") from None
+
+
+class PeerHandler(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with ``IP PORT``, the client address the server saw (HTTP/1.0: it closes first)."""
+
+    def do_GET(self) -> None:
+        body = f"{self.client_address[0]} {self.client_address[1]}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def http_backend() -> Iterator[tuple[str, int]]:
+    """The standard library's HTTP server with :class:`PeerHandler` on an ephemeral loopback port, in a thread."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), PeerHandler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        host, port = server.server_address[:2]
+        yield str(host), port
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 def dead_address() -> tuple[str, int]:

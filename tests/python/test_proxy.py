@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import http.server
 import ipaddress
 import socket
-import threading
 import urllib.request
 from collections.abc import Callable
 
 from natpool.proxy import Connection, Proxy
-from netkit import Backend, config, dead_address, pool_range, random_network, request, run, running, until
+from netkit import (
+    Backend,
+    config,
+    dead_address,
+    http_backend,
+    pool_range,
+    random_network,
+    request,
+    run,
+    running,
+    until,
+)
 
 
 def in_pool(ip: str, network: ipaddress.IPv4Network) -> bool:
@@ -218,34 +227,16 @@ def test_shutdown_drains_then_closes_the_rest_and_frees_every_lease() -> None:
     run(body)
 
 
-class _PeerHandler(http.server.BaseHTTPRequestHandler):
-    """Answers every GET with the client address the server saw."""
-
-    def do_GET(self) -> None:
-        body = f"{self.client_address[0]} {self.client_address[1]}".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 def test_http_through_the_proxy_with_the_standard_librarys_server_and_client() -> None:
     network = random_network()
     spec, ports = pool_range(network, ips=2, ports=32)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _PeerHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
 
     def get(url: str) -> tuple[int, str]:
         with urllib.request.urlopen(url, timeout=30) as response:
             return response.status, response.read().decode()
 
     async def body() -> None:
-        host, port = server.server_address[:2]
-        proxy = Proxy(config([(str(host), port)], spec, ports, hold_down=0.0))
+        proxy = Proxy(config([backend], spec, ports, hold_down=0.0))
         async with running(proxy):
             url = f"http://{proxy.address[0]}:{proxy.address[1]}/peer"
             results = await asyncio.gather(*(asyncio.to_thread(get, url) for _ in range(20)))
@@ -255,9 +246,5 @@ def test_http_through_the_proxy_with_the_standard_librarys_server_and_client() -
             await until(lambda: len(proxy.pool) == 0, "every lease back")
             assert proxy.counters.relayed == 20
 
-    try:
+    with http_backend() as backend:
         run(body)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
 import os
 import re
 import select
@@ -10,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +16,7 @@ from pathlib import Path
 import pytest
 from natpool import cli
 from natpool.proxy import command as proxy_command
-from netkit import HANG_GUARD, pool_range, random_network
+from netkit import HANG_GUARD, http_backend, pool_range, random_network
 
 GOOD = ["--listen", "127.0.0.1:0", "--backend", "127.0.0.1:8080", "--pool", "127.0.100.0/24"]
 
@@ -85,31 +83,10 @@ def test_impossible_combinations_exit_2(
     assert len(err.splitlines()) == 1 and "error: argument --" in err
 
 
-class _Silent(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b"pong"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def http_backend() -> Iterator[tuple[str, int]]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Silent)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        host, port = server.server_address[:2]
-        yield str(host), port
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+def backend() -> Iterator[tuple[str, int]]:
+    with http_backend() as address:
+        yield address
 
 
 def _read_until(process: subprocess.Popen[str], pattern: str, seen: list[str]) -> re.Match[str]:
@@ -127,9 +104,9 @@ def _read_until(process: subprocess.Popen[str], pattern: str, seen: list[str]) -
     raise AssertionError(f"no {pattern!r} in the proxy's log: {''.join(seen)}")
 
 
-def test_sigterm_drains_closes_the_rest_frees_every_lease_and_logs_the_pool(http_backend: tuple[str, int]) -> None:
+def test_sigterm_drains_closes_the_rest_frees_every_lease_and_logs_the_pool(backend: tuple[str, int]) -> None:
     spec, ports = pool_range(random_network(), ips=1, ports=16)
-    args = ["--backend", "{}:{}".format(*http_backend), "--pool", f"{spec.first_ip}-{spec.last_ip}"]
+    args = ["--backend", "{}:{}".format(*backend), "--pool", f"{spec.first_ip}-{spec.last_ip}"]
     args += ["--ports", f"{ports[0]}-{ports[1]}", "--initial-blocks", "4", "--drain-timeout", "0.5"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
@@ -144,7 +121,7 @@ def test_sigterm_drains_closes_the_rest_frees_every_lease_and_logs_the_pool(http
         address = ("127.0.0.1", int(match[1]))
         with socket.create_connection(address, timeout=HANG_GUARD) as client:
             client.sendall(b"GET / HTTP/1.0\r\n\r\n")
-            assert client.makefile("rb").read().endswith(b"pong")
+            assert client.makefile("rb").read().endswith(f"{spec.first_ip}".encode() + b" " + str(ports[0]).encode())
         idle = socket.create_connection(address, timeout=HANG_GUARD)  # relayed, but sends no request
         try:
             time.sleep(0.2)  # let the proxy connect it upstream (the count below does not depend on it)
