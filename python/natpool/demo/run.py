@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import itertools
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -32,6 +33,9 @@ class DemoConfig:
     subpool_blocks: int = 16
     max_blocks: int = 65536
     balance: str = "round-robin"
+    waves: int = 3
+    """Load cycles over the run: the clients at work swing between a tenth of ``concurrency`` and all of it
+    (0: all of them all the time), so that the pool grows subpools and deletes them again."""
     sample_every: float = 0.05
     """Seconds between samples of live leases and subpools (the plot's resolution)."""
     timeout: float = 30.0
@@ -157,8 +161,23 @@ async def run_once(config: DemoConfig, source: str = "pool") -> RunResult:
     counter = itertools.count()
     seen_addresses: set[tuple[str, int]] = set()
 
-    async def worker() -> None:
-        while (n := next(counter)) < config.connections:
+    def at_work(n: int) -> int:
+        """How many workers may run connection ``n``: a cosine wave starting at the top."""
+        if config.waves <= 0:
+            return config.concurrency
+        phase = 2 * math.pi * config.waves * n / config.connections
+        return max(1, round(config.concurrency * (0.55 + 0.45 * math.cos(phase))))
+
+    issued = 0
+
+    async def worker(index: int) -> None:
+        nonlocal issued
+        while True:
+            while index >= at_work(issued):  # resting in a trough of the load
+                await asyncio.sleep(config.sample_every / 5)
+            n = issued = next(counter)
+            if n >= config.connections:
+                return
             token = f"c{n}"
             try:
                 latency, data, local = await _client(proxy.address, token, config.payload, config.timeout)
@@ -186,7 +205,7 @@ async def run_once(config: DemoConfig, source: str = "pool") -> RunResult:
     sampler = asyncio.ensure_future(sample())
     start = time.perf_counter()
     try:
-        await asyncio.gather(*(worker() for _ in range(config.concurrency)))
+        await asyncio.gather(*(worker(i) for i in range(config.concurrency)))
     finally:
         result.wall = time.perf_counter() - start
         done.set()
