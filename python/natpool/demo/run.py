@@ -173,7 +173,7 @@ async def run_once(config: DemoConfig, source: str = "pool") -> RunResult:
     async def worker(index: int) -> None:
         nonlocal issued
         while True:
-            while index >= at_work(issued):  # resting in a trough of the load
+            while index >= at_work(issued) and issued < config.connections:  # resting in a trough of the load
                 await asyncio.sleep(config.sample_every / 5)
             n = issued = next(counter)
             if n >= config.connections:
