@@ -195,6 +195,22 @@ def test_an_unreachable_backend_costs_one_connection_is_marked_down_and_leaks_no
     run(body)
 
 
+def test_when_every_backend_is_down_clients_are_refused_at_once_without_a_lease() -> None:
+    network = random_network()
+    spec, ports = pool_range(network, ips=1, ports=8)
+
+    async def body() -> None:
+        proxy = Proxy(config([dead_address()], spec, ports, down_time=600.0))
+        async with running(proxy):
+            assert await request(proxy.address) == b""
+            assert proxy.counters.backend_failures == 1 and proxy.backends.up() == []
+            assert await request(proxy.address) == b""
+            assert proxy.counters.no_backend == 1 and proxy.counters.allocations == 1
+            assert len(proxy.pool) == 0
+
+    run(body)
+
+
 def test_shutdown_drains_then_closes_the_rest_and_frees_every_lease() -> None:
     network = random_network()
     spec, ports = pool_range(network, ips=1, ports=16)

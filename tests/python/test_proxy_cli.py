@@ -150,7 +150,7 @@ def test_the_demo_passes_its_own_verification_both_ways_and_plots(tmp_path: Path
     )
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
-    assert out.count("verification                ok") == 3  # the natpool run, the kernel run, the comparison
+    assert out.count("verification                ok") == 2  # the natpool run, and both sources' rounds compared
     assert "connections answered        300 of 300" in out
     assert "0 outside 127.0.100.0/24" in out
     assert "lookup(peer) named client   300 of 300" in out
@@ -160,8 +160,21 @@ def test_the_demo_passes_its_own_verification_both_ways_and_plots(tmp_path: Path
 
 @pytest.mark.parametrize(
     "args",
-    [["--pool", "10.0.0.0/24"], ["--connections", "0"], ["--ports", "5-1"], ["--initial-blocks", "0"]],
+    [
+        ["--pool", "10.0.0.0/24"],
+        ["--connections", "0"],
+        ["--ports", "5-1"],
+        ["--initial-blocks", "0"],
+        ["--compare", "--rounds", "3"],
+    ],
 )
 def test_the_demo_rejects_bad_input_with_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["demo", *args]) == 2
     assert len(capsys.readouterr().err.splitlines()) == 1
+
+
+def test_the_comparison_alternates_the_sources_in_mirrored_pairs() -> None:
+    from natpool.demo.compare import order
+
+    assert order(2) == ["pool", "kernel"]
+    assert order(6) == ["pool", "kernel", "kernel", "pool", "pool", "kernel"]

@@ -7,6 +7,7 @@ import asyncio
 import logging
 from typing import Any
 
+from natpool.demo.compare import compare
 from natpool.demo.report import compare_text, run_text
 from natpool.demo.run import DemoConfig, run_once
 from natpool.proxy.command import LOG_FORMAT, usage_error
@@ -39,7 +40,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--max-blocks", type=int, default=d.max_blocks, metavar="N")
     parser.add_argument("--balance", choices=("round-robin", "least-connections"), default=d.balance)
     parser.add_argument(
-        "--compare", action="store_true", help="run the load with natpool and with the kernel choosing ports"
+        "--compare",
+        action="store_true",
+        help="then run the load again, in rounds alternating natpool and the kernel choosing the port, and compare",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=4, metavar="N", help="rounds of --compare (even), the load split among them"
     )
     parser.add_argument("--plot", metavar="FILE.png", help="draw live leases and subpools over time")
     parser.set_defaults(handler=command, subparser=parser)
@@ -52,9 +58,12 @@ def _config(args: argparse.Namespace) -> DemoConfig:
         ("--concurrency", args.concurrency, 1),
         ("--backends", args.backends, 1),
         ("--payload", args.payload, 0),
+        ("--rounds", args.rounds, 2),
     ):
         if value < least:
             raise OptionError(option, f"{value} is less than {least}")
+    if args.rounds % 2:
+        raise OptionError("--rounds", f"{args.rounds} is odd: each source needs as many rounds")
     spec = parse_pool(args.pool)
     if not spec.first_ip.startswith("127.") or not spec.last_ip.startswith("127."):
         raise OptionError("--pool", "the demo runs on loopback: the pool must lie in 127.0.0.0/8")
@@ -96,12 +105,10 @@ def command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print(run_text(config, result), flush=True)
     passed = result.passed
     if args.compare:
-        kernel = asyncio.run(run_once(config, "kernel"))
+        pool, kernel = asyncio.run(compare(config, args.rounds))
         print()
-        print(run_text(config, kernel))
-        print()
-        print(compare_text(config, result, kernel))
-        passed = passed and kernel.passed
+        print(compare_text(config, args.rounds, pool, kernel))
+        passed = passed and pool.passed and kernel.passed
     if args.plot:
         from natpool.plot import plot_timeline
 

@@ -69,8 +69,8 @@ def run_text(config: DemoConfig, r: RunResult) -> str:
     return "\n".join(lines)
 
 
-def compare_text(config: DemoConfig, pool: RunResult, kernel: RunResult) -> str:
-    """The pool and the kernel as the source of upstream addresses, the same load one after the other."""
+def compare_text(config: DemoConfig, rounds: int, pool: RunResult, kernel: RunResult) -> str:
+    """The pool and the kernel as the source of upstream addresses, the same load in alternating rounds."""
 
     def ratio(a: float, b: float) -> str:
         return f"{a / b:.2f}x" if b > 0 else "-"
@@ -83,7 +83,9 @@ def compare_text(config: DemoConfig, pool: RunResult, kernel: RunResult) -> str:
     ]
     lines = [
         f"natpool demo --compare: the same load ({config.connections:,} connections, {config.concurrency} concurrent) "
-        "with natpool leases and with the kernel choosing the port (IP_BIND_ADDRESS_NO_PORT)",
+        "with natpool leases and with the kernel choosing the port (IP_BIND_ADDRESS_NO_PORT),",
+        f"  in {rounds} rounds of {config.connections // rounds:,} connections, pool, kernel, kernel, pool, ...; "
+        f"{pool.ok:,} + {kernel.ok:,} connections answered",
         "",
         f"  {'':<{W}}{'natpool':>12}{'kernel':>12}{'natpool/kernel':>16}",
     ]
