@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import socket
 import urllib.request
 from collections.abc import Callable
 
+import pytest
 from natpool.proxy import Connection, Proxy
 from netkit import (
     Backend,
@@ -173,7 +175,9 @@ def test_every_address_unbindable_costs_the_connection_and_no_lease() -> None:
     run(body)
 
 
-def test_an_unreachable_backend_costs_one_connection_is_marked_down_and_leaks_no_lease() -> None:
+def test_an_unreachable_backend_costs_one_connection_is_marked_down_and_leaks_no_lease(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     network = random_network()
     spec, ports = pool_range(network, ips=1, ports=8)
     backend = Backend()
@@ -190,6 +194,8 @@ def test_an_unreachable_backend_costs_one_connection_is_marked_down_and_leaks_no
             assert all(answer.startswith(spec.first_ip.encode()) for answer in answers)
             assert proxy.counters.backend_failures == 1 and dead.failures == 1
             assert len(proxy.pool) == 0
+        down = [r for r in caplog.records if r.name == "natpool.proxy" and "is down" in r.getMessage()]
+        assert len(down) == 1 and down[0].levelno == logging.WARNING and str(dead) in down[0].getMessage()
         await backend.stop()
 
     run(body)

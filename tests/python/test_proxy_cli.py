@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
-import select
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,19 +91,52 @@ def backend() -> Iterator[tuple[str, int]]:
         yield address
 
 
-def _read_until(process: subprocess.Popen[str], pattern: str, seen: list[str]) -> re.Match[str]:
-    assert process.stderr is not None
-    deadline = time.monotonic() + HANG_GUARD
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stderr], [], [], 1.0)
-        if ready:
-            line = process.stderr.readline()
+def scrape(url: str) -> dict[str, float]:
+    """The proxy's metrics, by name."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=HANG_GUARD) as response:
+        text = response.read().decode()
+    return {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+class LogReader:
+    """The lines a process writes to stderr, read by a thread (no select on a buffered pipe)."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        assert process.stderr is not None
+        self.stream = process.stderr
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        for line in self.stream:
+            self.lines.put(line)
+        self.lines.put("")  # end of the stream
+
+    def until(self, pattern: str) -> re.Match[str]:
+        """The first line from now on that matches ``pattern``; fails at the end of the log or after the guard."""
+        deadline = time.monotonic() + HANG_GUARD
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
             if not line:
                 break
-            seen.append(line)
+            self.seen.append(line)
             if match := re.search(pattern, line):
                 return match
-    raise AssertionError(f"no {pattern!r} in the proxy's log: {''.join(seen)}")
+        raise AssertionError(f"no {pattern!r} in the proxy's log: {self.text()}")
+
+    def text(self) -> str:
+        """Everything read so far (after the process ended: all of it)."""
+        self.thread.join(timeout=HANG_GUARD)
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return "".join(self.seen)
 
 
 def test_sigterm_drains_closes_the_rest_frees_every_lease_and_logs_the_pool(backend: tuple[str, int]) -> None:
@@ -110,21 +145,27 @@ def test_sigterm_drains_closes_the_rest_frees_every_lease_and_logs_the_pool(back
     args += ["--ports", f"{ports[0]}-{ports[1]}", "--initial-blocks", "4", "--drain-timeout", "0.5"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
-        [sys.executable, "-m", "natpool", "proxy", "--listen", "127.0.0.1:0", *args],
+        [sys.executable, "-m", "natpool", "proxy", "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0", *args],
         stderr=subprocess.PIPE,
         text=True,
         env=env,
     )
-    log: list[str] = []
+    log = LogReader(process)
     try:
-        match = _read_until(process, r"listening on 127\.0\.0\.1:(\d+)", log)
+        match = log.until(r"listening on 127\.0\.0\.1:(\d+)")
         address = ("127.0.0.1", int(match[1]))
+        metrics = "http://127.0.0.1:{}/metrics".format(log.until(r"on http://127\.0\.0\.1:(\d+)/")[1])
         with socket.create_connection(address, timeout=HANG_GUARD) as client:
             client.sendall(b"GET / HTTP/1.0\r\n\r\n")
             assert client.makefile("rb").read().endswith(f"{spec.first_ip}".encode() + b" " + str(ports[0]).encode())
         idle = socket.create_connection(address, timeout=HANG_GUARD)  # relayed, but sends no request
         try:
-            time.sleep(0.2)  # let the proxy connect it upstream (the count below does not depend on it)
+            deadline = time.monotonic() + HANG_GUARD
+            while (numbers := scrape(metrics))["natpool_proxy_relayed_total"] < 2:  # the idle one is relayed
+                assert time.monotonic() < deadline, numbers
+                time.sleep(0.01)
+            assert numbers["natpool_live_leases"] == 1 and numbers["natpool_allocations_total"] == 2
+            assert numbers["natpool_proxy_active_connections"] == 1 and numbers["natpool_exhaustion_events_total"] == 0
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=HANG_GUARD) == 0
             assert idle.recv(1) == b""  # closed by the proxy after the drain
@@ -134,9 +175,7 @@ def test_sigterm_drains_closes_the_rest_frees_every_lease_and_logs_the_pool(back
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert process.stderr is not None
-    log.append(process.stderr.read())
-    text = "".join(log)
+    text = log.text()
     assert "signal received" in text
     stopped = re.search(r"stopped: (\d+) accepted.*pool: (\d+) live", text)
     assert stopped is not None and stopped[1] == "2" and stopped[2] == "0", text

@@ -29,16 +29,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--connections", type=int, default=d.connections, metavar="N")
-    parser.add_argument("--concurrency", type=int, default=d.concurrency, metavar="N")
-    parser.add_argument("--backends", type=int, default=d.backends, metavar="N")
+    parser.add_argument("--connections", type=int, default=d.connections, metavar="N", help="client connections")
+    parser.add_argument(
+        "--concurrency", type=int, default=d.concurrency, metavar="N", help="clients at the top of a load wave"
+    )
+    parser.add_argument("--waves", type=int, default=d.waves, metavar="N", help="load cycles (0: constant)")
+    parser.add_argument("--backends", type=int, default=d.backends, metavar="N", help="servers behind the proxy")
     parser.add_argument("--payload", type=int, default=d.payload, metavar="BYTES", help="answered per connection")
     parser.add_argument("--pool", default=d.pool, metavar="FIRST-LAST|CIDR", help="in 127.0.0.0/8")
-    parser.add_argument("--ports", default=f"{d.ports[0]}-{d.ports[1]}", metavar="LO-HI")
-    parser.add_argument("--initial-blocks", type=int, default=d.initial_blocks, metavar="N")
-    parser.add_argument("--subpool-blocks", type=int, default=d.subpool_blocks, metavar="N")
-    parser.add_argument("--max-blocks", type=int, default=d.max_blocks, metavar="N")
-    parser.add_argument("--balance", choices=("round-robin", "least-connections"), default=d.balance)
+    parser.add_argument("--ports", default=f"{d.ports[0]}-{d.ports[1]}", metavar="LO-HI", help="NAT ports")
+    group = parser.add_argument_group("the pool and the proxy")
+    group.add_argument("--initial-blocks", type=int, default=d.initial_blocks, metavar="N", help="first subpool")
+    group.add_argument("--subpool-blocks", type=int, default=d.subpool_blocks, metavar="N", help="later subpools")
+    group.add_argument("--max-blocks", type=int, default=d.max_blocks, metavar="N", help="live leases at most")
+    group.add_argument("--balance", choices=("round-robin", "least-connections"), default=d.balance, help="policy")
     parser.add_argument(
         "--compare",
         action="store_true",
@@ -58,6 +62,7 @@ def _config(args: argparse.Namespace) -> DemoConfig:
         ("--concurrency", args.concurrency, 1),
         ("--backends", args.backends, 1),
         ("--payload", args.payload, 0),
+        ("--waves", args.waves, 0),
         ("--rounds", args.rounds, 2),
     ):
         if value < least:
@@ -78,6 +83,7 @@ def _config(args: argparse.Namespace) -> DemoConfig:
         subpool_blocks=args.subpool_blocks,
         max_blocks=args.max_blocks,
         balance=args.balance,
+        waves=args.waves,
     )
 
 

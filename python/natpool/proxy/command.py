@@ -46,10 +46,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--pool", required=True, metavar="FIRST-LAST|CIDR", help="the client NAT addresses")
     parser.add_argument("--ports", default="1024-65535", metavar="LO-HI", help="the NAT ports of each address")
-    parser.add_argument("--initial-blocks", type=int, default=d.initial_blocks, metavar="N")
-    parser.add_argument("--max-blocks", type=int, default=d.max_blocks, metavar="N")
+    parser.add_argument(
+        "--initial-blocks", type=int, default=d.initial_blocks, metavar="N", help="blocks of the first subpool"
+    )
+    parser.add_argument("--max-blocks", type=int, default=d.max_blocks, metavar="N", help="live leases at most")
     parser.add_argument("--subpool-blocks", type=int, metavar="N", help="blocks of each later subpool")
-    parser.add_argument("--balance", choices=BALANCE, default=d.balance)
+    parser.add_argument("--balance", choices=BALANCE, default=d.balance, help="backend selection")
     parser.add_argument("--source", choices=SOURCES, default=d.source, help="pool: natpool leases; kernel: (ip, 0)")
     parser.add_argument("--metrics", metavar="HOST:PORT", help="serve /metrics, /healthz and /lookup here")
     parser.add_argument(
@@ -68,9 +70,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--down-time", type=float, default=d.down_time, metavar="SECONDS", help="a failed backend is skipped"
     )
-    parser.add_argument("--connect-timeout", type=float, default=d.connect_timeout, metavar="SECONDS")
-    parser.add_argument("--drain-timeout", type=float, default=d.drain_timeout, metavar="SECONDS")
-    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.add_argument(
+        "--connect-timeout", type=float, default=d.connect_timeout, metavar="SECONDS", help="to a backend"
+    )
+    parser.add_argument(
+        "--drain-timeout", type=float, default=d.drain_timeout, metavar="SECONDS", help="on SIGTERM/SIGINT"
+    )
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="logging")
     parser.set_defaults(handler=command, subparser=parser)
     return parser
 
