@@ -270,3 +270,44 @@ def test_http_through_the_proxy_with_the_standard_librarys_server_and_client() -
 
     with http_backend() as backend:
         run(body)
+
+
+def test_least_connections_sends_new_clients_to_the_idle_backend() -> None:
+    network = random_network()
+    spec, ports = pool_range(network, ips=1, ports=16)
+    busy, idle = Backend(), Backend()
+    busy.hold.clear()
+
+    async def body() -> None:
+        for backend in (busy, idle):
+            await backend.start()
+        proxy = Proxy(config([busy.address, idle.address], spec, ports, balance="least-connections"))
+        async with running(proxy):
+            held = asyncio.ensure_future(request(proxy.address))  # both idle: the first backend, which holds it
+            await until(lambda: len(busy.peers) == 1, "the first connection on the busy backend")
+            for _ in range(5):
+                assert (await request(proxy.address)).startswith(spec.first_ip.encode())
+            assert len(busy.peers) == 1 and len(idle.peers) == 5
+            busy.hold.set()
+            await held
+
+    run(body)
+
+
+def test_the_kernel_source_binds_pool_ips_and_leaves_the_pool_untouched() -> None:
+    network = random_network()
+    spec, ports = pool_range(network, ips=3, ports=2)
+    backend = Backend()
+
+    async def body() -> None:
+        await backend.start()
+        proxy = Proxy(config([backend.address], spec, ports, source="kernel"))
+        async with running(proxy):
+            answers = [(await request(proxy.address)).decode().split() for _ in range(6)]
+            ips = [ip for ip, _ in answers]
+            assert ips == [str(network.network_address + 1 + i % 3) for i in range(6)]  # the pool's IPs in turn
+            assert proxy.counters.relayed == 6 and proxy.counters.allocations == 0
+            assert proxy.pool.stats().subpools == 0 and len(proxy.pool) == 0  # no lease was taken
+        await backend.stop()
+
+    run(body)

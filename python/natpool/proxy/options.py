@@ -61,7 +61,7 @@ def parse_endpoint(text: str, option: str, *, allow_port_zero: bool = False) -> 
 
 @dataclass(frozen=True)
 class PoolSpec:
-    """The pool's addresses: ``first_ip`` to ``last_ip`` in one subnet of ``prefix``."""
+    """The pool's addresses: ``first_ip`` to ``last_ip`` in one subnet of ``prefix`` (0 for a range)."""
 
     first_ip: str
     last_ip: str
@@ -69,14 +69,17 @@ class PoolSpec:
 
     @property
     def text(self) -> str:
-        return f"{self.first_ip}-{self.last_ip} /{self.prefix}"
+        if self.prefix == 0:
+            return f"{self.first_ip}-{self.last_ip}"
+        return f"{ipaddress.IPv4Network((self.first_ip, self.prefix), strict=False)}"
 
 
 def parse_pool(text: str, option: str = "--pool") -> PoolSpec:
     """``FIRST-LAST`` (e.g. ``10.0.0.10-10.0.0.20``) or a CIDR block (``127.0.100.0/24``).
 
-    A range is taken in the smallest subnet that holds both ends; as for any pool, a /30 or shorter subnet's
-    network and broadcast addresses are left out.
+    A CIDR block leaves out its network and broadcast addresses for /30 and shorter, as any pool does. A range
+    keeps every address in it: it is given to the pool with netmask /0, whose only excluded addresses are
+    0.0.0.0 and 255.255.255.255.
     """
     if "/" in text:
         try:
@@ -94,8 +97,7 @@ def parse_pool(text: str, option: str = "--pool") -> PoolSpec:
         raise OptionError(option, f"{text!r} is not a range of two IPv4 addresses") from None
     if first > last:
         raise OptionError(option, f"{text!r} is reversed")
-    prefix = 32 - (int(first) ^ int(last)).bit_length()
-    return PoolSpec(str(first), str(last), prefix)
+    return PoolSpec(str(first), str(last), 0)
 
 
 def parse_ports(text: str, option: str = "--ports") -> tuple[int, int]:
