@@ -20,7 +20,7 @@ class Backend:
     host: str
     port: int
     active: int = 0
-    """Connections relayed to it now."""
+    """Connections being connected or relayed to it now (what least-connections compares)."""
     connections: int = 0
     """Connections relayed to it in all."""
     failures: int = 0

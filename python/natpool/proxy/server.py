@@ -90,7 +90,7 @@ class Proxy:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.counters.accepted += 1
-        peer = writer.get_extra_info("peername")
+        peer = writer.get_extra_info("peername") or ("0.0.0.0", 0)  # None: the client is already gone
         record = Connection(client=(peer[0], peer[1]))
         try:
             backend = self.backends.choose()
@@ -98,25 +98,34 @@ class Proxy:
                 self.counters.no_backend += 1
                 return
             record.backend = str(backend)
+            backend.active += 1  # from the connect on, so that least-connections sees it at once
             try:
-                sock, lease = await self.source.connect(backend.address, record, self.config.connect_timeout)
-            except PoolExhausted:
-                self.counters.exhausted += 1
-                self._log_exhausted()
-                return
-            except BackendUnreachable as exc:
-                self.counters.backend_failures += 1
-                self.backends.mark_down(backend, str(exc))
-                return
-            except AddressesUnavailable as exc:
-                self.counters.bind_failures += 1
-                log.warning("client %s:%d lost: %s", *record.client, exc)
-                return
-            if lease is not None:
-                record = lease.data  # a copy of the record if an address was quarantined
-            await self._relay(reader, writer, sock, lease, record, backend)
+                await self._connect_and_relay(reader, writer, record, backend)
+            finally:
+                backend.active -= 1
         finally:
             await close(writer)
+
+    async def _connect_and_relay(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, record: Connection, backend: Backend
+    ) -> None:
+        try:
+            sock, lease = await self.source.connect(backend.address, record, self.config.connect_timeout)
+        except PoolExhausted:
+            self.counters.exhausted += 1
+            self._log_exhausted()
+            return
+        except BackendUnreachable as exc:
+            self.counters.backend_failures += 1
+            self.backends.mark_down(backend, str(exc))
+            return
+        except AddressesUnavailable as exc:
+            self.counters.bind_failures += 1
+            log.warning("client %s:%d lost: %s", *record.client, exc)
+            return
+        if lease is not None:
+            record = lease.data  # a copy of the record if an address was quarantined
+        await self._relay(reader, writer, sock, lease, record, backend)
 
     async def _relay(
         self,
@@ -128,7 +137,6 @@ class Proxy:
         backend: Backend,
     ) -> None:
         first = "client"
-        backend.active += 1
         backend.connections += 1
         self.counters.relayed += 1
         record.state = "open"
@@ -137,7 +145,6 @@ class Proxy:
             up_reader, upstream = await asyncio.open_connection(sock=sock)
             first = await relay((reader, writer), (up_reader, upstream), record)
         finally:
-            backend.active -= 1
             record.state = "closed"
             if upstream is not None:
                 await close(upstream)
