@@ -290,6 +290,8 @@ def test_least_connections_sends_new_clients_to_the_idle_backend() -> None:
             assert len(busy.peers) == 1 and len(idle.peers) == 5
             busy.hold.set()
             await held
+        for backend in (busy, idle):
+            await backend.stop()
 
     run(body)
 

@@ -134,6 +134,8 @@ class LogReader:
     def text(self) -> str:
         """Everything read so far (after the process ended: all of it)."""
         self.thread.join(timeout=HANG_GUARD)
+        if not self.thread.is_alive():
+            self.stream.close()
         while not self.lines.empty():
             self.seen.append(self.lines.get())
         return "".join(self.seen)
@@ -157,7 +159,9 @@ def test_sigterm_drains_closes_the_rest_frees_every_lease_and_logs_the_pool(back
         metrics = "http://127.0.0.1:{}/metrics".format(log.until(r"on http://127\.0\.0\.1:(\d+)/")[1])
         with socket.create_connection(address, timeout=HANG_GUARD) as client:
             client.sendall(b"GET / HTTP/1.0\r\n\r\n")
-            assert client.makefile("rb").read().endswith(f"{spec.first_ip}".encode() + b" " + str(ports[0]).encode())
+            with client.makefile("rb") as stream:  # closed, so that no unclosed-socket warning comes later
+                answer = stream.read()
+            assert answer.endswith(f"{spec.first_ip}".encode() + b" " + str(ports[0]).encode())
         idle = socket.create_connection(address, timeout=HANG_GUARD)  # relayed, but sends no request
         try:
             deadline = time.monotonic() + HANG_GUARD
