@@ -7,9 +7,12 @@ PYTHON ?= python3
 HYPOTHESIS_PROFILE ?= ci
 export HYPOTHESIS_PROFILE
 
-.PHONY: run test venv develop lint rust-lint rust-test py-lint stubtest pytest loom loom-fast stress scaling clean
+.PHONY: run simulate test venv develop lint rust-lint rust-test py-lint stubtest pytest loom loom-fast stress scaling clean
 
 run: develop
+	$(BIN)/natpool demo
+
+simulate: develop
 	$(BIN)/natpool simulate
 
 test: develop rust-lint rust-test loom-fast py-lint stubtest pytest

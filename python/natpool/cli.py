@@ -1,8 +1,10 @@
 """The ``natpool`` command (also ``python -m natpool``).
 
 ``natpool simulate`` replays a server load balancer's connection workload on a
-client NAT pool and reports on it; see :mod:`natpool.simulate`. Exit status: 0
-on success, 1 when a run's invariant fails, 2 for a usage error.
+client NAT pool and reports on it; see :mod:`natpool.simulate`. ``natpool proxy``
+runs a TCP load balancer with client NAT (:mod:`natpool.proxy`); ``natpool demo``
+runs it on loopback under real connections and verifies it (:mod:`natpool.demo`).
+Exit status: 0 on success, 1 when a run's invariant fails, 2 for a usage error.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import sys
 from importlib import metadata
 
 from natpool import simulate
+from natpool.demo import command as demo
+from natpool.proxy import command as proxy
 
 __all__ = ["main", "parser"]
 
@@ -34,6 +38,8 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = top.add_subparsers(title="commands", metavar="COMMAND", required=True)
     simulate.add_parser(commands)
+    proxy.add_parser(commands)
+    demo.add_parser(commands)
     return top
 
 

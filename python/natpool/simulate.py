@@ -49,6 +49,7 @@ from typing import Any, NamedTuple, TextIO
 import natpool
 import natpool.reference
 from natpool.errors import PoolConfigError, PoolExhausted
+from natpool.extras import MissingExtra, require
 
 __all__ = [
     "MODELS",
@@ -315,8 +316,21 @@ class _Progress:
             self.stream.flush()
 
 
-def simulate(pool: PoolLike, workload: Workload, progress: TextIO | None = None) -> tuple[Results, Timing]:
-    """Replay ``workload`` on ``pool`` and close every connection; returns the counts and timings."""
+TIMELINE_SAMPLES = 2000
+"""Samples of (simulated time, live leases, subpools) a timeline takes over a run (``--plot``)."""
+
+
+def simulate(
+    pool: PoolLike,
+    workload: Workload,
+    progress: TextIO | None = None,
+    timeline: list[tuple[float, int, int]] | None = None,
+) -> tuple[Results, Timing]:
+    """Replay ``workload`` on ``pool`` and close every connection; returns the counts and timings.
+
+    With ``timeline``, about :data:`TIMELINE_SAMPLES` samples ``(simulated time, live, subpools)`` are appended
+    to it, evenly spaced in connections.
+    """
     w = workload
     n = w.connections
     rng = random.Random(w.seed)
@@ -337,6 +351,8 @@ def simulate(pool: PoolLike, workload: Workload, progress: TextIO | None = None)
     heap: list[tuple[float, int, Any, Connection]] = []
     shown = _Progress(progress, n)
     next_shown = shown.step
+    sample_step = max(1, n // TIMELINE_SAMPLES)
+    next_sample = 0 if timeline is not None else -1
 
     served = refused = live = peak_live = 0
     subpools = created = deleted = peak_subpools = 0
@@ -390,6 +406,10 @@ def simulate(pool: PoolLike, workload: Workload, progress: TextIO | None = None)
         if conn == next_shown:
             shown.show(conn, live, subpools, refused)
             next_shown += shown.step
+        if conn == next_sample:
+            assert timeline is not None
+            timeline.append((now, live, subpools))
+            next_sample += sample_step
 
         # Open connection `conn`.
         record = Connection(conn, conn % SERVERS, now)
@@ -501,10 +521,16 @@ def check_invariants(pool: PoolLike, config: PoolConfig, results: Results) -> li
     return failures
 
 
-def run(config: PoolConfig, workload: Workload, model: str = "rust", progress: TextIO | None = None) -> Report:
+def run(
+    config: PoolConfig,
+    workload: Workload,
+    model: str = "rust",
+    progress: TextIO | None = None,
+    timeline: list[tuple[float, int, int]] | None = None,
+) -> Report:
     """Build the pool, replay the workload on it and check the invariants."""
     pool = config.build(model)
-    results, timing = simulate(pool, workload, progress)
+    results, timing = simulate(pool, workload, progress, timeline)
     failures = check_invariants(pool, config, results)
     return Report(model, config, pool.address_count, pool.capacity, workload, results, timing, failures)
 
@@ -669,6 +695,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="show progress on stderr (default: when stderr is a terminal)",
     )
+    group.add_argument("--plot", metavar="FILE.png", help="draw live leases and subpools over simulated time")
     parser.set_defaults(handler=command, subparser=parser)
     return parser
 
@@ -707,10 +734,29 @@ def command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(f"argument --{exc.field.replace('_', '-')}: {exc.reason}")
     except (ValueError, OverflowError) as exc:
         parser.error(f"invalid pool configuration: {exc}")
+    if args.plot:
+        try:
+            require("matplotlib", "plot")
+        except MissingExtra as exc:
+            parser.error(f"argument --plot: {exc}")
     show = args.progress if args.progress is not None else sys.stderr.isatty()
-    report = run(config, workload, args.model, sys.stderr if show else None)
+    timeline: list[tuple[float, int, int]] | None = [] if args.plot else None
+    report = run(config, workload, args.model, sys.stderr if show else None, timeline)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
         print(report.to_text())
+    if timeline is not None:
+        from natpool.plot import plot_timeline
+
+        plot_timeline(
+            args.plot,
+            f"natpool simulate: {workload.connections:,} connections, model {args.model}",
+            [t for t, _, _ in timeline],
+            [live for _, live, _ in timeline],
+            [subpools for _, _, subpools in timeline],
+            time_label="simulated seconds",
+        )
+        if not args.json:
+            print(f"\nplot written to {args.plot}")
     return 0 if report.ok else 1

@@ -1,0 +1,167 @@
+"""Loopback test kit for the proxy's end-to-end tests: backends, clients, a poll with a hang guard.
+
+Every listen socket takes an ephemeral port; every pool lives in a random 127.X.Y.0/24 so that tests running
+at the same time on this machine (other worktrees) do not bind each other's NAT addresses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.server
+import ipaddress
+import random
+import socket
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+from natpool.proxy import Proxy, ProxyConfig
+from natpool.proxy.listener import bound_address, close_server
+from natpool.proxy.options import PoolSpec, parse_pool
+
+HANG_GUARD = 30.0
+"""Seconds after which a test that waits for something gives up: a guard against hangs, not a measurement."""
+
+
+def random_network() -> ipaddress.IPv4Network:
+    """A /24 inside 127.0.0.0/8 (all of it is loopback on Linux), away from 127.0.0.0/16."""
+    return ipaddress.IPv4Network(f"127.{random.randint(101, 254)}.{random.randint(0, 255)}.0/24")
+
+
+def pool_range(network: ipaddress.IPv4Network, ips: int = 1, ports: int = 2) -> tuple[PoolSpec, tuple[int, int]]:
+    """A pool of ``ips`` addresses of ``network`` times ``ports`` ports (a random port window)."""
+    first = network.network_address + 1
+    low = random.randint(20000, 30000)
+    return parse_pool(f"{first}-{first + ips - 1}"), (low, low + ports - 1)
+
+
+def config(backends: list[tuple[str, int]], pool: PoolSpec, ports: tuple[int, int], **options: object) -> ProxyConfig:
+    defaults: dict[str, object] = {"initial_blocks": 1, "max_blocks": 65536}
+    defaults.update(options)
+    return ProxyConfig(listen=("127.0.0.1", 0), backends=tuple(backends), pool=pool, ports=ports, **defaults)  # type: ignore[arg-type]
+
+
+class Backend:
+    """Answers each connection with ``PEER_IP PEER_PORT\\n`` (the address it saw) and closes first.
+
+    While ``hold`` is clear it keeps every connection open (it has read nothing yet) until it is set.
+    """
+
+    def __init__(self, on_peer: Callable[[str, int], None] | None = None) -> None:
+        self.peers: list[tuple[str, int]] = []
+        self.hold = asyncio.Event()
+        self.hold.set()
+        self.on_peer = on_peer
+        self._server: asyncio.Server | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return bound_address(self._server)
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+
+    async def stop(self) -> None:
+        await close_server(self._server)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ip, port = writer.get_extra_info("peername")[:2]
+        self.peers.append((ip, port))
+        if self.on_peer is not None:
+            self.on_peer(ip, port)
+        try:
+            await self.hold.wait()
+            writer.write(f"{ip} {port}\n".encode())
+            await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def running(proxy: Proxy, *backends: Backend) -> AsyncIterator[Proxy]:
+    """Start the backends and the proxy; on exit stop the proxy (freeing every lease) and the backends."""
+    for backend in backends:
+        await backend.start()
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        for backend in backends:
+            backend.hold.set()
+        await proxy.stop(drain_timeout=HANG_GUARD)
+        for backend in backends:
+            await backend.stop()
+
+
+async def request(address: tuple[str, int], data: bytes = b"hello\n") -> bytes:
+    """Connect, send ``data``, read until the other side closes."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(*address), HANG_GUARD)
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(-1), HANG_GUARD)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Poll ``condition`` until it holds; fail after :data:`HANG_GUARD` seconds."""
+    try:
+        async with asyncio.timeout(HANG_GUARD):
+            while not condition():
+                await asyncio.sleep(0.005)
+    except TimeoutError:
+        raise AssertionError(f"hang guard: still waiting for {what}") from None
+
+
+class PeerHandler(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with ``IP PORT``, the client address the server saw (HTTP/1.0: it closes first)."""
+
+    def do_GET(self) -> None:
+        body = f"{self.client_address[0]} {self.client_address[1]}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def http_backend() -> Iterator[tuple[str, int]]:
+    """The standard library's HTTP server with :class:`PeerHandler` on an ephemeral loopback port, in a thread."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), PeerHandler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        host, port = server.server_address[:2]
+        yield str(host), port
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def dead_address() -> tuple[str, int]:
+    """A loopback address nothing listens on (a port just released by the kernel)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        host, port = sock.getsockname()[:2]
+    return host, port
+
+
+def run(test: Callable[[], Awaitable[None]]) -> None:
+    """Run an async test body in a fresh event loop, with a hang guard."""
+
+    async def guarded() -> None:
+        await asyncio.wait_for(test(), HANG_GUARD * 2)
+
+    asyncio.run(guarded())

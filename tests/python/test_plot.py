@@ -1,0 +1,32 @@
+"""``--plot FILE.png``: the timeline of live leases and subpools, drawn by matplotlib (the extra natpool[plot])."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import natpool.simulate
+import pytest
+from natpool import cli
+
+
+def test_simulate_plots_its_timeline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plot = tmp_path / "simulate.png"
+    assert cli.main(["simulate", "--connections", "20000", "--plot", str(plot)]) == 0
+    assert f"plot written to {plot}" in capsys.readouterr().out
+    assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_timeline_follows_the_simulation() -> None:
+    timeline: list[tuple[float, int, int]] = []
+    report = natpool.simulate.run(
+        natpool.simulate.PoolConfig(initial_blocks=64, subpool_blocks=16),
+        natpool.simulate.Workload(connections=20000),
+        timeline=timeline,
+    )
+    assert report.ok
+    assert len(timeline) == natpool.simulate.TIMELINE_SAMPLES
+    times = [t for t, _, _ in timeline]
+    assert times == sorted(times)
+    assert max(live for _, live, _ in timeline) <= report.results.peak_live
+    assert max(subpools for _, _, subpools in timeline) <= report.results.peak_subpools
+    assert min(subpools for _, _, subpools in timeline[1:]) >= 1

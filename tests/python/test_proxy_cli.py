@@ -1,0 +1,223 @@
+"""``natpool proxy`` and ``natpool demo`` as commands: bad input, SIGTERM, the demo's own verification."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from natpool import cli
+from natpool.proxy import command as proxy_command
+from netkit import HANG_GUARD, http_backend, pool_range, random_network
+
+GOOD = ["--listen", "127.0.0.1:0", "--backend", "127.0.0.1:8080", "--pool", "127.0.100.0/24"]
+
+
+def with_option(option: str, value: str) -> list[str]:
+    args = list(GOOD)
+    if option in args:
+        args[args.index(option) + 1] = value
+    else:
+        args += [option, value]
+    return args
+
+
+BAD = [
+    ("--pool", "10.0.0.1/33"),
+    ("--pool", "nonsense"),
+    ("--pool", "10.0.0.9-10.0.0.1"),
+    ("--pool", "10.0.0.1-10.0.0.256"),
+    ("--backend", "localhost:80"),
+    ("--backend", "127.0.0.1"),
+    ("--backend", "127.0.0.1:0"),
+    ("--backend", "127.0.0.1:65536"),
+    ("--ports", "9-2"),
+    ("--ports", "0-100"),
+    ("--ports", "1024"),
+    ("--listen", "127.0.0.1:http"),
+    ("--metrics", "nowhere"),
+    ("--max-blocks", "10"),  # below the default --initial-blocks
+    ("--subpool-blocks", "0"),
+    ("--bind-attempts", "0"),
+    ("--connect-timeout", "0"),
+    ("--drain-timeout", "-1"),
+]
+
+
+@pytest.mark.parametrize(("option", "value"), BAD, ids=[f"{o}={v}" for o, v in BAD])
+def test_bad_input_is_one_line_naming_the_option_and_exit_2_before_listening(
+    option: str, value: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def must_not_run(*args: object) -> int:
+        raise AssertionError("the proxy started despite a bad option")
+
+    monkeypatch.setattr(proxy_command, "serve", must_not_run)
+    assert cli.main(["proxy", *with_option(option, value)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and f"argument {option}:" in err
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--backend", "127.0.0.1:8080"],  # the same backend twice
+        ["--listen", "127.0.0.1:8080"],  # the proxy would forward to itself
+        ["--initial-blocks", "2048", "--max-blocks", "1024"],
+    ],
+)
+def test_impossible_combinations_exit_2(
+    extra: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(proxy_command, "serve", None)
+    args = GOOD + extra if extra[0] != "--listen" else with_option("--listen", extra[1])
+    assert cli.main(["proxy", *args]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "error: argument --" in err
+
+
+@pytest.fixture
+def backend() -> Iterator[tuple[str, int]]:
+    with http_backend() as address:
+        yield address
+
+
+def scrape(url: str) -> dict[str, float]:
+    """The proxy's metrics, by name."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=HANG_GUARD) as response:
+        text = response.read().decode()
+    return {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+class LogReader:
+    """The lines a process writes to stderr, read by a thread (no select on a buffered pipe)."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        assert process.stderr is not None
+        self.stream = process.stderr
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        for line in self.stream:
+            self.lines.put(line)
+        self.lines.put("")  # end of the stream
+
+    def until(self, pattern: str) -> re.Match[str]:
+        """The first line from now on that matches ``pattern``; fails at the end of the log or after the guard."""
+        deadline = time.monotonic() + HANG_GUARD
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if not line:
+                break
+            self.seen.append(line)
+            if match := re.search(pattern, line):
+                return match
+        raise AssertionError(f"no {pattern!r} in the proxy's log: {self.text()}")
+
+    def text(self) -> str:
+        """Everything read so far (after the process ended: all of it)."""
+        self.thread.join(timeout=HANG_GUARD)
+        if not self.thread.is_alive():
+            self.stream.close()
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return "".join(self.seen)
+
+
+def test_sigterm_drains_closes_the_rest_frees_every_lease_and_logs_the_pool(backend: tuple[str, int]) -> None:
+    spec, ports = pool_range(random_network(), ips=1, ports=16)
+    args = ["--backend", "{}:{}".format(*backend), "--pool", f"{spec.first_ip}-{spec.last_ip}"]
+    args += ["--ports", f"{ports[0]}-{ports[1]}", "--initial-blocks", "4", "--drain-timeout", "0.5"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "natpool", "proxy", "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    log = LogReader(process)
+    try:
+        match = log.until(r"listening on 127\.0\.0\.1:(\d+)")
+        address = ("127.0.0.1", int(match[1]))
+        metrics = "http://127.0.0.1:{}/metrics".format(log.until(r"on http://127\.0\.0\.1:(\d+)/")[1])
+        with socket.create_connection(address, timeout=HANG_GUARD) as client:
+            client.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            with client.makefile("rb") as stream:  # closed, so that no unclosed-socket warning comes later
+                answer = stream.read()
+            assert answer.endswith(f"{spec.first_ip}".encode() + b" " + str(ports[0]).encode())
+        idle = socket.create_connection(address, timeout=HANG_GUARD)  # relayed, but sends no request
+        try:
+            deadline = time.monotonic() + HANG_GUARD
+            while (numbers := scrape(metrics))["natpool_proxy_relayed_total"] < 2:  # the idle one is relayed
+                assert time.monotonic() < deadline, numbers
+                time.sleep(0.01)
+            assert numbers["natpool_live_leases"] == 1 and numbers["natpool_allocations_total"] == 2
+            assert numbers["natpool_proxy_active_connections"] == 1 and numbers["natpool_exhaustion_events_total"] == 0
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=HANG_GUARD) == 0
+            assert idle.recv(1) == b""  # closed by the proxy after the drain
+        finally:
+            idle.close()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    text = log.text()
+    assert "signal received" in text
+    stopped = re.search(r"stopped: (\d+) accepted.*pool: (\d+) live", text)
+    assert stopped is not None and stopped[1] == "2" and stopped[2] == "0", text
+
+
+def test_the_demo_passes_its_own_verification_both_ways_and_plots(tmp_path: Path) -> None:
+    plot = tmp_path / "demo.png"
+    args = ["--connections", "300", "--concurrency", "12", "--backends", "3", "--compare", "--plot", str(plot)]
+    done = subprocess.run(  # a process of its own, so that the hang guard can stop it
+        [sys.executable, "-m", "natpool", "demo", *args], capture_output=True, text=True, timeout=HANG_GUARD * 4
+    )
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert out.count("verification                ok") == 2  # the natpool run, and both sources' rounds compared
+    assert "connections answered        300 of 300" in out
+    assert "0 outside 127.0.100.0/24" in out
+    assert "lookup(peer) named client   300 of 300" in out
+    assert re.search(r"connections per second\s+[\d,]+\s+[\d,]+\s+[\d.]+x", out)
+    assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--pool", "10.0.0.0/24"],
+        ["--connections", "0"],
+        ["--ports", "5-1"],
+        ["--initial-blocks", "0"],
+        ["--compare", "--rounds", "3"],
+    ],
+)
+def test_the_demo_rejects_bad_input_with_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["demo", *args]) == 2
+    assert len(capsys.readouterr().err.splitlines()) == 1
+
+
+def test_the_comparison_alternates_the_sources_in_mirrored_pairs() -> None:
+    from natpool.demo.compare import order
+
+    assert order(2) == ["pool", "kernel"]
+    assert order(6) == ["pool", "kernel", "kernel", "pool", "pool", "kernel"]
