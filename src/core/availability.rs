@@ -83,6 +83,14 @@ impl Availability {
     /// The lowest id whose bit is set.
     #[inline]
     pub fn first(&self) -> Option<u32> {
+        // Ids 0..64 are the lowest: if one of them is set, no summary needs
+        // to be read. (Most pools have fewer than 64 subpools at a time.)
+        if let Some(word) = self.levels[0].get(0) {
+            let word = word.load(SeqCst);
+            if word != 0 {
+                return Some(word.trailing_zeros());
+            }
+        }
         'search: loop {
             let mut index = 0usize;
             for level in (0..self.levels.len()).rev() {
