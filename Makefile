@@ -7,12 +7,12 @@ PYTHON ?= python3
 HYPOTHESIS_PROFILE ?= ci
 export HYPOTHESIS_PROFILE
 
-.PHONY: run test venv develop lint rust-lint rust-test py-lint stubtest pytest clean
+.PHONY: run test venv develop lint rust-lint rust-test py-lint stubtest pytest bench-smoke bench clean
 
 run: develop
 	$(BIN)/natpool simulate
 
-test: develop rust-lint rust-test py-lint stubtest pytest
+test: develop rust-lint rust-test py-lint stubtest pytest bench-smoke
 
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,13 +37,26 @@ rust-test:
 py-lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy python/natpool
+	$(BIN)/mypy python/natpool benches
 
 stubtest: develop
 	$(PY) -m mypy.stubtest natpool._natpool --mypy-config-file pyproject.toml
 
 pytest: develop
 	$(BIN)/pytest
+
+# The asv suite, each case run once against the installed build, results not saved:
+# keeps the benchmarks from rotting (timings are never checked).
+bench-smoke: develop
+	$(BIN)/asv machine --yes > /dev/null
+	$(BIN)/asv run --quick --python=same --dry-run --show-stderr
+
+# Both suites in one go, then the report (docs/benchmarks/report.md and its charts).
+bench: develop
+	cargo bench --bench core --bench memory
+	$(BIN)/asv machine --yes > /dev/null
+	$(BIN)/asv run --python=same --set-commit-hash=$$(git rev-parse HEAD) --show-stderr
+	$(PY) -m benches.report
 
 clean:
 	rm -rf $(VENV) target
