@@ -13,6 +13,7 @@ import ast
 import itertools
 import json
 import math
+import os
 import platform
 import re
 import subprocess
@@ -104,6 +105,7 @@ def machine(lock: Path) -> list[tuple[str, str]]:
         ("rustc", command("rustc", "--version")),
         ("CPython", platform.python_version()),
         ("PyO3", pyo3.group(1) if pyo3 else "unknown"),
+        ("load average (1, 5, 15 min) when the report was written", " ".join(f"{x:.2f}" for x in os.getloadavg())),
     ]
 
 
@@ -243,7 +245,14 @@ def build(asv: dict[str, dict[tuple[Any, ...], float]], rust: dict[str, float], 
     )
 
     # Python.
-    lines += ["## Python (asv)", ""]
+    lines += [
+        "## Python (asv)",
+        "",
+        f"Each timed call runs {OPS:,} operations in a loop, the same loop for every implementation; the",
+        "tables divide by the operation count. `floor` is `_Floor.noop()` in place of each call: the",
+        "loop plus empty PyO3 method calls. `deque` is `benches/baselines.py`'s `DequePool`.",
+        "",
+    ]
     pyp = asv["bench_pair.Pair.time_allocate_free"]
     pair_py = {impl: pyp[(impl,)] / OPS for impl in ["natpool", "deque", "reference", "floor"]}
     lines += ["### allocate() + free()", ""]
@@ -301,6 +310,7 @@ def build(asv: dict[str, dict[tuple[Any, ...], float]], rust: dict[str, float], 
     rss = asv["bench_construction.Construction.track_rss_growth"]
     deque_time = asv["bench_construction.DequeConstruction.time_construct_first_allocation"][("deque", "/24")]
     deque_rss = asv["bench_construction.DequeConstruction.track_rss_growth"][("deque", "/24")]
+    scale = {network: count / DEQUE_ADDRESSES_24 for network, count in ADDRESSES.items()}
     rows = []
     for network in ["/24", "/16", "/8"]:
         rows.append(
@@ -318,9 +328,12 @@ def build(asv: dict[str, dict[tuple[Any, ...], float]], rust: dict[str, float], 
         rows,
     )
     lines += [
+        "RSS growth is page-granular and depends on which heap pages the process already has; the",
+        "Rust heap bytes below are exact.",
+        "",
         f"The deque free list for a /24 ({DEQUE_ADDRESSES_24:,} tuples): {t(deque_time)}, "
-        f"{size(deque_rss)} of RSS. Extrapolated by address count: a /16 {t(deque_time * 256)} and "
-        f"{size(deque_rss * 256)}; a /8 {t(deque_time * 65536)} and {size(deque_rss * 65536)}.",
+        f"{size(deque_rss)} of RSS. Extrapolated by address count: a /16 {t(deque_time * scale['/16'])} and "
+        f"{size(deque_rss * scale['/16'])}; a /8 {t(deque_time * scale['/8'])} and {size(deque_rss * scale['/8'])}.",
         "",
         "Rust heap bytes, counted exactly by `benches/memory.rs`: "
         f"/16 {size(mem['construct_16_bytes'])} empty, {size(mem['construct_16_first_allocation_bytes'])} "
@@ -333,7 +346,7 @@ def build(asv: dict[str, dict[tuple[Any, ...], float]], rust: dict[str, float], 
     targets.append(
         Target(
             "/8 pool with 64,512 ports per IP: constructed (+ first allocation) in under 1 ms",
-            f"{t(slash8)} from Python (deque, extrapolated: {t(deque_time * 65536)})",
+            f"{t(slash8)} from Python (deque, extrapolated: {t(deque_time * scale['/8'])})",
             slash8 < 1e-3,
         )
     )
@@ -342,7 +355,7 @@ def build(asv: dict[str, dict[tuple[Any, ...], float]], rust: dict[str, float], 
         Target(
             "/8 pool in under 1 MiB",
             f"Rust heap {size(mem['construct_8_first_allocation_bytes'])}, process RSS growth "
-            f"{size(rss[('natpool', '/8')])} (deque, extrapolated: {size(deque_rss * 65536)})",
+            f"{size(rss[('natpool', '/8')])} (deque, extrapolated: {size(deque_rss * scale['/8'])})",
             slash8_bytes < MIB,
         )
     )
@@ -451,7 +464,9 @@ def main(argv: list[str] | None = None) -> None:
         f"Written by `make bench` (`benches/report.py`) from one run on {when}: the asv suite",
         "(`benches/bench_*.py`) and the criterion benches (`benches/core.rs`, `benches/memory.rs`) ran",
         "back to back on the same machine. The machine is shared and noisy: read the ratios, which are",
-        "measured within one run, rather than the absolute times.",
+        "measured within one run, rather than the absolute times. The 2-thread cases need both cores:",
+        "with other jobs running (a load average near 2 or above) they measure the competition for",
+        "cores as much as natpool or its anchors.",
         "",
         *table(["machine", ""], ([k, v] for k, v in machine(Path("Cargo.lock")))),
         "## Targets",
