@@ -23,11 +23,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
 NS = 1e-9
 US = 1e-6
 MIB = 1 << 20
@@ -140,6 +135,13 @@ def table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
 
 def chart(path: Path, title: str, bars: dict[str, float], unit: str, scale: float) -> None:
     """A horizontal bar chart, natpool's bars highlighted."""
+    # Imported here: asv imports every module of benches/ in its own environments, which have
+    # no matplotlib.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(bars) + 1.2))
     names = list(bars)
     values = [bars[n] / scale for n in names]
