@@ -53,9 +53,11 @@ bench-smoke: develop
 
 # Both suites in one go, then the report (docs/benchmarks/report.md and its charts).
 bench: develop
+	mkdir -p target && cut -d' ' -f1-3 /proc/loadavg > target/bench-load-before.txt
 	cargo bench --bench core --bench memory
 	$(BIN)/asv machine --yes > /dev/null
 	$(BIN)/asv run --python=same --set-commit-hash=$$(git rev-parse HEAD) --show-stderr
+	cut -d' ' -f1-3 /proc/loadavg > target/bench-load-after.txt
 	$(PY) -m benches.report
 
 clean:

@@ -13,7 +13,6 @@ import ast
 import itertools
 import json
 import math
-import os
 import platform
 import re
 import subprocess
@@ -30,6 +29,7 @@ CHURN_WAVE = 65536 // 10
 OPS = 8192  # operations per timed call in benches/bench_pair.py
 LEASES = 1_000_000
 DEQUE_ADDRESSES_24 = 254 * 64512
+LOAD = Path("target")  # make bench writes /proc/loadavg here before and after the run
 ADDRESSES = {"/16": 65534 * 64512, "/8": 16777214 * 64512}
 
 
@@ -44,7 +44,8 @@ class Target:
 
 
 def newest_results(results_dir: Path) -> Path:
-    files = [p for p in results_dir.glob("*/*.json") if p.name != "machine.json"]
+    """The newest results of `asv run --python=same` (what `make bench` runs)."""
+    files = list(results_dir.glob("*/*-existing-*.json"))
     if not files:
         raise SystemExit(f"no asv results under {results_dir}: run `make bench`")
     return max(files, key=lambda p: p.stat().st_mtime)
@@ -100,7 +101,11 @@ def machine(lock: Path) -> list[tuple[str, str]]:
         ("rustc", command("rustc", "--version")),
         ("CPython", platform.python_version()),
         ("PyO3", pyo3.group(1) if pyo3 else "unknown"),
-        ("load average (1, 5, 15 min) when the report was written", " ".join(f"{x:.2f}" for x in os.getloadavg())),
+        *(
+            (f"load average (1, 5, 15 min) {when} the run", path.read_text().strip())
+            for when, path in [("before", LOAD / "bench-load-before.txt"), ("after", LOAD / "bench-load-after.txt")]
+            if path.exists()
+        ),
     ]
 
 
