@@ -12,7 +12,7 @@ export HYPOTHESIS_PROFILE
 run: develop
 	$(BIN)/natpool simulate
 
-test: develop rust-lint rust-test py-lint stubtest pytest bench-smoke
+test: develop rust-lint rust-test py-lint stubtest bench-smoke pytest
 
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,8 @@ pytest: develop
 	$(BIN)/pytest
 
 # The asv suite, each case run once against the installed build, results not saved:
-# keeps the benchmarks from rotting (timings are never checked).
+# keeps the benchmarks from rotting (timings are never checked). It runs before pytest,
+# so `make test` still closes on pytest's summary line.
 bench-smoke: develop
 	$(BIN)/asv machine --yes > /dev/null
 	$(BIN)/asv run --quick --python=same --dry-run --show-stderr
