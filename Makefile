@@ -7,7 +7,7 @@ PYTHON ?= python3
 HYPOTHESIS_PROFILE ?= ci
 export HYPOTHESIS_PROFILE
 
-.PHONY: run simulate test venv develop lint rust-lint rust-test py-lint stubtest pytest loom loom-fast stress scaling clean
+.PHONY: run simulate test venv develop lint rust-lint rust-test py-lint stubtest pytest loom loom-fast stress scaling bench-smoke bench clean
 
 run: develop
 	$(BIN)/natpool demo
@@ -15,7 +15,7 @@ run: develop
 simulate: develop
 	$(BIN)/natpool simulate
 
-test: develop rust-lint rust-test loom-fast py-lint stubtest pytest
+test: develop rust-lint rust-test loom-fast py-lint stubtest bench-smoke pytest
 
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -62,13 +62,29 @@ scaling: develop
 py-lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy python/natpool benches/gil_scaling.py
+	$(BIN)/mypy python/natpool benches
 
 stubtest: develop
 	$(PY) -m mypy.stubtest natpool._natpool --mypy-config-file pyproject.toml
 
 pytest: develop
 	$(BIN)/pytest
+
+# The asv suite, each case run once against the installed build, results not saved:
+# keeps the benchmarks from rotting (timings are never checked). It runs before pytest,
+# so `make test` still closes on pytest's summary line.
+bench-smoke: develop
+	$(BIN)/asv machine --yes > /dev/null
+	$(BIN)/asv run --quick --python=same --dry-run --show-stderr
+
+# Both suites in one go, then the report (docs/benchmarks/report.md and its charts).
+bench: develop
+	mkdir -p target && cut -d' ' -f1-3 /proc/loadavg > target/bench-load-before.txt
+	cargo bench --bench core --bench memory
+	$(BIN)/asv machine --yes > /dev/null
+	$(BIN)/asv run --python=same --set-commit-hash=$$(git rev-parse HEAD) --show-stderr
+	cut -d' ' -f1-3 /proc/loadavg > target/bench-load-after.txt
+	$(PY) -m benches.report
 
 clean:
 	rm -rf $(VENV) target

@@ -7,7 +7,7 @@ from typing import Any, final
 
 from natpool.records import Interval, PoolStats, Subpool
 
-__all__ = ["Lease", "LeaseContext", "Pool"]
+__all__ = ["Lease", "LeaseContext", "Pool", "_Floor"]
 
 _IP = str | int | ipaddress.IPv4Address
 
@@ -86,3 +86,9 @@ class LeaseContext:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> bool: ...
+
+@final
+class _Floor:
+    """The PyO3 floor for the benchmarks (an empty method); not API."""
+    def __new__(cls) -> _Floor: ...
+    def noop(self, first: object = None, second: object = None, /) -> None: ...

@@ -5,6 +5,7 @@
 
 mod convert;
 mod errors;
+mod floor;
 mod lease;
 mod pool;
 mod records;
@@ -17,5 +18,6 @@ fn _natpool(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<pool::PyPool>()?;
     m.add_class::<lease::PyLease>()?;
     m.add_class::<lease::LeaseContext>()?;
+    m.add_class::<floor::Floor>()?;
     Ok(())
 }

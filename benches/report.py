@@ -1,0 +1,495 @@
+"""Write the benchmark report: natpool beside each anchor as a ratio, one run, one machine.
+
+Reads the newest asv results file (``.asv/results/<machine>/*.json``), criterion's estimates
+(``target/criterion/<group>/<case>/new/estimates.json``, the median) and the Rust memory
+counts (``target/bench-memory.json``), and writes ``report.md`` and PNG charts to the output
+folder. Run by ``make bench``; ``python -m benches.report --help`` for the paths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import itertools
+import json
+import math
+import platform
+import re
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+NS = 1e-9
+US = 1e-6
+MIB = 1 << 20
+CHURN_WAVE = 65536 // 10
+OPS = 8192  # operations per timed call in benches/bench_pair.py
+LEASES = 1_000_000
+DEQUE_ADDRESSES_24 = 254 * 64512
+LOAD = Path("target")  # make bench writes /proc/loadavg here before and after the run
+ADDRESSES = {"/16": 65534 * 64512, "/8": 16777214 * 64512}
+
+
+@dataclass
+class Target:
+    what: str
+    measured: str
+    met: bool
+
+
+# -- inputs ---------------------------------------------------------------------------------
+
+
+def newest_results(results_dir: Path) -> Path:
+    """The newest results of `asv run --python=same` (what `make bench` runs)."""
+    files = list(results_dir.glob("*/*-existing-*.json"))
+    if not files:
+        raise SystemExit(f"no asv results under {results_dir}: run `make bench`")
+    return max(files, key=lambda p: p.stat().st_mtime)
+
+
+def newest_mtime(results_dir: Path) -> float:
+    return newest_results(results_dir).stat().st_mtime
+
+
+def asv_results(results_dir: Path) -> dict[str, dict[tuple[Any, ...], float]]:
+    """``{benchmark: {params: value}}`` from the newest results file."""
+    data = json.loads(newest_results(results_dir).read_text())
+    columns = data["result_columns"]
+    out: dict[str, dict[tuple[Any, ...], float]] = {}
+    for name, row in data["results"].items():
+        record = dict(zip(columns, row, strict=False))
+        params = [[ast.literal_eval(v) for v in values] for values in record["params"]]
+        combos = list(itertools.product(*params)) if params else [()]
+        values = record["result"] or []
+        out[name] = {combo: v for combo, v in zip(combos, values, strict=False) if v is not None}
+    return out
+
+
+def criterion(root: Path) -> dict[str, float]:
+    """``{"group/case": median seconds}``."""
+    out: dict[str, float] = {}
+    for path in root.glob("*/*/new/estimates.json"):
+        case = path.parent.parent
+        out[f"{case.parent.name}/{case.name}"] = json.loads(path.read_text())["median"]["point_estimate"] * NS
+    if not out:
+        raise SystemExit(f"no criterion estimates under {root}: run `make bench`")
+    return out
+
+
+def command(*argv: str) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def machine(lock: Path) -> list[tuple[str, str]]:
+    lscpu = dict(
+        (key.strip(), value.strip())
+        for key, _, value in (line.partition(":") for line in command("lscpu").splitlines())
+    )
+    pyo3 = re.search(r'name = "pyo3"\nversion = "([^"]+)"', lock.read_text())
+    return [
+        ("CPU", lscpu.get("Model name", "unknown")),
+        ("cores", f"{lscpu.get('Core(s) per socket', '?')} per socket x {lscpu.get('Socket(s)', '?')} socket(s)"),
+        ("threads per core", lscpu.get("Thread(s) per core", "unknown")),
+        ("kernel", platform.release()),
+        ("rustc", command("rustc", "--version")),
+        ("CPython", platform.python_version()),
+        ("PyO3", pyo3.group(1) if pyo3 else "unknown"),
+        *(
+            (f"load average (1, 5, 15 min) {when} the run", path.read_text().strip())
+            for when, path in [("before", LOAD / "bench-load-before.txt"), ("after", LOAD / "bench-load-after.txt")]
+            if path.exists()
+        ),
+    ]
+
+
+# -- formatting -----------------------------------------------------------------------------
+
+
+def t(seconds: float) -> str:
+    if seconds < US:
+        return f"{seconds / NS:.1f} ns"
+    if seconds < 1e-3:
+        return f"{seconds / US:.2f} µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds:.2f} s"
+
+
+def size(n: float) -> str:
+    if abs(n) >= 1 << 30:
+        return f"{n / (1 << 30):.2f} GiB"
+    if abs(n) >= MIB:
+        return f"{n / MIB:.1f} MiB"
+    if abs(n) >= 1024:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n:.0f} B"
+
+
+def table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def chart(path: Path, title: str, bars: dict[str, float], unit: str, scale: float) -> None:
+    """A horizontal bar chart, natpool's bars highlighted."""
+    # Imported here: asv imports every module of benches/ in its own environments, which have
+    # no matplotlib.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(bars) + 1.2))
+    names = list(bars)
+    values = [bars[n] / scale for n in names]
+    colors = ["#c0392b" if n.startswith("natpool") else "#7f8c8d" for n in names]
+    ax.barh(names, values, color=colors)
+    ax.invert_yaxis()
+    ax.set_xlabel(unit)
+    ax.set_title(title)
+    for y, value in enumerate(values):
+        ax.text(value, y, f" {value:.3g}", va="center", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# -- the report -----------------------------------------------------------------------------
+
+
+def build(asv: dict[str, dict[tuple[Any, ...], float]], rust: dict[str, float], mem: dict[str, float]) -> Any:
+    """Sections of the report, charts to draw and targets, from the three inputs."""
+    lines: list[str] = []
+    charts: list[tuple[str, str, dict[str, float], str, float]] = []
+    targets: list[Target] = []
+
+    # Rust: one thread.
+    pair = {name: rust[f"pair/{name}"] for name in ["natpool", "array_queue", "mutex_slab", "sharded_slab"]}
+    lines += ["## Rust core (criterion)", "", "### allocate + free, one thread", ""]
+    lines += table(
+        ["case", "median", "natpool ÷ case"],
+        ([name, t(v), f"{pair['natpool'] / v:.2f}"] for name, v in pair.items()),
+    )
+    charts.append(("rust_pair.png", "Rust: allocate + free pair, one thread", pair, "ns", NS))
+    targets.append(
+        Target(
+            "Rust pair no slower than ArrayQueue pop+push",
+            f"natpool {t(pair['natpool'])} = {pair['natpool'] / pair['array_queue']:.2f}x ArrayQueue",
+            pair["natpool"] <= pair["array_queue"],
+        )
+    )
+    targets.append(
+        Target(
+            "Rust pair at least 3x faster than Mutex<Slab>",
+            f"Mutex<Slab> ÷ natpool = {pair['mutex_slab'] / pair['natpool']:.2f}",
+            pair["mutex_slab"] / pair["natpool"] >= 3,
+        )
+    )
+
+    # Rust: threads.
+    lines += ["### Threads", ""]
+    lines += [
+        "Time per iteration is the wall time for one pair on *each* thread; aggregate throughput is",
+        "threads ÷ time. `natpool_own_pools`: each thread allocates from its own pool (its own",
+        "subpools). `natpool_shared_pool`: both threads share one pool, so they contend on the free-list",
+        "head of the lowest subpool with a free block. The anchors are shared by both threads.",
+        "",
+    ]
+    rows = []
+    scaling: dict[str, float] = {}
+    for base in ["natpool_own_pools", "array_queue", "mutex_slab", "sharded_slab"]:
+        one, two = rust[f"threads/{base}_1"], rust[f"threads/{base}_2"]
+        scaling[base] = 2 * one / two
+        rows.append([base, t(one), t(two), f"{1 / one / 1e6:.1f}", f"{2 / two / 1e6:.1f}", f"{scaling[base]:.2f}"])
+    shared = rust["threads/natpool_shared_pool_2"]
+    one = rust["threads/natpool_own_pools_1"]
+    rows.append(["natpool_shared_pool", "", t(shared), "", f"{2 / shared / 1e6:.1f}", f"{2 * one / shared:.2f}"])
+    lines += table(["case", "1 thread", "2 threads", "Mpairs/s, 1", "Mpairs/s, 2", "2-thread ÷ 1-thread"], rows)
+    targets.append(
+        Target(
+            "Rust 2 threads (own subpools): aggregate at least 1.6x one thread",
+            f"{scaling['natpool_own_pools']:.2f}x (shared pool: {2 * one / shared:.2f}x)",
+            scaling["natpool_own_pools"] >= 1.6,
+        )
+    )
+
+    lines += ["### Cross-thread frees", "", "One thread allocates, another frees (batches of 256 over a channel).", ""]
+    cross = {name: rust[f"cross_thread/{name}"] for name in ["natpool", "array_queue", "mutex_slab", "sharded_slab"]}
+    lines += table(
+        ["case", "per lease", "natpool ÷ case"],
+        ([name, t(v), f"{cross['natpool'] / v:.2f}"] for name, v in cross.items()),
+    )
+
+    lines += ["### Subpool create + delete, lookup", ""]
+    create = rust["subpool/create_delete_1024"]
+    hits = {n: rust[f"lookup/hit_{n}"] for n in [10, 1000, 100000]}
+    lines += table(
+        ["case", "median"],
+        [
+            ["allocate + free that creates and deletes a 1024-block subpool", t(create)],
+            *([f"lookup hit, {n:,} subpools", t(v)] for n, v in hits.items()),
+            ["lookup miss, 100,000 subpools", t(rust["lookup/miss_100000"])],
+        ],
+    )
+    targets.append(Target("Rust subpool create+delete (1024 blocks) under 5 µs", t(create), create < 5 * US))
+    growth = hits[100000] / hits[10]
+    log_growth = math.log2(100000) / math.log2(10)
+    targets.append(
+        Target(
+            "Rust lookup O(log subpools)",
+            f"10 → 100,000 subpools: {growth:.1f}x slower (log2 ratio {log_growth:.1f}x); "
+            f"10 → 1,000: {hits[1000] / hits[10]:.1f}x (log2 ratio 3.0x)",
+            growth <= 2 * log_growth,
+        )
+    )
+
+    # Python.
+    lines += [
+        "## Python (asv)",
+        "",
+        f"Each timed call runs {OPS:,} operations in a loop, the same loop for every implementation; the",
+        "tables divide by the operation count. `floor` is `_Floor.noop()` in place of each call: the",
+        "loop plus empty PyO3 method calls. `deque` is `benches/baselines.py`'s `DequePool`.",
+        "",
+    ]
+    pyp = asv["bench_pair.Pair.time_allocate_free"]
+    pair_py = {impl: pyp[(impl,)] / OPS for impl in ["natpool", "deque", "reference", "floor"]}
+    lines += ["### allocate() + free()", ""]
+    lines += table(
+        ["case", "per pair", "natpool ÷ case"],
+        ([impl, t(v), f"{pair_py['natpool'] / v:.2f}"] for impl, v in pair_py.items()),
+    )
+    charts.append(("python_pair.png", "Python: allocate() + free() pair", pair_py, "µs", US))
+    targets.append(
+        Target(
+            "Python pair within 2x the deque pair",
+            f"natpool ÷ deque = {pair_py['natpool'] / pair_py['deque']:.2f}",
+            pair_py["natpool"] <= 2 * pair_py["deque"],
+        )
+    )
+    targets.append(
+        Target(
+            "Python pair at least 30x faster than the reference model",
+            f"reference ÷ natpool = {pair_py['reference'] / pair_py['natpool']:.1f}",
+            pair_py["reference"] / pair_py["natpool"] >= 30,
+        )
+    )
+
+    batch = asv["bench_pair.Batch.time_allocate_many_free_many"]
+    lines += ["### allocate_many(n) + free_many, per lease", ""]
+    rows = []
+    for n in [64, 1024]:
+        per = {impl: batch[(impl, n)] / OPS for impl in ["natpool", "deque", "reference"]}
+        rows.append(
+            [str(n)]
+            + [t(per[impl]) for impl in per]
+            + [f"{per['natpool'] / pair_py['deque']:.2f}", f"{per['natpool'] / per['deque']:.2f}"]
+        )
+        targets.append(
+            Target(
+                f"Python allocate_many({n}) + free_many per lease faster than the deque pair",
+                f"{t(per['natpool'])} vs {t(pair_py['deque'])} (ratio {per['natpool'] / pair_py['deque']:.2f})",
+                per["natpool"] < pair_py["deque"],
+            )
+        )
+    lines += table(["n", "natpool", "deque (loop)", "reference", "natpool ÷ deque pair", "natpool ÷ deque batch"], rows)
+
+    lines += ["### lookup(ip, port), ip as str", ""]
+    rows = []
+    for kind in ["hit", "miss"]:
+        case = asv[f"bench_pair.Lookup.time_lookup_{kind}"]
+        vals = {impl: case[(impl,)] / OPS for impl in ["natpool", "deque", "reference", "floor"]}
+        rows.append([kind, *(t(v) for v in vals.values()), f"{vals['natpool'] / vals['deque']:.2f}"])
+    lines += table(["lookup", "natpool", "deque (dict)", "reference", "floor", "natpool ÷ deque"], rows)
+
+    # Construction.
+    lines += ["### Construction (ports 1024-65535)", ""]
+    first = asv["bench_construction.Construction.time_construct_first_allocation"]
+    bare = asv["bench_construction.Construction.time_construct"]
+    rss = asv["bench_construction.Construction.track_rss_growth"]
+    deque_time = asv["bench_construction.DequeConstruction.time_construct_first_allocation"][("deque", "/24")]
+    deque_rss = asv["bench_construction.DequeConstruction.track_rss_growth"][("deque", "/24")]
+    scale = {network: count / DEQUE_ADDRESSES_24 for network, count in ADDRESSES.items()}
+    rows = []
+    for network in ["/24", "/16", "/8"]:
+        rows.append(
+            [
+                network,
+                t(bare[("natpool", network)]),
+                t(first[("natpool", network)]),
+                size(rss[("natpool", network)]),
+                t(first[("reference", network)]),
+                size(rss[("reference", network)]),
+            ]
+        )
+    lines += table(
+        ["network", "natpool new", "natpool + 1st allocate", "natpool RSS growth", "reference + 1st", "reference RSS"],
+        rows,
+    )
+    lines += [
+        "RSS growth is page-granular and depends on which heap pages the process already has; the",
+        "Rust heap bytes below are exact.",
+        "",
+        f"The deque free list for a /24 ({DEQUE_ADDRESSES_24:,} tuples): {t(deque_time)}, "
+        f"{size(deque_rss)} of RSS. Extrapolated by address count: a /16 {t(deque_time * scale['/16'])} and "
+        f"{size(deque_rss * scale['/16'])}; a /8 {t(deque_time * scale['/8'])} and {size(deque_rss * scale['/8'])}.",
+        "",
+        "Rust heap bytes, counted exactly by `benches/memory.rs`: "
+        f"/16 {size(mem['construct_16_bytes'])} empty, {size(mem['construct_16_first_allocation_bytes'])} "
+        f"after the first allocation; /8 {size(mem['construct_8_bytes'])} and "
+        f"{size(mem['construct_8_first_allocation_bytes'])}. Rust-only construction + first allocation "
+        f"of a /8: {t(mem['construct_8_first_allocation_seconds'])} (fastest of 50).",
+        "",
+    ]
+    slash8 = first[("natpool", "/8")]
+    targets.append(
+        Target(
+            "/8 pool with 64,512 ports per IP: constructed (+ first allocation) in under 1 ms",
+            f"{t(slash8)} from Python (deque, extrapolated: {t(deque_time * scale['/8'])})",
+            slash8 < 1e-3,
+        )
+    )
+    slash8_bytes = max(mem["construct_8_first_allocation_bytes"], rss[("natpool", "/8")])
+    targets.append(
+        Target(
+            "/8 pool in under 1 MiB",
+            f"Rust heap {size(mem['construct_8_first_allocation_bytes'])}, process RSS growth "
+            f"{size(rss[('natpool', '/8')])} (deque, extrapolated: {size(deque_rss * scale['/8'])})",
+            slash8_bytes < MIB,
+        )
+    )
+
+    # Churn.
+    churn = asv["bench_churn.Churn.time_churn"]
+    left = asv["bench_churn.Churn.track_subpools_after_frees"]
+    lines += [
+        "### Churn (65,536 blocks in 64 subpools; per call 6,553 oldest leases freed, 6,553 allocated)",
+        "",
+    ]
+    rows = []
+    for occupancy in [0.9, 1.0]:
+        per = {impl: churn[(impl, occupancy)] / CHURN_WAVE for impl in ["natpool", "deque", "reference"]}
+        rows.append(
+            [
+                f"{occupancy:.0%}",
+                *(t(v) for v in per.values()),
+                f"{per['natpool'] / per['deque']:.2f}",
+                f"{per['reference'] / per['natpool']:.1f}",
+                f"{left[('natpool', occupancy)]:.0f}",
+            ]
+        )
+    lines += table(
+        ["occupancy", "natpool", "deque", "reference", "natpool ÷ deque", "reference ÷ natpool", "subpools left"],
+        rows,
+    )
+    lines += ["Times are per free + allocate pair. *Subpools left*: after one wave of frees (of 64 at full).", ""]
+
+    # Memory.
+    peak = asv["bench_memory.LiveLeases.peakmem_live_leases"]
+    per_lease = asv["bench_memory.LiveLeases.track_bytes_per_live_lease"]
+    baseline = asv["bench_construction.peakmem_baseline"][()]
+    lines += ["## Memory with 1,000,000 live leases", ""]
+    lines += table(
+        ["case", "peak RSS above the bare process", "RSS per live lease (pool + the caller's lease objects)"],
+        (
+            [impl, size(peak[(impl,)] - baseline), f"{per_lease[(impl,)]:.0f} B"]
+            for impl in ["natpool", "deque", "reference"]
+        ),
+    )
+    lines += [
+        "Rust heap bytes per live lease, counted by a global allocator (`benches/memory.rs`; the pool's",
+        "blocks, free-list links, subpool records and snapshots, over the lease count):",
+        "",
+    ]
+    lines += table(
+        ["structure", "bytes per entry"],
+        [
+            [
+                "natpool, 8-byte data slot (as the Python binding stores it)",
+                f"{mem['natpool_pointer_bytes_per_lease']:.1f}",
+            ],
+            ["natpool, no data (`Pool<()>`)", f"{mem['natpool_unit_bytes_per_lease']:.1f}"],
+            ["ArrayQueue<u32> of block ids", f"{mem['array_queue_bytes_per_entry']:.1f}"],
+            ["slab::Slab<(u32, u16)>", f"{mem['slab_bytes_per_entry']:.1f}"],
+            ["sharded_slab::Slab<(u32, u16)>", f"{mem['sharded_slab_bytes_per_entry']:.1f}"],
+        ],
+    )
+    charts.append(
+        (
+            "memory_per_lease.png",
+            "Rust heap bytes per live lease / entry",
+            {
+                "natpool (8-byte data)": mem["natpool_pointer_bytes_per_lease"],
+                "natpool (no data)": mem["natpool_unit_bytes_per_lease"],
+                "ArrayQueue<u32>": mem["array_queue_bytes_per_entry"],
+                "slab::Slab": mem["slab_bytes_per_entry"],
+                "sharded_slab::Slab": mem["sharded_slab_bytes_per_entry"],
+            },
+            "bytes",
+            1.0,
+        )
+    )
+    targets.append(
+        Target(
+            "Under 32 bytes of Rust memory per live lease (excluding the user's data object)",
+            f"{mem['natpool_pointer_bytes_per_lease']:.1f} B",
+            mem["natpool_pointer_bytes_per_lease"] < 32,
+        )
+    )
+    return lines, charts, targets
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--asv-results", type=Path, default=Path(".asv/results"))
+    parser.add_argument("--criterion", type=Path, default=Path("target/criterion"))
+    parser.add_argument("--memory", type=Path, default=Path("target/bench-memory.json"))
+    parser.add_argument("--notes", type=Path, default=Path("benches/notes.md"))
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    args = parser.parse_args(argv)
+
+    asv = asv_results(args.asv_results)
+    rust = criterion(args.criterion)
+    mem = json.loads(args.memory.read_text())
+    lines, charts, targets = build(asv, rust, mem)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, title, bars, unit, scale in charts:
+        chart(args.out / name, title, bars, unit, scale)
+    when = datetime.fromtimestamp(newest_mtime(args.asv_results), UTC).strftime("%Y-%m-%d %H:%M UTC")
+    report = [
+        "# natpool benchmarks",
+        "",
+        f"Written by `make bench` (`benches/report.py`) from one run on {when}: the asv suite",
+        "(`benches/bench_*.py`) and the criterion benches (`benches/core.rs`, `benches/memory.rs`) ran",
+        "back to back on the same machine. The machine is shared and noisy: read the ratios, which are",
+        "measured within one run, rather than the absolute times. The 2-thread cases need both cores:",
+        "with other jobs running (a load average near 2 or above) they measure the competition for",
+        "cores as much as natpool or its anchors.",
+        "",
+        *table(["machine", ""], ([k, v] for k, v in machine(Path("Cargo.lock")))),
+        "## Targets",
+        "",
+        *table(
+            ["target", "measured", "met"],
+            ([tg.what, tg.measured, "yes" if tg.met else "**no**"] for tg in targets),
+        ),
+    ]
+    if args.notes.exists():
+        report += [args.notes.read_text().strip(), ""]
+    report += lines
+    report += [f"![{title}]({name})" for name, title, *_ in charts]
+    (args.out / "report.md").write_text("\n".join(report).rstrip() + "\n")
+    print(f"wrote {args.out / 'report.md'}")
+
+
+if __name__ == "__main__":
+    main()
