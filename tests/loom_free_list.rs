@@ -9,10 +9,10 @@ use std::collections::HashSet;
 
 use loom::sync::Arc;
 use loom_support::spawn_with;
-use natpool::core::free_list::{FreeList, Reserve, ReserveMany};
+use natpool::core::free_list::{FreeList, Reserve};
 
 fn take(list: &FreeList) -> Option<u32> {
-    match list.reserve() {
+    match list.reserve_up_to(1) {
         Reserve::Taken { .. } => Some(list.pop()),
         Reserve::Empty | Reserve::Closed => None,
     }
@@ -103,7 +103,7 @@ fn close_and_reserve_exclude_each_other() {
             "closed {closed}, taken {taken:?}"
         );
         if closed {
-            assert_eq!(list.reserve(), Reserve::Closed);
+            assert_eq!(list.reserve_up_to(1), Reserve::Closed);
         } else {
             let mut all: HashSet<u32> = drain(&list).into_iter().collect();
             all.extend(taken);
@@ -114,7 +114,7 @@ fn close_and_reserve_exclude_each_other() {
 
 fn take_chain(list: &FreeList, want: u64) -> Vec<u32> {
     let mut out = Vec::new();
-    if let ReserveMany::Taken { count, .. } = list.reserve_up_to(want) {
+    if let Reserve::Taken { count, .. } = list.reserve_up_to(want) {
         list.pop_many(count, &mut out);
     }
     out

@@ -3,8 +3,8 @@
 //! *reserve* from before they pop.
 //!
 //! Protocol: `push` links the block, swings the head, then increments
-//! `available`; `reserve` decrements `available` (never below zero); `pop` is
-//! called only after a successful reserve. So `available` never exceeds the
+//! `available`; `reserve_up_to` decrements `available` (never below zero);
+//! `pop`/`pop_many` take only what a reservation granted. So `available` never exceeds the
 //! blocks on the stack not yet claimed, and a reserved pop always finds one.
 //! `try_close` swaps `available` from "all blocks free" to closed in one CAS:
 //! after it, no reservation can succeed, which is what makes deleting an
@@ -19,20 +19,9 @@ const CLOSED: u64 = 1 << 63;
 /// The most blocks [`FreeList::pop_many`] takes with one CAS.
 pub const CHAIN: u64 = 64;
 
-/// The outcome of [`FreeList::reserve`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reserve {
-    /// A block is reserved; `last` when it was the last free one.
-    Taken {
-        last: bool,
-    },
-    Empty,
-    Closed,
-}
-
 /// The outcome of [`FreeList::reserve_up_to`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReserveMany {
+pub enum Reserve {
     /// `count` blocks are reserved; `last` when no free block is left.
     Taken {
         count: u64,
@@ -65,28 +54,18 @@ impl FreeList {
         })
     }
 
-    /// Claim one free block, to be taken with [`pop`](Self::pop).
-    #[inline]
-    pub fn reserve(&self) -> Reserve {
-        match self.reserve_up_to(1) {
-            ReserveMany::Taken { last, .. } => Reserve::Taken { last },
-            ReserveMany::Empty => Reserve::Empty,
-            ReserveMany::Closed => Reserve::Closed,
-        }
-    }
-
     /// Claim up to `want` (at least 1) free blocks, to be taken with
-    /// [`pop_many`](Self::pop_many).
+    /// [`pop`](Self::pop) (one) or [`pop_many`](Self::pop_many).
     #[inline]
-    pub fn reserve_up_to(&self, want: u64) -> ReserveMany {
+    pub fn reserve_up_to(&self, want: u64) -> Reserve {
         debug_assert!(want > 0);
         let mut current = self.available.load(Ordering::Relaxed);
         loop {
             if current & CLOSED != 0 {
-                return ReserveMany::Closed;
+                return Reserve::Closed;
             }
             if current == 0 {
-                return ReserveMany::Empty;
+                return Reserve::Empty;
             }
             let count = current.min(want);
             match self.available.compare_exchange_weak(
@@ -96,7 +75,7 @@ impl FreeList {
                 Ordering::Relaxed,
             ) {
                 Ok(_) => {
-                    return ReserveMany::Taken {
+                    return Reserve::Taken {
                         count,
                         last: count == current,
                     }
@@ -242,16 +221,28 @@ mod tests {
     fn pops_in_order_then_lifo() {
         let list = FreeList::new(3).unwrap();
         let take = || {
-            assert!(matches!(list.reserve(), Reserve::Taken { .. }));
+            assert!(matches!(list.reserve_up_to(1), Reserve::Taken { .. }));
             list.pop()
         };
         assert_eq!((take(), take()), (0, 1));
         assert_eq!(list.push(0), 2);
-        assert_eq!(list.reserve(), Reserve::Taken { last: false });
+        assert_eq!(
+            list.reserve_up_to(1),
+            Reserve::Taken {
+                count: 1,
+                last: false
+            }
+        );
         assert_eq!(list.pop(), 0);
-        assert_eq!(list.reserve(), Reserve::Taken { last: true });
+        assert_eq!(
+            list.reserve_up_to(1),
+            Reserve::Taken {
+                count: 1,
+                last: true
+            }
+        );
         assert_eq!(list.pop(), 2);
-        assert_eq!(list.reserve(), Reserve::Empty);
+        assert_eq!(list.reserve_up_to(1), Reserve::Empty);
     }
 
     #[test]
@@ -260,12 +251,12 @@ mod tests {
         let batch = FreeList::new(6).unwrap();
         let mut popped = Vec::new();
         for _ in 0..4 {
-            assert!(matches!(single.reserve(), Reserve::Taken { .. }));
+            assert!(matches!(single.reserve_up_to(1), Reserve::Taken { .. }));
             popped.push(single.pop());
         }
         assert_eq!(
             batch.reserve_up_to(4),
-            ReserveMany::Taken {
+            Reserve::Taken {
                 count: 4,
                 last: false
             }
@@ -279,7 +270,7 @@ mod tests {
         assert_eq!(batch.push_many(&[2, 0, 3]), 5);
         assert_eq!(
             batch.reserve_up_to(9),
-            ReserveMany::Taken {
+            Reserve::Taken {
                 count: 5,
                 last: true
             }
@@ -288,23 +279,23 @@ mod tests {
         batch.pop_many(5, &mut rest);
         let single_rest: Vec<u32> = (0..5)
             .map(|_| {
-                single.reserve();
+                single.reserve_up_to(1);
                 single.pop()
             })
             .collect();
         assert_eq!(rest, single_rest);
-        assert_eq!(batch.reserve_up_to(1), ReserveMany::Empty);
+        assert_eq!(batch.reserve_up_to(1), Reserve::Empty);
     }
 
     #[test]
     fn closes_only_when_full() {
         let list = FreeList::new(2).unwrap();
-        assert!(matches!(list.reserve(), Reserve::Taken { .. }));
+        assert!(matches!(list.reserve_up_to(1), Reserve::Taken { .. }));
         let offset = list.pop();
         assert!(!list.try_close(2));
         list.push(offset);
         assert!(list.try_close(2));
-        assert_eq!(list.reserve(), Reserve::Closed);
+        assert_eq!(list.reserve_up_to(1), Reserve::Closed);
         assert_eq!(list.available(), 2);
     }
 }

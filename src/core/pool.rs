@@ -18,7 +18,7 @@ use crate::core::availability::Availability;
 use crate::core::block::Release;
 use crate::core::config::Config;
 use crate::core::error::Error;
-use crate::core::free_list::{ReserveMany, CHAIN};
+use crate::core::free_list::{Reserve, CHAIN};
 use crate::core::handle::Handle;
 use crate::core::interval_list::{Interval, IntervalList};
 use crate::core::segvec::SegVec;
@@ -190,13 +190,13 @@ impl<T: Default + Send + Sync> Pool<T> {
                 continue;
             };
             match subpool.free.reserve_up_to(want) {
-                ReserveMany::Taken { count, last } => {
+                Reserve::Taken { count, last } => {
                     if last {
                         self.refresh(id);
                     }
                     return Ok(take(subpool, count));
                 }
-                ReserveMany::Empty | ReserveMany::Closed => self.refresh(id),
+                Reserve::Empty | Reserve::Closed => self.refresh(id),
             }
         }
     }
