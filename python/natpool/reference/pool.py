@@ -1,6 +1,9 @@
 """The reference model of a natpool pool: the executable specification.
 
-Allocation order (the Rust core returns exactly the same):
+Allocation order (the Rust core returns exactly the same, call for call, in
+single-threaded use; under concurrency it skips rather than waits for the
+optional threshold growth and idle-subpool deletion while another thread is
+creating or deleting a subpool, see ``docs/design.md``):
 
 * ``allocate()`` takes a block from the lowest-id subpool that has a free
   block; within a subpool, the most recently freed block first (a fresh
