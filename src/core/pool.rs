@@ -410,7 +410,10 @@ impl<T: Default + Send + Sync> Pool<T> {
         if n > self.config.capacity.saturating_sub(self.len()) {
             return Err(self.exhausted(n));
         }
-        let mut leases = Vec::with_capacity(n as usize);
+        let mut leases = Vec::new();
+        leases
+            .try_reserve_exact(n as usize)
+            .map_err(|_| Error::OutOfMemory(format!("cannot hold a batch of {n} leases")))?;
         let mut offsets = Vec::with_capacity(CHAIN as usize);
         while (leases.len() as u64) < n {
             let want = (n - leases.len() as u64)

@@ -866,3 +866,17 @@ def test_stats_add_up(impl: Any) -> None:
     check_stats_add_up(pool)
     assert pool.stats() == PoolStats(0, 4, 4, 2, 3, 5, 9, 9)
     assert [s.id for s in pool.subpools()] == [2, 3]
+
+
+def test_allocate_many_beyond_memory_is_memory_error() -> None:
+    """Rust only: a batch the pool could hold but the process cannot is a ``MemoryError``, not an abort.
+
+    (The reference model would try to build the 2**39 leases one by one.)
+    """
+    pool = natpool.Pool("big", "10.0.0.0", "10.255.255.255", 8, 1, 2**62)
+    assert pool.capacity > 2**39
+    with pytest.raises(MemoryError):
+        pool.allocate_many(2**39)
+    assert len(pool) == 0
+    assert pool.stats().blocks == 0
+    assert len(pool.allocate_many(3)) == 3
