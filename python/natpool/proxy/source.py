@@ -15,7 +15,6 @@ import asyncio
 import dataclasses
 import errno
 import ipaddress
-import itertools
 import logging
 import socket
 
@@ -120,14 +119,20 @@ class KernelSource:
         if spec.prefix <= 30:  # the subnet's network and broadcast addresses, as the pool leaves them out
             mask = (0xFFFFFFFF << (32 - spec.prefix)) & 0xFFFFFFFF
             first, last = max(first, (first & mask) + 1), min(last, (last | ~mask & 0xFFFFFFFF) - 1)
-        self._ips = itertools.cycle([str(ipaddress.IPv4Address(ip)) for ip in range(first, last + 1)])
+        # The IPs in turn, computed as they are needed: a /8 is 16 million of them.
+        self._first, self._count, self._turn = first, last - first + 1, 0
         self.counters = counters
+
+    def _next_ip(self) -> str:
+        ip = self._first + self._turn
+        self._turn = (self._turn + 1) % self._count
+        return str(ipaddress.IPv4Address(ip))
 
     async def connect(self, backend: tuple[str, int], record: Connection, timeout: float) -> Upstream:
         sock = _socket()
         try:
             sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-            sock.bind((next(self._ips), 0))
+            sock.bind((self._next_ip(), 0))
             await _connect(sock, backend, timeout)
         except OSError as exc:
             sock.close()
