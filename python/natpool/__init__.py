@@ -6,7 +6,7 @@ records and raise the same exceptions.
 """
 
 from natpool._natpool import Lease, Pool
-from natpool.errors import ArgumentError, LeaseError, NatPoolError, PoolConfigError, PoolExhausted
+from natpool.errors import ArgumentError, LeaseError, NatPoolError, PoolConfigError, PoolExhausted, StoreError
 from natpool.records import Interval, PoolStats, Subpool
 
 __all__ = [
@@ -20,4 +20,5 @@ __all__ = [
     "PoolConfigError",
     "PoolExhausted",
     "LeaseError",
+    "StoreError",
 ]

@@ -13,6 +13,7 @@ __all__ = [
     "PoolConfigError",
     "PoolExhausted",
     "LeaseError",
+    "StoreError",
 ]
 
 
@@ -42,3 +43,11 @@ class PoolExhausted(NatPoolError):
 
 class LeaseError(NatPoolError, LookupError):
     """The lease or handle is not a live lease of this pool; nothing was changed."""
+
+
+class StoreError(NatPoolError):
+    """The cluster's store (``natpool.store``) is unreachable, failing, or of an incompatible schema version.
+
+    Raised when a subpool must be created or returned and the store cannot do it
+    (the pool is then unchanged), and when a store cannot be opened.
+    """
