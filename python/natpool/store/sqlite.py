@@ -8,7 +8,9 @@ wait up to ``timeout`` seconds for each other: claims are rare and short).
 Each operation opens its own connection (``mode=rw``: a file that has gone
 is an error, never silently a new empty store) and closes it, so a store object
 may be shared by threads, and a store whose file or directory is gone, or
-locked longer than ``timeout``, raises ``StoreError`` until it is back.
+locked longer than ``timeout``, raises ``StoreError`` until it is back. One more
+connection stays open, idle, for the store object's life, only so that the WAL
+file is not checkpointed and removed at the end of every operation.
 
 The clock is ``time.time()`` read once per transaction, after the write lock
 is taken; tests may inject another (``clock=``), shared by every process only
@@ -78,6 +80,11 @@ class SQLiteStore:
         self._closed = False
         # The one connection that may create the file; every later one requires it to exist.
         self._transaction(True, lambda tx: ensure_schema(tx, self._url, natpool_version()), create=True)
+        # Kept open, idle, while the store is: with it the WAL file stays, so the connection of
+        # each operation is cheap to open and its close does not checkpoint and delete the WAL
+        # (tens of milliseconds of fsync). It does not keep a vanished file reachable: each
+        # operation opens the path anew.
+        self._keeper: sqlite3.Connection | None = self._connect(create=False)
 
     @property
     def url(self) -> str:
@@ -153,3 +160,6 @@ class SQLiteStore:
 
     def close(self) -> None:
         self._closed = True
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            keeper.close()
