@@ -57,6 +57,31 @@ class IntervalList:
         element.subpool = subpool
         return element
 
+    def assign_at(self, first: int, count: int, subpool: SubpoolHeader) -> IntervalElement:
+        """Give the addresses ``first .. first + count - 1``, all free, to ``subpool``.
+
+        With a store the cluster picks the range (a claim), not this list's first
+        fit: the free element holding it is split in up to three.
+        """
+        element = self.owner_of(first)
+        assert self.is_free(first, count)
+        if first > element.first:
+            low = IntervalElement(element.first, first - element.first)
+            low.prev, low.next = element.prev, element
+            if element.prev is not None:
+                element.prev.next = low
+            else:
+                self.head = low
+            element.prev = low
+            element.first, element.count = first, element.count - low.count
+            self.length += 1
+        return self.assign(element, count, subpool)
+
+    def is_free(self, first: int, count: int) -> bool:
+        """Whether the addresses ``first .. first + count - 1`` lie in one free element."""
+        element = self.owner_of(first)
+        return element.subpool is None and first + count <= element.first + element.count
+
     def release(self, element: IntervalElement) -> None:
         """Return an owned element to the free space, merging free neighbours."""
         element.subpool = None

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from natpool.reference.interval_list import IntervalElement
+
+if TYPE_CHECKING:
+    from natpool.store.member import ClaimState
 
 GENERATION_MASK = 2**32 - 1
 
@@ -35,6 +38,8 @@ class SubpoolHeader:
         for offset, block in enumerate(blocks):
             block.next_free = offset + 1 if offset + 1 < len(blocks) else None
         self.free_head: int | None = 0
+        self.claim: ClaimState | None = None
+        """With a store: the claim this subpool's addresses come from."""
 
     def pop(self) -> int:
         offset = self.free_head
@@ -66,6 +71,6 @@ class MainPoolHeader:
         return ident
 
     def with_free_block(self) -> SubpoolHeader | None:
-        """The lowest-id subpool that has a free block."""
-        candidates = [s for s in self.subpools.values() if s.free > 0]
+        """The lowest-id subpool that has a free block (and, with a store, is not fenced)."""
+        candidates = [s for s in self.subpools.values() if s.free > 0 and not (s.claim is not None and s.claim.fenced)]
         return min(candidates, key=lambda s: s.id, default=None)
