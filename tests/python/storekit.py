@@ -179,3 +179,159 @@ def dump(store: Store) -> list[tuple[Any, ...]]:
     for table in ("natpool_meta", "natpool_pools", "natpool_members", "natpool_claims"):
         rows += [(table, *row) for row in sorted(sql(store, f"SELECT * FROM {table}"), key=repr)]
     return rows
+
+
+# -- pools on a store ------------------------------------------------------------------------
+
+POOL_IMPLS = {"reference": "natpool.reference:Pool"}
+"""The pool classes the store tests run on, by id (``module:attribute``, importable in a spawned process).
+The Rust core joins as ``"rust": "natpool:Pool"`` once it takes ``store=``."""
+
+
+def pool_class(impl: str) -> Any:
+    """The pool class of an id of ``POOL_IMPLS``."""
+    import importlib
+
+    module, _, attribute = POOL_IMPLS[impl].partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def make_pool(impl: str, store: Any, member: str, **overrides: Any) -> Any:
+    """A pool of ``CONFIG`` (``overrides`` change it or add pool arguments) as ``member`` of ``store``.
+
+    ``renew_interval`` defaults to 0 (no renewal thread: the test calls ``renew()``).
+    """
+    overrides.setdefault("renew_interval", 0)
+    return pool_class(impl)(**dict(CONFIG, store=store, member=member, **overrides))
+
+
+def index_of(address: tuple[str, int]) -> int:
+    """The address index of (ip, port) in ``CONFIG``'s address space."""
+    ip, port = address
+    return (int(ip.rsplit(".", 1)[1]) - 1) * 32 + port - 1000
+
+
+class Recorder:
+    """A store that records every call a pool makes (method, arguments, answer or error class) and passes it on."""
+
+    def __init__(self, store: Store) -> None:
+        self.inner = store
+        self.calls: list[tuple[Any, ...]] = []
+
+    @property
+    def url(self) -> str:
+        return self.inner.url
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        shown = tuple(list(a) if isinstance(a, (list, tuple, set)) and method != "join" else a for a in args)
+        try:
+            answer = getattr(self.inner, method)(*args, **kwargs)
+        except Exception as error:
+            self.calls.append((method, *shown, kwargs, type(error).__name__))
+            raise
+        self.calls.append((method, *shown, kwargs, answer))
+        return answer
+
+    def join(self, name: str, member: str, config: Any, *, ttl: float) -> None:
+        self._call("join", name, member, dict(config), ttl=ttl)
+
+    def claim(self, name: str, member: str, *, ttl: float, reclaim_delay: float) -> Any:
+        return self._call("claim", name, member, ttl=ttl, reclaim_delay=reclaim_delay)
+
+    def release(self, name: str, member: str, epoch: int) -> None:
+        self._call("release", name, member, epoch)
+
+    def renew(self, name: str, member: str, epochs: Any, *, ttl: float) -> Any:
+        return self._call("renew", name, member, list(epochs), ttl=ttl)
+
+    def leave(self, name: str, member: str, epochs: Any = ()) -> None:
+        self._call("leave", name, member, list(epochs))
+
+    def claims(self, name: str) -> Any:
+        return self.inner.claims(name)
+
+    def owner(self, name: str, ip: Any, port: int) -> Any:
+        return self.inner.owner(name, ip, port)
+
+    def pools(self) -> Any:
+        return self.inner.pools()
+
+    def status(self, name: str) -> Any:
+        return self.inner.status(name)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+# -- member processes (run in spawned processes: everything they need is importable from here) ----
+
+WIDE = dict(CONFIG, ports=(1000, 1127), max_blocks=256)
+"""2 IPs x 128 ports = 256 addresses, 8 blocks first, then 4: about 60 claims to fill it."""
+
+
+def sharing_member(
+    impl: str, url: str, index: int, freers: tuple[int, ...], barrier: Any, reports: Any, overrides: dict[str, Any]
+) -> None:
+    """One of several processes sharing a pool (``test_store_processes``).
+
+    Phase 1: allocate until PoolExhausted; report the addresses. Phase 2: the
+    ``freers`` free everything (their ranges are returned, held, then free);
+    the others allocate until the cluster is full with nothing held any more;
+    everyone reports its live addresses and blocks. Phase 3: free all, close,
+    report the ledger: (address, allocated at, freed at) in monotonic ns, taken
+    before the allocation and after the free, so each interval covers the lease.
+    """
+    member = f"p{index}"
+    pool = make_pool(impl, url, member, **dict(WIDE, **overrides))
+    watcher = open_store(url)
+    ledger: list[tuple[tuple[str, int], int, int]] = []
+    live: dict[tuple[str, int], tuple[Any, int]] = {}
+
+    def allocate() -> bool:
+        started = time.monotonic_ns()
+        try:
+            lease = pool.allocate()
+        except Exception as error:
+            if type(error).__name__ != "PoolExhausted":
+                raise
+            return False
+        live[lease.address] = (lease, started)
+        return True
+
+    def free_all() -> None:
+        for address, (lease, started) in list(live.items()):
+            pool.free(lease)
+            ledger.append((address, started, time.monotonic_ns()))
+            del live[address]
+
+    barrier.wait()  # everyone starts allocating together
+    while allocate():
+        pass
+    reports.put(("full", member, sorted(live)))
+    barrier.wait()
+    if index in freers:
+        free_all()
+    barrier.wait()
+    if index not in freers:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            nothing_held = watcher.status("vip").held == 0
+            if not allocate():
+                if nothing_held:
+                    break
+                time.sleep(0.01)
+    reports.put(("again", member, sorted(live), pool.stats().blocks))
+    barrier.wait()
+    free_all()
+    pool.close()
+    watcher.close()
+    reports.put(("ledger", member, ledger))
+
+
+def doomed_member(impl: str, url: str, overrides: dict[str, Any], reports: Any) -> None:
+    """A member that claims, reports its addresses, then waits to be killed (SIGKILL) with its renewal thread on."""
+    pool = make_pool(impl, url, "victim", **dict(WIDE, **overrides))
+    leases = [pool.allocate() for _ in range(10)]  # 0-7 and 8-11 (claimed by the threshold growth)
+    pool.renew()
+    reports.put([lease.address for lease in leases])
+    time.sleep(600)
