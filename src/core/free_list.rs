@@ -156,7 +156,7 @@ impl FreeList {
     }
 
     /// Return a block; yields the number of free blocks after it.
-    #[inline]
+    #[cfg(test)]
     pub fn push(&self, offset: u32) -> u64 {
         self.push_many(&[offset])
     }
@@ -213,7 +213,7 @@ impl FreeList {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
@@ -299,3 +299,6 @@ mod tests {
         assert_eq!(list.available(), 2);
     }
 }
+
+#[cfg(all(loom, test))]
+mod loom;

@@ -45,10 +45,6 @@ impl<T: Default> Subpool<T> {
         self.blocks.len() as u32
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.blocks.is_empty()
-    }
-
     /// Whether address `index` belongs to this subpool.
     pub fn covers(&self, index: u64) -> bool {
         index >= self.start && index - self.start < u64::from(self.len())

@@ -1,15 +1,12 @@
 //! loom models of a subpool's free list (`src/core/free_list.rs`): the
 //! reservation count, the tagged Treiber stack and the close handshake.
 //! Run with `make loom` (RUSTFLAGS="--cfg loom").
-#![cfg(loom)]
-
-mod loom_support;
 
 use std::collections::HashSet;
 
+use crate::core::free_list::{FreeList, Reserve};
+use crate::core::loom_support::spawn_with;
 use loom::sync::Arc;
-use loom_support::spawn_with;
-use natpool::core::free_list::{FreeList, Reserve};
 
 fn take(list: &FreeList) -> Option<u32> {
     match list.reserve_up_to(1) {

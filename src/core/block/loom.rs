@@ -1,13 +1,10 @@
 //! loom models of a connection block's lease state word
 //! (`src/core/block.rs`): occupy/read publication, and a free racing with
 //! lookups (the last reader out completes a deferred release).
-#![cfg(loom)]
 
-mod loom_support;
-
+use crate::core::block::{ConnectionBlock, Release};
+use crate::core::loom_support::spawn_with;
 use loom::sync::Arc;
-use loom_support::spawn_with;
-use natpool::core::block::{ConnectionBlock, Release};
 
 /// A reader racing with `occupy` sees nothing or the new data, never the old.
 #[test]

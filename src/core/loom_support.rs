@@ -1,4 +1,4 @@
-//! Shared by the loom models (`tests/loom_*.rs`).
+//! Shared by the loom models (the `loom` modules next to the code they check).
 
 use loom::sync::Arc;
 use loom::thread;

@@ -1,40 +1,31 @@
-//! loom models of the pool's protocols (`src/core/pool.rs`) on tiny pools:
+//! loom models of the pool's protocols (`src/core/pool/`) on tiny pools:
 //! the last free block, a free that empties a subpool racing with an
 //! allocation that found it, lookups racing with subpool creation and
 //! deletion, and frees from another thread. Run with `make loom`.
-#![cfg(loom)]
-
-mod loom_support;
 
 use std::collections::HashSet;
 
+use crate::core::loom_support::spawn_with;
 use loom::sync::Arc;
-use loom_support::spawn_with;
-use natpool::core::{parse_ipv4, Config, Error, Lease, Pool, PoolSpec};
+use std::net::Ipv4Addr;
+
+use crate::core::{Error, Lease, Pool, PoolSpec};
 
 /// A pool on 10.0.0.1 ports 1000..: `capacity` addresses, `initial` blocks in
 /// subpool 0, `subpool` blocks in each later one, no threshold growth.
-fn pool(capacity: i128, initial: i128, subpool: i128) -> Arc<Pool<u64>> {
-    Arc::new(Pool::new(
-        Config::new(PoolSpec {
-            name: "loom".into(),
-            first_ip: parse_ipv4("10.0.0.1").unwrap(),
-            last_ip: parse_ipv4("10.0.0.1").unwrap(),
-            prefix: 32,
-            ports: (1000, 1000 + capacity - 1),
-            initial_blocks: initial,
-            max_blocks: capacity,
-            subpool_blocks: Some(subpool),
-            grow_threshold: 0,
-        })
-        .unwrap(),
-    ))
+fn pool(capacity: u16, initial: u32, subpool: u32) -> Arc<Pool<u64>> {
+    let ip = Ipv4Addr::new(10, 0, 0, 1);
+    let spec = PoolSpec::new("loom", ip, ip)
+        .ports(1000, 1000 + capacity - 1)
+        .initial_blocks(initial)
+        .subpool_blocks(subpool);
+    Arc::new(Pool::new(spec.build().unwrap()))
 }
 
 /// The pool's own account agrees with itself and with the leases we hold,
 /// and every held lease is live, found by lookup and freed exactly once.
 fn check_and_drain(pool: &Pool<u64>, held: &[(Lease, u64)]) {
-    let addresses: HashSet<(u32, u16)> = held.iter().map(|(l, _)| (l.ip, l.port)).collect();
+    let addresses: HashSet<(Ipv4Addr, u16)> = held.iter().map(|(l, _)| (l.ip, l.port)).collect();
     assert_eq!(addresses.len(), held.len(), "an address leased twice");
     let stats = pool.stats();
     assert_eq!(stats.live, held.len() as u64);
@@ -195,7 +186,7 @@ fn churn_with_creation_deletion_and_lookups() {
             .collect();
         let seen: Vec<_> = [1000u16, 1001]
             .iter()
-            .map(|port| pool.lookup_with(u32::from_be_bytes([10, 0, 0, 1]), *port, |l, d| (l, *d)))
+            .map(|port| pool.lookup_with(Ipv4Addr::new(10, 0, 0, 1), *port, |l, d| (l, *d)))
             .collect();
         let done: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
         let mut returned: Vec<u64> = done.iter().filter_map(|(_, _, freed)| *freed).collect();
@@ -258,7 +249,10 @@ fn a_batch_free_races_with_an_allocation_and_a_lookup() {
         let b = pool.allocate(2).unwrap();
         let c = pool.allocate(3).unwrap();
         let freer = spawn_with(&pool, move |pool| {
-            pool.free_many(&[b.handle, c.handle]).unwrap()
+            let mut released = Vec::new();
+            pool.free_many(&[b.handle, c.handle], &mut released)
+                .unwrap();
+            released
         });
         let allocator = spawn_with(&pool, |pool| pool.allocate(4));
         let (seen, released) = pool.lookup_with(c.ip, c.port, |l, d| (l, *d));
@@ -285,4 +279,37 @@ fn a_batch_free_races_with_an_allocation_and_a_lookup() {
         held.extend(d.map(|d| (d, 4)));
         check_and_drain(&pool, &held);
     });
+}
+
+/// A lease is counted before it is published: another thread that looks
+/// it up and frees it at once never finds `len()` without it (it would
+/// wrap below zero), whether it came from a single or a batch allocation.
+#[test]
+fn a_lease_freed_as_soon_as_it_is_published_was_counted() {
+    for batch in [false, true] {
+        loom::model(move || {
+            let pool = pool(1, 1, 1);
+            let allocator = spawn_with(&pool, move |pool| {
+                if batch {
+                    pool.allocate_many(1, || 5).unwrap()[0]
+                } else {
+                    pool.allocate(5).unwrap()
+                }
+            });
+            let ip = Ipv4Addr::new(10, 0, 0, 1);
+            let (seen, released) = pool.lookup_with(ip, 1000, |lease, _| lease);
+            assert_eq!(released, None);
+            assert!(pool.len() <= 1, "len {}", pool.len());
+            let freed_here = match seen {
+                Some(lease) => pool.free(lease.handle).unwrap().is_some(),
+                None => false,
+            };
+            assert!(pool.len() <= 1, "len {}", pool.len());
+            let lease = allocator.join().unwrap();
+            if !freed_here {
+                assert_eq!(pool.free(lease.handle).unwrap(), Some(5));
+            }
+            assert!(pool.is_empty());
+        });
+    }
 }

@@ -1,13 +1,10 @@
 //! loom models of the availability map (`src/core/availability.rs`): a
 //! clear that empties a word (and its summary bit) racing with a set in the
 //! same word or another one; a set bit is never lost.
-#![cfg(loom)]
 
-mod loom_support;
-
+use crate::core::availability::Availability;
+use crate::core::loom_support::spawn_with;
 use loom::sync::Arc;
-use loom_support::spawn_with;
-use natpool::core::availability::Availability;
 
 fn two_level_map(ids: &[u32]) -> Arc<Availability> {
     let map = Availability::new(4096);
