@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import natpool
+import natpool.apps.simulate
 import natpool.reference
-import natpool.simulate
 import pytest
-from natpool.cli import main
+from natpool.apps.cli import main
 
 MODELS = ["rust", "reference"]
 
@@ -178,7 +178,7 @@ class _LeaksALease(natpool.reference.Pool):
 def test_a_failed_invariant_exits_1(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, broken: type[Any], failure: str
 ) -> None:
-    monkeypatch.setitem(natpool.simulate.MODELS, "reference", broken)
+    monkeypatch.setitem(natpool.apps.simulate.MODELS, "reference", broken)
     report = simulate_json(capsys, *SMALL, "--model", "reference", status=1)
     assert report["invariants"]["ok"] is False
     assert any(failure in text for text in report["invariants"]["failures"])

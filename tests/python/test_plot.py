@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import natpool.simulate
+import natpool.apps.simulate
 import pytest
-from natpool import cli
+from natpool.apps import cli
 
 
 def test_simulate_plots_its_timeline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -18,13 +18,13 @@ def test_simulate_plots_its_timeline(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_the_timeline_follows_the_simulation() -> None:
     timeline: list[tuple[float, int, int]] = []
-    report = natpool.simulate.run(
-        natpool.simulate.PoolConfig(initial_blocks=64, subpool_blocks=16),
-        natpool.simulate.Workload(connections=20000),
+    report = natpool.apps.simulate.run(
+        natpool.apps.simulate.PoolConfig(initial_blocks=64, subpool_blocks=16),
+        natpool.apps.simulate.Workload(connections=20000),
         timeline=timeline,
     )
     assert report.ok
-    assert len(timeline) == natpool.simulate.TIMELINE_SAMPLES
+    assert len(timeline) == natpool.apps.simulate.TIMELINE_SAMPLES
     times = [t for t, _, _ in timeline]
     assert times == sorted(times)
     assert max(live for _, live, _ in timeline) <= report.results.peak_live

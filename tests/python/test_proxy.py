@@ -10,7 +10,7 @@ import urllib.request
 from collections.abc import Callable
 
 import pytest
-from natpool.proxy import Connection, Proxy
+from natpool.apps.proxy import Connection, Proxy
 from netkit import (
     Backend,
     config,

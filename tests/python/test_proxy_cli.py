@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from natpool import cli
-from natpool.proxy import command as proxy_command
+from natpool.apps import cli
+from natpool.apps.proxy import command as proxy_command
 from netkit import HANG_GUARD, http_backend, pool_range, random_network
 
 GOOD = ["--listen", "127.0.0.1:0", "--backend", "127.0.0.1:8080", "--pool", "127.0.100.0/24"]
@@ -217,7 +217,7 @@ def test_the_demo_rejects_bad_input_with_exit_2(args: list[str], capsys: pytest.
 
 
 def test_the_comparison_alternates_the_sources_in_mirrored_pairs() -> None:
-    from natpool.demo.compare import order
+    from natpool.apps.demo.compare import order
 
     assert order(2) == ["pool", "kernel"]
     assert order(6) == ["pool", "kernel", "kernel", "pool", "pool", "kernel"]

@@ -7,8 +7,8 @@ import json
 import urllib.error
 import urllib.request
 
-from natpool.proxy import Proxy
-from natpool.proxy.admin import Admin
+from natpool.apps.proxy import Proxy
+from natpool.apps.proxy.admin import Admin
 from netkit import Backend, config, pool_range, random_network, request, run, running, until
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -88,7 +88,7 @@ def test_the_metrics_endpoint_reports_the_numbers_the_pool_reports() -> None:
 
 
 def test_importing_natpool_registers_no_metric() -> None:
-    import natpool.proxy  # noqa: F401
+    import natpool.apps.proxy  # noqa: F401
     from prometheus_client import REGISTRY
 
     assert not any(name.startswith("natpool") for name in REGISTRY._names_to_collectors)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from natpool.proxy.options import OptionError, PoolSpec, ProxyConfig, parse_endpoint, parse_pool, parse_ports
+from natpool.apps.proxy.options import OptionError, PoolSpec, ProxyConfig, parse_endpoint, parse_pool, parse_ports
 
 
 def test_a_cidr_block_is_its_whole_subnet() -> None:

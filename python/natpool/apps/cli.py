@@ -1,9 +1,9 @@
 """The ``natpool`` command (also ``python -m natpool``).
 
 ``natpool simulate`` replays a server load balancer's connection workload on a
-client NAT pool and reports on it; see :mod:`natpool.simulate`. ``natpool proxy``
-runs a TCP load balancer with client NAT (:mod:`natpool.proxy`); ``natpool demo``
-runs it on loopback under real connections and verifies it (:mod:`natpool.demo`).
+client NAT pool and reports on it; see :mod:`~natpool.apps.simulate`. ``natpool proxy``
+runs a TCP load balancer with client NAT (:mod:`~natpool.apps.proxy`); ``natpool demo``
+runs it on loopback under real connections and verifies it (:mod:`~natpool.apps.demo`).
 Exit status: 0 on success, 1 when a run's invariant fails, 2 for a usage error.
 """
 
@@ -15,9 +15,9 @@ import os
 import sys
 from importlib import metadata
 
-from natpool import simulate
-from natpool.demo import command as demo
-from natpool.proxy import command as proxy
+from natpool.apps import simulate
+from natpool.apps.demo import command as demo
+from natpool.apps.proxy import command as proxy
 
 __all__ = ["main", "parser"]
 

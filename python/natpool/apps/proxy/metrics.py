@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from natpool.proxy.server import Proxy
+    from natpool.apps.proxy.server import Proxy
 
 from natpool.extras import require
 

@@ -7,11 +7,11 @@ import asyncio
 import logging
 from typing import Any
 
-from natpool.demo.compare import compare
-from natpool.demo.report import compare_text, run_text
-from natpool.demo.run import DemoConfig, run_once
-from natpool.proxy.command import LOG_FORMAT, usage_error
-from natpool.proxy.options import OptionError, parse_pool, parse_ports, require_extra
+from natpool.apps.demo.compare import compare
+from natpool.apps.demo.report import compare_text, run_text
+from natpool.apps.demo.run import DemoConfig, run_once
+from natpool.apps.proxy.command import LOG_FORMAT, usage_error
+from natpool.apps.proxy.options import OptionError, parse_pool, parse_ports, require_extra
 
 __all__ = ["add_parser", "command"]
 
@@ -91,7 +91,7 @@ def command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Run ``natpool demo``; exit 0 when every check passed, 1 otherwise, 2 for a bad option."""
     try:
         config = _config(args)
-        from natpool.proxy import ProxyConfig
+        from natpool.apps.proxy import ProxyConfig
 
         ProxyConfig(
             listen=("127.0.0.1", 0),
@@ -116,7 +116,7 @@ def command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(compare_text(config, args.rounds, pool, kernel))
         passed = passed and pool.passed and kernel.passed
     if args.plot:
-        from natpool.plot import plot_timeline
+        from natpool.apps.plot import plot_timeline
 
         plot_timeline(
             args.plot,

@@ -9,7 +9,7 @@ import signal
 import sys
 from typing import Any
 
-from natpool.proxy.options import (
+from natpool.apps.proxy.options import (
     BALANCE,
     SOURCES,
     OptionError,
@@ -105,12 +105,12 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
 
 async def serve(config: ProxyConfig, ready: asyncio.Event | None = None) -> int:
     """Run the proxy (and its endpoint) until SIGTERM or SIGINT, then drain and stop; returns the exit status."""
-    from natpool.proxy.server import Proxy
+    from natpool.apps.proxy.server import Proxy
 
     proxy = Proxy(config)
     admin = None
     if config.metrics is not None:
-        from natpool.proxy.admin import Admin
+        from natpool.apps.proxy.admin import Admin
 
         admin = Admin(proxy, config.metrics)
     stop = asyncio.Event()

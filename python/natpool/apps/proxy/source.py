@@ -19,9 +19,9 @@ import logging
 import socket
 
 import natpool
-from natpool.proxy.holding import Holding
-from natpool.proxy.options import PoolSpec
-from natpool.proxy.record import Connection, Counters
+from natpool.apps.proxy.holding import Holding
+from natpool.apps.proxy.options import PoolSpec
+from natpool.apps.proxy.record import Connection, Counters
 
 __all__ = ["AddressesUnavailable", "BackendUnreachable", "KernelSource", "PoolSource", "Upstream"]
 

@@ -9,10 +9,10 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from natpool.demo.backend import Backend, parse_answer
-from natpool.proxy import ProxyConfig
-from natpool.proxy.options import parse_pool
-from natpool.proxy.server import Proxy
+from natpool.apps.demo.backend import Backend, parse_answer
+from natpool.apps.proxy import ProxyConfig
+from natpool.apps.proxy.options import parse_pool
+from natpool.apps.proxy.server import Proxy
 from natpool.records import Interval, PoolStats
 
 __all__ = ["DemoConfig", "RunResult", "Sample", "run_once"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from natpool.proxy.record import Connection
+from natpool.apps.proxy.record import Connection
 
 __all__ = ["close", "relay"]
 

@@ -747,7 +747,7 @@ def command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     else:
         print(report.to_text())
     if timeline is not None:
-        from natpool.plot import plot_timeline
+        from natpool.apps.plot import plot_timeline
 
         plot_timeline(
             args.plot,

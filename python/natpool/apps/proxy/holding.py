@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 import natpool
-from natpool.proxy.record import Connection, Counters
+from natpool.apps.proxy.record import Connection, Counters
 
 __all__ = ["Holding"]
 

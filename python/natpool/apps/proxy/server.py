@@ -4,7 +4,7 @@ Lease lifecycle of one client connection (``--source pool``):
 
 1. accept; choose a backend (none up: close the client, counted as ``no_backend``);
 2. ``allocate(data=record)``; bind the upstream socket to ``lease.address``; connect. An unusable address is
-   quarantined and another lease taken (:mod:`natpool.proxy.source`); ``PoolExhausted`` closes the client at
+   quarantined and another lease taken (:mod:`~natpool.apps.proxy.source`); ``PoolExhausted`` closes the client at
    once (counted, logged at most once a second) and touches no other connection; a failed connect frees the
    lease, marks the backend down and closes the client;
 3. relay both ways until either side closes, then close both;
@@ -20,14 +20,14 @@ import socket
 import time
 
 import natpool
+from natpool.apps.proxy.backends import Backend, Backends
+from natpool.apps.proxy.holding import Holding
+from natpool.apps.proxy.listener import bound_address, close_server
+from natpool.apps.proxy.options import ProxyConfig
+from natpool.apps.proxy.record import Connection, Counters
+from natpool.apps.proxy.relay import close, relay
+from natpool.apps.proxy.source import AddressesUnavailable, BackendUnreachable, KernelSource, PoolSource
 from natpool.errors import PoolExhausted
-from natpool.proxy.backends import Backend, Backends
-from natpool.proxy.holding import Holding
-from natpool.proxy.listener import bound_address, close_server
-from natpool.proxy.options import ProxyConfig
-from natpool.proxy.record import Connection, Counters
-from natpool.proxy.relay import close, relay
-from natpool.proxy.source import AddressesUnavailable, BackendUnreachable, KernelSource, PoolSource
 
 __all__ = ["Proxy"]
 
