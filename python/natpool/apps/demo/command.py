@@ -36,7 +36,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--waves", type=int, default=d.waves, metavar="N", help="load cycles (0: constant)")
     parser.add_argument("--backends", type=int, default=d.backends, metavar="N", help="servers behind the proxy")
     parser.add_argument("--payload", type=int, default=d.payload, metavar="BYTES", help="answered per connection")
-    parser.add_argument("--pool", default=d.pool, metavar="FIRST-LAST|CIDR", help="in 127.0.0.0/8")
+    parser.add_argument("--pool", default=str(d.pool), metavar="FIRST-LAST|CIDR", help="in 127.0.0.0/8")
     parser.add_argument("--ports", default=f"{d.ports[0]}-{d.ports[1]}", metavar="LO-HI", help="NAT ports")
     group = parser.add_argument_group("the pool and the proxy")
     group.add_argument("--initial-blocks", type=int, default=d.initial_blocks, metavar="N", help="first subpool")
@@ -69,15 +69,15 @@ def _config(args: argparse.Namespace) -> DemoConfig:
             raise OptionError(option, f"{value} is less than {least}")
     if args.rounds % 2:
         raise OptionError("--rounds", f"{args.rounds} is odd: each source needs as many rounds")
-    spec = parse_pool(args.pool)
-    if not spec.first_ip.startswith("127.") or not spec.last_ip.startswith("127."):
+    pool = parse_pool(args.pool)
+    if not pool.first_ip.startswith("127.") or not pool.last_ip.startswith("127."):
         raise OptionError("--pool", "the demo runs on loopback: the pool must lie in 127.0.0.0/8")
     return DemoConfig(
         connections=args.connections,
         concurrency=args.concurrency,
         backends=args.backends,
         payload=args.payload,
-        pool=args.pool,
+        pool=pool,
         ports=parse_ports(args.ports),
         initial_blocks=args.initial_blocks,
         subpool_blocks=args.subpool_blocks,
@@ -96,7 +96,7 @@ def command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         ProxyConfig(
             listen=("127.0.0.1", 0),
             backends=(("127.0.0.1", 1),),
-            pool=parse_pool(config.pool),
+            pool=config.pool,
             ports=config.ports,
             initial_blocks=config.initial_blocks,
             subpool_blocks=config.subpool_blocks,

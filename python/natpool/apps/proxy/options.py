@@ -69,9 +69,20 @@ class PoolSpec:
 
     @property
     def text(self) -> str:
+        """As ``--pool`` takes it: ``FIRST-LAST``, or the CIDR block."""
         if self.prefix == 0:
             return f"{self.first_ip}-{self.last_ip}"
         return f"{ipaddress.IPv4Network((self.first_ip, self.prefix), strict=False)}"
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __contains__(self, ip: object) -> bool:
+        """Whether ``ip`` (an IPv4 address as ``str``) lies in ``first_ip..last_ip``."""
+        if not isinstance(ip, str):
+            return False
+        first, last = ipaddress.IPv4Address(self.first_ip), ipaddress.IPv4Address(self.last_ip)
+        return first <= ipaddress.IPv4Address(ip) <= last
 
 
 def parse_pool(text: str, option: str = "--pool") -> PoolSpec:
