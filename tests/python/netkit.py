@@ -15,9 +15,9 @@ import socket
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
+from natpool.apps.listener import bound_address, close_server
+from natpool.apps.options import PoolSpec, parse_pool
 from natpool.apps.proxy import Proxy, ProxyConfig
-from natpool.apps.proxy.listener import bound_address, close_server
-from natpool.apps.proxy.options import PoolSpec, parse_pool
 
 HANG_GUARD = 30.0
 """Seconds after which a test that waits for something gives up: a guard against hangs, not a measurement."""

@@ -17,6 +17,7 @@ from importlib import metadata
 
 from natpool.apps import simulate
 from natpool.apps.demo import command as demo
+from natpool.apps.options import CommandParser
 from natpool.apps.proxy import command as proxy
 
 __all__ = ["main", "parser"]
@@ -36,7 +37,7 @@ def parser() -> argparse.ArgumentParser:
         description="Client NAT address pools for server load balancers (US patent 7,089,328).",
     )
     top.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    commands = top.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    commands = top.add_subparsers(title="commands", metavar="COMMAND", required=True, parser_class=CommandParser)
     simulate.add_parser(commands)
     proxy.add_parser(commands)
     demo.add_parser(commands)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-from natpool.apps.proxy.listener import bound_address, close_server
+from natpool.apps.listener import bound_address, close_server
 
 __all__ = ["Answer", "Backend", "parse_answer"]
 

@@ -9,8 +9,8 @@ import time
 from dataclasses import dataclass, field
 
 from natpool.apps.demo.backend import Backend, parse_answer
+from natpool.apps.options import PoolSpec, parse_pool
 from natpool.apps.proxy import ProxyConfig
-from natpool.apps.proxy.options import PoolSpec, parse_pool
 from natpool.apps.proxy.server import Proxy
 from natpool.records import Interval, PoolStats
 

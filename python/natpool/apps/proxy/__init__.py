@@ -1,6 +1,7 @@
 """``natpool proxy``: a small real server load balancer built on natpool.
 
-One idea per module: :mod:`~natpool.apps.proxy.options` (parsing and validating the options),
+One idea per module: :mod:`~natpool.apps.proxy.config` (what the proxy runs with, and the checks of its
+combinations; the command line's values are parsed by :mod:`natpool.apps.options`),
 :mod:`~natpool.apps.proxy.backends` (selection and down-marking), :mod:`~natpool.apps.proxy.record` (a connection's
 record, the lease's ``data``, and the counters), :mod:`~natpool.apps.proxy.source` (a lease or the kernel as the
 upstream's source address, bind-failure quarantine), :mod:`~natpool.apps.proxy.holding` (leases kept out of use for
@@ -12,7 +13,8 @@ balancer: lease lifecycle, exhaustion, drain), :mod:`~natpool.apps.proxy.metrics
 
 from __future__ import annotations
 
-from natpool.apps.proxy.options import OptionError, PoolSpec, ProxyConfig
+from natpool.apps.options import OptionError, PoolSpec
+from natpool.apps.proxy.config import ProxyConfig
 from natpool.apps.proxy.record import Connection, Counters
 from natpool.apps.proxy.server import Proxy
 

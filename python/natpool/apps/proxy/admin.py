@@ -14,7 +14,7 @@ import json
 import logging
 from urllib.parse import parse_qs, urlsplit
 
-from natpool.apps.proxy.listener import bound_address, close_server
+from natpool.apps.listener import bound_address, close_server
 from natpool.apps.proxy.metrics import CONTENT_TYPE, exposition
 from natpool.apps.proxy.server import Proxy
 

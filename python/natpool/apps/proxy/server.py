@@ -20,10 +20,10 @@ import socket
 import time
 
 import natpool
+from natpool.apps.listener import bound_address, close_server
 from natpool.apps.proxy.backends import Backend, Backends
+from natpool.apps.proxy.config import ProxyConfig
 from natpool.apps.proxy.holding import Holding
-from natpool.apps.proxy.listener import bound_address, close_server
-from natpool.apps.proxy.options import ProxyConfig
 from natpool.apps.proxy.record import Connection, Counters
 from natpool.apps.proxy.relay import close, relay
 from natpool.apps.proxy.source import AddressesUnavailable, BackendUnreachable, KernelSource, PoolSource

@@ -19,8 +19,8 @@ import logging
 import socket
 
 import natpool
+from natpool.apps.options import PoolSpec
 from natpool.apps.proxy.holding import Holding
-from natpool.apps.proxy.options import PoolSpec
 from natpool.apps.proxy.record import Connection, Counters
 
 __all__ = ["AddressesUnavailable", "BackendUnreachable", "KernelSource", "PoolSource", "Upstream"]

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
-import math
-import re
 import sys
-from collections.abc import Callable
 from typing import Any, TextIO
 
+from natpool.apps.options import (
+    count_at_least,
+    parse_fraction,
+    parse_ip,
+    parse_netmask,
+    parse_non_negative,
+    parse_ports,
+    parse_positive,
+)
 from natpool.apps.simulate.engine import simulate
 from natpool.apps.simulate.invariants import check_invariants
 from natpool.apps.simulate.report import Report
@@ -35,88 +40,8 @@ def run(
     return Report(model, config, pool.address_count, pool.capacity, workload, results, timing, failures)
 
 
-# -- the command line --------------------------------------------------------------------
-
-
-def _count(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text.replace("_", ""))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} is less than {minimum}")
-        return value
-
-    parse.__name__ = "integer"
-    return parse
-
-
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-    return value
-
-
-def _positive(text: str) -> float:
-    value = _number(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not positive")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = _number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = _number(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is outside [0, 1)")
-    return value
-
-
-def _ip(text: str) -> str:
-    try:
-        return str(ipaddress.IPv4Address(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an IPv4 address") from None
-
-
-def _netmask(text: str) -> int | str:
-    prefix = text.removeprefix("/")
-    if prefix.isdigit():
-        if not 0 <= int(prefix) <= 32:
-            raise argparse.ArgumentTypeError(f"prefix length {prefix} is outside 0..32")
-        return int(prefix)
-    try:
-        ipaddress.IPv4Address(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither a prefix length nor a dotted netmask") from None
-    return text  # contiguity is checked by the pool
-
-
-def _ports(text: str) -> tuple[int, int]:
-    match = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", text)
-    if match is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port range LO-HI")
-    low, high = int(match[1]), int(match[2])
-    if not (1 <= low <= 65535 and 1 <= high <= 65535):
-        raise argparse.ArgumentTypeError(f"{text!r} is outside 1-65535")
-    if low > high:
-        raise argparse.ArgumentTypeError(f"{text!r} is reversed")
-    return low, high
-
-
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``simulate`` command to the ``natpool`` parser's subparsers."""
+    """Add the ``simulate`` command to the ``natpool`` parser's subparsers (a :class:`CommandParser` each)."""
     pool, work = PoolConfig(), Workload()
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "simulate",
@@ -136,34 +61,36 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="the implementation: the Rust core (natpool.Pool) or the pure-Python reference model",
     )
     group = parser.add_argument_group("pool")
-    group.add_argument("--first-ip", type=_ip, default=pool.first_ip, metavar="IP")
-    group.add_argument("--last-ip", type=_ip, default=pool.last_ip, metavar="IP")
-    group.add_argument("--netmask", type=_netmask, default=pool.netmask, help="prefix length or dotted mask")
-    group.add_argument("--ports", type=_ports, default=pool.ports, metavar="LO-HI", help="port range, e.g. 1024-65535")
+    group.add_argument("--first-ip", type=parse_ip, default=pool.first_ip, metavar="IP")
+    group.add_argument("--last-ip", type=parse_ip, default=pool.last_ip, metavar="IP")
+    group.add_argument("--netmask", type=parse_netmask, default=pool.netmask, help="prefix length or dotted mask")
+    group.add_argument(
+        "--ports", type=parse_ports, default=pool.ports, metavar="LO-HI", help="port range, e.g. 1024-65535"
+    )
     group.add_argument(
         "--initial-blocks",
-        type=_count(1),
+        type=count_at_least(1),
         metavar="N",
         help=f"blocks of the first subpool (default: {pool.initial_blocks}, at most --max-blocks)",
     )
     group.add_argument(
         "--subpool-blocks",
-        type=_count(1),
+        type=count_at_least(1),
         metavar="N",
         help=f"blocks of each later subpool (default: {pool.subpool_blocks}, at most --max-blocks)",
     )
-    group.add_argument("--max-blocks", type=_count(1), default=pool.max_blocks, metavar="N")
+    group.add_argument("--max-blocks", type=count_at_least(1), default=pool.max_blocks, metavar="N")
     group.add_argument(
         "--grow-threshold",
-        type=_count(0),
+        type=count_at_least(0),
         metavar="N",
         help=f"grow when free blocks fall to N (default: {pool.grow_threshold}, at most --max-blocks)",
     )
     group = parser.add_argument_group("workload")
-    group.add_argument("--connections", type=_count(1), default=work.connections, metavar="N")
-    group.add_argument("--rate", type=_positive, default=work.rate, help="mean arrivals per simulated second")
+    group.add_argument("--connections", type=count_at_least(1), default=work.connections, metavar="N")
+    group.add_argument("--rate", type=parse_positive, default=work.rate, help="mean arrivals per simulated second")
     group.add_argument(
-        "--mean-lifetime", type=_positive, default=work.mean_lifetime, metavar="SECONDS", help="mean lifetime"
+        "--mean-lifetime", type=parse_positive, default=work.mean_lifetime, metavar="SECONDS", help="mean lifetime"
     )
     group.add_argument(
         "--lifetime",
@@ -173,16 +100,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     group.add_argument(
         "--wave-period",
-        type=_non_negative,
+        type=parse_non_negative,
         default=work.wave_period,
         metavar="SECONDS",
         help="period of the load cycle in simulated seconds (0: constant rate)",
     )
-    group.add_argument("--swing", type=_fraction, default=work.swing, help="amplitude of the load cycles")
+    group.add_argument("--swing", type=parse_fraction, default=work.swing, help="amplitude of the load cycles")
     group.add_argument("--seed", type=int, default=work.seed)
     group.add_argument(
         "--lookup-every",
-        type=_count(1),
+        type=count_at_least(1),
         default=work.lookup_every,
         metavar="N",
         help="check lookup() on every N-th connection",
