@@ -21,8 +21,7 @@ from natpool.apps.options import (
     require_extra,
     usage_error,
 )
-from natpool.apps.proxy import ProxyConfig
-from natpool.apps.proxy.config import BALANCE
+from natpool.apps.proxy import BALANCE, ProxyConfig
 
 __all__ = ["add_parser", "command"]
 

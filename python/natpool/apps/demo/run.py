@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 
 from natpool.apps.demo.backend import Backend, parse_answer
 from natpool.apps.options import PoolSpec, parse_pool
-from natpool.apps.proxy import ProxyConfig
-from natpool.apps.proxy.server import Proxy
+from natpool.apps.proxy import Proxy, ProxyConfig
 from natpool.records import Interval, PoolStats
 
 __all__ = ["DEFAULT_POOL", "DemoConfig", "RunResult", "Sample", "run_once"]

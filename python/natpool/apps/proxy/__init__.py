@@ -14,8 +14,8 @@ balancer: lease lifecycle, exhaustion, drain), :mod:`~natpool.apps.proxy.metrics
 from __future__ import annotations
 
 from natpool.apps.options import OptionError, PoolSpec
-from natpool.apps.proxy.config import ProxyConfig
+from natpool.apps.proxy.config import BALANCE, SOURCES, ProxyConfig
 from natpool.apps.proxy.record import Connection, Counters
 from natpool.apps.proxy.server import Proxy
 
-__all__ = ["Connection", "Counters", "OptionError", "PoolSpec", "Proxy", "ProxyConfig"]
+__all__ = ["BALANCE", "SOURCES", "Connection", "Counters", "OptionError", "PoolSpec", "Proxy", "ProxyConfig"]
