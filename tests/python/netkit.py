@@ -41,7 +41,7 @@ def config(backends: list[tuple[str, int]], pool: PoolSpec, ports: tuple[int, in
     return ProxyConfig(listen=("127.0.0.1", 0), backends=tuple(backends), pool=pool, ports=ports, **defaults)  # type: ignore[arg-type]
 
 
-class Backend:
+class PeerEchoBackend:
     """Answers each connection with ``PEER_IP PEER_PORT\\n`` (the address it saw) and closes first.
 
     While ``hold`` is clear it keeps every connection open (it has read nothing yet) until it is set.
@@ -82,7 +82,7 @@ class Backend:
 
 
 @contextlib.asynccontextmanager
-async def running(proxy: Proxy, *backends: Backend) -> AsyncIterator[Proxy]:
+async def running(proxy: Proxy, *backends: PeerEchoBackend) -> AsyncIterator[Proxy]:
     """Start the backends and the proxy; on exit stop the proxy (freeing every lease) and the backends."""
     for backend in backends:
         await backend.start()

@@ -9,7 +9,7 @@ import urllib.request
 
 from natpool.apps.proxy import Proxy
 from natpool.apps.proxy.admin import Admin
-from netkit import Backend, config, pool_range, random_network, request, run, running, until
+from netkit import PeerEchoBackend, config, pool_range, random_network, request, run, running, until
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -28,7 +28,7 @@ def samples(text: str) -> dict[str, float]:
 def test_the_metrics_endpoint_reports_the_numbers_the_pool_reports() -> None:
     network = random_network()
     spec, ports = pool_range(network, ips=2, ports=8)
-    backend = Backend()
+    backend = PeerEchoBackend()
 
     async def body() -> None:
         await backend.start()

@@ -8,7 +8,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from natpool.apps.demo.backend import Backend, parse_answer
+from natpool.apps.demo.backend import DemoBackend, parse_answer
 from natpool.apps.options import PoolSpec, parse_pool
 from natpool.apps.proxy import Proxy, ProxyConfig
 from natpool.records import Interval, PoolStats
@@ -122,7 +122,7 @@ async def run_once(config: DemoConfig, source: str = "pool") -> RunResult:
         record = None if proxy is None else proxy.lookup(ip, port)
         return "-" if record is None else f"{record.client[0]}:{record.client[1]}"
 
-    backends = [Backend(i, owner) for i in range(config.backends)]
+    backends = [DemoBackend(i, owner) for i in range(config.backends)]
     for backend in backends:
         await backend.start()
     proxy = Proxy(

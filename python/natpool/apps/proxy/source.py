@@ -21,7 +21,7 @@ import socket
 import natpool
 from natpool.apps.options import PoolSpec
 from natpool.apps.proxy.holding import Holding
-from natpool.apps.proxy.record import Connection, Counters
+from natpool.apps.proxy.record import ClientConnection, Counters
 
 __all__ = ["AddressesUnavailable", "BackendUnreachable", "KernelSource", "PoolSource", "Upstream"]
 
@@ -77,7 +77,7 @@ class PoolSource:
         self.bind_attempts = bind_attempts
         self.quarantine = quarantine
 
-    async def connect(self, backend: tuple[str, int], record: Connection, timeout: float) -> Upstream:
+    async def connect(self, backend: tuple[str, int], record: ClientConnection, timeout: float) -> Upstream:
         """A socket bound to a lease and connected to ``backend``; ``PoolExhausted`` when no lease is left.
 
         The lease's ``data`` is the connection's record from now on: ``record`` itself, or after a quarantine
@@ -128,7 +128,7 @@ class KernelSource:
         self._turn = (self._turn + 1) % self._count
         return str(ipaddress.IPv4Address(ip))
 
-    async def connect(self, backend: tuple[str, int], record: Connection, timeout: float) -> Upstream:
+    async def connect(self, backend: tuple[str, int], record: ClientConnection, timeout: float) -> Upstream:
         sock = _socket()
         try:
             sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)

@@ -13,7 +13,7 @@ finished run), :mod:`~natpool.apps.simulate.report` (text and JSON) and
 from __future__ import annotations
 
 from natpool.apps.simulate.command import add_parser, command, run
-from natpool.apps.simulate.engine import TIMELINE_SAMPLES, Connection, Results, Timing, simulate
+from natpool.apps.simulate.engine import TIMELINE_SAMPLES, Results, SimulatedConnection, Timing, simulate
 from natpool.apps.simulate.invariants import check_invariants
 from natpool.apps.simulate.report import Report
 from natpool.apps.simulate.workload import MODELS, PoolConfig, Workload
@@ -21,7 +21,7 @@ from natpool.apps.simulate.workload import MODELS, PoolConfig, Workload
 __all__ = [
     "MODELS",
     "TIMELINE_SAMPLES",
-    "Connection",
+    "SimulatedConnection",
     "PoolConfig",
     "Report",
     "Results",

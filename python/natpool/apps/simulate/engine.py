@@ -4,7 +4,7 @@
   ``rate * (1 + swing * sin(2 pi t / wave_period))`` (sampled by thinning), so
   that the load rises and falls and the pool grows and releases subpools;
 * each connection lives for a time drawn by :func:`~natpool.apps.simulate.workload.lifetime_sampler`;
-* each connection stores a small ``Connection`` record as the lease's ``data``;
+* each connection stores a small ``SimulatedConnection`` record as the lease's ``data``;
   every ``--lookup-every``-th connection checks the return-traffic path:
   ``lookup(ip, port)`` must give back its lease and record while it is open,
   and ``None`` once it is closed;
@@ -31,13 +31,13 @@ from typing import Any, NamedTuple, TextIO
 from natpool.apps.simulate.workload import PoolLike, Workload, lifetime_sampler
 from natpool.errors import PoolExhausted
 
-__all__ = ["SERVERS", "TIMELINE_SAMPLES", "Connection", "Results", "Timing", "simulate"]
+__all__ = ["SERVERS", "TIMELINE_SAMPLES", "SimulatedConnection", "Results", "Timing", "simulate"]
 
 SERVERS = 8
 """Real servers behind the simulated SLB (connections are spread round-robin)."""
 
 
-class Connection(NamedTuple):
+class SimulatedConnection(NamedTuple):
     """The record a connection stores as its lease's ``data``."""
 
     conn: int
@@ -156,7 +156,7 @@ def simulate(
     capacity = pool.capacity
     clock = time.perf_counter_ns
     push, pop = heapq.heappush, heapq.heappop
-    heap: list[tuple[float, int, Any, Connection]] = []
+    heap: list[tuple[float, int, Any, SimulatedConnection]] = []
     shown = _Progress(progress, n)
     next_shown = shown.step
     sample_step = max(1, n // TIMELINE_SAMPLES)
@@ -220,7 +220,7 @@ def simulate(
             next_sample += sample_step
 
         # Open connection `conn`.
-        record = Connection(conn, conn % SERVERS, now)
+        record = SimulatedConnection(conn, conn % SERVERS, now)
         allocate_calls += 1
         start = clock()
         try:
