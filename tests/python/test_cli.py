@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -234,7 +235,11 @@ def test_help_and_version_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", "--help"]) == 0
     assert "--max-blocks" in capsys.readouterr().out
     assert main(["--version"]) == 0
-    assert capsys.readouterr().out.startswith("natpool ")
+    assert capsys.readouterr().out == f"natpool {natpool.__version__}\n"
+
+
+def test_the_version_is_the_installed_distributions() -> None:
+    assert natpool.__version__ == importlib.metadata.version("natpool") != "unknown"
 
 
 def test_python_m_natpool_simulate() -> None:

@@ -13,8 +13,8 @@ import argparse
 import contextlib
 import os
 import sys
-from importlib import metadata
 
+import natpool
 from natpool.apps import simulate
 from natpool.apps.demo import command as demo
 from natpool.apps.options import CommandParser
@@ -23,20 +23,13 @@ from natpool.apps.proxy import command as proxy
 __all__ = ["main", "parser"]
 
 
-def _version() -> str:
-    try:
-        return metadata.version("natpool")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def parser() -> argparse.ArgumentParser:
     """The ``natpool`` argument parser."""
     top = argparse.ArgumentParser(
         prog="natpool",
         description="Client NAT address pools for server load balancers (US patent 7,089,328).",
     )
-    top.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    top.add_argument("--version", action="version", version=f"%(prog)s {natpool.__version__}")
     commands = top.add_subparsers(title="commands", metavar="COMMAND", required=True, parser_class=CommandParser)
     simulate.add_parser(commands)
     proxy.add_parser(commands)
