@@ -86,10 +86,10 @@ class CommandParser(argparse.ArgumentParser):
         self.exit(2, _error_line(self.prog, message))
 
 
-def require_extra(option: str, module: str, extra: str) -> None:
-    """An :class:`OptionError` for ``option`` unless ``module`` of the optional extra ``natpool[extra]`` is there."""
+def require_extra(option: str, extra: str) -> None:
+    """An :class:`OptionError` for ``option`` unless the optional extra ``natpool[extra]`` is installed."""
     try:
-        require(module, extra)
+        require(extra)
     except MissingExtra as exc:
         raise OptionError(option, str(exc)) from None
 

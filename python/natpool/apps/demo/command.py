@@ -134,7 +134,7 @@ def command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         config = _config(args)
         if args.plot:
-            require_extra("--plot", "matplotlib", "plot")
+            require_extra("--plot", "plot")
     except OptionError as exc:
         return usage_error(parser, exc)
     start_logging(logging.WARNING)

@@ -179,7 +179,7 @@ def command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         config = config_from_args(args)
         config.check()
         if config.metrics is not None:
-            require_extra("--metrics", "prometheus_client", "metrics")
+            require_extra("--metrics", "metrics")
     except OptionError as exc:
         return usage_error(parser, exc)
     start_logging(args.log_level)

@@ -163,7 +163,7 @@ def command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(f"invalid pool configuration: {exc}")
     if args.plot:
         try:
-            require("matplotlib", "plot")
+            require("plot")
         except MissingExtra as exc:
             parser.error(f"argument --plot: {exc}")
     show = args.progress if args.progress is not None else sys.stderr.isatty()
