@@ -7,10 +7,12 @@ import json
 import urllib.error
 import urllib.request
 
+import pytest
 from natpool.apps.proxy import Proxy
 from natpool.apps.proxy.admin import Admin
 from netkit import PeerEchoBackend, config, pool_range, random_network, request, run, running, until
-from prometheus_client.parser import text_string_to_metric_families
+
+pytestmark = pytest.mark.extra("metrics")  # the endpoint serves /metrics and needs prometheus_client to start
 
 
 def fetch(url: str) -> tuple[int, str]:
@@ -22,6 +24,8 @@ def fetch(url: str) -> tuple[int, str]:
 
 
 def samples(text: str) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
     return {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples}
 
 
