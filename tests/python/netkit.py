@@ -2,6 +2,11 @@
 
 Every listen socket takes an ephemeral port; every pool lives in a random 127.X.Y.0/24 so that tests running
 at the same time on this machine (other worktrees) do not bind each other's NAT addresses.
+
+The random networks and ports come from one seed per session, :data:`SEED`: a fresh one each session (so that
+sessions running side by side draw different networks), or ``NATPOOL_TEST_SEED`` to replay one. The pytest
+header shows it, and so does the summary of a session that failed. Each test draws from the seed and its own
+name (conftest calls :func:`reseed`), so a test replays alone as in the whole session.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import asyncio
 import contextlib
 import http.server
 import ipaddress
+import os
 import random
 import socket
 import threading
@@ -22,16 +28,26 @@ from natpool.apps.proxy import Proxy, ProxyConfig
 HANG_GUARD = 30.0
 """Seconds after which a test that waits for something gives up: a guard against hangs, not a measurement."""
 
+SEED = int(os.environ.get("NATPOOL_TEST_SEED") or random.SystemRandom().randrange(2**32))
+"""The session's seed of the random networks and ports (``NATPOOL_TEST_SEED``, else a fresh one)."""
+
+_random = random.Random(SEED)
+
+
+def reseed(test: str) -> None:
+    """Draw from here on from :data:`SEED` and ``test`` (a test's node id): the same draws each time."""
+    _random.seed(f"{SEED}:{test}")
+
 
 def random_network() -> ipaddress.IPv4Network:
     """A /24 inside 127.0.0.0/8 (all of it is loopback on Linux), away from 127.0.0.0/16."""
-    return ipaddress.IPv4Network(f"127.{random.randint(101, 254)}.{random.randint(0, 255)}.0/24")
+    return ipaddress.IPv4Network(f"127.{_random.randint(101, 254)}.{_random.randint(0, 255)}.0/24")
 
 
 def pool_range(network: ipaddress.IPv4Network, ips: int = 1, ports: int = 2) -> tuple[PoolSpec, tuple[int, int]]:
     """A pool of ``ips`` addresses of ``network`` times ``ports`` ports (a random port window)."""
     first = network.network_address + 1
-    low = random.randint(20000, 30000)
+    low = _random.randint(20000, 30000)
     return parse_pool(f"{first}-{first + ips - 1}"), (low, low + ports - 1)
 
 
