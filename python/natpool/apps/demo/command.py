@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import logging
 from typing import Any
 
@@ -25,13 +24,13 @@ from natpool.apps.proxy import BALANCE, ProxyConfig
 
 __all__ = ["add_parser", "command"]
 
-LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
+LOOPBACK = parse_pool("127.0.0.0/8")
 
 
 def parse_loopback_pool(text: str) -> PoolSpec:
     """A ``--pool`` (``FIRST-LAST`` or CIDR) in 127.0.0.0/8: the demo runs on loopback."""
     pool = parse_pool(text)
-    if not (ipaddress.IPv4Address(pool.first_ip) in LOOPBACK and ipaddress.IPv4Address(pool.last_ip) in LOOPBACK):
+    if pool.first_ip not in LOOPBACK or pool.last_ip not in LOOPBACK:
         raise argparse.ArgumentTypeError("the demo runs on loopback: the pool must lie in 127.0.0.0/8")
     return pool
 
