@@ -22,7 +22,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 from natpool.apps.listener import bound_address, close_server
-from natpool.apps.options import PoolSpec, parse_pool
+from natpool.apps.options import PoolAddresses, parse_pool
 from natpool.apps.proxy import Proxy, ProxyConfig
 
 HANG_GUARD = 30.0
@@ -44,14 +44,16 @@ def random_network() -> ipaddress.IPv4Network:
     return ipaddress.IPv4Network(f"127.{_random.randint(101, 254)}.{_random.randint(0, 255)}.0/24")
 
 
-def pool_range(network: ipaddress.IPv4Network, ips: int = 1, ports: int = 2) -> tuple[PoolSpec, tuple[int, int]]:
+def pool_range(network: ipaddress.IPv4Network, ips: int = 1, ports: int = 2) -> tuple[PoolAddresses, tuple[int, int]]:
     """A pool of ``ips`` addresses of ``network`` times ``ports`` ports (a random port window)."""
     first = network.network_address + 1
     low = _random.randint(20000, 30000)
     return parse_pool(f"{first}-{first + ips - 1}"), (low, low + ports - 1)
 
 
-def config(backends: list[tuple[str, int]], pool: PoolSpec, ports: tuple[int, int], **options: object) -> ProxyConfig:
+def config(
+    backends: list[tuple[str, int]], pool: PoolAddresses, ports: tuple[int, int], **options: object
+) -> ProxyConfig:
     defaults: dict[str, object] = {"initial_blocks": 1, "max_blocks": 65536}
     defaults.update(options)
     return ProxyConfig(listen=("127.0.0.1", 0), backends=tuple(backends), pool=pool, ports=ports, **defaults)  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ import pytest
 from natpool.apps.cli import parser
 from natpool.apps.options import (
     OptionError,
-    PoolSpec,
+    PoolAddresses,
     count_at_least,
     parse_endpoint,
     parse_fraction,
@@ -29,13 +29,13 @@ from natpool.apps.proxy import ProxyConfig
 
 
 def test_a_cidr_block_is_its_whole_subnet() -> None:
-    assert parse_pool("127.0.100.0/24") == PoolSpec("127.0.100.0", "127.0.100.255", 24)
-    assert parse_pool("10.1.2.3/32") == PoolSpec("10.1.2.3", "10.1.2.3", 32)
+    assert parse_pool("127.0.100.0/24") == PoolAddresses("127.0.100.0", "127.0.100.255", 24)
+    assert parse_pool("10.1.2.3/32") == PoolAddresses("10.1.2.3", "10.1.2.3", 32)
 
 
 def test_a_range_keeps_every_address_in_it() -> None:
-    assert parse_pool("10.0.0.10-10.0.0.20") == PoolSpec("10.0.0.10", "10.0.0.20", 0)
-    assert parse_pool("10.0.0.7-10.0.0.7") == PoolSpec("10.0.0.7", "10.0.0.7", 0)
+    assert parse_pool("10.0.0.10-10.0.0.20") == PoolAddresses("10.0.0.10", "10.0.0.20", 0)
+    assert parse_pool("10.0.0.7-10.0.0.7") == PoolAddresses("10.0.0.7", "10.0.0.7", 0)
     for text, count in [("10.0.0.1-10.0.0.3", 3), ("10.0.0.255-10.0.1.0", 2), ("10.0.0.0-10.0.0.255", 256)]:
         spec = parse_pool(text)
         pool = ProxyConfig(listen=("127.0.0.1", 0), backends=(("127.0.0.1", 1),), pool=spec, ports=(1, 1)).check()
@@ -119,13 +119,13 @@ def test_a_rejected_value_says_why(parse: Parser, text: str, reason: str) -> Non
 
 def test_the_commands_keep_typed_values_parsed_once() -> None:
     demo = parser().parse_args(["demo", "--pool", "127.0.100.1-127.0.100.5", "--ports", "2000-2999"])
-    assert demo.pool == PoolSpec("127.0.100.1", "127.0.100.5", 0) and demo.ports == (2000, 2999)
-    assert parser().parse_args(["demo"]).pool == PoolSpec("127.0.100.0", "127.0.100.255", 24)
+    assert demo.pool == PoolAddresses("127.0.100.1", "127.0.100.5", 0) and demo.ports == (2000, 2999)
+    assert parser().parse_args(["demo"]).pool == PoolAddresses("127.0.100.0", "127.0.100.255", 24)
     proxy = parser().parse_args(
         ["proxy", "--listen", "127.0.0.1:0", "--backend", "127.0.0.1:80", "--pool", "10.0.0.0/24", "--hold-down", "1"]
     )
     assert proxy.listen == ("127.0.0.1", 0) and proxy.backend == [("127.0.0.1", 80)]
-    assert proxy.pool == PoolSpec("10.0.0.0", "10.0.0.255", 24) and proxy.ports == (1024, 65535)
+    assert proxy.pool == PoolAddresses("10.0.0.0", "10.0.0.255", 24) and proxy.ports == (1024, 65535)
     assert proxy.hold_down == 1.0 and proxy.metrics is None
     simulate = parser().parse_args(["simulate", "--netmask", "/28", "--ports", "1-2"])
     assert simulate.netmask == 28 and simulate.ports == (1, 2)

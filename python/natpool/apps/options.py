@@ -1,8 +1,8 @@
 """The command-line options of every ``natpool`` command: each value parsed once into a typed value, and usage errors.
 
-A command gives argparse one of the parsers here as an option's ``type``: the option's text is parsed once, when
-the command line is, into the value the command runs with (a ``PoolSpec``, a port range, an endpoint, a number). A
-text a parser rejects is a usage error naming the option, exit status 2. The rules a parser applies to the value
+A command gives argparse one of the parsers here as an option's ``type``: the option's text is parsed once, when the
+command line is, into the value the command runs with (:class:`PoolAddresses`, a port range, an endpoint, a number).
+A text a parser rejects is a usage error naming the option, exit status 2. The rules a parser applies to the value
 (:func:`at_least`, :func:`positive`, :func:`non_negative`) also check a configuration built in code, where a
 violation is an :class:`OptionError` naming the option, printed the same way by :func:`usage_error`.
 """
@@ -24,7 +24,7 @@ __all__ = [
     "CommandParser",
     "Endpoint",
     "OptionError",
-    "PoolSpec",
+    "PoolAddresses",
     "PortRange",
     "at_least",
     "count_at_least",
@@ -225,8 +225,11 @@ def parse_listen_endpoint(text: str) -> Endpoint:
 
 
 @dataclass(frozen=True)
-class PoolSpec:
-    """A pool's addresses: ``first_ip`` to ``last_ip`` in one subnet of ``prefix`` (0 for a range)."""
+class PoolAddresses:
+    """The IPv4 addresses of a client NAT pool (``--pool``): ``first_ip`` to ``last_ip``, in one subnet of ``prefix``.
+
+    ``prefix`` is 0 for a ``FIRST-LAST`` range: the pool then keeps every address of it.
+    """
 
     first_ip: str
     last_ip: str
@@ -250,7 +253,7 @@ class PoolSpec:
         return first <= ipaddress.IPv4Address(ip) <= last
 
 
-def parse_pool(text: str) -> PoolSpec:
+def parse_pool(text: str) -> PoolAddresses:
     """``FIRST-LAST`` (e.g. ``10.0.0.10-10.0.0.20``) or a CIDR block (``127.0.100.0/24``).
 
     A CIDR block leaves out its network and broadcast addresses for /30 and shorter, as any pool does. A range
@@ -262,7 +265,7 @@ def parse_pool(text: str) -> PoolSpec:
             network = ipaddress.IPv4Network(text.strip(), strict=False)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a CIDR block") from None
-        return PoolSpec(str(network.network_address), str(network.broadcast_address), network.prefixlen)
+        return PoolAddresses(str(network.network_address), str(network.broadcast_address), network.prefixlen)
     first_text, sep, last_text = text.partition("-")
     if not sep:
         raise argparse.ArgumentTypeError(f"{text!r} is neither FIRST-LAST nor a CIDR block")
@@ -273,4 +276,4 @@ def parse_pool(text: str) -> PoolSpec:
         raise argparse.ArgumentTypeError(f"{text!r} is not a range of two IPv4 addresses") from None
     if first > last:
         raise argparse.ArgumentTypeError(f"{text!r} is reversed")
-    return PoolSpec(str(first), str(last), 0)
+    return PoolAddresses(str(first), str(last), 0)

@@ -13,7 +13,7 @@ from natpool.apps.demo.run import DemoConfig, run_once
 from natpool.apps.logs import start_logging
 from natpool.apps.options import (
     OptionError,
-    PoolSpec,
+    PoolAddresses,
     count_at_least,
     parse_pool,
     parse_ports,
@@ -27,7 +27,7 @@ __all__ = ["add_parser", "command"]
 LOOPBACK = parse_pool("127.0.0.0/8")
 
 
-def parse_loopback_pool(text: str) -> PoolSpec:
+def parse_loopback_pool(text: str) -> PoolAddresses:
     """A ``--pool`` (``FIRST-LAST`` or CIDR) in 127.0.0.0/8: the demo runs on loopback."""
     pool = parse_pool(text)
     if pool.first_ip not in LOOPBACK or pool.last_ip not in LOOPBACK:

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 
 from natpool.apps.demo.backend import DemoBackend, parse_answer
-from natpool.apps.options import PoolSpec, parse_pool
+from natpool.apps.options import PoolAddresses, parse_pool
 from natpool.apps.proxy import Proxy, ProxyConfig
 from natpool.records import Interval, PoolStats
 
@@ -28,7 +28,7 @@ class DemoConfig:
     backends: int = 2
     payload: int = 4096
     """Bytes each backend sends back on each connection."""
-    pool: PoolSpec = DEFAULT_POOL
+    pool: PoolAddresses = DEFAULT_POOL
     ports: tuple[int, int] = (1024, 65535)
     initial_blocks: int = 32
     subpool_blocks: int = 16

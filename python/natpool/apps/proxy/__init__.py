@@ -13,9 +13,9 @@ balancer: lease lifecycle, exhaustion, drain), :mod:`~natpool.apps.proxy.metrics
 
 from __future__ import annotations
 
-from natpool.apps.options import OptionError, PoolSpec
+from natpool.apps.options import OptionError, PoolAddresses
 from natpool.apps.proxy.config import BALANCE, SOURCES, ProxyConfig
 from natpool.apps.proxy.record import ClientConnection, Counters
 from natpool.apps.proxy.server import Proxy
 
-__all__ = ["BALANCE", "SOURCES", "ClientConnection", "Counters", "OptionError", "PoolSpec", "Proxy", "ProxyConfig"]
+__all__ = ["BALANCE", "SOURCES", "ClientConnection", "Counters", "OptionError", "PoolAddresses", "Proxy", "ProxyConfig"]

@@ -14,7 +14,7 @@ from functools import partial
 from typing import TypeVar
 
 import natpool
-from natpool.apps.options import Endpoint, OptionError, PoolSpec, PortRange, at_least, non_negative, positive
+from natpool.apps.options import Endpoint, OptionError, PoolAddresses, PortRange, at_least, non_negative, positive
 from natpool.errors import PoolConfigError
 
 __all__ = ["BALANCE", "SOURCES", "ProxyConfig"]
@@ -41,7 +41,7 @@ class ProxyConfig:
 
     listen: Endpoint
     backends: tuple[Endpoint, ...]
-    pool: PoolSpec
+    pool: PoolAddresses
     ports: PortRange = (1024, 65535)
     initial_blocks: int = 1024
     max_blocks: int = 65536

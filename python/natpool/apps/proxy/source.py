@@ -19,7 +19,7 @@ import logging
 import socket
 
 import natpool
-from natpool.apps.options import PoolSpec
+from natpool.apps.options import PoolAddresses
 from natpool.apps.proxy.holding import Holding
 from natpool.apps.proxy.record import ClientConnection, Counters
 
@@ -114,10 +114,10 @@ class PoolSource:
 class KernelSource:
     """Source IPs from the pool's range in turn, ports chosen by the kernel (no natpool)."""
 
-    def __init__(self, spec: PoolSpec, counters: Counters) -> None:
-        first, last = int(ipaddress.IPv4Address(spec.first_ip)), int(ipaddress.IPv4Address(spec.last_ip))
-        if spec.prefix <= 30:  # the subnet's network and broadcast addresses, as the pool leaves them out
-            mask = (0xFFFFFFFF << (32 - spec.prefix)) & 0xFFFFFFFF
+    def __init__(self, addresses: PoolAddresses, counters: Counters) -> None:
+        first, last = int(ipaddress.IPv4Address(addresses.first_ip)), int(ipaddress.IPv4Address(addresses.last_ip))
+        if addresses.prefix <= 30:  # the subnet's network and broadcast addresses, as the pool leaves them out
+            mask = (0xFFFFFFFF << (32 - addresses.prefix)) & 0xFFFFFFFF
             first, last = max(first, (first & mask) + 1), min(last, (last | ~mask & 0xFFFFFFFF) - 1)
         # The IPs in turn, computed as they are needed: a /8 is 16 million of them.
         self._first, self._count, self._turn = first, last - first + 1, 0
