@@ -44,7 +44,7 @@ def parse_rounds(text: str) -> int:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``demo`` command to the ``natpool`` parser's subparsers (a :class:`CommandParser` each)."""
+    """Add the ``demo`` command to the ``natpool`` parser's subparsers, of parser class CommandParser."""
     d = DemoConfig()
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "demo",

@@ -29,7 +29,7 @@ log = logging.getLogger("natpool.proxy")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``proxy`` command to the ``natpool`` parser's subparsers (a :class:`CommandParser` each)."""
+    """Add the ``proxy`` command to the ``natpool`` parser's subparsers, of parser class CommandParser."""
     d = ProxyConfig(listen=("127.0.0.1", 0), backends=(), pool=parse_pool("127.0.100.0/24"))
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "proxy",

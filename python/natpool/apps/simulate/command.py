@@ -41,7 +41,7 @@ def run(
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``simulate`` command to the ``natpool`` parser's subparsers (a :class:`CommandParser` each)."""
+    """Add the ``simulate`` command to the ``natpool`` parser's subparsers."""
     pool, work = PoolConfig(), Workload()
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "simulate",
