@@ -8,14 +8,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Backend", "Backends"]
+__all__ = ["BackendState", "Balancer"]
 
 log = logging.getLogger("natpool.proxy")
 
 
 @dataclass(eq=False)
-class Backend:
-    """A real server behind the proxy."""
+class BackendState:
+    """What the proxy knows of one real server behind it: its address, its connections, whether it is down."""
 
     host: str
     port: int
@@ -35,8 +35,8 @@ class Backend:
         return f"{self.host}:{self.port}"
 
 
-class Backends:
-    """The backends and the policy that picks one for each client connection.
+class Balancer:
+    """The backends (their :class:`BackendState`) and the policy that picks one for each client connection.
 
     A backend whose connect failed is down for ``down_time`` seconds: the policy skips it until then. When
     every backend is down, :meth:`choose` returns ``None`` and the client connection is refused.
@@ -49,17 +49,17 @@ class Backends:
         down_time: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.all = [Backend(host, port) for host, port in addresses]
+        self.all = [BackendState(host, port) for host, port in addresses]
         self.balance = balance
         self.down_time = down_time
         self._clock = clock
         self._turn = itertools.count()
 
-    def up(self) -> list[Backend]:
+    def up(self) -> list[BackendState]:
         now = self._clock()
         return [b for b in self.all if b.down_until <= now]
 
-    def choose(self) -> Backend | None:
+    def choose(self) -> BackendState | None:
         """The backend for the next connection, or ``None`` when all are down."""
         up = self.up()
         if not up:
@@ -68,7 +68,7 @@ class Backends:
             return min(up, key=lambda b: b.active)
         return up[next(self._turn) % len(up)]
 
-    def mark_down(self, backend: Backend, reason: str) -> None:
+    def mark_down(self, backend: BackendState, reason: str) -> None:
         """Leave ``backend`` out of the rotation for ``down_time`` seconds; logged once per outage."""
         backend.failures += 1
         now = self._clock()

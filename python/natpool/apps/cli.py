@@ -1,9 +1,9 @@
 """The ``natpool`` command (also ``python -m natpool``).
 
 ``natpool simulate`` replays a server load balancer's connection workload on a
-client NAT pool and reports on it; see :mod:`natpool.simulate`. ``natpool proxy``
-runs a TCP load balancer with client NAT (:mod:`natpool.proxy`); ``natpool demo``
-runs it on loopback under real connections and verifies it (:mod:`natpool.demo`).
+client NAT pool and reports on it; see :mod:`~natpool.apps.simulate`. ``natpool proxy``
+runs a TCP load balancer with client NAT (:mod:`~natpool.apps.proxy`); ``natpool demo``
+runs it on loopback under real connections and verifies it (:mod:`~natpool.apps.demo`).
 Exit status: 0 on success, 1 when a run's invariant fails, 2 for a usage error.
 """
 
@@ -13,20 +13,14 @@ import argparse
 import contextlib
 import os
 import sys
-from importlib import metadata
 
-from natpool import simulate
-from natpool.demo import command as demo
-from natpool.proxy import command as proxy
+import natpool
+from natpool.apps import simulate
+from natpool.apps.demo import command as demo
+from natpool.apps.options import CommandParser
+from natpool.apps.proxy import command as proxy
 
 __all__ = ["main", "parser"]
-
-
-def _version() -> str:
-    try:
-        return metadata.version("natpool")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -35,8 +29,8 @@ def parser() -> argparse.ArgumentParser:
         prog="natpool",
         description="Client NAT address pools for server load balancers (US patent 7,089,328).",
     )
-    top.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    commands = top.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    top.add_argument("--version", action="version", version=f"%(prog)s {natpool.__version__}")
+    commands = top.add_subparsers(title="commands", metavar="COMMAND", required=True, parser_class=CommandParser)
     simulate.add_parser(commands)
     proxy.add_parser(commands)
     demo.add_parser(commands)

@@ -6,29 +6,30 @@ import argparse
 import asyncio
 import logging
 import signal
-import sys
 from typing import Any
 
-from natpool.proxy.options import (
-    BALANCE,
-    SOURCES,
+from natpool.apps.logs import start_logging
+from natpool.apps.options import (
     OptionError,
-    ProxyConfig,
+    count_at_least,
     parse_endpoint,
+    parse_listen_endpoint,
+    parse_non_negative,
     parse_pool,
     parse_ports,
+    parse_positive,
     require_extra,
+    usage_error,
 )
+from natpool.apps.proxy.config import BALANCE, SOURCES, ProxyConfig
 
-__all__ = ["LOG_FORMAT", "add_parser", "config_from_args", "serve", "usage_error"]
-
-LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+__all__ = ["add_parser", "command", "config_from_args", "serve"]
 
 log = logging.getLogger("natpool.proxy")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``proxy`` command to the ``natpool`` parser's subparsers."""
+    """Add the ``proxy`` command to the ``natpool`` parser's subparsers, of parser class CommandParser."""
     d = ProxyConfig(listen=("127.0.0.1", 0), backends=(), pool=parse_pool("127.0.100.0/24"))
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "proxy",
@@ -39,42 +40,80 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "when the connection ends. SIGTERM or SIGINT drains and stops it. Bad options exit 2."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        brief_errors=True,
     )
-    parser.add_argument("--listen", required=True, metavar="HOST:PORT", help="where clients connect (port 0: any)")
+    blocks = count_at_least(1)
     parser.add_argument(
-        "--backend", action="append", required=True, metavar="HOST:PORT", help="a real server (repeat for more)"
+        "--listen",
+        type=parse_listen_endpoint,
+        required=True,
+        metavar="HOST:PORT",
+        help="where clients connect (port 0: any)",
     )
-    parser.add_argument("--pool", required=True, metavar="FIRST-LAST|CIDR", help="the client NAT addresses")
-    parser.add_argument("--ports", default="1024-65535", metavar="LO-HI", help="the NAT ports of each address")
     parser.add_argument(
-        "--initial-blocks", type=int, default=d.initial_blocks, metavar="N", help="blocks of the first subpool"
+        "--backend",
+        type=parse_endpoint,
+        action="append",
+        required=True,
+        metavar="HOST:PORT",
+        help="a real server (repeat for more)",
     )
-    parser.add_argument("--max-blocks", type=int, default=d.max_blocks, metavar="N", help="live leases at most")
-    parser.add_argument("--subpool-blocks", type=int, metavar="N", help="blocks of each later subpool")
+    parser.add_argument(
+        "--pool", type=parse_pool, required=True, metavar="FIRST-LAST|CIDR", help="the client NAT addresses"
+    )
+    parser.add_argument(
+        "--ports", type=parse_ports, default="1024-65535", metavar="LO-HI", help="the NAT ports of each address"
+    )
+    parser.add_argument(
+        "--initial-blocks", type=blocks, default=d.initial_blocks, metavar="N", help="blocks of the first subpool"
+    )
+    parser.add_argument("--max-blocks", type=blocks, default=d.max_blocks, metavar="N", help="live leases at most")
+    parser.add_argument("--subpool-blocks", type=blocks, metavar="N", help="blocks of each later subpool")
     parser.add_argument("--balance", choices=BALANCE, default=d.balance, help="backend selection")
     parser.add_argument("--source", choices=SOURCES, default=d.source, help="pool: natpool leases; kernel: (ip, 0)")
-    parser.add_argument("--metrics", metavar="HOST:PORT", help="serve /metrics, /healthz and /lookup here")
     parser.add_argument(
-        "--bind-attempts", type=int, default=d.bind_attempts, metavar="N", help="NAT addresses tried per connection"
+        "--metrics",
+        type=parse_listen_endpoint,
+        metavar="HOST:PORT",
+        help="serve /metrics, /healthz and /lookup here",
     )
     parser.add_argument(
-        "--quarantine", type=float, default=d.quarantine, metavar="SECONDS", help="unbindable address kept out"
+        "--bind-attempts",
+        type=count_at_least(1),
+        default=d.bind_attempts,
+        metavar="N",
+        help="NAT addresses tried per connection",
+    )
+    parser.add_argument(
+        "--quarantine",
+        type=parse_non_negative,
+        default=d.quarantine,
+        metavar="SECONDS",
+        help="unbindable address kept out",
     )
     parser.add_argument(
         "--hold-down",
-        type=float,
+        type=parse_non_negative,
         default=d.hold_down,
         metavar="SECONDS",
         help="a lease is held this long before reuse when the proxy closed its upstream first (TIME_WAIT)",
     )
     parser.add_argument(
-        "--down-time", type=float, default=d.down_time, metavar="SECONDS", help="a failed backend is skipped"
+        "--down-time",
+        type=parse_non_negative,
+        default=d.down_time,
+        metavar="SECONDS",
+        help="a failed backend is skipped",
     )
     parser.add_argument(
-        "--connect-timeout", type=float, default=d.connect_timeout, metavar="SECONDS", help="to a backend"
+        "--connect-timeout", type=parse_positive, default=d.connect_timeout, metavar="SECONDS", help="to a backend"
     )
     parser.add_argument(
-        "--drain-timeout", type=float, default=d.drain_timeout, metavar="SECONDS", help="on SIGTERM/SIGINT"
+        "--drain-timeout",
+        type=parse_non_negative,
+        default=d.drain_timeout,
+        metavar="SECONDS",
+        help="on SIGTERM/SIGINT",
     )
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="logging")
     parser.set_defaults(handler=command, subparser=parser)
@@ -82,17 +121,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> ProxyConfig:
-    """The configuration the arguments give; :class:`OptionError` for an unparsable value."""
+    """The configuration the parsed arguments give (not yet checked)."""
     return ProxyConfig(
-        listen=parse_endpoint(args.listen, "--listen", allow_port_zero=True),
-        backends=tuple(parse_endpoint(text, "--backend") for text in args.backend),
-        pool=parse_pool(args.pool),
-        ports=parse_ports(args.ports),
+        listen=args.listen,
+        backends=tuple(args.backend),
+        pool=args.pool,
+        ports=args.ports,
         initial_blocks=args.initial_blocks,
         max_blocks=args.max_blocks,
         subpool_blocks=args.subpool_blocks,
         balance=args.balance,
-        metrics=None if args.metrics is None else parse_endpoint(args.metrics, "--metrics", allow_port_zero=True),
+        metrics=args.metrics,
         source=args.source,
         bind_attempts=args.bind_attempts,
         quarantine=args.quarantine,
@@ -105,12 +144,12 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
 
 async def serve(config: ProxyConfig, ready: asyncio.Event | None = None) -> int:
     """Run the proxy (and its endpoint) until SIGTERM or SIGINT, then drain and stop; returns the exit status."""
-    from natpool.proxy.server import Proxy
+    from natpool.apps.proxy.server import Proxy
 
     proxy = Proxy(config)
     admin = None
     if config.metrics is not None:
-        from natpool.proxy.admin import Admin
+        from natpool.apps.proxy.admin import Admin
 
         admin = Admin(proxy, config.metrics)
     stop = asyncio.Event()
@@ -134,22 +173,16 @@ async def serve(config: ProxyConfig, ready: asyncio.Event | None = None) -> int:
     return 0 if len(proxy.pool) == 0 else 1
 
 
-def usage_error(parser: argparse.ArgumentParser, error: OptionError) -> int:
-    """Print ``error`` as one line naming the option; the exit status of a usage error, 2."""
-    print(f"{parser.prog}: error: {error}", file=sys.stderr)
-    return 2
-
-
 def command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Run ``natpool proxy``; a bad option is one line on stderr and exit status 2, before anything listens."""
     try:
         config = config_from_args(args)
         config.check()
         if config.metrics is not None:
-            require_extra("--metrics", "prometheus_client", "metrics")
+            require_extra("--metrics", "metrics")
     except OptionError as exc:
         return usage_error(parser, exc)
-    logging.basicConfig(level=args.log_level, format=LOG_FORMAT)
+    start_logging(args.log_level)
     try:
         return asyncio.run(serve(config))
     except OSError as exc:  # e.g. --listen already in use

@@ -1,4 +1,4 @@
-"""Small helpers shared by the asyncio servers of the proxy and the demo."""
+"""Helpers shared by the applications' asyncio servers: the proxy, its endpoint and the demo's backends."""
 
 from __future__ import annotations
 

@@ -19,9 +19,9 @@ import logging
 import socket
 
 import natpool
-from natpool.proxy.holding import Holding
-from natpool.proxy.options import PoolSpec
-from natpool.proxy.record import Connection, Counters
+from natpool.apps.options import PoolAddresses
+from natpool.apps.proxy.holding import Holding
+from natpool.apps.proxy.record import ClientConnection, Counters
 
 __all__ = ["AddressesUnavailable", "BackendUnreachable", "KernelSource", "PoolSource", "Upstream"]
 
@@ -77,7 +77,7 @@ class PoolSource:
         self.bind_attempts = bind_attempts
         self.quarantine = quarantine
 
-    async def connect(self, backend: tuple[str, int], record: Connection, timeout: float) -> Upstream:
+    async def connect(self, backend: tuple[str, int], record: ClientConnection, timeout: float) -> Upstream:
         """A socket bound to a lease and connected to ``backend``; ``PoolExhausted`` when no lease is left.
 
         The lease's ``data`` is the connection's record from now on: ``record`` itself, or after a quarantine
@@ -114,10 +114,10 @@ class PoolSource:
 class KernelSource:
     """Source IPs from the pool's range in turn, ports chosen by the kernel (no natpool)."""
 
-    def __init__(self, spec: PoolSpec, counters: Counters) -> None:
-        first, last = int(ipaddress.IPv4Address(spec.first_ip)), int(ipaddress.IPv4Address(spec.last_ip))
-        if spec.prefix <= 30:  # the subnet's network and broadcast addresses, as the pool leaves them out
-            mask = (0xFFFFFFFF << (32 - spec.prefix)) & 0xFFFFFFFF
+    def __init__(self, addresses: PoolAddresses, counters: Counters) -> None:
+        first, last = int(ipaddress.IPv4Address(addresses.first_ip)), int(ipaddress.IPv4Address(addresses.last_ip))
+        if addresses.prefix <= 30:  # the subnet's network and broadcast addresses, as the pool leaves them out
+            mask = (0xFFFFFFFF << (32 - addresses.prefix)) & 0xFFFFFFFF
             first, last = max(first, (first & mask) + 1), min(last, (last | ~mask & 0xFFFFFFFF) - 1)
         # The IPs in turn, computed as they are needed: a /8 is 16 million of them.
         self._first, self._count, self._turn = first, last - first + 1, 0
@@ -128,7 +128,7 @@ class KernelSource:
         self._turn = (self._turn + 1) % self._count
         return str(ipaddress.IPv4Address(ip))
 
-    async def connect(self, backend: tuple[str, int], record: Connection, timeout: float) -> Upstream:
+    async def connect(self, backend: tuple[str, int], record: ClientConnection, timeout: float) -> Upstream:
         sock = _socket()
         try:
             sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)

@@ -14,9 +14,9 @@ import json
 import logging
 from urllib.parse import parse_qs, urlsplit
 
-from natpool.proxy.listener import bound_address, close_server
-from natpool.proxy.metrics import CONTENT_TYPE, exposition
-from natpool.proxy.server import Proxy
+from natpool.apps.listener import bound_address, close_server
+from natpool.apps.proxy.metrics import CONTENT_TYPE, exposition
+from natpool.apps.proxy.server import Proxy
 
 __all__ = ["Admin"]
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from natpool.proxy.record import Connection
+from natpool.apps.proxy.record import ClientConnection
 
 __all__ = ["close", "relay"]
 
 CHUNK = 65536
 
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, record: Connection, up: bool) -> None:
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, record: ClientConnection, up: bool) -> None:
     while True:
         data = await reader.read(CHUNK)
         if not data:
@@ -28,7 +28,7 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, reco
 async def relay(
     client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
     upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-    record: Connection,
+    record: ClientConnection,
 ) -> str:
     """Copy both ways until either side closes (or fails); return who closed first: ``client`` or ``backend``.
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from natpool.demo.run import DemoConfig, RunResult
+from natpool.apps.demo.run import DemoConfig, RunResult
 from natpool.records import Interval, PoolStats
 
 __all__ = ["compare_text", "run_text"]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from natpool.proxy.server import Proxy
+    from natpool.apps.proxy.server import Proxy
 
 from natpool.extras import require
 
@@ -24,7 +24,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 def exposition(proxy: Proxy) -> Callable[[], bytes]:
     """A function returning the proxy's metrics in Prometheus' text format."""
-    require("prometheus_client", "metrics")
+    require("metrics")
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
     from prometheus_client.registry import Collector

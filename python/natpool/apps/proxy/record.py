@@ -7,13 +7,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Connection", "Counters"]
+__all__ = ["ClientConnection", "Counters"]
 
 _ids = itertools.count(1)
 
 
 @dataclass(eq=False)
-class Connection:
+class ClientConnection:
     """The record of one client connection, stored as its lease's ``data``.
 
     ``lookup(ip, port)`` on the pool returns the lease of a NAT address and so this record: which client holds

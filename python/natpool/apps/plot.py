@@ -22,7 +22,7 @@ def plot_timeline(
     time_label: str = "seconds",
 ) -> None:
     """Draw live leases (left axis) and subpools (right axis) against time into ``path`` (PNG)."""
-    require("matplotlib", "plot")
+    require("plot")
     import matplotlib
 
     matplotlib.use("Agg")

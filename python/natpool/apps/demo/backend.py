@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-from natpool.proxy.listener import bound_address, close_server
+from natpool.apps.listener import bound_address, close_server
 
-__all__ = ["Answer", "Backend", "parse_answer"]
+__all__ = ["Answer", "DemoBackend", "parse_answer"]
 
 Owner = Callable[[str, int], str]
 """Who holds a peer address, as ``ip:port`` of the client (the demo asks the proxy's ``lookup``), or ``-``."""
@@ -29,8 +29,8 @@ def parse_answer(line: bytes) -> Answer:
     return Answer(ip, int(port), int(backend), owner, token)
 
 
-class Backend:
-    """One server: reads ``TOKEN SIZE\\n``, writes its answer line and ``SIZE`` bytes, closes first."""
+class DemoBackend:
+    """One of the demo's servers: reads ``TOKEN SIZE\\n``, writes its answer line and ``SIZE`` bytes, closes first."""
 
     def __init__(self, index: int, owner: Owner) -> None:
         self.index = index

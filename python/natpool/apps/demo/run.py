@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import itertools
 import math
 import time
 from dataclasses import dataclass, field
 
-from natpool.demo.backend import Backend, parse_answer
-from natpool.proxy import ProxyConfig
-from natpool.proxy.options import parse_pool
-from natpool.proxy.server import Proxy
+from natpool.apps.demo.backend import DemoBackend, parse_answer
+from natpool.apps.options import PoolAddresses, parse_pool
+from natpool.apps.proxy import Proxy, ProxyConfig
 from natpool.records import Interval, PoolStats
 
-__all__ = ["DemoConfig", "RunResult", "Sample", "run_once"]
+__all__ = ["DEFAULT_POOL", "DemoConfig", "RunResult", "Sample", "run_once"]
+
+DEFAULT_POOL = parse_pool("127.0.100.0/24")
+"""The demo's client NAT addresses (all of 127.0.0.0/8 is loopback on Linux)."""
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class DemoConfig:
     backends: int = 2
     payload: int = 4096
     """Bytes each backend sends back on each connection."""
-    pool: str = "127.0.100.0/24"
+    pool: PoolAddresses = DEFAULT_POOL
     ports: tuple[int, int] = (1024, 65535)
     initial_blocks: int = 32
     subpool_blocks: int = 16
@@ -114,8 +115,6 @@ async def _client(
 
 async def run_once(config: DemoConfig, source: str = "pool") -> RunResult:
     """Run the load through a fresh proxy and pool with ``source`` (``pool`` or ``kernel``) and verify it."""
-    spec = parse_pool(config.pool)
-    network = ipaddress.IPv4Network(config.pool, strict=False)
     result = RunResult(source=source, connections=config.connections)
     proxy: Proxy | None = None
 
@@ -123,14 +122,14 @@ async def run_once(config: DemoConfig, source: str = "pool") -> RunResult:
         record = None if proxy is None else proxy.lookup(ip, port)
         return "-" if record is None else f"{record.client[0]}:{record.client[1]}"
 
-    backends = [Backend(i, owner) for i in range(config.backends)]
+    backends = [DemoBackend(i, owner) for i in range(config.backends)]
     for backend in backends:
         await backend.start()
     proxy = Proxy(
         ProxyConfig(
             listen=("127.0.0.1", 0),
             backends=tuple(b.address for b in backends),
-            pool=spec,
+            pool=config.pool,
             ports=config.ports,
             initial_blocks=config.initial_blocks,
             subpool_blocks=config.subpool_blocks,
@@ -193,7 +192,7 @@ async def run_once(config: DemoConfig, source: str = "pool") -> RunResult:
             if answer.token != token or len(body) != config.payload:
                 result.failures.append(f"connection {n}: wrong answer ({answer.token}, {len(body)} bytes)")
                 continue
-            if ipaddress.IPv4Address(answer.peer_ip) not in network:
+            if answer.peer_ip not in config.pool:
                 result.outside_pool += 1
             if source == "pool" and answer.owner != f"{local[0]}:{local[1]}":
                 result.owner_mismatches += 1

@@ -4,7 +4,7 @@ Lease lifecycle of one client connection (``--source pool``):
 
 1. accept; choose a backend (none up: close the client, counted as ``no_backend``);
 2. ``allocate(data=record)``; bind the upstream socket to ``lease.address``; connect. An unusable address is
-   quarantined and another lease taken (:mod:`natpool.proxy.source`); ``PoolExhausted`` closes the client at
+   quarantined and another lease taken (:mod:`~natpool.apps.proxy.source`); ``PoolExhausted`` closes the client at
    once (counted, logged at most once a second) and touches no other connection; a failed connect frees the
    lease, marks the backend down and closes the client;
 3. relay both ways until either side closes, then close both;
@@ -20,14 +20,14 @@ import socket
 import time
 
 import natpool
+from natpool.apps.listener import bound_address, close_server
+from natpool.apps.proxy.backends import BackendState, Balancer
+from natpool.apps.proxy.config import ProxyConfig
+from natpool.apps.proxy.holding import Holding
+from natpool.apps.proxy.record import ClientConnection, Counters
+from natpool.apps.proxy.relay import close, relay
+from natpool.apps.proxy.source import AddressesUnavailable, BackendUnreachable, KernelSource, PoolSource
 from natpool.errors import PoolExhausted
-from natpool.proxy.backends import Backend, Backends
-from natpool.proxy.holding import Holding
-from natpool.proxy.listener import bound_address, close_server
-from natpool.proxy.options import ProxyConfig
-from natpool.proxy.record import Connection, Counters
-from natpool.proxy.relay import close, relay
-from natpool.proxy.source import AddressesUnavailable, BackendUnreachable, KernelSource, PoolSource
 
 __all__ = ["Proxy"]
 
@@ -41,7 +41,7 @@ class Proxy:
         self.config = config
         self.pool = pool if pool is not None else config.check()
         self.counters = Counters()
-        self.backends = Backends(config.backends, config.balance, config.down_time)
+        self.backends = Balancer(config.backends, config.balance, config.down_time)
         self.holding = Holding(self.pool, self.counters)
         self.source: PoolSource | KernelSource
         if config.source == "kernel":
@@ -73,11 +73,11 @@ class Proxy:
             self.config.source,
         )
 
-    def lookup(self, ip: str, port: int) -> Connection | None:
+    def lookup(self, ip: str, port: int) -> ClientConnection | None:
         """The connection record holding NAT address ``(ip, port)``, or ``None``."""
         lease = self.pool.lookup(ip, port)
         record = None if lease is None else lease.data
-        return record if isinstance(record, Connection) else None
+        return record if isinstance(record, ClientConnection) else None
 
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -91,7 +91,7 @@ class Proxy:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.counters.accepted += 1
         peer = writer.get_extra_info("peername") or ("0.0.0.0", 0)  # None: the client is already gone
-        record = Connection(client=(peer[0], peer[1]))
+        record = ClientConnection(client=(peer[0], peer[1]))
         try:
             backend = self.backends.choose()
             if backend is None:
@@ -107,7 +107,11 @@ class Proxy:
             await close(writer)
 
     async def _connect_and_relay(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, record: Connection, backend: Backend
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        record: ClientConnection,
+        backend: BackendState,
     ) -> None:
         try:
             sock, lease = await self.source.connect(backend.address, record, self.config.connect_timeout)
@@ -133,8 +137,8 @@ class Proxy:
         writer: asyncio.StreamWriter,
         sock: socket.socket,
         lease: natpool.Lease | None,
-        record: Connection,
-        backend: Backend,
+        record: ClientConnection,
+        backend: BackendState,
     ) -> None:
         first = "client"
         backend.connections += 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 import natpool
-from natpool.proxy.record import Connection, Counters
+from natpool.apps.proxy.record import ClientConnection, Counters
 
 __all__ = ["Holding"]
 
@@ -32,7 +32,7 @@ class Holding:
     def hold(self, lease: natpool.Lease, seconds: float, state: str) -> None:
         """Keep ``lease`` allocated for ``seconds``, its record marked ``state``; 0 frees it now."""
         record = lease.data
-        if isinstance(record, Connection):
+        if isinstance(record, ClientConnection):
             record.state = state
         if seconds <= 0 or self.closed:
             self._pool.free(lease)

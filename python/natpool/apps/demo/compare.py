@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from natpool.demo.run import DemoConfig, RunResult, run_once
+from natpool.apps.demo.run import DemoConfig, RunResult, run_once
 
 __all__ = ["compare", "merge", "order"]
 
