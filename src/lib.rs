@@ -38,5 +38,6 @@ mod core;
 mod bindings;
 
 pub use crate::core::{
-    Config, Error, Handle, Interval, Lease, Pool, PoolSpec, PoolStats, SubpoolInfo,
+    Config, Error, Grant, Handle, Interval, Lease, Membership, Pool, PoolSpec, PoolStats, Store,
+    SubpoolInfo,
 };

@@ -9,6 +9,7 @@
 //! | `availability` | which subpools have a free block, lowest id first, in O(1) |
 //! | `interval_list` | the interval list (Figure 7), published as snapshots |
 //! | `pool` | the pool: its lock-free side (allocate, free, lookup) and its writer side (creation, deletion, growth) |
+//! | `store` | a cluster's shared interval list: the store a member claims ranges from |
 //! | `segvec` | a growable array whose elements never move |
 //! | `handle` | lease handles: generation, subpool id, offset |
 //! | `error` | the core's one error type |
@@ -27,6 +28,7 @@ pub(crate) mod handle;
 pub(crate) mod interval_list;
 pub(crate) mod pool;
 pub(crate) mod segvec;
+pub(crate) mod store;
 pub(crate) mod subpool;
 pub(crate) mod sync;
 
@@ -38,3 +40,4 @@ pub use error::Error;
 pub use handle::Handle;
 pub use interval_list::Interval;
 pub use pool::{Lease, Pool, PoolStats, SubpoolInfo};
+pub use store::{Grant, Membership, Store};

@@ -167,3 +167,32 @@ fn a_chain_push_races_with_a_chain_pop() {
         assert_eq!(list.available(), 0);
     });
 }
+
+/// A fence (a subpool whose claim lapsed) closes the list whatever its
+/// count, racing with a reservation and a push: the reservation either came
+/// first (its block comes back later, counted) or fails; pushes keep
+/// counting under the closed bit; no reservation succeeds after the fence,
+/// and a full fenced list is recognised as such.
+#[test]
+fn a_fence_races_with_a_reservation_and_a_push() {
+    loom::model(|| {
+        let list = Arc::new(FreeList::new(2).unwrap());
+        let out = take(&list).unwrap();
+        let taker = spawn_with(&list, take);
+        let fencer = spawn_with(&list, |list| list.fence());
+        list.push_many(&[out]);
+        let took = taker.join().unwrap();
+        fencer.join().unwrap();
+        assert_eq!(list.reserve_up_to(1), Reserve::Closed);
+        assert!(!list.has_free());
+        let last = match took {
+            Some(offset) => list.push_many(&[offset]),
+            None => {
+                assert_eq!(list.available(), 2);
+                return;
+            }
+        };
+        assert!(FreeList::closed_and_full(last, 2));
+        assert_eq!(list.available(), 2);
+    });
+}

@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 
 use crate::core::block::Release;
 use crate::core::error::Error;
-use crate::core::free_list::{Reserve, CHAIN};
+use crate::core::free_list::{FreeList, Reserve, CHAIN};
 use crate::core::handle::Handle;
 use crate::core::pool::{Lease, Pool};
 use crate::core::subpool::Subpool;
@@ -20,6 +20,7 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// Lease a free address holding `data`. [`Error::Exhausted`] only when
     /// all `capacity` addresses are leased.
     pub fn allocate(&self, data: T) -> Result<Lease, Error> {
+        self.fence_if_due();
         let lease = self.take_block(data)?;
         self.grow_if_below_threshold();
         Ok(lease)
@@ -117,6 +118,11 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// Free the lease `handle`; returns its data when this call completed the
     /// release (`None` when a concurrent lookup will complete it).
     pub fn free(&self, handle: Handle) -> Result<Option<T>, Error> {
+        self.release(handle, true)
+    }
+
+    /// Free `handle`; `tidy`: apply the deletion rule if the subpool empties.
+    fn release(&self, handle: Handle, tidy: bool) -> Result<Option<T>, Error> {
         let not_live = || self.not_live(handle);
         let (generation, id, offset) = handle.parts().ok_or_else(not_live)?;
         let slot = self.slots.get(id as usize).ok_or_else(not_live)?.load();
@@ -126,24 +132,32 @@ impl<T: Default + Send + Sync> Pool<T> {
             Release::NotLive => Err(not_live()),
             Release::Deferred => Ok(None),
             Release::Done(data) => {
-                self.return_blocks(subpool, &[offset]);
+                self.return_blocks(subpool, &[offset], tidy);
                 Ok(Some(data))
             }
         }
     }
 
     /// Put released blocks of one subpool back (in the order given, as
-    /// single frees would), uncount them, and apply the deletion rule.
+    /// single frees would), uncount them, and (`tidy`) apply the deletion
+    /// rule. A fenced subpool's list is closed: its count carries the closed
+    /// bit, so it is never marked available, and it goes when it is full.
     #[inline]
-    fn return_blocks(&self, subpool: &Arc<Subpool<T>>, offsets: &[u32]) {
+    fn return_blocks(&self, subpool: &Arc<Subpool<T>>, offsets: &[u32], tidy: bool) {
         let count = offsets.len() as u64;
         let available = subpool.free.push_many(offsets);
         if available == count {
             self.availability.set(subpool.id); // the count left zero
         }
         self.live.fetch_sub(count, Ordering::AcqRel);
-        if available == u64::from(subpool.len()) {
+        if !tidy {
+            return;
+        }
+        let total = u64::from(subpool.len());
+        if available == total {
             self.delete_if_idle(subpool);
+        } else if FreeList::closed_and_full(available, total) {
+            self.fenced_subpool_emptied(subpool);
         }
     }
 
@@ -164,10 +178,15 @@ impl<T: Default + Send + Sync> Pool<T> {
             let want = (n - leases.len() as u64)
                 .min(CHAIN)
                 .min(self.allocations_before_growth());
+            self.fence_if_due();
             if let Err(error) = self.take_blocks(want, &mut data, &mut leases, &mut offsets) {
-                // Another thread took the rest: give back what we took.
+                // Another thread took the rest (or, in a cluster, the cluster
+                // is full or the store failed): give back what we took, last
+                // first. In a cluster the subpools this batch claimed stay,
+                // empty, for the next allocations (the reference model's rule).
+                let tidy = !self.has_store();
                 for lease in leases.iter().rev() {
-                    let _ = self.free(lease.handle);
+                    let _ = self.release(lease.handle, tidy);
                 }
                 return Err(error);
             }
@@ -285,7 +304,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             }
         }
         if !offsets.is_empty() {
-            self.return_blocks(subpool, offsets);
+            self.return_blocks(subpool, offsets, true);
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -323,7 +342,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             None => (None, None),
             Some((result, None)) => (Some(result), None),
             Some((result, Some(data))) => {
-                self.return_blocks(subpool, &[offset]);
+                self.return_blocks(subpool, &[offset], true);
                 (Some(result), Some(data))
             }
         }

@@ -15,6 +15,7 @@
 //!   the keep rule), and the reuse of subpool ids and generations. Only they
 //!   take the writer lock, and the lock-free side never waits for it.
 
+mod cluster;
 mod lock_free;
 mod writer;
 
@@ -97,6 +98,10 @@ pub struct Pool<T> {
     availability: Availability,
     intervals: IntervalList<T>,
     writer: Mutex<Writer>,
+    /// In a cluster: the membership (claims, renewal, fencing).
+    cluster: Option<cluster::Cluster>,
+    /// How many subpools are fenced (their claim lapsed).
+    fenced_subpools: AtomicU64,
 }
 
 impl<T: Default + Send + Sync> Pool<T> {
@@ -109,6 +114,8 @@ impl<T: Default + Send + Sync> Pool<T> {
             availability: Availability::new(config.capacity().max(1)),
             intervals: IntervalList::new(config.address_count()),
             writer: Mutex::new(Writer::new()),
+            cluster: None,
+            fenced_subpools: AtomicU64::new(0),
             config,
         }
     }

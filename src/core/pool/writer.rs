@@ -74,7 +74,7 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// The writer lock if no other thread holds it. The lock-free side uses
     /// this for its optional writer work (threshold growth, deleting an idle
     /// subpool), so that it never waits for a creation or deletion.
-    fn try_lock_writer(&self) -> Option<MutexGuard<'_, Writer>> {
+    pub(super) fn try_lock_writer(&self) -> Option<MutexGuard<'_, Writer>> {
         match self.writer.try_lock() {
             Ok(writer) => Some(writer),
             Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
@@ -88,8 +88,18 @@ impl<T: Default + Send + Sync> Pool<T> {
         if self.availability.first().is_some() {
             return Ok(()); // a block was freed or a subpool created meanwhile
         }
+        if self.has_store() {
+            // The cluster decides: a claim, or none left (exhaustion).
+            if self.len() >= self.config.capacity() {
+                return Err(self.exhausted(1));
+            }
+            return match self.create_subpool(&mut writer, true)? {
+                true => Ok(()),
+                false => Err(self.cluster_exhausted()),
+            };
+        }
         if self.blocks.load(Ordering::Acquire) < self.config.capacity() {
-            return self.create_subpool(&mut writer);
+            return self.create_subpool(&mut writer, true).map(drop);
         }
         if self.len() >= self.config.capacity() {
             return Err(self.exhausted(1));
@@ -107,11 +117,17 @@ impl<T: Default + Send + Sync> Pool<T> {
         Ok(())
     }
 
-    /// Whether the threshold rule asks for one more subpool now.
+    /// Whether the threshold rule asks for one more subpool now: the free
+    /// blocks that can serve (not those of fenced subpools) are at most
+    /// `grow_threshold`. In a cluster, not while the store is down.
     fn below_threshold(&self) -> bool {
         let blocks = self.blocks.load(Ordering::Acquire);
         blocks < self.config.capacity()
-            && blocks.saturating_sub(self.len()) <= self.config.grow_threshold()
+            && blocks
+                .saturating_sub(self.len())
+                .saturating_sub(self.fenced_free_blocks())
+                <= self.config.grow_threshold()
+            && !self.store_down()
     }
 
     /// After an allocation: grow ahead of need when the threshold rule says
@@ -123,7 +139,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         }
         if let Some(mut writer) = self.try_lock_writer() {
             if self.below_threshold() {
-                let _ = self.create_subpool(&mut writer);
+                let _ = self.create_subpool(&mut writer, false);
             }
         }
     }
@@ -136,8 +152,19 @@ impl<T: Default + Send + Sync> Pool<T> {
         if blocks >= self.config.capacity() {
             return u64::MAX; // no growth is possible
         }
-        let free = blocks.saturating_sub(self.len());
+        let free = blocks
+            .saturating_sub(self.len())
+            .saturating_sub(self.fenced_free_blocks());
         free.saturating_sub(self.config.grow_threshold()).max(1)
+    }
+
+    fn cluster_exhausted(&self) -> Error {
+        Error::Exhausted(format!(
+            "pool {:?}: this member has no free block and the cluster has no address left to claim \
+             (capacity {})",
+            self.config.name(),
+            self.config.capacity()
+        ))
     }
 
     pub(super) fn exhausted(&self, asked: u64) -> Error {
@@ -152,26 +179,47 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// Create a subpool: the lowest unused id, the first addresses of the
     /// lowest free interval (`initial_blocks` of them for the first subpool,
     /// `subpool_blocks` later), clipped to the interval and to `capacity`.
-    fn create_subpool(&self, writer: &mut Writer) -> Result<(), Error> {
+    /// In a cluster the range is a claim, which the store picks by the same
+    /// rule over the whole cluster; then `Ok(false)` means the cluster has
+    /// nothing left, and an optional (`!required`) creation also gives up on
+    /// a store error.
+    fn create_subpool(&self, writer: &mut Writer, required: bool) -> Result<bool, Error> {
         #[cfg(all(test, not(loom)))]
         super::test_hook::creation_started(self);
-        let blocks = self.blocks.load(Ordering::Acquire);
-        let wanted = if writer.created {
-            self.config.subpool_blocks()
+        let (first, count, epoch) = if self.has_store() {
+            match self.claim_range() {
+                Ok(Some(grant)) => (grant.first, grant.count as u32, Some(grant.epoch)),
+                Ok(None) => return Ok(false),
+                Err(error) if required => return Err(error),
+                Err(_) => return Ok(false),
+            }
         } else {
-            self.config.initial_blocks()
+            let blocks = self.blocks.load(Ordering::Acquire);
+            let wanted = if writer.created {
+                self.config.subpool_blocks()
+            } else {
+                self.config.initial_blocks()
+            };
+            let (first, free) = self
+                .intervals
+                .load()
+                .first_free(self.config.address_count())
+                .expect("blocks < capacity");
+            let count = u64::from(wanted)
+                .min(free)
+                .min(self.config.capacity() - blocks) as u32;
+            (first, count, None)
         };
-        let (first, free) = self
-            .intervals
-            .load()
-            .first_free(self.config.address_count())
-            .expect("blocks < capacity");
-        let count = u64::from(wanted)
-            .min(free)
-            .min(self.config.capacity() - blocks) as u32;
         let id = writer.next_free_id();
         let generation = writer.generation_for(id);
-        let subpool = Arc::new(Subpool::new(&self.config, id, first, count, generation)?);
+        let subpool = Arc::new(Subpool::new(
+            &self.config,
+            id,
+            first,
+            count,
+            generation,
+            epoch,
+        )?);
         writer.take_id();
         self.slots.ensure(id as usize);
         self.availability.ensure(id);
@@ -183,7 +231,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         self.blocks.fetch_add(u64::from(count), Ordering::AcqRel);
         writer.created = true;
         self.availability.set(id);
-        Ok(())
+        Ok(true)
     }
 
     /// The keep rule: a subpool of `size` blocks stays if deleting it would
@@ -201,13 +249,20 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// Delete `subpool` (all of its blocks free) unless the keep rule keeps
     /// it. A free never waits for the writer: if another thread holds the
     /// lock, the idle subpool stays (its blocks remain allocatable) and is
-    /// deleted the next time a free empties it.
+    /// deleted the next time a free empties it. In a cluster: a subpool
+    /// whose claim lapsed is fenced and dropped; otherwise deletion returns
+    /// the claim first, and the subpool stays if the store is down or fails.
     pub(super) fn delete_if_idle(&self, subpool: &Arc<Subpool<T>>) {
+        if self.claim_lapsed(subpool) {
+            self.fence(subpool);
+            self.fenced_subpool_emptied(subpool);
+            return;
+        }
         let size = u64::from(subpool.len());
         // Checked before the lock too: a subpool that must stay (typically
         // the initial one, emptied by every free of a lone lease) costs no
         // lock operation.
-        if self.keeps(size) {
+        if self.keeps(size) || self.store_down() {
             return;
         }
         let Some(mut writer) = self.try_lock_writer() else {
@@ -216,6 +271,18 @@ impl<T: Default + Send + Sync> Pool<T> {
         if self.keeps(size) || !subpool.free.try_close(size) {
             return;
         }
+        if !self.return_claim(subpool) {
+            // The store kept the claim: so does this member, subpool and all.
+            subpool.free.reopen(size);
+            self.availability.set(subpool.id);
+            return;
+        }
+        self.unpublish(&mut writer, subpool);
+    }
+
+    /// Take a subpool out of the pool: its slot, its availability bit, its
+    /// interval and its blocks; its id is free for the next subpool.
+    pub(super) fn unpublish(&self, writer: &mut Writer, subpool: &Arc<Subpool<T>>) {
         let id = subpool.id;
         let slot = self
             .slots
@@ -224,8 +291,18 @@ impl<T: Default + Send + Sync> Pool<T> {
         slot.store(None);
         self.availability.clear(id);
         self.intervals.remove(id);
-        self.blocks.fetch_sub(size, Ordering::AcqRel);
+        self.blocks
+            .fetch_sub(u64::from(subpool.len()), Ordering::AcqRel);
         writer.release_id(id, subpool.highest_generation());
+    }
+
+    /// Whether `subpool` is still the one published under its id.
+    pub(super) fn is_published(&self, subpool: &Arc<Subpool<T>>) -> bool {
+        self.slots.get(subpool.id as usize).is_some_and(|slot| {
+            slot.load()
+                .as_ref()
+                .is_some_and(|current| Arc::ptr_eq(current, subpool))
+        })
     }
 }
 
