@@ -38,10 +38,11 @@ rust-lint:
 rust-test:
 	cargo test
 
-# loom models of every atomic protocol in the core (tests/loom_*.rs), built
-# with --cfg loom in their own target directory. `make test` runs them with a
-# preemption bound of 2; `make loom` with 3.
-LOOM_TEST = RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release --test 'loom_*'
+# loom models of every atomic protocol in the core (the `loom` modules next to
+# the code they check, src/core/*/loom.rs), built with --cfg loom in their own
+# target directory. `make test` runs them with a preemption bound of 2;
+# `make loom` with 3.
+LOOM_TEST = RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release --lib -- loom::
 
 loom-fast:
 	LOOM_MAX_PREEMPTIONS=2 $(LOOM_TEST)

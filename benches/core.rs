@@ -28,32 +28,28 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use crossbeam_queue::ArrayQueue;
-use natpool::core::{parse_ipv4, Config, Handle, Pool, PoolSpec};
+use std::net::Ipv4Addr;
+
+use natpool::{Handle, Pool, PoolSpec};
 
 /// Blocks every anchor is preloaded with (and natpool's subpool size).
 const BLOCKS: u32 = 4096;
 const BATCH: usize = 256;
 
-fn pool_with<T: Default + Send + Sync>(blocks: i128, subpool: i128, max: i128) -> Pool<T> {
-    Pool::new(
-        Config::new(PoolSpec {
-            name: "bench".into(),
-            first_ip: parse_ipv4("10.0.0.1").unwrap(),
-            last_ip: parse_ipv4("10.0.0.254").unwrap(),
-            prefix: 24,
-            ports: (1024, 65535),
-            initial_blocks: blocks,
-            max_blocks: max,
-            subpool_blocks: Some(subpool),
-            grow_threshold: 0,
-        })
-        .unwrap(),
-    )
+const LAST_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 254);
+
+fn pool_with<T: Default + Send + Sync>(blocks: u32, subpool: u32, max: u64) -> Pool<T> {
+    let spec = PoolSpec::new("bench", Ipv4Addr::new(10, 0, 0, 1), LAST_IP)
+        .prefix(24)
+        .initial_blocks(blocks)
+        .max_blocks(max)
+        .subpool_blocks(subpool);
+    Pool::new(spec.build().unwrap())
 }
 
 /// A pool whose first subpool (BLOCKS blocks) exists and stays resident.
 fn warm_pool() -> Pool<()> {
-    let pool = pool_with(i128::from(BLOCKS), i128::from(BLOCKS), 1 << 20);
+    let pool = pool_with(BLOCKS, BLOCKS, 1 << 20);
     let lease = pool.allocate(()).unwrap();
     pool.free(lease.handle).unwrap();
     pool
@@ -255,13 +251,12 @@ fn lookup(c: &mut Criterion) {
     const SUBPOOL: u32 = 16;
     for subpools in [10u32, 1_000, 100_000] {
         let blocks = u64::from(subpools * SUBPOOL);
-        let pool: Pool<()> =
-            pool_with(i128::from(SUBPOOL), i128::from(SUBPOOL), i128::from(blocks));
+        let pool: Pool<()> = pool_with(SUBPOOL, SUBPOOL, blocks);
         let leases = pool.allocate_many(blocks, || ()).unwrap();
         assert_eq!(pool.stats().subpools, u64::from(subpools));
         // A fixed pseudo-random walk over the live leases (an LCG).
         let mut x = 1u64;
-        let probes: Vec<(u32, u16)> = (0..4096)
+        let probes: Vec<(Ipv4Addr, u16)> = (0..4096)
             .map(|_| {
                 x = x
                     .wrapping_mul(6364136223846793005)
@@ -281,7 +276,7 @@ fn lookup(c: &mut Criterion) {
             })
         });
         if subpools == 100_000 {
-            let last = pool.config().address(pool.config().address_count - 1);
+            let last = (LAST_IP, 65535); // the last address of the space, in no subpool
             group.bench_function(format!("miss_{subpools}"), |b| {
                 b.iter(|| {
                     let (found, _) =

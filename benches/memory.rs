@@ -22,7 +22,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crossbeam_queue::ArrayQueue;
-use natpool::core::{parse_ipv4, Config, Pool, PoolSpec};
+use std::net::Ipv4Addr;
+
+use natpool::{Config, Pool, PoolSpec};
 
 struct Counting;
 
@@ -70,23 +72,19 @@ fn held<R>(make: impl FnOnce() -> R) -> (R, usize, usize) {
     )
 }
 
-fn spec(first: &str, last: &str, prefix: u8, max: i128) -> PoolSpec {
-    PoolSpec {
-        name: "bench".into(),
-        first_ip: parse_ipv4(first).unwrap(),
-        last_ip: parse_ipv4(last).unwrap(),
-        prefix,
-        ports: (1024, 65535),
-        initial_blocks: 1024,
-        max_blocks: max,
-        subpool_blocks: None,
-        grow_threshold: 0,
-    }
+fn config(first: &str, last: &str, prefix: u8, max: u64) -> Config {
+    let ip = |text: &str| text.parse::<Ipv4Addr>().unwrap();
+    PoolSpec::new("bench", ip(first), ip(last))
+        .prefix(prefix)
+        .initial_blocks(1024)
+        .max_blocks(max)
+        .build()
+        .unwrap()
 }
 
 fn construction(out: &mut Vec<(String, f64)>, label: &str, first: &str, last: &str, prefix: u8) {
-    let config = || Config::new(spec(first, last, prefix, 1 << 40)).unwrap();
-    let (pool, bytes, _) = held(|| Pool::<Option<NonZeroUsize>>::new(config()));
+    let make_config = || config(first, last, prefix, 1 << 40);
+    let (pool, bytes, _) = held(|| Pool::<Option<NonZeroUsize>>::new(make_config()));
     let (lease, first_bytes, _) = held(|| pool.allocate(None).unwrap());
     black_box(lease);
     drop(pool);
@@ -95,7 +93,7 @@ fn construction(out: &mut Vec<(String, f64)>, label: &str, first: &str, last: &s
     let mut best_first = f64::INFINITY;
     for _ in 0..50 {
         let start = Instant::now();
-        let pool = Pool::<Option<NonZeroUsize>>::new(config());
+        let pool = Pool::<Option<NonZeroUsize>>::new(make_config());
         let built = start.elapsed().as_secs_f64();
         black_box(pool.allocate(None).unwrap());
         best = best.min(built);
@@ -114,7 +112,7 @@ fn construction(out: &mut Vec<(String, f64)>, label: &str, first: &str, last: &s
 }
 
 fn per_lease<T: Default + Send + Sync>(out: &mut Vec<(String, f64)>, label: &str) {
-    let config = Config::new(spec("10.0.0.1", "10.0.255.254", 16, 1 << 40)).unwrap();
+    let config = config("10.0.0.1", "10.0.255.254", 16, 1 << 40);
     let base = current();
     let pool = Pool::<T>::new(config);
     let empty = current() - base;

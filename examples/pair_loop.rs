@@ -14,26 +14,23 @@ use std::hint::black_box;
 use std::sync::Mutex;
 
 use crossbeam_queue::ArrayQueue;
-use natpool::core::{parse_ipv4, Config, Pool, PoolSpec};
+use std::net::Ipv4Addr;
+
+use natpool::{Pool, PoolSpec};
 
 const OPS: u64 = 1 << 20;
 const BLOCKS: u32 = 4096;
 
 fn pool() -> Pool<()> {
-    Pool::new(
-        Config::new(PoolSpec {
-            name: "loop".into(),
-            first_ip: parse_ipv4("10.0.0.1").unwrap(),
-            last_ip: parse_ipv4("10.0.0.254").unwrap(),
-            prefix: 24,
-            ports: (1024, 65535),
-            initial_blocks: i128::from(BLOCKS),
-            max_blocks: 1 << 20,
-            subpool_blocks: None,
-            grow_threshold: 0,
-        })
-        .unwrap(),
+    let spec = PoolSpec::new(
+        "loop",
+        Ipv4Addr::new(10, 0, 0, 1),
+        Ipv4Addr::new(10, 0, 0, 254),
     )
+    .prefix(24)
+    .initial_blocks(BLOCKS)
+    .max_blocks(1 << 20);
+    Pool::new(spec.build().unwrap())
 }
 
 fn main() {
@@ -51,7 +48,9 @@ fn main() {
             for _ in 0..OPS / 1024 {
                 let leases = pool.allocate_many(1024, || ()).unwrap();
                 let handles: Vec<_> = leases.iter().map(|lease| lease.handle).collect();
-                black_box(pool.free_many(&handles).unwrap());
+                let mut released = Vec::with_capacity(handles.len());
+                pool.free_many(&handles, &mut released).unwrap();
+                black_box(released);
             }
         }
         "queue" => {

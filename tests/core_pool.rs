@@ -4,41 +4,44 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
-use natpool::core::{parse_ipv4, Config, Error, Handle, Interval, Pool, PoolSpec};
+use std::net::Ipv4Addr;
 
+use natpool::{Error, Handle, Interval, Pool, PoolSpec};
+
+/// A pool spec on 10.0.0.1..=`last` (a /24) with the given ports and block counts.
 fn spec(
-    first: &str,
-    last: &str,
-    ports: (i128, i128),
-    initial: i128,
-    max: i128,
-    subpool: Option<i128>,
+    last: Ipv4Addr,
+    ports: (u16, u16),
+    initial: u32,
+    max: u64,
+    subpool: Option<u32>,
 ) -> PoolSpec {
-    PoolSpec {
-        name: "t".into(),
-        first_ip: parse_ipv4(first).unwrap(),
-        last_ip: parse_ipv4(last).unwrap(),
-        prefix: 24,
-        ports,
-        initial_blocks: initial,
-        max_blocks: max,
-        subpool_blocks: subpool,
-        grow_threshold: 0,
+    let spec = PoolSpec::new("t", FIRST, last)
+        .prefix(24)
+        .ports(ports.0, ports.1)
+        .initial_blocks(initial)
+        .max_blocks(max);
+    match subpool {
+        Some(blocks) => spec.subpool_blocks(blocks),
+        None => spec,
     }
 }
 
-fn pool(initial: i128, max: i128, subpool: Option<i128>) -> Pool<u32> {
+const FIRST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+
+fn pool(initial: u32, max: u64, subpool: Option<u32>) -> Pool<u32> {
+    let last = Ipv4Addr::new(10, 0, 0, 2);
     Pool::new(
-        Config::new(spec(
-            "10.0.0.1",
-            "10.0.0.2",
-            (1000, 1002),
-            initial,
-            max,
-            subpool,
-        ))
-        .unwrap(),
+        spec(last, (1000, 1002), initial, max, subpool)
+            .build()
+            .unwrap(),
     )
+}
+
+/// The index of (ip, port) in a pool of `ports` ports per IP from FIRST.
+fn index_of(ip: Ipv4Addr, port: u16, ports: (u16, u16)) -> usize {
+    let per_ip = usize::from(ports.1 - ports.0) + 1;
+    (u32::from(ip) - u32::from(FIRST)) as usize * per_ip + usize::from(port - ports.0)
 }
 
 #[test]
@@ -61,8 +64,7 @@ fn allocates_in_address_order_and_grows_eagerly() {
     let p = pool(2, 5, Some(2));
     let a = p.allocate(1).unwrap();
     let b = p.allocate(2).unwrap();
-    let ip = parse_ipv4("10.0.0.1").unwrap();
-    assert_eq!((a.ip, a.port, b.port), (ip, 1000, 1001));
+    assert_eq!((a.ip, a.port, b.port), (FIRST, 1000, 1001));
     // Taking the last free block (threshold 0) created the next subpool.
     assert_eq!(p.stats().subpools, 2);
     assert_eq!(
@@ -144,10 +146,17 @@ fn free_many_is_all_or_nothing() {
     let p = pool(4, 6, None);
     let leases: Vec<_> = (0..3).map(|i| p.allocate(i).unwrap()).collect();
     let handles: Vec<Handle> = leases.iter().map(|l| l.handle).collect();
-    assert!(p.free_many(&[handles[0], handles[0]]).is_err());
-    assert!(p.free_many(&[handles[0], Handle(99)]).is_err());
+    let mut released = Vec::new();
+    assert!(p
+        .free_many(&[handles[0], handles[0]], &mut released)
+        .is_err());
+    assert!(p
+        .free_many(&[handles[0], Handle(99)], &mut released)
+        .is_err());
     assert_eq!(p.len(), 3);
-    assert_eq!(p.free_many(&handles).unwrap(), vec![0, 1, 2]);
+    assert!(released.is_empty());
+    p.free_many(&handles, &mut released).unwrap();
+    assert_eq!(released, vec![0, 1, 2]);
     assert_eq!(p.len(), 0);
 }
 
@@ -166,8 +175,11 @@ fn lookup_finds_the_live_lease_and_its_data() {
 
 #[test]
 fn threads_never_share_an_address() {
-    let config = Config::new(spec("10.0.0.1", "10.0.0.4", (2000, 2063), 8, 200, Some(8))).unwrap();
-    let address_count = config.address_count as usize;
+    let ports = (2000, 2063);
+    let config = spec(Ipv4Addr::new(10, 0, 0, 4), ports, 8, 200, Some(8))
+        .build()
+        .unwrap();
+    let address_count = config.address_count() as usize;
     let pool = Arc::new(Pool::<u64>::new(config));
     let owned: Arc<Vec<AtomicU8>> =
         Arc::new((0..address_count).map(|_| AtomicU8::new(0)).collect());
@@ -183,7 +195,7 @@ fn threads_never_share_an_address() {
                     seed ^= seed << 17;
                     if seed % 3 != 0 || mine.is_empty() {
                         if let Ok(lease) = pool.allocate(step) {
-                            let index = pool.config().index(lease.ip, lease.port).unwrap() as usize;
+                            let index = index_of(lease.ip, lease.port, ports);
                             assert_eq!(
                                 owned[index].swap(1, Ordering::AcqRel),
                                 0,
@@ -193,19 +205,16 @@ fn threads_never_share_an_address() {
                         }
                     } else {
                         let lease = mine.swap_remove((seed as usize / 3) % mine.len());
-                        let index = pool.config().index(lease.ip, lease.port).unwrap() as usize;
+                        let index = index_of(lease.ip, lease.port, ports);
                         assert_eq!(owned[index].swap(0, Ordering::AcqRel), 1);
                         pool.free(lease.handle).unwrap();
                     }
                     if step % 7 == 0 {
-                        let _ =
-                            pool.lookup_with(lease_ip(&pool), 2000 + (seed % 64) as u16, |l, _| {
-                                l.handle
-                            });
+                        let _ = pool.lookup_with(FIRST, 2000 + (seed % 64) as u16, |l, _| l.handle);
                     }
                 }
                 for lease in mine {
-                    let index = pool.config().index(lease.ip, lease.port).unwrap() as usize;
+                    let index = index_of(lease.ip, lease.port, ports);
                     owned[index].store(0, Ordering::Release);
                     pool.free(lease.handle).unwrap();
                 }
@@ -221,10 +230,6 @@ fn threads_never_share_an_address() {
     let seen: HashSet<u32> = pool.subpools().iter().map(|s| s.id).collect();
     assert_eq!(seen.len() as u64, stats.subpools);
     assert!(stats.blocks >= 8);
-}
-
-fn lease_ip(pool: &Pool<u64>) -> u32 {
-    pool.config().usable_first
 }
 
 #[test]
@@ -277,16 +282,10 @@ fn batches_equal_their_single_operations() {
             for threshold in [0, 1, 3, 7] {
                 for n in [1, 2, 5, 17, 40, 70, 130] {
                     let make = || {
-                        let mut s = spec(
-                            "10.0.0.1",
-                            "10.0.0.2",
-                            (1000, 1099),
-                            initial,
-                            150,
-                            Some(subpool),
-                        );
-                        s.grow_threshold = threshold;
-                        Pool::<u32>::new(Config::new(s).unwrap())
+                        let last = Ipv4Addr::new(10, 0, 0, 2);
+                        let s = spec(last, (1000, 1099), initial, 150, Some(subpool))
+                            .grow_threshold(threshold);
+                        Pool::<u32>::new(s.build().unwrap())
                     };
                     let (batch, single) = (make(), make());
                     // Some churn first, so that ids and intervals have holes.
@@ -317,7 +316,8 @@ fn batches_equal_their_single_operations() {
                     order.rotate_left(third);
                     let (first, rest) = order.split_at(order.len() / 2);
                     for part in [first, rest] {
-                        let data = batch.free_many(part).unwrap();
+                        let mut data = Vec::new();
+                        batch.free_many(part, &mut data).unwrap();
                         let single_data: Vec<u32> = part
                             .iter()
                             .map(|h| single.free(*h).unwrap().unwrap())

@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 
-use natpool::core::{parse_ipv4, Config, Error, Lease, Pool, PoolSpec};
+use std::net::Ipv4Addr;
+
+use natpool::{Error, Lease, Pool, PoolSpec};
 
 type Data = u64;
 
@@ -86,7 +88,7 @@ struct Shared {
 
 impl Shared {
     fn index(&self, lease: &Lease) -> u64 {
-        self.pool.config().index(lease.ip, lease.port).unwrap()
+        index_of(lease.ip, lease.port)
     }
 
     /// Free a lease this thread owns; the live bit is cleared first, since
@@ -104,22 +106,31 @@ impl Shared {
     }
 }
 
+const FIRST_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const FIRST_PORT: u16 = 2000;
+const PORTS: u64 = 64;
+
 fn new_pool() -> Pool<Data> {
     // 4 IPs x 64 ports = 256 addresses; subpools of 8 after an initial 16.
-    Pool::new(
-        Config::new(PoolSpec {
-            name: "stress".into(),
-            first_ip: parse_ipv4("10.0.0.1").unwrap(),
-            last_ip: parse_ipv4("10.0.0.4").unwrap(),
-            prefix: 24,
-            ports: (2000, 2063),
-            initial_blocks: 16,
-            max_blocks: 256,
-            subpool_blocks: Some(8),
-            grow_threshold: 4,
-        })
-        .unwrap(),
-    )
+    let spec = PoolSpec::new("stress", FIRST_IP, Ipv4Addr::new(10, 0, 0, 4))
+        .prefix(24)
+        .ports(FIRST_PORT, FIRST_PORT + PORTS as u16 - 1)
+        .initial_blocks(16)
+        .max_blocks(256)
+        .subpool_blocks(8)
+        .grow_threshold(4);
+    Pool::new(spec.build().unwrap())
+}
+
+/// The index of (ip, port) in the pool's address space (ip-major).
+fn index_of(ip: Ipv4Addr, port: u16) -> u64 {
+    u64::from(u32::from(ip) - u32::from(FIRST_IP)) * PORTS + u64::from(port - FIRST_PORT)
+}
+
+/// The (ip, port) at `index` of the pool's address space.
+fn address_of(index: u64) -> (Ipv4Addr, u16) {
+    let ip = Ipv4Addr::from(u32::from(FIRST_IP) + (index / PORTS) as u32);
+    (ip, FIRST_PORT + (index % PORTS) as u16)
 }
 
 fn worker(
@@ -131,8 +142,8 @@ fn worker(
 ) -> HashMap<u64, (Lease, Data)> {
     let mut rng = Rng::new(seed ^ id);
     let mut mine: HashMap<u64, (Lease, Data)> = HashMap::new();
-    let addresses = shared.pool.config().address_count;
-    let target = shared.pool.config().capacity / threads;
+    let addresses = shared.pool.config().address_count();
+    let target = shared.pool.config().capacity() / threads;
     for op in 0..ops {
         let roll = rng.below(100);
         // Lean towards allocating until this thread holds its share, so the
@@ -204,9 +215,10 @@ fn worker(
                 shared.live.clear(shared.index(lease));
             }
             let handles: Vec<_> = batch.iter().map(|(lease, _)| lease.handle).collect();
-            let returned = shared
+            let mut returned = Vec::new();
+            shared
                 .pool
-                .free_many(&handles)
+                .free_many(&handles, &mut returned)
                 .expect("free_many of live leases");
             for data in &returned {
                 assert!(batch.iter().any(|(_, d)| d == data));
@@ -215,14 +227,14 @@ fn worker(
                 .returned
                 .fetch_add(returned.len() as u64, Ordering::Relaxed);
         } else {
-            let (ip, port) = shared.pool.config().address(rng.below(addresses));
+            let (ip, port) = address_of(rng.below(addresses));
             let (seen, released) = shared.pool.lookup_with(ip, port, |l, d| (l, *d));
             if released.is_some() {
                 shared.returned.fetch_add(1, Ordering::Relaxed);
             }
             if let Some((lease, data)) = seen {
                 assert_eq!((lease.ip, lease.port), (ip, port));
-                let index = shared.pool.config().index(ip, port).unwrap();
+                let index = index_of(ip, port);
                 if let Some(held) = mine.get(&index) {
                     assert_eq!(*held, (lease, data), "lookup of our own lease");
                 }
@@ -292,7 +304,7 @@ fn stress(threads: u64, ops: u64) {
         .all(|s| s.free == u64::from(s.blocks)));
 
     // Nothing leaked: every address can be leased once more, then no more.
-    let all: Vec<(Lease, Data)> = (0..pool.config().capacity)
+    let all: Vec<(Lease, Data)> = (0..pool.config().capacity())
         .map(|i| {
             let lease = pool.allocate(i).unwrap();
             shared.live.set(shared.index(&lease));

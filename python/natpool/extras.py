@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import importlib.util
 
-__all__ = ["MissingExtra", "require"]
+__all__ = ["EXTRAS", "MissingExtra", "require"]
+
+EXTRAS = {"metrics": "prometheus_client", "plot": "matplotlib"}
+"""Each optional extra (pyproject.toml's ``optional-dependencies``) and the module it installs."""
 
 
 class MissingExtra(ImportError):
     """A feature's optional dependency is not installed."""
 
 
-def require(module: str, extra: str) -> None:
-    """Raise :class:`MissingExtra` unless ``module`` (of the extra ``natpool[extra]``) can be imported."""
+def require(extra: str) -> None:
+    """Raise :class:`MissingExtra` unless the module of the extra ``natpool[extra]`` can be imported."""
+    module = EXTRAS[extra]
     if importlib.util.find_spec(module) is None:
         raise MissingExtra(f"needs {module}: pip install 'natpool[{extra}]'")

@@ -6,7 +6,8 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyInt, PyList, PyString, PyTuple, PyType};
 
-use crate::core::{parse_ipv4, parse_netmask, Error};
+use crate::core::config::{parse_ipv4, parse_netmask};
+use crate::core::Error;
 
 static IPV4_ADDRESS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 

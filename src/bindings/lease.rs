@@ -8,7 +8,7 @@ use pyo3::types::{PyBool, PyTuple};
 
 use crate::bindings::pool::PyPool;
 use crate::core::config::ip_text;
-use crate::core::Handle;
+use crate::core::{Error, Handle};
 
 /// A client NAT address held by one connection.
 #[pyclass(frozen, name = "Lease", module = "natpool")]
@@ -116,10 +116,13 @@ impl LeaseContext {
     ) -> PyResult<bool> {
         let lease = self.lease.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(lease) = lease {
-            let pool = self.pool.get();
-            let handle = Handle(lease.get().handle);
-            if pool.core.is_live(handle) {
-                drop(pool.core.free(handle)?);
+            // One attempt, no check first: a check then a free would let
+            // another thread's free land in between. `NotLive` means the
+            // lease was freed already (inside the block), which is allowed.
+            match self.pool.get().core.free(Handle(lease.get().handle)) {
+                Ok(data) => drop(data),
+                Err(Error::NotLive(_)) => {}
+                Err(error) => return Err(error.into()),
             }
         }
         Ok(false)

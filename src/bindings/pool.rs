@@ -10,7 +10,10 @@ use crate::bindings::convert::{self, Context};
 use crate::bindings::lease::{LeaseContext, PyLease};
 use crate::bindings::records;
 use crate::core::config::ip_text;
-use crate::core::{Config, Error, Handle, Lease, Pool, PoolSpec};
+use std::net::Ipv4Addr;
+
+use crate::core::config::WideSpec;
+use crate::core::{Config, Error, Handle, Lease, Pool};
 
 /// A client NAT address pool (the Rust core).
 #[pyclass(frozen, name = "Pool", module = "natpool")]
@@ -28,7 +31,7 @@ fn lease_object(
         PyLease {
             pool: pool.clone().unbind(),
             handle: lease.handle.0,
-            ip: lease.ip,
+            ip: u32::from(lease.ip),
             port: lease.port,
             data,
         },
@@ -118,7 +121,7 @@ impl PyPool {
             .transpose()?;
         let grow_threshold =
             grow_threshold.map_or(Ok(0), |v| convert::count(v, "grow_threshold"))?;
-        let config = Config::new(PoolSpec {
+        let config = Config::validate(WideSpec {
             name,
             first_ip,
             last_ip,
@@ -136,47 +139,47 @@ impl PyPool {
 
     #[getter]
     fn name(&self) -> &str {
-        &self.core.config().name
+        self.core.config().name()
     }
     #[getter]
     fn first_ip(&self) -> String {
-        ip_text(self.core.config().first_ip)
+        self.core.config().first_ip().to_string()
     }
     #[getter]
     fn last_ip(&self) -> String {
-        ip_text(self.core.config().last_ip)
+        self.core.config().last_ip().to_string()
     }
     #[getter]
     fn netmask(&self) -> String {
-        ip_text(self.core.config().netmask())
+        self.core.config().netmask().to_string()
     }
     #[getter]
     fn initial_blocks(&self) -> u32 {
-        self.core.config().initial_blocks
+        self.core.config().initial_blocks()
     }
     #[getter]
     fn max_blocks(&self) -> u64 {
-        self.core.config().max_blocks
+        self.core.config().max_blocks()
     }
     #[getter]
     fn ports(&self) -> (u16, u16) {
-        (self.core.config().port_low, self.core.config().port_high)
+        self.core.config().ports()
     }
     #[getter]
     fn subpool_blocks(&self) -> u32 {
-        self.core.config().subpool_blocks
+        self.core.config().subpool_blocks()
     }
     #[getter]
     fn grow_threshold(&self) -> u64 {
-        self.core.config().grow_threshold
+        self.core.config().grow_threshold()
     }
     #[getter]
     fn address_count(&self) -> u64 {
-        self.core.config().address_count
+        self.core.config().address_count()
     }
     #[getter]
     fn capacity(&self) -> u64 {
-        self.core.config().capacity
+        self.core.config().capacity()
     }
 
     fn __len__(&self) -> usize {
@@ -185,11 +188,11 @@ impl PyPool {
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
         let pool = slf.get();
-        let name = PyString::new(slf.py(), &pool.core.config().name).repr()?;
+        let name = PyString::new(slf.py(), pool.core.config().name()).repr()?;
         Ok(format!(
             "Pool(name={name}, live={}, capacity={})",
             pool.core.len(),
-            pool.core.config().capacity
+            pool.core.config().capacity()
         ))
     }
 
@@ -254,10 +257,14 @@ impl PyPool {
                 .collect::<PyResult<Vec<_>>>()?
         };
         let core = &slf.get().core;
-        let released = slf.py().detach(|| core.free_many(&handles));
-        // The released data objects are dropped here, attached.
-        drop(released?);
-        Ok(())
+        let mut released = Vec::new();
+        let result = slf.py().detach(|| core.free_many(&handles, &mut released));
+        // The released data objects are dropped here, attached, on success
+        // and on error alike: a `Py` dropped while detached would be queued
+        // for PyO3's deferred decrefs (finalizers run late, and every later
+        // call into the extension takes that queue's lock).
+        drop(released);
+        Ok(result?)
     }
 
     /// The live lease holding (ip, port), with its data, or None.
@@ -269,9 +276,12 @@ impl PyPool {
         let py = slf.py();
         let ip = convert::ip(ip, "ip", Context::Argument)?;
         let port = convert::port(port)?;
-        let (found, released) = slf.get().core.lookup_with(ip, port, |lease, data| {
-            (lease, data.as_ref().map(|d| d.clone_ref(py)))
-        });
+        let (found, released) =
+            slf.get()
+                .core
+                .lookup_with(Ipv4Addr::from(ip), port, |lease, data| {
+                    (lease, data.as_ref().map(|d| d.clone_ref(py)))
+                });
         drop(released);
         found
             .map(|(lease, data)| lease_object(slf, lease, data))

@@ -119,7 +119,7 @@ impl Availability {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
@@ -157,3 +157,6 @@ mod tests {
         assert_eq!(map.first(), Some(9));
     }
 }
+
+#[cfg(all(loom, test))]
+mod loom;

@@ -80,7 +80,7 @@ impl<T: Default> ConnectionBlock<T> {
     /// The caller must own the block: it popped it from the free list and has
     /// not published it, so no other thread reads or writes `data`.
     #[inline]
-    pub unsafe fn occupy(&self, data: T) -> u32 {
+    pub(crate) unsafe fn occupy(&self, data: T) -> u32 {
         let state = self.state.load(Ordering::Relaxed);
         debug_assert_eq!(state & (LIVE | RELEASING | READERS), 0);
         // SAFETY: the caller owns the block (see the contract above).
@@ -107,7 +107,9 @@ impl<T: Default> ConnectionBlock<T> {
                 .state
                 .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) if done => return Release::Done(self.take_data()),
+                // SAFETY: our CAS moved the block from live with no reader
+                // to free, and it is on no free list yet.
+                Ok(_) if done => return Release::Done(unsafe { self.take_data() }),
                 Ok(_) => return Release::Deferred,
                 Err(seen) => state = seen,
             }
@@ -152,24 +154,31 @@ impl<T: Default> ConnectionBlock<T> {
                 .state
                 .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Relaxed)
             {
-                Ok(_) if last_out => return Some((result, Some(self.take_data()))),
+                // SAFETY: our CAS moved the block from releasing, with us
+                // its last reader, to free; it is on no free list yet.
+                Ok(_) if last_out => return Some((result, Some(unsafe { self.take_data() }))),
                 Ok(_) => return Some((result, None)),
                 Err(seen) => state = seen,
             }
         }
     }
 
-    fn take_data(&self) -> T {
-        // SAFETY: called only by the thread whose CAS moved the block from
-        // live (or releasing) with no other reader to free: no reader can
-        // register (LIVE is clear) and the block is on no free list yet, so
-        // this thread alone accesses `data`.
+    /// Move the data out, leaving `T::default()`.
+    ///
+    /// # Safety
+    /// Only the thread whose CAS just moved the block out of live (or
+    /// releasing) into free, with no reader left, may call this, once, and
+    /// before it returns the block to the free list: then no reader can
+    /// register (`LIVE` is clear) and no allocator can pop the block, so
+    /// this thread alone accesses `data`.
+    unsafe fn take_data(&self) -> T {
+        // SAFETY: the caller alone accesses `data` (see the contract above).
         self.data
             .with_mut(|cell| unsafe { std::mem::take(&mut *cell) })
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
@@ -220,3 +229,6 @@ mod tests {
         assert!(!block.is_live(0));
     }
 }
+
+#[cfg(all(loom, test))]
+mod loom;

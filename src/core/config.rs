@@ -1,20 +1,133 @@
 //! The control block (the patent's Figure 3) and the ordered address space.
 //!
-//! Validation mirrors `natpool/reference/config.py`: the caller (the Python
-//! binding, or a Rust user) parses each argument (phase 1: types, IP and
-//! netmask syntax, see [`parse_ipv4`] and [`parse_netmask`]); [`Config::new`]
-//! then checks the values in the reference model's order (phase 2) and the relations
-//! between them (phase 3), and reports the first failure.
+//! Rust callers describe a pool with the typed [`PoolSpec`] builder and get a
+//! [`Config`] from [`PoolSpec::build`]; a `Config` exists only after
+//! validation. The Python binding instead parses each argument itself
+//! (phase 1: types, IP and netmask syntax, wide integers so that
+//! out-of-range input is reported, not truncated) into a [`WideSpec`];
+//! [`Config::validate`] then checks the values in the reference model's
+//! order (phase 2) and the relations between them (phase 3), and reports the
+//! first failure, exactly as `natpool/reference/config.py` does.
+
+use std::net::Ipv4Addr;
 
 use crate::core::error::Error;
 
 /// The largest subpool (and `initial_blocks`): block offsets are 32-bit.
-pub const MAX_SUBPOOL_BLOCKS: u32 = u32::MAX;
+pub(crate) const MAX_SUBPOOL_BLOCKS: u32 = u32::MAX;
 
-/// A pool's configuration as given, before validation. Integers are wide so
-/// that out-of-range input is reported, not truncated.
+/// A pool's configuration, typed, with defaults; [`build`](Self::build)
+/// validates it into a [`Config`].
+///
+/// Defaults: netmask prefix 0 (every address of `first_ip..=last_ip` but
+/// 0.0.0.0 and 255.255.255.255), ports 1024..=65535, `initial_blocks`
+/// 1024, no `max_blocks` limit (the capacity is then the address count),
+/// `subpool_blocks` equal to `initial_blocks`, `grow_threshold` 0.
+///
+/// ```
+/// use std::net::Ipv4Addr;
+/// use natpool::{Pool, PoolSpec};
+///
+/// let config = PoolSpec::new("slb", Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2))
+///     .ports(20000, 20009)
+///     .initial_blocks(4)
+///     .subpool_blocks(8)
+///     .build()?;
+/// assert_eq!(config.address_count(), 20); // 2 IPs x 10 ports
+/// let pool: Pool<&str> = Pool::new(config);
+/// let lease = pool.allocate("client 192.0.2.7:51000")?;
+/// assert_eq!((lease.ip, lease.port), (Ipv4Addr::new(10, 0, 0, 1), 20000));
+/// pool.free(lease.handle)?;
+/// # Ok::<(), natpool::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolSpec {
+    name: String,
+    first_ip: Ipv4Addr,
+    last_ip: Ipv4Addr,
+    prefix: u8,
+    ports: (u16, u16),
+    initial_blocks: u32,
+    max_blocks: u64,
+    subpool_blocks: Option<u32>,
+    grow_threshold: u64,
+}
+
+impl PoolSpec {
+    /// A pool named `name` over `first_ip..=last_ip`, with the defaults.
+    pub fn new(name: impl Into<String>, first_ip: Ipv4Addr, last_ip: Ipv4Addr) -> Self {
+        PoolSpec {
+            name: name.into(),
+            first_ip,
+            last_ip,
+            prefix: 0,
+            ports: (1024, 65535),
+            initial_blocks: 1024,
+            max_blocks: u64::MAX,
+            subpool_blocks: None,
+            grow_threshold: 0,
+        }
+    }
+
+    /// The subnet's prefix length (0..=32): for /30 and shorter its network
+    /// and broadcast addresses are never handed out, and `first_ip` and
+    /// `last_ip` must lie in one subnet.
+    pub fn prefix(mut self, prefix: u8) -> Self {
+        self.prefix = prefix;
+        self
+    }
+
+    /// The ports of each IP, `low..=high` (within 1..=65535).
+    pub fn ports(mut self, low: u16, high: u16) -> Self {
+        self.ports = (low, high);
+        self
+    }
+
+    /// Blocks in the first subpool (at least 1).
+    pub fn initial_blocks(mut self, blocks: u32) -> Self {
+        self.initial_blocks = blocks;
+        self
+    }
+
+    /// The most blocks (live leases) the pool may hold at once.
+    pub fn max_blocks(mut self, blocks: u64) -> Self {
+        self.max_blocks = blocks;
+        self
+    }
+
+    /// Blocks in each later subpool (at least 1).
+    pub fn subpool_blocks(mut self, blocks: u32) -> Self {
+        self.subpool_blocks = Some(blocks);
+        self
+    }
+
+    /// Create one more subpool after an allocation that leaves at most this
+    /// many free blocks.
+    pub fn grow_threshold(mut self, free_blocks: u64) -> Self {
+        self.grow_threshold = free_blocks;
+        self
+    }
+
+    /// Validate the spec; the error names the first offending field.
+    pub fn build(self) -> Result<Config, Error> {
+        Config::validate(WideSpec {
+            name: self.name,
+            first_ip: u32::from(self.first_ip),
+            last_ip: u32::from(self.last_ip),
+            prefix: self.prefix,
+            ports: (i128::from(self.ports.0), i128::from(self.ports.1)),
+            initial_blocks: i128::from(self.initial_blocks),
+            max_blocks: i128::from(self.max_blocks),
+            subpool_blocks: self.subpool_blocks.map(i128::from),
+            grow_threshold: i128::from(self.grow_threshold),
+        })
+    }
+}
+
+/// A pool's configuration as the binding parsed it, before validation.
+/// Integers are wide so that out-of-range input is reported, not truncated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WideSpec {
     pub name: String,
     pub first_ip: u32,
     pub last_ip: u32,
@@ -33,28 +146,29 @@ pub struct PoolSpec {
 /// `ports`, ordered by ip, then port, and numbered from 0.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    pub name: String,
-    pub first_ip: u32,
-    pub last_ip: u32,
-    pub prefix: u8,
-    pub port_low: u16,
-    pub port_high: u16,
-    pub initial_blocks: u32,
-    pub max_blocks: u64,
-    pub subpool_blocks: u32,
-    pub grow_threshold: u64,
+    name: String,
+    first_ip: u32,
+    last_ip: u32,
+    prefix: u8,
+    port_low: u16,
+    port_high: u16,
+    initial_blocks: u32,
+    max_blocks: u64,
+    subpool_blocks: u32,
+    grow_threshold: u64,
     /// First IP handed out (the subnet's network address is left out for /30 and shorter).
-    pub usable_first: u32,
+    usable_first: u32,
     /// Last IP handed out (the broadcast address is left out for /30 and shorter).
-    pub usable_last: u32,
-    pub address_count: u64,
+    usable_last: u32,
+    address_count: u64,
     /// `min(max_blocks, address_count)`.
-    pub capacity: u64,
+    capacity: u64,
 }
 
 /// Parse a dotted-quad IPv4 address the way Python's `ipaddress` does:
 /// four decimal octets of at most three digits, no leading zeros.
-pub fn parse_ipv4(text: &str) -> Option<u32> {
+#[cfg_attr(not(feature = "python"), allow(dead_code))] // the binding's phase 1
+pub(crate) fn parse_ipv4(text: &str) -> Option<u32> {
     let mut value: u32 = 0;
     let mut octets = 0;
     for part in text.split('.') {
@@ -79,7 +193,8 @@ pub fn parse_ipv4(text: &str) -> Option<u32> {
 }
 
 /// Parse a dotted netmask into its prefix length; non-contiguous masks are errors.
-pub fn parse_netmask(text: &str) -> Result<u8, Error> {
+#[cfg_attr(not(feature = "python"), allow(dead_code))] // the binding's phase 1
+pub(crate) fn parse_netmask(text: &str) -> Result<u8, Error> {
     let mask = parse_ipv4(text)
         .ok_or_else(|| Error::config("netmask", format!("{text:?} is not a netmask")))?;
     let prefix = mask.leading_ones() as u8;
@@ -93,7 +208,7 @@ pub fn parse_netmask(text: &str) -> Result<u8, Error> {
 }
 
 /// The mask of a prefix length (0..=32).
-pub fn prefix_mask(prefix: u8) -> u32 {
+pub(crate) fn prefix_mask(prefix: u8) -> u32 {
     if prefix == 0 {
         0
     } else {
@@ -102,7 +217,7 @@ pub fn prefix_mask(prefix: u8) -> u32 {
 }
 
 /// Dotted-quad text of an address.
-pub fn ip_text(ip: u32) -> String {
+pub(crate) fn ip_text(ip: u32) -> String {
     std::net::Ipv4Addr::from(ip).to_string()
 }
 
@@ -120,7 +235,7 @@ fn saturate_u64(value: i128) -> u64 {
 
 impl Config {
     /// Validate a spec (phases 2 and 3; see the module docs).
-    pub fn new(spec: PoolSpec) -> Result<Config, Error> {
+    pub(crate) fn validate(spec: WideSpec) -> Result<Config, Error> {
         if spec.prefix > 32 {
             return Err(Error::config(
                 "netmask",
@@ -215,9 +330,64 @@ impl Config {
         })
     }
 
-    /// The dotted netmask.
-    pub fn netmask(&self) -> u32 {
-        prefix_mask(self.prefix)
+    /// The pool's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The first IP of the range as given.
+    pub fn first_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.first_ip)
+    }
+
+    /// The last IP of the range as given.
+    pub fn last_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.last_ip)
+    }
+
+    /// The netmask's prefix length.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    /// The netmask.
+    pub fn netmask(&self) -> Ipv4Addr {
+        Ipv4Addr::from(prefix_mask(self.prefix))
+    }
+
+    /// The ports of each IP, `(low, high)`.
+    pub fn ports(&self) -> (u16, u16) {
+        (self.port_low, self.port_high)
+    }
+
+    /// Blocks in the first subpool.
+    pub fn initial_blocks(&self) -> u32 {
+        self.initial_blocks
+    }
+
+    /// The limit on blocks as given.
+    pub fn max_blocks(&self) -> u64 {
+        self.max_blocks
+    }
+
+    /// Blocks in each later subpool (`initial_blocks` unless set).
+    pub fn subpool_blocks(&self) -> u32 {
+        self.subpool_blocks
+    }
+
+    /// The free-block threshold for growing ahead of need.
+    pub fn grow_threshold(&self) -> u64 {
+        self.grow_threshold
+    }
+
+    /// How many (ip, port) addresses the pool's address space has.
+    pub fn address_count(&self) -> u64 {
+        self.address_count
+    }
+
+    /// The most leases live at once: `min(max_blocks, address_count)`.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
     }
 
     fn ports_per_ip(&self) -> u64 {
@@ -225,7 +395,7 @@ impl Config {
     }
 
     /// The (ip, port) at `index` of the address space (`index < address_count`).
-    pub fn address(&self, index: u64) -> (u32, u16) {
+    pub(crate) fn address(&self, index: u64) -> (u32, u16) {
         let per_ip = self.ports_per_ip();
         let ip = self.usable_first + (index / per_ip) as u32;
         let port = self.port_low + (index % per_ip) as u16;
@@ -233,7 +403,7 @@ impl Config {
     }
 
     /// The index of (ip, port), or `None` when it is outside the address space.
-    pub fn index(&self, ip: u32, port: u16) -> Option<u64> {
+    pub(crate) fn index(&self, ip: u32, port: u16) -> Option<u64> {
         if !(self.usable_first..=self.usable_last).contains(&ip)
             || !(self.port_low..=self.port_high).contains(&port)
         {
@@ -246,12 +416,12 @@ impl Config {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
-    pub(crate) fn spec(first: &str, last: &str, prefix: u8) -> PoolSpec {
-        PoolSpec {
+    fn spec(first: &str, last: &str, prefix: u8) -> WideSpec {
+        WideSpec {
             name: "t".into(),
             first_ip: parse_ipv4(first).unwrap(),
             last_ip: parse_ipv4(last).unwrap(),
@@ -313,14 +483,14 @@ mod tests {
 
     #[test]
     fn address_space_leaves_out_network_and_broadcast() {
-        let c = Config::new(spec("10.0.0.0", "10.0.0.255", 24)).unwrap();
+        let c = Config::validate(spec("10.0.0.0", "10.0.0.255", 24)).unwrap();
         assert_eq!(c.usable_first, parse_ipv4("10.0.0.1").unwrap());
         assert_eq!(c.usable_last, parse_ipv4("10.0.0.254").unwrap());
         assert_eq!(c.address_count, 254 * 64512);
         assert_eq!(c.capacity, 100);
-        let c = Config::new(spec("10.0.0.0", "10.0.0.1", 31)).unwrap();
+        let c = Config::validate(spec("10.0.0.0", "10.0.0.1", 31)).unwrap();
         assert_eq!(c.address_count, 2 * 64512);
-        let c = Config::new(spec("10.0.0.7", "10.0.0.7", 32)).unwrap();
+        let c = Config::validate(spec("10.0.0.7", "10.0.0.7", 32)).unwrap();
         assert_eq!(c.address_count, 64512);
     }
 
@@ -328,7 +498,7 @@ mod tests {
     fn index_and_address_are_inverse() {
         let mut s = spec("10.0.0.1", "10.0.0.3", 24);
         s.ports = (100, 102);
-        let c = Config::new(s).unwrap();
+        let c = Config::validate(s).unwrap();
         for i in 0..c.address_count {
             let (ip, port) = c.address(i);
             assert_eq!(c.index(ip, port), Some(i));
@@ -340,10 +510,10 @@ mod tests {
     #[test]
     fn rejects_each_bad_value_naming_the_field() {
         let ok = spec("10.0.0.1", "10.0.0.9", 24);
-        let with = |f: &dyn Fn(&mut PoolSpec)| {
+        let with = |f: &dyn Fn(&mut WideSpec)| {
             let mut s = ok.clone();
             f(&mut s);
-            Config::new(s)
+            Config::validate(s)
         };
         assert_eq!(field(with(&|s| s.name.clear())), "name");
         assert_eq!(field(with(&|s| s.ports = (0, 10))), "ports");
@@ -370,7 +540,49 @@ mod tests {
         );
         assert_eq!(field(with(&|s| s.prefix = 33)), "netmask");
         let only_network = spec("10.0.0.0", "10.0.0.0", 24);
-        assert_eq!(field(Config::new(only_network)), "first_ip");
+        assert_eq!(field(Config::validate(only_network)), "first_ip");
+    }
+
+    #[test]
+    fn the_typed_spec_has_defaults_and_validates() {
+        let ip = |text: &str| text.parse::<std::net::Ipv4Addr>().unwrap();
+        let c = PoolSpec::new("d", ip("10.0.0.0"), ip("10.0.0.255"))
+            .build()
+            .unwrap();
+        // Prefix 0 keeps every address of the range; ports 1024..=65535.
+        assert_eq!(c.ports(), (1024, 65535));
+        assert_eq!(c.address_count(), 256 * 64512);
+        assert_eq!(c.capacity(), c.address_count());
+        assert_eq!((c.initial_blocks(), c.subpool_blocks()), (1024, 1024));
+        assert_eq!(c.grow_threshold(), 0);
+        let c = PoolSpec::new("d", ip("10.0.0.0"), ip("10.0.0.255"))
+            .prefix(24)
+            .initial_blocks(4)
+            .subpool_blocks(8)
+            .build()
+            .unwrap();
+        assert_eq!(
+            (c.first_ip(), c.netmask()),
+            (ip("10.0.0.0"), ip("255.255.255.0"))
+        );
+        assert_eq!(c.address_count(), 254 * 64512);
+        assert_eq!((c.initial_blocks(), c.subpool_blocks()), (4, 8));
+        let bad = |spec: PoolSpec| field(spec.build());
+        let spec = || PoolSpec::new("d", ip("10.0.0.1"), ip("10.0.0.2"));
+        assert_eq!(bad(spec().ports(0, 5)), "ports");
+        assert_eq!(bad(spec().ports(9, 5)), "ports");
+        assert_eq!(bad(spec().initial_blocks(0)), "initial_blocks");
+        assert_eq!(bad(spec().max_blocks(3)), "max_blocks");
+        assert_eq!(bad(spec().subpool_blocks(0)), "subpool_blocks");
+        assert_eq!(bad(spec().prefix(33)), "netmask");
+        assert_eq!(
+            bad(PoolSpec::new("", ip("10.0.0.1"), ip("10.0.0.2"))),
+            "name"
+        );
+        assert_eq!(
+            bad(PoolSpec::new("d", ip("10.0.0.2"), ip("10.0.0.1"))),
+            "last_ip"
+        );
     }
 
     #[test]
@@ -378,6 +590,6 @@ mod tests {
         let mut s = spec("10.0.0.9", "10.0.0.1", 24);
         s.name.clear();
         s.initial_blocks = 0;
-        assert_eq!(field(Config::new(s)), "name");
+        assert_eq!(field(Config::validate(s)), "name");
     }
 }

@@ -17,6 +17,10 @@ pub enum Error {
     NotLive(String),
     /// Memory for a new subpool could not be reserved.
     OutOfMemory(String),
+    /// The cluster's store is unreachable or failed (it changed nothing).
+    Store(String),
+    /// The pool was closed.
+    Closed(String),
 }
 
 impl Error {
@@ -35,7 +39,9 @@ impl fmt::Display for Error {
             Error::Argument(m)
             | Error::Exhausted(m)
             | Error::NotLive(m)
-            | Error::OutOfMemory(m) => f.write_str(m),
+            | Error::OutOfMemory(m)
+            | Error::Store(m)
+            | Error::Closed(m) => f.write_str(m),
         }
     }
 }

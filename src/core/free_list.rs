@@ -156,13 +156,14 @@ impl FreeList {
     }
 
     /// Return a block; yields the number of free blocks after it.
-    #[inline]
+    #[cfg(test)]
     pub fn push(&self, offset: u32) -> u64 {
         self.push_many(&[offset])
     }
 
     /// Return blocks with one CAS, leaving the stack as pushing them one by
-    /// one in order would; yields the number of free blocks after them.
+    /// one in order would; yields the number of free blocks after them (with
+    /// the closed bit set if the list is closed).
     #[inline]
     pub fn push_many(&self, offsets: &[u32]) -> u64 {
         let (Some(&first), Some(&last)) = (offsets.first(), offsets.last()) else {
@@ -198,6 +199,32 @@ impl FreeList {
             .is_ok()
     }
 
+    /// Undo a [`try_close`](Self::try_close) of a list of `total` blocks (a
+    /// deletion that could not go ahead). Nothing can have changed a closed
+    /// list with every block free: no reservation succeeds, and no block is
+    /// out to be pushed.
+    pub fn reopen(&self, total: u64) {
+        let reopened = self.available.compare_exchange(
+            CLOSED | total,
+            total,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+        debug_assert!(reopened.is_ok());
+    }
+
+    /// Close the list whatever its count (a fenced subpool): no reservation
+    /// succeeds after it; pushes still count the blocks that come back.
+    pub fn fence(&self) {
+        self.available.fetch_or(CLOSED, Ordering::AcqRel);
+    }
+
+    /// Whether a push that returned `after` (from [`push_many`](Self::push_many))
+    /// left a closed list of `total` blocks with every block free.
+    pub fn closed_and_full(after: u64, total: u64) -> bool {
+        after == CLOSED | total
+    }
+
     /// Whether a reservation could succeed now: open, with a free block (a
     /// snapshot). A closed list never reopens, so `false` stays `false`.
     #[inline]
@@ -213,7 +240,7 @@ impl FreeList {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
@@ -299,3 +326,6 @@ mod tests {
         assert_eq!(list.available(), 2);
     }
 }
+
+#[cfg(all(loom, test))]
+mod loom;

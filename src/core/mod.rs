@@ -2,32 +2,42 @@
 //!
 //! | module | the patent's term |
 //! |---|---|
-//! | [`config`] | the control block (Figure 3) and the ordered address space |
-//! | [`block`] | a connection block and its lease state |
-//! | [`free_list`] | a subpool's lock-free free list of blocks |
-//! | [`subpool`] | a storage subpool: blocks pre-initialized with addresses |
-//! | [`availability`] | which subpools have a free block, lowest id first, in O(1) |
-//! | [`interval_list`] | the interval list (Figure 7), published as snapshots |
-//! | [`pool`] | the pool: memory pool, growth and deletion, leases |
-//! | [`sync`] | the atomics and cells, std's or loom's (`--cfg loom`) |
+//! | `config` | the control block (Figure 3) and the ordered address space |
+//! | `block` | a connection block and its lease state |
+//! | `free_list` | a subpool's lock-free free list of blocks |
+//! | `subpool` | a storage subpool: blocks pre-initialized with addresses |
+//! | `availability` | which subpools have a free block, lowest id first, in O(1) |
+//! | `interval_list` | the interval list (Figure 7), published as snapshots |
+//! | `pool` | the pool: its lock-free side (allocate, free, lookup) and its writer side (creation, deletion, growth) |
+//! | `store` | a cluster's shared interval list: the store a member claims ranges from |
+//! | `segvec` | a growable array whose elements never move |
+//! | `handle` | lease handles: generation, subpool id, offset |
+//! | `error` | the core's one error type |
+//! | `sync` | the atomics and cells, std's or loom's (`--cfg loom`) |
+//!
+//! Every module is crate-private: the crate root re-exports the API. The
+//! loom models (`--cfg loom`, `make loom`) are `loom` submodules next to
+//! the code they check.
 
-pub mod availability;
-pub mod block;
-pub mod config;
-pub mod error;
-pub mod free_list;
-pub mod handle;
-pub mod interval_list;
-pub mod pool;
-pub mod segvec;
-pub mod subpool;
-pub mod sync;
+pub(crate) mod availability;
+pub(crate) mod block;
+pub(crate) mod config;
+pub(crate) mod error;
+pub(crate) mod free_list;
+pub(crate) mod handle;
+pub(crate) mod interval_list;
+pub(crate) mod pool;
+pub(crate) mod segvec;
+pub(crate) mod store;
+pub(crate) mod subpool;
+pub(crate) mod sync;
 
-#[cfg(all(test, not(loom)))]
-mod creation_hold;
+#[cfg(all(loom, test))]
+mod loom_support;
 
-pub use config::{parse_ipv4, parse_netmask, Config, PoolSpec};
+pub use config::{Config, PoolSpec};
 pub use error::Error;
 pub use handle::Handle;
 pub use interval_list::Interval;
 pub use pool::{Lease, Pool, PoolStats, SubpoolInfo};
+pub use store::{Grant, Membership, Store};

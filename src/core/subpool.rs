@@ -5,6 +5,7 @@ use crate::core::block::ConnectionBlock;
 use crate::core::config::Config;
 use crate::core::error::Error;
 use crate::core::free_list::FreeList;
+use crate::core::sync::{AtomicBool, Ordering};
 
 pub struct Subpool<T> {
     /// The subpool's id: the lowest id not in use when it was created.
@@ -13,6 +14,11 @@ pub struct Subpool<T> {
     pub start: u64,
     pub blocks: Box<[ConnectionBlock<T>]>,
     pub free: FreeList,
+    /// In a cluster: the epoch of the claim its addresses come from.
+    pub epoch: Option<u64>,
+    /// In a cluster: the claim lapsed and the subpool serves no allocation
+    /// (its free list is closed); it goes when its last lease is freed.
+    fenced: AtomicBool,
 }
 
 impl<T: Default> Subpool<T> {
@@ -24,6 +30,7 @@ impl<T: Default> Subpool<T> {
         start: u64,
         count: u32,
         generation: u32,
+        epoch: Option<u64>,
     ) -> Result<Self, Error> {
         let mut blocks = Vec::new();
         blocks.try_reserve_exact(count as usize).map_err(|_| {
@@ -38,6 +45,8 @@ impl<T: Default> Subpool<T> {
             start,
             blocks: blocks.into_boxed_slice(),
             free: FreeList::new(count)?,
+            epoch,
+            fenced: AtomicBool::new(false),
         })
     }
 
@@ -45,13 +54,24 @@ impl<T: Default> Subpool<T> {
         self.blocks.len() as u32
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.blocks.is_empty()
-    }
-
     /// Whether address `index` belongs to this subpool.
     pub fn covers(&self, index: u64) -> bool {
         index >= self.start && index - self.start < u64::from(self.len())
+    }
+
+    /// Whether the subpool was fenced (see [`fence`](Self::fence)).
+    pub fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::Acquire)
+    }
+
+    /// Stop allocations from the subpool for good (its claim lapsed); true
+    /// for the call that fenced it. Frees still return blocks.
+    pub fn fence(&self) -> bool {
+        if self.fenced.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        self.free.fence();
+        true
     }
 
     /// The highest generation among the blocks (for the id's next holder).

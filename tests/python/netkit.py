@@ -2,6 +2,11 @@
 
 Every listen socket takes an ephemeral port; every pool lives in a random 127.X.Y.0/24 so that tests running
 at the same time on this machine (other worktrees) do not bind each other's NAT addresses.
+
+The random networks and ports come from one seed per session, :data:`SEED`: a fresh one each session (so that
+sessions running side by side draw different networks), or ``NATPOOL_TEST_SEED`` to replay one. The pytest
+header shows it, and so does the summary of a session that failed. Each test draws from the seed and its own
+name (conftest calls :func:`reseed`), so a test replays alone as in the whole session.
 """
 
 from __future__ import annotations
@@ -10,38 +15,51 @@ import asyncio
 import contextlib
 import http.server
 import ipaddress
+import os
 import random
 import socket
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
-from natpool.proxy import Proxy, ProxyConfig
-from natpool.proxy.listener import bound_address, close_server
-from natpool.proxy.options import PoolSpec, parse_pool
+from natpool.apps.listener import bound_address, close_server
+from natpool.apps.options import PoolAddresses, parse_pool
+from natpool.apps.proxy import Proxy, ProxyConfig
 
 HANG_GUARD = 30.0
 """Seconds after which a test that waits for something gives up: a guard against hangs, not a measurement."""
 
+SEED = int(os.environ.get("NATPOOL_TEST_SEED") or random.SystemRandom().randrange(2**32))
+"""The session's seed of the random networks and ports (``NATPOOL_TEST_SEED``, else a fresh one)."""
+
+_random = random.Random(SEED)
+
+
+def reseed(test: str) -> None:
+    """Draw from here on from :data:`SEED` and ``test`` (a test's node id): the same draws each time."""
+    _random.seed(f"{SEED}:{test}")
+
 
 def random_network() -> ipaddress.IPv4Network:
     """A /24 inside 127.0.0.0/8 (all of it is loopback on Linux), away from 127.0.0.0/16."""
-    return ipaddress.IPv4Network(f"127.{random.randint(101, 254)}.{random.randint(0, 255)}.0/24")
+    return ipaddress.IPv4Network(f"127.{_random.randint(101, 254)}.{_random.randint(0, 255)}.0/24")
 
 
-def pool_range(network: ipaddress.IPv4Network, ips: int = 1, ports: int = 2) -> tuple[PoolSpec, tuple[int, int]]:
+def pool_range(network: ipaddress.IPv4Network, ips: int = 1, ports: int = 2) -> tuple[PoolAddresses, tuple[int, int]]:
     """A pool of ``ips`` addresses of ``network`` times ``ports`` ports (a random port window)."""
     first = network.network_address + 1
-    low = random.randint(20000, 30000)
+    low = _random.randint(20000, 30000)
     return parse_pool(f"{first}-{first + ips - 1}"), (low, low + ports - 1)
 
 
-def config(backends: list[tuple[str, int]], pool: PoolSpec, ports: tuple[int, int], **options: object) -> ProxyConfig:
+def config(
+    backends: list[tuple[str, int]], pool: PoolAddresses, ports: tuple[int, int], **options: object
+) -> ProxyConfig:
     defaults: dict[str, object] = {"initial_blocks": 1, "max_blocks": 65536}
     defaults.update(options)
     return ProxyConfig(listen=("127.0.0.1", 0), backends=tuple(backends), pool=pool, ports=ports, **defaults)  # type: ignore[arg-type]
 
 
-class Backend:
+class PeerEchoBackend:
     """Answers each connection with ``PEER_IP PEER_PORT\\n`` (the address it saw) and closes first.
 
     While ``hold`` is clear it keeps every connection open (it has read nothing yet) until it is set.
@@ -82,7 +100,7 @@ class Backend:
 
 
 @contextlib.asynccontextmanager
-async def running(proxy: Proxy, *backends: Backend) -> AsyncIterator[Proxy]:
+async def running(proxy: Proxy, *backends: PeerEchoBackend) -> AsyncIterator[Proxy]:
     """Start the backends and the proxy; on exit stop the proxy (freeing every lease) and the backends."""
     for backend in backends:
         await backend.start()

@@ -1,4 +1,4 @@
-"""``natpool proxy`` and ``natpool demo`` as commands: bad input, SIGTERM, the demo's own verification."""
+"""``natpool proxy`` as a command: bad input, SIGTERM."""
 
 from __future__ import annotations
 
@@ -13,11 +13,10 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from natpool import cli
-from natpool.proxy import command as proxy_command
+from natpool.apps import cli
+from natpool.apps.proxy import command as proxy_command
 from netkit import HANG_GUARD, http_backend, pool_range, random_network
 
 GOOD = ["--listen", "127.0.0.1:0", "--backend", "127.0.0.1:8080", "--pool", "127.0.100.0/24"]
@@ -141,6 +140,7 @@ class LogReader:
         return "".join(self.seen)
 
 
+@pytest.mark.extra("metrics")  # it watches the proxy through /metrics
 def test_sigterm_drains_closes_the_rest_frees_every_lease_and_logs_the_pool(backend: tuple[str, int]) -> None:
     spec, ports = pool_range(random_network(), ips=1, ports=16)
     args = ["--backend", "{}:{}".format(*backend), "--pool", f"{spec.first_ip}-{spec.last_ip}"]
@@ -183,41 +183,3 @@ def test_sigterm_drains_closes_the_rest_frees_every_lease_and_logs_the_pool(back
     assert "signal received" in text
     stopped = re.search(r"stopped: (\d+) accepted.*pool: (\d+) live", text)
     assert stopped is not None and stopped[1] == "2" and stopped[2] == "0", text
-
-
-def test_the_demo_passes_its_own_verification_both_ways_and_plots(tmp_path: Path) -> None:
-    plot = tmp_path / "demo.png"
-    args = ["--connections", "300", "--concurrency", "12", "--backends", "3", "--compare", "--plot", str(plot)]
-    done = subprocess.run(  # a process of its own, so that the hang guard can stop it
-        [sys.executable, "-m", "natpool", "demo", *args], capture_output=True, text=True, timeout=HANG_GUARD * 4
-    )
-    out = done.stdout
-    assert done.returncode == 0, out + done.stderr
-    assert out.count("verification                ok") == 2  # the natpool run, and both sources' rounds compared
-    assert "connections answered        300 of 300" in out
-    assert "0 outside 127.0.100.0/24" in out
-    assert "lookup(peer) named client   300 of 300" in out
-    assert re.search(r"connections per second\s+[\d,]+\s+[\d,]+\s+[\d.]+x", out)
-    assert plot.read_bytes().startswith(b"\x89PNG")
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["--pool", "10.0.0.0/24"],
-        ["--connections", "0"],
-        ["--ports", "5-1"],
-        ["--initial-blocks", "0"],
-        ["--compare", "--rounds", "3"],
-    ],
-)
-def test_the_demo_rejects_bad_input_with_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["demo", *args]) == 2
-    assert len(capsys.readouterr().err.splitlines()) == 1
-
-
-def test_the_comparison_alternates_the_sources_in_mirrored_pairs() -> None:
-    from natpool.demo.compare import order
-
-    assert order(2) == ["pool", "kernel"]
-    assert order(6) == ["pool", "kernel", "kernel", "pool", "pool", "kernel"]

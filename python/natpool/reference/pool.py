@@ -58,6 +58,7 @@ previous holder of that id reached, so no earlier handle matches again.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
@@ -124,8 +125,10 @@ class _LeaseContext:
         tb: TracebackType | None,
     ) -> None:
         lease, self._lease = self._lease, None
-        if lease is not None and self._pool._block_of(lease.handle) is not None:
-            self._pool.free(lease)
+        if lease is not None:
+            # One attempt: a lease already freed inside the block is fine (as in the Rust core).
+            with contextlib.suppress(LeaseError):
+                self._pool.free(lease)
 
 
 def _handle(generation: int, ident: int, offset: int) -> int:

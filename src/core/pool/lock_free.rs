@@ -1,0 +1,513 @@
+//! The pool's lock-free side: allocate, free, their batches, and lookup.
+//!
+//! None of these takes a lock. Growth and deletion that they make due are
+//! the writer side's (`writer.rs`), which they only try: a busy writer lock
+//! means another thread is creating or deleting a subpool, and the work is
+//! skipped, never waited for (the next allocation or emptying free checks
+//! again).
+
+use std::net::Ipv4Addr;
+
+use crate::core::block::Release;
+use crate::core::error::Error;
+use crate::core::free_list::{FreeList, Reserve, CHAIN};
+use crate::core::handle::Handle;
+use crate::core::pool::{Lease, Pool};
+use crate::core::subpool::Subpool;
+use crate::core::sync::{Arc, AtomicArc, Ordering};
+
+impl<T: Default + Send + Sync> Pool<T> {
+    /// Lease a free address holding `data`. [`Error::Exhausted`] only when
+    /// all `capacity` addresses are leased.
+    pub fn allocate(&self, data: T) -> Result<Lease, Error> {
+        self.fence_if_due();
+        let lease = self.take_block(data)?;
+        self.grow_if_below_threshold();
+        Ok(lease)
+    }
+
+    fn take_block(&self, data: T) -> Result<Lease, Error> {
+        self.with_reserved(1, |subpool, _| {
+            let offset = subpool.free.pop();
+            Self::occupy(subpool, offset, data)
+        })
+    }
+
+    /// Take up to `want` (at most `CHAIN`) blocks from the lowest-id subpool
+    /// with a free block, in the order single allocations would take them.
+    fn take_blocks(
+        &self,
+        want: u64,
+        data: &mut impl FnMut() -> T,
+        out: &mut Vec<Lease>,
+        offsets: &mut Vec<u32>,
+    ) -> Result<(), Error> {
+        self.with_reserved(want, |subpool, count| {
+            offsets.clear();
+            subpool.free.pop_many(count, offsets);
+            out.extend(
+                offsets
+                    .iter()
+                    .map(|&offset| Self::occupy(subpool, offset, data())),
+            );
+        })
+    }
+
+    /// Find the lowest-id subpool with a free block, reserve up to `want`
+    /// blocks in it, count them in `live`, and run `take` on it with the
+    /// count reserved. Creates a subpool, or reports exhaustion, when no
+    /// subpool has a free block.
+    ///
+    /// The blocks are counted before `take` publishes them as live: a lease
+    /// can be looked up and freed by another thread as soon as it is
+    /// published, and its free must never find the count without it.
+    fn with_reserved<R>(
+        &self,
+        want: u64,
+        take: impl FnOnce(&Subpool<T>, u64) -> R,
+    ) -> Result<R, Error> {
+        loop {
+            let Some(id) = self.availability.first() else {
+                self.grow_when_empty()?;
+                continue;
+            };
+            let slot = self.slots.get(id as usize).map(AtomicArc::load);
+            let Some(subpool) = slot.as_ref().and_then(|guard| guard.as_ref()) else {
+                self.refresh(id);
+                continue;
+            };
+            match subpool.free.reserve_up_to(want) {
+                Reserve::Taken { count, last } => {
+                    self.live.fetch_add(count, Ordering::AcqRel);
+                    if last {
+                        self.refresh(id);
+                    }
+                    return Ok(take(subpool, count));
+                }
+                Reserve::Empty | Reserve::Closed => self.refresh(id),
+            }
+        }
+    }
+
+    /// Make the popped block `offset` live with `data`.
+    #[inline]
+    fn occupy(subpool: &Subpool<T>, offset: u32, data: T) -> Lease {
+        let block = &subpool.blocks[offset as usize];
+        // SAFETY: `offset` was just popped from the free list after a
+        // reservation, so this thread alone owns the block.
+        let generation = unsafe { block.occupy(data) };
+        Lease {
+            handle: Handle::new(generation, subpool.id, offset),
+            ip: Ipv4Addr::from(block.ip),
+            port: block.port,
+        }
+    }
+
+    /// Re-derive the availability bit of `id` from its subpool's count.
+    pub(super) fn refresh(&self, id: u32) {
+        self.availability.clear(id);
+        let has_free = self
+            .slots
+            .get(id as usize)
+            .is_some_and(|slot| slot.load().as_ref().is_some_and(|s| s.free.has_free()));
+        if has_free {
+            self.availability.set(id);
+        }
+    }
+
+    /// Free the lease `handle`; returns its data when this call completed the
+    /// release (`None` when a concurrent lookup will complete it).
+    pub fn free(&self, handle: Handle) -> Result<Option<T>, Error> {
+        self.release(handle, true)
+    }
+
+    /// Free `handle`; `tidy`: apply the deletion rule if the subpool empties.
+    fn release(&self, handle: Handle, tidy: bool) -> Result<Option<T>, Error> {
+        let not_live = || self.not_live(handle);
+        let (generation, id, offset) = handle.parts().ok_or_else(not_live)?;
+        let slot = self.slots.get(id as usize).ok_or_else(not_live)?.load();
+        let subpool = slot.as_ref().ok_or_else(not_live)?;
+        let block = subpool.blocks.get(offset as usize).ok_or_else(not_live)?;
+        match block.release(generation) {
+            Release::NotLive => Err(not_live()),
+            Release::Deferred => Ok(None),
+            Release::Done(data) => {
+                self.return_blocks(subpool, &[offset], tidy);
+                Ok(Some(data))
+            }
+        }
+    }
+
+    /// Put released blocks of one subpool back (in the order given, as
+    /// single frees would), uncount them, and (`tidy`) apply the deletion
+    /// rule. A fenced subpool's list is closed: its count carries the closed
+    /// bit, so it is never marked available, and it goes when it is full.
+    #[inline]
+    fn return_blocks(&self, subpool: &Arc<Subpool<T>>, offsets: &[u32], tidy: bool) {
+        let count = offsets.len() as u64;
+        let available = subpool.free.push_many(offsets);
+        if available == count {
+            self.availability.set(subpool.id); // the count left zero
+        }
+        self.live.fetch_sub(count, Ordering::AcqRel);
+        if !tidy {
+            return;
+        }
+        let total = u64::from(subpool.len());
+        if available == total {
+            self.delete_if_idle(subpool);
+        } else if FreeList::closed_and_full(available, total) {
+            self.fenced_subpool_emptied(subpool);
+        }
+    }
+
+    /// Lease `n` addresses, all or nothing; `data` makes each lease's data.
+    /// The leases, growth and everything else are exactly those of `n`
+    /// single allocations; the blocks are taken in chains of up to `CHAIN`
+    /// from one subpool, with one reservation and one pop CAS per chain.
+    pub fn allocate_many(&self, n: u64, mut data: impl FnMut() -> T) -> Result<Vec<Lease>, Error> {
+        if n > self.config.capacity().saturating_sub(self.len()) {
+            return Err(self.exhausted(n));
+        }
+        let mut leases = Vec::new();
+        leases
+            .try_reserve_exact(n as usize)
+            .map_err(|_| Error::OutOfMemory(format!("cannot hold a batch of {n} leases")))?;
+        let mut offsets = Vec::with_capacity(CHAIN as usize);
+        while (leases.len() as u64) < n {
+            let want = (n - leases.len() as u64)
+                .min(CHAIN)
+                .min(self.allocations_before_growth());
+            self.fence_if_due();
+            if let Err(error) = self.take_blocks(want, &mut data, &mut leases, &mut offsets) {
+                // Another thread took the rest (or, in a cluster, the cluster
+                // is full or the store failed): give back what we took, last
+                // first. In a cluster the subpools this batch claimed stay,
+                // empty, for the next allocations (the reference model's rule).
+                let tidy = !self.has_store();
+                for lease in leases.iter().rev() {
+                    let _ = self.release(lease.handle, tidy);
+                }
+                return Err(error);
+            }
+            self.grow_if_below_threshold();
+        }
+        Ok(leases)
+    }
+
+    /// Whether `handle` names a live lease now (a snapshot).
+    pub fn is_live(&self, handle: Handle) -> bool {
+        let Some((generation, id, offset)) = handle.parts() else {
+            return false;
+        };
+        let Some(slot) = self.slots.get(id as usize) else {
+            return false;
+        };
+        let guard = slot.load();
+        guard
+            .as_ref()
+            .and_then(|subpool| subpool.blocks.get(offset as usize))
+            .is_some_and(|block| block.is_live(generation))
+    }
+
+    /// Free a batch, all or nothing against invalid input: if any handle is
+    /// not live or appears twice, nothing is freed. (A lease that another
+    /// thread frees between the check and the free is reported and the rest
+    /// are still freed.) The data of the released blocks is appended to
+    /// `released`, on success and on that error alike, so that the caller
+    /// decides where it is dropped. Each run of handles in one subpool is
+    /// pushed back with one CAS.
+    pub fn free_many(&self, handles: &[Handle], released: &mut Vec<T>) -> Result<(), Error> {
+        self.check_batch(handles)?;
+        self.free_checked(handles, released)
+    }
+
+    /// The freeing part of [`free_many`](Self::free_many), after its check.
+    fn free_checked(&self, handles: &[Handle], released: &mut Vec<T>) -> Result<(), Error> {
+        released.reserve(handles.len());
+        let mut offsets = Vec::new();
+        let mut first_error = None;
+        for run in handles.chunk_by(|a, b| subpool_of(a) == subpool_of(b)) {
+            if let Err(error) = self.free_run(run, released, &mut offsets) {
+                first_error = first_error.or(Some(error));
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    pub(super) fn not_live(&self, handle: Handle) -> Error {
+        Error::NotLive(format!(
+            "handle {:#x} is not a live lease of pool {:?}",
+            handle.0,
+            self.config.name()
+        ))
+    }
+
+    /// Every handle names a live lease, and no block twice (one slot load
+    /// per run of handles in the same subpool).
+    fn check_batch(&self, handles: &[Handle]) -> Result<(), Error> {
+        let mut blocks = Vec::with_capacity(handles.len());
+        for run in handles.chunk_by(|a, b| subpool_of(a) == subpool_of(b)) {
+            let id = subpool_of(&run[0]).ok_or_else(|| self.not_live(run[0]))?;
+            let slot = self.slots.get(id as usize).map(AtomicArc::load);
+            let subpool = slot.as_ref().and_then(|guard| guard.as_ref());
+            for handle in run {
+                let (generation, _, offset) = handle.parts().expect("in a run of valid handles");
+                let live = subpool
+                    .and_then(|s| s.blocks.get(offset as usize))
+                    .is_some_and(|block| block.is_live(generation));
+                if !live {
+                    return Err(self.not_live(*handle));
+                }
+                blocks.push(u64::from(id) << 32 | u64::from(offset));
+            }
+        }
+        blocks.sort_unstable();
+        if let Some(twice) = blocks.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(Error::NotLive(format!(
+                "the batch names the lease of subpool {} block {} twice",
+                twice[0] >> 32,
+                twice[0] as u32
+            )));
+        }
+        Ok(())
+    }
+
+    /// Free a run of handles in one subpool.
+    fn free_run(
+        &self,
+        run: &[Handle],
+        released: &mut Vec<T>,
+        offsets: &mut Vec<u32>,
+    ) -> Result<(), Error> {
+        let id = subpool_of(&run[0]).ok_or_else(|| self.not_live(run[0]))?;
+        let slot = self.slots.get(id as usize).map(AtomicArc::load);
+        let subpool = slot
+            .as_ref()
+            .and_then(|guard| guard.as_ref())
+            .ok_or_else(|| self.not_live(run[0]))?;
+        offsets.clear();
+        let mut first_error = None;
+        for handle in run {
+            let (generation, _, offset) = handle.parts().expect("in a run of valid handles");
+            let outcome = subpool
+                .blocks
+                .get(offset as usize)
+                .map_or(Release::NotLive, |block| block.release(generation));
+            match outcome {
+                Release::NotLive => first_error = first_error.or(Some(self.not_live(*handle))),
+                Release::Deferred => {}
+                Release::Done(data) => {
+                    released.push(data);
+                    offsets.push(offset);
+                }
+            }
+        }
+        if !offsets.is_empty() {
+            self.return_blocks(subpool, offsets, true);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Run `read` on the live lease at (ip, port) and its data, if any.
+    /// `read` must not panic. Also returns data released by this call (when
+    /// it was the last reader of a lease freed meanwhile), to be dropped by
+    /// the caller.
+    pub fn lookup_with<R>(
+        &self,
+        ip: Ipv4Addr,
+        port: u16,
+        read: impl FnOnce(Lease, &T) -> R,
+    ) -> (Option<R>, Option<T>) {
+        let Some(index) = self.config.index(u32::from(ip), port) else {
+            return (None, None);
+        };
+        let snapshot = self.intervals.load();
+        let Some(subpool) = snapshot.owner(index) else {
+            return (None, None);
+        };
+        let offset = (index - subpool.start) as u32;
+        let block = &subpool.blocks[offset as usize];
+        let id = subpool.id;
+        match block.read(|generation, data| {
+            read(
+                Lease {
+                    handle: Handle::new(generation, id, offset),
+                    ip,
+                    port,
+                },
+                data,
+            )
+        }) {
+            None => (None, None),
+            Some((result, None)) => (Some(result), None),
+            Some((result, Some(data))) => {
+                self.return_blocks(subpool, &[offset], true);
+                (Some(result), Some(data))
+            }
+        }
+    }
+}
+
+/// The subpool id a handle names, or `None` for a value no handle has.
+fn subpool_of(handle: &Handle) -> Option<u32> {
+    handle.parts().map(|(_, id, _)| id)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::collections::HashSet;
+    use std::net::Ipv4Addr;
+    use std::sync::mpsc;
+    use std::sync::Arc;
+    use std::thread;
+    use std::time::Duration;
+
+    use crate::core::pool::test_hook::CreationHold;
+    use crate::core::{Error, Handle, Pool, PoolSpec};
+
+    /// Only a guard against a hang: the workers need milliseconds.
+    const HANG_GUARD: Duration = Duration::from_secs(120);
+
+    fn pool(ports: u16, initial: u32, subpool: u32, threshold: u64) -> Pool<u64> {
+        let ip = Ipv4Addr::new(10, 0, 0, 1);
+        Pool::new(
+            PoolSpec::new("t", ip, ip)
+                .ports(1000, 1000 + ports - 1)
+                .initial_blocks(initial)
+                .subpool_blocks(subpool)
+                .grow_threshold(threshold)
+                .build()
+                .unwrap(),
+        )
+    }
+
+    /// A lease freed by another thread between `free_many`'s check and its
+    /// free is reported, and the data of the leases it did free is handed
+    /// to the caller all the same (the binding must drop Python objects
+    /// while attached, never inside the core).
+    #[test]
+    fn free_many_hands_back_released_data_on_its_error_path() {
+        let pool = pool(8, 4, 4, 0);
+        let leases: Vec<_> = (10..13).map(|d| pool.allocate(d).unwrap()).collect();
+        let handles: Vec<Handle> = leases.iter().map(|l| l.handle).collect();
+        pool.check_batch(&handles).unwrap();
+        // The race, made deterministic: another thread's free lands now.
+        assert_eq!(pool.free(handles[1]).unwrap(), Some(11));
+        let mut released = Vec::new();
+        let result = pool.free_checked(&handles, &mut released);
+        assert!(matches!(result, Err(Error::NotLive(_))));
+        assert_eq!(released, vec![10, 12]);
+        assert!(pool.is_empty());
+    }
+
+    #[test]
+    fn free_many_is_all_or_nothing_against_invalid_input() {
+        let pool = pool(8, 4, 4, 0);
+        let a = pool.allocate(1).unwrap();
+        let b = pool.allocate(2).unwrap();
+        let mut released = Vec::new();
+        let twice = pool.free_many(&[a.handle, b.handle, a.handle], &mut released);
+        assert!(matches!(twice, Err(Error::NotLive(_))));
+        let stale = pool.free_many(&[a.handle, Handle(1 << 96)], &mut released);
+        assert!(matches!(stale, Err(Error::NotLive(_))));
+        assert!(released.is_empty());
+        assert_eq!(pool.len(), 2);
+        pool.free_many(&[b.handle, a.handle], &mut released)
+            .unwrap();
+        assert_eq!(released, vec![2, 1]);
+        assert!(pool.is_empty());
+    }
+
+    /// With subpool creation held (the writer lock taken), allocation,
+    /// lookup and free in existing subpools finish: threshold growth and
+    /// idle-subpool deletion are skipped, not waited for. The workers never
+    /// hold more leases together than the existing subpools have free
+    /// blocks, so none of them ever needs the held creation.
+    #[test]
+    fn lock_free_paths_finish_while_creation_is_held() {
+        // 64 addresses; subpool 0 has 8 blocks, later subpools 4; growth
+        // when an allocation leaves 2 or fewer free blocks.
+        let pool: Arc<Pool<u64>> = Arc::new(pool(64, 8, 4, 2));
+        // 12 leases fill subpools 0 and 1; subpool 2 (4 free) exists.
+        let mut subpool_zero: Vec<Handle> =
+            (0..8).map(|i| pool.allocate(i).unwrap().handle).collect();
+        let subpool_one: Vec<Handle> = (8..12).map(|i| pool.allocate(i).unwrap().handle).collect();
+        assert_eq!(pool.stats().subpools, 3);
+
+        // The creator's second allocation leaves 2 free blocks: it creates
+        // subpool 3 and stops in the creation path, holding the writer lock.
+        let hold = CreationHold::arm(&*pool);
+        let creator = {
+            let pool = Arc::clone(&pool);
+            thread::spawn(move || {
+                let mut leases = Vec::new();
+                while pool.stats().subpools < 4 {
+                    leases.push(pool.allocate(100).unwrap().handle);
+                }
+                leases
+            })
+        };
+        hold.wait_entered();
+        // Growth is due again (1 free block left): skipped, not waited for.
+        subpool_zero.push(pool.allocate(12).unwrap().handle);
+        // Subpool 1 empties (deletion is due): skipped, not waited for.
+        for handle in &subpool_one {
+            assert!(pool.free(*handle).unwrap().is_some());
+        }
+        assert_eq!(pool.stats().free_blocks, 5);
+
+        // Three workers, one lease each at a time (5 blocks are free):
+        // allocate (growth due), look up and free (subpool 1 empties again
+        // and again: deletion due).
+        let (done, finished) = mpsc::channel();
+        let workers: Vec<_> = (0..3u64)
+            .map(|worker| {
+                let pool = Arc::clone(&pool);
+                let done = done.clone();
+                thread::spawn(move || {
+                    for round in 0..2_000u64 {
+                        let data = worker << 32 | round;
+                        let lease = pool.allocate(data).unwrap();
+                        let (seen, _) = pool.lookup_with(lease.ip, lease.port, |l, d| (l, *d));
+                        assert_eq!(seen, Some((lease, data)));
+                        assert_eq!(pool.free(lease.handle).unwrap(), Some(data));
+                    }
+                    done.send(worker).unwrap();
+                })
+            })
+            .collect();
+        let mut finished_workers = HashSet::new();
+        for _ in 0..3 {
+            let worker = finished
+                .recv_timeout(HANG_GUARD)
+                .expect("a worker waited for the held subpool creation");
+            finished_workers.insert(worker);
+        }
+        assert_eq!(finished_workers.len(), 3);
+        for worker in workers {
+            worker.join().unwrap();
+        }
+        // Still held: subpool 3 is not there, and the idle subpool 1 was kept.
+        let ids: Vec<u32> = pool.subpools().iter().map(|s| s.id).collect();
+        assert_eq!(ids, vec![0, 1, 2]);
+
+        drop(hold);
+        let mut held = subpool_zero;
+        held.extend(creator.join().unwrap());
+        assert_eq!(pool.stats().subpools, 4);
+        assert_eq!(pool.len(), held.len() as u64);
+
+        // The kept idle subpool is deleted the next time a free empties it.
+        let lease = pool.allocate(7).unwrap();
+        assert_eq!(lease.handle.parts().unwrap().1, 1);
+        pool.free(lease.handle).unwrap();
+        let ids: Vec<u32> = pool.subpools().iter().map(|s| s.id).collect();
+        assert_eq!(ids, vec![0, 2, 3]);
+
+        for handle in held {
+            assert!(pool.free(handle).unwrap().is_some());
+        }
+        assert!(pool.is_empty());
+    }
+}

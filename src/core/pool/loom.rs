@@ -1,0 +1,381 @@
+//! loom models of the pool's protocols (`src/core/pool/`) on tiny pools:
+//! the last free block, a free that empties a subpool racing with an
+//! allocation that found it, lookups racing with subpool creation and
+//! deletion, and frees from another thread. Run with `make loom`.
+
+use std::collections::HashSet;
+
+use crate::core::loom_support::spawn_with;
+use loom::sync::Arc;
+use std::net::Ipv4Addr;
+
+use crate::core::{Error, Lease, Pool, PoolSpec};
+
+/// A pool on 10.0.0.1 ports 1000..: `capacity` addresses, `initial` blocks in
+/// subpool 0, `subpool` blocks in each later one, no threshold growth.
+fn pool(capacity: u16, initial: u32, subpool: u32) -> Arc<Pool<u64>> {
+    let ip = Ipv4Addr::new(10, 0, 0, 1);
+    let spec = PoolSpec::new("loom", ip, ip)
+        .ports(1000, 1000 + capacity - 1)
+        .initial_blocks(initial)
+        .subpool_blocks(subpool);
+    Arc::new(Pool::new(spec.build().unwrap()))
+}
+
+/// The pool's own account agrees with itself and with the leases we hold,
+/// and every held lease is live, found by lookup and freed exactly once.
+fn check_and_drain(pool: &Pool<u64>, held: &[(Lease, u64)]) {
+    let addresses: HashSet<(Ipv4Addr, u16)> = held.iter().map(|(l, _)| (l.ip, l.port)).collect();
+    assert_eq!(addresses.len(), held.len(), "an address leased twice");
+    let stats = pool.stats();
+    assert_eq!(stats.live, held.len() as u64);
+    let subpools = pool.subpools();
+    let blocks: u64 = subpools.iter().map(|s| u64::from(s.blocks)).sum();
+    assert_eq!(stats.blocks, blocks);
+    let free: u64 = subpools.iter().map(|s| s.free).sum();
+    assert_eq!(free, stats.free_blocks);
+    let covered: u64 = pool.intervals().iter().map(|i| i.count).sum();
+    assert_eq!(covered, stats.address_count);
+    for (lease, data) in held {
+        assert!(pool.is_live(lease.handle));
+        let (seen, released) = pool.lookup_with(lease.ip, lease.port, |l, d| (l, *d));
+        assert_eq!(seen, Some((*lease, *data)));
+        assert_eq!(released, None);
+        assert_eq!(pool.free(lease.handle).unwrap(), Some(*data));
+    }
+    assert!(pool.is_empty());
+}
+
+#[test]
+fn two_allocations_race_for_the_last_address() {
+    loom::model(|| {
+        let pool = pool(1, 1, 1);
+        // Create the memory pool (subpool 0, one block) before the race.
+        let warm = pool.allocate(0).unwrap();
+        pool.free(warm.handle).unwrap();
+        let racers: Vec<_> = (1..=2u64)
+            .map(|data| {
+                spawn_with(&pool, move |pool| {
+                    pool.allocate(data).map(|lease| (lease, data))
+                })
+            })
+            .collect();
+        let outcomes: Vec<_> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+        let won: Vec<(Lease, u64)> = outcomes.iter().filter_map(|o| o.clone().ok()).collect();
+        assert_eq!(won.len(), 1, "exactly one allocation gets the address");
+        assert!(outcomes
+            .iter()
+            .any(|o| matches!(o, Err(Error::Exhausted(_)))));
+        check_and_drain(&pool, &won);
+    });
+}
+
+#[test]
+fn the_loser_of_the_last_block_gets_the_next_subpool() {
+    loom::model(|| {
+        let pool = pool(2, 1, 1);
+        let warm = pool.allocate(0).unwrap();
+        pool.free(warm.handle).unwrap();
+        let racers: Vec<_> = (1..=2u64)
+            .map(|data| spawn_with(&pool, move |pool| (pool.allocate(data).unwrap(), data)))
+            .collect();
+        let won: Vec<(Lease, u64)> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+        assert_eq!(pool.stats().subpools, 2);
+        check_and_drain(&pool, &won);
+    });
+}
+
+/// Subpool 1 holds one lease; freeing it empties the subpool (deletion is
+/// due) while another thread allocates and may find subpool 1's free block.
+/// The subpool ends kept (holding the new lease) or deleted (the new lease
+/// elsewhere), and no lease lives in a deleted subpool.
+#[test]
+fn a_free_that_empties_a_subpool_races_with_an_allocation() {
+    loom::model(|| {
+        let pool = pool(3, 1, 1);
+        let a = pool.allocate(1).unwrap();
+        let b = pool.allocate(2).unwrap();
+        assert_eq!(b.handle.parts().unwrap().1, 1);
+        let freer = spawn_with(&pool, move |pool| pool.free(b.handle).unwrap());
+        let allocator = spawn_with(&pool, move |pool| pool.allocate(3).unwrap());
+        assert_eq!(freer.join().unwrap(), Some(2));
+        let c = allocator.join().unwrap();
+        let ids: Vec<u32> = pool.subpools().iter().map(|s| s.id).collect();
+        let (_, c_subpool, _) = c.handle.parts().unwrap();
+        assert!(ids.contains(&c_subpool), "a lease in a deleted subpool");
+        assert!(!pool.is_live(b.handle));
+        check_and_drain(&pool, &[(a, 1), (c, 3)]);
+    });
+}
+
+/// A lookup racing with the free that deletes the subpool it reads: it sees
+/// the live lease with its data, or nothing; the data is handed back once.
+#[test]
+fn a_lookup_races_with_subpool_deletion() {
+    loom::model(|| {
+        let pool = pool(2, 1, 1);
+        let a = pool.allocate(1).unwrap();
+        let b = pool.allocate(2).unwrap();
+        let reader = spawn_with(&pool, move |pool| {
+            pool.lookup_with(b.ip, b.port, |l, d| (l, *d))
+        });
+        let freed = pool.free(b.handle).unwrap();
+        let (seen, released) = reader.join().unwrap();
+        if let Some(seen) = seen {
+            assert_eq!(seen, (b, 2));
+        }
+        let returned: Vec<u64> = freed.into_iter().chain(released).collect();
+        assert_eq!(returned, vec![2], "the data is handed back exactly once");
+        assert_eq!(pool.subpools().len(), 1, "the idle subpool 1 is deleted");
+        check_and_drain(&pool, &[(a, 1)]);
+    });
+}
+
+/// A lookup of the address a concurrent allocation's new subpool will own:
+/// nothing, or that allocation's lease with its data.
+#[test]
+fn a_lookup_races_with_subpool_creation() {
+    loom::model(|| {
+        let pool = pool(2, 1, 1);
+        let a = pool.allocate(1).unwrap();
+        let (ip, port) = (a.ip, a.port + 1);
+        let allocator = spawn_with(&pool, move |pool| pool.allocate(2).unwrap());
+        let (seen, released) = pool.lookup_with(ip, port, |l, d| (l, *d));
+        let b = allocator.join().unwrap();
+        assert_eq!((b.ip, b.port), (ip, port));
+        if let Some(seen) = seen {
+            assert_eq!(seen, (b, 2));
+        }
+        assert_eq!(released, None);
+        check_and_drain(&pool, &[(a, 1), (b, 2)]);
+    });
+}
+
+/// A lease freed by a thread other than the one that allocated it, while a
+/// third allocates: the design has no per-thread lists, so this is the same
+/// protocol as a local free; the model checks the handoff anyway.
+#[test]
+fn a_free_from_another_thread_races_with_an_allocation() {
+    loom::model(|| {
+        let pool = pool(2, 2, 1);
+        let a = pool.allocate(1).unwrap();
+        let freer = spawn_with(&pool, move |pool| pool.free(a.handle).unwrap());
+        let allocator = spawn_with(&pool, move |pool| pool.allocate(2).unwrap());
+        assert_eq!(freer.join().unwrap(), Some(1));
+        let c = allocator.join().unwrap();
+        assert!(!pool.is_live(a.handle), "a stale handle is not live");
+        check_and_drain(&pool, &[(c, 2)]);
+    });
+}
+
+/// Three threads on a two-address pool whose second subpool is created and
+/// deleted as they go: two allocate and free, one looks up both addresses.
+/// Every lookup sees a lease some thread held with its data, or nothing.
+#[test]
+fn churn_with_creation_deletion_and_lookups() {
+    loom::model(|| {
+        let pool = pool(2, 1, 1);
+        let workers: Vec<_> = (1..=2u64)
+            .map(|data| {
+                spawn_with(&pool, move |pool| {
+                    let lease = pool.allocate(data).unwrap();
+                    let freed = pool.free(lease.handle).unwrap();
+                    (lease, data, freed)
+                })
+            })
+            .collect();
+        let seen: Vec<_> = [1000u16, 1001]
+            .iter()
+            .map(|port| pool.lookup_with(Ipv4Addr::new(10, 0, 0, 1), *port, |l, d| (l, *d)))
+            .collect();
+        let done: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+        let mut returned: Vec<u64> = done.iter().filter_map(|(_, _, freed)| *freed).collect();
+        for (found, released) in seen {
+            if let Some(found) = found {
+                assert!(done.iter().any(|(lease, data, _)| (*lease, *data) == found));
+            }
+            returned.extend(released);
+        }
+        returned.sort_unstable();
+        assert_eq!(returned, vec![1, 2], "each lease's data handed back once");
+        check_and_drain(&pool, &[]);
+        assert!(pool.stats().subpools <= 1);
+    });
+}
+
+/// Two frees empty subpool 1 in turn: the first is preempted between its
+/// push and its deletion attempt while another thread allocates, frees and
+/// deletes the subpool; the late attempt must find it gone and do nothing.
+#[test]
+fn a_late_deletion_attempt_finds_the_subpool_gone() {
+    loom::model(|| {
+        // Subpool 0 has 1 block, subpool 1 (created eagerly) has 2.
+        let pool = pool(3, 1, 2);
+        let a = pool.allocate(1).unwrap();
+        let b = pool.allocate(2).unwrap();
+        assert_eq!(b.handle.parts().unwrap().1, 1);
+        let freer = spawn_with(&pool, move |pool| pool.free(b.handle).unwrap());
+        let churner = spawn_with(&pool, |pool| {
+            let c = pool.allocate(3).unwrap();
+            pool.free(c.handle).unwrap()
+        });
+        assert_eq!(freer.join().unwrap(), Some(2));
+        assert_eq!(churner.join().unwrap(), Some(3));
+        check_and_drain(&pool, &[(a, 1)]);
+    });
+}
+
+/// A batch allocation (chains from two subpools) races with a single one.
+#[test]
+fn a_batch_allocation_races_with_a_single_one() {
+    loom::model(|| {
+        let pool = pool(3, 1, 2);
+        let batch = spawn_with(&pool, |pool| pool.allocate_many(2, || 7).unwrap());
+        let single = spawn_with(&pool, |pool| pool.allocate(8).unwrap());
+        let mut held: Vec<(Lease, u64)> =
+            batch.join().unwrap().into_iter().map(|l| (l, 7)).collect();
+        held.push((single.join().unwrap(), 8));
+        check_and_drain(&pool, &held);
+    });
+}
+
+/// A batch free that empties a subpool races with an allocation (which may
+/// come first and find the pool full) and a lookup of a freed address.
+#[test]
+fn a_batch_free_races_with_an_allocation_and_a_lookup() {
+    loom::model(|| {
+        let pool = pool(3, 1, 2);
+        let a = pool.allocate(1).unwrap();
+        let b = pool.allocate(2).unwrap();
+        let c = pool.allocate(3).unwrap();
+        let freer = spawn_with(&pool, move |pool| {
+            let mut released = Vec::new();
+            pool.free_many(&[b.handle, c.handle], &mut released)
+                .unwrap();
+            released
+        });
+        let allocator = spawn_with(&pool, |pool| pool.allocate(4));
+        let (seen, released) = pool.lookup_with(c.ip, c.port, |l, d| (l, *d));
+        let mut returned = freer.join().unwrap();
+        let d = match allocator.join().unwrap() {
+            Ok(d) => Some(d),
+            Err(Error::Exhausted(_)) => None,
+            Err(error) => panic!("{error:?}"),
+        };
+        if let Some(seen) = seen {
+            assert!(
+                seen == (c, 3) || Some(seen) == d.map(|d| (d, 4)),
+                "{seen:?}"
+            );
+        }
+        returned.extend(released);
+        returned.sort_unstable();
+        assert_eq!(
+            returned,
+            vec![2, 3],
+            "each freed lease's data handed back once"
+        );
+        let mut held = vec![(a, 1)];
+        held.extend(d.map(|d| (d, 4)));
+        check_and_drain(&pool, &held);
+    });
+}
+
+/// A lease is counted before it is published: another thread that looks
+/// it up and frees it at once never finds `len()` without it (it would
+/// wrap below zero), whether it came from a single or a batch allocation.
+#[test]
+fn a_lease_freed_as_soon_as_it_is_published_was_counted() {
+    for batch in [false, true] {
+        loom::model(move || {
+            let pool = pool(1, 1, 1);
+            let allocator = spawn_with(&pool, move |pool| {
+                if batch {
+                    pool.allocate_many(1, || 5).unwrap()[0]
+                } else {
+                    pool.allocate(5).unwrap()
+                }
+            });
+            let ip = Ipv4Addr::new(10, 0, 0, 1);
+            let (seen, released) = pool.lookup_with(ip, 1000, |lease, _| lease);
+            assert_eq!(released, None);
+            assert!(pool.len() <= 1, "len {}", pool.len());
+            let freed_here = match seen {
+                Some(lease) => pool.free(lease.handle).unwrap().is_some(),
+                None => false,
+            };
+            assert!(pool.len() <= 1, "len {}", pool.len());
+            let lease = allocator.join().unwrap();
+            if !freed_here {
+                assert_eq!(pool.free(lease.handle).unwrap(), Some(5));
+            }
+            assert!(pool.is_empty());
+        });
+    }
+}
+
+/// A store for the cluster models: one-address claims handed out in order,
+/// every renewal lost.
+struct LosingStore {
+    next: loom::sync::atomic::AtomicU64,
+    size: u64,
+}
+
+impl crate::core::Store for LosingStore {
+    fn claim(&self) -> Result<Option<crate::core::Grant>, Error> {
+        let epoch = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        Ok((epoch <= self.size).then_some(crate::core::Grant {
+            first: epoch - 1,
+            count: 1,
+            epoch,
+        }))
+    }
+    fn release(&self, _: u64) -> Result<(), Error> {
+        Ok(())
+    }
+    fn renew(&self, _: &[u64]) -> Result<Vec<u64>, Error> {
+        Ok(Vec::new())
+    }
+    fn leave(&self, _: &[u64]) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// A renewal that loses every claim (and so fences their subpools) races
+/// with the free that empties one of them: whichever way it goes, a fenced
+/// subpool without live leases does not stay behind unnoticed — the next
+/// allocation's check drops it.
+#[test]
+fn a_fence_races_with_the_free_that_empties_the_subpool() {
+    loom::model(|| {
+        let ip = Ipv4Addr::new(10, 0, 0, 1);
+        let spec = PoolSpec::new("loom", ip, ip)
+            .ports(1000, 1001)
+            .initial_blocks(1);
+        let store = LosingStore {
+            next: loom::sync::atomic::AtomicU64::new(0),
+            size: 2,
+        };
+        let pool = Arc::new(Pool::<u64>::with_store(
+            spec.build().unwrap(),
+            crate::core::Membership {
+                store: Box::new(store),
+                claim_ttl: std::time::Duration::from_secs(3600),
+                renew_interval: std::time::Duration::ZERO,
+            },
+        ));
+        // Subpool 0 holds the lease; the threshold growth made subpool 1.
+        let lease = pool.allocate(1).unwrap();
+        let renewer = spawn_with(&pool, |pool| pool.renew().unwrap());
+        let freer = spawn_with(&pool, move |pool| pool.free(lease.handle).unwrap());
+        renewer.join().unwrap();
+        assert_eq!(freer.join().unwrap(), Some(1));
+        pool.fence_if_due();
+        assert!(pool.is_empty());
+        let left = pool.subpools();
+        assert!(
+            left.iter().all(|s| s.free < u64::from(s.blocks)),
+            "an idle subpool stayed: {left:?}"
+        );
+    });
+}
