@@ -1,4 +1,4 @@
-"""natpool's optional extras (``natpool[metrics]``, ``natpool[plot]``): imported only when a feature needs them."""
+"""natpool's optional extras (``natpool[metrics]``, ``[plot]``, ``[postgres]``), imported when a feature needs them."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import importlib.util
 
 __all__ = ["EXTRAS", "MissingExtra", "require"]
 
-EXTRAS = {"metrics": "prometheus_client", "plot": "matplotlib"}
+EXTRAS = {"metrics": "prometheus_client", "plot": "matplotlib", "postgres": "psycopg"}
 """Each optional extra (pyproject.toml's ``optional-dependencies``) and the module it installs."""
 
 

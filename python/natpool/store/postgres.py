@@ -24,12 +24,12 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import natpool
 from natpool.errors import PoolConfigError, StoreError
 from natpool.extras import require
 from natpool.store import ledger
 from natpool.store.protocol import Claim, Grant, PoolStatus
 from natpool.store.schema import ensure_schema
-from natpool.store.version import natpool_version
 
 if TYPE_CHECKING:
     import psycopg
@@ -95,7 +95,7 @@ class PostgresStore:
     """
 
     def __init__(self, dsn: str, *, clock: Callable[[], float] | None = None, timeout: float = 5.0) -> None:
-        require("psycopg", "postgres")
+        require("postgres")
         import psycopg
         import psycopg.conninfo
 
@@ -118,7 +118,7 @@ class PostgresStore:
 
         def create(tx: _PgTx) -> None:
             tx.run("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            ensure_schema(tx, self._url, natpool_version())
+            ensure_schema(tx, self._url, natpool.__version__)
 
         try:
             self._transaction(create)

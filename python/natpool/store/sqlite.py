@@ -26,11 +26,11 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
+import natpool
 from natpool.errors import StoreError
 from natpool.store import ledger
 from natpool.store.protocol import Claim, Grant, PoolStatus
 from natpool.store.schema import ensure_schema
-from natpool.store.version import natpool_version
 
 __all__ = ["SQLiteStore"]
 
@@ -79,7 +79,7 @@ class SQLiteStore:
         self._url = "sqlite://" + urllib.parse.quote(self._path)
         self._closed = False
         # The one connection that may create the file; every later one requires it to exist.
-        self._transaction(True, lambda tx: ensure_schema(tx, self._url, natpool_version()), create=True)
+        self._transaction(True, lambda tx: ensure_schema(tx, self._url, natpool.__version__), create=True)
         # Kept open, idle, while the store is: with it the WAL file stays, so the connection of
         # each operation is cheap to open and its close does not checkpoint and delete the WAL
         # (tens of milliseconds of fsync). It does not keep a vanished file reachable: each
