@@ -36,7 +36,11 @@ KINDS = (
     pytest.param("sqlite", id="sqlite"),
     pytest.param("postgresql", id="postgresql", marks=pytest.mark.extra("postgres")),
 )
-"""The two engines, as the ``kind`` fixtures' params (PostgreSQL needs natpool[postgres])."""
+"""The two engines, as the ``kind`` fixture's params (PostgreSQL needs natpool[postgres])."""
+
+POOL_IMPLS = {"reference": "natpool.reference:Pool"}
+"""The pool classes the store tests run on, by id (``module:attribute``, importable in a spawned process).
+The Rust core joins as ``"rust": "natpool:Pool"`` once it takes ``store=``."""
 
 CONFIG: dict[str, Any] = {
     "name": "vip",
@@ -80,6 +84,41 @@ def wait_until(condition: Callable[[], bool], what: str, guard: float = 60.0, st
         if time.monotonic() > deadline:
             pytest.fail(f"still waiting after {guard} s: {what}")
         time.sleep(step)
+
+
+# -- fixtures (each test_store_*.py loads this module as a plugin: pytest_plugins = ("storekit",)) --
+
+
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    """The engine: ``"sqlite"`` or ``"postgresql"``."""
+    return str(request.param)
+
+
+@pytest.fixture(params=sorted(POOL_IMPLS))
+def pool_impl(request: pytest.FixtureRequest) -> str:
+    """The pool class under test, as an id of ``POOL_IMPLS`` (a spawned process resolves it too)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def url(kind: str, tmp_path: Path) -> str:
+    """The URL of an empty store of ``kind``."""
+    return fresh_url(kind, tmp_path)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A settable clock for the store (the tests move it)."""
+    return Clock()
+
+
+@pytest.fixture
+def store(url: str, clock: Clock) -> Any:
+    """The store at ``url``, on ``clock``; closed after the test."""
+    opened = open_kind(url, clock)
+    yield opened
+    opened.close()
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------
@@ -187,10 +226,6 @@ def dump(store: Store) -> list[tuple[Any, ...]]:
 
 
 # -- pools on a store ------------------------------------------------------------------------
-
-POOL_IMPLS = {"reference": "natpool.reference:Pool"}
-"""The pool classes the store tests run on, by id (``module:attribute``, importable in a spawned process).
-The Rust core joins as ``"rust": "natpool:Pool"`` once it takes ``store=``."""
 
 
 def pool_class(impl: str) -> Any:

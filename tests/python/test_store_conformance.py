@@ -17,32 +17,12 @@ import natpool
 import pytest
 from natpool.extras import MissingExtra
 from natpool.store import CONFIG_FIELDS, SCHEMA_VERSION, Claim, Grant, Store, open_store
-from storekit import CONFIG, KINDS, Clock, dump, fresh_postgres_url, fresh_url, open_kind, sql, wait_until
+from storekit import CONFIG, Clock, dump, fresh_postgres_url, open_kind, sql, wait_until
+
+pytest_plugins = ("storekit",)  # its fixtures: kind, url, clock, store, pool_impl
 
 TTL = 30.0
 DELAY = 60.0
-
-
-@pytest.fixture(params=KINDS)
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def url(kind: str, tmp_path: Path) -> str:
-    return fresh_url(kind, tmp_path)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(url: str, clock: Clock) -> Any:
-    opened = open_kind(url, clock)
-    yield opened
-    opened.close()
 
 
 def joined(store: Store, *members: str, config: dict[str, Any] | None = None) -> None:

@@ -24,8 +24,6 @@ import pytest
 from natpool.store import Grant, SQLiteStore, Store, open_store
 from storekit import (
     CONFIG,
-    KINDS,
-    POOL_IMPLS,
     Clock,
     PrivateServer,
     Recorder,
@@ -37,41 +35,16 @@ from storekit import (
     wait_until,
 )
 
+pytest_plugins = ("storekit",)  # its fixtures: kind, url, clock, store, pool_impl
+
 TTL = 30.0
 DELAY = 60.0
 
 
-@pytest.fixture(params=KINDS)
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(params=sorted(POOL_IMPLS))
-def impl(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def url(kind: str, tmp_path: Path) -> str:
-    return fresh_url(kind, tmp_path)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(url: str, clock: Clock) -> Any:
-    opened = open_kind(url, clock)
-    yield opened
-    opened.close()
-
-
-def pool(impl: str, store: Store, member: str, **overrides: Any) -> Any:
+def pool(pool_impl: str, store: Store, member: str, **overrides: Any) -> Any:
     overrides.setdefault("claim_ttl", TTL)
     overrides.setdefault("reclaim_delay", DELAY)
-    return make_pool(impl, store, member, **overrides)
+    return make_pool(pool_impl, store, member, **overrides)
 
 
 def indices(leases: list[Any]) -> list[int]:
@@ -96,7 +69,7 @@ def drain(member: Any) -> list[Any]:
 # -- arguments ------------------------------------------------------------------------------
 
 
-def test_without_a_store_a_pool_has_no_member_and_renews_nothing(impl: str) -> None:
+def test_without_a_store_a_pool_has_no_member_and_renews_nothing(pool_impl: str) -> None:
     plain = natpool.reference.Pool(**CONFIG)
     assert plain.member is None
     plain.renew()
@@ -133,12 +106,12 @@ def test_without_a_store_a_pool_has_no_member_and_renews_nothing(impl: str) -> N
     ],
 )
 def test_bad_store_arguments_are_typed_errors_and_write_nothing(
-    impl: str, store: Store, arguments: dict[str, Any], error: type[Exception], field: str | None
+    pool_impl: str, store: Store, arguments: dict[str, Any], error: type[Exception], field: str | None
 ) -> None:
     before = dump(store)
     given = dict(arguments)
     with pytest.raises(error) as caught:
-        pool(impl, given.pop("store", store), given.pop("member", "a"), **given)
+        pool(pool_impl, given.pop("store", store), given.pop("member", "a"), **given)
     if field is not None:
         assert caught.value.field == field  # type: ignore[attr-defined]
     assert dump(store) == before
@@ -147,17 +120,17 @@ def test_bad_store_arguments_are_typed_errors_and_write_nothing(
             natpool.reference.Pool(**dict(CONFIG, **arguments))
 
 
-def test_a_malformed_store_url_is_a_config_error_for_the_store(impl: str, tmp_path: Path) -> None:
+def test_a_malformed_store_url_is_a_config_error_for_the_store(pool_impl: str, tmp_path: Path) -> None:
     with pytest.raises(natpool.PoolConfigError) as caught:
-        pool(impl, "sqlite://relative/store.db", "a")
+        pool(pool_impl, "sqlite://relative/store.db", "a")
     assert caught.value.field == "store"
     with pytest.raises(natpool.StoreError):
-        pool(impl, f"sqlite://{tmp_path}/missing/store.db", "a")
+        pool(pool_impl, f"sqlite://{tmp_path}/missing/store.db", "a")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_store_url_is_opened_and_closed_by_the_pool(impl: str, url: str) -> None:
-    with pool(impl, url, "a") as member:
+def test_a_store_url_is_opened_and_closed_by_the_pool(pool_impl: str, url: str) -> None:
+    with pool(pool_impl, url, "a") as member:
         lease = member.allocate()
         watcher = open_kind(url)
         assert watcher.owner("vip", *lease.address) == "a"
@@ -165,42 +138,42 @@ def test_a_store_url_is_opened_and_closed_by_the_pool(impl: str, url: str) -> No
     watcher.close()
 
 
-def test_the_default_member_name_is_host_and_pid(impl: str, store: Store) -> None:
-    member = make_pool(impl, store, None)
+def test_the_default_member_name_is_host_and_pid(pool_impl: str, store: Store) -> None:
+    member = make_pool(pool_impl, store, None)
     assert member.member == f"{socket.gethostname()}:{os.getpid()}"
     member.close()
 
 
-def test_two_live_pools_may_not_share_a_member_name(impl: str, store: Store) -> None:
-    first = pool(impl, store, "a")
+def test_two_live_pools_may_not_share_a_member_name(pool_impl: str, store: Store) -> None:
+    first = pool(pool_impl, store, "a")
     before = dump(store)
     with pytest.raises(natpool.PoolConfigError) as caught:
-        pool(impl, store, "a")
+        pool(pool_impl, store, "a")
     assert caught.value.field == "member"
     assert dump(store) == before
     first.close()
-    pool(impl, store, "a").close()  # a closed member's name is free at once
+    pool(pool_impl, store, "a").close()  # a closed member's name is free at once
 
 
-def test_a_differing_configuration_is_refused_naming_the_field(impl: str, store: Store) -> None:
-    pool(impl, store, "a")
+def test_a_differing_configuration_is_refused_naming_the_field(pool_impl: str, store: Store) -> None:
+    pool(pool_impl, store, "a")
     before = dump(store)
     with pytest.raises(natpool.PoolConfigError) as caught:
-        pool(impl, store, "b", max_blocks=32)
+        pool(pool_impl, store, "b", max_blocks=32)
     assert caught.value.field == "max_blocks"
     with pytest.raises(natpool.PoolConfigError) as caught:
-        pool(impl, store, "b", netmask="255.255.0.0")
+        pool(pool_impl, store, "b", netmask="255.255.0.0")
     assert caught.value.field == "netmask"
     assert dump(store) == before
-    pool(impl, store, "b", netmask=24, subpool_blocks=4)  # the same, written otherwise
+    pool(pool_impl, store, "b", netmask=24, subpool_blocks=4)  # the same, written otherwise
 
 
 # -- members sharing a pool -------------------------------------------------------------------
 
 
-def test_one_member_allocates_as_a_pool_without_a_store(impl: str, store: Store) -> None:
+def test_one_member_allocates_as_a_pool_without_a_store(pool_impl: str, store: Store) -> None:
     plain = natpool.reference.Pool(**CONFIG)
-    member = pool(impl, store, "a")
+    member = pool(pool_impl, store, "a")
     for _ in range(40):
         ours, theirs = member.allocate(), plain.allocate()
         assert (ours.address, ours.handle) == (theirs.address, theirs.handle)
@@ -210,8 +183,8 @@ def test_one_member_allocates_as_a_pool_without_a_store(impl: str, store: Store)
     assert [c.member for c in store.claims("vip")] == ["a"] * len(plain.subpools())
 
 
-def test_members_share_the_address_space_first_fit(impl: str, store: Store) -> None:
-    a, b = pool(impl, store, "a"), pool(impl, store, "b")
+def test_members_share_the_address_space_first_fit(pool_impl: str, store: Store) -> None:
+    a, b = pool(pool_impl, store, "a"), pool(pool_impl, store, "b")
     assert indices([a.allocate()]) == [0]  # the cluster's first claim: initial_blocks 0-7
     assert indices([b.allocate()]) == [8]  # then subpool_blocks: 8-11
     assert indices([b.allocate() for _ in range(3)]) == [9, 10, 11]  # the last block: b grows to 12-15
@@ -236,8 +209,8 @@ def test_members_share_the_address_space_first_fit(impl: str, store: Store) -> N
     assert store.owner("vip", "10.0.0.1", 1008) == "b"
 
 
-def test_together_the_members_lease_exactly_the_capacity(impl: str, store: Store) -> None:
-    members = [pool(impl, store, name, subpool_blocks=3, max_blocks=50) for name in "abc"]
+def test_together_the_members_lease_exactly_the_capacity(pool_impl: str, store: Store) -> None:
+    members = [pool(pool_impl, store, name, subpool_blocks=3, max_blocks=50) for name in "abc"]
     leases: dict[str, list[Any]] = {m.member: [] for m in members}
     exhausted: set[str] = set()
     rng = random.Random(7)
@@ -257,8 +230,8 @@ def test_together_the_members_lease_exactly_the_capacity(impl: str, store: Store
     assert sum(len(m) for m in members) == 50
 
 
-def test_pool_exhausted_waits_for_held_ranges(impl: str, store: Store, clock: Clock) -> None:
-    a, b = pool(impl, store, "a"), pool(impl, store, "b")
+def test_pool_exhausted_waits_for_held_ranges(pool_impl: str, store: Store, clock: Clock) -> None:
+    a, b = pool(pool_impl, store, "a"), pool(pool_impl, store, "b")
     a_leases = drain(a)
     assert len(a_leases) == 64 and drain(b) == []
     for lease in a_leases[8:]:
@@ -269,8 +242,8 @@ def test_pool_exhausted_waits_for_held_ranges(impl: str, store: Store, clock: Cl
     assert indices(drain(b)) == list(range(8, 64))
 
 
-def test_allocate_many_with_a_store_is_all_or_nothing(impl: str, store: Store) -> None:
-    a, b = pool(impl, store, "a"), pool(impl, store, "b")
+def test_allocate_many_with_a_store_is_all_or_nothing(pool_impl: str, store: Store) -> None:
+    a, b = pool(pool_impl, store, "a"), pool(pool_impl, store, "b")
     a.allocate_many(50)  # a claimed 0-51
     assert indices(b.allocate_many(3)) == [52, 53, 54]  # b claimed 52-55
     with pytest.raises(natpool.PoolExhausted):
@@ -283,8 +256,8 @@ def test_allocate_many_with_a_store_is_all_or_nothing(impl: str, store: Store) -
 # -- fencing ------------------------------------------------------------------------------------
 
 
-def test_a_lost_claim_is_fenced_its_leases_live_on(impl: str, store: Store, clock: Clock) -> None:
-    a = pool(impl, store, "a")
+def test_a_lost_claim_is_fenced_its_leases_live_on(pool_impl: str, store: Store, clock: Clock) -> None:
+    a = pool(pool_impl, store, "a")
     leases = [a.allocate(data=i) for i in range(3)]  # subpool 0: 0-7
     clock.advance(TTL)  # the store lapses the claim (the member's own deadline is far off)
     a.renew()  # the store does not renew epoch 1: lost, fenced
@@ -300,8 +273,8 @@ def test_a_lost_claim_is_fenced_its_leases_live_on(impl: str, store: Store, cloc
         a.free(leases[0])
 
 
-def test_an_idle_fenced_subpool_is_dropped_at_once(impl: str, store: Store, clock: Clock) -> None:
-    a = pool(impl, store, "a")
+def test_an_idle_fenced_subpool_is_dropped_at_once(pool_impl: str, store: Store, clock: Clock) -> None:
+    a = pool(pool_impl, store, "a")
     a.free(a.allocate())  # subpool 0 stays (initial_blocks), empty
     clock.advance(TTL)
     a.renew()
@@ -309,11 +282,11 @@ def test_an_idle_fenced_subpool_is_dropped_at_once(impl: str, store: Store, cloc
     assert indices([a.allocate()]) == [8]
 
 
-def test_a_member_past_its_own_deadline_stops_allocating(impl: str, store: Store) -> None:
+def test_a_member_past_its_own_deadline_stops_allocating(pool_impl: str, store: Store) -> None:
     # The store's clock stands still, so only the member's own deadline (claim_ttl after it
     # asked, by its monotonic clock) can fence the subpool.
     recorder = Recorder(store)
-    a = pool(impl, recorder, "a", claim_ttl=0.2, renew_interval=0)
+    a = pool(pool_impl, recorder, "a", claim_ttl=0.2, renew_interval=0)
     lease = a.allocate()
     time.sleep(0.25)  # waits past the deadline; asserts nothing about durations
     assert indices([a.allocate()]) == [8]
@@ -329,8 +302,10 @@ def test_a_member_past_its_own_deadline_stops_allocating(impl: str, store: Store
     ]
 
 
-def test_a_grant_over_a_fenced_subpool_is_returned_and_claimed_again(impl: str, store: Store, clock: Clock) -> None:
-    a = pool(impl, store, "a")
+def test_a_grant_over_a_fenced_subpool_is_returned_and_claimed_again(
+    pool_impl: str, store: Store, clock: Clock
+) -> None:
+    a = pool(pool_impl, store, "a")
     lease = a.allocate()  # subpool 0: 0-7
     clock.advance(TTL + DELAY)  # lapsed and no longer even held: the store may grant 0-7 again
     a.renew()
@@ -343,10 +318,10 @@ def test_a_grant_over_a_fenced_subpool_is_returned_and_claimed_again(impl: str, 
 # -- renewal --------------------------------------------------------------------------------------
 
 
-def test_a_pools_store_calls(impl: str, store: Store, clock: Clock) -> None:
+def test_a_pools_store_calls(pool_impl: str, store: Store, clock: Clock) -> None:
     """Which store call each pool call makes, with which arguments (the Rust core makes the same)."""
     recorder = Recorder(store)
-    a = pool(impl, recorder, "a", claim_ttl=TTL, reclaim_delay=DELAY)
+    a = pool(pool_impl, recorder, "a", claim_ttl=TTL, reclaim_delay=DELAY)
     leases = a.allocate_many(8)  # 0-7; the 8th takes subpool 0's last block: the threshold growth claims 8-11
     ninth = a.allocate()  # 8
     a.free(leases[0])  # no store call
@@ -368,8 +343,8 @@ def test_a_pools_store_calls(impl: str, store: Store, clock: Clock) -> None:
     ]
 
 
-def test_renew_keeps_the_claims(impl: str, store: Store, clock: Clock) -> None:
-    a = pool(impl, store, "a")
+def test_renew_keeps_the_claims(pool_impl: str, store: Store, clock: Clock) -> None:
+    a = pool(pool_impl, store, "a")
     a.allocate_many(9)  # 0-7 and 8-11
     for _ in range(5):
         clock.advance(TTL - 1)
@@ -378,10 +353,10 @@ def test_renew_keeps_the_claims(impl: str, store: Store, clock: Clock) -> None:
     assert indices(a.allocate_many(3)) == [9, 10, 11]
 
 
-def test_the_renewal_thread_renews_and_stops_on_close(impl: str, url: str) -> None:
+def test_the_renewal_thread_renews_and_stops_on_close(pool_impl: str, url: str) -> None:
     store = open_kind(url)  # the real clock
     before = set(threading.enumerate())
-    a = pool(impl, store, "a", claim_ttl=20.0, renew_interval=0.05)
+    a = pool(pool_impl, store, "a", claim_ttl=20.0, renew_interval=0.05)
     a.allocate_many(9)  # claims 0-7 and 8-11
     first = [c.expires_at for c in store.claims("vip")]
     wait_until(lambda: [c.expires_at for c in store.claims("vip")] > first, "the thread to renew the claims")
@@ -389,14 +364,14 @@ def test_the_renewal_thread_renews_and_stops_on_close(impl: str, url: str) -> No
     after_close = store.claims("vip")
     time.sleep(0.3)  # six renewal intervals: a thread still running would have renewed (not a timing assertion)
     assert store.claims("vip") == after_close
-    if impl == "reference":  # a Python thread: close() joined it
+    if pool_impl == "reference":  # a Python thread: close() joined it
         assert not [t for t in threading.enumerate() if t not in before and t.name == "natpool-renew"]
     store.close()
 
 
-def test_the_renewal_thread_ends_with_a_dropped_pool(impl: str, url: str) -> None:
+def test_the_renewal_thread_ends_with_a_dropped_pool(pool_impl: str, url: str) -> None:
     store = open_kind(url)  # the real clock
-    a = pool(impl, store, "a", claim_ttl=0.5, renew_interval=0.05)
+    a = pool(pool_impl, store, "a", claim_ttl=0.5, renew_interval=0.05)
     a.allocate()
     del a
     gc.collect()
@@ -407,8 +382,8 @@ def test_the_renewal_thread_ends_with_a_dropped_pool(impl: str, url: str) -> Non
 # -- closing -------------------------------------------------------------------------------------
 
 
-def test_close_returns_idle_subpools_and_leaves_busy_ones_to_lapse(impl: str, store: Store, clock: Clock) -> None:
-    a = pool(impl, store, "a")
+def test_close_returns_idle_subpools_and_leaves_busy_ones_to_lapse(pool_impl: str, store: Store, clock: Clock) -> None:
+    a = pool(pool_impl, store, "a")
     leases = a.allocate_many(12)  # 0-7, 8-11 full; the threshold growth claimed 12-15
     assert ranges(store) == [("a", 0, 8, 1, "claimed"), ("a", 8, 4, 2, "claimed"), ("a", 12, 4, 3, "claimed")]
     a.close()
@@ -425,8 +400,8 @@ def test_close_returns_idle_subpools_and_leaves_busy_ones_to_lapse(impl: str, st
     assert [state for *_, state in ranges(store)] == ["held", "held", "held"]
 
 
-def test_a_pool_is_a_context_manager(impl: str, store: Store) -> None:
-    with pool(impl, store, "a") as a:
+def test_a_pool_is_a_context_manager(pool_impl: str, store: Store) -> None:
+    with pool(pool_impl, store, "a") as a:
         a.free(a.allocate())
     assert ranges(store) == [("a", 0, 8, 1, "held")]
     with pytest.raises(natpool.NatPoolError):
@@ -460,18 +435,18 @@ def outage(a: Any, store_down: Any, store_up: Any) -> None:
         a.free(lease)
 
 
-def test_sqlite_gone_and_back(impl: str, tmp_path: Path, clock: Clock) -> None:
+def test_sqlite_gone_and_back(pool_impl: str, tmp_path: Path, clock: Clock) -> None:
     directory = tmp_path / "store"
     directory.mkdir()
     store = SQLiteStore(directory / "store.db", clock=clock)
-    a = pool(impl, store, "a")
+    a = pool(pool_impl, store, "a")
     outage(a, lambda: directory.rename(tmp_path / "away"), lambda: (tmp_path / "away").rename(directory))
     a.close()
 
 
-def test_sqlite_locked_and_released(impl: str, tmp_path: Path, clock: Clock) -> None:
+def test_sqlite_locked_and_released(pool_impl: str, tmp_path: Path, clock: Clock) -> None:
     store = SQLiteStore(tmp_path / "store.db", clock=clock, timeout=0.1)
-    a = pool(impl, store, "a")
+    a = pool(pool_impl, store, "a")
     locker = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
     outage(a, lambda: locker.execute("BEGIN EXCLUSIVE"), lambda: locker.execute("ROLLBACK"))
     locker.close()
@@ -479,11 +454,11 @@ def test_sqlite_locked_and_released(impl: str, tmp_path: Path, clock: Clock) -> 
 
 
 @pytest.mark.extra("postgres")
-def test_postgres_stopped_and_started(impl: str, tmp_path: Path, clock: Clock) -> None:
+def test_postgres_stopped_and_started(pool_impl: str, tmp_path: Path, clock: Clock) -> None:
     server = PrivateServer(tmp_path)
     try:
         store = open_store(server.url, clock=clock, timeout=2)
-        a = pool(impl, store, "a")
+        a = pool(pool_impl, store, "a")
         outage(a, server.stop, server.start)
         a.close()
         store.close()
@@ -491,11 +466,11 @@ def test_postgres_stopped_and_started(impl: str, tmp_path: Path, clock: Clock) -
         server.cleanup()
 
 
-def test_a_free_during_an_outage_keeps_the_subpool(impl: str, tmp_path: Path, clock: Clock) -> None:
+def test_a_free_during_an_outage_keeps_the_subpool(pool_impl: str, tmp_path: Path, clock: Clock) -> None:
     directory = tmp_path / "store"
     directory.mkdir()
     store = SQLiteStore(directory / "store.db", clock=clock)
-    a = pool(impl, store, "a")
+    a = pool(pool_impl, store, "a")
     leases = a.allocate_many(9)  # 0-7, 8-11
     directory.rename(tmp_path / "away")
     a.free(leases[8])  # would delete subpool 1: the store cannot take it back, so it stays
@@ -512,7 +487,7 @@ def test_a_free_during_an_outage_keeps_the_subpool(impl: str, tmp_path: Path, cl
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_equal_fresh_stores_give_equal_results(impl: str, kind: str, tmp_path: Path, seed: int) -> None:
+def test_equal_fresh_stores_give_equal_results(pool_impl: str, kind: str, tmp_path: Path, seed: int) -> None:
     """Two runs of one single-threaded sequence on equal fresh stores: the same leases and store state.
 
     (With the Rust core wired, the second run uses the other implementation.)
@@ -522,7 +497,7 @@ def test_equal_fresh_stores_give_equal_results(impl: str, kind: str, tmp_path: P
         clock = Clock()
         store = open_kind(fresh_url(kind, tmp_path), clock)
         recorder = Recorder(store)
-        members = [pool(impl, recorder, name, subpool_blocks=3, grow_threshold=1) for name in "ab"]
+        members = [pool(pool_impl, recorder, name, subpool_blocks=3, grow_threshold=1) for name in "ab"]
         rng = random.Random(seed)
         live: list[tuple[Any, Any]] = []
         trace = []

@@ -18,29 +18,20 @@ from pathlib import Path
 from typing import Any
 
 import natpool
-import pytest
 from natpool.store import open_store
-from storekit import KINDS, POOL_IMPLS, WIDE, doomed_member, fresh_url, make_pool, sharing_member, wait_until
+from storekit import WIDE, doomed_member, fresh_url, make_pool, sharing_member, wait_until
+
+pytest_plugins = ("storekit",)  # its fixtures: kind, url, clock, store, pool_impl
 
 SPAWN = multiprocessing.get_context("spawn")
 GUARD = 120.0  # seconds: a hang guard, never a timing assertion
-
-
-@pytest.fixture(params=KINDS)
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(params=sorted(POOL_IMPLS))
-def impl(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def collect(reports: Any, count: int) -> list[Any]:
     return [reports.get(timeout=GUARD) for _ in range(count)]
 
 
-def test_four_processes_share_one_pool(impl: str, kind: str, tmp_path: Path) -> None:
+def test_four_processes_share_one_pool(pool_impl: str, kind: str, tmp_path: Path) -> None:
     url = fresh_url(kind, tmp_path)
     open_store(url).close()  # the tables, once, before the members race to join
     barrier = SPAWN.Barrier(4, timeout=GUARD)
@@ -49,7 +40,8 @@ def test_four_processes_share_one_pool(impl: str, kind: str, tmp_path: Path) -> 
     # initial_blocks 2: a member keeps little resident, so the freers return most of what they had
     overrides = {"initial_blocks": 2, "claim_ttl": 60.0, "reclaim_delay": 0.3, "renew_interval": 0}
     members = [
-        SPAWN.Process(target=sharing_member, args=(impl, url, i, freers, barrier, reports, overrides)) for i in range(4)
+        SPAWN.Process(target=sharing_member, args=(pool_impl, url, i, freers, barrier, reports, overrides))
+        for i in range(4)
     ]
     for process in members:
         process.start()
@@ -86,15 +78,15 @@ def test_four_processes_share_one_pool(impl: str, kind: str, tmp_path: Path) -> 
             assert end < start, f"{address} held by {member} and {next_member} at once"
 
 
-def test_a_killed_members_ranges_wait_claim_ttl_plus_reclaim_delay(impl: str, kind: str, tmp_path: Path) -> None:
+def test_a_killed_members_ranges_wait_claim_ttl_plus_reclaim_delay(pool_impl: str, kind: str, tmp_path: Path) -> None:
     """Not before: right after the kill (claim_ttl 30 s, reclaim_delay 60 s) nobody gets the ranges,
     and by a clock set to the hold's last instant neither; by the hold's end they are free."""
     url = fresh_url(kind, tmp_path)
-    victim_addresses = kill_a_member(impl, url, {"claim_ttl": 30.0, "reclaim_delay": 60.0})
+    victim_addresses = kill_a_member(pool_impl, url, {"claim_ttl": 30.0, "reclaim_delay": 60.0})
     store = open_store(url)
     victims = [c for c in store.claims("vip") if c.member == "victim"]
     assert [c.state for c in victims] == ["claimed"] * 2
-    survivor = make_pool(impl, store, "survivor", **WIDE, claim_ttl=30.0, reclaim_delay=60.0)
+    survivor = make_pool(pool_impl, store, "survivor", **WIDE, claim_ttl=30.0, reclaim_delay=60.0)
     got = []
     while True:
         try:
@@ -114,14 +106,14 @@ def test_a_killed_members_ranges_wait_claim_ttl_plus_reclaim_delay(impl: str, ki
     after.close()
 
 
-def test_a_killed_members_ranges_are_claimed_after_the_hold(impl: str, kind: str, tmp_path: Path) -> None:
+def test_a_killed_members_ranges_are_claimed_after_the_hold(pool_impl: str, kind: str, tmp_path: Path) -> None:
     """After: with claim_ttl 0.5 s and reclaim_delay 0.3 s, a survivor polling for addresses gets the
     killed member's ranges, and the store granted them no earlier than the hold's end."""
     url = fresh_url(kind, tmp_path)
-    victim_addresses = kill_a_member(impl, url, {"claim_ttl": 0.5, "reclaim_delay": 0.3})
+    victim_addresses = kill_a_member(pool_impl, url, {"claim_ttl": 0.5, "reclaim_delay": 0.3})
     store = open_store(url)
     last_expiry = max(c.expires_at for c in store.claims("vip") if c.member == "victim")
-    survivor = make_pool(impl, store, "survivor", **WIDE, claim_ttl=60.0, reclaim_delay=60.0)
+    survivor = make_pool(pool_impl, store, "survivor", **WIDE, claim_ttl=60.0, reclaim_delay=60.0)
     got: list[tuple[str, int]] = []
 
     def reached_the_victims_range() -> bool:
@@ -138,11 +130,11 @@ def test_a_killed_members_ranges_are_claimed_after_the_hold(impl: str, kind: str
     store.close()
 
 
-def kill_a_member(impl: str, url: str, overrides: dict[str, Any]) -> list[tuple[str, int]]:
+def kill_a_member(pool_impl: str, url: str, overrides: dict[str, Any]) -> list[tuple[str, int]]:
     """Start ``doomed_member``, wait for its addresses, SIGKILL it; return its addresses."""
     open_store(url).close()
     reports = SPAWN.Queue()
-    process = SPAWN.Process(target=doomed_member, args=(impl, url, overrides, reports))
+    process = SPAWN.Process(target=doomed_member, args=(pool_impl, url, overrides, reports))
     process.start()
     try:
         addresses: list[tuple[str, int]] = reports.get(timeout=GUARD)
