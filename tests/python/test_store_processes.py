@@ -21,7 +21,7 @@ import natpool
 from natpool.store import open_store
 from storekit import WIDE, doomed_member, fresh_url, make_pool, sharing_member, wait_until
 
-pytest_plugins = ("storekit",)  # its fixtures: kind, url, clock, store, pool_impl
+pytest_plugins = ("storefixtures",)  # its fixtures: kind, url, clock, store, pool_impl
 
 SPAWN = multiprocessing.get_context("spawn")
 GUARD = 120.0  # seconds: a hang guard, never a timing assertion
@@ -46,9 +46,12 @@ def test_four_processes_share_one_pool(pool_impl: str, kind: str, tmp_path: Path
     for process in members:
         process.start()
     try:
-        full = {member: addresses for _, member, addresses in collect(reports, 4)}
-        again = {member: (addresses, blocks) for _, member, addresses, blocks in collect(reports, 4)}
-        ledgers = {member: ledger for _, member, ledger in collect(reports, 4)}
+        # Sorted by kind: the queue does not keep one process's report behind another's
+        # (each process's feeder thread sends it when it gets to it).
+        messages = collect(reports, 12)
+        full = {m[1]: m[2] for m in messages if m[0] == "full"}
+        again = {m[1]: (m[2], m[3]) for m in messages if m[0] == "again"}
+        ledgers = {m[1]: m[2] for m in messages if m[0] == "ledger"}
     finally:
         for process in members:
             process.join(GUARD)
