@@ -38,6 +38,6 @@ mod core;
 mod bindings;
 
 pub use crate::core::{
-    Config, Error, Grant, Handle, Interval, Lease, Membership, Pool, PoolSpec, PoolStats, Store,
-    SubpoolInfo,
+    Config, Error, Grant, Handle, Interval, Lease, Membership, Pool, PoolSpec, PoolStats, Renewal,
+    Store, SubpoolInfo,
 };

@@ -119,7 +119,7 @@ impl LeaseContext {
             // One attempt, no check first: a check then a free would let
             // another thread's free land in between. `NotLive` means the
             // lease was freed already (inside the block), which is allowed.
-            match self.pool.get().core.free(Handle(lease.get().handle)) {
+            match self.pool.get().open()?.free(Handle(lease.get().handle)) {
                 Ok(data) => drop(data),
                 Err(Error::NotLive(_)) => {}
                 Err(error) => return Err(error.into()),

@@ -3,12 +3,14 @@
 //! into the exception classes defined in `natpool/errors.py` (errors.rs),
 //! and builds the records of `natpool/records.py`.
 
+mod cluster;
 mod convert;
 mod errors;
 mod floor;
 mod lease;
 mod pool;
 mod records;
+mod store;
 
 use pyo3::prelude::*;
 
@@ -19,5 +21,6 @@ fn _natpool(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<lease::PyLease>()?;
     m.add_class::<lease::LeaseContext>()?;
     m.add_class::<floor::Floor>()?;
+    m.add_class::<cluster::PyRenewal>()?;
     Ok(())
 }

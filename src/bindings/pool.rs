@@ -1,24 +1,29 @@
 //! `natpool.Pool`: the control block and its methods, over the core pool.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString};
 
-use crate::bindings::convert::{self, Context};
+use crate::bindings::cluster::{self, CorePool, Member};
+use crate::bindings::convert::{self, Context, Given};
 use crate::bindings::lease::{LeaseContext, PyLease};
 use crate::bindings::records;
 use crate::core::config::ip_text;
 use std::net::Ipv4Addr;
 
 use crate::core::config::WideSpec;
-use crate::core::{Config, Error, Handle, Lease, Pool};
+use crate::core::{Config, Error, Handle, Lease};
 
 /// A client NAT address pool (the Rust core).
 #[pyclass(frozen, name = "Pool", module = "natpool")]
 pub struct PyPool {
-    pub(crate) core: Pool<Option<Py<PyAny>>>,
+    pub(crate) core: CorePool,
+    /// With a store: the pool's membership of its cluster.
+    member: Option<Member>,
+    closed: AtomicBool,
 }
 
 fn lease_object(
@@ -39,13 +44,23 @@ fn lease_object(
 }
 
 impl PyPool {
+    /// `NatPoolError` once the pool is closed: every call checks this first.
+    pub(crate) fn open(&self) -> PyResult<&CorePool> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(
+                Error::Closed(format!("pool {:?} is closed", self.core.config().name())).into(),
+            );
+        }
+        Ok(&self.core)
+    }
+
     pub(crate) fn allocate_lease(
         slf: &Bound<'_, Self>,
         data: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyLease>> {
         let py = slf.py();
         let copy = data.as_ref().map(|d| d.clone_ref(py));
-        let lease = slf.get().core.allocate(data)?;
+        let lease = slf.get().open()?.allocate(data)?;
         lease_object(slf, lease, copy)
     }
 
@@ -76,6 +91,14 @@ impl PyPool {
     }
 }
 
+/// An optional argument as given, or its default.
+fn given_or<'py>(
+    value: Option<&Bound<'py, PyAny>>,
+    default: Bound<'py, PyAny>,
+) -> Bound<'py, PyAny> {
+    value.cloned().unwrap_or(default)
+}
+
 fn lease_repr(lease: &PyLease) -> String {
     format!(
         "Lease(ip='{}', port={}, handle={:#x})",
@@ -89,8 +112,8 @@ fn lease_repr(lease: &PyLease) -> String {
 impl PyPool {
     #[new]
     #[pyo3(
-        signature = (name, first_ip, last_ip, netmask, initial_blocks, max_blocks, *, ports=None, subpool_blocks=None, grow_threshold=None),
-        text_signature = "(name, first_ip, last_ip, netmask, initial_blocks, max_blocks, *, ports=(1024, 65535), subpool_blocks=None, grow_threshold=0)"
+        signature = (name, first_ip, last_ip, netmask, initial_blocks, max_blocks, *, ports=None, subpool_blocks=None, grow_threshold=None, store=None, member=None, claim_ttl=Given::Default, reclaim_delay=Given::Default, renew_interval=None),
+        text_signature = "(name, first_ip, last_ip, netmask, initial_blocks, max_blocks, *, ports=(1024, 65535), subpool_blocks=None, grow_threshold=0, store=None, member=None, claim_ttl=30.0, reclaim_delay=120.0, renew_interval=None)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -103,7 +126,13 @@ impl PyPool {
         ports: Option<&Bound<'_, PyAny>>,
         subpool_blocks: Option<&Bound<'_, PyAny>>,
         grow_threshold: Option<&Bound<'_, PyAny>>,
+        store: Option<&Bound<'_, PyAny>>,
+        member: Option<&Bound<'_, PyAny>>,
+        claim_ttl: Given<'_>,
+        reclaim_delay: Given<'_>,
+        renew_interval: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let py = name.py();
         // Phase 1, in the reference model's order; phases 2 and 3 in Config::new.
         let name = name
             .cast::<PyString>()
@@ -132,8 +161,20 @@ impl PyPool {
             subpool_blocks,
             grow_threshold,
         })?;
+        // Then the store arguments, and the cluster joined (natpool.store.member).
+        let none = || py.None().into_bound(py);
+        let arguments = [
+            &given_or(store, none()),
+            &given_or(member, none()),
+            &claim_ttl.or(|| Ok(30.0f64.into_pyobject(py)?.into_any()))?,
+            &reclaim_delay.or(|| Ok(120.0f64.into_pyobject(py)?.into_any()))?,
+            &given_or(renew_interval, none()),
+        ];
+        let (core, member) = cluster::join(py, config, arguments)?;
         Ok(PyPool {
-            core: Pool::new(config),
+            core,
+            member,
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -214,7 +255,7 @@ impl PyPool {
         }
         // More than u64::MAX leases is more than any pool holds: exhaustion.
         let n = u64::try_from(n).unwrap_or(u64::MAX);
-        let core = &slf.get().core;
+        let core = slf.get().open()?;
         let leases = py.detach(|| core.allocate_many(n, || None))?;
         let objects = leases
             .into_iter()
@@ -225,18 +266,19 @@ impl PyPool {
 
     /// A context manager that allocates on entry and frees on exit.
     #[pyo3(signature = (data=None))]
-    fn lease(slf: &Bound<'_, Self>, data: Option<Py<PyAny>>) -> LeaseContext {
-        LeaseContext {
+    fn lease(slf: &Bound<'_, Self>, data: Option<Py<PyAny>>) -> PyResult<LeaseContext> {
+        slf.get().open()?;
+        Ok(LeaseContext {
             pool: slf.clone().unbind(),
             data,
             lease: Mutex::new(None),
-        }
+        })
     }
 
     /// Return a live lease; ``LeaseError`` (and no change) for anything else.
     fn free(slf: &Bound<'_, Self>, lease_or_handle: &Bound<'_, PyAny>) -> PyResult<()> {
         let handle = Self::handle_of(slf, lease_or_handle)?;
-        drop(slf.get().core.free(handle)?);
+        drop(slf.get().open()?.free(handle)?);
         Ok(())
     }
 
@@ -256,7 +298,7 @@ impl PyPool {
                 .map(|item| Self::handle_of(slf, &item?))
                 .collect::<PyResult<Vec<_>>>()?
         };
-        let core = &slf.get().core;
+        let core = slf.get().open()?;
         let mut released = Vec::new();
         let result = slf.py().detach(|| core.free_many(&handles, &mut released));
         // The released data objects are dropped here, attached, on success
@@ -278,7 +320,7 @@ impl PyPool {
         let port = convert::port(port)?;
         let (found, released) =
             slf.get()
-                .core
+                .open()?
                 .lookup_with(Ipv4Addr::from(ip), port, |lease, data| {
                     (lease, data.as_ref().map(|d| d.clone_ref(py)))
                 });
@@ -290,16 +332,57 @@ impl PyPool {
 
     /// The interval list, in address order.
     fn intervals<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        records::intervals(py, self.core.config(), &self.core.intervals())
+        records::intervals(py, self.core.config(), &self.open()?.intervals())
     }
 
     /// The subpools, in address order.
     fn subpools<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        records::subpools(py, self.core.config(), &self.core.subpools())
+        records::subpools(py, self.core.config(), &self.open()?.subpools())
     }
 
     /// The pool's counters, in O(1).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        records::stats(py, &self.core.stats())
+        records::stats(py, &self.open()?.stats())
+    }
+
+    /// This pool instance's name in the cluster (``None`` without a store).
+    #[getter]
+    fn member(&self) -> Option<&str> {
+        self.member.as_ref().map(|member| member.name.as_str())
+    }
+
+    /// Renew this member's claims now, then fence the lapsed ones; nothing
+    /// without a store. ``StoreError`` if the store fails.
+    fn renew(&self) -> PyResult<()> {
+        Ok(self.open()?.renew()?)
+    }
+
+    /// Close the pool (idempotent); later calls raise ``NatPoolError``. With
+    /// a store: stop the renewal, return the claims of the subpools without
+    /// live leases and leave the cluster (``StoreError`` if the store fails:
+    /// the pool is closed all the same).
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        match &self.member {
+            Some(member) => member.close(py, &self.core),
+            None => Ok(()),
+        }
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _traceback: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
     }
 }

@@ -39,5 +39,5 @@ pub use config::{Config, PoolSpec};
 pub use error::Error;
 pub use handle::Handle;
 pub use interval_list::Interval;
-pub use pool::{Lease, Pool, PoolStats, SubpoolInfo};
+pub use pool::{Lease, Pool, PoolStats, Renewal, SubpoolInfo};
 pub use store::{Grant, Membership, Store};

@@ -39,9 +39,9 @@ KINDS = (
 )
 """The two engines, as the ``kind`` fixture's params (PostgreSQL needs natpool[postgres])."""
 
-POOL_IMPLS = {"reference": "natpool.reference:Pool"}
+POOL_IMPLS = {"reference": "natpool.reference:Pool", "rust": "natpool:Pool"}
 """The pool classes the store tests run on, by id (``module:attribute``, importable in a spawned process).
-The Rust core joins as ``"rust": "natpool:Pool"`` once it takes ``store=``."""
+Both implementations, so every store test holds the Rust core to the reference model."""
 
 CONFIG: dict[str, Any] = {
     "name": "vip",

@@ -7,6 +7,10 @@ plus invariants computed independently from the records (exact partition of the 
 space, merged free neighbours, one interval per subpool, no address live twice,
 exhaustion exactly at capacity, consistent counters).
 
+Half of the examples put each pool on a store of its own (two equal fresh SQLite stores with
+a fake clock that advances one second per transaction): the pool is then the one member of its
+cluster, and every subpool is a claim. The outcomes, records and the stores' rows must agree too.
+
 A second property test feeds both constructors the same random (often invalid)
 arguments and asserts the same exception type and ``field``, or equal attributes.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +31,8 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from natpool import ArgumentError, Interval, LeaseError, PoolConfigError, PoolExhausted, PoolStats
+from natpool.store import SQLiteStore
+from storekit import dump
 
 RUST, REF = 0, 1
 IMPLS = (natpool.Pool, natpool.reference.Pool)
@@ -143,6 +150,8 @@ class Differential(RuleBasedStateMachine):
         self.allocated_once = False
         self.last_stats: PoolStats | None = None
         self.steps = 0
+        self.stores: tuple[Any, ...] = ()
+        self.directory: tempfile.TemporaryDirectory[str] | None = None
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -182,11 +191,26 @@ class Differential(RuleBasedStateMachine):
 
     # -- construction ----------------------------------------------------------------------
 
-    @initialize(config=configs(), foreign_count=st.integers(1, 2))
-    def build(self, config: dict[str, Any], foreign_count: int) -> None:
-        say(f"config: {config!r}")
+    @initialize(config=configs(), foreign_count=st.integers(1, 2), on_store=st.booleans())
+    def build(self, config: dict[str, Any], foreign_count: int, on_store: bool = False) -> None:
+        say(f"config: {config!r}, on a store: {on_store}")
         self.config = config
-        self.pools = (natpool.Pool(**config), natpool.reference.Pool(**config))
+        if on_store:
+            # One member per store; a claim never lapses (claim_ttl far beyond the fake clock), and a
+            # returned range is free again at the next transaction (the clock moves 1 s per transaction).
+            self.directory = tempfile.TemporaryDirectory()
+            self.stores = tuple(
+                SQLiteStore(f"{self.directory.name}/{side}.db", clock=itertools.count(1_000_000).__next__)
+                for side in ("rust", "reference")
+            )
+            cluster = {"member": "m", "claim_ttl": 1e9, "reclaim_delay": 0.5, "renew_interval": 0}
+            self.pools = (
+                natpool.Pool(**config, store=self.stores[RUST], **cluster),
+                natpool.reference.Pool(**config, store=self.stores[REF], **cluster),
+            )
+            tally("on a store")
+        else:
+            self.pools = (natpool.Pool(**config), natpool.reference.Pool(**config))
         keys = ("name", "first_ip", "last_ip", "netmask", "initial_blocks", "max_blocks", "ports")
         keys += ("subpool_blocks", "grow_threshold", "address_count", "capacity")
         assert [getattr(self.pools[RUST], k) for k in keys] == [getattr(self.pools[REF], k) for k in keys]
@@ -392,6 +416,14 @@ class Differential(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         tally(f"steps checked: {'0-9' if self.steps < 10 else '10-29' if self.steps < 30 else '30+'}")
+        if self.stores:
+            assert dump(self.stores[RUST]) == dump(self.stores[REF]), "the stores' rows differ"
+            for pool in self.pools:
+                pool.close()
+            for store in self.stores:
+                store.close()
+            assert self.directory is not None
+            self.directory.cleanup()
 
     # -- invariants -------------------------------------------------------------------------
 

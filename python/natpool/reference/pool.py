@@ -171,7 +171,7 @@ class Pool:
         self._closed = False
         self._member: cluster.Member | None = None if chosen is None else cluster.Member(self._cb, chosen)
         if self._member is not None:
-            self._member.start_renewing(self)
+            self._member.start_renewing()
 
     # -- the control block's read-only attributes ---------------------------------------
     name = property(lambda self: self._cb.name)

@@ -40,16 +40,16 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from natpool.errors import PoolConfigError, StoreError
+from natpool.errors import NatPoolError, PoolConfigError, StoreError
 from natpool.reference.config import ControlBlock
 from natpool.store.protocol import Grant, Store
 from natpool.store.space import config_of
 
-__all__ = ["ClaimState", "Member", "Settings", "settings"]
+__all__ = ["ClaimState", "Member", "Renewer", "Settings", "join", "settings"]
 
 _T = TypeVar("_T")
 
@@ -115,6 +115,63 @@ def settings(store: Any, member: Any, claim_ttl: Any, reclaim_delay: Any, renew_
     return Settings(store, default_member() if member is None else member, ttl, delay, interval)
 
 
+def join(chosen: Settings, config: Mapping[str, Any]) -> tuple[Store, bool]:
+    """Open the store (if given as a URL) and join the pool with its registered ``config``.
+
+    Returns the store and whether it was opened here (then the pool closes it when
+    it closes). Nothing else is written; a failed join closes a store opened here.
+    Both implementations join through this (the Rust binding with the configuration
+    it validated, in ``natpool.store.space.config_of``'s canonical form).
+    """
+    from natpool.store.url import open_store  # here: the engines import the reference control block
+
+    owns_store = isinstance(chosen.store, str)
+    store: Store = open_store(chosen.store) if isinstance(chosen.store, str) else chosen.store
+    try:
+        store.join(config["name"], chosen.member, config, ttl=chosen.claim_ttl)
+    except BaseException:
+        if owns_store:
+            store.close()
+        raise
+    return store, owns_store
+
+
+class Renewer:
+    """A daemon thread that calls ``target.renew()`` every ``interval`` seconds until stopped.
+
+    It holds ``target`` only weakly: once the pool that owns it is gone (dropped
+    without ``close()``), the thread ends and the claims lapse. A failing renewal
+    is left to the deadlines (``StoreError``), and a closed pool ends the thread.
+    """
+
+    def __init__(self, target: object, interval: float, name: str = "") -> None:
+        self._target = weakref.ref(target)
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"natpool-renew {name}".strip(), daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            target = self._target()
+            if target is None:
+                return
+            try:
+                target.renew()  # type: ignore[attr-defined]
+            except StoreError:
+                pass  # store_down is set; the claims' deadlines fence them if this goes on
+            except NatPoolError:
+                return  # the pool was closed
+            finally:
+                del target
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it (unless called from it)."""
+        self._stop.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+
 class Member:
     """A pool's membership of its cluster (see the module docstring)."""
 
@@ -125,22 +182,13 @@ class Member:
         self.claim_ttl = chosen.claim_ttl
         self.reclaim_delay = chosen.reclaim_delay
         self.renew_interval = chosen.renew_interval
-        from natpool.store.url import open_store  # here: the engines import the reference control block
-
-        self.owns_store = isinstance(chosen.store, str)
-        self.store: Store = open_store(chosen.store) if isinstance(chosen.store, str) else chosen.store
         self.store_down = False
         self._lock = threading.Lock()
         """Guards ``_claims`` and the ``ClaimState`` fields against the renewal thread."""
         self._claims: dict[int, ClaimState] = {}
         """The live (not yet returned or dropped) claims of this member, by epoch."""
-        self._renewer: _Renewer | None = None
-        try:
-            self._call(self.store.join, self.name, self.member, config_of(cb), ttl=self.claim_ttl)
-        except BaseException:
-            if self.owns_store:
-                self.store.close()
-            raise
+        self._renewer: Renewer | None = None
+        self.store, self.owns_store = join(chosen, config_of(cb))
 
     def _call(self, method: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         """One store call, keeping ``store_down`` up to date."""
@@ -208,10 +256,14 @@ class Member:
                 else:
                     state.lost = True
 
-    def start_renewing(self, owner: object) -> None:
-        """Start the daemon thread that renews every ``renew_interval`` seconds (none if it is 0)."""
+    def start_renewing(self) -> None:
+        """Start the daemon thread that renews every ``renew_interval`` seconds (none if it is 0).
+
+        It holds this member weakly, and the pool holds the member: a pool dropped
+        without ``close()`` stops being renewed.
+        """
         if self.renew_interval > 0:
-            self._renewer = _Renewer(self, owner, self.renew_interval)
+            self._renewer = Renewer(self, self.renew_interval, self.name)
 
     def leave(self, idle: Iterable[ClaimState]) -> None:
         """Stop renewing; return the ``idle`` claims and leave the pool, in one store call.
@@ -230,29 +282,3 @@ class Member:
                 self._claims.clear()
             if self.owns_store:
                 self.store.close()
-
-
-class _Renewer:
-    """The renewal thread. It holds the pool only weakly: a pool dropped without ``close()`` stops being renewed."""
-
-    def __init__(self, member: Member, owner: object, interval: float) -> None:
-        self._member = member
-        self._owner = weakref.ref(owner)
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="natpool-renew", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            if self._owner() is None:
-                return
-            try:
-                self._member.renew()
-            except StoreError:
-                pass  # store_down is set; the claims' deadlines fence them if this goes on
-
-    def stop(self) -> None:
-        self._stop.set()
-        if threading.current_thread() is not self._thread:
-            self._thread.join()

@@ -216,6 +216,22 @@ impl Cluster {
     }
 }
 
+/// A handle that renews a pool's claims from anywhere (a thread of the
+/// caller's: the Python binding runs its renewal on a Python thread). It
+/// renews only; the pool's next allocation fences what lapsed.
+pub struct Renewal(Arc<Shared>);
+
+impl Renewal {
+    /// Renew the claims now; [`Error::Store`] if the store fails,
+    /// [`Error::Closed`] after the pool was closed.
+    pub fn renew(&self) -> Result<(), Error> {
+        if self.0.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed("the pool was closed".into()));
+        }
+        self.0.renew()
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         // A pool dropped without close(): its claims are not renewed any
@@ -238,6 +254,15 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// Whether the pool is a member of a cluster.
     pub fn has_store(&self) -> bool {
         self.cluster.is_some()
+    }
+
+    /// A handle to renew this member's claims from another thread (`None`
+    /// without a store); for callers that run the renewal themselves
+    /// (`renew_interval` zero).
+    pub fn renewal(&self) -> Option<Renewal> {
+        self.cluster
+            .as_ref()
+            .map(|cluster| Renewal(Arc::clone(&cluster.shared)))
     }
 
     /// At the start of an allocation: fence the subpools of lapsed claims.

@@ -16,6 +16,8 @@
 //!   take the writer lock, and the lock-free side never waits for it.
 
 mod cluster;
+
+pub use cluster::Renewal;
 mod lock_free;
 mod writer;
 
