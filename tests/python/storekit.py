@@ -122,8 +122,12 @@ def shared_postgres_url() -> str:
 class PrivateServer:
     """A PostgreSQL server of one test's own, which the test may stop and start again."""
 
-    def __init__(self, parent: Path) -> None:
-        self._server = _start_server(str(parent))
+    def __init__(self) -> None:
+        # Not in pytest's tmp_path: another pytest session of the same user (a nested one, or a
+        # colleague's on a shared machine) prunes old tmp_path trees, and a server's data must not
+        # vanish under it.
+        self._parent = tempfile.mkdtemp(prefix="natpool-pg-")
+        self._server = _start_server(self._parent)
         self.url: str = self._server.get_uri()
 
     def stop(self) -> None:
@@ -135,6 +139,7 @@ class PrivateServer:
 
     def cleanup(self) -> None:
         self._server.cleanup()
+        shutil.rmtree(self._parent, ignore_errors=True)
 
 
 def with_schema(url: str, schema: str) -> str:

@@ -454,8 +454,8 @@ def test_sqlite_locked_and_released(pool_impl: str, tmp_path: Path, clock: Clock
 
 
 @pytest.mark.extra("postgres")
-def test_postgres_stopped_and_started(pool_impl: str, tmp_path: Path, clock: Clock) -> None:
-    server = PrivateServer(tmp_path)
+def test_postgres_stopped_and_started(pool_impl: str, clock: Clock) -> None:
+    server = PrivateServer()
     try:
         store = open_store(server.url, clock=clock, timeout=2)
         a = pool(pool_impl, store, "a")
