@@ -19,6 +19,7 @@ from natpool.apps import simulate
 from natpool.apps.demo import command as demo
 from natpool.apps.options import CommandParser
 from natpool.apps.proxy import command as proxy
+from natpool.apps.store import command as store
 
 __all__ = ["main", "parser"]
 
@@ -34,6 +35,7 @@ def parser() -> argparse.ArgumentParser:
     simulate.add_parser(commands)
     proxy.add_parser(commands)
     demo.add_parser(commands)
+    store.add_parser(commands)
     return top
 
 

@@ -21,7 +21,7 @@ from natpool.store.postgres import PostgresStore, redact
 from natpool.store.protocol import Store
 from natpool.store.sqlite import SQLiteStore
 
-__all__ = ["open_store", "SCHEMES"]
+__all__ = ["open_store", "sqlite_path", "SCHEMES"]
 
 SCHEMES = ("sqlite", "postgresql", "postgres")
 _USAGE = "use sqlite:///ABS/PATH or postgresql://USER@HOST:PORT/DATABASE"
@@ -36,13 +36,14 @@ def open_store(url: str, *, clock: Callable[[], float] | None = None, timeout: f
         raise PoolConfigError("store", f"{redact(url)!r} is not a store URL: {_USAGE}")
     scheme = scheme.lower()
     if scheme == "sqlite":
-        return SQLiteStore(_sqlite_path(url), clock=clock, timeout=timeout)
+        return SQLiteStore(sqlite_path(url), clock=clock, timeout=timeout)
     if scheme in ("postgresql", "postgres"):
         return PostgresStore(url, clock=clock, timeout=timeout)
     raise PoolConfigError("store", f"unknown store scheme {scheme!r} in {redact(url)!r}: {_USAGE}")
 
 
-def _sqlite_path(url: str) -> str:
+def sqlite_path(url: str) -> str:
+    """The file path of a ``sqlite:///ABS/PATH`` URL (``PoolConfigError`` for ``store`` if it is malformed)."""
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError as error:
