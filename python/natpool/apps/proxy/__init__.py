@@ -7,7 +7,8 @@ record, the lease's ``data``, and the counters), :mod:`~natpool.apps.proxy.sourc
 upstream's source address, bind-failure quarantine), :mod:`~natpool.apps.proxy.holding` (leases kept out of use for
 a while), :mod:`~natpool.apps.proxy.relay` (copying bytes both ways), :mod:`~natpool.apps.proxy.server` (the load
 balancer: lease lifecycle, exhaustion, drain), :mod:`~natpool.apps.proxy.metrics` (Prometheus, optional),
-:mod:`~natpool.apps.proxy.admin` (the HTTP endpoint: ``/metrics``, ``/healthz``, ``/lookup``) and
+:mod:`~natpool.apps.proxy.admin` (the HTTP endpoint: ``/metrics``, ``/healthz``, ``/lookup``),
+:mod:`~natpool.apps.proxy.events` (log lines about floods of events, rate-limited) and
 :mod:`~natpool.apps.proxy.command` (the command line).
 """
 

@@ -154,6 +154,7 @@ async def serve(config: ProxyConfig, ready: asyncio.Event | None = None) -> int:
         admin = Admin(proxy, config.metrics)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(proxy.events.asyncio_handler)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:

@@ -17,12 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
 
 import natpool
 from natpool.apps.listener import bound_address, close_server
 from natpool.apps.proxy.backends import BackendState, Balancer
 from natpool.apps.proxy.config import ProxyConfig
+from natpool.apps.proxy.events import EventLog
 from natpool.apps.proxy.holding import Holding
 from natpool.apps.proxy.record import ClientConnection, Counters
 from natpool.apps.proxy.relay import close, relay
@@ -41,18 +41,20 @@ class Proxy:
         self.config = config
         self.pool = pool if pool is not None else config.check()
         self.counters = Counters()
+        self.events = EventLog(log)
         self.backends = Balancer(config.backends, config.balance, config.down_time)
         self.holding = Holding(self.pool, self.counters)
         self.source: PoolSource | KernelSource
         if config.source == "kernel":
             self.source = KernelSource(config.pool, self.counters)
         else:
-            self.source = PoolSource(self.pool, self.holding, self.counters, config.bind_attempts, config.quarantine)
+            self.source = PoolSource(
+                self.pool, self.holding, self.counters, config.bind_attempts, config.quarantine, self.events
+            )
         self.active: set[asyncio.Task[None]] = set()
         self.draining = False
         self._server: asyncio.Server | None = None
         self._address: tuple[str, int] | None = None
-        self._exhausted_logged = 0.0
 
     @property
     def address(self) -> tuple[str, int]:
@@ -117,7 +119,15 @@ class Proxy:
             sock, lease = await self.source.connect(backend.address, record, self.config.connect_timeout)
         except PoolExhausted:
             self.counters.exhausted += 1
-            self._log_exhausted()
+            stats = self.pool.stats()
+            self.events.warning(
+                "exhausted",
+                "pool exhausted: %d live leases of capacity %d (%d held down); %d client connections refused so far",
+                stats.live,
+                stats.capacity,
+                self.counters.held,
+                self.counters.exhausted,
+            )
             return
         except BackendUnreachable as exc:
             self.counters.backend_failures += 1
@@ -125,7 +135,7 @@ class Proxy:
             return
         except AddressesUnavailable as exc:
             self.counters.bind_failures += 1
-            log.warning("client %s:%d lost: %s", *record.client, exc)
+            self.events.warning("bind", "client %s:%d lost: %s", *record.client, exc)
             return
         if lease is not None:
             record = lease.data  # a copy of the record if an address was quarantined
@@ -158,19 +168,6 @@ class Proxy:
                 hold = 0.0 if first == "backend" else self.config.hold_down
                 self.holding.hold(lease, hold, "time-wait")
 
-    def _log_exhausted(self) -> None:
-        now = time.monotonic()
-        if now - self._exhausted_logged >= 1.0:
-            self._exhausted_logged = now
-            stats = self.pool.stats()
-            log.warning(
-                "pool exhausted: %d live leases of capacity %d (%d held down); %d client connections refused so far",
-                stats.live,
-                stats.capacity,
-                self.counters.held,
-                self.counters.exhausted,
-            )
-
     async def stop(self, drain_timeout: float | None = None) -> None:
         """Stop accepting, let connections finish for ``drain_timeout`` s, close the rest, free every lease."""
         timeout = self.config.drain_timeout if drain_timeout is None else drain_timeout
@@ -188,6 +185,7 @@ class Proxy:
             await asyncio.gather(*rest, return_exceptions=True)
         released = self.holding.release_all()
         await close_server(self._server)
+        self.events.flush()
         stats = self.pool.stats()
         c = self.counters
         log.info(

@@ -20,6 +20,7 @@ import socket
 
 import natpool
 from natpool.apps.options import PoolAddresses
+from natpool.apps.proxy.events import EventLog
 from natpool.apps.proxy.holding import Holding
 from natpool.apps.proxy.record import ClientConnection, Counters
 
@@ -69,9 +70,16 @@ class PoolSource:
     """Source addresses from natpool leases, with bind-failure quarantine."""
 
     def __init__(
-        self, pool: natpool.Pool, holding: Holding, counters: Counters, bind_attempts: int, quarantine: float
+        self,
+        pool: natpool.Pool,
+        holding: Holding,
+        counters: Counters,
+        bind_attempts: int,
+        quarantine: float,
+        events: EventLog,
     ) -> None:
         self.pool = pool
+        self.events = events
         self.holding = holding
         self.counters = counters
         self.bind_attempts = bind_attempts
@@ -97,7 +105,8 @@ class PoolSource:
                 sock.close()
                 if isinstance(exc, OSError) and exc.errno in _ADDRESS_ERRORS:
                     self.counters.bind_retries += 1
-                    log.warning(
+                    self.events.warning(
+                        "quarantine",
                         "NAT address %s:%d unusable (%s), quarantined for %gs",
                         *lease.address,
                         errno.errorcode.get(exc.errno or 0, exc),
