@@ -22,6 +22,12 @@ from natpool.apps.options import (
     usage_error,
 )
 from natpool.apps.proxy.config import BALANCE, SOURCES, ProxyConfig
+from natpool.apps.proxy.limits import (
+    DESCRIPTORS_PER_CONNECTION,
+    RESERVED_DESCRIPTORS,
+    connections_allowed,
+    descriptor_limit,
+)
 
 __all__ = ["add_parser", "command", "config_from_args", "serve"]
 
@@ -115,6 +121,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="on SIGTERM/SIGINT",
     )
+    parser.add_argument(
+        "--max-connections",
+        type=count_at_least(1),
+        metavar="N",
+        help=(
+            f"client connections open at once, more wait in the listen backlog; None: what RLIMIT_NOFILE allows "
+            f"({DESCRIPTORS_PER_CONNECTION} descriptors a connection, {RESERVED_DESCRIPTORS} kept aside: "
+            f"{connections_allowed(descriptor_limit()):,} here)"
+        ),
+    )
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="logging")
     parser.set_defaults(handler=command, subparser=parser)
     return parser
@@ -139,6 +155,7 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         down_time=args.down_time,
         connect_timeout=args.connect_timeout,
         drain_timeout=args.drain_timeout,
+        max_connections=args.max_connections,
     )
 
 
