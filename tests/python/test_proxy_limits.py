@@ -1,4 +1,4 @@
-"""The proxy's limits: --max-connections (and RLIMIT_NOFILE behind it), rate-limited logs."""
+"""The proxy's limits: --max-connections (and RLIMIT_NOFILE behind it), --idle-timeout, rate-limited logs."""
 
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ from netkit import (
     HANG_GUARD,
     LogReader,
     PeerEchoBackend,
+    answer_or_close,
     config,
     http_backend,
+    leases_accounted,
     pool_range,
     random_network,
     request,
@@ -48,6 +50,46 @@ def test_at_max_connections_the_proxy_stops_accepting_and_resumes_below_it() -> 
             assert all(answer.startswith(spec.first_ip.encode()) for answer in answers)
             assert proxy.counters.accepted == 3 and len(backend.peers) == 3
             await until(lambda: proxy.accepting, "accepting to resume")
+
+    run(body)
+
+
+def test_an_idle_client_is_closed_after_the_idle_timeout_and_its_lease_comes_back() -> None:
+    network = random_network()
+    spec, ports = pool_range(network, ips=1, ports=8)
+    backend = PeerEchoBackend()
+    backend.hold.clear()  # answers nothing either: no byte moves either way
+
+    async def body() -> None:
+        await backend.start()
+        proxy = Proxy(config([backend.address], spec, ports, idle_timeout=0.5, hold_down=0.0))
+        async with running(proxy, backend):
+            reader, writer = await asyncio.open_connection(*proxy.address)  # opens and stays silent
+            try:
+                assert await asyncio.wait_for(reader.read(), HANG_GUARD) == b""  # closed by the proxy
+            finally:
+                writer.close()
+            await until(lambda: not proxy.active, "the connection to end")
+            assert proxy.counters.idle_timeouts == 1 and len(backend.peers) == 1
+            assert len(proxy.pool) == 0 and leases_accounted(proxy)
+
+    run(body)
+
+
+def test_a_backend_that_accepts_and_never_answers_is_closed_after_the_idle_timeout() -> None:
+    network = random_network()
+    spec, ports = pool_range(network, ips=1, ports=8)
+
+    async def body() -> None:
+        with socket.create_server(("127.0.0.1", 0)) as silent:  # the kernel accepts; nobody reads or answers
+            proxy = Proxy(config([silent.getsockname()[:2]], spec, ports, idle_timeout=0.5, hold_down=600.0))
+            async with running(proxy):
+                assert await answer_or_close(proxy.address, b"GET / HTTP/1.0\r\n\r\n") == b""
+                await until(lambda: not proxy.active, "the connection to end")
+                assert proxy.counters.idle_timeouts == 1 and proxy.counters.relayed == 1
+                assert proxy.counters.held == len(proxy.pool) == 1  # the proxy closed first: held down
+                assert leases_accounted(proxy)
+            assert len(proxy.pool) == 0
 
     run(body)
 

@@ -115,6 +115,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--connect-timeout", type=parse_positive, default=d.connect_timeout, metavar="SECONDS", help="to a backend"
     )
     parser.add_argument(
+        "--idle-timeout",
+        type=parse_positive,
+        default=d.idle_timeout,
+        metavar="SECONDS",
+        help="a connection with no byte either way this long is closed, both sides",
+    )
+    parser.add_argument(
         "--drain-timeout",
         type=parse_non_negative,
         default=d.drain_timeout,
@@ -155,6 +162,7 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         down_time=args.down_time,
         connect_timeout=args.connect_timeout,
         drain_timeout=args.drain_timeout,
+        idle_timeout=args.idle_timeout,
         max_connections=args.max_connections,
     )
 

@@ -61,6 +61,8 @@ class ProxyConfig:
     """Seconds a backend that refused or timed out a connect is left out of the rotation."""
     connect_timeout: float = 3.0
     drain_timeout: float = 10.0
+    idle_timeout: float = 300.0
+    """Seconds without a byte either way after which a relayed connection is closed, both sides."""
     max_connections: int | None = None
     """Client connections open at once at most; ``None``: what ``RLIMIT_NOFILE`` allows (:mod:`.limits`)."""
     name: str = "proxy"
@@ -111,6 +113,7 @@ class ProxyConfig:
         if self.listen in self.backends:
             raise OptionError("--backend", "is the proxy's own --listen address")
         _check("--connect-timeout", positive, self.connect_timeout)
+        _check("--idle-timeout", positive, self.idle_timeout)
         self.connection_limit()
         for option, seconds in (
             ("--drain-timeout", self.drain_timeout),

@@ -65,6 +65,10 @@ def exposition(proxy: Proxy) -> Callable[[], bytes]:
                     c.bind_failures,
                 ),
                 "natpool_proxy_no_backend": ("Client connections refused: every backend down", c.no_backend),
+                "natpool_proxy_idle_timeouts": (
+                    "Connections closed after --idle-timeout without a byte",
+                    c.idle_timeouts,
+                ),
                 "natpool_proxy_resource_failures": (
                     "Client connections lost: no upstream socket (out of descriptors or buffers)",
                     c.resource_failures,

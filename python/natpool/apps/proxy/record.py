@@ -68,6 +68,8 @@ class Counters:
     """Client connections refused because every backend was down."""
     held: int = 0
     """Leases held down after a connection (TIME_WAIT on the proxy's side) or quarantined, now."""
+    idle_timeouts: int = 0
+    """Connections closed because no byte went either way for ``--idle-timeout`` seconds."""
     resource_failures: int = 0
     """Client connections lost because an upstream socket could not be created (out of descriptors or buffers)."""
     errors: int = 0

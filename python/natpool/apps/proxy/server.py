@@ -9,7 +9,7 @@ Lease lifecycle of one client connection (``--source pool``):
    is quarantined and another lease taken (:mod:`~natpool.apps.proxy.source`); ``PoolExhausted`` closes the
    client at once (counted, logged at most once a second) and touches no other connection; a failed connect
    marks the backend down and closes the client;
-3. relay both ways until either side closes or fails; close both;
+3. relay both ways until either side closes or fails, or no byte moved for ``idle_timeout`` seconds; close both;
 4. the owner gives the lease back, in the ``finally`` of the connection's task, on every path: freed at once if
    no connection was made or the backend closed first (its TIME_WAIT is on the backend's host), else held down
    for ``hold_down`` seconds (the TIME_WAIT of its 4-tuple is here).
@@ -33,7 +33,7 @@ from natpool.apps.proxy.holding import Holding
 from natpool.apps.proxy.lease import LeaseOwner
 from natpool.apps.proxy.limits import RESOURCE_ERRNOS
 from natpool.apps.proxy.record import ClientConnection, Counters
-from natpool.apps.proxy.relay import BACKEND, CLIENT, close, relay
+from natpool.apps.proxy.relay import BACKEND, CLIENT, IDLE, close, relay
 from natpool.apps.proxy.source import AddressesUnavailable, BackendUnreachable, KernelSource, PoolSource
 from natpool.errors import PoolExhausted
 
@@ -108,13 +108,15 @@ class Proxy:
         self._acceptor = Acceptor(listener, self._accepted, self.max_connections, self.events)
         self._acceptor.start()
         log.info(
-            "listening on %s:%d, %d backend(s), pool %s ports %d-%d (%s source); at most %s connections",
+            "listening on %s:%d, %d backend(s), pool %s ports %d-%d (%s source); "
+            "at most %s connections, idle timeout %gs",
             *self.address,
             len(self.backends.all),
             self.config.pool.text,
             *self.config.ports,
             self.config.source,
             f"{self.max_connections:,}",
+            self.config.idle_timeout,
         )
 
     def lookup(self, ip: str, port: int) -> ClientConnection | None:
@@ -207,6 +209,7 @@ class Proxy:
         self.counters.relayed += 1
         record = owner.record
         record.state = "open"
+        grace = self.config.idle_timeout
         ended = CLIENT
         streams: list[asyncio.StreamWriter] = []
         try:
@@ -214,12 +217,14 @@ class Proxy:
             streams.append(client_stream[1])
             upstream_stream = await asyncio.open_connection(sock=upstream)
             streams.append(upstream_stream[1])
-            ended = await relay(client_stream, upstream_stream, record)
+            ended = await relay(client_stream, upstream_stream, record, self.config.idle_timeout)
         finally:
             record.state = "closed"
-            await _close_all(reversed(streams))  # the upstream first: its TIME_WAIT decides the hold-down
+            await _close_all(reversed(streams), grace)  # the upstream first: its TIME_WAIT decides the hold-down
         if ended == BACKEND:
             owner.closed_by_backend()
+        elif ended == IDLE:
+            self.counters.idle_timeouts += 1
 
     async def stop(self, drain_timeout: float | None = None) -> None:
         """Stop accepting, let connections finish for ``drain_timeout`` s, close the rest, free every lease."""
@@ -243,13 +248,14 @@ class Proxy:
         log.log(
             logging.INFO if stats.live == 0 else logging.ERROR,
             "stopped: %d accepted, %d relayed, %d refused on exhaustion, %d bind retries, %d backend failures, "
-            "%d out of descriptors, %d errors; %d held leases freed; "
+            "%d idle timeouts, %d out of descriptors, %d errors; %d held leases freed; "
             "pool: %d live leases%s, %d blocks in %d subpools, %d intervals",
             c.accepted,
             c.relayed,
             c.exhausted,
             c.bind_retries,
             c.backend_failures,
+            c.idle_timeouts,
             c.resource_failures,
             c.errors,
             released,
@@ -261,12 +267,12 @@ class Proxy:
         )
 
 
-async def _close_all(writers: Iterable[asyncio.StreamWriter]) -> None:
+async def _close_all(writers: Iterable[asyncio.StreamWriter], grace: float) -> None:
     """Close each stream in turn (:func:`~natpool.apps.proxy.relay.close`), all of them even if one is cancelled."""
     pending = list(writers)
     try:
         while pending:
-            await close(pending.pop(0))
+            await close(pending.pop(0), grace)
     finally:
         for writer in pending:  # cancelled midway: reset the rest now
             writer.transport.abort()
