@@ -12,14 +12,20 @@ name (conftest calls :func:`reseed`), so a test replays alone as in the whole se
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import contextlib
 import http.server
 import ipaddress
 import os
+import queue
 import random
+import re
 import socket
+import subprocess
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from typing import Any
 
 from natpool.apps.listener import bound_address, close_server
 from natpool.apps.options import PoolAddresses, parse_pool
@@ -77,7 +83,9 @@ class PeerEchoBackend:
         return bound_address(self._server)
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        """Listen on an ephemeral loopback port (once: a started backend stays as it is)."""
+        if self._server is None:
+            self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
 
     async def stop(self) -> None:
         await close_server(self._server)
@@ -100,11 +108,14 @@ class PeerEchoBackend:
 
 
 @contextlib.asynccontextmanager
-async def running(proxy: Proxy, *backends: PeerEchoBackend) -> AsyncIterator[Proxy]:
-    """Start the backends and the proxy; on exit stop the proxy (freeing every lease) and the backends."""
+async def running(
+    proxy: Proxy, *backends: PeerEchoBackend, listener: socket.socket | None = None
+) -> AsyncIterator[Proxy]:
+    """Start the backends and the proxy (on ``listener`` if given); on exit stop the proxy (freeing every lease)
+    and the backends."""
     for backend in backends:
         await backend.start()
-    await proxy.start()
+    await proxy.start(listener)
     try:
         yield proxy
     finally:
@@ -126,6 +137,14 @@ async def request(address: tuple[str, int], data: bytes = b"hello\n") -> bytes:
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
+
+
+async def answer_or_close(address: tuple[str, int], data: bytes = b"hello\n") -> bytes:
+    """:func:`request`, where a connection reset counts as closed: what it read, ``b""`` after a reset."""
+    try:
+        return await request(address, data)
+    except ConnectionResetError:
+        return b""
 
 
 async def until(condition: Callable[[], bool], what: str) -> None:
@@ -168,6 +187,47 @@ def http_backend() -> Iterator[tuple[str, int]]:
         thread.join()
 
 
+class LogReader:
+    """The lines a process writes to stderr, read by a thread (no select on a buffered pipe)."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        assert process.stderr is not None
+        self.stream = process.stderr
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        for line in self.stream:
+            self.lines.put(line)
+        self.lines.put("")  # end of the stream
+
+    def until(self, pattern: str) -> re.Match[str]:
+        """The first line from now on that matches ``pattern``; fails at the end of the log or after the guard."""
+        deadline = time.monotonic() + HANG_GUARD
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if not line:
+                break
+            self.seen.append(line)
+            if match := re.search(pattern, line):
+                return match
+        raise AssertionError(f"no {pattern!r} in the proxy's log: {self.text()}")
+
+    def text(self) -> str:
+        """Everything read so far (after the process ended: all of it)."""
+        self.thread.join(timeout=HANG_GUARD)
+        if not self.thread.is_alive():
+            self.stream.close()
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return "".join(self.seen)
+
+
 def dead_address() -> tuple[str, int]:
     """A loopback address nothing listens on (a port just released by the kernel)."""
     with socket.socket() as sock:
@@ -183,3 +243,106 @@ def run(test: Callable[[], Awaitable[None]]) -> None:
         await asyncio.wait_for(test(), HANG_GUARD * 2)
 
     asyncio.run(guarded())
+
+
+def leases_accounted(proxy: Proxy) -> bool:
+    """Every live lease has one owner: a connection (``leased``) or the holding (``held``)."""
+    return len(proxy.pool) == proxy.counters.leased + proxy.counters.held
+
+
+def open_descriptors() -> int:
+    """The descriptors this process has open."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def os_error(code: int) -> OSError:
+    """The ``OSError`` the system raises for errno ``code`` (``ConnectionResetError`` for ``ECONNRESET``...)."""
+    return OSError(code, os.strerror(code))
+
+
+class FaultySocket(socket.socket):
+    """A socket whose steps fail on demand, for fault injection.
+
+    ``faults`` maps a step (``accept``, ``bind``, ``connect``, ``recv``, ``send``) to the errors its next calls
+    raise, one a call; then the step works. Sockets given the same ``faults`` share them. The sockets a faulty
+    listener accepts are faulty too, each with a copy of its ``client_faults``.
+    """
+
+    def __init__(self, *args: Any, faults: dict[str, list[OSError]] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.faults = {} if faults is None else faults
+        self.client_faults: dict[str, list[OSError]] = {}
+        self.failed: list[str] = []
+
+    @classmethod
+    def wrapping(cls, sock: socket.socket, faults: dict[str, list[OSError]] | None = None) -> FaultySocket:
+        """``sock``'s descriptor as a faulty socket (``sock`` is detached from it)."""
+        faulty = cls(sock.family, sock.type, sock.proto, fileno=sock.detach(), faults=faults)
+        faulty.setblocking(False)
+        return faulty
+
+    def _step(self, step: str) -> None:
+        errors = self.faults.get(step)
+        if errors:
+            self.failed.append(step)
+            raise errors.pop(0)
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        self._step("accept")
+        fd, address = self._accept()  # type: ignore[attr-defined]
+        faults = {step: list(errors) for step, errors in self.client_faults.items()}
+        return FaultySocket(self.family, self.type, self.proto, fileno=fd, faults=faults), address
+
+    def bind(self, address: Any) -> None:
+        self._step("bind")
+        super().bind(address)
+
+    def connect(self, address: Any) -> None:
+        self._step("connect")
+        super().connect(address)
+
+    def recv(self, size: int, flags: int = 0) -> bytes:
+        self._step("recv")
+        return super().recv(size, flags)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        self._step("send")
+        return super().send(data, flags)
+
+
+def faulty_listener(**client_faults: list[OSError]) -> FaultySocket:
+    """A listening loopback socket (ephemeral port) whose accepted sockets fail as ``client_faults`` say."""
+    listener = FaultySocket.wrapping(socket.create_server(("127.0.0.1", 0), backlog=128))
+    listener.client_faults = client_faults
+    return listener
+
+
+class CancelAt(collections.abc.Coroutine):  # type: ignore[type-arg]
+    """Runs ``coro`` so that its task is cancelled at ``coro``'s ``k``-th suspension (never for 0).
+
+    The cancellation is the task's own (``Task.cancel()`` while the coroutine is suspending), so it arrives at
+    that ``await`` exactly as a real one would. ``suspensions`` counts the suspensions so far.
+    """
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], k: int) -> None:
+        self.coro, self.k, self.suspensions = coro, k, 0
+
+    def _suspended(self, yielded: Any) -> Any:
+        self.suspensions += 1
+        if self.suspensions == self.k:
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+        return yielded
+
+    def send(self, value: Any) -> Any:
+        return self._suspended(self.coro.send(value))
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        return self._suspended(self.coro.throw(typ) if val is None and tb is None else self.coro.throw(typ, val, tb))
+
+    def close(self) -> None:
+        self.coro.close()
+
+    def __await__(self) -> Any:
+        raise TypeError("CancelAt is driven by a task, not awaited")

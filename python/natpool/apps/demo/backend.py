@@ -43,8 +43,9 @@ class DemoBackend:
     def address(self) -> tuple[str, int]:
         return bound_address(self._server)
 
-    async def start(self, host: str = "127.0.0.1") -> None:
-        self._server = await asyncio.start_server(self._handle, host, 0, backlog=1024)
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Listen on ``host:port`` (port 0: any free port; a stopped backend can return on its port)."""
+        self._server = await asyncio.start_server(self._handle, host, port, backlog=1024)
 
     async def stop(self) -> None:
         await close_server(self._server)

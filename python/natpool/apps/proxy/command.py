@@ -22,6 +22,12 @@ from natpool.apps.options import (
     usage_error,
 )
 from natpool.apps.proxy.config import BALANCE, SOURCES, ProxyConfig
+from natpool.apps.proxy.limits import (
+    DESCRIPTORS_PER_CONNECTION,
+    RESERVED_DESCRIPTORS,
+    connections_allowed,
+    descriptor_limit,
+)
 
 __all__ = ["add_parser", "command", "config_from_args", "serve"]
 
@@ -109,11 +115,28 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--connect-timeout", type=parse_positive, default=d.connect_timeout, metavar="SECONDS", help="to a backend"
     )
     parser.add_argument(
+        "--idle-timeout",
+        type=parse_positive,
+        default=d.idle_timeout,
+        metavar="SECONDS",
+        help="a connection with no byte either way this long is closed, both sides",
+    )
+    parser.add_argument(
         "--drain-timeout",
         type=parse_non_negative,
         default=d.drain_timeout,
         metavar="SECONDS",
         help="on SIGTERM/SIGINT",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=count_at_least(1),
+        metavar="N",
+        help=(
+            f"client connections open at once, more wait in the listen backlog; None: what RLIMIT_NOFILE allows "
+            f"({DESCRIPTORS_PER_CONNECTION} descriptors a connection, {RESERVED_DESCRIPTORS} kept aside: "
+            f"{connections_allowed(descriptor_limit()):,} here)"
+        ),
     )
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="logging")
     parser.set_defaults(handler=command, subparser=parser)
@@ -139,6 +162,8 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         down_time=args.down_time,
         connect_timeout=args.connect_timeout,
         drain_timeout=args.drain_timeout,
+        idle_timeout=args.idle_timeout,
+        max_connections=args.max_connections,
     )
 
 
@@ -154,6 +179,7 @@ async def serve(config: ProxyConfig, ready: asyncio.Event | None = None) -> int:
         admin = Admin(proxy, config.metrics)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(proxy.events.asyncio_handler)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import natpool
 from natpool.apps.options import Endpoint, OptionError, PoolAddresses, PortRange, at_least, non_negative, positive
+from natpool.apps.proxy.limits import connection_limit
 from natpool.errors import PoolConfigError
 
 __all__ = ["BALANCE", "SOURCES", "ProxyConfig"]
@@ -60,7 +61,17 @@ class ProxyConfig:
     """Seconds a backend that refused or timed out a connect is left out of the rotation."""
     connect_timeout: float = 3.0
     drain_timeout: float = 10.0
+    idle_timeout: float = 300.0
+    """Seconds without a byte either way after which a relayed connection is closed, both sides."""
+    max_connections: int | None = None
+    """Client connections open at once at most; ``None``: what ``RLIMIT_NOFILE`` allows (:mod:`.limits`)."""
     name: str = "proxy"
+
+    def connection_limit(self) -> int:
+        """``max_connections``, or the default RLIMIT_NOFILE gives; :class:`OptionError` if RLIMIT_NOFILE is short."""
+        if self.max_connections is not None:
+            _check("--max-connections", partial(at_least, 1), self.max_connections)
+        return connection_limit(self.max_connections)
 
     def build_pool(self) -> natpool.Pool:
         """The client NAT pool; a configuration the pool rejects is an :class:`OptionError`."""
@@ -102,6 +113,8 @@ class ProxyConfig:
         if self.listen in self.backends:
             raise OptionError("--backend", "is the proxy's own --listen address")
         _check("--connect-timeout", positive, self.connect_timeout)
+        _check("--idle-timeout", positive, self.idle_timeout)
+        self.connection_limit()
         for option, seconds in (
             ("--drain-timeout", self.drain_timeout),
             ("--quarantine", self.quarantine),

@@ -41,7 +41,12 @@ def exposition(proxy: Proxy) -> Callable[[], bytes]:
                 "natpool_intervals": ("Length of the interval list", stats.intervals),
                 "natpool_capacity": ("Leases the pool can hand out", stats.capacity),
                 "natpool_held_leases": ("Leases held down (TIME_WAIT) or quarantined", c.held),
-                "natpool_proxy_active_connections": ("Client connections being relayed", len(proxy.active)),
+                "natpool_proxy_active_connections": (
+                    "Client connections open (accepted, not yet closed)",
+                    len(proxy.active),
+                ),
+                "natpool_proxy_leased_connections": ("Client connections holding a lease", c.leased),
+                "natpool_proxy_max_connections": ("Client connections open at once at most", proxy.max_connections),
             }
             for name, (doc, value) in gauges.items():
                 yield GaugeMetricFamily(name, doc, value=value)
@@ -60,6 +65,15 @@ def exposition(proxy: Proxy) -> Callable[[], bytes]:
                     c.bind_failures,
                 ),
                 "natpool_proxy_no_backend": ("Client connections refused: every backend down", c.no_backend),
+                "natpool_proxy_idle_timeouts": (
+                    "Connections closed after --idle-timeout without a byte",
+                    c.idle_timeouts,
+                ),
+                "natpool_proxy_resource_failures": (
+                    "Client connections lost: no upstream socket (out of descriptors or buffers)",
+                    c.resource_failures,
+                ),
+                "natpool_proxy_errors": ("Client connections lost to an unexpected error", c.errors),
             }
             for name, (doc, value) in counters.items():
                 yield CounterMetricFamily(name, doc, value=value)

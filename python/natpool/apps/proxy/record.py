@@ -54,6 +54,8 @@ class Counters:
     """Client connections whose upstream connected and were relayed."""
     allocations: int = 0
     """Successful ``allocate()`` calls (bind retries take one each)."""
+    leased: int = 0
+    """Leases owned by client connections now (the held ones are ``held``)."""
     exhausted: int = 0
     """Client connections closed at once because the pool was exhausted."""
     bind_retries: int = 0
@@ -66,3 +68,9 @@ class Counters:
     """Client connections refused because every backend was down."""
     held: int = 0
     """Leases held down after a connection (TIME_WAIT on the proxy's side) or quarantined, now."""
+    idle_timeouts: int = 0
+    """Connections closed because no byte went either way for ``--idle-timeout`` seconds."""
+    resource_failures: int = 0
+    """Client connections lost because an upstream socket could not be created (out of descriptors or buffers)."""
+    errors: int = 0
+    """Client connections lost to an unexpected error (logged, with a traceback the first time)."""

@@ -1,7 +1,8 @@
 """Where an upstream connection's source address comes from: a natpool lease, or the kernel.
 
-``PoolSource`` is client NAT with natpool: allocate a lease (its ``data`` is the connection record), bind the
-upstream socket to ``lease.address``, connect. An address that cannot be used (``EADDRINUSE`` at bind: another
+``PoolSource`` is client NAT with natpool: allocate a lease into the connection's
+:class:`~natpool.apps.proxy.lease.LeaseOwner` (its ``data`` is the connection record), create the upstream socket,
+bind it to ``lease.address``, connect. An address that cannot be used (``EADDRINUSE`` at bind: another
 socket on the host holds it; ``EADDRNOTAVAIL``/``EADDRINUSE`` at connect: its 4-tuple to this backend is still
 taken) is quarantined and another lease taken, up to ``bind_attempts`` times.
 
@@ -12,28 +13,21 @@ so the kernel picks the port at connect time for the full 4-tuple; the IPs of th
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import errno
 import ipaddress
-import logging
 import socket
 
-import natpool
 from natpool.apps.options import PoolAddresses
-from natpool.apps.proxy.holding import Holding
-from natpool.apps.proxy.record import ClientConnection, Counters
+from natpool.apps.proxy.events import EventLog
+from natpool.apps.proxy.lease import LeaseOwner
+from natpool.apps.proxy.record import Counters
 
-__all__ = ["AddressesUnavailable", "BackendUnreachable", "KernelSource", "PoolSource", "Upstream"]
-
-log = logging.getLogger("natpool.proxy")
+__all__ = ["AddressesUnavailable", "BackendUnreachable", "KernelSource", "PoolSource", "new_socket"]
 
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 """Linux's socket option (24); the ``socket`` module of Python 3.11 may lack the name."""
 
 _ADDRESS_ERRORS = (errno.EADDRINUSE, errno.EADDRNOTAVAIL)
-
-Upstream = tuple[socket.socket, natpool.Lease | None]
-"""A connected upstream socket and the lease it is bound to (``None`` for the kernel source)."""
 
 
 class BackendUnreachable(Exception):
@@ -44,12 +38,17 @@ class AddressesUnavailable(Exception):
     """No source address could be bound and connected from in the attempts allowed."""
 
 
-def _socket() -> socket.socket:
+def new_socket() -> socket.socket:
+    """A non-blocking TCP socket for an upstream connection; ``OSError`` (``EMFILE``...) if none can be had."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    # A closed connection's TIME_WAIT must not block binding the address again (connect decides about the
-    # 4-tuple). An address another socket holds without SO_REUSEADDR still fails with EADDRINUSE.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.setblocking(False)
+        # A closed connection's TIME_WAIT must not block binding the address again (connect decides about the
+        # 4-tuple). An address another socket holds without SO_REUSEADDR still fails with EADDRINUSE.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    except BaseException:
+        sock.close()
+        raise
     return sock
 
 
@@ -68,28 +67,22 @@ async def _connect(sock: socket.socket, backend: tuple[str, int], timeout: float
 class PoolSource:
     """Source addresses from natpool leases, with bind-failure quarantine."""
 
-    def __init__(
-        self, pool: natpool.Pool, holding: Holding, counters: Counters, bind_attempts: int, quarantine: float
-    ) -> None:
-        self.pool = pool
-        self.holding = holding
-        self.counters = counters
+    def __init__(self, bind_attempts: int, quarantine: float, counters: Counters, events: EventLog) -> None:
         self.bind_attempts = bind_attempts
         self.quarantine = quarantine
+        self.counters = counters
+        self.events = events
 
-    async def connect(self, backend: tuple[str, int], record: ClientConnection, timeout: float) -> Upstream:
-        """A socket bound to a lease and connected to ``backend``; ``PoolExhausted`` when no lease is left.
+    async def connect(self, backend: tuple[str, int], owner: LeaseOwner, timeout: float) -> socket.socket:
+        """A socket bound to a lease of ``owner`` and connected to ``backend``.
 
-        The lease's ``data`` is the connection's record from now on: ``record`` itself, or after a quarantine
-        a copy of it (the quarantined lease keeps the record it was allocated with, marked ``quarantined``).
+        The lease is ``owner``'s from its allocation on, whatever fails after it (the socket, the bind, the
+        connect, a cancellation): the caller releases it. ``PoolExhausted`` when no lease is left; ``OSError``
+        when no socket can be created.
         """
         for _ in range(self.bind_attempts):
-            if record.state == "quarantined":  # the last attempt's record stays with its quarantined lease
-                record = dataclasses.replace(record, state="connecting")
-            lease = self.pool.allocate(data=record)
-            record.nat = lease.address
-            self.counters.allocations += 1
-            sock = _socket()
+            lease = owner.allocate()
+            sock = new_socket()
             try:
                 sock.bind(lease.address)
                 await _connect(sock, backend, timeout)
@@ -97,17 +90,17 @@ class PoolSource:
                 sock.close()
                 if isinstance(exc, OSError) and exc.errno in _ADDRESS_ERRORS:
                     self.counters.bind_retries += 1
-                    log.warning(
+                    self.events.warning(
+                        "quarantine",
                         "NAT address %s:%d unusable (%s), quarantined for %gs",
                         *lease.address,
                         errno.errorcode.get(exc.errno or 0, exc),
                         self.quarantine,
                     )
-                    self.holding.hold(lease, self.quarantine, "quarantined")
+                    owner.quarantine(self.quarantine)
                     continue
-                self.pool.free(lease)
                 raise
-            return sock, lease
+            return sock
         raise AddressesUnavailable(f"{self.bind_attempts} NAT addresses in a row could not be bound")
 
 
@@ -128,17 +121,19 @@ class KernelSource:
         self._turn = (self._turn + 1) % self._count
         return str(ipaddress.IPv4Address(ip))
 
-    async def connect(self, backend: tuple[str, int], record: ClientConnection, timeout: float) -> Upstream:
-        sock = _socket()
+    async def connect(self, backend: tuple[str, int], owner: LeaseOwner, timeout: float) -> socket.socket:
+        """A socket bound to one of the pool's IPs, the kernel's port, connected to ``backend`` (no lease)."""
+        sock = new_socket()
         try:
-            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-            sock.bind((self._next_ip(), 0))
-            await _connect(sock, backend, timeout)
-        except OSError as exc:
-            sock.close()
-            raise AddressesUnavailable(f"the kernel found no source port: {exc}") from exc
+            try:
+                sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+                sock.bind((self._next_ip(), 0))
+                await _connect(sock, backend, timeout)
+            except OSError as exc:
+                raise AddressesUnavailable(f"the kernel found no source port: {exc}") from exc
+            host, port = sock.getsockname()[:2]
         except BaseException:
             sock.close()
             raise
-        record.nat = sock.getsockname()
-        return sock, None
+        owner.record.nat = (host, port)
+        return sock
