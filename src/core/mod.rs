@@ -10,6 +10,7 @@
 //! | `interval_list` | the interval list (Figure 7), published as snapshots |
 //! | `pool` | the pool: its lock-free side (allocate, free, lookup) and its writer side (creation, deletion, growth) |
 //! | `store` | a cluster's shared interval list: the store a member claims ranges from |
+//! | `clock` | a cheap monotonic clock for the cluster's deadline checks |
 //! | `segvec` | a growable array whose elements never move |
 //! | `handle` | lease handles: generation, subpool id, offset |
 //! | `error` | the core's one error type |
@@ -21,6 +22,7 @@
 
 pub(crate) mod availability;
 pub(crate) mod block;
+pub(crate) mod clock;
 pub(crate) mod config;
 pub(crate) mod error;
 pub(crate) mod free_list;

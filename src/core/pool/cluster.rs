@@ -14,8 +14,9 @@
 //!   lapsed claims (they serve no allocation again; their leases stay valid
 //!   and freeable) and drops those without live leases, without telling the
 //!   store (which holds, or will hold, the range). A fenced subpool is dropped
-//!   when its last lease is freed. The check costs one clock read and two
-//!   atomic loads per allocation.
+//!   when its last lease is freed. The check costs one read of the coarse
+//!   clock (`core/clock.rs`, 8 ns) and two atomic loads per allocation, and
+//!   the same on a free that empties a subpool.
 //! * A store call that fails sets `store_down`, one that succeeds clears it.
 //!   While it is set the optional store work (threshold growth, deleting an
 //!   idle subpool) is skipped, so an outage costs no store call per
@@ -28,7 +29,9 @@
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex as StdMutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::core::clock;
 
 use crate::core::error::Error;
 use crate::core::pool::writer::Writer;
@@ -39,8 +42,9 @@ use crate::core::sync::{Arc, AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering}
 
 /// A claim behind one subpool.
 struct ClaimState {
-    /// Local monotonic time by which the claim must have been renewed.
-    deadline: Instant,
+    /// By when the claim must have been renewed, on the coarse clock
+    /// (`core/clock.rs`), already moved earlier by the clock's resolution.
+    deadline: u64,
     /// The store did not renew it.
     lost: bool,
     /// Its subpool is fenced (no allocation serves from it any more).
@@ -53,14 +57,13 @@ struct Shared {
     claim_ttl: Duration,
     /// The live claims (not yet returned or dropped), by epoch.
     claims: Mutex<HashMap<u64, ClaimState>>,
-    /// The earliest deadline among the claims, in nanoseconds since `base`
-    /// (`u64::MAX`: none), and whether some claim was lost or a fenced
-    /// subpool waits to be dropped: what the per-allocation check reads.
+    /// The earliest deadline among the claims still serving (`u64::MAX`:
+    /// none), and whether one was lost or a fenced subpool waits to be
+    /// dropped: what the per-allocation check reads.
     earliest: AtomicU64,
     due: AtomicBool,
     store_down: AtomicBool,
     closed: AtomicBool,
-    base: Instant,
     /// Wakes the renewal thread to stop.
     stop: (StdMutex<bool>, Condvar),
 }
@@ -78,8 +81,14 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn nanos(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
+    /// The deadline of a claim granted or renewed by a request that started
+    /// at `start` (coarse clock): `claim_ttl` later, less the clock's
+    /// resolution, so that a coarse reading never lets it pass unnoticed.
+    fn deadline(&self, start: u64) -> u64 {
+        let ttl = u64::try_from(self.claim_ttl.as_nanos()).unwrap_or(u64::MAX);
+        start
+            .saturating_add(ttl)
+            .saturating_sub(clock::resolution())
     }
 
     /// Recompute what the per-allocation check reads from the claims still
@@ -88,7 +97,7 @@ impl Shared {
         let serving = || claims.values().filter(|claim| !claim.fenced);
         let earliest = serving()
             .filter(|claim| !claim.lost)
-            .map(|claim| self.nanos(claim.deadline))
+            .map(|claim| claim.deadline)
             .min()
             .unwrap_or(u64::MAX);
         self.earliest.store(earliest, Ordering::Release);
@@ -110,7 +119,7 @@ impl Shared {
         result
     }
 
-    fn lapsed(&self, epoch: u64, now: Instant) -> bool {
+    fn lapsed(&self, epoch: u64, now: u64) -> bool {
         self.lock_claims()
             .get(&epoch)
             .map_or(true, |claim| claim.lost || now >= claim.deadline)
@@ -129,13 +138,13 @@ impl Shared {
             epochs.sort_unstable();
             epochs
         };
-        let start = Instant::now();
+        let start = clock::now();
         let renewed = self.call(|store| store.renew(&epochs))?;
         let mut claims = self.lock_claims();
         for epoch in epochs {
             if let Some(claim) = claims.get_mut(&epoch) {
                 if renewed.contains(&epoch) {
-                    claim.deadline = claim.deadline.max(start + self.claim_ttl);
+                    claim.deadline = claim.deadline.max(self.deadline(start));
                 } else {
                     claim.lost = true;
                 }
@@ -172,7 +181,6 @@ impl Cluster {
             due: AtomicBool::new(false),
             store_down: AtomicBool::new(false),
             closed: AtomicBool::new(false),
-            base: Instant::now(),
             stop: (StdMutex::new(false), Condvar::new()),
         });
         let renewer = (!membership.renew_interval.is_zero()).then(|| {
@@ -200,7 +208,7 @@ impl Cluster {
     fn fence_due(&self) -> bool {
         let shared = &self.shared;
         shared.due.load(Ordering::Acquire)
-            || shared.nanos(Instant::now()) >= shared.earliest.load(Ordering::Acquire)
+            || clock::now() >= shared.earliest.load(Ordering::Acquire)
     }
 
     fn stop_renewing(&self) {
@@ -292,7 +300,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         // by the loom model `a_fence_races_with_the_free_that_empties_the_subpool`:
         // with plain stores, the clearing could land after the setting.)
         shared.set_due(false);
-        let now = Instant::now();
+        let now = clock::now();
         let mut subpools: Vec<Arc<Subpool<T>>> = self.intervals.load().subpools.clone();
         subpools.sort_by_key(|subpool| subpool.id);
         for subpool in subpools {
@@ -381,12 +389,12 @@ impl<T: Default + Send + Sync> Pool<T> {
             return Err(self.closed_error());
         }
         loop {
-            let start = Instant::now();
+            let start = clock::now();
             let Some(grant) = shared.call(|store| store.claim())? else {
                 return Ok(None);
             };
             if self.locally_free(grant.first, grant.count) {
-                let deadline = start + shared.claim_ttl;
+                let deadline = shared.deadline(start);
                 let mut claims = shared.lock_claims();
                 claims.insert(
                     grant.epoch,
@@ -436,7 +444,11 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// empties a subpool).
     pub(super) fn claim_lapsed(&self, subpool: &Subpool<T>) -> bool {
         match (&self.cluster, subpool.epoch) {
-            (Some(cluster), Some(epoch)) => cluster.shared.lapsed(epoch, Instant::now()),
+            // The per-allocation check first: while it is quiet, no serving
+            // claim is lost or past its deadline (the earliest one).
+            (Some(cluster), Some(epoch)) => {
+                cluster.fence_due() && cluster.shared.lapsed(epoch, clock::now())
+            }
             _ => false,
         }
     }
@@ -473,7 +485,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             return Ok(());
         }
         cluster.stop_renewing();
-        let now = Instant::now();
+        let now = clock::now();
         let mut subpools: Vec<Arc<Subpool<T>>> = self.intervals.load().subpools.clone();
         subpools.sort_by_key(|subpool| subpool.id);
         let idle: Vec<u64> = subpools
