@@ -23,8 +23,7 @@ from natpool.apps.options import (
     require_extra,
     usage_error,
 )
-from natpool.apps.proxy import BALANCE
-from natpool.apps.proxy.workers import WorkersFailed
+from natpool.apps.proxy import BALANCE, WorkersFailed
 from natpool.errors import NatPoolError
 
 __all__ = ["add_parser", "command"]

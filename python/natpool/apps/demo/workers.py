@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from natpool.apps.demo import ledger
 from natpool.apps.demo.backend import DemoBackend
 from natpool.apps.demo.run import DemoConfig, RunResult, drive, verify_answers
-from natpool.apps.proxy.workers import WorkerExit, Workers
+from natpool.apps.proxy import WorkerExit, Workers
 from natpool.store import PoolStatus
 
 __all__ = ["WorkersRun", "run_workers"]

@@ -23,5 +23,18 @@ from natpool.apps.options import OptionError, PoolAddresses
 from natpool.apps.proxy.config import BALANCE, SOURCES, ProxyConfig
 from natpool.apps.proxy.record import ClientConnection, Counters
 from natpool.apps.proxy.server import Proxy
+from natpool.apps.proxy.workers import WorkerExit, Workers, WorkersFailed
 
-__all__ = ["BALANCE", "SOURCES", "ClientConnection", "Counters", "OptionError", "PoolAddresses", "Proxy", "ProxyConfig"]
+__all__ = [
+    "BALANCE",
+    "SOURCES",
+    "ClientConnection",
+    "Counters",
+    "OptionError",
+    "PoolAddresses",
+    "Proxy",
+    "ProxyConfig",
+    "WorkerExit",
+    "Workers",
+    "WorkersFailed",
+]
