@@ -202,6 +202,7 @@ def test_without_store_the_workers_share_a_temporary_sqlite_store_that_is_remove
     assert len(accepted) == 2 and all(n > 0 for n in accepted.values()) and sum(accepted.values()) == 64, text
     assert re.search(r"cluster store sqlite://\S+: pool proxy: 0 member\(s\), 0 addresses claimed", text), text
     assert not path.parent.exists()  # the private directory is gone
+    assert "Warning" not in text and "Traceback" not in text and " ERROR " not in text, text
 
 
 def test_a_worker_that_dies_is_logged_the_other_serves_on_and_the_exit_status_says_so(

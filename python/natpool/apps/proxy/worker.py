@@ -1,4 +1,4 @@
-"""One worker of ``natpool proxy --workers N``: the child side (``python -m natpool.apps.proxy.worker``).
+"""One worker of ``natpool proxy --workers N``: the child side (its process runs :func:`main`).
 
 The supervisor (:mod:`~natpool.apps.proxy.workers`) starts the worker with pipes for stdin and stdout, and writes
 one :class:`WorkerSpec` to its stdin. The worker joins the cluster store as its own member, binds its own
@@ -190,11 +190,3 @@ def main() -> int:
     finally:
         with contextlib.suppress(OSError):
             out.close()
-
-
-if __name__ == "__main__":
-    # Run as ``-m``, this module is ``__main__``: the messages must be pickled as instances of the classes of
-    # natpool.apps.proxy.worker, which the supervisor can load, so main() runs from that module.
-    from natpool.apps.proxy import worker
-
-    raise SystemExit(worker.main())

@@ -6,7 +6,7 @@ The supervisor (this process) does not serve. It
    names, or a SQLite file in a private temporary directory that it removes at the end;
 2. reserves the listening address: a socket bound with ``SO_REUSEPORT`` that never listens (so the kernel
    sends it no connection) and holds the port, the one the kernel chose for port 0 included, until the end;
-3. starts N workers (``python -m natpool.apps.proxy.worker``, each in a process group of its own, so that a
+3. starts N workers (:mod:`~natpool.apps.proxy.worker`, each in a process group of its own, so that a
    terminal's Ctrl-C reaches the supervisor only), each a member of the cluster (``{hostname}:{pid}``, or
    ``NAME-1`` … ``NAME-N`` from ``--member NAME``) with its own listening socket bound with ``SO_REUSEPORT``
    to the reserved address, and waits until every one listens. One that fails to start stops the others;
@@ -57,6 +57,9 @@ __all__ = [
 
 log = logging.getLogger("natpool.proxy")
 
+WORKER_MAIN = "from natpool.apps.proxy.worker import main; raise SystemExit(main())"
+"""What a worker process runs (``python -c``): the worker's module by its own name, whose classes the
+supervisor unpickles (``-m`` would run it as ``__main__``, a second copy of a module the package imports)."""
 STARTUP_GUARD = 60.0
 """Seconds the workers have to start listening (a hang guard: they take about a second)."""
 STOP_GRACE = 30.0
@@ -250,8 +253,8 @@ class Workers:
     async def _spawn(self, index: int) -> None:
         process = await asyncio.create_subprocess_exec(
             self.executable,
-            "-m",
-            "natpool.apps.proxy.worker",
+            "-c",
+            WORKER_MAIN,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             process_group=0,  # a terminal's Ctrl-C reaches the supervisor only, which forwards it
