@@ -96,7 +96,7 @@ bench: develop
 	$(PY) benches/proxy_workers.py --out target/bench-proxy-workers.json
 	$(PY) -m benches.report
 
-# natpool proxy --workers 2 against --workers 1 on a loopback load, alone (about 30 s); make bench runs it too.
+# natpool proxy --workers 2 against --workers 1 on a loopback load, alone (about 10 s); make bench runs it too.
 bench-workers: develop
 	$(PY) benches/proxy_workers.py --out target/bench-proxy-workers.json
 

@@ -7,10 +7,11 @@ alike); each setting's rounds are added up. The load: ``--concurrency`` clients 
 answered by the backend (``--payload`` bytes, then the backend closes), read to its end and closed, until a
 round's ``--connections`` are done. The clients and the backend are asyncio protocols in this process, on one
 event loop, so the load generator takes a core's share too: on a 2-core machine the ratio says what a second
-worker buys when the cores are shared with the rest of the stack, not what it would on idle cores.
+worker buys when the cores are shared with the rest of the stack, not what it would on idle cores. The CPU time
+of the workers, of this process and of the whole machine (``/proc``) is reported per round, to say which.
 
 Run by ``make bench`` before ``benches/report.py``, which puts the numbers in the report; alone:
-``.venv/bin/python benches/proxy_workers.py`` (about 30 s). A benchmark, not a test: it fails only if a
+``make bench-workers`` (about 10 s). A benchmark, not a test: it fails only if a
 connection is not answered right or a proxy does not stop clean, never on its numbers.
 """
 
@@ -89,6 +90,12 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (not idle, not waiting for I/O) since boot, all CPUs."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # without idle and iowait
+
+
 @dataclass
 class Round:
     workers: int
@@ -99,6 +106,8 @@ class Round:
     """CPU seconds the proxy's workers used in the round."""
     load_cpu: float
     """CPU seconds this process (the clients and the backend) used in the round."""
+    machine_cpu: float
+    """CPU seconds the whole machine was busy in the round (the kernel's loopback work and others' too)."""
 
     @property
     def per_second(self) -> float:
@@ -119,12 +128,12 @@ async def run_round(group: ProxyGroup, connections: int, concurrency: int, paylo
                 ok = False
             failed += not ok
 
-    proxy_cpu, load_cpu = cpu_seconds(group.pids), time.process_time()
+    proxy_cpu, load_cpu, machine_cpu = cpu_seconds(group.pids), time.process_time(), machine_busy()
     start = time.perf_counter()
     await asyncio.gather(*(client_loop() for _ in range(concurrency)))
     seconds = time.perf_counter() - start
     proxy_cpu, load_cpu = cpu_seconds(group.pids) - proxy_cpu, time.process_time() - load_cpu
-    return Round(group.workers, connections, seconds, failed, proxy_cpu, load_cpu)
+    return Round(group.workers, connections, seconds, failed, proxy_cpu, load_cpu, machine_busy() - machine_cpu)
 
 
 class ProxyGroup:
@@ -202,10 +211,10 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
         for n in order(args.rounds):
             done = await run_round(groups[n], args.connections, args.concurrency, args.payload)
             rounds.append(done)
-            proxy, load = done.proxy_cpu / done.seconds, done.load_cpu / done.seconds
+            proxy, load, machine = (cpu / done.seconds for cpu in (done.proxy_cpu, done.load_cpu, done.machine_cpu))
             print(
                 f"  round {len(rounds)}: --workers {n}: {done.per_second:,.0f} connections/s; cores busy: the proxy "
-                f"{proxy:.2f}, the clients and the backend {load:.2f}",
+                f"{proxy:.2f}, the clients and the backend {load:.2f}, the machine {machine:.2f}",
                 flush=True,
             )
     finally:
@@ -219,7 +228,7 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
 
     per_second = {n: total(n, "connections") / total(n, "seconds") for n in (1, 2)}
     cores = {
-        n: {"proxy": total(n, "proxy_cpu") / total(n, "seconds"), "load": total(n, "load_cpu") / total(n, "seconds")}
+        n: {what: total(n, f"{what}_cpu") / total(n, "seconds") for what in ("proxy", "load", "machine")}
         for n in (1, 2)
     }
     return {
@@ -242,7 +251,7 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--connections", type=int, default=3000, help="connections per round")
-    parser.add_argument("--concurrency", type=int, default=64, help="clients at once")
+    parser.add_argument("--concurrency", type=int, default=256, help="clients at once")
     parser.add_argument("--rounds", type=int, default=6, help="rounds, alternating 1 and 2 workers (even)")
     parser.add_argument("--payload", type=int, default=512, help="bytes the backend answers")
     parser.add_argument("--out", type=Path, default=Path("target/bench-proxy-workers.json"))

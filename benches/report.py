@@ -461,14 +461,18 @@ def proxy_workers(results: dict[str, Any]) -> list[str]:
         f"alternating rounds (1, 2, 2, 1, ...) of {each}, {results['payload']} bytes answered each;",
         f"the clients and the backend are asyncio protocols in the benchmark's own process. {results['cpus']} CPUs;",
         f"load average {results['load_before']} before, {results['load_after']} after. *Cores busy*: CPU time over",
-        "wall time, of the proxy's workers and of the load generator; what the rest of the machine leaves of its",
-        "cores is what a second worker can use.",
+        "wall time, of the proxy's workers, of the load generator and of the whole machine (the kernel's loopback",
+        "work and other jobs included); what the rest leaves of the cores is what a second worker can use.",
         "",
     ]
     lines += table(
-        ["", "connections/s", "cores busy: proxy", "cores busy: clients + backend"],
+        ["", "connections/s", "cores busy: proxy", "clients + backend", "whole machine"],
         (
-            [f"--workers {n}", f"{per_second[n]:,.0f}", f"{cores[n]['proxy']:.2f}", f"{cores[n]['load']:.2f}"]
+            [
+                f"--workers {n}",
+                f"{per_second[n]:,.0f}",
+                *(f"{cores[n][what]:.2f}" for what in ("proxy", "load", "machine")),
+            ]
             for n in ("1", "2")
         ),
     )
