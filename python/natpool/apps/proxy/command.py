@@ -98,7 +98,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--metrics",
         type=parse_listen_endpoint,
         metavar="HOST:PORT",
-        help="serve /metrics, /healthz and /lookup here",
+        help="serve /metrics, /healthz and /lookup here (with --workers: worker K on PORT + K - 1)",
     )
     parser.add_argument(
         "--bind-attempts",
@@ -183,13 +183,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--claim-ttl",
         type=parse_positive,
         metavar="SECONDS",
-        help=f"a claim of the store lapses unless renewed (every third of it) ({d.claim_ttl:g})",
+        help=f"a claim of the store lapses unless renewed (every third of it); None: {d.claim_ttl:g}",
     )
     cluster.add_argument(
         "--reclaim-delay",
         type=parse_positive,
         metavar="SECONDS",
-        help=f"a returned or lapsed range is held this long before it is claimed again ({d.reclaim_delay:g})",
+        help=f"a returned or lapsed range is held this long before it is claimed again; None: {d.reclaim_delay:g}",
     )
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="logging")
     parser.set_defaults(handler=command, subparser=parser)
