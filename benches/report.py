@@ -167,6 +167,37 @@ def chart(path: Path, title: str, bars: dict[str, float], unit: str, scale: floa
 # -- the report -----------------------------------------------------------------------------
 
 
+def proxy_workers(results: dict[str, Any]) -> list[str]:
+    """The section on ``natpool proxy --workers 2`` against ``--workers 1`` (``benches/proxy_workers.py``)."""
+    per_second, cores = results["per_second"], results["cores"]
+    rounds, each = len(results["rounds"]), f"{results['connections']:,} connections, {results['concurrency']} at once"
+    lines = [
+        "## natpool proxy: 2 workers against 1",
+        "",
+        f"`benches/proxy_workers.py` ({results['when']}): `natpool proxy --workers 1` and `--workers 2` side by",
+        f"side on loopback, each on its own temporary SQLite store, the same load sent to one or the other in {rounds}",
+        f"alternating rounds (1, 2, 2, 1, ...) of {each}, {results['payload']} bytes answered each;",
+        f"the clients and the backend are asyncio protocols in the benchmark's own process. {results['cpus']} CPUs;",
+        f"load average {results['load_before']} before, {results['load_after']} after. *Cores busy*: CPU time over",
+        "wall time, of the proxy's workers, of the load generator and of the whole machine (the kernel's loopback",
+        "work and other jobs included); what the rest leaves of the cores is what a second worker can use.",
+        "",
+    ]
+    lines += table(
+        ["", "connections/s", "cores busy: proxy", "clients + backend", "whole machine"],
+        (
+            [
+                f"--workers {n}",
+                f"{per_second[n]:,.0f}",
+                *(f"{cores[n][what]:.2f}" for what in ("proxy", "load", "machine")),
+            ]
+            for n in ("1", "2")
+        ),
+    )
+    lines += [f"**--workers 2 ÷ --workers 1: {results['ratio']:.2f}x** connections per second.", ""]
+    return lines
+
+
 def build(asv: dict[str, dict[tuple[Any, ...], float]], rust: dict[str, float], mem: dict[str, float]) -> Any:
     """Sections of the report, charts to draw and targets, from the three inputs."""
     lines: list[str] = []
@@ -447,37 +478,6 @@ def build(asv: dict[str, dict[tuple[Any, ...], float]], rust: dict[str, float], 
         )
     )
     return lines, charts, targets
-
-
-def proxy_workers(results: dict[str, Any]) -> list[str]:
-    """The section on ``natpool proxy --workers 2`` against ``--workers 1`` (``benches/proxy_workers.py``)."""
-    per_second, cores = results["per_second"], results["cores"]
-    rounds, each = len(results["rounds"]), f"{results['connections']:,} connections, {results['concurrency']} at once"
-    lines = [
-        "## natpool proxy: 2 workers against 1",
-        "",
-        f"`benches/proxy_workers.py` ({results['when']}): `natpool proxy --workers 1` and `--workers 2` side by",
-        f"side on loopback, each on its own temporary SQLite store, the same load sent to one or the other in {rounds}",
-        f"alternating rounds (1, 2, 2, 1, ...) of {each}, {results['payload']} bytes answered each;",
-        f"the clients and the backend are asyncio protocols in the benchmark's own process. {results['cpus']} CPUs;",
-        f"load average {results['load_before']} before, {results['load_after']} after. *Cores busy*: CPU time over",
-        "wall time, of the proxy's workers, of the load generator and of the whole machine (the kernel's loopback",
-        "work and other jobs included); what the rest leaves of the cores is what a second worker can use.",
-        "",
-    ]
-    lines += table(
-        ["", "connections/s", "cores busy: proxy", "clients + backend", "whole machine"],
-        (
-            [
-                f"--workers {n}",
-                f"{per_second[n]:,.0f}",
-                *(f"{cores[n][what]:.2f}" for what in ("proxy", "load", "machine")),
-            ]
-            for n in ("1", "2")
-        ),
-    )
-    lines += [f"**--workers 2 ÷ --workers 1: {results['ratio']:.2f}x** connections per second.", ""]
-    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
