@@ -7,7 +7,7 @@ PYTHON ?= python3
 HYPOTHESIS_PROFILE ?= ci
 export HYPOTHESIS_PROFILE
 
-.PHONY: run simulate test venv develop lint rust-lint rust-test py-lint stubtest pytest loom loom-fast stress soak scaling bench-smoke bench clean
+.PHONY: run simulate test venv develop lint rust-lint rust-test py-lint stubtest pytest loom loom-fast stress soak scaling bench-smoke bench bench-workers clean
 
 run: develop
 	$(BIN)/natpool demo
@@ -85,14 +85,20 @@ bench-smoke: develop
 	$(BIN)/asv machine --yes > /dev/null
 	$(BIN)/asv run --quick --python=same --dry-run --show-stderr
 
-# Both suites in one go, then the report (docs/benchmarks/report.md and its charts).
+# Both suites in one go, then natpool proxy --workers 2 against --workers 1, then the report
+# (docs/benchmarks/report.md and its charts).
 bench: develop
 	mkdir -p target && cut -d' ' -f1-3 /proc/loadavg > target/bench-load-before.txt
 	cargo bench --bench core --bench memory
 	$(BIN)/asv machine --yes > /dev/null
 	$(BIN)/asv run --python=same --set-commit-hash=$$(git rev-parse HEAD) --show-stderr
 	cut -d' ' -f1-3 /proc/loadavg > target/bench-load-after.txt
+	$(PY) benches/proxy_workers.py --out target/bench-proxy-workers.json
 	$(PY) -m benches.report
+
+# natpool proxy --workers 2 against --workers 1 on a loopback load, alone (about 10 s); make bench runs it too.
+bench-workers: develop
+	$(PY) benches/proxy_workers.py --out target/bench-proxy-workers.json
 
 clean:
 	rm -rf $(VENV) target

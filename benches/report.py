@@ -1,8 +1,10 @@
 """Write the benchmark report: natpool beside each anchor as a ratio, one run, one machine.
 
 Reads the newest asv results file (``.asv/results/<machine>/*.json``), criterion's estimates
-(``target/criterion/<group>/<case>/new/estimates.json``, the median) and the Rust memory
-counts (``target/bench-memory.json``), and writes ``report.md`` and PNG charts to the output
+(``target/criterion/<group>/<case>/new/estimates.json``, the median), the Rust memory
+counts (``target/bench-memory.json``) and, if it is there, ``natpool proxy --workers 2``
+against ``--workers 1`` (``target/bench-proxy-workers.json``, written by
+``benches/proxy_workers.py``), and writes ``report.md`` and PNG charts to the output
 folder. Run by ``make bench``; ``python -m benches.report --help`` for the paths.
 """
 
@@ -163,6 +165,37 @@ def chart(path: Path, title: str, bars: dict[str, float], unit: str, scale: floa
 
 
 # -- the report -----------------------------------------------------------------------------
+
+
+def proxy_workers(results: dict[str, Any]) -> list[str]:
+    """The section on ``natpool proxy --workers 2`` against ``--workers 1`` (``benches/proxy_workers.py``)."""
+    per_second, cores = results["per_second"], results["cores"]
+    rounds, each = len(results["rounds"]), f"{results['connections']:,} connections, {results['concurrency']} at once"
+    lines = [
+        "## natpool proxy: 2 workers against 1",
+        "",
+        f"`benches/proxy_workers.py` ({results['when']}): `natpool proxy --workers 1` and `--workers 2` side by",
+        f"side on loopback, each on its own temporary SQLite store, the same load sent to one or the other in {rounds}",
+        f"alternating rounds (1, 2, 2, 1, ...) of {each}, {results['payload']} bytes answered each;",
+        f"the clients and the backend are asyncio protocols in the benchmark's own process. {results['cpus']} CPUs;",
+        f"load average {results['load_before']} before, {results['load_after']} after. *Cores busy*: CPU time over",
+        "wall time, of the proxy's workers, of the load generator and of the whole machine (the kernel's loopback",
+        "work and other jobs included); what the rest leaves of the cores is what a second worker can use.",
+        "",
+    ]
+    lines += table(
+        ["", "connections/s", "cores busy: proxy", "clients + backend", "whole machine"],
+        (
+            [
+                f"--workers {n}",
+                f"{per_second[n]:,.0f}",
+                *(f"{cores[n][what]:.2f}" for what in ("proxy", "load", "machine")),
+            ]
+            for n in ("1", "2")
+        ),
+    )
+    lines += [f"**--workers 2 ÷ --workers 1: {results['ratio']:.2f}x** connections per second.", ""]
+    return lines
 
 
 def build(asv: dict[str, dict[tuple[Any, ...], float]], rust: dict[str, float], mem: dict[str, float]) -> Any:
@@ -490,6 +523,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--asv-results", type=Path, default=Path(".asv/results"))
     parser.add_argument("--criterion", type=Path, default=Path("target/criterion"))
     parser.add_argument("--memory", type=Path, default=Path("target/bench-memory.json"))
+    parser.add_argument("--proxy-workers", type=Path, default=Path("target/bench-proxy-workers.json"))
     parser.add_argument("--notes", type=Path, default=Path("benches/notes.md"))
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
     args = parser.parse_args(argv)
@@ -498,6 +532,8 @@ def main(argv: list[str] | None = None) -> None:
     rust = criterion(args.criterion)
     mem = json.loads(args.memory.read_text())
     lines, charts, targets = build(asv, rust, mem)
+    if args.proxy_workers.exists():
+        lines += proxy_workers(json.loads(args.proxy_workers.read_text()))
 
     args.out.mkdir(parents=True, exist_ok=True)
     for name, title, bars, unit, scale in charts:

@@ -369,7 +369,7 @@ async def soak(minutes: float) -> int:
             if m[LIVE] != m[LEASED] + m[HELD]:
                 failures.append(f"minute {len(load.tally)}: {m[LIVE]:g} live leases, {m[LEASED]:g} + {m[HELD]:g}")
             prefix = pool.rsplit(".", 1)[0] + "."
-            if outside := sum(not ip.startswith(prefix) for b in backends for ip, _ in b.peers):
+            if outside := sum(not peer.ip.startswith(prefix) for b in backends for peer in b.peers):
                 failures.append(f"minute {len(load.tally)}: {outside} peer addresses outside the pool")
             for backend in backends:
                 backend.peers.clear()

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from natpool.apps import cli
+from natpool.apps.demo import ledger
 from natpool.apps.demo.compare import order
 from netkit import HANG_GUARD, random_network
 
@@ -59,6 +60,10 @@ def test_the_demo_passes_its_own_verification_both_ways() -> None:
         ["--ports", "5-1"],
         ["--initial-blocks", "0"],
         ["--compare", "--rounds", "3"],
+        ["--workers", "0"],
+        ["--workers", "2", "--compare"],
+        ["--workers", "2", "--plot", "timeline.png"],
+        ["--workers", "2", "--reclaim-delay", "0"],
     ],
 )
 def test_the_demo_rejects_bad_input_with_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -69,3 +74,69 @@ def test_the_demo_rejects_bad_input_with_exit_2(args: list[str], capsys: pytest.
 def test_the_comparison_alternates_the_sources_in_mirrored_pairs() -> None:
     assert order(2) == ["pool", "kernel"]
     assert order(6) == ["pool", "kernel", "kernel", "pool", "pool", "kernel"]
+
+
+def test_the_demo_through_two_workers_finds_no_address_held_by_both_at_once() -> None:
+    """The ledger of the workers' leases and the backends' observations: nothing held twice at once, every peer
+    address leased for its client, both workers served, the store empty of claims after."""
+    args = ["--connections", "400", "--concurrency", "16", "--workers", "2", "--reclaim-delay", "0.2"]
+    done = subprocess.run(  # a process of its own, so that the hang guard can stop it
+        [sys.executable, "-m", "natpool", "demo", *args], capture_output=True, text=True, timeout=HANG_GUARD * 4
+    )
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "through natpool proxy --workers 2" in out
+    assert "connections answered        400 of 400" in out
+    per_worker = re.search(r"connections per worker\s+([\d,]+), ([\d,]+) \(members 1: \S+, 2: \S+\)", out)
+    assert per_worker is not None, out
+    served = [int(n.replace(",", "")) for n in per_worker.groups()]
+    assert all(n > 0 for n in served) and sum(served) == 400  # 400 connections: both workers get some
+    assert f"backends saw, by worker     {served[0]:,}, {served[1]:,}" in out
+    assert re.search(
+        r"lease ledger\s+400 leases of [\d,]+ addresses; [\d,]+ addresses held by more than one worker", out
+    )
+    assert "; 0 held by two at once" in out
+    assert "peer leased for its client  400 of 400" in out
+    assert "workers after the drain     1: ok, 0 live; 2: ok, 0 live" in out
+    assert re.search(r"store after shutdown\s+0 members, 0 addresses claimed", out)
+    assert "verification                ok" in out
+
+
+def held(ip: str, port: int, worker: int, opened: float, closed: float, client: int = 1) -> ledger.Held:
+    return ledger.Held(ip, port, worker, ("127.0.0.1", client), opened, closed)
+
+
+def test_the_ledger_finds_an_address_held_twice_at_once() -> None:
+    spans = [
+        held("127.0.100.1", 1024, 1, 0.0, 1.0),
+        held("127.0.100.1", 1024, 2, 2.0, 3.0),  # after worker 1: fine
+        held("127.0.100.1", 1025, 1, 0.0, 10.0),
+        held("127.0.100.1", 1025, 1, 1.0, 2.0),  # inside the first span
+        held("127.0.100.1", 1025, 2, 5.0, 6.0),  # inside it too, another worker
+        held("127.0.100.1", 1025, 2, 10.0, 11.0),  # touches its end: fine
+    ]
+    book = ledger.check(spans, [], [])
+    assert (book.spans, book.addresses, book.shared) == (6, 2, 2)
+    assert [(a.worker, a.opened, b.worker, b.opened) for a, b in book.overlaps] == [(1, 0.0, 1, 1.0), (1, 0.0, 2, 5.0)]
+    assert not book.ok and "2 time(s) an address was held twice at once" in book.failures()[0]
+
+
+def test_the_ledger_attributes_each_observation_to_the_worker_holding_the_address() -> None:
+    spans = [held("127.0.100.1", 1024, 1, 0.0, 1.0, client=5), held("127.0.100.1", 1024, 2, 2.0, 3.0, client=6)]
+    seen = [
+        ledger.Seen("127.0.100.1", 1024, 0.5),
+        ledger.Seen("127.0.100.1", 1024, 2.5),
+        ledger.Seen("127.0.100.1", 1024, 1.5),  # between the spans: nobody held it
+        ledger.Seen("127.0.100.2", 1024, 0.5),  # never leased
+    ]
+    answers = [
+        (("127.0.0.1", 5), ("127.0.100.1", 1024)),
+        (("127.0.0.1", 6), ("127.0.100.1", 1024)),
+        (("127.0.0.1", 7), ("127.0.100.1", 1024)),  # not leased for this client
+    ]
+    book = ledger.check(spans, seen, answers)
+    assert book.seen_by_worker == {1: 1, 2: 1}
+    assert [(s.port, s.at) for s in book.unheld] == [(1024, 1.5), (1024, 0.5)]
+    assert book.unmatched == [(("127.0.0.1", 7), ("127.0.100.1", 1024))]
+    assert not book.overlaps and not book.ok and len(book.failures()) == 2
+    assert ledger.check(spans, seen[:2], answers[:2]).ok

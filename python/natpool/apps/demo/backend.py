@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 from natpool.apps.listener import bound_address, close_server
 
-__all__ = ["Answer", "DemoBackend", "parse_answer"]
+__all__ = ["Answer", "DemoBackend", "Peer", "parse_answer"]
 
 Owner = Callable[[str, int], str]
 """Who holds a peer address, as ``ip:port`` of the client (the demo asks the proxy's ``lookup``), or ``-``."""
+
+
+class Peer(NamedTuple):
+    """A connection a backend accepted: the peer address it saw, and when (``time.monotonic()``: on Linux one
+    clock for every process of the host)."""
+
+    ip: str
+    port: int
+    at: float
 
 
 class Answer:
@@ -35,8 +46,8 @@ class DemoBackend:
     def __init__(self, index: int, owner: Owner) -> None:
         self.index = index
         self.owner = owner
-        self.peers: list[tuple[str, int]] = []
-        """Every peer address this backend saw, in order."""
+        self.peers: list[Peer] = []
+        """Every peer address this backend saw, in order, with the time it saw it."""
         self._server: asyncio.Server | None = None
 
     @property
@@ -53,7 +64,7 @@ class DemoBackend:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             ip, port = writer.get_extra_info("peername")[:2]
-            self.peers.append((ip, port))
+            self.peers.append(Peer(ip, port, time.monotonic()))
             token, size = (await reader.readline()).decode().split()
             writer.write(f"{ip} {port} {self.index} {self.owner(ip, port)} {token}\n".encode())
             writer.write(b"x" * int(size))

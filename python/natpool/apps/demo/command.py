@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 from typing import Any
 
 from natpool.apps.demo.compare import compare
-from natpool.apps.demo.report import compare_text, run_text
+from natpool.apps.demo.report import compare_text, run_text, workers_text
 from natpool.apps.demo.run import DemoConfig, run_once
+from natpool.apps.demo.workers import run_workers
 from natpool.apps.logs import start_logging
 from natpool.apps.options import (
     OptionError,
@@ -17,10 +19,12 @@ from natpool.apps.options import (
     count_at_least,
     parse_pool,
     parse_ports,
+    parse_positive,
     require_extra,
     usage_error,
 )
-from natpool.apps.proxy import BALANCE, ProxyConfig
+from natpool.apps.proxy import BALANCE, WorkersFailed
+from natpool.errors import NatPoolError
 
 __all__ = ["add_parser", "command"]
 
@@ -97,6 +101,23 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="rounds of --compare (even), the load split among them",
     )
     parser.add_argument("--plot", metavar="FILE.png", help="draw live leases and subpools over time")
+    workers = parser.add_argument_group("workers")
+    workers.add_argument(
+        "--workers",
+        type=one_or_more,
+        metavar="N",
+        help=(
+            "run the proxy as natpool proxy --workers N (N processes on one address, one pool in a SQLite store) and "
+            "check from the workers' leases and what the backends saw that no NAT address was held by two at once"
+        ),
+    )
+    workers.add_argument(
+        "--reclaim-delay",
+        type=parse_positive,
+        default=d.reclaim_delay,
+        metavar="SECONDS",
+        help="with --workers: a returned range is held this long in the store before a worker claims it again",
+    )
     parser.set_defaults(handler=command, subparser=parser)
     return parser
 
@@ -115,16 +136,13 @@ def _config(args: argparse.Namespace) -> DemoConfig:
         max_blocks=args.max_blocks,
         balance=args.balance,
         waves=args.waves,
+        reclaim_delay=args.reclaim_delay,
     )
-    ProxyConfig(
-        listen=("127.0.0.1", 0),
-        backends=(("127.0.0.1", 1),),
-        pool=config.pool,
-        ports=config.ports,
-        initial_blocks=config.initial_blocks,
-        subpool_blocks=config.subpool_blocks,
-        max_blocks=config.max_blocks,
-    ).check()
+    if args.workers is not None:
+        for option, given in (("--compare", args.compare), ("--plot", args.plot)):
+            if given:
+                raise OptionError(option, "not with --workers (the pool is in the workers' processes)")
+    config.proxy_config([("127.0.0.1", 1)]).validate()
     return config
 
 
@@ -137,6 +155,14 @@ def command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except OptionError as exc:
         return usage_error(parser, exc)
     start_logging(logging.WARNING)
+    if args.workers is not None:
+        try:
+            run = asyncio.run(run_workers(config, args.workers))
+        except (WorkersFailed, NatPoolError, OSError) as exc:
+            print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+            return 1
+        print(workers_text(config, run), flush=True)
+        return 0 if run.passed else 1
     result = asyncio.run(run_once(config, "pool"))
     print(run_text(config, result), flush=True)
     passed = result.passed

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from natpool.apps.demo.run import DemoConfig, RunResult
+from natpool.apps.demo.workers import WorkersRun
 from natpool.records import Interval, PoolStats
 
-__all__ = ["compare_text", "run_text"]
+__all__ = ["compare_text", "run_text", "workers_text"]
 
 W = 28
 SHOWN_INTERVALS = 12
@@ -34,16 +35,21 @@ def _intervals(intervals: list[Interval]) -> list[str]:
     return lines
 
 
-def run_text(config: DemoConfig, r: RunResult) -> str:
-    """The report of one run."""
-    mb = r.bytes_down / r.wall / 1e6 if r.wall > 0 else 0.0
-    lines = [
-        f"natpool demo: {config.connections:,} connections, {config.concurrency} concurrent, through natpool proxy "
-        f"(source {r.source}) to {config.backends} backends on loopback",
+def _head(config: DemoConfig, proxy: str, extra: str = "") -> list[str]:
+    return [
+        f"natpool demo: {config.connections:,} connections, {config.concurrency} concurrent, through {proxy} "
+        f"to {config.backends} backends on loopback",
         f"  pool {config.pool}, ports {config.ports[0]}-{config.ports[1]}, initial_blocks {config.initial_blocks}, "
-        f"subpool_blocks {config.subpool_blocks}, max_blocks {config.max_blocks:,}; {config.payload:,} bytes "
-        f"answered per connection",
+        f"subpool_blocks {config.subpool_blocks}, max_blocks {config.max_blocks:,}{extra}; {config.payload:,} "
+        "bytes answered per connection",
         "",
+    ]
+
+
+def _load(config: DemoConfig, r: RunResult) -> list[str]:
+    """What the clients and the backends saw."""
+    mb = r.bytes_down / r.wall / 1e6 if r.wall > 0 else 0.0
+    return [
         f"  {'connections answered':<{W}}{r.ok:,} of {r.connections:,}",
         f"  {'connections per second':<{W}}{r.per_second:,.0f} ({r.wall:.2f} s wall clock)",
         f"  {'throughput':<{W}}{mb:,.1f} MB/s from the backends to the clients",
@@ -52,6 +58,15 @@ def run_text(config: DemoConfig, r: RunResult) -> str:
         f"  {'connections per backend':<{W}}{', '.join(f'{n:,}' for n in r.per_backend)}",
         f"  {'peer addresses seen':<{W}}{r.distinct_addresses:,} distinct, {r.outside_pool} outside {config.pool}",
     ]
+
+
+def _verdict(r: RunResult) -> list[str]:
+    return [f"  {'verification':<{W}}{'ok' if r.passed else 'FAILED'}", *(f"    - {f}" for f in r.failures[:20])]
+
+
+def run_text(config: DemoConfig, r: RunResult) -> str:
+    """The report of one run."""
+    lines = _head(config, f"natpool proxy (source {r.source})") + _load(config, r)
     if r.source == "pool":
         lines += [
             f"  {'lookup(peer) named client':<{W}}{r.ok - r.owner_mismatches:,} of {r.ok:,}",
@@ -64,9 +79,42 @@ def run_text(config: DemoConfig, r: RunResult) -> str:
             f"  interval list after shutdown ({len(r.final_intervals)}):",
             *_intervals(r.final_intervals),
         ]
-    lines.append(f"  {'verification':<{W}}{'ok' if r.passed else 'FAILED'}")
-    lines += [f"    - {failure}" for failure in r.failures[:20]]
-    return "\n".join(lines)
+    return "\n".join(lines + _verdict(r))
+
+
+def workers_text(config: DemoConfig, run: WorkersRun) -> str:
+    """The report of a run through ``natpool proxy --workers N``, with its ledger."""
+    r, book = run.result, run.ledger
+    lines = _head(
+        config,
+        f"natpool proxy --workers {run.workers} (SO_REUSEPORT, one pool in a SQLite store)",
+        f", reclaim_delay {config.reclaim_delay:g} s",
+    )
+    lines += _load(config, r)
+    members = ", ".join(f"{e.index}: {e.member}" for e in run.exits)
+    seen = [book.seen_by_worker.get(e.index, 0) for e in run.exits]
+    store = run.store
+    lines += [
+        f"  {'connections per worker':<{W}}{', '.join(f'{n:,}' for n in run.served())} (members {members})",
+        f"  {'backends saw, by worker':<{W}}{', '.join(f'{n:,}' for n in seen)} (whose lease each peer address was)",
+        f"  {'lease ledger':<{W}}{book.spans:,} leases of {book.addresses:,} addresses; {book.shared:,} addresses "
+        f"held by more than one worker, one after the other; {len(book.overlaps)} held by two at once",
+        f"  {'peer leased for its client':<{W}}{r.ok - len(book.unmatched):,} of {r.ok:,}",
+        f"  {'allocations':<{W}}{r.allocations:,} ({r.bind_retries} bind retries, {r.exhausted} exhaustion events)",
+        f"  {'workers after the drain':<{W}}"
+        + "; ".join(
+            f"{e.index}: {'ok' if e.ok else 'FAILED'}, "
+            f"{'-' if e.report is None or e.report.stats is None else e.report.stats.live} live"
+            for e in run.exits
+        ),
+        f"  {'store after shutdown':<{W}}"
+        + (
+            "unreadable"
+            if store is None
+            else f"{len(store.members)} members, {store.claimed:,} addresses claimed, {store.held:,} held"
+        ),
+    ]
+    return "\n".join(lines + _verdict(r))
 
 
 def compare_text(config: DemoConfig, rounds: int, pool: RunResult, kernel: RunResult) -> str:

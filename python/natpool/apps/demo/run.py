@@ -7,13 +7,14 @@ import itertools
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from natpool.apps.demo.backend import DemoBackend, parse_answer
 from natpool.apps.options import PoolAddresses, parse_pool
 from natpool.apps.proxy import Proxy, ProxyConfig
 from natpool.records import Interval, PoolStats
 
-__all__ = ["DEFAULT_POOL", "DemoConfig", "RunResult", "Sample", "run_once"]
+__all__ = ["DEFAULT_POOL", "DemoConfig", "RunResult", "Sample", "drive", "run_once", "verify_answers"]
 
 DEFAULT_POOL = parse_pool("127.0.100.0/24")
 """The demo's client NAT addresses (all of 127.0.0.0/8 is loopback on Linux)."""
@@ -41,6 +42,24 @@ class DemoConfig:
     """Seconds between samples of live leases and subpools (the plot's resolution)."""
     timeout: float = 30.0
     """A hang guard on each client connection, not a measurement."""
+    reclaim_delay: float = 1.0
+    """With workers (``--workers``): seconds a range a worker returned is held in the store before any worker
+    may claim it again; short, so that addresses pass from worker to worker during the run."""
+
+    def proxy_config(self, backends: list[tuple[str, int]], **options: Any) -> ProxyConfig:
+        """The proxy's configuration for this load: on loopback, the demo's pool, these ``backends``."""
+        return ProxyConfig(
+            listen=("127.0.0.1", 0),
+            backends=tuple(backends),
+            pool=self.pool,
+            ports=self.ports,
+            initial_blocks=self.initial_blocks,
+            subpool_blocks=self.subpool_blocks,
+            max_blocks=self.max_blocks,
+            balance=self.balance,
+            reclaim_delay=self.reclaim_delay,
+            **options,
+        )
 
 
 @dataclass(frozen=True)
@@ -66,6 +85,8 @@ class RunResult:
     outside_pool: int = 0
     owner_mismatches: int = 0
     distinct_addresses: int = 0
+    answers: list[tuple[tuple[str, int], tuple[str, int]]] = field(default_factory=list)
+    """Each connection answered right: (the client's address, the peer address its backend saw)."""
     samples: list[Sample] = field(default_factory=list)
     peak_stats: PoolStats | None = None
     peak_intervals: list[Interval] = field(default_factory=list)
@@ -113,6 +134,64 @@ async def _client(
     return time.perf_counter() - start, data, (local[0], local[1])
 
 
+async def drive(config: DemoConfig, address: tuple[str, int], result: RunResult, *, check_owner: bool) -> None:
+    """The load: ``config.connections`` clients to ``address`` (the proxy), at most ``config.concurrency`` at once
+    in waves, each answer checked; counts, latencies and the wall clock go into ``result``, and each answered
+    connection's (client address, peer address the backend saw) into ``result.answers``. ``check_owner``: the
+    backends' answers name the client holding the peer address (``lookup``), and must name this client."""
+    counter = itertools.count()
+    seen_addresses: set[tuple[str, int]] = set()
+
+    def at_work(n: int) -> int:
+        """How many clients may run connection ``n``: a cosine wave starting at the top."""
+        if config.waves <= 0:
+            return config.concurrency
+        phase = 2 * math.pi * config.waves * n / config.connections
+        return max(1, round(config.concurrency * (0.55 + 0.45 * math.cos(phase))))
+
+    issued = 0
+
+    async def client_loop(index: int) -> None:
+        nonlocal issued
+        while True:
+            while index >= at_work(issued) and issued < config.connections:  # resting in a trough of the load
+                await asyncio.sleep(config.sample_every / 5)
+            n = issued = next(counter)
+            if n >= config.connections:
+                return
+            token = f"c{n}"
+            try:
+                latency, data, local = await _client(address, token, config.payload, config.timeout)
+            except (OSError, TimeoutError) as exc:
+                result.failures.append(f"connection {n}: {type(exc).__name__}: {exc}")
+                continue
+            line, _, body = data.partition(b"\n")
+            try:
+                answer = parse_answer(line)
+            except ValueError:
+                result.failures.append(f"connection {n}: malformed answer {line[:80]!r}")
+                continue
+            if answer.token != token or len(body) != config.payload:
+                result.failures.append(f"connection {n}: wrong answer ({answer.token}, {len(body)} bytes)")
+                continue
+            if answer.peer_ip not in config.pool:
+                result.outside_pool += 1
+            if check_owner and answer.owner != f"{local[0]}:{local[1]}":
+                result.owner_mismatches += 1
+            seen_addresses.add((answer.peer_ip, answer.peer_port))
+            result.answers.append((local, (answer.peer_ip, answer.peer_port)))
+            result.ok += 1
+            result.bytes_down += len(data)
+            result.latencies.append(latency)
+
+    start = time.perf_counter()
+    try:
+        await asyncio.gather(*(client_loop(i) for i in range(config.concurrency)))
+    finally:
+        result.wall = time.perf_counter() - start
+        result.distinct_addresses = len(seen_addresses)
+
+
 async def run_once(config: DemoConfig, source: str = "pool") -> RunResult:
     """Run the load through a fresh proxy and pool with ``source`` (``pool`` or ``kernel``) and verify it."""
     result = RunResult(source=source, connections=config.connections)
@@ -125,19 +204,7 @@ async def run_once(config: DemoConfig, source: str = "pool") -> RunResult:
     backends = [DemoBackend(i, owner) for i in range(config.backends)]
     for backend in backends:
         await backend.start()
-    proxy = Proxy(
-        ProxyConfig(
-            listen=("127.0.0.1", 0),
-            backends=tuple(b.address for b in backends),
-            pool=config.pool,
-            ports=config.ports,
-            initial_blocks=config.initial_blocks,
-            subpool_blocks=config.subpool_blocks,
-            max_blocks=config.max_blocks,
-            balance=config.balance,
-            source=source,
-        )
-    )
+    proxy = Proxy(config.proxy_config([b.address for b in backends], source=source))
     pool = proxy.pool
     await proxy.start()
     done = asyncio.Event()
@@ -157,56 +224,10 @@ async def run_once(config: DemoConfig, source: str = "pool") -> RunResult:
             except TimeoutError:
                 pass
 
-    counter = itertools.count()
-    seen_addresses: set[tuple[str, int]] = set()
-
-    def at_work(n: int) -> int:
-        """How many workers may run connection ``n``: a cosine wave starting at the top."""
-        if config.waves <= 0:
-            return config.concurrency
-        phase = 2 * math.pi * config.waves * n / config.connections
-        return max(1, round(config.concurrency * (0.55 + 0.45 * math.cos(phase))))
-
-    issued = 0
-
-    async def worker(index: int) -> None:
-        nonlocal issued
-        while True:
-            while index >= at_work(issued) and issued < config.connections:  # resting in a trough of the load
-                await asyncio.sleep(config.sample_every / 5)
-            n = issued = next(counter)
-            if n >= config.connections:
-                return
-            token = f"c{n}"
-            try:
-                latency, data, local = await _client(proxy.address, token, config.payload, config.timeout)
-            except (OSError, TimeoutError) as exc:
-                result.failures.append(f"connection {n}: {type(exc).__name__}: {exc}")
-                continue
-            line, _, body = data.partition(b"\n")
-            try:
-                answer = parse_answer(line)
-            except ValueError:
-                result.failures.append(f"connection {n}: malformed answer {line[:80]!r}")
-                continue
-            if answer.token != token or len(body) != config.payload:
-                result.failures.append(f"connection {n}: wrong answer ({answer.token}, {len(body)} bytes)")
-                continue
-            if answer.peer_ip not in config.pool:
-                result.outside_pool += 1
-            if source == "pool" and answer.owner != f"{local[0]}:{local[1]}":
-                result.owner_mismatches += 1
-            seen_addresses.add((answer.peer_ip, answer.peer_port))
-            result.ok += 1
-            result.bytes_down += len(data)
-            result.latencies.append(latency)
-
     sampler = asyncio.ensure_future(sample())
-    start = time.perf_counter()
     try:
-        await asyncio.gather(*(worker(i) for i in range(config.concurrency)))
+        await drive(config, proxy.address, result, check_owner=source == "pool")
     finally:
-        result.wall = time.perf_counter() - start
         done.set()
         await sampler
         result.end_stats = pool.stats()
@@ -215,7 +236,6 @@ async def run_once(config: DemoConfig, source: str = "pool") -> RunResult:
             await backend.stop()
     result.final_stats, result.final_intervals = pool.stats(), pool.intervals()
     result.per_backend = [len(b.peers) for b in backends]
-    result.distinct_addresses = len(seen_addresses)
     c = proxy.counters
     result.bind_retries, result.exhausted, result.allocations = c.bind_retries, c.exhausted, c.allocations
     _verify(result, source)
@@ -224,6 +244,16 @@ async def run_once(config: DemoConfig, source: str = "pool") -> RunResult:
 
 def _verify(r: RunResult, source: str) -> None:
     """The run's own checks; each failure is a line of ``r.failures``."""
+    verify_answers(r)
+    if source == "pool":
+        if r.owner_mismatches:
+            r.failures.append(f"{r.owner_mismatches} lookups of a NAT address did not name its client")
+        if r.final_stats is None or r.final_stats.live != 0 or r.final_stats.free_blocks != r.final_stats.blocks:
+            r.failures.append(f"leases left after shutdown: {r.final_stats}")
+
+
+def verify_answers(r: RunResult) -> None:
+    """The checks of what the clients and the backends saw; each failure is a line of ``r.failures``."""
     if r.ok != r.connections:
         r.failures.append(f"{r.connections - r.ok} of {r.connections} connections were not answered right")
     if r.outside_pool:
@@ -232,8 +262,3 @@ def _verify(r: RunResult, source: str) -> None:
         r.failures.append(f"a backend saw no connection: {r.per_backend}")
     if sum(r.per_backend) < r.ok:
         r.failures.append(f"backends saw {sum(r.per_backend)} connections, fewer than the {r.ok} answered")
-    if source == "pool":
-        if r.owner_mismatches:
-            r.failures.append(f"{r.owner_mismatches} lookups of a NAT address did not name its client")
-        if r.final_stats is None or r.final_stats.live != 0 or r.final_stats.free_blocks != r.final_stats.blocks:
-            r.failures.append(f"leases left after shutdown: {r.final_stats}")

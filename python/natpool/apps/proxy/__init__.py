@@ -11,7 +11,10 @@ counters), :mod:`~natpool.apps.proxy.lease` (the one owner of a connection's lea
 bytes both ways), :mod:`~natpool.apps.proxy.server` (the load balancer: a connection from accept to close,
 exhaustion, drain), :mod:`~natpool.apps.proxy.metrics` (Prometheus, optional), :mod:`~natpool.apps.proxy.admin`
 (the HTTP endpoint: ``/metrics``, ``/healthz``, ``/lookup``), :mod:`~natpool.apps.proxy.events` (log lines about
-floods of events, rate-limited) and :mod:`~natpool.apps.proxy.command` (the command line).
+floods of events, rate-limited), :mod:`~natpool.apps.proxy.journal` (every lease's span, for the demo's ledger),
+:mod:`~natpool.apps.proxy.service` (one proxy from start to exit: serve, drain, leave the store),
+:mod:`~natpool.apps.proxy.workers` and :mod:`~natpool.apps.proxy.worker` (``--workers N``: the supervisor, and
+the worker processes it starts) and :mod:`~natpool.apps.proxy.command` (the command line).
 """
 
 from __future__ import annotations
@@ -20,5 +23,18 @@ from natpool.apps.options import OptionError, PoolAddresses
 from natpool.apps.proxy.config import BALANCE, SOURCES, ProxyConfig
 from natpool.apps.proxy.record import ClientConnection, Counters
 from natpool.apps.proxy.server import Proxy
+from natpool.apps.proxy.workers import WorkerExit, Workers, WorkersFailed
 
-__all__ = ["BALANCE", "SOURCES", "ClientConnection", "Counters", "OptionError", "PoolAddresses", "Proxy", "ProxyConfig"]
+__all__ = [
+    "BALANCE",
+    "SOURCES",
+    "ClientConnection",
+    "Counters",
+    "OptionError",
+    "PoolAddresses",
+    "Proxy",
+    "ProxyConfig",
+    "WorkerExit",
+    "Workers",
+    "WorkersFailed",
+]

@@ -1,11 +1,20 @@
-"""``natpool proxy``: the command line of the load balancer, its signal handling and its exit status."""
+"""``natpool proxy``: the command line of the load balancer and its exit status.
+
+Without ``--workers`` the proxy runs in this process (:func:`~natpool.apps.proxy.service.serve`), its pool a
+member of the cluster in ``--store`` if one is given. With ``--workers N`` this process supervises N worker
+processes sharing the listening address and one pool through a store (:mod:`~natpool.apps.proxy.workers`).
+
+Exit status: 0 after a clean stop (every lease freed; with workers, every worker stopped when asked and exited 0),
+1 when the proxy could not start (the address in use, the store unreachable) or did not stop clean, 2 for a bad
+option (before anything listens).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
-import signal
+import sys
 from typing import Any
 
 from natpool.apps.logs import start_logging
@@ -28,8 +37,14 @@ from natpool.apps.proxy.limits import (
     connections_allowed,
     descriptor_limit,
 )
+from natpool.apps.proxy.service import exit_status, serve
+from natpool.apps.proxy.workers import Workers, check_workers, supervise
+from natpool.errors import StoreError
 
 __all__ = ["add_parser", "command", "config_from_args", "serve"]
+
+CLUSTER_OPTIONS = ("member", "claim_ttl", "reclaim_delay")
+"""The options that only mean something for a pool in a cluster store (``--store`` or ``--workers``)."""
 
 log = logging.getLogger("natpool.proxy")
 
@@ -43,7 +58,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "An asyncio TCP load balancer in directed mode: each client connection gets a NAT address (ip, port) "
             "from the pool, its upstream socket is bound to it and connected to a backend, and the lease is freed "
-            "when the connection ends. SIGTERM or SIGINT drains and stops it. Bad options exit 2."
+            "when the connection ends. SIGTERM or SIGINT drains and stops it. --store makes the pool one member of a "
+            "cluster sharing its interval list; --workers N runs N such processes on one listening address. Bad "
+            "options exit 2; a store that cannot be reached at the start exits 1."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         brief_errors=True,
@@ -81,7 +98,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--metrics",
         type=parse_listen_endpoint,
         metavar="HOST:PORT",
-        help="serve /metrics, /healthz and /lookup here",
+        help="serve /metrics, /healthz and /lookup here (with --workers: worker K on PORT + K - 1)",
     )
     parser.add_argument(
         "--bind-attempts",
@@ -138,6 +155,42 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             f"{connections_allowed(descriptor_limit()):,} here)"
         ),
     )
+    cluster = parser.add_argument_group(
+        "processes and hosts",
+        "one pool for several proxies: each is a member of the cluster in a store that shares the interval list",
+    )
+    cluster.add_argument(
+        "--workers",
+        type=count_at_least(1),
+        metavar="N",
+        help=(
+            "N worker processes accept on --listen (each its own socket, SO_REUSEPORT) and share one pool through "
+            "--store, or a SQLite store in a private temporary directory; this process supervises them"
+        ),
+    )
+    cluster.add_argument(
+        "--store",
+        metavar="URL",
+        help="the cluster store (sqlite:///ABS/PATH, postgresql://USER@HOST:PORT/DATABASE): the pool is one member",
+    )
+    cluster.add_argument(
+        "--member",
+        metavar="NAME",
+        help="this proxy's member name in the store (default {hostname}:{pid}); with --workers: NAME-1 ... NAME-N",
+    )
+    cluster.add_argument("--pool-name", default=d.name, metavar="NAME", help="the pool's name in the store")
+    cluster.add_argument(
+        "--claim-ttl",
+        type=parse_positive,
+        metavar="SECONDS",
+        help=f"a claim of the store lapses unless renewed (every third of it); None: {d.claim_ttl:g}",
+    )
+    cluster.add_argument(
+        "--reclaim-delay",
+        type=parse_positive,
+        metavar="SECONDS",
+        help=f"a returned or lapsed range is held this long before it is claimed again; None: {d.reclaim_delay:g}",
+    )
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="logging")
     parser.set_defaults(handler=command, subparser=parser)
     return parser
@@ -164,53 +217,72 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         drain_timeout=args.drain_timeout,
         idle_timeout=args.idle_timeout,
         max_connections=args.max_connections,
+        name=args.pool_name,
+        store=args.store,
+        member=args.member,
+        claim_ttl=ProxyConfig.claim_ttl if args.claim_ttl is None else args.claim_ttl,
+        reclaim_delay=ProxyConfig.reclaim_delay if args.reclaim_delay is None else args.reclaim_delay,
     )
 
 
-async def serve(config: ProxyConfig, ready: asyncio.Event | None = None) -> int:
-    """Run the proxy (and its endpoint) until SIGTERM or SIGINT, then drain and stop; returns the exit status."""
-    from natpool.apps.proxy.server import Proxy
+def _check_cluster_options(args: argparse.Namespace) -> None:
+    """``--member``, ``--claim-ttl`` and ``--reclaim-delay`` need a store: ``--store`` or ``--workers``."""
+    if args.store is None and args.workers is None:
+        for name in CLUSTER_OPTIONS:
+            if getattr(args, name) is not None:
+                option = "--" + name.replace("_", "-")
+                raise OptionError(option, "needs --store or --workers (a pool in a cluster store)")
 
-    proxy = Proxy(config)
-    admin = None
-    if config.metrics is not None:
-        from natpool.apps.proxy.admin import Admin
 
-        admin = Admin(proxy, config.metrics)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.set_exception_handler(proxy.events.asyncio_handler)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+def _cannot_start(parser: argparse.ArgumentParser, why: object) -> int:
+    """One line on stderr for what keeps the proxy from starting (a store that cannot be reached): exit 1."""
+    message = "; ".join(line.strip() for line in str(why).splitlines() if line.strip())
+    print(f"{parser.prog}: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _run_workers(config: ProxyConfig, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    group = Workers(config, args.workers, log_level=args.log_level)
     try:
-        await proxy.start()
-        if admin is not None:
-            await admin.start()
-        if ready is not None:
-            ready.set()
-        await stop.wait()
-        log.info("signal received: stopping")
-        await proxy.stop()
+        group.prepare()
+    except OptionError as exc:
+        return usage_error(parser, exc)
+    except StoreError as exc:
+        return _cannot_start(parser, exc)
+    except OSError as exc:
+        return _cannot_start(parser, f"--listen {config.listen[0]}:{config.listen[1]}: {exc}")
+    start_logging(args.log_level)
+    try:
+        return asyncio.run(supervise(group))
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        if admin is not None:
-            await admin.stop()
-    return 0 if len(proxy.pool) == 0 else 1
+        group.close()
 
 
 def command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """Run ``natpool proxy``; a bad option is one line on stderr and exit status 2, before anything listens."""
+    """Run ``natpool proxy``; a bad option is one line on stderr and exit status 2, before anything listens; a
+    store that cannot be reached at the start is one line and exit status 1."""
     try:
         config = config_from_args(args)
-        config.check()
+        config.validate()
         if config.metrics is not None:
             require_extra("--metrics", "metrics")
+        _check_cluster_options(args)
+        if args.workers is not None:
+            check_workers(config, args.workers)
     except OptionError as exc:
         return usage_error(parser, exc)
+    if args.workers is not None:
+        return _run_workers(config, args, parser)
+    try:
+        pool = config.build_pool()  # with --store: joins the cluster
+    except OptionError as exc:
+        return usage_error(parser, exc)
+    except StoreError as exc:
+        return _cannot_start(parser, exc)
     start_logging(args.log_level)
     try:
-        return asyncio.run(serve(config))
-    except OSError as exc:  # e.g. --listen already in use
+        proxy = asyncio.run(serve(config, pool=pool))
+    except OSError as exc:  # e.g. --listen already in use (serve has closed the pool)
         log.error("%s", exc)
         return 1
+    return exit_status(proxy)

@@ -17,8 +17,12 @@ import natpool
 from natpool.apps.options import Endpoint, OptionError, PoolAddresses, PortRange, at_least, non_negative, positive
 from natpool.apps.proxy.limits import connection_limit
 from natpool.errors import PoolConfigError
+from natpool.extras import MissingExtra
 
 __all__ = ["BALANCE", "SOURCES", "ProxyConfig"]
+
+_OPTIONS = {"first_ip": "--pool", "last_ip": "--pool", "netmask": "--pool", "name": "--pool-name"}
+"""The option of each pool field that is not ``--`` and the field's name (``claim_ttl``: ``--claim-ttl``)."""
 
 BALANCE = ("round-robin", "least-connections")
 """The backend selection policies (``--balance``)."""
@@ -66,6 +70,16 @@ class ProxyConfig:
     max_connections: int | None = None
     """Client connections open at once at most; ``None``: what ``RLIMIT_NOFILE`` allows (:mod:`.limits`)."""
     name: str = "proxy"
+    """The pool's name: in a cluster store, every member of one pool has the same name and configuration."""
+    store: str | None = None
+    """The cluster store's URL (``sqlite:///ABS/PATH``, ``postgresql://…``): the pool is one member of the cluster
+    sharing its interval list there; ``None``: a pool of this process alone."""
+    member: str | None = None
+    """This pool's member name in the store (``None``: ``"{hostname}:{pid}"``)."""
+    claim_ttl: float = 30.0
+    """Seconds a claim of the store lives unless renewed (renewed every third of it)."""
+    reclaim_delay: float = 120.0
+    """Seconds a returned or lapsed range is held in the store before anyone may claim it again."""
 
     def connection_limit(self) -> int:
         """``max_connections``, or the default RLIMIT_NOFILE gives; :class:`OptionError` if RLIMIT_NOFILE is short."""
@@ -73,8 +87,15 @@ class ProxyConfig:
             _check("--max-connections", partial(at_least, 1), self.max_connections)
         return connection_limit(self.max_connections)
 
-    def build_pool(self) -> natpool.Pool:
-        """The client NAT pool; a configuration the pool rejects is an :class:`OptionError`."""
+    def build_pool(self, *, join: bool = True) -> natpool.Pool:
+        """The client NAT pool, a member of the cluster in ``store`` if there is one (``join=False``: a pool of
+        this process alone, with the same configuration and store settings checked).
+
+        A configuration the pool rejects is an :class:`OptionError` naming the option: a malformed store URL
+        (``--store``), a member name that is live in the store already (``--member``), a configuration that
+        differs from the one the store registered for ``name``. A store that cannot be reached or fails raises
+        :class:`~natpool.StoreError`; a PostgreSQL URL without psycopg installed is an :class:`OptionError`.
+        """
         try:
             return natpool.Pool(
                 self.name,
@@ -85,15 +106,18 @@ class ProxyConfig:
                 self.max_blocks,
                 ports=self.ports,
                 subpool_blocks=self.subpool_blocks,
+                store=self.store if join else None,
+                member=self.member,
+                claim_ttl=self.claim_ttl,
+                reclaim_delay=self.reclaim_delay,
             )
         except PoolConfigError as exc:
-            option = {"first_ip": "--pool", "last_ip": "--pool", "netmask": "--pool"}.get(
-                exc.field, "--" + exc.field.replace("_", "-")
-            )
-            raise OptionError(option, exc.reason) from None
+            raise OptionError(_OPTIONS.get(exc.field, "--" + exc.field.replace("_", "-")), exc.reason) from None
+        except MissingExtra as exc:
+            raise OptionError("--store", str(exc)) from None
 
-    def check(self) -> natpool.Pool:
-        """Validate the combinations and return the pool built from them (not yet used)."""
+    def validate(self) -> None:
+        """Check everything that can be checked without joining the store (nothing is opened)."""
         if not self.backends:
             raise OptionError("--backend", "at least one backend is required")
         if len(set(self.backends)) != len(self.backends):
@@ -122,4 +146,10 @@ class ProxyConfig:
             ("--down-time", self.down_time),
         ):
             _check(option, non_negative, seconds)
+        self.build_pool(join=False).close()
+
+    def check(self) -> natpool.Pool:
+        """Validate the combinations and return the pool built from them (not yet used), joined to the store
+        if there is one; see :meth:`build_pool` for the errors."""
+        self.validate()
         return self.build_pool()

@@ -11,17 +11,22 @@ from __future__ import annotations
 import asyncio
 
 import natpool
+from natpool.apps.proxy.journal import LeaseJournal
 from natpool.apps.proxy.record import ClientConnection, Counters
 
 __all__ = ["Holding"]
 
 
 class Holding:
-    """Held leases of one pool, each freed when its time is up (or by :meth:`release_all`)."""
+    """Held leases of one pool, each freed when its time is up (or by :meth:`release_all`).
 
-    def __init__(self, pool: natpool.Pool, counters: Counters) -> None:
+    Every lease the proxy frees is freed here (and noted in ``journal``, if there is one).
+    """
+
+    def __init__(self, pool: natpool.Pool, counters: Counters, journal: LeaseJournal | None = None) -> None:
         self._pool = pool
         self._counters = counters
+        self.journal = journal
         self._timers: dict[natpool.Lease, asyncio.TimerHandle] = {}
         self.closed = False
         """Set on shutdown: from then on a lease handed to :meth:`hold` is freed at once."""
@@ -35,7 +40,7 @@ class Holding:
         if isinstance(record, ClientConnection):
             record.state = state
         if seconds <= 0 or self.closed:
-            self._pool.free(lease)
+            self._free(lease)
             return
         self._timers[lease] = asyncio.get_running_loop().call_later(seconds, self._release, lease)
         self._counters.held = len(self._timers)
@@ -43,7 +48,12 @@ class Holding:
     def _release(self, lease: natpool.Lease) -> None:
         del self._timers[lease]
         self._counters.held = len(self._timers)
+        self._free(lease)
+
+    def _free(self, lease: natpool.Lease) -> None:
         self._pool.free(lease)
+        if self.journal is not None:
+            self.journal.closed(lease)
 
     def release_all(self) -> int:
         """Free every held lease now (shutdown); returns how many."""
@@ -51,6 +61,6 @@ class Holding:
         timers, self._timers = self._timers, {}
         for lease, timer in timers.items():
             timer.cancel()
-            self._pool.free(lease)
+            self._free(lease)
         self._counters.held = 0
         return len(timers)

@@ -49,6 +49,8 @@ class LeaseOwner:
         self._counters.allocations += 1
         self._hold = 0.0
         self.record.nat = self.lease.address
+        if self._holding.journal is not None:
+            self._holding.journal.opened(self.lease)
         return self.lease
 
     def quarantine(self, seconds: float) -> None:

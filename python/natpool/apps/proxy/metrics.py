@@ -73,6 +73,10 @@ def exposition(proxy: Proxy) -> Callable[[], bytes]:
                     "Client connections lost: no upstream socket (out of descriptors or buffers)",
                     c.resource_failures,
                 ),
+                "natpool_proxy_store_failures": (
+                    "Client connections closed: the cluster store failed when a subpool was needed",
+                    c.store_failures,
+                ),
                 "natpool_proxy_errors": ("Client connections lost to an unexpected error", c.errors),
             }
             for name, (doc, value) in counters.items():

@@ -72,5 +72,7 @@ class Counters:
     """Connections closed because no byte went either way for ``--idle-timeout`` seconds."""
     resource_failures: int = 0
     """Client connections lost because an upstream socket could not be created (out of descriptors or buffers)."""
+    store_failures: int = 0
+    """Client connections closed because a subpool was needed and the cluster store failed (``--store``)."""
     errors: int = 0
     """Client connections lost to an unexpected error (logged, with a traceback the first time)."""

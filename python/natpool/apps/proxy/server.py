@@ -7,8 +7,9 @@ Lease lifecycle of one client connection (``--source pool``):
 2. allocate a lease into the connection's :class:`~natpool.apps.proxy.lease.LeaseOwner` (its ``data`` is the
    connection's record), create the upstream socket, bind it to ``lease.address``, connect. An unusable address
    is quarantined and another lease taken (:mod:`~natpool.apps.proxy.source`); ``PoolExhausted`` closes the
-   client at once (counted, logged at most once a second) and touches no other connection; a failed connect
-   marks the backend down and closes the client;
+   client at once (counted, logged at most once a second) and touches no other connection, and so does a
+   ``StoreError`` (the pool is a member of a cluster and its store failed when a subpool was needed); a failed
+   connect marks the backend down and closes the client;
 3. relay both ways until either side closes or fails, or no byte moved for ``idle_timeout`` seconds; close both;
 4. the owner gives the lease back, in the ``finally`` of the connection's task, on every path: freed at once if
    no connection was made or the backend closed first (its TIME_WAIT is on the backend's host), else held down
@@ -30,12 +31,15 @@ from natpool.apps.proxy.backends import BackendState, Balancer
 from natpool.apps.proxy.config import ProxyConfig
 from natpool.apps.proxy.events import EventLog
 from natpool.apps.proxy.holding import Holding
+from natpool.apps.proxy.journal import LeaseJournal
 from natpool.apps.proxy.lease import LeaseOwner
 from natpool.apps.proxy.limits import RESOURCE_ERRNOS
 from natpool.apps.proxy.record import ClientConnection, Counters
 from natpool.apps.proxy.relay import BACKEND, CLIENT, IDLE, close, relay
 from natpool.apps.proxy.source import AddressesUnavailable, BackendUnreachable, KernelSource, PoolSource
-from natpool.errors import PoolExhausted
+from natpool.errors import PoolExhausted, StoreError
+from natpool.records import PoolStats
+from natpool.store.postgres import redact
 
 __all__ = ["BACKLOG", "Proxy"]
 
@@ -67,7 +71,11 @@ def _close_refused(client: socket.socket) -> None:
 class Proxy:
     """An asyncio TCP load balancer in directed mode with client NAT from a natpool pool."""
 
-    def __init__(self, config: ProxyConfig, pool: natpool.Pool | None = None) -> None:
+    def __init__(
+        self, config: ProxyConfig, pool: natpool.Pool | None = None, journal: LeaseJournal | None = None
+    ) -> None:
+        """A proxy on ``pool`` (default: the one ``config`` builds, a member of its store if it names one);
+        ``journal`` notes every lease's span (``natpool demo --workers``)."""
         self.config = config
         self.pool = pool if pool is not None else config.check()
         self.max_connections = config.connection_limit()
@@ -75,7 +83,7 @@ class Proxy:
         self.counters = Counters()
         self.events = EventLog(log)
         self.backends = Balancer(config.backends, config.balance, config.down_time)
-        self.holding = Holding(self.pool, self.counters)
+        self.holding = Holding(self.pool, self.counters, journal)
         self.source: PoolSource | KernelSource
         if config.source == "kernel":
             self.source = KernelSource(config.pool, self.counters)
@@ -84,6 +92,8 @@ class Proxy:
         self.active: set[asyncio.Task[None]] = set()
         """The connections' tasks, from accept to close."""
         self.draining = False
+        self.final_stats: PoolStats | None = None
+        """The pool's stats when :meth:`stop` had drained and freed everything (before the pool is closed)."""
         self._acceptor: Acceptor | None = None
         self._address: tuple[str, int] | None = None
 
@@ -107,14 +117,16 @@ class Proxy:
         self._address = host, port
         self._acceptor = Acceptor(listener, self._accepted, self.max_connections, self.events)
         self._acceptor.start()
+        member = self.pool.member
         log.info(
-            "listening on %s:%d, %d backend(s), pool %s ports %d-%d (%s source); "
+            "listening on %s:%d, %d backend(s), pool %s ports %d-%d (%s source)%s; "
             "at most %s connections, idle timeout %gs",
             *self.address,
             len(self.backends.all),
             self.config.pool.text,
             *self.config.ports,
             self.config.source,
+            "" if member is None else f", member {member} of the cluster in {redact(self.config.store or '')}",
             f"{self.max_connections:,}",
             self.config.idle_timeout,
         )
@@ -165,6 +177,9 @@ class Proxy:
                 self.counters.held,
                 self.counters.exhausted,
             )
+        except StoreError as exc:  # a subpool was needed and the cluster store could not be asked for a range
+            self.counters.store_failures += 1
+            self.events.warning("store", "no subpool: the cluster store failed (%s); client closed", exc)
         except AddressesUnavailable as exc:
             self.counters.bind_failures += 1
             self.events.warning("bind", "client %s:%d lost: %s", *owner.record.client, exc)
@@ -243,12 +258,12 @@ class Proxy:
             await asyncio.gather(*rest, return_exceptions=True)
         released = self.holding.release_all()
         self.events.flush()
-        stats = self.pool.stats()
+        stats = self.final_stats = self.pool.stats()
         c = self.counters
         log.log(
             logging.INFO if stats.live == 0 else logging.ERROR,
             "stopped: %d accepted, %d relayed, %d refused on exhaustion, %d bind retries, %d backend failures, "
-            "%d idle timeouts, %d out of descriptors, %d errors; %d held leases freed; "
+            "%d idle timeouts, %d store failures, %d out of descriptors, %d errors; %d held leases freed; "
             "pool: %d live leases%s, %d blocks in %d subpools, %d intervals",
             c.accepted,
             c.relayed,
@@ -256,6 +271,7 @@ class Proxy:
             c.bind_retries,
             c.backend_failures,
             c.idle_timeouts,
+            c.store_failures,
             c.resource_failures,
             c.errors,
             released,
