@@ -38,5 +38,5 @@ mod core;
 mod bindings;
 
 pub use crate::core::{
-    Config, Error, Handle, Interval, Lease, Pool, PoolSpec, PoolStats, SubpoolInfo,
+    Clock, Config, Error, Handle, Interval, Lease, Order, Pool, PoolSpec, PoolStats, SubpoolInfo,
 };

@@ -110,6 +110,7 @@ impl LeaseContext {
 
     fn __exit__(
         &self,
+        py: Python<'_>,
         _exc_type: &Bound<'_, PyAny>,
         _exc: &Bound<'_, PyAny>,
         _traceback: &Bound<'_, PyAny>,
@@ -119,7 +120,10 @@ impl LeaseContext {
             // One attempt, no check first: a check then a free would let
             // another thread's free land in between. `NotLive` means the
             // lease was freed already (inside the block), which is allowed.
-            match self.pool.get().core.free(Handle(lease.get().handle)) {
+            // The pool's hold_down applies, as to `free(lease)`.
+            let pool = self.pool.get();
+            let end = pool.hold_end(py, pool.core.config().hold_down())?;
+            match pool.core.free_until(Handle(lease.get().handle), end) {
                 Ok(data) => drop(data),
                 Err(Error::NotLive(_)) => {}
                 Err(error) => return Err(error.into()),

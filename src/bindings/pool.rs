@@ -13,12 +13,15 @@ use crate::core::config::ip_text;
 use std::net::Ipv4Addr;
 
 use crate::core::config::WideSpec;
-use crate::core::{Config, Error, Handle, Lease, Pool};
+use crate::core::policy::{check_hold, check_now};
+use crate::core::{Config, Error, Handle, Lease, Order, Pool};
 
 /// A client NAT address pool (the Rust core).
 #[pyclass(frozen, name = "Pool", module = "natpool")]
 pub struct PyPool {
     pub(crate) core: Pool<Option<Py<PyAny>>>,
+    /// The Python clock; `None`: the core's monotonic clock.
+    clock: Option<Py<PyAny>>,
 }
 
 fn lease_object(
@@ -44,9 +47,45 @@ impl PyPool {
         data: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyLease>> {
         let py = slf.py();
+        let pool = slf.get();
+        let now = pool.now_if_held(py)?;
         let copy = data.as_ref().map(|d| d.clone_ref(py));
-        let lease = slf.get().core.allocate(data)?;
+        let lease = pool.core.allocate_at(data, now)?;
         lease_object(slf, lease, copy)
+    }
+
+    /// The clock's time, checked as the reference model checks it.
+    fn now(&self, py: Python<'_>) -> PyResult<f64> {
+        let Some(clock) = &self.clock else {
+            return Ok(self.core.clock().now()?);
+        };
+        let value = clock.bind(py).call0()?;
+        Ok(check_now(convert::real(&value, "clock must return")?)?)
+    }
+
+    /// An allocation call reads the clock if, and only if, a block is held.
+    fn now_if_held(&self, py: Python<'_>) -> PyResult<Option<f64>> {
+        if self.core.held() == 0 {
+            return Ok(None);
+        }
+        self.now(py).map(Some)
+    }
+
+    /// A free's effective hold: `hold`, or the pool's `hold_down` when None.
+    fn hold_seconds(&self, hold: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
+        match hold {
+            None => Ok(self.core.config().hold_down()),
+            Some(hold) => Ok(check_hold(convert::real(hold, "hold must be")?)?),
+        }
+    }
+
+    /// When a hold of `seconds` taken now ends; reads the clock only for a hold.
+    pub(crate) fn hold_end(&self, py: Python<'_>, seconds: f64) -> PyResult<Option<f64>> {
+        if seconds > 0.0 {
+            Ok(Some(self.now(py)? + seconds))
+        } else {
+            Ok(None)
+        }
     }
 
     /// The handle of a Lease of this pool or of an int.
@@ -89,11 +128,12 @@ fn lease_repr(lease: &PyLease) -> String {
 impl PyPool {
     #[new]
     #[pyo3(
-        signature = (name, first_ip, last_ip, netmask, initial_blocks, max_blocks, *, ports=None, subpool_blocks=None, grow_threshold=None),
-        text_signature = "(name, first_ip, last_ip, netmask, initial_blocks, max_blocks, *, ports=(1024, 65535), subpool_blocks=None, grow_threshold=0)"
+        signature = (name, first_ip, last_ip, netmask, initial_blocks, max_blocks, *, ports=None, subpool_blocks=None, grow_threshold=None, hold_down=None, clock=None, order=None, seed=None),
+        text_signature = "(name, first_ip, last_ip, netmask, initial_blocks, max_blocks, *, ports=(1024, 65535), subpool_blocks=None, grow_threshold=0, hold_down=0.0, clock=None, order='fifo', seed=None)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         name: &Bound<'_, PyAny>,
         first_ip: &Bound<'_, PyAny>,
         last_ip: &Bound<'_, PyAny>,
@@ -103,6 +143,10 @@ impl PyPool {
         ports: Option<&Bound<'_, PyAny>>,
         subpool_blocks: Option<&Bound<'_, PyAny>>,
         grow_threshold: Option<&Bound<'_, PyAny>>,
+        hold_down: Option<&Bound<'_, PyAny>>,
+        clock: Option<&Bound<'_, PyAny>>,
+        order: Option<&Bound<'_, PyAny>>,
+        seed: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         // Phase 1, in the reference model's order; phases 2 and 3 in Config::new.
         let name = name
@@ -121,7 +165,7 @@ impl PyPool {
             .transpose()?;
         let grow_threshold =
             grow_threshold.map_or(Ok(0), |v| convert::count(v, "grow_threshold"))?;
-        let config = Config::validate(WideSpec {
+        let mut config = Config::validate(WideSpec {
             name,
             first_ip,
             last_ip,
@@ -132,8 +176,39 @@ impl PyPool {
             subpool_blocks,
             grow_threshold,
         })?;
+        // The policies, after the control block, each type then value.
+        if let Some(seconds) = hold_down {
+            let seconds = convert::real(seconds, "hold_down must be")?;
+            config.policy.set_hold_down(seconds)?;
+        }
+        if let Some(clock) = clock {
+            if !clock.is_callable() {
+                return Err(PyTypeError::new_err(format!(
+                    "clock must be callable or None, not {}",
+                    clock.get_type().name()?
+                )));
+            }
+        }
+        if let Some(order) = order {
+            let name = order
+                .cast::<PyString>()
+                .map_err(|_| PyTypeError::new_err("order must be str"))?;
+            config.policy.order = Order::from_name(&name.to_cow()?)?;
+        }
+        config.policy.seed = convert::seed(seed)?;
+        if config.policy.order == Order::Random && config.policy.seed.is_none() {
+            // As the reference model: 8 bytes of os.urandom, little-endian.
+            let bytes: [u8; 8] = py
+                .import("os")?
+                .call_method1("urandom", (8,))?
+                .extract::<Vec<u8>>()?
+                .try_into()
+                .expect("os.urandom(8) is 8 bytes");
+            config.policy.seed = Some(u64::from_le_bytes(bytes));
+        }
         Ok(PyPool {
             core: Pool::new(config),
+            clock: clock.map(|clock| clock.clone().unbind()),
         })
     }
 
@@ -181,6 +256,14 @@ impl PyPool {
     fn capacity(&self) -> u64 {
         self.core.config().capacity()
     }
+    #[getter]
+    fn hold_down(&self) -> f64 {
+        self.core.config().hold_down()
+    }
+    #[getter]
+    fn order(&self) -> &'static str {
+        self.core.config().order().name()
+    }
 
     fn __len__(&self) -> usize {
         self.core.len() as usize
@@ -196,7 +279,7 @@ impl PyPool {
         ))
     }
 
-    /// Lease a free client NAT address; ``PoolExhausted`` when ``len(pool) == capacity``.
+    /// Lease a free client NAT address; ``PoolExhausted`` when every address is live or held.
     #[pyo3(signature = (data=None))]
     fn allocate(slf: &Bound<'_, Self>, data: Option<Py<PyAny>>) -> PyResult<Py<PyLease>> {
         Self::allocate_lease(slf, data)
@@ -214,8 +297,10 @@ impl PyPool {
         }
         // More than u64::MAX leases is more than any pool holds: exhaustion.
         let n = u64::try_from(n).unwrap_or(u64::MAX);
-        let core = &slf.get().core;
-        let leases = py.detach(|| core.allocate_many(n, || None))?;
+        let pool = slf.get();
+        let now = pool.now_if_held(py)?;
+        let core = &pool.core;
+        let leases = py.detach(|| core.allocate_many_at(n, || None, now))?;
         let objects = leases
             .into_iter()
             .map(|lease| lease_object(slf, lease, None))
@@ -233,17 +318,33 @@ impl PyPool {
         }
     }
 
-    /// Return a live lease; ``LeaseError`` (and no change) for anything else.
-    fn free(slf: &Bound<'_, Self>, lease_or_handle: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// Return a live lease, held for ``hold`` seconds (None: ``hold_down``)
+    /// before reuse; ``LeaseError`` (and no change) for anything but a live lease.
+    #[pyo3(signature = (lease_or_handle, *, hold=None))]
+    fn free(
+        slf: &Bound<'_, Self>,
+        lease_or_handle: &Bound<'_, PyAny>,
+        hold: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let pool = slf.get();
+        let seconds = pool.hold_seconds(hold)?;
         let handle = Self::handle_of(slf, lease_or_handle)?;
-        drop(slf.get().core.free(handle)?);
+        let end = pool.hold_end(slf.py(), seconds)?;
+        drop(pool.core.free_until(handle, end)?);
         Ok(())
     }
 
     /// Free a batch, all or nothing: if any item is not a live lease of this
     /// pool (or appears twice), ``LeaseError`` is raised and nothing is freed.
-    /// Releases the GIL.
-    fn free_many(slf: &Bound<'_, Self>, leases: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// ``hold`` as for ``free``. Releases the GIL.
+    #[pyo3(signature = (leases, *, hold=None))]
+    fn free_many(
+        slf: &Bound<'_, Self>,
+        leases: &Bound<'_, PyAny>,
+        hold: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let pool = slf.get();
+        let seconds = pool.hold_seconds(hold)?;
         // A list (what `allocate_many` returns) is read by index, without
         // the iterator protocol; any other iterable through it.
         let handles = if let Ok(list) = leases.cast::<PyList>() {
@@ -256,9 +357,12 @@ impl PyPool {
                 .map(|item| Self::handle_of(slf, &item?))
                 .collect::<PyResult<Vec<_>>>()?
         };
-        let core = &slf.get().core;
+        let end = pool.hold_end(slf.py(), seconds)?;
+        let core = &pool.core;
         let mut released = Vec::new();
-        let result = slf.py().detach(|| core.free_many(&handles, &mut released));
+        let result = slf
+            .py()
+            .detach(|| core.free_many_until(&handles, end, &mut released));
         // The released data objects are dropped here, attached, on success
         // and on error alike: a `Py` dropped while detached would be queued
         // for PyO3's deferred decrefs (finalizers run late, and every later

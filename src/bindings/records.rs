@@ -43,7 +43,7 @@ pub fn subpools<'py>(
         .iter()
         .map(|s| {
             let (a, b, c, d) = bounds(config, s.first, u64::from(s.blocks));
-            class.call1((s.id, a, b, c, d, s.blocks, s.free))
+            class.call1((s.id, a, b, c, d, s.blocks, s.free, s.held))
         })
         .collect::<PyResult<Vec<_>>>()?;
     PyList::new(py, items)
@@ -61,5 +61,7 @@ pub fn stats<'py>(py: Python<'py>, s: &PoolStats) -> PyResult<Bound<'py, PyAny>>
             s.free_addresses,
             s.address_count,
             s.capacity,
+            s.held,
+            s.events_dropped,
         ))
 }

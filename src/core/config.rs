@@ -12,6 +12,7 @@
 use std::net::Ipv4Addr;
 
 use crate::core::error::Error;
+use crate::core::policy::{Order, Policy};
 
 /// The largest subpool (and `initial_blocks`): block offsets are 32-bit.
 pub(crate) const MAX_SUBPOOL_BLOCKS: u32 = u32::MAX;
@@ -22,7 +23,9 @@ pub(crate) const MAX_SUBPOOL_BLOCKS: u32 = u32::MAX;
 /// Defaults: netmask prefix 0 (every address of `first_ip..=last_ip` but
 /// 0.0.0.0 and 255.255.255.255), ports 1024..=65535, `initial_blocks`
 /// 1024, no `max_blocks` limit (the capacity is then the address count),
-/// `subpool_blocks` equal to `initial_blocks`, `grow_threshold` 0.
+/// `subpool_blocks` equal to `initial_blocks`, `grow_threshold` 0; the
+/// policies: `hold_down` 0 seconds, `order` FIFO, no seed (the operating
+/// system's entropy seeds `Order::Random`).
 ///
 /// ```
 /// use std::net::Ipv4Addr;
@@ -40,7 +43,7 @@ pub(crate) const MAX_SUBPOOL_BLOCKS: u32 = u32::MAX;
 /// pool.free(lease.handle)?;
 /// # Ok::<(), natpool::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PoolSpec {
     name: String,
     first_ip: Ipv4Addr,
@@ -51,6 +54,9 @@ pub struct PoolSpec {
     max_blocks: u64,
     subpool_blocks: Option<u32>,
     grow_threshold: u64,
+    hold_down: f64,
+    order: Order,
+    seed: Option<u64>,
 }
 
 impl PoolSpec {
@@ -66,6 +72,9 @@ impl PoolSpec {
             max_blocks: u64::MAX,
             subpool_blocks: None,
             grow_threshold: 0,
+            hold_down: 0.0,
+            order: Order::Fifo,
+            seed: None,
         }
     }
 
@@ -108,9 +117,27 @@ impl PoolSpec {
         self
     }
 
+    /// Seconds a freed block is held before reuse by default (finite, `>= 0`).
+    pub fn hold_down(mut self, seconds: f64) -> Self {
+        self.hold_down = seconds;
+        self
+    }
+
+    /// Which free block of a subpool an allocation takes.
+    pub fn order(mut self, order: Order) -> Self {
+        self.order = order;
+        self
+    }
+
+    /// The seed of `Order::Random`'s generator.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
     /// Validate the spec; the error names the first offending field.
     pub fn build(self) -> Result<Config, Error> {
-        Config::validate(WideSpec {
+        let mut config = Config::validate(WideSpec {
             name: self.name,
             first_ip: u32::from(self.first_ip),
             last_ip: u32::from(self.last_ip),
@@ -120,7 +147,11 @@ impl PoolSpec {
             max_blocks: i128::from(self.max_blocks),
             subpool_blocks: self.subpool_blocks.map(i128::from),
             grow_threshold: i128::from(self.grow_threshold),
-        })
+        })?;
+        config.policy.set_hold_down(self.hold_down)?;
+        config.policy.order = self.order;
+        config.policy.seed = self.seed;
+        Ok(config)
     }
 }
 
@@ -144,7 +175,7 @@ pub(crate) struct WideSpec {
 /// The validated control block and the address space it defines: every
 /// (ip, port) with ip in the usable part of `first_ip..=last_ip` and port in
 /// `ports`, ordered by ip, then port, and numbered from 0.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     name: String,
     first_ip: u32,
@@ -163,6 +194,8 @@ pub struct Config {
     address_count: u64,
     /// `min(max_blocks, address_count)`.
     capacity: u64,
+    /// Hold-down, reuse order, seed: validated after the rest.
+    pub(crate) policy: Policy,
 }
 
 /// Parse a dotted-quad IPv4 address the way Python's `ipaddress` does:
@@ -327,7 +360,23 @@ impl Config {
             usable_last: usable_last as u32,
             address_count,
             capacity: max_blocks.min(address_count),
+            policy: Policy::default(),
         })
+    }
+
+    /// Seconds a freed block is held by default.
+    pub fn hold_down(&self) -> f64 {
+        self.policy.hold_down
+    }
+
+    /// The reuse order within a subpool.
+    pub fn order(&self) -> Order {
+        self.policy.order
+    }
+
+    /// The seed of `Order::Random`'s generator, if one was given.
+    pub fn seed(&self) -> Option<u64> {
+        self.policy.seed
     }
 
     /// The pool's name.
@@ -390,7 +439,7 @@ impl Config {
         self.capacity
     }
 
-    fn ports_per_ip(&self) -> u64 {
+    pub(crate) fn ports_per_ip(&self) -> u64 {
         u64::from(self.port_high - self.port_low) + 1
     }
 

@@ -5,6 +5,7 @@ use crate::core::block::ConnectionBlock;
 use crate::core::config::Config;
 use crate::core::error::Error;
 use crate::core::free_list::FreeList;
+use crate::core::sync::AtomicU32;
 
 pub struct Subpool<T> {
     /// The subpool's id: the lowest id not in use when it was created.
@@ -13,6 +14,9 @@ pub struct Subpool<T> {
     pub start: u64,
     pub blocks: Box<[ConnectionBlock<T>]>,
     pub free: FreeList,
+    /// Blocks freed with a hold that has not ended (changed under the held
+    /// queue's lock; read as a snapshot).
+    pub held: AtomicU32,
 }
 
 impl<T: Default> Subpool<T> {
@@ -37,7 +41,8 @@ impl<T: Default> Subpool<T> {
             id,
             start,
             blocks: blocks.into_boxed_slice(),
-            free: FreeList::new(count)?,
+            free: FreeList::new(config.order(), count)?,
+            held: AtomicU32::new(0),
         })
     }
 

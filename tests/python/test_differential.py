@@ -1,11 +1,14 @@
 """Contract point 7: ``natpool.Pool`` behaves exactly like ``natpool.reference.Pool``.
 
 A hypothesis state machine drives one pool of each implementation, built from the same
-small random configuration, with the same random operations, and after every step asserts
-identical outcomes and identical ``intervals()``, ``subpools()``, ``stats()`` and ``len()``,
-plus invariants computed independently from the records (exact partition of the address
-space, merged free neighbours, one interval per subpool, no address live twice,
-exhaustion exactly at capacity, consistent counters).
+small random configuration and policies (reuse order and seed, hold-down, each pool with
+its own fake clock reading one shared time), with the same random operations, and after
+every step asserts identical outcomes and identical ``intervals()``, ``subpools()``,
+``stats()`` and ``len()``, the same number of clock reads on both sides, plus invariants
+computed independently from the records (exact partition of the address space, merged
+free neighbours, one interval per subpool, no address live twice, no held address handed
+out before its hold ends, exhaustion exactly when every address is live or held,
+consistent counters).
 
 A second property test feeds both constructors the same random (often invalid)
 arguments and asserts the same exception type and ``field``, or equal attributes.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -132,6 +136,49 @@ def normal(value: Any) -> Any:
     return value
 
 
+@st.composite
+def policies(draw: st.DrawFn) -> dict[str, Any]:
+    """The policy arguments: reuse order (a seed for random), hold-down, the clock's type."""
+    order = draw(st.sampled_from(["fifo", "lifo", "random", None]))
+    policy: dict[str, Any] = {"order": order, "hold_down": draw(st.sampled_from([0, 0.0, 0.0, 0.5, 2.0]))}
+    if order == "random" or draw(st.booleans()):
+        policy["seed"] = draw(st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([-1, 2**70 + 3])))
+    policy["int_clock"] = draw(st.booleans())
+    return policy
+
+
+class Time:
+    """The shared time of a machine's fake clocks, and a fault to inject into the next read."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.fault: str | None = None
+
+
+class FakeClock:
+    """One pool's clock: reads the shared time and counts its reads."""
+
+    def __init__(self, time: Time, as_int: bool) -> None:
+        self.time = time
+        self.as_int = as_int
+        self.calls = 0
+
+    def __call__(self) -> Any:
+        self.calls += 1
+        fault = self.time.fault
+        if fault == "raise":
+            raise Boom
+        if fault == "nan":
+            return float("nan")
+        if fault == "str":
+            return "later"
+        now = self.time.now
+        return int(now) if self.as_int and now == int(now) else now
+
+
+HOLDS = st.sampled_from([None, None, None, 0, 0.0, 0.5, 1.5, 3])
+
+
 class Differential(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
@@ -143,6 +190,11 @@ class Differential(RuleBasedStateMachine):
         self.allocated_once = False
         self.last_stats: PoolStats | None = None
         self.steps = 0
+        self.time = Time()
+        self.clocks: tuple[FakeClock, FakeClock] | None = None
+        self.held: dict[tuple[str, int], float] = {}
+        """Addresses freed with a hold, and when it ends, until an allocation call releases them."""
+        self.hold_down = 0.0
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -172,24 +224,47 @@ class Differential(RuleBasedStateMachine):
     def add_live(self, rust: Any, ref: Any) -> None:
         assert rust.data is ref.data
         assert ref.address not in self.live_addresses(), "an address is live twice"
+        assert ref.address not in self.held, "a held address was handed out before its hold ended"
         self.live.append((rust, ref))
         self.allocated_once = True
 
-    def kill(self, handles: list[int]) -> None:
+    def kill(self, handles: list[int], hold: Any = None) -> None:
+        """The leases of ``handles`` were freed with ``hold`` (None: the pool's hold_down)."""
+        seconds = self.hold_down if hold is None else hold
         for handle in handles:
             (index,) = [i for i, pair in enumerate(self.live) if pair[REF].handle == handle]
-            self.dead.append(self.live.pop(index))
+            pair = self.live.pop(index)
+            self.dead.append(pair)
+            if seconds > 0:
+                self.held[pair[REF].address] = self.time.now + seconds
+
+    def allocation_call(self) -> None:
+        """What an allocation call does first: with something held, release the holds that ended."""
+        if self.held:
+            self.held = {address: end for address, end in self.held.items() if end > self.time.now}
+
+    def room(self) -> int:
+        """Addresses an allocation may still get: neither live nor held."""
+        return self.capacity() - len(self.live) - len(self.held)
 
     # -- construction ----------------------------------------------------------------------
 
-    @initialize(config=configs(), foreign_count=st.integers(1, 2))
-    def build(self, config: dict[str, Any], foreign_count: int) -> None:
-        say(f"config: {config!r}")
+    @initialize(config=configs(), foreign_count=st.integers(1, 2), policy=policies())
+    def build(self, config: dict[str, Any], foreign_count: int, policy: dict[str, Any] | None = None) -> None:
+        policy = dict(policy or {})
+        say(f"config: {config!r}, policy: {policy!r}")
         self.config = config
-        self.pools = (natpool.Pool(**config), natpool.reference.Pool(**config))
+        as_int = policy.pop("int_clock", False)
+        self.clocks = (FakeClock(self.time, as_int), FakeClock(self.time, as_int))
+        self.pools = (
+            natpool.Pool(**config, **policy, clock=self.clocks[RUST]),
+            natpool.reference.Pool(**config, **policy, clock=self.clocks[REF]),
+        )
+        self.hold_down = self.pools[REF].hold_down
         keys = ("name", "first_ip", "last_ip", "netmask", "initial_blocks", "max_blocks", "ports")
-        keys += ("subpool_blocks", "grow_threshold", "address_count", "capacity")
+        keys += ("subpool_blocks", "grow_threshold", "address_count", "capacity", "hold_down", "order")
         assert [getattr(self.pools[RUST], k) for k in keys] == [getattr(self.pools[REF], k) for k in keys]
+        assert self.pools[REF].order == (policy.get("order") or "fifo")
         first, last = ip_int(config["first_ip"]), ip_int(config["last_ip"])
         netmask = config["netmask"]
         prefix = netmask if isinstance(netmask, int) else bin(ip_int(netmask)).count("1")
@@ -206,10 +281,13 @@ class Differential(RuleBasedStateMachine):
     @rule(with_data=st.booleans())
     def allocate(self, with_data: bool) -> None:
         data = self.token() if with_data else None
-        before = len(self.pools[REF])
+        self.allocation_call()
+        room = self.room()
         kind, value = self.both(lambda pool, side: pool.allocate(data))
-        if before == self.capacity():
+        if room == 0:
             assert kind == "error" and type(value) is PoolExhausted
+            if self.held:
+                assert f"{len(self.held)} held" in str(value), value
         else:
             assert kind == "ok", value
             rust, ref = value
@@ -218,7 +296,9 @@ class Differential(RuleBasedStateMachine):
 
     @rule(n=st.integers(-1, 14))
     def allocate_many(self, n: int) -> None:
-        available = self.capacity() - len(self.pools[REF])
+        if n >= 0:
+            self.allocation_call()
+        available = self.room()
         kind, value = self.both(lambda pool, side: pool.allocate_many(n))
         if n < 0:
             assert kind == "error" and type(value) is ArgumentError
@@ -235,10 +315,14 @@ class Differential(RuleBasedStateMachine):
     @rule(mode=st.sampled_from(["plain", "raise", "free_inside", "reuse_inside"]))
     def lease_context(self, mode: str) -> None:
         data, again_data = self.token(), self.token()
-        before = len(self.pools[REF])
+        self.allocation_call()
+        room = self.room()
+
+        leases: dict[int, list[Any]] = {}
 
         def op(pool: Any, side: int) -> Any:
             inner: list[Any] = []
+            leases[side] = inner
             try:
                 with pool.lease(data) as lease:
                     inner.append(lease)
@@ -254,27 +338,87 @@ class Differential(RuleBasedStateMachine):
             return inner
 
         kind, value = self.both(op)
-        if before == self.capacity():
+        if room == 0:
             assert kind == "error" and type(value) is PoolExhausted
+            return
+        if mode == "reuse_inside" and self.hold_down > 0 and room == 1:
+            # The lease freed inside is held: the allocation inside finds no room.
+            assert kind == "error" and type(value) is PoolExhausted
+            self.add_live(leases[RUST][0], leases[REF][0])
+            self.kill([leases[REF][0].handle])
             return
         assert kind == "ok", value
         rust, ref = value
-        assert ref[0].address not in self.live_addresses()
-        self.dead.append((rust[0], ref[0]))
+        self.add_live(rust[0], ref[0])
+        # Freed with the pool's hold_down, inside the block or by the exit.
+        self.kill([ref[0].handle])
         if mode == "reuse_inside":  # allocated inside the block: still live after the exit
+            self.allocation_call()
             self.add_live(rust[1], ref[1])
-        self.allocated_once = True
         assert len(self.pools[REF]) == len(self.live)
 
     # -- freeing ---------------------------------------------------------------------------
 
     @precondition(lambda self: self.live)
-    @rule(index=st.integers(0, 63), by_handle=st.booleans())
-    def free(self, index: int, by_handle: bool) -> None:
+    @rule(index=st.integers(0, 63), by_handle=st.booleans(), hold=HOLDS)
+    def free(self, index: int, by_handle: bool, hold: Any = None) -> None:
         pair = self.live[index % len(self.live)]
-        kind, value = self.both(lambda pool, side: pool.free(pair[side].handle if by_handle else pair[side]))
+        options = {} if hold is None and index % 2 else {"hold": hold}
+        kind, value = self.both(lambda pool, side: pool.free(pair[side].handle if by_handle else pair[side], **options))
         assert kind == "ok", value
-        self.kill([pair[REF].handle])
+        self.kill([pair[REF].handle], hold)
+
+    @rule(dt=st.sampled_from([0.5, 1.0, 1.5, 4.0]))
+    def advance_clock(self, dt: float) -> None:
+        self.time.now += dt
+
+    @precondition(lambda self: self.live)
+    @rule(
+        index=st.integers(0, 63),
+        hold=st.sampled_from([-1, -0.5, float("nan"), float("inf"), 10**400, "1", True, b"0"]),
+        many=st.booleans(),
+    )
+    def free_bad_hold(self, index: int, hold: Any, many: bool) -> None:
+        pair = self.live[index % len(self.live)]
+        before = [(p.intervals(), p.subpools(), p.stats()) for p in self.pools]
+        if many:
+            kind, value = self.both(lambda pool, side: pool.free_many([pair[side]], hold=hold))
+        else:
+            kind, value = self.both(lambda pool, side: pool.free(pair[side], hold=hold))
+        assert kind == "error"
+        assert type(value) is (
+            ArgumentError if isinstance(hold, (int, float)) and not isinstance(hold, bool) else TypeError
+        )
+        assert before == [(p.intervals(), p.subpools(), p.stats()) for p in self.pools]
+
+    @rule(fault=st.sampled_from(["raise", "nan", "str"]), call=st.sampled_from(["allocate", "many", "free"]))
+    def clock_fault(self, fault: str, call: str) -> None:
+        """A clock that raises or returns a bad value: the call that read it fails, nothing changed."""
+        before = [(p.intervals(), p.subpools(), p.stats(), len(p)) for p in self.pools]
+        reads = self.held if call != "free" else self.live
+        self.time.fault = fault
+        try:
+            if call == "allocate":
+                kind, value = self.both(lambda pool, side: pool.allocate())
+            elif call == "many":
+                kind, value = self.both(lambda pool, side: pool.allocate_many(1))
+            else:
+                if not self.live:
+                    return
+                pair = self.live[0]
+                kind, value = self.both(lambda pool, side: pool.free(pair[side], hold=1.0))
+        finally:
+            self.time.fault = None
+        if not reads:  # the clock was not read: the call went through
+            if kind == "ok":
+                rust, ref = value
+                for pair in zip(rust, ref, strict=True) if call == "many" else [(rust, ref)]:
+                    self.add_live(*pair)
+            return
+        assert kind == "error"
+        expected = {"raise": Boom, "nan": ArgumentError, "str": TypeError}[fault]
+        assert type(value) is expected
+        assert before == [(p.intervals(), p.subpools(), p.stats(), len(p)) for p in self.pools]
 
     @precondition(lambda self: self.live)
     @rule(index=st.integers(0, 63), order=st.randoms(use_true_random=False))
@@ -288,6 +432,7 @@ class Differential(RuleBasedStateMachine):
             assert kind == "ok", value
             self.kill([pair[REF].handle])
             self.same_state()
+            self.clocks_agree()
 
     @precondition(lambda self: self.dead)
     @rule(index=st.integers(0, 63), by_handle=st.booleans())
@@ -324,8 +469,11 @@ class Differential(RuleBasedStateMachine):
         corruption=st.sampled_from([None, None, "dead", "duplicate", "same_as_handle", "foreign", "bad_type"]),
         by_handle=st.lists(st.booleans(), min_size=7, max_size=7),
         position=st.integers(0, 7),
+        hold=HOLDS,
     )
-    def free_many(self, picks: list[int], corruption: str | None, by_handle: list[bool], position: int) -> None:
+    def free_many(
+        self, picks: list[int], corruption: str | None, by_handle: list[bool], position: int, hold: Any = None
+    ) -> None:
         chosen: list[tuple[Any, Any]] = []
         if self.live:
             for pick in picks:
@@ -357,11 +505,12 @@ class Differential(RuleBasedStateMachine):
                 items.insert(position % (len(items) + 1), extra)
             return items
 
-        say(f"free_many of {len(chosen)} live leases, corruption {corruption}")
-        kind, value = self.both(lambda pool, side: pool.free_many(batch(side)))
+        say(f"free_many of {len(chosen)} live leases, corruption {corruption}, hold {hold}")
+        options = {} if hold is None and position % 2 else {"hold": hold}
+        kind, value = self.both(lambda pool, side: pool.free_many(batch(side), **options))
         if corruption is None:
             assert kind == "ok", value
-            self.kill([pair[REF].handle for pair in chosen])
+            self.kill([pair[REF].handle for pair in chosen], hold)
         else:
             assert kind == "error"
             assert type(value) is (TypeError if corruption == "bad_type" else LeaseError)
@@ -413,6 +562,9 @@ class Differential(RuleBasedStateMachine):
         assert rust.stats() == ref.stats()
         assert len(rust) == len(ref) == len(self.live)
         stats = ref.stats()
+        assert stats.held == len(self.held)
+        if stats.held:
+            tally("blocks held")
         if self.last_stats is not None:
             if stats.subpools < self.last_stats.subpools:
                 tally("a subpool was deleted")
@@ -420,10 +572,18 @@ class Differential(RuleBasedStateMachine):
                 tally("growth beyond the first subpool")
             if stats.intervals < self.last_stats.intervals:
                 tally("intervals merged")
+            if stats.held < self.last_stats.held:
+                tally("holds released")
         if stats.live == stats.capacity:
             tally("pool full")
         self.steps += 1
         self.last_stats = stats
+
+    @invariant()
+    def clocks_agree(self) -> None:
+        """Both implementations read the clock at the same points (policy.py)."""
+        if self.clocks is not None:
+            assert self.clocks[RUST].calls == self.clocks[REF].calls
 
     @invariant()
     def records_are_consistent(self) -> None:
@@ -451,12 +611,13 @@ class Differential(RuleBasedStateMachine):
             assert (subpool.first_ip, subpool.first_port) == (interval.first_ip, interval.first_port)
             assert (subpool.last_ip, subpool.last_port) == (interval.last_ip, interval.last_port)
             assert subpool.blocks == interval.count
-            assert 0 <= subpool.free <= subpool.blocks
+            assert 0 <= subpool.free and 0 <= subpool.held and subpool.free + subpool.held <= subpool.blocks
         # counters
         assert isinstance(stats, PoolStats)
         assert stats.live == len(self.live)
         assert stats.blocks == sum(s.blocks for s in subpools) <= stats.capacity
-        assert stats.free_blocks == sum(s.free for s in subpools) == stats.blocks - stats.live
+        assert stats.held == sum(s.held for s in subpools)
+        assert stats.free_blocks == sum(s.free for s in subpools) == stats.blocks - stats.live - stats.held
         assert stats.subpools == len(subpools)
         assert stats.intervals == len(intervals)
         assert stats.free_addresses == sum(i.count for i in intervals if i.subpool is None)
@@ -466,7 +627,7 @@ class Differential(RuleBasedStateMachine):
             # the memory pool, once created, keeps its initial allocation
             assert stats.blocks >= min(pool.initial_blocks, pool.address_count)
         else:
-            assert stats == PoolStats(0, 0, 0, 0, 1, pool.address_count, pool.address_count, pool.capacity)
+            assert stats == PoolStats(0, 0, 0, 0, 1, pool.address_count, pool.address_count, pool.capacity, 0, 0)
 
     @invariant()
     def live_leases_are_found(self) -> None:
@@ -496,18 +657,22 @@ TestDifferential = Differential.TestCase
 # -- regression cases (explicit sequences) -------------------------------------------------------
 
 
-def run_steps(config: dict[str, Any], steps: list[tuple[str, dict[str, Any]]]) -> None:
+def run_steps(
+    config: dict[str, Any], steps: list[tuple[str, dict[str, Any]]], policy: dict[str, Any] | None = None
+) -> None:
     """Replay a fixed sequence of state-machine steps, checking invariants after each."""
     machine = Differential()
-    machine.build(config=config, foreign_count=1)
+    machine.build(config=config, foreign_count=1, policy=policy)
     for name, arguments in steps:
         machine.same_state()
         machine.records_are_consistent()
         machine.live_leases_are_found()
+        machine.clocks_agree()
         getattr(machine, name)(**arguments)
     machine.same_state()
     machine.records_are_consistent()
     machine.live_leases_are_found()
+    machine.clocks_agree()
 
 
 def test_replay_fill_drain_refill() -> None:
@@ -558,6 +723,8 @@ ATTRIBUTES = (
     "grow_threshold",
     "address_count",
     "capacity",
+    "hold_down",
+    "order",
 )
 
 
@@ -587,6 +754,10 @@ def construct(impl: Any, arguments: dict[str, Any]) -> tuple[Any, ...]:
     ),
     subpool_blocks=st.one_of(st.none(), counts),
     grow_threshold=counts,
+    hold_down=st.sampled_from([None, 0, 1.5, -1, float("nan"), 10**400, "1", True]),
+    clock=st.sampled_from([None, time.monotonic, 5]),
+    order=st.sampled_from([None, "fifo", "lifo", "random", "LIFO", 3]),
+    seed=st.sampled_from([None, 0, -1, 2**80, 1.5, True]),
 )
 # Shrunk failure: the reference kept a grow_threshold above 2**64 - 1 while the core saturated it.
 @example(
@@ -599,6 +770,10 @@ def construct(impl: Any, arguments: dict[str, Any]) -> tuple[Any, ...]:
     ports=(1, 1),
     subpool_blocks=None,
     grow_threshold=2**70,
+    hold_down=None,
+    clock=None,
+    order=None,
+    seed=None,
 )
 def test_constructor_agrees(**arguments: Any) -> None:
     rust, ref = (construct(impl, arguments) for impl in IMPLS)
@@ -606,7 +781,8 @@ def test_constructor_agrees(**arguments: Any) -> None:
     if ref[0] in (TypeError, PoolConfigError):
         return
     attributes, stats, intervals = ref
-    assert stats == PoolStats(0, 0, 0, 0, 1, attributes[-2], attributes[-2], attributes[-1])
+    count, capacity = attributes[ATTRIBUTES.index("address_count")], attributes[ATTRIBUTES.index("capacity")]
+    assert stats == PoolStats(0, 0, 0, 0, 1, count, count, capacity, 0, 0)
     assert len(intervals) == 1
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from natpool.reference.interval_list import IntervalElement
+from natpool.reference.reuse import FreeBlocks
 
 GENERATION_MASK = 2**32 - 1
 
@@ -12,7 +13,7 @@ GENERATION_MASK = 2**32 - 1
 class ConnectionBlock:
     """A fixed-length block holding one client NAT address, set when its subpool is made."""
 
-    __slots__ = ("ip", "port", "generation", "live", "data", "next_free")
+    __slots__ = ("ip", "port", "generation", "live", "data")
 
     def __init__(self, ip: int, port: int, generation: int) -> None:
         self.ip = ip
@@ -20,32 +21,29 @@ class ConnectionBlock:
         self.generation = generation
         self.live = False
         self.data: Any = None
-        self.next_free: int | None = None
 
 
 class SubpoolHeader:
-    """A subpool: its blocks, a LIFO free list threaded through them, its interval."""
+    """A subpool: its blocks, its free blocks in the pool's reuse order (``reuse.py``), its interval."""
 
-    def __init__(self, ident: int, interval: IntervalElement, blocks: list[ConnectionBlock]) -> None:
+    def __init__(
+        self, ident: int, interval: IntervalElement, blocks: list[ConnectionBlock], *, free_blocks: FreeBlocks
+    ) -> None:
         self.id = ident
         self.interval = interval
         self.blocks = blocks
         self.free = len(blocks)
-        # Initially the free list runs in address order, lowest first.
-        for offset, block in enumerate(blocks):
-            block.next_free = offset + 1 if offset + 1 < len(blocks) else None
-        self.free_head: int | None = 0
+        self.free_blocks = free_blocks
+        self.held = 0
+        """Blocks whose lease was freed with a hold that has not ended yet."""
 
     def pop(self) -> int:
-        offset = self.free_head
-        assert offset is not None
-        self.free_head = self.blocks[offset].next_free
+        offset = self.free_blocks.take()
         self.free -= 1
         return offset
 
     def push(self, offset: int) -> None:
-        self.blocks[offset].next_free = self.free_head
-        self.free_head = offset
+        self.free_blocks.give(offset)
         self.free += 1
 
 

@@ -6,8 +6,14 @@ optional threshold growth and idle-subpool deletion while another thread is
 creating or deleting a subpool, see ``docs/design.md``):
 
 * ``allocate()`` takes a block from the lowest-id subpool that has a free
-  block; within a subpool, the most recently freed block first (a fresh
-  subpool hands out its addresses in ascending order).
+  block; within a subpool, in the pool's reuse ``order`` (``reuse.py``):
+  ``"fifo"`` the block freed longest ago, ``"lifo"`` the most recently freed,
+  ``"random"`` one drawn by the pool's SplitMix64; a fresh subpool's blocks
+  count as freed in ascending address order (``"random"``: drawn too).
+* A free with a hold (``hold_down``, or ``hold=`` of ``free``) ends the lease
+  but keeps its block out of use until the hold ends (``held.py``); held
+  blocks count against ``capacity``. The clock is read at fixed points
+  (``policy.py``).
 * With no free block, a subpool is created (if the blocks in subpools are
   below ``capacity``); after any successful allocation that leaves
   ``free_blocks <= grow_threshold``, one more subpool is created.
@@ -27,15 +33,18 @@ previous holder of that id reached, so no earlier handle matches again.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
 from natpool.errors import ArgumentError, LeaseError, PoolExhausted
 from natpool.records import Interval, PoolStats, Subpool
 from natpool.reference.config import ControlBlock, control_block, ip_str, parse_ip
+from natpool.reference.held import HeldQueue
 from natpool.reference.interval_list import IntervalList
 from natpool.reference.memory_pool import GENERATION_MASK, ConnectionBlock, MainPoolHeader, SubpoolHeader
+from natpool.reference.policy import Policy, parse_hold, policy, read_clock
+from natpool.reference.reuse import SplitMix64, entropy_seed, free_blocks
 
 __all__ = ["Pool", "Lease"]
 
@@ -117,6 +126,10 @@ class Pool:
         ports: tuple[int, int] = (1024, 65535),
         subpool_blocks: int | None = None,
         grow_threshold: int = 0,
+        hold_down: float = 0.0,
+        clock: Callable[[], float] | None = None,
+        order: str = "fifo",
+        seed: int | None = None,
     ) -> None:
         # None for ports or grow_threshold means the default, as in the Rust binding.
         ports = (1024, 65535) if ports is None else ports
@@ -124,9 +137,14 @@ class Pool:
         self._cb: ControlBlock = control_block(
             name, first_ip, last_ip, netmask, initial_blocks, max_blocks, ports, subpool_blocks, grow_threshold
         )
+        self._policy: Policy = policy(hold_down, clock, order, seed)
         self._intervals = IntervalList(self._cb.address_count)
         self._memory_pool: MainPoolHeader | None = None  # MPA: NULL until the first allocate()
         self._live = 0
+        self._held = HeldQueue()
+        self._rng: SplitMix64 | None = None
+        if order == "random":
+            self._rng = SplitMix64(entropy_seed() if self._policy.seed is None else self._policy.seed)
 
     # -- the control block's read-only attributes ---------------------------------------
     name = property(lambda self: self._cb.name)
@@ -140,6 +158,8 @@ class Pool:
     grow_threshold = property(lambda self: self._cb.grow_threshold)
     address_count = property(lambda self: self._cb.address_count)
     capacity = property(lambda self: self._cb.capacity)
+    hold_down = property(lambda self: self._policy.hold_down)
+    order = property(lambda self: self._policy.order)
 
     def __len__(self) -> int:
         return self._live
@@ -151,11 +171,35 @@ class Pool:
     def _blocks(self) -> int:
         return 0 if self._memory_pool is None else self._memory_pool.blocks
 
+    def _free_blocks(self) -> int:
+        return self._blocks() - self._live - len(self._held)
+
+    def _exhausted(self, asked: int, now: float | None) -> PoolExhausted:
+        left = self.capacity - self._live - len(self._held)
+        message = f"pool {self.name!r} has {left} of {self.capacity} addresses left, {asked} asked"
+        if self._held and now is not None:
+            end = self._held.first_end()
+            message += f"; {len(self._held)} held, the first hold ends at {end!r} (in {end - now:.3f} s)"
+        return PoolExhausted(message)
+
+    def _release_due_holds(self) -> float | None:
+        """An allocation call's first step: read the clock if anything is held, release what is due."""
+        if not self._held:
+            return None
+        now = read_clock(self._policy.clock)
+        for _end, _sequence, subpool, offset in self._held.due(now):
+            self._return_block(subpool, offset)
+        return now
+
     def allocate(self, data: Any = None) -> Lease:
-        """Lease a free client NAT address; ``PoolExhausted`` when ``len(pool) == capacity``."""
-        if self._live == self.capacity:
-            raise PoolExhausted(f"pool {self.name!r} has all {self.capacity} addresses leased")
-        if self._blocks() == self._live:
+        """Lease a free client NAT address; ``PoolExhausted`` when every address is live or held."""
+        now = self._release_due_holds()
+        if self._live + len(self._held) == self.capacity:
+            raise self._exhausted(1, now)
+        return self._take(data)
+
+    def _take(self, data: Any) -> Lease:
+        if self._free_blocks() == 0:
             self._create_subpool()
         assert self._memory_pool is not None
         subpool = self._memory_pool.with_free_block()
@@ -164,7 +208,7 @@ class Pool:
         block = subpool.blocks[offset]
         block.live, block.data = True, data
         self._live += 1
-        if self._blocks() - self._live <= self._cb.grow_threshold and self._blocks() < self.capacity:
+        if self._free_blocks() <= self._cb.grow_threshold and self._blocks() < self.capacity:
             self._create_subpool()
         return Lease(self, _handle(block.generation, subpool.id, offset), block.ip, block.port, data)
 
@@ -174,9 +218,10 @@ class Pool:
             raise TypeError(f"n must be int, not {type(n).__name__}")
         if n < 0:
             raise ArgumentError(f"n: {n} is negative")
-        if n > self.capacity - self._live:
-            raise PoolExhausted(f"pool {self.name!r} has {self.capacity - self._live} addresses left, {n} asked")
-        return [self.allocate() for _ in range(n)]
+        now = self._release_due_holds()
+        if n > self.capacity - self._live - len(self._held):
+            raise self._exhausted(n, now)
+        return [self._take(None) for _ in range(n)]
 
     def lease(self, data: Any = None) -> _LeaseContext:
         """A context manager that allocates on entry and frees on exit."""
@@ -195,7 +240,7 @@ class Pool:
         ident = memory_pool.next_id()
         generation = memory_pool.generation_floor.get(ident, 0)
         blocks = [ConnectionBlock(*self._cb.address(element.first + i), generation) for i in range(count)]
-        subpool = SubpoolHeader(ident, element, blocks)
+        subpool = SubpoolHeader(ident, element, blocks, free_blocks=free_blocks(self._policy.order, count, self._rng))
         self._intervals.assign(element, count, subpool)
         memory_pool.subpools[ident] = subpool
         memory_pool.blocks += count
@@ -231,18 +276,27 @@ class Pool:
             return None
         return subpool, offset
 
-    def free(self, lease_or_handle: Lease | int) -> None:
-        """Return a live lease; ``LeaseError`` (and no change) for anything else."""
+    def _hold_end(self, seconds: float) -> float | None:
+        """When a hold of ``seconds`` taken now ends (reads the clock), or None for no hold."""
+        return read_clock(self._policy.clock) + seconds if seconds > 0 else None
+
+    def free(self, lease_or_handle: Lease | int, *, hold: float | None = None) -> None:
+        """Return a live lease, held for ``hold`` seconds (None: ``hold_down``) before reuse;
+        ``LeaseError`` (and no change) for anything but a live lease."""
+        seconds = parse_hold(hold, self._policy.hold_down)
         handle = self._handle_of(lease_or_handle)
+        end = self._hold_end(seconds)
         found = self._block_of(handle)
         if found is None:
             raise LeaseError(f"handle {handle:#x} is not a live lease of pool {self.name!r}")
-        self._release(*found)
+        self._release(*found, end)
 
-    def free_many(self, leases: Iterable[Lease | int]) -> None:
+    def free_many(self, leases: Iterable[Lease | int], *, hold: float | None = None) -> None:
         """Free a batch, all or nothing: if any item is not a live lease of this pool
-        (or appears twice), ``LeaseError`` is raised and nothing is freed."""
+        (or appears twice), ``LeaseError`` is raised and nothing is freed. ``hold`` as for ``free``."""
+        seconds = parse_hold(hold, self._policy.hold_down)
         handles = [self._handle_of(item) for item in leases]
+        end = self._hold_end(seconds)
         if len(set(handles)) != len(handles):
             raise LeaseError("the batch names a lease twice")
         found = [self._block_of(h) for h in handles]
@@ -251,14 +305,22 @@ class Pool:
                 raise LeaseError(f"handle {handle:#x} is not a live lease of pool {self.name!r}")
         for hit in found:
             assert hit is not None
-            self._release(*hit)
+            self._release(*hit, end)
 
-    def _release(self, subpool: SubpoolHeader, offset: int) -> None:
+    def _release(self, subpool: SubpoolHeader, offset: int, end: float | None = None) -> None:
+        """End the lease of a live block; return the block, or hold it until ``end``."""
         block = subpool.blocks[offset]
         block.live, block.data = False, None
         block.generation = (block.generation + 1) & GENERATION_MASK
-        subpool.push(offset)
         self._live -= 1
+        if end is None:
+            self._return_block(subpool, offset)
+        else:
+            self._held.hold(end, subpool, offset)
+
+    def _return_block(self, subpool: SubpoolHeader, offset: int) -> None:
+        """Give a block back to its subpool's free blocks, then apply the deletion rule."""
+        subpool.push(offset)
         if subpool.free == len(subpool.blocks) and self._blocks() - subpool.free >= self._cb.initial_blocks:
             self._delete_subpool(subpool)
 
@@ -298,7 +360,13 @@ class Pool:
     def subpools(self) -> list[Subpool]:
         """The subpools, in address order."""
         return [
-            Subpool(e.subpool.id, *self._record_bounds(e.first, e.count), len(e.subpool.blocks), e.subpool.free)
+            Subpool(
+                e.subpool.id,
+                *self._record_bounds(e.first, e.count),
+                len(e.subpool.blocks),
+                e.subpool.free,
+                e.subpool.held,
+            )
             for e in self._intervals
             if e.subpool is not None
         ]
@@ -307,11 +375,12 @@ class Pool:
         blocks = self._blocks()
         return PoolStats(
             live=self._live,
-            free_blocks=blocks - self._live,
+            free_blocks=self._free_blocks(),
             blocks=blocks,
             subpools=0 if self._memory_pool is None else len(self._memory_pool.subpools),
             intervals=self._intervals.length,
             free_addresses=self.address_count - blocks,
             address_count=self.address_count,
             capacity=self.capacity,
+            held=len(self._held),
         )

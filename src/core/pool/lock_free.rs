@@ -1,33 +1,60 @@
 //! The pool's lock-free side: allocate, free, their batches, and lookup.
 //!
-//! None of these takes a lock. Growth and deletion that they make due are
-//! the writer side's (`writer.rs`), which they only try: a busy writer lock
+//! None of these takes a lock, but for the random order's array (a short
+//! lock per take) and the held queue (a free with a hold; an allocation
+//! when a hold is due). Growth and deletion that they make due are the
+//! writer side's (`writer.rs`), which they only try: a busy writer lock
 //! means another thread is creating or deleting a subpool, and the work is
 //! skipped, never waited for (the next allocation or emptying free checks
 //! again).
+//!
+//! Each public call reads the pool's clock where the reference model does
+//! (`natpool/reference/policy.py`); the `*_at` and `*_until` forms take the
+//! time from their caller (the Python binding reads a Python clock itself).
 
 use std::net::Ipv4Addr;
 
-use crate::core::block::Release;
+use crate::core::block::{Completed, Release};
 use crate::core::error::Error;
 use crate::core::free_list::{Reserve, CHAIN};
 use crate::core::handle::Handle;
+use crate::core::policy::check_hold;
 use crate::core::pool::{Lease, Pool};
 use crate::core::subpool::Subpool;
 use crate::core::sync::{Arc, AtomicArc, Ordering};
 
 impl<T: Default + Send + Sync> Pool<T> {
     /// Lease a free address holding `data`. [`Error::Exhausted`] only when
-    /// all `capacity` addresses are leased.
+    /// all `capacity` addresses are leased or held. Reads the clock if any
+    /// block is held, and first releases the holds that have ended.
     pub fn allocate(&self, data: T) -> Result<Lease, Error> {
-        let lease = self.take_block(data)?;
+        let now = self.now_if_held()?;
+        self.allocate_at(data, now)
+    }
+
+    /// [`allocate`](Self::allocate) at time `now` (`None`: the caller saw
+    /// nothing held and did not read the clock).
+    pub(crate) fn allocate_at(&self, data: T, now: Option<f64>) -> Result<Lease, Error> {
+        self.release_due(now);
+        let lease = self.take_block(data, now)?;
         self.grow_if_below_threshold();
         Ok(lease)
     }
 
-    fn take_block(&self, data: T) -> Result<Lease, Error> {
-        self.with_reserved(1, |subpool, _| {
-            let offset = subpool.free.pop();
+    /// Return the held blocks whose hold ended by `now`, earliest first, as
+    /// frees without a hold would.
+    fn release_due(&self, now: Option<f64>) {
+        let Some(now) = now else { return };
+        let mut due = Vec::new();
+        self.held.due(now, &mut due);
+        for entry in due {
+            self.return_blocks(&entry.subpool, &[entry.offset]);
+        }
+    }
+
+    fn take_block(&self, data: T, now: Option<f64>) -> Result<Lease, Error> {
+        self.with_reserved(1, now, |subpool, _| {
+            let offset = subpool.free.pop(&self.rng);
             Self::occupy(subpool, offset, data)
         })
     }
@@ -40,10 +67,11 @@ impl<T: Default + Send + Sync> Pool<T> {
         data: &mut impl FnMut() -> T,
         out: &mut Vec<Lease>,
         offsets: &mut Vec<u32>,
+        now: Option<f64>,
     ) -> Result<(), Error> {
-        self.with_reserved(want, |subpool, count| {
+        self.with_reserved(want, now, |subpool, count| {
             offsets.clear();
-            subpool.free.pop_many(count, offsets);
+            subpool.free.pop_many(count, offsets, &self.rng);
             out.extend(
                 offsets
                     .iter()
@@ -53,9 +81,9 @@ impl<T: Default + Send + Sync> Pool<T> {
     }
 
     /// Find the lowest-id subpool with a free block, reserve up to `want`
-    /// blocks in it, count them in `live`, and run `take` on it with the
-    /// count reserved. Creates a subpool, or reports exhaustion, when no
-    /// subpool has a free block.
+    /// blocks in it, count them in `taken`, and run `take` on it with the
+    /// count reserved. Creates a subpool, or reports exhaustion (at `now`,
+    /// for its message), when no subpool has a free block.
     ///
     /// The blocks are counted before `take` publishes them as live: a lease
     /// can be looked up and freed by another thread as soon as it is
@@ -63,11 +91,12 @@ impl<T: Default + Send + Sync> Pool<T> {
     fn with_reserved<R>(
         &self,
         want: u64,
+        now: Option<f64>,
         take: impl FnOnce(&Subpool<T>, u64) -> R,
     ) -> Result<R, Error> {
         loop {
             let Some(id) = self.availability.first() else {
-                self.grow_when_empty()?;
+                self.grow_when_empty(now)?;
                 continue;
             };
             let slot = self.slots.get(id as usize).map(AtomicArc::load);
@@ -77,6 +106,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             };
             match subpool.free.reserve_up_to(want) {
                 Reserve::Taken { count, last } => {
+                    self.taken.fetch_add(count, Ordering::AcqRel);
                     self.live.fetch_add(count, Ordering::AcqRel);
                     if last {
                         self.refresh(id);
@@ -114,26 +144,72 @@ impl<T: Default + Send + Sync> Pool<T> {
         }
     }
 
-    /// Free the lease `handle`; returns its data when this call completed the
-    /// release (`None` when a concurrent lookup will complete it).
+    /// Free the lease `handle`, holding its block for the pool's
+    /// `hold_down`; returns its data when this call completed the release
+    /// (`None` when a concurrent lookup will complete it).
     pub fn free(&self, handle: Handle) -> Result<Option<T>, Error> {
+        self.free_with_hold(handle, self.config.hold_down())
+    }
+
+    /// Free the lease `handle`, holding its block for `seconds` (finite,
+    /// `>= 0`; 0: no hold) before any allocation may return it. Reads the
+    /// clock when `seconds > 0`.
+    pub fn free_with_hold(&self, handle: Handle, seconds: f64) -> Result<Option<T>, Error> {
+        let end = self.hold_end(seconds)?;
+        self.free_until(handle, end)
+    }
+
+    /// When a hold of `seconds` taken now ends (`None`: no hold).
+    fn hold_end(&self, seconds: f64) -> Result<Option<f64>, Error> {
+        if check_hold(seconds)? > 0.0 {
+            Ok(Some(self.clock.now()? + seconds))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Free the lease `handle`; with `end`, hold its block until then.
+    pub(crate) fn free_until(&self, handle: Handle, end: Option<f64>) -> Result<Option<T>, Error> {
         let not_live = || self.not_live(handle);
         let (generation, id, offset) = handle.parts().ok_or_else(not_live)?;
         let slot = self.slots.get(id as usize).ok_or_else(not_live)?.load();
         let subpool = slot.as_ref().ok_or_else(not_live)?;
-        let block = subpool.blocks.get(offset as usize).ok_or_else(not_live)?;
-        match block.release(generation) {
+        if offset as usize >= subpool.blocks.len() {
+            return Err(not_live());
+        }
+        match self.release(subpool, offset, generation, end) {
             Release::NotLive => Err(not_live()),
             Release::Deferred => Ok(None),
             Release::Done(data) => {
-                self.return_blocks(subpool, &[offset]);
+                if end.is_none() {
+                    self.return_blocks(subpool, &[offset]);
+                }
+                self.live.fetch_sub(1, Ordering::AcqRel);
                 Ok(Some(data))
             }
         }
     }
 
-    /// Put released blocks of one subpool back (in the order given, as
-    /// single frees would), uncount them, and apply the deletion rule.
+    /// End the lease `generation` of block `offset`: without `end`, as the
+    /// block's release; with it, under the held queue's lock, queueing the
+    /// block (`Done`) or parking its end for the last reader (`Deferred`).
+    #[inline]
+    fn release(
+        &self,
+        subpool: &Arc<Subpool<T>>,
+        offset: u32,
+        generation: u32,
+        end: Option<f64>,
+    ) -> Release<T> {
+        match end {
+            None => subpool.blocks[offset as usize].release(generation, false),
+            Some(end) => self.held.release(subpool, offset, generation, end),
+        }
+    }
+
+    /// Put blocks of one subpool back (in the order given, as single frees
+    /// would), uncount them from `taken`, and apply the deletion rule. (The
+    /// callers that end leases lower `live` themselves; a hold's end does not.)
     #[inline]
     fn return_blocks(&self, subpool: &Arc<Subpool<T>>, offsets: &[u32]) {
         let count = offsets.len() as u64;
@@ -141,7 +217,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         if available == count {
             self.availability.set(subpool.id); // the count left zero
         }
-        self.live.fetch_sub(count, Ordering::AcqRel);
+        self.taken.fetch_sub(count, Ordering::AcqRel);
         if available == u64::from(subpool.len()) {
             self.delete_if_idle(subpool);
         }
@@ -151,9 +227,23 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// The leases, growth and everything else are exactly those of `n`
     /// single allocations; the blocks are taken in chains of up to `CHAIN`
     /// from one subpool, with one reservation and one pop CAS per chain.
-    pub fn allocate_many(&self, n: u64, mut data: impl FnMut() -> T) -> Result<Vec<Lease>, Error> {
-        if n > self.config.capacity().saturating_sub(self.len()) {
-            return Err(self.exhausted(n));
+    pub fn allocate_many(&self, n: u64, data: impl FnMut() -> T) -> Result<Vec<Lease>, Error> {
+        let now = self.now_if_held()?;
+        self.allocate_many_at(n, data, now)
+    }
+
+    /// [`allocate_many`](Self::allocate_many) at time `now` (see
+    /// [`allocate_at`](Self::allocate_at)).
+    pub(crate) fn allocate_many_at(
+        &self,
+        n: u64,
+        mut data: impl FnMut() -> T,
+        now: Option<f64>,
+    ) -> Result<Vec<Lease>, Error> {
+        self.release_due(now);
+        let taken = self.taken.load(Ordering::Acquire);
+        if n > self.config.capacity().saturating_sub(taken) {
+            return Err(self.exhausted(n, now));
         }
         let mut leases = Vec::new();
         leases
@@ -164,10 +254,11 @@ impl<T: Default + Send + Sync> Pool<T> {
             let want = (n - leases.len() as u64)
                 .min(CHAIN)
                 .min(self.allocations_before_growth());
-            if let Err(error) = self.take_blocks(want, &mut data, &mut leases, &mut offsets) {
-                // Another thread took the rest: give back what we took.
+            if let Err(error) = self.take_blocks(want, &mut data, &mut leases, &mut offsets, now) {
+                // Another thread took the rest: give back what we took
+                // (without a hold: these leases were never handed out).
                 for lease in leases.iter().rev() {
-                    let _ = self.free(lease.handle);
+                    let _ = self.free_until(lease.handle, None);
                 }
                 return Err(error);
             }
@@ -197,19 +288,47 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// are still freed.) The data of the released blocks is appended to
     /// `released`, on success and on that error alike, so that the caller
     /// decides where it is dropped. Each run of handles in one subpool is
-    /// pushed back with one CAS.
+    /// returned with one push. The blocks are held for the pool's
+    /// `hold_down`.
     pub fn free_many(&self, handles: &[Handle], released: &mut Vec<T>) -> Result<(), Error> {
+        self.free_many_with_hold(handles, self.config.hold_down(), released)
+    }
+
+    /// [`free_many`](Self::free_many), holding the blocks for `seconds`
+    /// (one clock read for the batch when `seconds > 0`).
+    pub fn free_many_with_hold(
+        &self,
+        handles: &[Handle],
+        seconds: f64,
+        released: &mut Vec<T>,
+    ) -> Result<(), Error> {
+        let end = self.hold_end(seconds)?;
+        self.free_many_until(handles, end, released)
+    }
+
+    /// [`free_many`](Self::free_many); with `end`, hold the blocks until then.
+    pub(crate) fn free_many_until(
+        &self,
+        handles: &[Handle],
+        end: Option<f64>,
+        released: &mut Vec<T>,
+    ) -> Result<(), Error> {
         self.check_batch(handles)?;
-        self.free_checked(handles, released)
+        self.free_checked(handles, end, released)
     }
 
     /// The freeing part of [`free_many`](Self::free_many), after its check.
-    fn free_checked(&self, handles: &[Handle], released: &mut Vec<T>) -> Result<(), Error> {
+    fn free_checked(
+        &self,
+        handles: &[Handle],
+        end: Option<f64>,
+        released: &mut Vec<T>,
+    ) -> Result<(), Error> {
         released.reserve(handles.len());
         let mut offsets = Vec::new();
         let mut first_error = None;
         for run in handles.chunk_by(|a, b| subpool_of(a) == subpool_of(b)) {
-            if let Err(error) = self.free_run(run, released, &mut offsets) {
+            if let Err(error) = self.free_run(run, end, released, &mut offsets) {
                 first_error = first_error.or(Some(error));
             }
         }
@@ -254,10 +373,11 @@ impl<T: Default + Send + Sync> Pool<T> {
         Ok(())
     }
 
-    /// Free a run of handles in one subpool.
+    /// Free a run of handles in one subpool (held until `end`, if given).
     fn free_run(
         &self,
         run: &[Handle],
+        end: Option<f64>,
         released: &mut Vec<T>,
         offsets: &mut Vec<u32>,
     ) -> Result<(), Error> {
@@ -269,23 +389,31 @@ impl<T: Default + Send + Sync> Pool<T> {
             .ok_or_else(|| self.not_live(run[0]))?;
         offsets.clear();
         let mut first_error = None;
+        let mut ended = 0;
         for handle in run {
             let (generation, _, offset) = handle.parts().expect("in a run of valid handles");
-            let outcome = subpool
-                .blocks
-                .get(offset as usize)
-                .map_or(Release::NotLive, |block| block.release(generation));
+            let outcome = if (offset as usize) < subpool.blocks.len() {
+                self.release(subpool, offset, generation, end)
+            } else {
+                Release::NotLive
+            };
             match outcome {
                 Release::NotLive => first_error = first_error.or(Some(self.not_live(*handle))),
                 Release::Deferred => {}
                 Release::Done(data) => {
                     released.push(data);
-                    offsets.push(offset);
+                    ended += 1;
+                    if end.is_none() {
+                        offsets.push(offset);
+                    }
                 }
             }
         }
         if !offsets.is_empty() {
             self.return_blocks(subpool, offsets);
+        }
+        if ended > 0 {
+            self.live.fetch_sub(ended, Ordering::AcqRel);
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -322,8 +450,13 @@ impl<T: Default + Send + Sync> Pool<T> {
         }) {
             None => (None, None),
             Some((result, None)) => (Some(result), None),
-            Some((result, Some(data))) => {
-                self.return_blocks(subpool, &[offset]);
+            Some((result, Some(Completed { data, hold }))) => {
+                if hold {
+                    self.held.complete_deferred(subpool, offset);
+                } else {
+                    self.return_blocks(subpool, &[offset]);
+                }
+                self.live.fetch_sub(1, Ordering::AcqRel);
                 (Some(result), Some(data))
             }
         }
@@ -376,7 +509,7 @@ mod tests {
         // The race, made deterministic: another thread's free lands now.
         assert_eq!(pool.free(handles[1]).unwrap(), Some(11));
         let mut released = Vec::new();
-        let result = pool.free_checked(&handles, &mut released);
+        let result = pool.free_checked(&handles, None, &mut released);
         assert!(matches!(result, Err(Error::NotLive(_))));
         assert_eq!(released, vec![10, 12]);
         assert!(pool.is_empty());

@@ -18,7 +18,8 @@ fn pool(capacity: u16, initial: u32, subpool: u32) -> Arc<Pool<u64>> {
     let spec = PoolSpec::new("loom", ip, ip)
         .ports(1000, 1000 + capacity - 1)
         .initial_blocks(initial)
-        .subpool_blocks(subpool);
+        .subpool_blocks(subpool)
+        .seed(1);
     Arc::new(Pool::new(spec.build().unwrap()))
 }
 

@@ -1,10 +1,12 @@
 //! The pool: the control block, the memory pool of subpools, and leases.
 //!
 //! The allocation order is the reference model's (`natpool/reference/pool.py`):
-//! the lowest-id subpool with a free block, most recently freed block first;
-//! growth when no block is free and after an allocation that leaves
-//! `free_blocks <= grow_threshold`; deletion of a subpool whose last lease is
-//! freed, unless fewer than `initial_blocks` blocks would remain.
+//! the lowest-id subpool with a free block, and within it the pool's reuse
+//! order (FIFO, LIFO or random); growth when no block is free and after an
+//! allocation that leaves `free_blocks <= grow_threshold`; deletion of a
+//! subpool whose last block comes back free, unless fewer than
+//! `initial_blocks` blocks would remain. A free with a hold keeps its block
+//! in the held queue (`held.rs`) until an allocation finds the hold ended.
 //!
 //! The pool has two sides, one file each:
 //! * [`lock_free`]: allocate, free, their batches and lookup. They take no
@@ -27,8 +29,12 @@ use std::net::Ipv4Addr;
 
 use crate::core::availability::Availability;
 use crate::core::config::Config;
+use crate::core::error::Error;
 use crate::core::handle::Handle;
+use crate::core::held::Held;
 use crate::core::interval_list::{Interval, IntervalList};
+use crate::core::policy::Clock;
+use crate::core::rng::{entropy_seed, SplitMix64};
 use crate::core::segvec::SegVec;
 use crate::core::subpool::Subpool;
 use crate::core::sync::{AtomicArc, AtomicU64, Mutex, Ordering};
@@ -52,6 +58,8 @@ pub struct SubpoolInfo {
     pub first: u64,
     pub blocks: u32,
     pub free: u64,
+    /// Blocks freed with a hold that has not ended.
+    pub held: u32,
 }
 
 /// The pool's counters (see [`Pool::stats`]).
@@ -65,6 +73,10 @@ pub struct PoolStats {
     pub free_addresses: u64,
     pub address_count: u64,
     pub capacity: u64,
+    /// Blocks freed with a hold that has not ended (neither live nor free).
+    pub held: u64,
+    /// Block events dropped because their queue was full.
+    pub events_dropped: u64,
 }
 
 /// A client NAT address pool holding a `T` for each live lease.
@@ -89,26 +101,44 @@ pub struct PoolStats {
 /// ```
 pub struct Pool<T> {
     config: Config,
-    /// Blocks taken from free lists and not yet returned: every live lease,
-    /// plus allocations and frees in progress (see `docs/design.md`).
+    /// Blocks taken from free lists and not yet returned: every live lease
+    /// and held block, plus allocations and frees in progress (see
+    /// `docs/design.md`). Capacity, growth and exhaustion are decided on it.
+    taken: AtomicU64,
+    /// Live leases, plus allocations and frees in progress: raised before a
+    /// lease is published, lowered after it stopped being live (`len()`).
     live: AtomicU64,
     blocks: AtomicU64,
     slots: SegVec<AtomicArc<Subpool<T>>>,
     availability: Availability,
     intervals: IntervalList<T>,
     writer: Mutex<Writer>,
+    held: Held<T>,
+    /// Draws for `Order::Random` (unused by the other orders).
+    rng: SplitMix64,
+    clock: Clock,
 }
 
 impl<T: Default + Send + Sync> Pool<T> {
-    /// An empty pool: no subpool exists until the first allocation.
+    /// An empty pool timed by the monotonic clock: no subpool exists until
+    /// the first allocation.
     pub fn new(config: Config) -> Self {
+        Self::with_clock(config, Clock::Monotonic)
+    }
+
+    /// An empty pool whose holds are timed by `clock`.
+    pub fn with_clock(config: Config, clock: Clock) -> Self {
         Pool {
+            taken: AtomicU64::new(0),
             live: AtomicU64::new(0),
             blocks: AtomicU64::new(0),
             slots: SegVec::new(),
             availability: Availability::new(config.capacity().max(1)),
             intervals: IntervalList::new(config.address_count()),
             writer: Mutex::new(Writer::new()),
+            held: Held::new(),
+            rng: SplitMix64::new(config.seed().unwrap_or_else(entropy_seed)),
+            clock,
             config,
         }
     }
@@ -118,11 +148,31 @@ impl<T: Default + Send + Sync> Pool<T> {
         &self.config
     }
 
+    /// The clock that times holds.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     /// Live leases now. Under concurrency it also counts the allocations
     /// and frees in progress (see `docs/design.md`); it never counts fewer
     /// than the leases live.
     pub fn len(&self) -> u64 {
         self.live.load(Ordering::Acquire)
+    }
+
+    /// Blocks freed with a hold, not yet released (a snapshot; it includes
+    /// holds that ended and that no allocation has released yet).
+    pub fn held(&self) -> u64 {
+        self.held.count()
+    }
+
+    /// The clock's time if any block is held: an allocation call reads the
+    /// clock then, and only then (the reference model's rule).
+    pub(crate) fn now_if_held(&self) -> Result<Option<f64>, Error> {
+        if self.held() == 0 {
+            return Ok(None);
+        }
+        self.clock.now().map(Some)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -145,6 +195,7 @@ impl<T: Default + Send + Sync> Pool<T> {
                 first: s.start,
                 blocks: s.len(),
                 free: s.free.available(),
+                held: s.held.load(Ordering::Relaxed),
             })
             .collect()
     }
@@ -153,16 +204,18 @@ impl<T: Default + Send + Sync> Pool<T> {
     pub fn stats(&self) -> PoolStats {
         let snapshot = self.intervals.load();
         let blocks = self.blocks.load(Ordering::Acquire);
-        let live = self.len();
+        let taken = self.taken.load(Ordering::Acquire);
         PoolStats {
-            live,
-            free_blocks: blocks.saturating_sub(live),
+            live: self.len(),
+            free_blocks: blocks.saturating_sub(taken),
             blocks,
             subpools: snapshot.subpools.len() as u64,
             intervals: snapshot.length,
             free_addresses: self.config.address_count() - blocks,
             address_count: self.config.address_count(),
             capacity: self.config.capacity(),
+            held: self.held(),
+            events_dropped: 0,
         }
     }
 }

@@ -82,8 +82,9 @@ impl<T: Default + Send + Sync> Pool<T> {
         }
     }
 
-    /// No subpool showed a free block: create one, or report exhaustion.
-    pub(super) fn grow_when_empty(&self) -> Result<(), Error> {
+    /// No subpool showed a free block: create one, or report exhaustion
+    /// (at `now`, for the message).
+    pub(super) fn grow_when_empty(&self, now: Option<f64>) -> Result<(), Error> {
         let mut writer = self.lock_writer();
         if self.availability.first().is_some() {
             return Ok(()); // a block was freed or a subpool created meanwhile
@@ -91,10 +92,10 @@ impl<T: Default + Send + Sync> Pool<T> {
         if self.blocks.load(Ordering::Acquire) < self.config.capacity() {
             return self.create_subpool(&mut writer);
         }
-        if self.len() >= self.config.capacity() {
-            return Err(self.exhausted(1));
+        if self.taken.load(Ordering::Acquire) >= self.config.capacity() {
+            return Err(self.exhausted(1, now));
         }
-        // Every block exists and some are not live: a concurrent free is
+        // Every block exists and some are not taken: a concurrent free is
         // landing, or a bit is between its clear and its re-check. Re-derive
         // the map from the counts (rare: only at full occupancy) and retry.
         drop(writer);
@@ -111,7 +112,8 @@ impl<T: Default + Send + Sync> Pool<T> {
     fn below_threshold(&self) -> bool {
         let blocks = self.blocks.load(Ordering::Acquire);
         blocks < self.config.capacity()
-            && blocks.saturating_sub(self.len()) <= self.config.grow_threshold()
+            && blocks.saturating_sub(self.taken.load(Ordering::Acquire))
+                <= self.config.grow_threshold()
     }
 
     /// After an allocation: grow ahead of need when the threshold rule says
@@ -136,17 +138,28 @@ impl<T: Default + Send + Sync> Pool<T> {
         if blocks >= self.config.capacity() {
             return u64::MAX; // no growth is possible
         }
-        let free = blocks.saturating_sub(self.len());
+        let free = blocks.saturating_sub(self.taken.load(Ordering::Acquire));
         free.saturating_sub(self.config.grow_threshold()).max(1)
     }
 
-    pub(super) fn exhausted(&self, asked: u64) -> Error {
-        let left = self.config.capacity().saturating_sub(self.len());
-        Error::Exhausted(format!(
+    /// Exhaustion: every address is live or held. With held blocks, the
+    /// message says how many and when the first hold ends (from `now`).
+    pub(super) fn exhausted(&self, asked: u64, now: Option<f64>) -> Error {
+        let taken = self.taken.load(Ordering::Acquire);
+        let left = self.config.capacity().saturating_sub(taken);
+        let mut message = format!(
             "pool {:?} has {left} of {} addresses left, {asked} asked",
             self.config.name(),
             self.config.capacity()
-        ))
+        );
+        if let (Some(end), Some(now)) = (self.held.first_end(), now) {
+            message += &format!(
+                "; {} held, the first hold ends at {end:?} (in {:.3} s)",
+                self.held(),
+                end - now
+            );
+        }
+        Error::Exhausted(message)
     }
 
     /// Create a subpool: the lowest unused id, the first addresses of the
