@@ -38,5 +38,6 @@ mod core;
 mod bindings;
 
 pub use crate::core::{
-    Clock, Config, Error, Handle, Interval, Lease, Order, Pool, PoolSpec, PoolStats, SubpoolInfo,
+    BlockEvent, BlockEventKind, Clock, Config, Error, Handle, Interval, Lease, Order, Pool,
+    PoolSpec, PoolStats, SubpoolInfo,
 };

@@ -410,3 +410,87 @@ fn stress_eight_threads() {
 fn stress_four_threads_random_order() {
     stress(4, ops(), Order::Random, false);
 }
+
+/// Clients under threads: 4 threads allocate for 3 shared client keys in a
+/// pool of port blocks with a quota, and free. A lease always lies in a
+/// block its client owns; a client never has more than its quota live (the
+/// test counts a lease after its allocation and uncounts it before its
+/// free); at the end every block was released, once.
+#[test]
+fn stress_clients_with_port_blocks() {
+    use natpool::BlockEventKind;
+    const QUOTA: u64 = 6;
+    let spec = PoolSpec::new("clients", FIRST_IP, Ipv4Addr::new(10, 0, 0, 4))
+        .prefix(24)
+        .ports(FIRST_PORT, FIRST_PORT + PORTS as u16 - 1)
+        .initial_blocks(16)
+        .subpool_blocks(8)
+        .client_block(4)
+        .client_quota(QUOTA)
+        .seed(3);
+    let pool: Arc<Pool<Data>> = Arc::new(Pool::new(spec.build().unwrap()));
+    let counts: Arc<Vec<AtomicU64>> = Arc::new((0..3).map(|_| AtomicU64::new(0)).collect());
+    let ops = ops() / 4;
+    let workers: Vec<_> = (0..4u64)
+        .map(|id| {
+            let (pool, counts) = (Arc::clone(&pool), Arc::clone(&counts));
+            thread::spawn(move || {
+                let mut rng = Rng::new(0xc11e ^ id);
+                let mut mine: Vec<(Lease, u64)> = Vec::new();
+                for op in 0..ops {
+                    let client = rng.below(3);
+                    if rng.below(2) == 0 || mine.is_empty() {
+                        match pool.allocate_for(id << 32 | op, client) {
+                            Ok(lease) => {
+                                let live =
+                                    counts[client as usize].fetch_add(1, Ordering::AcqRel) + 1;
+                                assert!(live <= QUOTA, "client {client} has {live} leases");
+                                let (_, subpool, _) = lease.handle.parts().unwrap();
+                                let owner = pool
+                                    .subpools()
+                                    .iter()
+                                    .find(|s| s.id == subpool)
+                                    .map(|s| s.owner);
+                                assert_eq!(
+                                    owner,
+                                    Some(Some(client)),
+                                    "a lease outside its client's blocks"
+                                );
+                                mine.push((lease, client));
+                            }
+                            Err(Error::QuotaExceeded(_) | Error::Exhausted(_)) => {}
+                            Err(error) => panic!("allocate_for: {error:?}"),
+                        }
+                    } else {
+                        let (lease, client) =
+                            mine.swap_remove(rng.below(mine.len() as u64) as usize);
+                        counts[client as usize].fetch_sub(1, Ordering::AcqRel);
+                        pool.free(lease.handle).unwrap();
+                    }
+                }
+                for (lease, client) in mine {
+                    counts[client as usize].fetch_sub(1, Ordering::AcqRel);
+                    pool.free(lease.handle).unwrap();
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    assert!(pool.is_empty());
+    assert!(pool.subpools().iter().all(|s| s.owner.is_none()));
+    let events = pool.events();
+    let assigned = events
+        .iter()
+        .filter(|e| e.kind == BlockEventKind::Assigned)
+        .count();
+    let released = events
+        .iter()
+        .filter(|e| e.kind == BlockEventKind::Released)
+        .count();
+    if pool.stats().events_dropped == 0 {
+        assert_eq!(assigned, released, "every block released once");
+    }
+    assert!((0..3).all(|client| !pool.knows_client(client)));
+}

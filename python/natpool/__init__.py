@@ -6,8 +6,8 @@ records and raise the same exceptions.
 """
 
 from natpool._natpool import Lease, Pool
-from natpool.errors import ArgumentError, LeaseError, NatPoolError, PoolConfigError, PoolExhausted
-from natpool.records import Interval, PoolStats, Subpool
+from natpool.errors import ArgumentError, LeaseError, NatPoolError, PoolConfigError, PoolExhausted, QuotaExceeded
+from natpool.records import BlockEvent, Interval, PoolStats, Subpool
 
 __all__ = [
     "Pool",
@@ -15,9 +15,11 @@ __all__ = [
     "Interval",
     "Subpool",
     "PoolStats",
+    "BlockEvent",
     "NatPoolError",
     "ArgumentError",
     "PoolConfigError",
     "PoolExhausted",
+    "QuotaExceeded",
     "LeaseError",
 ]

@@ -31,6 +31,8 @@ class Subpool(NamedTuple):
     free: int
     held: int = 0
     """Blocks whose lease was freed with a hold that has not ended (neither live nor free)."""
+    client: object = None
+    """The client whose port block this subpool is (``client_block``); ``None`` for a shared subpool."""
 
 
 class PoolStats(NamedTuple):

@@ -178,3 +178,15 @@ pub fn seed(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u64>> {
     }
     Ok(Some(value.bitand(u64::MAX)?.extract::<u64>()?))
 }
+
+/// An int argument that may also be `None` at its call site (the message
+/// says so).
+pub fn optional_count(value: &Bound<'_, PyAny>, field: &'static str) -> PyResult<i128> {
+    if !is_int(value) {
+        return Err(PyTypeError::new_err(format!(
+            "{field} must be int or None, not {}",
+            type_name(value)
+        )));
+    }
+    wide_int(value)
+}

@@ -6,6 +6,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString};
 
+use crate::bindings::clients::Clients;
 use crate::bindings::convert::{self, Context};
 use crate::bindings::lease::{LeaseContext, PyLease};
 use crate::bindings::records;
@@ -22,6 +23,8 @@ pub struct PyPool {
     pub(crate) core: Pool<Option<Py<PyAny>>>,
     /// The Python clock; `None`: the core's monotonic clock.
     clock: Option<Py<PyAny>>,
+    /// Python clients and the core's keys for them.
+    clients: Clients,
 }
 
 fn lease_object(
@@ -45,13 +48,45 @@ impl PyPool {
     pub(crate) fn allocate_lease(
         slf: &Bound<'_, Self>,
         data: Option<Py<PyAny>>,
+        client: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyLease>> {
         let py = slf.py();
         let pool = slf.get();
-        let now = pool.now_if_held(py)?;
+        let tracked = pool.check_client(client)?;
+        let now = pool.now_for_allocation(py, client.is_some())?;
         let copy = data.as_ref().map(|d| d.clone_ref(py));
-        let lease = pool.core.allocate_at(data, now)?;
+        let lease = match (tracked, client) {
+            (true, Some(client)) => {
+                let mut interner = pool.clients.lock(py);
+                let key = interner.intern(client)?;
+                let lease = pool.core.allocate_for_at(data, key, now);
+                interner.tidy(py, &pool.core, Some(key))?;
+                lease?
+            }
+            _ => pool.core.allocate_at(data, now)?,
+        };
         lease_object(slf, lease, copy)
+    }
+
+    /// `client` is hashable (`TypeError` otherwise, before anything else);
+    /// whether the pool keeps client states for it.
+    fn check_client(&self, client: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+        let Some(client) = client else {
+            return Ok(false);
+        };
+        client.hash()?;
+        Ok(self.core.config().client_quota().is_some()
+            || self.core.config().paired()
+            || self.core.config().client_block().is_some())
+    }
+
+    /// The clock's time for an allocation call, if the reference model's
+    /// rule says it reads it (a block held; port blocks and a client).
+    fn now_for_allocation(&self, py: Python<'_>, for_client: bool) -> PyResult<Option<f64>> {
+        if !self.core.allocation_reads_clock(for_client) {
+            return Ok(None);
+        }
+        self.now(py).map(Some)
     }
 
     /// The clock's time, checked as the reference model checks it.
@@ -63,14 +98,6 @@ impl PyPool {
         Ok(check_now(convert::real(&value, "clock must return")?)?)
     }
 
-    /// An allocation call reads the clock if, and only if, a block is held.
-    fn now_if_held(&self, py: Python<'_>) -> PyResult<Option<f64>> {
-        if self.core.held() == 0 {
-            return Ok(None);
-        }
-        self.now(py).map(Some)
-    }
-
     /// A free's effective hold: `hold`, or the pool's `hold_down` when None.
     fn hold_seconds(&self, hold: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
         match hold {
@@ -79,10 +106,11 @@ impl PyPool {
         }
     }
 
-    /// When a hold of `seconds` taken now ends; reads the clock only for a hold.
-    pub(crate) fn hold_end(&self, py: Python<'_>, seconds: f64) -> PyResult<Option<f64>> {
-        if seconds > 0.0 {
-            Ok(Some(self.now(py)? + seconds))
+    /// The clock's time for a free call with a hold of `seconds`: read for
+    /// a hold, and with port blocks (the reference model's rule).
+    pub(crate) fn now_for_free(&self, py: Python<'_>, seconds: f64) -> PyResult<Option<f64>> {
+        if seconds > 0.0 || self.core.config().client_block().is_some() {
+            Ok(Some(self.now(py)?))
         } else {
             Ok(None)
         }
@@ -128,8 +156,8 @@ fn lease_repr(lease: &PyLease) -> String {
 impl PyPool {
     #[new]
     #[pyo3(
-        signature = (name, first_ip, last_ip, netmask, initial_blocks, max_blocks, *, ports=None, subpool_blocks=None, grow_threshold=None, hold_down=None, clock=None, order=None, seed=None),
-        text_signature = "(name, first_ip, last_ip, netmask, initial_blocks, max_blocks, *, ports=(1024, 65535), subpool_blocks=None, grow_threshold=0, hold_down=0.0, clock=None, order='fifo', seed=None)"
+        signature = (name, first_ip, last_ip, netmask, initial_blocks, max_blocks, *, ports=None, subpool_blocks=None, grow_threshold=None, hold_down=None, clock=None, order=None, seed=None, client_quota=None, paired=None, client_block=None, event_queue=None),
+        text_signature = "(name, first_ip, last_ip, netmask, initial_blocks, max_blocks, *, ports=(1024, 65535), subpool_blocks=None, grow_threshold=0, hold_down=0.0, clock=None, order='fifo', seed=None, client_quota=None, paired=False, client_block=None, event_queue=65536)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -147,6 +175,10 @@ impl PyPool {
         clock: Option<&Bound<'_, PyAny>>,
         order: Option<&Bound<'_, PyAny>>,
         seed: Option<&Bound<'_, PyAny>>,
+        client_quota: Option<&Bound<'_, PyAny>>,
+        paired: Option<&Bound<'_, PyAny>>,
+        client_block: Option<&Bound<'_, PyAny>>,
+        event_queue: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         // Phase 1, in the reference model's order; phases 2 and 3 in Config::new.
         let name = name
@@ -196,6 +228,25 @@ impl PyPool {
             config.policy.order = Order::from_name(&name.to_cow()?)?;
         }
         config.policy.seed = convert::seed(seed)?;
+        let quota = client_quota
+            .map(|q| convert::optional_count(q, "client_quota"))
+            .transpose()?;
+        config.policy.set_client_quota(quota)?;
+        if let Some(paired) = paired {
+            config.policy.paired = paired
+                .cast::<pyo3::types::PyBool>()
+                .map_err(|_| PyTypeError::new_err("paired must be bool"))?
+                .is_true();
+        }
+        let block = client_block
+            .map(|b| convert::optional_count(b, "client_block"))
+            .transpose()?;
+        config.set_client_block(block)?;
+        if let Some(events) = event_queue {
+            config
+                .policy
+                .set_event_queue(convert::count(events, "event_queue")?)?;
+        }
         if config.policy.order == Order::Random && config.policy.seed.is_none() {
             // As the reference model: 8 bytes of os.urandom, little-endian.
             let bytes: [u8; 8] = py
@@ -209,6 +260,7 @@ impl PyPool {
         Ok(PyPool {
             core: Pool::new(config),
             clock: clock.map(|clock| clock.clone().unbind()),
+            clients: Clients::new(py),
         })
     }
 
@@ -264,6 +316,22 @@ impl PyPool {
     fn order(&self) -> &'static str {
         self.core.config().order().name()
     }
+    #[getter]
+    fn client_quota(&self) -> Option<u64> {
+        self.core.config().client_quota()
+    }
+    #[getter]
+    fn paired(&self) -> bool {
+        self.core.config().paired()
+    }
+    #[getter]
+    fn client_block(&self) -> Option<u32> {
+        self.core.config().client_block()
+    }
+    #[getter]
+    fn event_queue(&self) -> u64 {
+        self.core.config().event_queue()
+    }
 
     fn __len__(&self) -> usize {
         self.core.len() as usize
@@ -279,16 +347,23 @@ impl PyPool {
         ))
     }
 
-    /// Lease a free client NAT address; ``PoolExhausted`` when every address is live or held.
-    #[pyo3(signature = (data=None))]
-    fn allocate(slf: &Bound<'_, Self>, data: Option<Py<PyAny>>) -> PyResult<Py<PyLease>> {
-        Self::allocate_lease(slf, data)
+    /// Lease a free client NAT address; ``PoolExhausted`` when every address is live or held
+    /// (``QuotaExceeded`` past the client's quota).
+    #[pyo3(signature = (data=None, *, client=None))]
+    fn allocate(
+        slf: &Bound<'_, Self>,
+        data: Option<Py<PyAny>>,
+        client: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyLease>> {
+        Self::allocate_lease(slf, data, client)
     }
 
     /// Lease ``n`` addresses (``data=None``), all or nothing. Releases the GIL.
+    #[pyo3(signature = (n, *, client=None))]
     fn allocate_many<'py>(
         slf: &Bound<'py, Self>,
         n: &Bound<'py, PyAny>,
+        client: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyList>> {
         let py = slf.py();
         let n = convert::count(n, "n")?;
@@ -298,9 +373,19 @@ impl PyPool {
         // More than u64::MAX leases is more than any pool holds: exhaustion.
         let n = u64::try_from(n).unwrap_or(u64::MAX);
         let pool = slf.get();
-        let now = pool.now_if_held(py)?;
+        let tracked = pool.check_client(client)?;
+        let now = pool.now_for_allocation(py, client.is_some())?;
         let core = &pool.core;
-        let leases = py.detach(|| core.allocate_many_at(n, || None, now))?;
+        let leases = match (tracked, client) {
+            (true, Some(client)) => {
+                let mut interner = pool.clients.lock(py);
+                let key = interner.intern(client)?;
+                let leases = py.detach(|| core.allocate_many_for_at(n, || None, key, now));
+                interner.tidy(py, core, Some(key))?;
+                leases?
+            }
+            _ => py.detach(|| core.allocate_many_at(n, || None, now))?,
+        };
         let objects = leases
             .into_iter()
             .map(|lease| lease_object(slf, lease, None))
@@ -309,13 +394,21 @@ impl PyPool {
     }
 
     /// A context manager that allocates on entry and frees on exit.
-    #[pyo3(signature = (data=None))]
-    fn lease(slf: &Bound<'_, Self>, data: Option<Py<PyAny>>) -> LeaseContext {
-        LeaseContext {
+    #[pyo3(signature = (data=None, *, client=None))]
+    fn lease(
+        slf: &Bound<'_, Self>,
+        data: Option<Py<PyAny>>,
+        client: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<LeaseContext> {
+        if let Some(client) = client {
+            client.hash()?;
+        }
+        Ok(LeaseContext {
             pool: slf.clone().unbind(),
             data,
+            client: client.map(|c| c.clone().unbind()),
             lease: Mutex::new(None),
-        }
+        })
     }
 
     /// Return a live lease, held for ``hold`` seconds (None: ``hold_down``)
@@ -329,8 +422,8 @@ impl PyPool {
         let pool = slf.get();
         let seconds = pool.hold_seconds(hold)?;
         let handle = Self::handle_of(slf, lease_or_handle)?;
-        let end = pool.hold_end(slf.py(), seconds)?;
-        drop(pool.core.free_until(handle, end)?);
+        let now = pool.now_for_free(slf.py(), seconds)?;
+        drop(pool.core.free_at(handle, seconds, now)?);
         Ok(())
     }
 
@@ -357,12 +450,12 @@ impl PyPool {
                 .map(|item| Self::handle_of(slf, &item?))
                 .collect::<PyResult<Vec<_>>>()?
         };
-        let end = pool.hold_end(slf.py(), seconds)?;
+        let now = pool.now_for_free(slf.py(), seconds)?;
         let core = &pool.core;
         let mut released = Vec::new();
         let result = slf
             .py()
-            .detach(|| core.free_many_until(&handles, end, &mut released));
+            .detach(|| core.free_many_at(&handles, seconds, now, &mut released));
         // The released data objects are dropped here, attached, on success
         // and on error alike: a `Py` dropped while detached would be queued
         // for PyO3's deferred decrefs (finalizers run late, and every later
@@ -399,7 +492,22 @@ impl PyPool {
 
     /// The subpools, in address order.
     fn subpools<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        records::subpools(py, self.core.config(), &self.core.subpools())
+        let subpools = self.core.subpools();
+        let interner = self.clients.lock(py);
+        records::subpools(py, self.core.config(), &subpools, |key| {
+            interner.object(py, key)
+        })
+    }
+
+    /// The port blocks assigned and released since the last call, oldest first.
+    fn events<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let mut interner = self.clients.lock(py);
+        let events = self.core.events();
+        let list = records::events(py, self.core.config(), &events, |key| {
+            interner.object(py, key)
+        })?;
+        interner.tidy(py, &self.core, None)?;
+        Ok(list)
     }
 
     /// The pool's counters, in O(1).

@@ -12,7 +12,7 @@
 use std::net::Ipv4Addr;
 
 use crate::core::error::Error;
-use crate::core::policy::{Order, Policy};
+use crate::core::policy::{Order, Policy, EVENT_QUEUE};
 
 /// The largest subpool (and `initial_blocks`): block offsets are 32-bit.
 pub(crate) const MAX_SUBPOOL_BLOCKS: u32 = u32::MAX;
@@ -57,6 +57,10 @@ pub struct PoolSpec {
     hold_down: f64,
     order: Order,
     seed: Option<u64>,
+    client_quota: Option<u64>,
+    paired: bool,
+    client_block: Option<u32>,
+    event_queue: u64,
 }
 
 impl PoolSpec {
@@ -75,6 +79,10 @@ impl PoolSpec {
             hold_down: 0.0,
             order: Order::Fifo,
             seed: None,
+            client_quota: None,
+            paired: false,
+            client_block: None,
+            event_queue: EVENT_QUEUE,
         }
     }
 
@@ -135,6 +143,30 @@ impl PoolSpec {
         self
     }
 
+    /// At most `quota` (at least 1) live-or-held leases per client.
+    pub fn client_quota(mut self, quota: u64) -> Self {
+        self.client_quota = Some(quota);
+        self
+    }
+
+    /// All live leases of a client on one IP while it has a free address.
+    pub fn paired(mut self, paired: bool) -> Self {
+        self.paired = paired;
+        self
+    }
+
+    /// Port blocks of `addresses` (1 to the ports of one IP) per client.
+    pub fn client_block(mut self, addresses: u32) -> Self {
+        self.client_block = Some(addresses);
+        self
+    }
+
+    /// The most block events kept for `Pool::events` (default 65,536).
+    pub fn event_queue(mut self, events: u64) -> Self {
+        self.event_queue = events;
+        self
+    }
+
     /// Validate the spec; the error names the first offending field.
     pub fn build(self) -> Result<Config, Error> {
         let mut config = Config::validate(WideSpec {
@@ -151,6 +183,14 @@ impl PoolSpec {
         config.policy.set_hold_down(self.hold_down)?;
         config.policy.order = self.order;
         config.policy.seed = self.seed;
+        config
+            .policy
+            .set_client_quota(self.client_quota.map(i128::from))?;
+        config.policy.paired = self.paired;
+        config.set_client_block(self.client_block.map(i128::from))?;
+        config
+            .policy
+            .set_event_queue(i128::from(self.event_queue))?;
         Ok(config)
     }
 }
@@ -377,6 +417,32 @@ impl Config {
     /// The seed of `Order::Random`'s generator, if one was given.
     pub fn seed(&self) -> Option<u64> {
         self.policy.seed
+    }
+
+    /// The per-client limit of live-or-held leases.
+    pub fn client_quota(&self) -> Option<u64> {
+        self.policy.client_quota
+    }
+
+    /// Whether a client's live leases stay on one IP while they can.
+    pub fn paired(&self) -> bool {
+        self.policy.paired
+    }
+
+    /// The size of a client's port block, if clients get blocks.
+    pub fn client_block(&self) -> Option<u32> {
+        self.policy.client_block
+    }
+
+    /// The bound of the block log.
+    pub fn event_queue(&self) -> u64 {
+        self.policy.event_queue
+    }
+
+    /// Set `client_block` (checked against the ports of one IP).
+    pub(crate) fn set_client_block(&mut self, block: Option<i128>) -> Result<(), Error> {
+        let per_ip = self.ports_per_ip();
+        self.policy.set_client_block(block, per_ip)
     }
 
     /// The pool's name.

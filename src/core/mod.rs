@@ -9,6 +9,7 @@
 //! | `policy` | the reuse order, hold-down settings and the clock |
 //! | `rng` | SplitMix64, the generator of the random order |
 //! | `subpool` | a storage subpool: blocks pre-initialized with addresses |
+//! | `clients` | client states (quota, paired IP, port blocks) and the block log |
 //! | `availability` | which subpools have a free block, lowest id first, in O(1) |
 //! | `interval_list` | the interval list (Figure 7), published as snapshots |
 //! | `pool` | the pool: its lock-free side (allocate, free, lookup) and its writer side (creation, deletion, growth) |
@@ -23,6 +24,7 @@
 
 pub(crate) mod availability;
 pub(crate) mod block;
+pub(crate) mod clients;
 pub(crate) mod config;
 pub(crate) mod error;
 pub(crate) mod free_list;
@@ -39,6 +41,7 @@ pub(crate) mod sync;
 #[cfg(all(loom, test))]
 mod loom_support;
 
+pub use clients::{BlockEvent, BlockEventKind};
 pub use config::{Config, PoolSpec};
 pub use error::Error;
 pub use handle::Handle;

@@ -2,10 +2,11 @@
 //! hold-down of freed blocks, and the clock that times holds.
 //!
 //! The reference model specifies them (`natpool/reference/policy.py`,
-//! `reuse.py`, `held.py`); this module holds the validated settings. The
-//! control block is validated first (`Config::validate`), then each policy
-//! setting in the order `hold_down`, `order`, `seed`, as the reference
-//! model does.
+//! `reuse.py`, `held.py`, `clients.py`); this module holds the validated
+//! settings. The control block is validated first (`Config::validate`),
+//! then each policy setting in the order `hold_down`, `order`, `seed`,
+//! `client_quota`, `paired`, `client_block`, `event_queue`, as the
+//! reference model does.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -56,7 +57,18 @@ pub(crate) struct Policy {
     pub order: Order,
     /// `None`: seeded from the operating system's entropy when the pool is made.
     pub seed: Option<u64>,
+    /// At most this many live-or-held leases per client.
+    pub client_quota: Option<u64>,
+    /// All live leases of a client on one IP (RFC 4787 REQ-2), while possible.
+    pub paired: bool,
+    /// Port blocks: each client's leases come from its own subpools of this size.
+    pub client_block: Option<u32>,
+    /// The most block events kept for `events()`.
+    pub event_queue: u64,
 }
+
+/// The default bound of the block log.
+pub(crate) const EVENT_QUEUE: u64 = 65_536;
 
 impl Default for Policy {
     fn default() -> Self {
@@ -64,6 +76,10 @@ impl Default for Policy {
             hold_down: 0.0,
             order: Order::Fifo,
             seed: None,
+            client_quota: None,
+            paired: false,
+            client_block: None,
+            event_queue: EVENT_QUEUE,
         }
     }
 }
@@ -83,6 +99,55 @@ impl Policy {
         }
         self.hold_down = seconds;
         Ok(())
+    }
+
+    /// `None` or at least 1 (field `client_quota`); beyond `u64` saturates.
+    pub(crate) fn set_client_quota(&mut self, quota: Option<i128>) -> Result<(), Error> {
+        if let Some(quota) = quota {
+            if quota < 1 {
+                return Err(Error::config(
+                    "client_quota",
+                    format!("{quota} is less than 1"),
+                ));
+            }
+        }
+        self.client_quota = quota.map(|q| u64::try_from(q).unwrap_or(u64::MAX));
+        Ok(())
+    }
+
+    /// `None` or from 1 to the ports of one IP (field `client_block`).
+    pub(crate) fn set_client_block(
+        &mut self,
+        block: Option<i128>,
+        ports_per_ip: u64,
+    ) -> Result<(), Error> {
+        if let Some(block) = block {
+            if block < 1 || block > i128::from(ports_per_ip) {
+                return Err(Error::config(
+                    "client_block",
+                    format!("{block} is outside 1..{ports_per_ip} (the ports of one IP)"),
+                ));
+            }
+        }
+        self.client_block = block.map(|b| b as u32);
+        Ok(())
+    }
+
+    /// At least 0 (field `event_queue`); beyond `u64` saturates.
+    pub(crate) fn set_event_queue(&mut self, events: i128) -> Result<(), Error> {
+        if events < 0 {
+            return Err(Error::config(
+                "event_queue",
+                format!("{events} is less than 0"),
+            ));
+        }
+        self.event_queue = u64::try_from(events).unwrap_or(u64::MAX);
+        Ok(())
+    }
+
+    /// Whether the pool keeps a state per client.
+    pub(crate) fn tracks_clients(&self) -> bool {
+        self.client_quota.is_some() || self.paired || self.client_block.is_some()
     }
 }
 

@@ -2,13 +2,17 @@
 
 A hypothesis state machine drives one pool of each implementation, built from the same
 small random configuration and policies (reuse order and seed, hold-down, each pool with
-its own fake clock reading one shared time), with the same random operations, and after
-every step asserts identical outcomes and identical ``intervals()``, ``subpools()``,
-``stats()`` and ``len()``, the same number of clock reads on both sides, plus invariants
-computed independently from the records (exact partition of the address space, merged
-free neighbours, one interval per subpool, no address live twice, no held address handed
-out before its hold ends, exhaustion exactly when every address is live or held,
-consistent counters).
+its own fake clock reading one shared time, client quota, paired, port blocks, a small
+event queue), with the same random operations (leases with and without clients), and
+after every step asserts identical outcomes and identical ``intervals()``, ``subpools()``,
+``stats()``, ``len()`` and ``events()``, the same number of clock reads on both sides,
+plus invariants computed independently from the records (exact partition of the address
+space, merged free neighbours, one interval per subpool, no address live twice, no held
+address handed out before its hold ends, exhaustion exactly when no address is left for a
+shared allocation, consistent counters, quotas never exceeded, a paired client's live
+leases on one IP until the reference moves it, and it moves only when no subpool on its
+IP had a free block, port blocks never shared by two clients, the block log consistent
+with the subpools and leases seen).
 
 A second property test feeds both constructors the same random (often invalid)
 arguments and asserts the same exception type and ``field``, or equal attributes.
@@ -29,7 +33,16 @@ from hypothesis import event, example, given, note
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-from natpool import ArgumentError, Interval, LeaseError, PoolConfigError, PoolExhausted, PoolStats
+from natpool import (
+    ArgumentError,
+    BlockEvent,
+    Interval,
+    LeaseError,
+    PoolConfigError,
+    PoolExhausted,
+    PoolStats,
+    QuotaExceeded,
+)
 
 RUST, REF = 0, 1
 IMPLS = (natpool.Pool, natpool.reference.Pool)
@@ -138,13 +151,25 @@ def normal(value: Any) -> Any:
 
 @st.composite
 def policies(draw: st.DrawFn) -> dict[str, Any]:
-    """The policy arguments: reuse order (a seed for random), hold-down, the clock's type."""
+    """The policy arguments: reuse order (a seed for random), hold-down, the clock's type,
+    clients (``client_block`` is a wish, clipped to the ports of one IP by the machine)."""
     order = draw(st.sampled_from(["fifo", "lifo", "random", None]))
     policy: dict[str, Any] = {"order": order, "hold_down": draw(st.sampled_from([0, 0.0, 0.0, 0.5, 2.0]))}
     if order == "random" or draw(st.booleans()):
         policy["seed"] = draw(st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([-1, 2**70 + 3])))
     policy["int_clock"] = draw(st.booleans())
+    clients = draw(st.sampled_from(["none", "none", "quota", "paired", "paired", "blocks", "blocks"]))
+    if clients != "none" or draw(st.booleans()):
+        policy["client_quota"] = draw(st.sampled_from([None, 1, 2, 3, 5]))
+    if clients == "paired":
+        policy["paired"] = True
+    if clients == "blocks":
+        policy["client_block"] = draw(st.integers(1, 3))
+        policy["event_queue"] = draw(st.sampled_from([None, None, 1, 3]))
     return policy
+
+
+CLIENTS = st.sampled_from([None, "a", "a", "b", 3, (1, 2)])
 
 
 class Time:
@@ -195,6 +220,14 @@ class Differential(RuleBasedStateMachine):
         self.held: dict[tuple[str, int], float] = {}
         """Addresses freed with a hold, and when it ends, until an allocation call releases them."""
         self.hold_down = 0.0
+        self.client_of: dict[int, Any] = {}
+        """The client each lease the machine holds (by the reference's handle) was allocated for."""
+        self.held_client: dict[tuple[str, int], Any] = {}
+        self.pair: dict[Any, tuple[str, bool]] = {}
+        """Paired: per client with live leases, the IP of its last lease and whether it moved."""
+        self.blocks_logged: dict[tuple[str, int, str, int], Any] = {}
+        """Port blocks assigned and not released, per the events drained so far."""
+        self.events_pending = False
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -221,12 +254,14 @@ class Differential(RuleBasedStateMachine):
     def live_addresses(self) -> list[tuple[str, int]]:
         return [pair[REF].address for pair in self.live]
 
-    def add_live(self, rust: Any, ref: Any) -> None:
+    def add_live(self, rust: Any, ref: Any, client: Any = None) -> None:
         assert rust.data is ref.data
         assert ref.address not in self.live_addresses(), "an address is live twice"
         assert ref.address not in self.held, "a held address was handed out before its hold ended"
         self.live.append((rust, ref))
         self.allocated_once = True
+        if client is not None and self.tracks:
+            self.client_of[ref.handle] = client
 
     def kill(self, handles: list[int], hold: Any = None) -> None:
         """The leases of ``handles`` were freed with ``hold`` (None: the pool's hold_down)."""
@@ -235,17 +270,57 @@ class Differential(RuleBasedStateMachine):
             (index,) = [i for i, pair in enumerate(self.live) if pair[REF].handle == handle]
             pair = self.live.pop(index)
             self.dead.append(pair)
+            client = self.client_of.pop(handle, None)
             if seconds > 0:
                 self.held[pair[REF].address] = self.time.now + seconds
+                if client is not None:
+                    self.held_client[pair[REF].address] = client
+            if client is not None and client in self.pair and not self.leases_of(client):
+                del self.pair[client]
+        if handles:
+            self.events_pending = True
+
+    def leases_of(self, client: Any) -> list[Any]:
+        return [pair[REF] for pair in self.live if self.client_of.get(pair[REF].handle) == client]
 
     def allocation_call(self) -> None:
         """What an allocation call does first: with something held, release the holds that ended."""
         if self.held:
-            self.held = {address: end for address, end in self.held.items() if end > self.time.now}
+            for address, end in list(self.held.items()):
+                if end <= self.time.now:
+                    del self.held[address]
+                    self.held_client.pop(address, None)
+
+    def owner(self, address: tuple[str, int], subpools: list[Any]) -> Any:
+        index = self.index(*address)
+        for subpool in subpools:
+            if (
+                self.index(subpool.first_ip, subpool.first_port)
+                <= index
+                <= self.index(subpool.last_ip, subpool.last_port)
+            ):
+                return subpool
+        raise AssertionError(f"{address} is in no subpool")
 
     def room(self) -> int:
-        """Addresses an allocation may still get: neither live nor held."""
-        return self.capacity() - len(self.live) - len(self.held)
+        """Leases a shared allocation may get once the call has released the holds that ended:
+        free blocks of shared subpools, and blocks not made yet (a port block all free once its
+        holds end is released, and its blocks with it)."""
+        subpools = self.pools[REF].subpools()
+        stats = self.pools[REF].stats()
+        room = sum(s.free for s in subpools if s.client is None) + stats.capacity - stats.blocks
+        due: dict[int, int] = {}
+        for address, end in self.held.items():
+            if end <= self.time.now:
+                subpool = self.owner(address, subpools)
+                due[subpool.id] = due.get(subpool.id, 0) + 1
+        for subpool in subpools:
+            if subpool.id in due:
+                if subpool.client is None:
+                    room += due[subpool.id]
+                elif subpool.free + due[subpool.id] == subpool.blocks:
+                    room += subpool.blocks
+        return room
 
     # -- construction ----------------------------------------------------------------------
 
@@ -255,6 +330,13 @@ class Differential(RuleBasedStateMachine):
         say(f"config: {config!r}, policy: {policy!r}")
         self.config = config
         as_int = policy.pop("int_clock", False)
+        low, high = config["ports"]
+        if "client_block" in policy:
+            policy["client_block"] = min(policy["client_block"], high - low + 1)
+        self.quota = policy.get("client_quota")
+        self.paired = policy.get("paired", False)
+        self.blocks_mode = policy.get("client_block") is not None
+        self.tracks = self.quota is not None or self.paired or self.blocks_mode
         self.clocks = (FakeClock(self.time, as_int), FakeClock(self.time, as_int))
         self.pools = (
             natpool.Pool(**config, **policy, clock=self.clocks[RUST]),
@@ -263,6 +345,7 @@ class Differential(RuleBasedStateMachine):
         self.hold_down = self.pools[REF].hold_down
         keys = ("name", "first_ip", "last_ip", "netmask", "initial_blocks", "max_blocks", "ports")
         keys += ("subpool_blocks", "grow_threshold", "address_count", "capacity", "hold_down", "order")
+        keys += ("client_quota", "paired", "client_block", "event_queue")
         assert [getattr(self.pools[RUST], k) for k in keys] == [getattr(self.pools[REF], k) for k in keys]
         assert self.pools[REF].order == (policy.get("order") or "fifo")
         first, last = ip_int(config["first_ip"]), ip_int(config["last_ip"])
@@ -278,11 +361,14 @@ class Differential(RuleBasedStateMachine):
 
     # -- allocation ------------------------------------------------------------------------
 
-    @rule(with_data=st.booleans())
-    def allocate(self, with_data: bool) -> None:
+    @rule(with_data=st.booleans(), client=CLIENTS)
+    def allocate(self, with_data: bool, client: Any = None) -> None:
+        if client is not None and self.tracks:  # a client's lease: its own rules
+            self.allocate_for_client(client, with_data, 0)
+            return
         data = self.token() if with_data else None
-        self.allocation_call()
         room = self.room()
+        self.allocation_call()
         kind, value = self.both(lambda pool, side: pool.allocate(data))
         if room == 0:
             assert kind == "error" and type(value) is PoolExhausted
@@ -294,11 +380,14 @@ class Differential(RuleBasedStateMachine):
             assert ref.data is data
             self.add_live(rust, ref)
 
-    @rule(n=st.integers(-1, 14))
-    def allocate_many(self, n: int) -> None:
+    @rule(n=st.integers(-1, 14), client=CLIENTS)
+    def allocate_many(self, n: int, client: Any = None) -> None:
+        if client is not None and self.tracks and n > 0:  # a client's leases: their own rules
+            self.allocate_for_client(client, False, min(n, 4))
+            return
+        available = self.room()
         if n >= 0:
             self.allocation_call()
-        available = self.room()
         kind, value = self.both(lambda pool, side: pool.allocate_many(n))
         if n < 0:
             assert kind == "error" and type(value) is ArgumentError
@@ -315,8 +404,8 @@ class Differential(RuleBasedStateMachine):
     @rule(mode=st.sampled_from(["plain", "raise", "free_inside", "reuse_inside"]))
     def lease_context(self, mode: str) -> None:
         data, again_data = self.token(), self.token()
-        self.allocation_call()
         room = self.room()
+        self.allocation_call()
 
         leases: dict[int, list[Any]] = {}
 
@@ -357,6 +446,99 @@ class Differential(RuleBasedStateMachine):
             self.add_live(rust[1], ref[1])
         assert len(self.pools[REF]) == len(self.live)
 
+    # -- clients -----------------------------------------------------------------------------
+
+    def client_allocated(self, pairs: list[tuple[Any, Any]], client: Any, before: list[Any]) -> None:
+        """Leases allocated for ``client`` (``before``: the subpools before the call)."""
+        for rust, ref in pairs:
+            self.add_live(rust, ref, client)
+            if client is None or not self.paired or self.blocks_mode:
+                continue
+            previous = self.pair.get(client)
+            if previous is not None and previous[0] != ref.ip:
+                tally("a paired client moved")
+                on_ip = [s for s in before if s.client is None and s.first_ip == s.last_ip == previous[0] and s.free]
+                assert not on_ip, f"moved off {previous[0]} while {on_ip} had a free block"
+                self.pair[client] = (ref.ip, True)
+            elif previous is None:
+                self.pair[client] = (ref.ip, False)
+            before = self.pools[REF].subpools()
+        if self.blocks_mode and pairs:
+            self.events_pending = True
+
+    @rule(client=CLIENTS, with_data=st.booleans(), many=st.integers(0, 4))
+    def allocate_for_client(self, client: Any, with_data: bool, many: int) -> None:
+        """``allocate(client=)`` (``many == 0``) or ``allocate_many(many, client=)``."""
+        data = self.token() if with_data and not many else None
+        before = self.pools[REF].subpools()
+        counts = self.client_counts()
+        if many:
+            kind, value = self.both(lambda pool, side: pool.allocate_many(many, client=client))
+        else:
+            kind, value = self.both(lambda pool, side: pool.allocate(data, client=client))
+        if self.held or (self.blocks_mode and client is not None):
+            self.allocation_call()
+        if kind == "error":
+            assert type(value) in (PoolExhausted, QuotaExceeded), value
+            if type(value) is QuotaExceeded:
+                assert client is not None and self.quota is not None
+                assert counts.get(client, 0) + max(many, 1) > self.quota
+                tally("quota exceeded")
+            return
+        rust, ref = value
+        pairs = list(zip(rust, ref, strict=True)) if many else [(rust, ref)]
+        self.client_allocated(pairs, client, before)
+
+    @rule(bad=st.sampled_from([[1], {}, {"a"}, bytearray(b"x")]), call=st.sampled_from(["one", "many", "lease"]))
+    def unhashable_client(self, bad: Any, call: str) -> None:
+        before = [(p.intervals(), p.subpools(), p.stats()) for p in self.pools]
+        if call == "one":
+            kind, value = self.both(lambda pool, side: pool.allocate(client=bad))
+        elif call == "many":
+            kind, value = self.both(lambda pool, side: pool.allocate_many(1, client=bad))
+        else:
+            kind, value = self.both(lambda pool, side: pool.lease(client=bad))
+        assert kind == "error" and type(value) is TypeError
+        assert before == [(p.intervals(), p.subpools(), p.stats()) for p in self.pools]
+
+    @rule()
+    def drain_events(self) -> None:
+        kind, value = self.both(lambda pool, side: pool.events())
+        assert kind == "ok", value
+        _, events = value
+        for logged in events:
+            assert isinstance(logged, BlockEvent)
+            block = (logged.first_ip, logged.first_port, logged.last_ip, logged.last_port)
+            assert logged.first_ip == logged.last_ip, "a port block lies on one IP"
+            if logged.kind == "assigned":
+                tally("a port block assigned")
+                assert block not in self.blocks_logged, "assigned twice"
+                self.blocks_logged[block] = logged.client
+            else:
+                assert logged.kind == "released"
+                tally("a port block released")
+                if not self.pools[REF].stats().events_dropped:
+                    assert self.blocks_logged.pop(block) == logged.client
+                else:
+                    self.blocks_logged.pop(block, None)
+        self.events_pending = False
+        if not self.pools[REF].stats().events_dropped:
+            owned = {
+                (s.first_ip, s.first_port, s.last_ip, s.last_port): s.client
+                for s in self.pools[REF].subpools()
+                if s.client is not None
+            }
+            assert owned == self.blocks_logged
+        else:
+            tally("block events dropped")
+
+    def client_counts(self) -> dict[Any, int]:
+        """Live and held leases per client, as the machine saw them."""
+        counts: dict[Any, int] = {}
+        for client in [*self.client_of.values(), *self.held_client.values()]:
+            counts[client] = counts.get(client, 0) + 1
+        return counts
+
     # -- freeing ---------------------------------------------------------------------------
 
     @precondition(lambda self: self.live)
@@ -395,7 +577,7 @@ class Differential(RuleBasedStateMachine):
     def clock_fault(self, fault: str, call: str) -> None:
         """A clock that raises or returns a bad value: the call that read it fails, nothing changed."""
         before = [(p.intervals(), p.subpools(), p.stats(), len(p)) for p in self.pools]
-        reads = self.held if call != "free" else self.live
+        reads = (self.held if call != "free" else self.live) or (call == "free" and self.blocks_mode and self.live)
         self.time.fault = fault
         try:
             if call == "allocate":
@@ -580,6 +762,30 @@ class Differential(RuleBasedStateMachine):
         self.last_stats = stats
 
     @invariant()
+    def clients_keep_their_rules(self) -> None:
+        """Quotas never exceeded; paired clients on one IP until they moved; port blocks
+        never shared, and a client's leases only in its blocks."""
+        if self.pools[REF] is None or not self.tracks:
+            return
+        if self.quota is not None:
+            for client, count in self.client_counts().items():
+                assert count <= self.quota, f"client {client!r} has {count} leases live or held"
+        if self.paired and not self.blocks_mode:
+            for client, (ip, moved) in self.pair.items():
+                ips = {lease.ip for lease in self.leases_of(client)}
+                if not moved:
+                    assert ips == {ip}, f"client {client!r} on {ips}"
+        subpools = self.pools[REF].subpools()
+        for pair in self.live:
+            lease = pair[REF]
+            subpool = self.owner(lease.address, subpools)
+            client = self.client_of.get(lease.handle)
+            if subpool.client is not None:
+                assert client is not None and client == subpool.client, "a port block shared"
+            elif self.blocks_mode:
+                assert client is None, "a client's lease outside its blocks"
+
+    @invariant()
     def clocks_agree(self) -> None:
         """Both implementations read the clock at the same points (policy.py)."""
         if self.clocks is not None:
@@ -624,8 +830,10 @@ class Differential(RuleBasedStateMachine):
         assert stats.free_addresses == stats.address_count - stats.blocks
         assert (stats.address_count, stats.capacity) == (pool.address_count, pool.capacity)
         if self.allocated_once:
-            # the memory pool, once created, keeps its initial allocation
-            assert stats.blocks >= min(pool.initial_blocks, pool.address_count)
+            # the memory pool, once created, keeps its initial allocation (with port blocks, a
+            # client's block may come first and no shared subpool be needed)
+            if not self.blocks_mode:
+                assert stats.blocks >= min(pool.initial_blocks, pool.address_count)
         else:
             assert stats == PoolStats(0, 0, 0, 0, 1, pool.address_count, pool.address_count, pool.capacity, 0, 0)
 
@@ -725,6 +933,10 @@ ATTRIBUTES = (
     "capacity",
     "hold_down",
     "order",
+    "client_quota",
+    "paired",
+    "client_block",
+    "event_queue",
 )
 
 
@@ -758,6 +970,10 @@ def construct(impl: Any, arguments: dict[str, Any]) -> tuple[Any, ...]:
     clock=st.sampled_from([None, time.monotonic, 5]),
     order=st.sampled_from([None, "fifo", "lifo", "random", "LIFO", 3]),
     seed=st.sampled_from([None, 0, -1, 2**80, 1.5, True]),
+    client_quota=st.sampled_from([None, 1, 0, -2, 2**70, 1.5, True]),
+    paired=st.sampled_from([None, False, True, 1, "yes"]),
+    client_block=st.sampled_from([None, 1, 2, 0, 65536, 2**70, "2", 2.0]),
+    event_queue=st.sampled_from([None, 0, 1, -1, 2**70, 1.5]),
 )
 # Shrunk failure: the reference kept a grow_threshold above 2**64 - 1 while the core saturated it.
 @example(
@@ -774,6 +990,10 @@ def construct(impl: Any, arguments: dict[str, Any]) -> tuple[Any, ...]:
     clock=None,
     order=None,
     seed=None,
+    client_quota=None,
+    paired=None,
+    client_block=None,
+    event_queue=None,
 )
 def test_constructor_agrees(**arguments: Any) -> None:
     rust, ref = (construct(impl, arguments) for impl in IMPLS)

@@ -47,15 +47,28 @@ class IntervalList:
         """Give the first ``count`` addresses of a free element to ``subpool``."""
         assert element.subpool is None and 1 <= count <= element.count
         if count < element.count:
-            rest = IntervalElement(element.first + count, element.count - count)
-            rest.prev, rest.next = element, element.next
-            if element.next is not None:
-                element.next.prev = rest
-            element.next = rest
-            element.count = count
-            self.length += 1
+            self._split(element, count)
         element.subpool = subpool
         return element
+
+    def assign_range(self, element: IntervalElement, first: int, count: int, subpool: SubpoolHeader) -> IntervalElement:
+        """Give ``count`` addresses of a free element, from ``first``, to ``subpool`` (a port block)."""
+        assert element.subpool is None and element.first <= first
+        assert first + count <= element.first + element.count
+        if first > element.first:
+            element = self._split(element, first - element.first)
+        return self.assign(element, count, subpool)
+
+    def _split(self, element: IntervalElement, count: int) -> IntervalElement:
+        """Split a free element after its first ``count`` addresses; return the second part."""
+        rest = IntervalElement(element.first + count, element.count - count)
+        rest.prev, rest.next = element, element.next
+        if element.next is not None:
+            element.next.prev = rest
+        element.next = rest
+        element.count = count
+        self.length += 1
+        return rest
 
     def release(self, element: IntervalElement) -> None:
         """Return an owned element to the free space, merging free neighbours."""

@@ -13,7 +13,7 @@ GENERATION_MASK = 2**32 - 1
 class ConnectionBlock:
     """A fixed-length block holding one client NAT address, set when its subpool is made."""
 
-    __slots__ = ("ip", "port", "generation", "live", "data")
+    __slots__ = ("ip", "port", "generation", "live", "data", "client")
 
     def __init__(self, ip: int, port: int, generation: int) -> None:
         self.ip = ip
@@ -21,6 +21,8 @@ class ConnectionBlock:
         self.generation = generation
         self.live = False
         self.data: Any = None
+        self.client: Any = None
+        """With client settings: the client of the lease (live or held) in this block."""
 
 
 class SubpoolHeader:
@@ -36,6 +38,8 @@ class SubpoolHeader:
         self.free_blocks = free_blocks
         self.held = 0
         """Blocks whose lease was freed with a hold that has not ended yet."""
+        self.owner: Any = None
+        """``client_block``: the client this subpool is a port block of (None: shared)."""
 
     def pop(self) -> int:
         offset = self.free_blocks.take()
@@ -55,6 +59,8 @@ class MainPoolHeader:
         self.generation_floor: dict[int, int] = {}
         """For each subpool id ever used: the generation its next blocks start at."""
         self.blocks = 0
+        self.shared_created = False
+        """Whether a shared subpool was ever created (the first has ``initial_blocks``)."""
 
     def next_id(self) -> int:
         """Subpool ids are the lowest id not in use."""
@@ -63,7 +69,12 @@ class MainPoolHeader:
             ident += 1
         return ident
 
-    def with_free_block(self) -> SubpoolHeader | None:
-        """The lowest-id subpool that has a free block."""
-        candidates = [s for s in self.subpools.values() if s.free > 0]
+    def with_free_block(self, ip: int | None = None) -> SubpoolHeader | None:
+        """The lowest-id shared subpool that has a free block (all of whose addresses are on ``ip``)."""
+        candidates = [s for s in self.subpools.values() if s.free > 0 and s.owner is None]
+        if ip is not None:
+            candidates = [s for s in candidates if s.blocks[0].ip == s.blocks[-1].ip == ip]
         return min(candidates, key=lambda s: s.id, default=None)
+
+    def shared(self) -> list[SubpoolHeader]:
+        return [s for s in self.subpools.values() if s.owner is None]

@@ -2,16 +2,20 @@
 
 Validation of the policy arguments runs after the control block's three phases
 (``config.py``), one argument at a time in the order ``hold_down, clock, order,
-seed``, each its type (``TypeError``) and then its value (``PoolConfigError``
-naming it):
+seed, client_quota, paired, client_block, event_queue``, each its type
+(``TypeError``) and then its value (``PoolConfigError`` naming it):
 
 * ``hold_down``: an int or float (not bool), finite and ``>= 0``;
 * ``clock``: ``None`` or a callable;
 * ``order``: a str, one of ``"fifo"``, ``"lifo"``, ``"random"``;
-* ``seed``: ``None`` or an int (not bool), taken mod 2**64.
+* ``seed``: ``None`` or an int (not bool), taken mod 2**64;
+* ``client_quota``: ``None`` or an int (not bool), ``>= 1`` (above 2**64 - 1 taken as that);
+* ``paired``: a bool;
+* ``client_block``: ``None`` or an int (not bool), from 1 to the ports of one IP;
+* ``event_queue``: an int (not bool), ``>= 0`` (above 2**64 - 1 taken as that).
 
-``None`` for ``hold_down`` or ``order`` means the default (0.0, ``"fifo"``),
-as for ``ports`` and ``grow_threshold``.
+``None`` for ``hold_down``, ``order``, ``paired`` or ``event_queue`` means the
+default (0.0, ``"fifo"``, False, 65536), as for ``ports`` and ``grow_threshold``.
 
 The Rust binding checks them in the same order after ``Config::validate``.
 
@@ -24,10 +28,11 @@ each case the call that read the clock changed nothing. Both implementations
 read it at exactly these points, at most once per call:
 
 * ``allocate``, ``allocate_many`` and ``lease().__enter__``: first thing after
-  the arguments are checked, if any block is held;
+  the arguments are checked, if any block is held, or if ``client_block`` is set
+  and the call names a client;
 * ``free`` and ``free_many``: after the argument types (and the batch's items)
   are checked and before the leases are checked to be live, if the effective
-  hold is above 0.
+  hold is above 0 or ``client_block`` is set.
 
 Nothing else reads it (``stats()``, ``lookup()`` and the rest never do).
 """
@@ -52,6 +57,15 @@ class Policy:
     clock: Callable[[], Any] | None
     order: str
     seed: int | None
+    client_quota: int | None = None
+    paired: bool = False
+    client_block: int | None = None
+    event_queue: int = 65536
+
+    @property
+    def tracks_clients(self) -> bool:
+        """Whether the pool keeps a state per client."""
+        return self.client_quota is not None or self.paired or self.client_block is not None
 
 
 def _is_real(value: Any) -> bool:
@@ -67,10 +81,27 @@ def _finite(value: int | float) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def policy(hold_down: Any, clock: Any, order: Any, seed: Any) -> Policy:
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def policy(
+    hold_down: Any,
+    clock: Any,
+    order: Any,
+    seed: Any,
+    client_quota: Any = None,
+    paired: Any = False,
+    client_block: Any = None,
+    event_queue: Any = 65536,
+    *,
+    ports_per_ip: int = 65535,
+) -> Policy:
     """Validate the policy arguments (see the module docstring for the order)."""
     hold_down = 0.0 if hold_down is None else hold_down
     order = "fifo" if order is None else order
+    paired = False if paired is None else paired
+    event_queue = 65536 if event_queue is None else event_queue
     if not _is_real(hold_down):
         raise TypeError(f"hold_down must be int or float, not {type(hold_down).__name__}")
     hold = _finite(hold_down)
@@ -82,9 +113,32 @@ def policy(hold_down: Any, clock: Any, order: Any, seed: Any) -> Policy:
         raise TypeError(f"order must be str, not {type(order).__name__}")
     if order not in ORDERS:
         raise PoolConfigError("order", f"{order!r} is not one of 'fifo', 'lifo', 'random'")
-    if seed is not None and not (isinstance(seed, int) and not isinstance(seed, bool)):
+    if seed is not None and not _is_int(seed):
         raise TypeError(f"seed must be int or None, not {type(seed).__name__}")
-    return Policy(hold, clock, order, None if seed is None else seed & MASK64)
+    if client_quota is not None and not _is_int(client_quota):
+        raise TypeError(f"client_quota must be int or None, not {type(client_quota).__name__}")
+    if client_quota is not None and client_quota < 1:
+        raise PoolConfigError("client_quota", f"{client_quota} is less than 1")
+    if not isinstance(paired, bool):
+        raise TypeError(f"paired must be bool, not {type(paired).__name__}")
+    if client_block is not None and not _is_int(client_block):
+        raise TypeError(f"client_block must be int or None, not {type(client_block).__name__}")
+    if client_block is not None and not 1 <= client_block <= ports_per_ip:
+        raise PoolConfigError("client_block", f"{client_block} is outside 1..{ports_per_ip} (the ports of one IP)")
+    if not _is_int(event_queue):
+        raise TypeError(f"event_queue must be int, not {type(event_queue).__name__}")
+    if event_queue < 0:
+        raise PoolConfigError("event_queue", f"{event_queue} is less than 0")
+    return Policy(
+        hold,
+        clock,
+        order,
+        None if seed is None else seed & MASK64,
+        None if client_quota is None else min(client_quota, MASK64),
+        paired,
+        client_block,
+        min(event_queue, MASK64),
+    )
 
 
 def parse_hold(hold: Any, default: float) -> float:

@@ -14,6 +14,8 @@ creating or deleting a subpool, see ``docs/design.md``):
   but keeps its block out of use until the hold ends (``held.py``); held
   blocks count against ``capacity``. The clock is read at fixed points
   (``policy.py``).
+* Leases for a client (``client=``) follow ``clients.py``: quotas, paired
+  IPs, port blocks (subpools reserved for one client) and the block log.
 * With no free block, a subpool is created (if the blocks in subpools are
   below ``capacity``); after any successful allocation that leaves
   ``free_blocks <= grow_threshold``, one more subpool is created.
@@ -37,8 +39,9 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
-from natpool.errors import ArgumentError, LeaseError, PoolExhausted
-from natpool.records import Interval, PoolStats, Subpool
+from natpool.errors import ArgumentError, LeaseError, PoolExhausted, QuotaExceeded
+from natpool.records import BlockEvent, Interval, PoolStats, Subpool
+from natpool.reference.clients import Clients, carve, find_run
 from natpool.reference.config import ControlBlock, control_block, ip_str, parse_ip
 from natpool.reference.held import HeldQueue
 from natpool.reference.interval_list import IntervalList
@@ -85,13 +88,14 @@ class Lease:
 
 
 class _LeaseContext:
-    def __init__(self, pool: Pool, data: Any) -> None:
+    def __init__(self, pool: Pool, data: Any, client: Any) -> None:
         self._pool = pool
         self._data = data
+        self._client = client
         self._lease: Lease | None = None
 
     def __enter__(self) -> Lease:
-        self._lease = self._pool.allocate(self._data)
+        self._lease = self._pool.allocate(self._data, client=self._client)
         return self._lease
 
     def __exit__(
@@ -130,6 +134,10 @@ class Pool:
         clock: Callable[[], float] | None = None,
         order: str = "fifo",
         seed: int | None = None,
+        client_quota: int | None = None,
+        paired: bool = False,
+        client_block: int | None = None,
+        event_queue: int = 65536,
     ) -> None:
         # None for ports or grow_threshold means the default, as in the Rust binding.
         ports = (1024, 65535) if ports is None else ports
@@ -137,11 +145,24 @@ class Pool:
         self._cb: ControlBlock = control_block(
             name, first_ip, last_ip, netmask, initial_blocks, max_blocks, ports, subpool_blocks, grow_threshold
         )
-        self._policy: Policy = policy(hold_down, clock, order, seed)
+        self._policy: Policy = policy(
+            hold_down,
+            clock,
+            order,
+            seed,
+            client_quota,
+            paired,
+            client_block,
+            event_queue,
+            ports_per_ip=self._cb.ports_per_ip,
+        )
         self._intervals = IntervalList(self._cb.address_count)
         self._memory_pool: MainPoolHeader | None = None  # MPA: NULL until the first allocate()
         self._live = 0
         self._held = HeldQueue()
+        self._clients = Clients(self._policy.event_queue)
+        self._now: float | None = None
+        """The clock's value read by the call in progress (None: it did not read it)."""
         self._rng: SplitMix64 | None = None
         if order == "random":
             self._rng = SplitMix64(entropy_seed() if self._policy.seed is None else self._policy.seed)
@@ -160,6 +181,10 @@ class Pool:
     capacity = property(lambda self: self._cb.capacity)
     hold_down = property(lambda self: self._policy.hold_down)
     order = property(lambda self: self._policy.order)
+    client_quota = property(lambda self: self._policy.client_quota)
+    paired = property(lambda self: self._policy.paired)
+    client_block = property(lambda self: self._policy.client_block)
+    event_queue = property(lambda self: self._policy.event_queue)
 
     def __len__(self) -> int:
         return self._live
@@ -174,66 +199,217 @@ class Pool:
     def _free_blocks(self) -> int:
         return self._blocks() - self._live - len(self._held)
 
-    def _exhausted(self, asked: int, now: float | None) -> PoolExhausted:
-        left = self.capacity - self._live - len(self._held)
+    def _shared_free(self) -> int:
+        """Free blocks of shared subpools (not a client's port blocks)."""
+        return 0 if self._memory_pool is None else sum(int(s.free) for s in self._memory_pool.shared())
+
+    def _shared_room(self) -> int:
+        """Leases a shared allocation may still get: shared free blocks and blocks not yet made."""
+        return self._shared_free() + self._cb.capacity - self._blocks()
+
+    def _exhausted(self, asked: int) -> PoolExhausted:
+        left = self._shared_room()
         message = f"pool {self.name!r} has {left} of {self.capacity} addresses left, {asked} asked"
-        if self._held and now is not None:
+        if self._held and self._now is not None:
             end = self._held.first_end()
-            message += f"; {len(self._held)} held, the first hold ends at {end!r} (in {end - now:.3f} s)"
+            message += f"; {len(self._held)} held, the first hold ends at {end!r} (in {end - self._now:.3f} s)"
         return PoolExhausted(message)
 
-    def _release_due_holds(self) -> float | None:
-        """An allocation call's first step: read the clock if anything is held, release what is due."""
-        if not self._held:
-            return None
-        now = read_clock(self._policy.clock)
+    def _begin(self, client: Any) -> None:
+        """An allocation call's first step: read the clock if anything is held (or, with
+        ``client_block``, for a client; see policy.py), then release the holds that ended."""
+        self._now = None
+        if not (self._held or (self._policy.client_block is not None and client is not None)):
+            return
+        now = self._now = read_clock(self._policy.clock)
         for _end, _sequence, subpool, offset in self._held.due(now):
+            block = subpool.blocks[offset]
+            client_of_block, block.client = block.client, None
+            if client_of_block is not None:
+                self._clients.states[client_of_block].held -= 1
             self._return_block(subpool, offset)
-        return now
+            if client_of_block is not None:
+                self._clients.tidy(client_of_block)
 
-    def allocate(self, data: Any = None) -> Lease:
-        """Lease a free client NAT address; ``PoolExhausted`` when every address is live or held."""
-        now = self._release_due_holds()
-        if self._live + len(self._held) == self.capacity:
-            raise self._exhausted(1, now)
-        return self._take(data)
+    def _tracks(self, client: Any) -> bool:
+        """Whether this allocation is a client's (and the pool keeps client states)."""
+        if client is None:
+            return False
+        hash(client)  # TypeError for an unhashable client, before anything else
+        return self._policy.tracks_clients
 
-    def _take(self, data: Any) -> Lease:
-        if self._free_blocks() == 0:
+    def allocate(self, data: Any = None, *, client: Any = None) -> Lease:
+        """Lease a free client NAT address; ``PoolExhausted`` when every address is live or held
+        (``QuotaExceeded`` past the client's quota)."""
+        tracked = self._tracks(client)
+        self._begin(client)
+        if not tracked:
+            if self._shared_room() == 0:
+                raise self._exhausted(1)
+            return self._take(data)
+        self._check_quota(client, 1)
+        if self._policy.client_block is not None:
+            self._check_blocks(client, 1)
+            return self._take_from_blocks(client, data)
+        if self._shared_room() == 0:
+            raise self._exhausted(1)
+        return self._take(data, client)
+
+    def _take(self, data: Any, client: Any = None) -> Lease:
+        """A lease from a shared subpool (paired: on the client's IP while it can), then the threshold rule."""
+        subpool = None
+        if self._policy.paired and client is not None and self._memory_pool is not None:
+            state = self._clients.states.get(client)
+            if state is not None and state.ip is not None:
+                subpool = self._memory_pool.with_free_block(state.ip)
+        if subpool is None:
+            if self._shared_free() == 0:
+                self._create_subpool()
+            assert self._memory_pool is not None
+            subpool = self._memory_pool.with_free_block()
+            assert subpool is not None
+        lease = self._occupy(subpool, data, client)
+        if self._shared_free() <= self._cb.grow_threshold and self._blocks() < self.capacity:
             self._create_subpool()
-        assert self._memory_pool is not None
-        subpool = self._memory_pool.with_free_block()
-        assert subpool is not None
+        return lease
+
+    def _occupy(self, subpool: SubpoolHeader, data: Any, client: Any) -> Lease:
+        """Take a block of ``subpool`` in the reuse order and make it a live lease."""
         offset = subpool.pop()
         block = subpool.blocks[offset]
         block.live, block.data = True, data
         self._live += 1
-        if self._free_blocks() <= self._cb.grow_threshold and self._blocks() < self.capacity:
-            self._create_subpool()
+        if client is not None:
+            block.client = client
+            state = self._clients.state(client)
+            state.live += 1
+            if self._policy.paired:
+                state.ip = block.ip
         return Lease(self, _handle(block.generation, subpool.id, offset), block.ip, block.port, data)
 
-    def allocate_many(self, n: int) -> list[Lease]:
+    def allocate_many(self, n: int, *, client: Any = None) -> list[Lease]:
         """Lease ``n`` addresses (``data=None``), all or nothing."""
         if not isinstance(n, int) or isinstance(n, bool):
             raise TypeError(f"n must be int, not {type(n).__name__}")
         if n < 0:
             raise ArgumentError(f"n: {n} is negative")
-        now = self._release_due_holds()
-        if n > self.capacity - self._live - len(self._held):
-            raise self._exhausted(n, now)
-        return [self._take(None) for _ in range(n)]
+        tracked = self._tracks(client)
+        self._begin(client)
+        if not tracked:
+            if n > self._shared_room():
+                raise self._exhausted(n)
+            return [self._take(None) for _ in range(n)]
+        self._check_quota(client, n)
+        if self._policy.client_block is not None:
+            self._check_blocks(client, n)
+            return [self._take_from_blocks(client, None) for _ in range(n)]
+        if n > self._shared_room():
+            raise self._exhausted(n)
+        return [self._take(None, client) for _ in range(n)]
 
-    def lease(self, data: Any = None) -> _LeaseContext:
+    def lease(self, data: Any = None, *, client: Any = None) -> _LeaseContext:
         """A context manager that allocates on entry and frees on exit."""
-        return _LeaseContext(self, data)
+        if client is not None:
+            hash(client)
+        return _LeaseContext(self, data, client)
+
+    # -- clients: quotas and port blocks (clients.py) ------------------------------------
+    def _check_quota(self, client: Any, asked: int) -> None:
+        quota = self._policy.client_quota
+        live, held = self._clients.counts(client)
+        if quota is not None and live + held + asked > quota:
+            raise QuotaExceeded(
+                f"client {client!r} of pool {self.name!r} has {live} live and {held} held leases "
+                f"of its quota {quota}, {asked} asked"
+            )
+
+    def _free_in_blocks(self, client: Any) -> int:
+        state = self._clients.states.get(client)
+        return 0 if state is None else sum(s.free for s in state.blocks)
+
+    def _check_blocks(self, client: Any, asked: int) -> None:
+        """``PoolExhausted`` unless the client's blocks, and the blocks it would be assigned, hold ``asked`` leases."""
+        k = self._policy.client_block
+        assert k is not None
+        missing = asked - self._free_in_blocks(client)
+        if missing > 0 and self._plan_blocks(client, -(-missing // k)) is None:
+            raise PoolExhausted(
+                f"pool {self.name!r} has no room for {-(-missing // k)} more port block(s) of {k} addresses "
+                f"for client {client!r}"
+            )
+
+    def _plan_blocks(self, client: Any, count: int) -> list[int] | None:
+        """Where ``count`` new blocks of the client would go, one after the other (clients.py), or None."""
+        k = self._policy.client_block
+        assert k is not None
+        if self._blocks() + count * k > self.capacity:
+            return None
+        per_ip = self._cb.ports_per_ip
+        free = [(e.first, e.count) for e in self._intervals if e.subpool is None]
+        state = self._clients.states.get(client)
+        ip = state.blocks[-1].interval.first // per_ip if state is not None and state.blocks else None
+        plan = []
+        for _ in range(count):
+            first = None if ip is None else find_run(free, k, per_ip, ip)
+            if first is None:
+                first = find_run(free, k, per_ip, None)
+            if first is None:
+                return None
+            plan.append(first)
+            ip = first // per_ip
+            free = carve(free, first, k)
+        return plan
+
+    def _take_from_blocks(self, client: Any, data: Any) -> Lease:
+        """A lease from the client's lowest-id block with a free block, assigning a block if none has one."""
+        state = self._clients.states.get(client)
+        candidates = [] if state is None else [s for s in state.blocks if s.free > 0]
+        subpool = min(candidates, key=lambda s: s.id, default=None)
+        if subpool is None:
+            plan = self._plan_blocks(client, 1)
+            assert plan is not None, "checked by the caller"
+            subpool = self._assign_block(client, plan[0])
+        return self._occupy(subpool, data, client)
+
+    def _assign_block(self, client: Any, first: int) -> SubpoolHeader:
+        k = self._policy.client_block
+        assert k is not None
+        if self._memory_pool is None:
+            self._memory_pool = MainPoolHeader()
+        memory_pool = self._memory_pool
+        element = self._intervals.owner_of(first)
+        ident = memory_pool.next_id()
+        generation = memory_pool.generation_floor.get(ident, 0)
+        blocks = [ConnectionBlock(*self._cb.address(first + i), generation) for i in range(k)]
+        subpool = SubpoolHeader(ident, element, blocks, free_blocks=free_blocks(self._policy.order, k, self._rng))
+        subpool.owner = client
+        subpool.interval = self._intervals.assign_range(element, first, k, subpool)
+        memory_pool.subpools[ident] = subpool
+        memory_pool.blocks += k
+        self._clients.state(client).blocks.append(subpool)
+        self._log("assigned", client, first, k)
+        return subpool
+
+    def _release_block(self, subpool: SubpoolHeader) -> None:
+        """A client's block is all free: release it (its addresses go back to the free intervals)."""
+        self._clients.states[subpool.owner].blocks.remove(subpool)
+        self._log("released", subpool.owner, subpool.interval.first, len(subpool.blocks))
+        self._delete_subpool(subpool)
+
+    def _log(self, kind: str, client: Any, first: int, count: int) -> None:
+        assert self._now is not None, "the call that changes a port block read the clock"
+        self._clients.log(BlockEvent(self._now, kind, client, *self._record_bounds(first, count)))
+
+    def events(self) -> list[BlockEvent]:
+        """The port blocks assigned and released since the last call, oldest first."""
+        return self._clients.drain()
 
     def _create_subpool(self) -> None:
         if self._memory_pool is None:
             self._memory_pool = MainPoolHeader()
-            wanted = self._cb.initial_blocks
-        else:
-            wanted = self._cb.subpool_blocks
         memory_pool = self._memory_pool
+        wanted = self._cb.subpool_blocks if memory_pool.shared_created else self._cb.initial_blocks
+        memory_pool.shared_created = True
         element = self._intervals.first_free()
         assert element is not None
         count = min(wanted, element.count, self.capacity - memory_pool.blocks)
@@ -277,8 +453,12 @@ class Pool:
         return subpool, offset
 
     def _hold_end(self, seconds: float) -> float | None:
-        """When a hold of ``seconds`` taken now ends (reads the clock), or None for no hold."""
-        return read_clock(self._policy.clock) + seconds if seconds > 0 else None
+        """When a hold of ``seconds`` taken now ends, or None for no hold. Reads the clock for a
+        hold, and with ``client_block`` (a port block may be released)."""
+        self._now = None
+        if seconds > 0 or self._policy.client_block is not None:
+            self._now = read_clock(self._policy.clock)
+        return self._now + seconds if self._now is not None and seconds > 0 else None
 
     def free(self, lease_or_handle: Lease | int, *, hold: float | None = None) -> None:
         """Return a live lease, held for ``hold`` seconds (None: ``hold_down``) before reuse;
@@ -313,15 +493,31 @@ class Pool:
         block.live, block.data = False, None
         block.generation = (block.generation + 1) & GENERATION_MASK
         self._live -= 1
+        client = block.client
+        if client is not None:
+            state = self._clients.states[client]
+            state.live -= 1
+            state.held += end is not None
         if end is None:
+            block.client = None
             self._return_block(subpool, offset)
         else:
             self._held.hold(end, subpool, offset)
+        if client is not None:
+            self._clients.tidy(client)
 
     def _return_block(self, subpool: SubpoolHeader, offset: int) -> None:
-        """Give a block back to its subpool's free blocks, then apply the deletion rule."""
+        """Give a block back to its subpool's free blocks, then apply the deletion rule
+        (a port block: released when all free; a shared subpool: the keep rule)."""
         subpool.push(offset)
-        if subpool.free == len(subpool.blocks) and self._blocks() - subpool.free >= self._cb.initial_blocks:
+        if subpool.free != len(subpool.blocks):
+            return
+        if subpool.owner is not None:
+            self._release_block(subpool)
+            return
+        assert self._memory_pool is not None
+        shared_blocks = sum(len(s.blocks) for s in self._memory_pool.shared())
+        if shared_blocks - subpool.free >= self._cb.initial_blocks:
             self._delete_subpool(subpool)
 
     # -- lookup and introspection --------------------------------------------------------
@@ -366,6 +562,7 @@ class Pool:
                 len(e.subpool.blocks),
                 e.subpool.free,
                 e.subpool.held,
+                e.subpool.owner,
             )
             for e in self._intervals
             if e.subpool is not None
@@ -383,4 +580,5 @@ class Pool:
             address_count=self.address_count,
             capacity=self.capacity,
             held=len(self._held),
+            events_dropped=self._clients.dropped,
         )

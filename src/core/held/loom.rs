@@ -1,7 +1,7 @@
 //! loom models of hold-down (`src/core/held.rs`) in a tiny pool: a free
 //! with a hold racing with an allocation that releases due holds, a lookup
 //! that completes a held release, and `len()` while holds come and go. The
-//! times are passed explicitly (`allocate_at`, `free_until`): the clock is
+//! times are passed explicitly (`allocate_at`, `free_at`): the clock is
 //! not what is checked. Run with `make loom`.
 
 use std::collections::HashSet;
@@ -21,6 +21,15 @@ fn pool(capacity: u16, order: Order) -> Arc<Pool<u64>> {
         .order(order)
         .seed(1);
     Arc::new(Pool::new(spec.build().unwrap()))
+}
+
+/// Free `handle` with a hold ending at `end` (a hold of 1 s taken at `end - 1`).
+fn free_until(
+    pool: &Pool<u64>,
+    handle: crate::core::Handle,
+    end: f64,
+) -> Result<Option<u64>, Error> {
+    pool.free_at(handle, 1.0, Some(end - 1.0))
 }
 
 /// The pool's counters agree with the leases we hold and the held count.
@@ -48,9 +57,9 @@ fn a_free_with_a_hold_races_with_an_allocation_releasing_due_holds() {
             let pool = pool(3, order);
             let a = pool.allocate_at(1, None).unwrap();
             let b = pool.allocate_at(2, None).unwrap();
-            assert_eq!(pool.free_until(a.handle, Some(0.0)).unwrap(), Some(1));
+            assert_eq!(free_until(&pool, a.handle, 0.0).unwrap(), Some(1));
             let allocator = spawn_with(&pool, |pool| pool.allocate_at(3, Some(1.0)).unwrap());
-            let freer = spawn_with(&pool, move |pool| pool.free_until(b.handle, Some(b_end)));
+            let freer = spawn_with(&pool, move |pool| free_until(pool, b.handle, b_end));
             let c = allocator.join().unwrap();
             assert_eq!(freer.join().unwrap().unwrap(), Some(2));
             let b_held = pool.held();
@@ -80,7 +89,7 @@ fn a_lookup_completes_a_held_release() {
         let reader = spawn_with(&pool, move |pool| {
             pool.lookup_with(x.ip, x.port, |lease, data| (lease, *data))
         });
-        let freed = pool.free_until(x.handle, Some(5.0)).unwrap();
+        let freed = free_until(&pool, x.handle, 5.0).unwrap();
         let (seen, released) = reader.join().unwrap();
         if let Some(seen) = seen {
             assert_eq!(seen, (x, 7));
@@ -108,7 +117,7 @@ fn len_counts_every_live_lease_while_holds_come_and_go() {
         let p = pool.allocate_at(1, None).unwrap();
         let churn = spawn_with(&pool, |pool| {
             let y = pool.allocate_at(2, None).unwrap();
-            pool.free_until(y.handle, Some(0.0)).unwrap();
+            free_until(pool, y.handle, 0.0).unwrap();
             pool.allocate_at(3, Some(1.0)).unwrap()
         });
         let reader = spawn_with(&pool, |pool| {

@@ -19,7 +19,7 @@ use crate::core::error::Error;
 use crate::core::free_list::{Reserve, CHAIN};
 use crate::core::handle::Handle;
 use crate::core::policy::check_hold;
-use crate::core::pool::{Lease, Pool};
+use crate::core::pool::{Ended, Lease, Pool};
 use crate::core::subpool::Subpool;
 use crate::core::sync::{Arc, AtomicArc, Ordering};
 
@@ -36,26 +36,37 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// nothing held and did not read the clock).
     pub(crate) fn allocate_at(&self, data: T, now: Option<f64>) -> Result<Lease, Error> {
         self.release_due(now);
-        let lease = self.take_block(data, now)?;
+        let lease = self.take_block(data, now, None)?;
         self.grow_if_below_threshold();
         Ok(lease)
     }
 
     /// Return the held blocks whose hold ended by `now`, earliest first, as
     /// frees without a hold would.
-    fn release_due(&self, now: Option<f64>) {
+    pub(super) fn release_due(&self, now: Option<f64>) {
         let Some(now) = now else { return };
+        self.note_time(now);
         let mut due = Vec::new();
         self.held.due(now, &mut due);
         for entry in due {
             self.return_blocks(&entry.subpool, &[entry.offset]);
+            if self.tracks_clients() {
+                self.clients_ended(&entry.subpool, &[entry.offset], Ended::HoldOver, Some(now));
+            }
         }
     }
 
-    fn take_block(&self, data: T, now: Option<f64>) -> Result<Lease, Error> {
+    /// A block from the lowest-id shared subpool with a free block, for
+    /// `client` (recorded in the block with client settings).
+    pub(super) fn take_block(
+        &self,
+        data: T,
+        now: Option<f64>,
+        client: Option<u64>,
+    ) -> Result<Lease, Error> {
         self.with_reserved(1, now, |subpool, _| {
             let offset = subpool.free.pop(&self.rng);
-            Self::occupy(subpool, offset, data)
+            Self::occupy(subpool, offset, data, client)
         })
     }
 
@@ -75,7 +86,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             out.extend(
                 offsets
                     .iter()
-                    .map(|&offset| Self::occupy(subpool, offset, data())),
+                    .map(|&offset| Self::occupy(subpool, offset, data(), None)),
             );
         })
     }
@@ -106,11 +117,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             };
             match subpool.free.reserve_up_to(want) {
                 Reserve::Taken { count, last } => {
-                    self.taken.fetch_add(count, Ordering::AcqRel);
-                    self.live.fetch_add(count, Ordering::AcqRel);
-                    if last {
-                        self.refresh(id);
-                    }
+                    self.reserved(subpool, count, last);
                     return Ok(take(subpool, count));
                 }
                 Reserve::Empty | Reserve::Closed => self.refresh(id),
@@ -118,9 +125,23 @@ impl<T: Default + Send + Sync> Pool<T> {
         }
     }
 
-    /// Make the popped block `offset` live with `data`.
+    /// Count `count` blocks just reserved in `subpool` (`last`: it has no
+    /// free block left), before they are published.
     #[inline]
-    fn occupy(subpool: &Subpool<T>, offset: u32, data: T) -> Lease {
+    pub(super) fn reserved(&self, subpool: &Subpool<T>, count: u64, last: bool) {
+        self.taken.fetch_add(count, Ordering::AcqRel);
+        self.live.fetch_add(count, Ordering::AcqRel);
+        if subpool.owner.is_some() {
+            self.client_taken.fetch_add(count, Ordering::AcqRel);
+        } else if last {
+            self.refresh(subpool.id);
+        }
+    }
+
+    /// Make the popped block `offset` live with `data`, for `client`.
+    #[inline]
+    pub(super) fn occupy(subpool: &Subpool<T>, offset: u32, data: T, client: Option<u64>) -> Lease {
+        subpool.set_client(offset, client);
         let block = &subpool.blocks[offset as usize];
         // SAFETY: `offset` was just popped from the free list after a
         // reservation, so this thread alone owns the block.
@@ -132,13 +153,15 @@ impl<T: Default + Send + Sync> Pool<T> {
         }
     }
 
-    /// Re-derive the availability bit of `id` from its subpool's count.
+    /// Re-derive the availability bit of `id` from its subpool's count
+    /// (shared subpools only: a port block is never in the map).
     pub(super) fn refresh(&self, id: u32) {
         self.availability.clear(id);
-        let has_free = self
-            .slots
-            .get(id as usize)
-            .is_some_and(|slot| slot.load().as_ref().is_some_and(|s| s.free.has_free()));
+        let has_free = self.slots.get(id as usize).is_some_and(|slot| {
+            slot.load()
+                .as_ref()
+                .is_some_and(|s| s.owner.is_none() && s.free.has_free())
+        });
         if has_free {
             self.availability.set(id);
         }
@@ -153,23 +176,35 @@ impl<T: Default + Send + Sync> Pool<T> {
 
     /// Free the lease `handle`, holding its block for `seconds` (finite,
     /// `>= 0`; 0: no hold) before any allocation may return it. Reads the
-    /// clock when `seconds > 0`.
+    /// clock when `seconds > 0` (or with port blocks, see
+    /// [`now_for_free`](Self::now_for_free)).
     pub fn free_with_hold(&self, handle: Handle, seconds: f64) -> Result<Option<T>, Error> {
-        let end = self.hold_end(seconds)?;
-        self.free_until(handle, end)
+        let seconds = check_hold(seconds)?;
+        let now = self.now_for_free(seconds)?;
+        self.free_at(handle, seconds, now)
     }
 
-    /// When a hold of `seconds` taken now ends (`None`: no hold).
-    fn hold_end(&self, seconds: f64) -> Result<Option<f64>, Error> {
-        if check_hold(seconds)? > 0.0 {
-            Ok(Some(self.clock.now()? + seconds))
+    /// The clock's time for a free call with a hold of `seconds`: read when
+    /// the hold is above 0 or the pool has port blocks (a block may be
+    /// released), as the reference model specifies; else `None`.
+    pub(crate) fn now_for_free(&self, seconds: f64) -> Result<Option<f64>, Error> {
+        if seconds > 0.0 || self.config.client_block().is_some() {
+            self.clock.now().map(Some)
         } else {
             Ok(None)
         }
     }
 
-    /// Free the lease `handle`; with `end`, hold its block until then.
-    pub(crate) fn free_until(&self, handle: Handle, end: Option<f64>) -> Result<Option<T>, Error> {
+    /// Free the lease `handle` at time `now` (read by the caller as
+    /// [`now_for_free`](Self::now_for_free) says), holding its block for
+    /// `seconds` after `now`.
+    pub(crate) fn free_at(
+        &self,
+        handle: Handle,
+        seconds: f64,
+        now: Option<f64>,
+    ) -> Result<Option<T>, Error> {
+        let end = hold_end(seconds, now);
         let not_live = || self.not_live(handle);
         let (generation, id, offset) = handle.parts().ok_or_else(not_live)?;
         let slot = self.slots.get(id as usize).ok_or_else(not_live)?.load();
@@ -181,12 +216,23 @@ impl<T: Default + Send + Sync> Pool<T> {
             Release::NotLive => Err(not_live()),
             Release::Deferred => Ok(None),
             Release::Done(data) => {
-                if end.is_none() {
-                    self.return_blocks(subpool, &[offset]);
-                }
-                self.live.fetch_sub(1, Ordering::AcqRel);
+                self.ended(subpool, &[offset], end.is_some(), now);
                 Ok(Some(data))
             }
+        }
+    }
+
+    /// Leases of `subpool` ended (their blocks released): return the blocks
+    /// unless `held`, uncount the leases, and update their clients.
+    #[inline]
+    fn ended(&self, subpool: &Arc<Subpool<T>>, offsets: &[u32], held: bool, now: Option<f64>) {
+        if !held {
+            self.return_blocks(subpool, offsets);
+        }
+        self.live.fetch_sub(offsets.len() as u64, Ordering::AcqRel);
+        if self.tracks_clients() {
+            let how = if held { Ended::Held } else { Ended::Freed };
+            self.clients_ended(subpool, offsets, how, now);
         }
     }
 
@@ -208,12 +254,18 @@ impl<T: Default + Send + Sync> Pool<T> {
     }
 
     /// Put blocks of one subpool back (in the order given, as single frees
-    /// would), uncount them from `taken`, and apply the deletion rule. (The
-    /// callers that end leases lower `live` themselves; a hold's end does not.)
+    /// would), uncount them from `taken`, and apply the deletion rule to a
+    /// shared subpool (a port block's release is `clients_ended`'s). The
+    /// callers that end leases lower `live` themselves; a hold's end does not.
     #[inline]
     fn return_blocks(&self, subpool: &Arc<Subpool<T>>, offsets: &[u32]) {
         let count = offsets.len() as u64;
         let available = subpool.free.push_many(offsets);
+        if subpool.owner.is_some() {
+            self.client_taken.fetch_sub(count, Ordering::AcqRel);
+            self.taken.fetch_sub(count, Ordering::AcqRel);
+            return;
+        }
         if available == count {
             self.availability.set(subpool.id); // the count left zero
         }
@@ -241,8 +293,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         now: Option<f64>,
     ) -> Result<Vec<Lease>, Error> {
         self.release_due(now);
-        let taken = self.taken.load(Ordering::Acquire);
-        if n > self.config.capacity().saturating_sub(taken) {
+        if n > self.shared_room() {
             return Err(self.exhausted(n, now));
         }
         let mut leases = Vec::new();
@@ -258,7 +309,7 @@ impl<T: Default + Send + Sync> Pool<T> {
                 // Another thread took the rest: give back what we took
                 // (without a hold: these leases were never handed out).
                 for lease in leases.iter().rev() {
-                    let _ = self.free_until(lease.handle, None);
+                    let _ = self.free_at(lease.handle, 0.0, None);
                 }
                 return Err(error);
             }
@@ -295,26 +346,29 @@ impl<T: Default + Send + Sync> Pool<T> {
     }
 
     /// [`free_many`](Self::free_many), holding the blocks for `seconds`
-    /// (one clock read for the batch when `seconds > 0`).
+    /// (one clock read for the batch, as for one free).
     pub fn free_many_with_hold(
         &self,
         handles: &[Handle],
         seconds: f64,
         released: &mut Vec<T>,
     ) -> Result<(), Error> {
-        let end = self.hold_end(seconds)?;
-        self.free_many_until(handles, end, released)
+        let seconds = check_hold(seconds)?;
+        let now = self.now_for_free(seconds)?;
+        self.free_many_at(handles, seconds, now, released)
     }
 
-    /// [`free_many`](Self::free_many); with `end`, hold the blocks until then.
-    pub(crate) fn free_many_until(
+    /// [`free_many`](Self::free_many) at time `now`, holding the blocks for
+    /// `seconds` after it (see [`free_at`](Self::free_at)).
+    pub(crate) fn free_many_at(
         &self,
         handles: &[Handle],
-        end: Option<f64>,
+        seconds: f64,
+        now: Option<f64>,
         released: &mut Vec<T>,
     ) -> Result<(), Error> {
         self.check_batch(handles)?;
-        self.free_checked(handles, end, released)
+        self.free_checked(handles, hold_end(seconds, now), now, released)
     }
 
     /// The freeing part of [`free_many`](Self::free_many), after its check.
@@ -322,13 +376,14 @@ impl<T: Default + Send + Sync> Pool<T> {
         &self,
         handles: &[Handle],
         end: Option<f64>,
+        now: Option<f64>,
         released: &mut Vec<T>,
     ) -> Result<(), Error> {
         released.reserve(handles.len());
         let mut offsets = Vec::new();
         let mut first_error = None;
         for run in handles.chunk_by(|a, b| subpool_of(a) == subpool_of(b)) {
-            if let Err(error) = self.free_run(run, end, released, &mut offsets) {
+            if let Err(error) = self.free_run(run, end, now, released, &mut offsets) {
                 first_error = first_error.or(Some(error));
             }
         }
@@ -378,6 +433,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         &self,
         run: &[Handle],
         end: Option<f64>,
+        now: Option<f64>,
         released: &mut Vec<T>,
         offsets: &mut Vec<u32>,
     ) -> Result<(), Error> {
@@ -389,7 +445,6 @@ impl<T: Default + Send + Sync> Pool<T> {
             .ok_or_else(|| self.not_live(run[0]))?;
         offsets.clear();
         let mut first_error = None;
-        let mut ended = 0;
         for handle in run {
             let (generation, _, offset) = handle.parts().expect("in a run of valid handles");
             let outcome = if (offset as usize) < subpool.blocks.len() {
@@ -402,18 +457,12 @@ impl<T: Default + Send + Sync> Pool<T> {
                 Release::Deferred => {}
                 Release::Done(data) => {
                     released.push(data);
-                    ended += 1;
-                    if end.is_none() {
-                        offsets.push(offset);
-                    }
+                    offsets.push(offset);
                 }
             }
         }
         if !offsets.is_empty() {
-            self.return_blocks(subpool, offsets);
-        }
-        if ended > 0 {
-            self.live.fetch_sub(ended, Ordering::AcqRel);
+            self.ended(subpool, offsets, end.is_some(), now);
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -453,14 +502,19 @@ impl<T: Default + Send + Sync> Pool<T> {
             Some((result, Some(Completed { data, hold }))) => {
                 if hold {
                     self.held.complete_deferred(subpool, offset);
-                } else {
-                    self.return_blocks(subpool, &[offset]);
                 }
-                self.live.fetch_sub(1, Ordering::AcqRel);
+                // A lookup reads no clock: a port block this releases is
+                // logged at the last time the pool saw.
+                self.ended(subpool, &[offset], hold, Some(self.last_time()));
                 (Some(result), Some(data))
             }
         }
     }
+}
+
+/// When a hold of `seconds` from `now` ends (`None`: no hold).
+fn hold_end(seconds: f64, now: Option<f64>) -> Option<f64> {
+    now.filter(|_| seconds > 0.0).map(|now| now + seconds)
 }
 
 /// The subpool id a handle names, or `None` for a value no handle has.
@@ -509,7 +563,7 @@ mod tests {
         // The race, made deterministic: another thread's free lands now.
         assert_eq!(pool.free(handles[1]).unwrap(), Some(11));
         let mut released = Vec::new();
-        let result = pool.free_checked(&handles, None, &mut released);
+        let result = pool.free_checked(&handles, None, None, &mut released);
         assert!(matches!(result, Err(Error::NotLive(_))));
         assert_eq!(released, vec![10, 12]);
         assert!(pool.is_empty());

@@ -314,3 +314,50 @@ fn a_lease_freed_as_soon_as_it_is_published_was_counted() {
         });
     }
 }
+
+/// A port block: the free of its client's last lease (which releases the
+/// block) races with an allocation for the same client (which may take a
+/// block of it). The allocation ends in a block that still exists and is
+/// the client's; a released block is logged once and gone.
+#[test]
+fn a_port_block_release_races_with_its_clients_allocation() {
+    use crate::core::BlockEventKind;
+    loom::model(|| {
+        let ip = Ipv4Addr::new(10, 0, 0, 1);
+        let spec = PoolSpec::new("loom", ip, ip)
+            .ports(1000, 1001)
+            .initial_blocks(1)
+            .client_block(1)
+            .seed(1);
+        let pool = Arc::new(Pool::<u64>::new(spec.build().unwrap()));
+        let x = pool.allocate_for_at(1, 7, Some(0.0)).unwrap();
+        let freer = spawn_with(&pool, move |pool| pool.free_at(x.handle, 0.0, Some(1.0)));
+        let allocator = spawn_with(&pool, |pool| pool.allocate_for_at(2, 7, Some(1.0)));
+        assert_eq!(freer.join().unwrap().unwrap(), Some(1));
+        let y = allocator.join().unwrap().unwrap();
+        let subpools = pool.subpools();
+        let (_, id, _) = y.handle.parts().unwrap();
+        let home = subpools
+            .iter()
+            .find(|s| s.id == id)
+            .expect("y's block exists");
+        assert_eq!(home.owner, Some(7));
+        assert_eq!(pool.stats().live, 1);
+        let events = pool.events();
+        let assigned = events
+            .iter()
+            .filter(|e| e.kind == BlockEventKind::Assigned)
+            .count();
+        let released: Vec<u64> = events
+            .iter()
+            .filter(|e| e.kind == BlockEventKind::Released)
+            .map(|e| e.first)
+            .collect();
+        assert_eq!(assigned, 1 + released.len(), "{events:?}");
+        for first in released {
+            assert!(subpools.iter().all(|s| s.first != first || s.id == id));
+        }
+        assert_eq!(pool.free(y.handle).unwrap(), Some(2));
+        assert!(pool.subpools().is_empty());
+    });
+}

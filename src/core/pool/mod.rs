@@ -17,6 +17,7 @@
 //!   the keep rule), and the reuse of subpool ids and generations. Only they
 //!   take the writer lock, and the lock-free side never waits for it.
 
+mod clients;
 mod lock_free;
 mod writer;
 
@@ -28,6 +29,7 @@ mod test_hook;
 use std::net::Ipv4Addr;
 
 use crate::core::availability::Availability;
+use crate::core::clients::Clients;
 use crate::core::config::Config;
 use crate::core::error::Error;
 use crate::core::handle::Handle;
@@ -37,7 +39,7 @@ use crate::core::policy::Clock;
 use crate::core::rng::{entropy_seed, SplitMix64};
 use crate::core::segvec::SegVec;
 use crate::core::subpool::Subpool;
-use crate::core::sync::{AtomicArc, AtomicU64, Mutex, Ordering};
+use crate::core::sync::{AtomicArc, AtomicU64, Mutex, MutexGuard, Ordering};
 
 use writer::Writer;
 
@@ -60,6 +62,8 @@ pub struct SubpoolInfo {
     pub free: u64,
     /// Blocks freed with a hold that has not ended.
     pub held: u32,
+    /// The client whose port block this is; `None` for a shared subpool.
+    pub owner: Option<u64>,
 }
 
 /// The pool's counters (see [`Pool::stats`]).
@@ -117,6 +121,27 @@ pub struct Pool<T> {
     /// Draws for `Order::Random` (unused by the other orders).
     rng: SplitMix64,
     clock: Clock,
+    /// Client states and the block log (only with client settings).
+    clients: Mutex<Clients<T>>,
+    /// Blocks in port blocks, and those of them taken: the shared subpools'
+    /// blocks and free blocks are the rest.
+    client_blocks: AtomicU64,
+    client_taken: AtomicU64,
+    events_dropped: AtomicU64,
+    /// The last time a call gave the pool (f64 bits), for a port block a
+    /// lookup's reader releases (it reads no clock).
+    last_time: AtomicU64,
+}
+
+/// How leases ended, for their clients (`clients.rs`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// Freed without a hold: the block is free again.
+    Freed,
+    /// Freed with a hold: the block is held.
+    Held,
+    /// A held block's hold ended: it is free again.
+    HoldOver,
 }
 
 impl<T: Default + Send + Sync> Pool<T> {
@@ -139,6 +164,11 @@ impl<T: Default + Send + Sync> Pool<T> {
             held: Held::new(),
             rng: SplitMix64::new(config.seed().unwrap_or_else(entropy_seed)),
             clock,
+            clients: Mutex::new(Clients::new(config.event_queue())),
+            client_blocks: AtomicU64::new(0),
+            client_taken: AtomicU64::new(0),
+            events_dropped: AtomicU64::new(0),
+            last_time: AtomicU64::new(0f64.to_bits()),
             config,
         }
     }
@@ -166,13 +196,65 @@ impl<T: Default + Send + Sync> Pool<T> {
         self.held.count()
     }
 
-    /// The clock's time if any block is held: an allocation call reads the
-    /// clock then, and only then (the reference model's rule).
+    /// The clock's time if any block is held: an allocation call without a
+    /// client reads the clock then, and only then (the reference model's rule).
     pub(crate) fn now_if_held(&self) -> Result<Option<f64>, Error> {
-        if self.held() == 0 {
+        self.now_for_allocation(false)
+    }
+
+    /// Whether an allocation call reads the clock: if any block is held, or
+    /// (port blocks) it is for a client.
+    pub(crate) fn allocation_reads_clock(&self, for_client: bool) -> bool {
+        self.held() > 0 || (for_client && self.config.client_block().is_some())
+    }
+
+    /// The clock's time for an allocation call, if it reads it.
+    pub(crate) fn now_for_allocation(&self, for_client: bool) -> Result<Option<f64>, Error> {
+        if !self.allocation_reads_clock(for_client) {
             return Ok(None);
         }
         self.clock.now().map(Some)
+    }
+
+    /// Whether the pool keeps client states (quota, paired or port blocks).
+    #[inline]
+    pub(crate) fn tracks_clients(&self) -> bool {
+        self.config.policy.tracks_clients()
+    }
+
+    fn lock_clients(&self) -> MutexGuard<'_, Clients<T>> {
+        // Every step under the lock leaves the states consistent.
+        self.clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Remember `now` as the last time the pool saw.
+    pub(crate) fn note_time(&self, now: f64) {
+        self.last_time.store(now.to_bits(), Ordering::Relaxed);
+    }
+
+    pub(crate) fn last_time(&self) -> f64 {
+        f64::from_bits(self.last_time.load(Ordering::Relaxed))
+    }
+
+    /// Free blocks of shared subpools (a snapshot).
+    pub(crate) fn shared_free(&self) -> u64 {
+        let blocks = self.blocks.load(Ordering::Acquire);
+        let client_blocks = self.client_blocks.load(Ordering::Acquire);
+        let taken = self.taken.load(Ordering::Acquire);
+        let client_taken = self.client_taken.load(Ordering::Acquire);
+        (blocks.saturating_sub(client_blocks)).saturating_sub(taken.saturating_sub(client_taken))
+    }
+
+    /// Leases a shared allocation may still get: shared free blocks and the
+    /// blocks not yet made.
+    pub(crate) fn shared_room(&self) -> u64 {
+        let unmade = self
+            .config
+            .capacity()
+            .saturating_sub(self.blocks.load(Ordering::Acquire));
+        self.shared_free().saturating_add(unmade)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -196,6 +278,7 @@ impl<T: Default + Send + Sync> Pool<T> {
                 blocks: s.len(),
                 free: s.free.available(),
                 held: s.held.load(Ordering::Relaxed),
+                owner: s.owner,
             })
             .collect()
     }
@@ -215,7 +298,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             address_count: self.config.address_count(),
             capacity: self.config.capacity(),
             held: self.held(),
-            events_dropped: 0,
+            events_dropped: self.events_dropped.load(Ordering::Relaxed),
         }
     }
 }

@@ -7,6 +7,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use crate::core::clients::{carve, find_run};
 use crate::core::error::Error;
 use crate::core::pool::Pool;
 use crate::core::subpool::Subpool;
@@ -92,15 +93,16 @@ impl<T: Default + Send + Sync> Pool<T> {
         if self.blocks.load(Ordering::Acquire) < self.config.capacity() {
             return self.create_subpool(&mut writer);
         }
-        if self.taken.load(Ordering::Acquire) >= self.config.capacity() {
+        if self.shared_free() == 0 {
             return Err(self.exhausted(1, now));
         }
-        // Every block exists and some are not taken: a concurrent free is
-        // landing, or a bit is between its clear and its re-check. Re-derive
-        // the map from the counts (rare: only at full occupancy) and retry.
+        // Every block exists and some shared ones are not taken: a
+        // concurrent free is landing, or a bit is between its clear and its
+        // re-check. Re-derive the map from the counts (rare: only at full
+        // occupancy) and retry.
         drop(writer);
         for subpool in &self.intervals.load().subpools {
-            if subpool.free.has_free() {
+            if subpool.owner.is_none() && subpool.free.has_free() {
                 self.availability.set(subpool.id);
             }
         }
@@ -110,10 +112,8 @@ impl<T: Default + Send + Sync> Pool<T> {
 
     /// Whether the threshold rule asks for one more subpool now.
     fn below_threshold(&self) -> bool {
-        let blocks = self.blocks.load(Ordering::Acquire);
-        blocks < self.config.capacity()
-            && blocks.saturating_sub(self.taken.load(Ordering::Acquire))
-                <= self.config.grow_threshold()
+        self.blocks.load(Ordering::Acquire) < self.config.capacity()
+            && self.shared_free() <= self.config.grow_threshold()
     }
 
     /// After an allocation: grow ahead of need when the threshold rule says
@@ -138,15 +138,14 @@ impl<T: Default + Send + Sync> Pool<T> {
         if blocks >= self.config.capacity() {
             return u64::MAX; // no growth is possible
         }
-        let free = blocks.saturating_sub(self.taken.load(Ordering::Acquire));
+        let free = self.shared_free();
         free.saturating_sub(self.config.grow_threshold()).max(1)
     }
 
     /// Exhaustion: every address is live or held. With held blocks, the
     /// message says how many and when the first hold ends (from `now`).
     pub(super) fn exhausted(&self, asked: u64, now: Option<f64>) -> Error {
-        let taken = self.taken.load(Ordering::Acquire);
-        let left = self.config.capacity().saturating_sub(taken);
+        let left = self.shared_room();
         let mut message = format!(
             "pool {:?} has {left} of {} addresses left, {asked} asked",
             self.config.name(),
@@ -184,7 +183,14 @@ impl<T: Default + Send + Sync> Pool<T> {
             .min(self.config.capacity() - blocks) as u32;
         let id = writer.next_free_id();
         let generation = writer.generation_for(id);
-        let subpool = Arc::new(Subpool::new(&self.config, id, first, count, generation)?);
+        let subpool = Arc::new(Subpool::new(
+            &self.config,
+            id,
+            first,
+            count,
+            generation,
+            None,
+        )?);
         writer.take_id();
         self.slots.ensure(id as usize);
         self.availability.ensure(id);
@@ -207,8 +213,12 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// `a_late_deletion_attempt_finds_the_subpool_gone`); then `blocks` may
     /// be below `size`, and the closed list refuses a second close.
     fn keeps(&self, size: u64) -> bool {
-        self.blocks.load(Ordering::Acquire).saturating_sub(size)
-            < u64::from(self.config.initial_blocks())
+        let shared = self.blocks.load(Ordering::Acquire)
+            - self
+                .client_blocks
+                .load(Ordering::Acquire)
+                .min(self.blocks.load(Ordering::Acquire));
+        shared.saturating_sub(size) < u64::from(self.config.initial_blocks())
     }
 
     /// Delete `subpool` (all of its blocks free) unless the keep rule keeps
@@ -229,6 +239,12 @@ impl<T: Default + Send + Sync> Pool<T> {
         if self.keeps(size) || !subpool.free.try_close(size) {
             return;
         }
+        self.unpublish(&mut writer, subpool);
+    }
+
+    /// Remove a closed subpool: its slot, bit and interval, its blocks and
+    /// its id (writer lock held).
+    fn unpublish(&self, writer: &mut Writer, subpool: &Arc<Subpool<T>>) {
         let id = subpool.id;
         let slot = self
             .slots
@@ -237,8 +253,93 @@ impl<T: Default + Send + Sync> Pool<T> {
         slot.store(None);
         self.availability.clear(id);
         self.intervals.remove(id);
+        let size = u64::from(subpool.len());
+        if subpool.owner.is_some() {
+            self.client_blocks.fetch_sub(size, Ordering::AcqRel);
+        }
         self.blocks.fetch_sub(size, Ordering::AcqRel);
         writer.release_id(id, subpool.highest_generation());
+    }
+
+    /// A port block of `client_block` addresses for `owner`: the lowest run
+    /// of free addresses on one IP, on IP number `ip` when it has one
+    /// (`clients.rs`); `Exhausted` when none fits under `capacity`. Not in
+    /// the availability map: only its client's allocations take from it.
+    pub(super) fn create_block(
+        &self,
+        owner: u64,
+        ip: Option<u64>,
+    ) -> Result<Arc<Subpool<T>>, Error> {
+        let k = self.config.client_block().expect("port blocks");
+        let mut writer = self.lock_writer();
+        let first = self
+            .plan_blocks(ip, 1)
+            .and_then(|plan| plan.first().copied())
+            .ok_or_else(|| self.no_room_for_blocks(owner, 1))?;
+        let id = writer.next_free_id();
+        let generation = writer.generation_for(id);
+        let subpool = Arc::new(Subpool::new(
+            &self.config,
+            id,
+            first,
+            k,
+            generation,
+            Some(owner),
+        )?);
+        writer.take_id();
+        self.slots.ensure(id as usize);
+        self.availability.ensure(id);
+        self.intervals.insert(Arc::clone(&subpool));
+        self.slots
+            .get(id as usize)
+            .expect("slot ensured")
+            .store(Some(Arc::clone(&subpool)));
+        self.client_blocks.fetch_add(u64::from(k), Ordering::AcqRel);
+        self.blocks.fetch_add(u64::from(k), Ordering::AcqRel);
+        Ok(subpool)
+    }
+
+    /// Where `count` new port blocks would go, one after the other, the
+    /// first on IP number `ip` when it has room (`None`: they do not fit).
+    pub(super) fn plan_blocks(&self, mut ip: Option<u64>, count: u64) -> Option<Vec<u64>> {
+        let k = u64::from(self.config.client_block().expect("port blocks"));
+        let blocks = self.blocks.load(Ordering::Acquire);
+        if blocks.saturating_add(count.saturating_mul(k)) > self.config.capacity() {
+            return None;
+        }
+        let per_ip = self.config.ports_per_ip();
+        let mut free = self.intervals.load().gaps(self.config.address_count());
+        let mut plan = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let first = ip
+                .and_then(|ip| find_run(&free, k, per_ip, Some(ip)))
+                .or_else(|| find_run(&free, k, per_ip, None))?;
+            plan.push(first);
+            ip = Some(first / per_ip);
+            carve(&mut free, first, k);
+        }
+        Some(plan)
+    }
+
+    pub(super) fn no_room_for_blocks(&self, client: u64, count: u64) -> Error {
+        Error::Exhausted(format!(
+            "pool {:?} has no room for {count} more port block(s) of {} addresses for client {client}",
+            self.config.name(),
+            self.config.client_block().unwrap_or(0)
+        ))
+    }
+
+    /// Release a client's port block whose blocks are all free: close it
+    /// (no reservation can succeed after) and remove it. `false` when it was
+    /// not all free or already released. Waits for the writer lock: the
+    /// release is not optional (it is logged).
+    pub(super) fn release_block(&self, subpool: &Arc<Subpool<T>>) -> bool {
+        let mut writer = self.lock_writer();
+        if !subpool.free.try_close(u64::from(subpool.len())) {
+            return false;
+        }
+        self.unpublish(&mut writer, subpool);
+        true
     }
 }
 
