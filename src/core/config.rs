@@ -12,7 +12,7 @@
 use std::net::Ipv4Addr;
 
 use crate::core::error::Error;
-use crate::core::policy::{Order, Policy, EVENT_QUEUE};
+use crate::core::policy::{Order, Policy};
 
 /// The largest subpool (and `initial_blocks`): block offsets are 32-bit.
 pub(crate) const MAX_SUBPOOL_BLOCKS: u32 = u32::MAX;
@@ -54,13 +54,8 @@ pub struct PoolSpec {
     max_blocks: u64,
     subpool_blocks: Option<u32>,
     grow_threshold: u64,
-    hold_down: f64,
-    order: Order,
-    seed: Option<u64>,
-    client_quota: Option<u64>,
-    paired: bool,
-    client_block: Option<u32>,
-    event_queue: u64,
+    /// The policies as given, validated by `build`.
+    policy: Policy,
 }
 
 impl PoolSpec {
@@ -76,13 +71,7 @@ impl PoolSpec {
             max_blocks: u64::MAX,
             subpool_blocks: None,
             grow_threshold: 0,
-            hold_down: 0.0,
-            order: Order::Fifo,
-            seed: None,
-            client_quota: None,
-            paired: false,
-            client_block: None,
-            event_queue: EVENT_QUEUE,
+            policy: Policy::default(),
         }
     }
 
@@ -127,43 +116,43 @@ impl PoolSpec {
 
     /// Seconds a freed block is held before reuse by default (finite, `>= 0`).
     pub fn hold_down(mut self, seconds: f64) -> Self {
-        self.hold_down = seconds;
+        self.policy.hold_down = seconds;
         self
     }
 
     /// Which free block of a subpool an allocation takes.
     pub fn order(mut self, order: Order) -> Self {
-        self.order = order;
+        self.policy.order = order;
         self
     }
 
     /// The seed of `Order::Random`'s generator.
     pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
+        self.policy.seed = Some(seed);
         self
     }
 
     /// At most `quota` (at least 1) live-or-held leases per client.
     pub fn client_quota(mut self, quota: u64) -> Self {
-        self.client_quota = Some(quota);
+        self.policy.client_quota = Some(quota);
         self
     }
 
     /// All live leases of a client on one IP while it has a free address.
     pub fn paired(mut self, paired: bool) -> Self {
-        self.paired = paired;
+        self.policy.paired = paired;
         self
     }
 
     /// Port blocks of `addresses` (1 to the ports of one IP) per client.
     pub fn client_block(mut self, addresses: u32) -> Self {
-        self.client_block = Some(addresses);
+        self.policy.client_block = Some(addresses);
         self
     }
 
     /// The most block events kept for `Pool::events` (default 65,536).
     pub fn event_queue(mut self, events: u64) -> Self {
-        self.event_queue = events;
+        self.policy.event_queue = events;
         self
     }
 
@@ -180,17 +169,19 @@ impl PoolSpec {
             subpool_blocks: self.subpool_blocks.map(i128::from),
             grow_threshold: i128::from(self.grow_threshold),
         })?;
-        config.policy.set_hold_down(self.hold_down)?;
-        config.policy.order = self.order;
-        config.policy.seed = self.seed;
+        // The policies in the reference model's order, each checked.
+        let given = self.policy;
+        config.policy.set_hold_down(given.hold_down)?;
+        config.policy.order = given.order;
+        config.policy.seed = given.seed;
         config
             .policy
-            .set_client_quota(self.client_quota.map(i128::from))?;
-        config.policy.paired = self.paired;
-        config.set_client_block(self.client_block.map(i128::from))?;
+            .set_client_quota(given.client_quota.map(i128::from))?;
+        config.policy.paired = given.paired;
+        config.set_client_block(given.client_block.map(i128::from))?;
         config
             .policy
-            .set_event_queue(i128::from(self.event_queue))?;
+            .set_event_queue(i128::from(given.event_queue))?;
         Ok(config)
     }
 }

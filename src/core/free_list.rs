@@ -54,6 +54,17 @@ pub struct FreeList {
     blocks: Blocks,
 }
 
+/// The `n` entries of a structure of `what`, allocated without aborting:
+/// `OutOfMemory` when the memory cannot be had (the pool is unchanged).
+fn entries<E>(n: u32, what: &str, entry: impl FnMut(u32) -> E) -> Result<Box<[E]>, Error> {
+    let mut entries = Vec::new();
+    entries
+        .try_reserve_exact(n as usize)
+        .map_err(|_| Error::OutOfMemory(format!("cannot reserve {what} of {n} blocks")))?;
+    entries.extend((0..n).map(entry));
+    Ok(entries.into_boxed_slice())
+}
+
 impl FreeList {
     /// All `n` blocks free, in `order`.
     pub fn new(order: Order, n: u32) -> Result<Self, Error> {

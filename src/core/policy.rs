@@ -68,7 +68,7 @@ pub(crate) struct Policy {
 }
 
 /// The default bound of the block log.
-pub(crate) const EVENT_QUEUE: u64 = 65_536;
+const EVENT_QUEUE: u64 = 65_536;
 
 impl Default for Policy {
     fn default() -> Self {

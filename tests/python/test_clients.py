@@ -9,19 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from clockkit import Clock
 from natpool import BlockEvent, PoolConfigError, PoolExhausted, QuotaExceeded, Subpool
-
-
-class Clock:
-    """A settable clock that counts its reads."""
-
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-        self.calls = 0
-
-    def __call__(self) -> float:
-        self.calls += 1
-        return self.now
 
 
 def two_ips(impl: Any, ports: int, initial: int, **options: Any) -> Any:

@@ -16,6 +16,7 @@ from typing import Any
 import natpool
 import natpool.reference
 import pytest
+from clockkit import Clock
 from hypothesis import given
 from hypothesis import strategies as st
 from natpool import ArgumentError, PoolConfigError, PoolExhausted, PoolStats, Subpool
@@ -32,18 +33,6 @@ def splitmix64(seed: int) -> Any:
         z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
         z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
         yield z ^ (z >> 31)
-
-
-class Clock:
-    """A settable clock that counts its reads."""
-
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-        self.calls = 0
-
-    def __call__(self) -> float:
-        self.calls += 1
-        return self.now
 
 
 def single_ip(impl: Any, ports: int, initial: int, maximum: int = 1000, **options: Any) -> Any:

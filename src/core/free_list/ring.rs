@@ -22,6 +22,7 @@
 //! ring went round 2^31 times for a stale cell to look current.
 
 use crate::core::error::Error;
+use crate::core::free_list::entries;
 use crate::core::sync::{spin_wait, AtomicU64, Ordering};
 
 const FULL: u64 = 1 << 32;
@@ -45,15 +46,13 @@ pub struct Ring {
 impl Ring {
     /// A full ring of `n` blocks; pops return offsets 0, 1, 2, ... in order.
     pub fn new(n: u32) -> Result<Self, Error> {
-        let mut cells = Vec::new();
-        cells
-            .try_reserve_exact(n as usize)
-            .map_err(|_| Error::OutOfMemory(format!("cannot reserve a free ring of {n} blocks")))?;
-        cells.extend((0..n).map(|offset| AtomicU64::new(cell(0, true, offset))));
+        let cells = entries(n, "a free ring", |offset| {
+            AtomicU64::new(cell(0, true, offset))
+        })?;
         Ok(Ring {
             head: AtomicU64::new(0),
             tail: AtomicU64::new(u64::from(n)),
-            cells: cells.into_boxed_slice(),
+            cells,
         })
     }
 

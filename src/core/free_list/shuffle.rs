@@ -4,6 +4,7 @@
 //! first: the lock is held for one draw and one swap per block.
 
 use crate::core::error::Error;
+use crate::core::free_list::entries;
 use crate::core::rng::SplitMix64;
 use crate::core::sync::Mutex;
 
@@ -14,11 +15,7 @@ pub struct Shuffle {
 impl Shuffle {
     /// All `n` blocks free: the array `[0, 1, ..., n - 1]`.
     pub fn new(n: u32) -> Result<Self, Error> {
-        let mut array = Vec::new();
-        array.try_reserve_exact(n as usize).map_err(|_| {
-            Error::OutOfMemory(format!("cannot reserve a free array of {n} blocks"))
-        })?;
-        array.extend(0..n);
+        let array = entries(n, "a free array", |offset| offset)?.into_vec();
         Ok(Shuffle {
             array: Mutex::new(array),
         })

@@ -3,7 +3,7 @@
 //! (`free_list.rs`) guarantees every pop a block.
 
 use crate::core::error::Error;
-use crate::core::free_list::CHAIN;
+use crate::core::free_list::{entries, CHAIN};
 use crate::core::sync::{spin_wait, AtomicU32, AtomicU64, Ordering};
 
 pub struct Stack {
@@ -16,14 +16,12 @@ pub struct Stack {
 impl Stack {
     /// A full stack of `n` blocks; pops return offsets 0, 1, 2, ... in order.
     pub fn new(n: u32) -> Result<Self, Error> {
-        let mut links = Vec::new();
-        links
-            .try_reserve_exact(n as usize)
-            .map_err(|_| Error::OutOfMemory(format!("cannot reserve a free list of {n} blocks")))?;
-        links.extend((1..=n).map(|i| AtomicU32::new(if i < n { i + 1 } else { 0 })));
+        let links = entries(n, "a free list", |i| {
+            AtomicU32::new(if i + 1 < n { i + 2 } else { 0 })
+        })?;
         Ok(Stack {
             head: AtomicU64::new(if n > 0 { 1 } else { 0 }),
-            links: links.into_boxed_slice(),
+            links,
         })
     }
 

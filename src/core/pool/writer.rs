@@ -181,6 +181,22 @@ impl<T: Default + Send + Sync> Pool<T> {
         let count = u64::from(wanted)
             .min(free)
             .min(self.config.capacity() - blocks) as u32;
+        let subpool = self.publish(writer, first, count, None)?;
+        writer.created = true;
+        self.availability.set(subpool.id);
+        Ok(())
+    }
+
+    /// Make and publish a subpool of `count` blocks from address `first`
+    /// under the lowest unused id (`owner`: a client's port block): its
+    /// slot, interval and blocks. The caller sets its availability bit.
+    fn publish(
+        &self,
+        writer: &mut Writer,
+        first: u64,
+        count: u32,
+        owner: Option<u64>,
+    ) -> Result<Arc<Subpool<T>>, Error> {
         let id = writer.next_free_id();
         let generation = writer.generation_for(id);
         let subpool = Arc::new(Subpool::new(
@@ -189,7 +205,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             first,
             count,
             generation,
-            None,
+            owner,
         )?);
         writer.take_id();
         self.slots.ensure(id as usize);
@@ -198,11 +214,13 @@ impl<T: Default + Send + Sync> Pool<T> {
         self.slots
             .get(id as usize)
             .expect("slot ensured")
-            .store(Some(subpool));
+            .store(Some(Arc::clone(&subpool)));
+        if owner.is_some() {
+            self.client_blocks
+                .fetch_add(u64::from(count), Ordering::AcqRel);
+        }
         self.blocks.fetch_add(u64::from(count), Ordering::AcqRel);
-        writer.created = true;
-        self.availability.set(id);
-        Ok(())
+        Ok(subpool)
     }
 
     /// The keep rule: a subpool of `size` blocks stays if deleting it would
@@ -276,27 +294,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             .plan_blocks(ip, 1)
             .and_then(|plan| plan.first().copied())
             .ok_or_else(|| self.no_room_for_blocks(owner, 1))?;
-        let id = writer.next_free_id();
-        let generation = writer.generation_for(id);
-        let subpool = Arc::new(Subpool::new(
-            &self.config,
-            id,
-            first,
-            k,
-            generation,
-            Some(owner),
-        )?);
-        writer.take_id();
-        self.slots.ensure(id as usize);
-        self.availability.ensure(id);
-        self.intervals.insert(Arc::clone(&subpool));
-        self.slots
-            .get(id as usize)
-            .expect("slot ensured")
-            .store(Some(Arc::clone(&subpool)));
-        self.client_blocks.fetch_add(u64::from(k), Ordering::AcqRel);
-        self.blocks.fetch_add(u64::from(k), Ordering::AcqRel);
-        Ok(subpool)
+        self.publish(&mut writer, first, k, Some(owner))
     }
 
     /// Where `count` new port blocks would go, one after the other, the
