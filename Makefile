@@ -7,7 +7,7 @@ PYTHON ?= python3
 HYPOTHESIS_PROFILE ?= ci
 export HYPOTHESIS_PROFILE
 
-.PHONY: run simulate test venv develop lint rust-lint rust-test py-lint stubtest pytest loom loom-fast stress scaling bench-smoke bench clean
+.PHONY: run simulate test venv develop lint rust-lint rust-test py-lint stubtest pytest loom loom-fast stress soak scaling bench-smoke bench clean
 
 run: develop
 	$(BIN)/natpool demo
@@ -56,6 +56,13 @@ NATPOOL_STRESS_OPS ?= 20000000
 stress:
 	NATPOOL_STRESS_OPS=$(NATPOOL_STRESS_OPS) cargo test --release --test stress -- --nocapture
 
+# The proxy's soak (tests/soak.py, not part of `make test`): natpool proxy on loopback for SOAK_MINUTES under
+# requests, resets mid-transfer, idle clients, a backend that dies and returns and a flood past
+# --max-connections; checked every minute and at the end. Its report goes to stdout.
+SOAK_MINUTES ?= 5
+soak: develop
+	$(PY) tests/soak.py --minutes $(SOAK_MINUTES)
+
 # Do batches scale across Python threads (GIL released)? A benchmark.
 scaling: develop
 	$(PY) benches/gil_scaling.py
@@ -63,7 +70,7 @@ scaling: develop
 py-lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy python/natpool benches
+	$(BIN)/mypy python/natpool benches tests/soak.py
 
 stubtest: develop
 	$(PY) -m mypy.stubtest natpool._natpool --mypy-config-file pyproject.toml

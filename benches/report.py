@@ -444,7 +444,45 @@ def build(asv: dict[str, dict[tuple[Any, ...], float]], rust: dict[str, float], 
             mem["natpool_pointer_bytes_per_lease"] < 32,
         )
     )
+    lines, targets = store_section(asv, lines, targets)
     return lines, charts, targets
+
+
+STORE_ROUND_TRIPS = 20  # claim + release round trips per timed call in benches/bench_store.py
+
+
+def store_section(
+    asv: dict[str, dict[tuple[Any, ...], float]], lines: list[str], targets: list[Target]
+) -> tuple[list[str], list[Target]]:
+    """The cluster store: a claim + return round trip per engine, and the pair with and without a store."""
+    round_trip = asv["bench_store.ClaimReturn.time_claim_release"]
+    pair = asv["bench_store.StorePair.time_allocate_free"]
+    lines += ["## The cluster store (`natpool.store`)", ""]
+    lines += [
+        "A claim + return round trip is what creating and then deleting a subpool costs in the store",
+        "(one transaction each); it happens once per `subpool_blocks` connections, never per connection.",
+        "",
+    ]
+    lines += table(
+        ["engine", "claim + release"],
+        ([engine, t(round_trip[(engine,)] / STORE_ROUND_TRIPS)] for engine in ["sqlite", "postgresql"]),
+    )
+    plain, on_store = pair[("natpool",)] / OPS, pair[("natpool+sqlite",)] / OPS
+    lines += table(
+        ["natpool.Pool", "allocate + free", "÷ without a store"],
+        [
+            ["without a store", t(plain), "1.00"],
+            ["one member of a SQLite store", t(on_store), f"{on_store / plain:.2f}"],
+        ],
+    )
+    targets.append(
+        Target(
+            "allocate + free on a store-backed pool within noise (1.1x) of the same pool without a store",
+            f"{t(on_store)} vs {t(plain)} ({on_store / plain:.2f}x)",
+            on_store <= 1.1 * plain,
+        )
+    )
+    return lines, targets
 
 
 def main(argv: list[str] | None = None) -> None:

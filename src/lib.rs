@@ -38,6 +38,6 @@ mod core;
 mod bindings;
 
 pub use crate::core::{
-    BlockEvent, BlockEventKind, Clock, Config, Error, Handle, Interval, Lease, Order, Pool,
-    PoolSpec, PoolStats, SubpoolInfo,
+    BlockEvent, BlockEventKind, Clock, Config, Error, Grant, Handle, Interval, Lease, Membership,
+    Order, Pool, PoolSpec, PoolStats, Renewal, Store, SubpoolInfo,
 };

@@ -1,5 +1,5 @@
 """``python -m natpool``: the ``natpool`` command."""
 
-from natpool.cli import main
+from natpool.apps.cli import main
 
 raise SystemExit(main())

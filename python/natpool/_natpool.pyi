@@ -6,8 +6,9 @@ from types import TracebackType
 from typing import Any, final
 
 from natpool.records import BlockEvent, Interval, PoolStats, Subpool
+from natpool.store.protocol import Store
 
-__all__ = ["Lease", "LeaseContext", "Pool", "_Floor"]
+__all__ = ["Lease", "LeaseContext", "Pool", "_Floor", "_Renewal"]
 
 _IP = str | int | ipaddress.IPv4Address
 
@@ -33,6 +34,11 @@ class Pool:
         paired: bool | None = False,
         client_block: int | None = None,
         event_queue: int | None = 65536,
+        store: Store | str | None = None,
+        member: str | None = None,
+        claim_ttl: float = 30.0,
+        reclaim_delay: float = 120.0,
+        renew_interval: float | None = None,
     ) -> Pool: ...
     @property
     def name(self) -> str: ...
@@ -79,6 +85,17 @@ class Pool:
     def subpools(self) -> list[Subpool]: ...
     def stats(self) -> PoolStats: ...
     def events(self) -> list[BlockEvent]: ...
+    @property
+    def member(self) -> str | None: ...
+    def renew(self) -> None: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> Pool: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool: ...
 
 @final
 class Lease:
@@ -113,3 +130,8 @@ class _Floor:
     """The PyO3 floor for the benchmarks (an empty method); not API."""
     def __new__(cls) -> _Floor: ...
     def noop(self, first: object = None, second: object = None, /) -> None: ...
+
+@final
+class _Renewal:
+    """Renews a pool's claims for its renewal thread (natpool.store.member.Renewer); not API."""
+    def renew(self) -> None: ...

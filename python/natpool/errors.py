@@ -14,6 +14,7 @@ __all__ = [
     "PoolExhausted",
     "QuotaExceeded",
     "LeaseError",
+    "StoreError",
 ]
 
 
@@ -47,3 +48,11 @@ class QuotaExceeded(PoolExhausted):
 
 class LeaseError(NatPoolError, LookupError):
     """The lease or handle is not a live lease of this pool; nothing was changed."""
+
+
+class StoreError(NatPoolError):
+    """The cluster's store (``natpool.store``) is unreachable, failing, or of an incompatible schema version.
+
+    Raised when a subpool must be created or returned and the store cannot do it
+    (the pool is then unchanged), and when a store cannot be opened.
+    """

@@ -190,3 +190,32 @@ pub fn optional_count(value: &Bound<'_, PyAny>, field: &'static str) -> PyResult
     }
     wide_int(value)
 }
+
+/// A keyword argument whose default is not `None`, kept as the object the
+/// caller passed (an explicit `None` included) so that the shared Python
+/// validation sees exactly what the reference model sees.
+pub enum Given<'py> {
+    Value(Bound<'py, PyAny>),
+    Default,
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Given<'py> {
+    type Error = PyErr;
+
+    fn extract(obj: pyo3::Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        Ok(Given::Value(obj.to_owned()))
+    }
+}
+
+impl<'py> Given<'py> {
+    /// The object given, or `default`.
+    pub fn or(
+        self,
+        default: impl FnOnce() -> PyResult<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match self {
+            Given::Value(value) => Ok(value),
+            Given::Default => default(),
+        }
+    }
+}

@@ -124,9 +124,10 @@ impl LeaseContext {
             // lease was freed already (inside the block), which is allowed.
             // The pool's hold_down applies, as to `free(lease)`.
             let pool = self.pool.get();
-            let seconds = pool.core.config().hold_down();
+            let core = pool.open()?;
+            let seconds = core.config().hold_down();
             let now = pool.now_for_free(py, seconds)?;
-            match pool.core.free_at(Handle(lease.get().handle), seconds, now) {
+            match core.free_at(Handle(lease.get().handle), seconds, now) {
                 Ok(data) => drop(data),
                 Err(Error::NotLive(_)) => {}
                 Err(error) => return Err(error.into()),

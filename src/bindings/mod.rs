@@ -4,12 +4,14 @@
 //! and builds the records of `natpool/records.py`.
 
 mod clients;
+mod cluster;
 mod convert;
 mod errors;
 mod floor;
 mod lease;
 mod pool;
 mod records;
+mod store;
 
 use pyo3::prelude::*;
 
@@ -20,5 +22,6 @@ fn _natpool(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<lease::PyLease>()?;
     m.add_class::<lease::LeaseContext>()?;
     m.add_class::<floor::Floor>()?;
+    m.add_class::<cluster::PyRenewal>()?;
     Ok(())
 }

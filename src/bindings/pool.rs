@@ -1,5 +1,6 @@
 //! `natpool.Pool`: the control block and its methods, over the core pool.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use pyo3::exceptions::PyTypeError;
@@ -7,7 +8,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString};
 
 use crate::bindings::clients::Clients;
-use crate::bindings::convert::{self, Context};
+use crate::bindings::cluster::{self, CorePool, Member};
+use crate::bindings::convert::{self, Context, Given};
 use crate::bindings::lease::{LeaseContext, PyLease};
 use crate::bindings::records;
 use crate::core::config::ip_text;
@@ -15,16 +17,19 @@ use std::net::Ipv4Addr;
 
 use crate::core::config::WideSpec;
 use crate::core::policy::{check_hold, check_now};
-use crate::core::{Config, Error, Handle, Lease, Order, Pool};
+use crate::core::{Config, Error, Handle, Lease, Order};
 
 /// A client NAT address pool (the Rust core).
 #[pyclass(frozen, name = "Pool", module = "natpool")]
 pub struct PyPool {
-    pub(crate) core: Pool<Option<Py<PyAny>>>,
+    pub(crate) core: CorePool,
     /// The Python clock; `None`: the core's monotonic clock.
     clock: Option<Py<PyAny>>,
     /// Python clients and the core's keys for them.
     clients: Clients,
+    /// With a store: the pool's membership of its cluster.
+    member: Option<Member>,
+    closed: AtomicBool,
 }
 
 fn lease_object(
@@ -45,6 +50,16 @@ fn lease_object(
 }
 
 impl PyPool {
+    /// `NatPoolError` once the pool is closed: every call checks this first.
+    pub(crate) fn open(&self) -> PyResult<&CorePool> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(
+                Error::Closed(format!("pool {:?} is closed", self.core.config().name())).into(),
+            );
+        }
+        Ok(&self.core)
+    }
+
     pub(crate) fn allocate_lease(
         slf: &Bound<'_, Self>,
         data: Option<Py<PyAny>>,
@@ -52,6 +67,7 @@ impl PyPool {
     ) -> PyResult<Py<PyLease>> {
         let py = slf.py();
         let pool = slf.get();
+        let core = pool.open()?;
         let tracked = pool.check_client(client)?;
         let now = pool.now_for_allocation(py, client.is_some())?;
         let copy = data.as_ref().map(|d| d.clone_ref(py));
@@ -59,11 +75,11 @@ impl PyPool {
             (true, Some(client)) => {
                 let mut interner = pool.clients.lock(py);
                 let key = interner.intern(client)?;
-                let lease = pool.core.allocate_for_at(data, key, now);
-                interner.tidy(py, &pool.core, Some(key))?;
+                let lease = core.allocate_for_at(data, key, now);
+                interner.tidy(py, core, Some(key))?;
                 lease?
             }
-            _ => pool.core.allocate_at(data, now)?,
+            _ => core.allocate_at(data, now)?,
         };
         lease_object(slf, lease, copy)
     }
@@ -143,6 +159,14 @@ impl PyPool {
     }
 }
 
+/// An optional argument as given, or its default.
+fn given_or<'py>(
+    value: Option<&Bound<'py, PyAny>>,
+    default: Bound<'py, PyAny>,
+) -> Bound<'py, PyAny> {
+    value.cloned().unwrap_or(default)
+}
+
 fn lease_repr(lease: &PyLease) -> String {
     format!(
         "Lease(ip='{}', port={}, handle={:#x})",
@@ -156,8 +180,8 @@ fn lease_repr(lease: &PyLease) -> String {
 impl PyPool {
     #[new]
     #[pyo3(
-        signature = (name, first_ip, last_ip, netmask, initial_blocks, max_blocks, *, ports=None, subpool_blocks=None, grow_threshold=None, hold_down=None, clock=None, order=None, seed=None, client_quota=None, paired=None, client_block=None, event_queue=None),
-        text_signature = "(name, first_ip, last_ip, netmask, initial_blocks, max_blocks, *, ports=(1024, 65535), subpool_blocks=None, grow_threshold=0, hold_down=0.0, clock=None, order='fifo', seed=None, client_quota=None, paired=False, client_block=None, event_queue=65536)"
+        signature = (name, first_ip, last_ip, netmask, initial_blocks, max_blocks, *, ports=None, subpool_blocks=None, grow_threshold=None, hold_down=None, clock=None, order=None, seed=None, client_quota=None, paired=None, client_block=None, event_queue=None, store=None, member=None, claim_ttl=Given::Default, reclaim_delay=Given::Default, renew_interval=None),
+        text_signature = "(name, first_ip, last_ip, netmask, initial_blocks, max_blocks, *, ports=(1024, 65535), subpool_blocks=None, grow_threshold=0, hold_down=0.0, clock=None, order='fifo', seed=None, client_quota=None, paired=False, client_block=None, event_queue=65536, store=None, member=None, claim_ttl=30.0, reclaim_delay=120.0, renew_interval=None)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -179,6 +203,11 @@ impl PyPool {
         paired: Option<&Bound<'_, PyAny>>,
         client_block: Option<&Bound<'_, PyAny>>,
         event_queue: Option<&Bound<'_, PyAny>>,
+        store: Option<&Bound<'_, PyAny>>,
+        member: Option<&Bound<'_, PyAny>>,
+        claim_ttl: Given<'_>,
+        reclaim_delay: Given<'_>,
+        renew_interval: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         // Phase 1, in the reference model's order; phases 2 and 3 in Config::new.
         let name = name
@@ -257,10 +286,22 @@ impl PyPool {
                 .expect("os.urandom(8) is 8 bytes");
             config.policy.seed = Some(u64::from_le_bytes(bytes));
         }
+        // Then the store arguments, and the cluster joined (natpool.store.member).
+        let none = || py.None().into_bound(py);
+        let arguments = [
+            &given_or(store, none()),
+            &given_or(member, none()),
+            &claim_ttl.or(|| Ok(30.0f64.into_pyobject(py)?.into_any()))?,
+            &reclaim_delay.or(|| Ok(120.0f64.into_pyobject(py)?.into_any()))?,
+            &given_or(renew_interval, none()),
+        ];
+        let (core, member) = cluster::join(py, config, arguments)?;
         Ok(PyPool {
-            core: Pool::new(config),
+            core,
             clock: clock.map(|clock| clock.clone().unbind()),
             clients: Clients::new(py),
+            member,
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -373,9 +414,9 @@ impl PyPool {
         // More than u64::MAX leases is more than any pool holds: exhaustion.
         let n = u64::try_from(n).unwrap_or(u64::MAX);
         let pool = slf.get();
+        let core = pool.open()?;
         let tracked = pool.check_client(client)?;
         let now = pool.now_for_allocation(py, client.is_some())?;
-        let core = &pool.core;
         let leases = match (tracked, client) {
             (true, Some(client)) => {
                 let mut interner = pool.clients.lock(py);
@@ -400,6 +441,7 @@ impl PyPool {
         data: Option<Py<PyAny>>,
         client: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<LeaseContext> {
+        slf.get().open()?;
         if let Some(client) = client {
             client.hash()?;
         }
@@ -420,10 +462,11 @@ impl PyPool {
         hold: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let pool = slf.get();
+        let core = pool.open()?;
         let seconds = pool.hold_seconds(hold)?;
         let handle = Self::handle_of(slf, lease_or_handle)?;
         let now = pool.now_for_free(slf.py(), seconds)?;
-        drop(pool.core.free_at(handle, seconds, now)?);
+        drop(core.free_at(handle, seconds, now)?);
         Ok(())
     }
 
@@ -437,6 +480,7 @@ impl PyPool {
         hold: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let pool = slf.get();
+        let core = pool.open()?;
         let seconds = pool.hold_seconds(hold)?;
         // A list (what `allocate_many` returns) is read by index, without
         // the iterator protocol; any other iterable through it.
@@ -451,7 +495,6 @@ impl PyPool {
                 .collect::<PyResult<Vec<_>>>()?
         };
         let now = pool.now_for_free(slf.py(), seconds)?;
-        let core = &pool.core;
         let mut released = Vec::new();
         let result = slf
             .py()
@@ -475,7 +518,7 @@ impl PyPool {
         let port = convert::port(port)?;
         let (found, released) =
             slf.get()
-                .core
+                .open()?
                 .lookup_with(Ipv4Addr::from(ip), port, |lease, data| {
                     (lease, data.as_ref().map(|d| d.clone_ref(py)))
                 });
@@ -487,12 +530,12 @@ impl PyPool {
 
     /// The interval list, in address order.
     fn intervals<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        records::intervals(py, self.core.config(), &self.core.intervals())
+        records::intervals(py, self.core.config(), &self.open()?.intervals())
     }
 
     /// The subpools, in address order.
     fn subpools<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let subpools = self.core.subpools();
+        let subpools = self.open()?.subpools();
         let interner = self.clients.lock(py);
         records::subpools(py, self.core.config(), &subpools, |key| {
             interner.object(py, key)
@@ -501,17 +544,57 @@ impl PyPool {
 
     /// The port blocks assigned and released since the last call, oldest first.
     fn events<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let core = self.open()?;
         let mut interner = self.clients.lock(py);
-        let events = self.core.events();
-        let list = records::events(py, self.core.config(), &events, |key| {
-            interner.object(py, key)
-        })?;
-        interner.tidy(py, &self.core, None)?;
+        let events = core.events();
+        let list = records::events(py, core.config(), &events, |key| interner.object(py, key))?;
+        interner.tidy(py, core, None)?;
         Ok(list)
     }
 
     /// The pool's counters, in O(1).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        records::stats(py, &self.core.stats())
+        records::stats(py, &self.open()?.stats())
+    }
+
+    /// This pool instance's name in the cluster (``None`` without a store).
+    #[getter]
+    fn member(&self) -> Option<&str> {
+        self.member.as_ref().map(|member| member.name.as_str())
+    }
+
+    /// Renew this member's claims now, then fence the lapsed ones; nothing
+    /// without a store. ``StoreError`` if the store fails.
+    fn renew(&self) -> PyResult<()> {
+        Ok(self.open()?.renew()?)
+    }
+
+    /// Close the pool (idempotent); later calls raise ``NatPoolError``. With
+    /// a store: stop the renewal, return the claims of the subpools without
+    /// live leases and leave the cluster (``StoreError`` if the store fails:
+    /// the pool is closed all the same).
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        match &self.member {
+            Some(member) => member.close(py, &self.core),
+            None => Ok(()),
+        }
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _traceback: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
     }
 }

@@ -19,6 +19,10 @@ pub enum Error {
     NotLive(String),
     /// Memory for a new subpool could not be reserved.
     OutOfMemory(String),
+    /// The cluster's store is unreachable or failed (it changed nothing).
+    Store(String),
+    /// The pool was closed.
+    Closed(String),
 }
 
 impl Error {
@@ -38,7 +42,9 @@ impl fmt::Display for Error {
             | Error::Exhausted(m)
             | Error::QuotaExceeded(m)
             | Error::NotLive(m)
-            | Error::OutOfMemory(m) => f.write_str(m),
+            | Error::OutOfMemory(m)
+            | Error::Store(m)
+            | Error::Closed(m) => f.write_str(m),
         }
     }
 }

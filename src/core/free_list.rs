@@ -139,7 +139,8 @@ impl FreeList {
     }
 
     /// Return blocks, leaving the list as returning them one by one in order
-    /// would; yields the number of free blocks after them.
+    /// would; yields the number of free blocks after them (with the closed
+    /// bit set if the list is closed).
     #[inline]
     pub fn push_many(&self, offsets: &[u32]) -> u64 {
         if offsets.is_empty() {
@@ -160,6 +161,32 @@ impl FreeList {
         self.available
             .compare_exchange(total, CLOSED | total, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
+    }
+
+    /// Undo a [`try_close`](Self::try_close) of a list of `total` blocks (a
+    /// deletion that could not go ahead). Nothing can have changed a closed
+    /// list with every block free: no reservation succeeds, and no block is
+    /// out to be pushed.
+    pub fn reopen(&self, total: u64) {
+        let reopened = self.available.compare_exchange(
+            CLOSED | total,
+            total,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+        debug_assert!(reopened.is_ok());
+    }
+
+    /// Close the list whatever its count (a fenced subpool): no reservation
+    /// succeeds after it; pushes still count the blocks that come back.
+    pub fn fence(&self) {
+        self.available.fetch_or(CLOSED, Ordering::AcqRel);
+    }
+
+    /// Whether a push that returned `after` (from [`push_many`](Self::push_many))
+    /// left a closed list of `total` blocks with every block free.
+    pub fn closed_and_full(after: u64, total: u64) -> bool {
+        after == CLOSED | total
     }
 
     /// Whether a reservation could succeed now: open, with a free block (a

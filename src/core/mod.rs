@@ -13,6 +13,8 @@
 //! | `availability` | which subpools have a free block, lowest id first, in O(1) |
 //! | `interval_list` | the interval list (Figure 7), published as snapshots |
 //! | `pool` | the pool: its lock-free side (allocate, free, lookup) and its writer side (creation, deletion, growth) |
+//! | `store` | a cluster's shared interval list: the store a member claims ranges from |
+//! | `clock` | a cheap monotonic clock for the cluster's deadline checks |
 //! | `segvec` | a growable array whose elements never move |
 //! | `handle` | lease handles: generation, subpool id, offset |
 //! | `error` | the core's one error type |
@@ -25,6 +27,7 @@
 pub(crate) mod availability;
 pub(crate) mod block;
 pub(crate) mod clients;
+pub(crate) mod clock;
 pub(crate) mod config;
 pub(crate) mod error;
 pub(crate) mod free_list;
@@ -35,6 +38,7 @@ pub(crate) mod policy;
 pub(crate) mod pool;
 pub(crate) mod rng;
 pub(crate) mod segvec;
+pub(crate) mod store;
 pub(crate) mod subpool;
 pub(crate) mod sync;
 
@@ -47,4 +51,5 @@ pub use error::Error;
 pub use handle::Handle;
 pub use interval_list::Interval;
 pub use policy::{Clock, Order};
-pub use pool::{Lease, Pool, PoolStats, SubpoolInfo};
+pub use pool::{Lease, Pool, PoolStats, Renewal, SubpoolInfo};
+pub use store::{Grant, Membership, Store};

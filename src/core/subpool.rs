@@ -5,7 +5,7 @@ use crate::core::block::ConnectionBlock;
 use crate::core::config::Config;
 use crate::core::error::Error;
 use crate::core::free_list::FreeList;
-use crate::core::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::core::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 pub struct Subpool<T> {
     /// The subpool's id: the lowest id not in use when it was created.
@@ -23,6 +23,11 @@ pub struct Subpool<T> {
     /// none), written by the allocator before it publishes the lease and
     /// read after the lease's release (the block's state orders both).
     clients: Option<Box<[AtomicU64]>>,
+    /// In a cluster: the epoch of the claim its addresses come from.
+    pub epoch: Option<u64>,
+    /// In a cluster: the claim lapsed and the subpool serves no allocation
+    /// (its free list is closed); it goes when its last lease is freed.
+    fenced: AtomicBool,
 }
 
 impl<T: Default> Subpool<T> {
@@ -35,6 +40,7 @@ impl<T: Default> Subpool<T> {
         count: u32,
         generation: u32,
         owner: Option<u64>,
+        epoch: Option<u64>,
     ) -> Result<Self, Error> {
         let mut blocks = Vec::new();
         blocks.try_reserve_exact(count as usize).map_err(|_| {
@@ -57,6 +63,8 @@ impl<T: Default> Subpool<T> {
                     .collect::<Vec<_>>()
                     .into_boxed_slice()
             }),
+            epoch,
+            fenced: AtomicBool::new(false),
         })
     }
 
@@ -85,6 +93,21 @@ impl<T: Default> Subpool<T> {
     /// Whether address `index` belongs to this subpool.
     pub fn covers(&self, index: u64) -> bool {
         index >= self.start && index - self.start < u64::from(self.len())
+    }
+
+    /// Whether the subpool was fenced (see [`fence`](Self::fence)).
+    pub fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::Acquire)
+    }
+
+    /// Stop allocations from the subpool for good (its claim lapsed); true
+    /// for the call that fenced it. Frees still return blocks.
+    pub fn fence(&self) -> bool {
+        if self.fenced.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        self.free.fence();
+        true
     }
 
     /// The highest generation among the blocks (for the id's next holder).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -10,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import natpool
+import natpool.apps.simulate
 import natpool.reference
-import natpool.simulate
 import pytest
-from natpool.cli import main
+from natpool.apps.cli import main
 
 MODELS = ["rust", "reference"]
 
@@ -178,7 +179,7 @@ class _LeaksALease(natpool.reference.Pool):
 def test_a_failed_invariant_exits_1(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, broken: type[Any], failure: str
 ) -> None:
-    monkeypatch.setitem(natpool.simulate.MODELS, "reference", broken)
+    monkeypatch.setitem(natpool.apps.simulate.MODELS, "reference", broken)
     report = simulate_json(capsys, *SMALL, "--model", "reference", status=1)
     assert report["invariants"]["ok"] is False
     assert any(failure in text for text in report["invariants"]["failures"])
@@ -234,7 +235,11 @@ def test_help_and_version_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", "--help"]) == 0
     assert "--max-blocks" in capsys.readouterr().out
     assert main(["--version"]) == 0
-    assert capsys.readouterr().out.startswith("natpool ")
+    assert capsys.readouterr().out == f"natpool {natpool.__version__}\n"
+
+
+def test_the_version_is_the_installed_distributions() -> None:
+    assert natpool.__version__ == importlib.metadata.version("natpool") != "unknown"
 
 
 def test_python_m_natpool_simulate() -> None:

@@ -10,9 +10,9 @@ import urllib.request
 from collections.abc import Callable
 
 import pytest
-from natpool.proxy import Connection, Proxy
+from natpool.apps.proxy import ClientConnection, Proxy
 from netkit import (
-    Backend,
+    PeerEchoBackend,
     config,
     dead_address,
     http_backend,
@@ -34,7 +34,7 @@ class Lookups:
 
     def __init__(self) -> None:
         self.proxy: Proxy | None = None
-        self.found: list[tuple[str, Connection | None, tuple[str, int]]] = []
+        self.found: list[tuple[str, ClientConnection | None, tuple[str, int]]] = []
 
     def recorder(self, name: str) -> Callable[[str, int], None]:
         def on_peer(ip: str, port: int) -> None:
@@ -48,7 +48,7 @@ def test_backends_see_only_pool_addresses_and_the_pool_returns_to_its_baseline()
     network = random_network()
     spec, ports = pool_range(network, ips=4, ports=64)
     lookups = Lookups()
-    backends = [Backend(lookups.recorder("a")), Backend(lookups.recorder("b"))]
+    backends = [PeerEchoBackend(lookups.recorder("a")), PeerEchoBackend(lookups.recorder("b"))]
 
     async def body() -> None:
         for backend in backends:
@@ -81,7 +81,7 @@ def test_backends_see_only_pool_addresses_and_the_pool_returns_to_its_baseline()
 def test_a_client_that_closes_first_leaves_its_address_held_down_then_freed() -> None:
     network = random_network()
     spec, ports = pool_range(network, ips=1, ports=4)
-    backend = Backend()
+    backend = PeerEchoBackend()
     backend.hold.clear()  # the backend never answers: the client gives up and closes first
 
     async def body() -> None:
@@ -107,7 +107,7 @@ def test_a_client_that_closes_first_leaves_its_address_held_down_then_freed() ->
 def test_a_tiny_pool_exhausts_cleanly_and_recovers() -> None:
     network = random_network()
     spec, ports = pool_range(network, ips=1, ports=2)  # two NAT addresses in all
-    backend = Backend()
+    backend = PeerEchoBackend()
     backend.hold.clear()
 
     async def body() -> None:
@@ -135,7 +135,7 @@ def test_an_address_bound_by_another_socket_is_quarantined_and_the_connection_st
     network = random_network()
     spec, ports = pool_range(network, ips=1, ports=2)
     taken = (spec.first_ip, ports[0])  # the first address a fresh pool hands out
-    backend = Backend()
+    backend = PeerEchoBackend()
 
     async def body() -> None:
         await backend.start()
@@ -158,7 +158,7 @@ def test_an_address_bound_by_another_socket_is_quarantined_and_the_connection_st
 def test_every_address_unbindable_costs_the_connection_and_no_lease() -> None:
     network = random_network()
     spec, ports = pool_range(network, ips=1, ports=2)
-    backend = Backend()
+    backend = PeerEchoBackend()
 
     async def body() -> None:
         await backend.start()
@@ -180,7 +180,7 @@ def test_an_unreachable_backend_costs_one_connection_is_marked_down_and_leaks_no
 ) -> None:
     network = random_network()
     spec, ports = pool_range(network, ips=1, ports=8)
-    backend = Backend()
+    backend = PeerEchoBackend()
 
     async def body() -> None:
         await backend.start()
@@ -220,7 +220,7 @@ def test_when_every_backend_is_down_clients_are_refused_at_once_without_a_lease(
 def test_shutdown_drains_then_closes_the_rest_and_frees_every_lease() -> None:
     network = random_network()
     spec, ports = pool_range(network, ips=1, ports=16)
-    patient, stuck = Backend(), Backend()
+    patient, stuck = PeerEchoBackend(), PeerEchoBackend()
     patient.hold.clear()
     stuck.hold.clear()
 
@@ -275,7 +275,7 @@ def test_http_through_the_proxy_with_the_standard_librarys_server_and_client() -
 def test_least_connections_sends_new_clients_to_the_idle_backend() -> None:
     network = random_network()
     spec, ports = pool_range(network, ips=1, ports=16)
-    busy, idle = Backend(), Backend()
+    busy, idle = PeerEchoBackend(), PeerEchoBackend()
     busy.hold.clear()
 
     async def body() -> None:
@@ -299,7 +299,7 @@ def test_least_connections_sends_new_clients_to_the_idle_backend() -> None:
 def test_the_kernel_source_binds_pool_ips_and_leaves_the_pool_untouched() -> None:
     network = random_network()
     spec, ports = pool_range(network, ips=3, ports=2)
-    backend = Backend()
+    backend = PeerEchoBackend()
 
     async def body() -> None:
         await backend.start()

@@ -1,24 +1,22 @@
-"""``natpool proxy`` and ``natpool demo`` as commands: bad input, SIGTERM, the demo's own verification."""
+"""``natpool proxy`` as a command: bad input, SIGTERM."""
 
 from __future__ import annotations
 
 import os
-import queue
 import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from natpool import cli
-from natpool.proxy import command as proxy_command
-from netkit import HANG_GUARD, http_backend, pool_range, random_network
+from natpool.apps import cli
+from natpool.apps.proxy import command as proxy_command
+from natpool.apps.proxy import limits
+from netkit import HANG_GUARD, LogReader, http_backend, pool_range, random_network
 
 GOOD = ["--listen", "127.0.0.1:0", "--backend", "127.0.0.1:8080", "--pool", "127.0.100.0/24"]
 
@@ -51,6 +49,13 @@ BAD = [
     ("--bind-attempts", "0"),
     ("--connect-timeout", "0"),
     ("--drain-timeout", "-1"),
+    ("--idle-timeout", "0"),
+    ("--idle-timeout", "-2"),
+    ("--idle-timeout", "inf"),
+    ("--max-connections", "0"),
+    ("--max-connections", "-5"),
+    ("--max-connections", "1e3"),
+    ("--max-connections", "100_000_000"),  # more than RLIMIT_NOFILE allows
 ]
 
 
@@ -65,6 +70,19 @@ def test_bad_input_is_one_line_naming_the_option_and_exit_2_before_listening(
     assert cli.main(["proxy", *with_option(option, value)]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and f"argument {option}:" in err
+
+
+def test_max_connections_beyond_rlimit_nofile_says_by_how_much(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(proxy_command, "serve", None)
+    monkeypatch.setattr(limits, "descriptor_limit", lambda: 200)  # (200 - 32) / 2 = 84 connections
+    assert cli.main(["proxy", *GOOD, "--max-connections", "100"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "natpool proxy: error: argument --max-connections: 100 is 16 more than RLIMIT_NOFILE 200 allows "
+        "(84: 2 descriptors a connection, 32 kept aside)"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -100,47 +118,7 @@ def scrape(url: str) -> dict[str, float]:
     return {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-class LogReader:
-    """The lines a process writes to stderr, read by a thread (no select on a buffered pipe)."""
-
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        assert process.stderr is not None
-        self.stream = process.stderr
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        for line in self.stream:
-            self.lines.put(line)
-        self.lines.put("")  # end of the stream
-
-    def until(self, pattern: str) -> re.Match[str]:
-        """The first line from now on that matches ``pattern``; fails at the end of the log or after the guard."""
-        deadline = time.monotonic() + HANG_GUARD
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self.lines.get(timeout=left)
-            except queue.Empty:
-                break
-            if not line:
-                break
-            self.seen.append(line)
-            if match := re.search(pattern, line):
-                return match
-        raise AssertionError(f"no {pattern!r} in the proxy's log: {self.text()}")
-
-    def text(self) -> str:
-        """Everything read so far (after the process ended: all of it)."""
-        self.thread.join(timeout=HANG_GUARD)
-        if not self.thread.is_alive():
-            self.stream.close()
-        while not self.lines.empty():
-            self.seen.append(self.lines.get())
-        return "".join(self.seen)
-
-
+@pytest.mark.extra("metrics")  # it watches the proxy through /metrics
 def test_sigterm_drains_closes_the_rest_frees_every_lease_and_logs_the_pool(backend: tuple[str, int]) -> None:
     spec, ports = pool_range(random_network(), ips=1, ports=16)
     args = ["--backend", "{}:{}".format(*backend), "--pool", f"{spec.first_ip}-{spec.last_ip}"]
@@ -183,41 +161,3 @@ def test_sigterm_drains_closes_the_rest_frees_every_lease_and_logs_the_pool(back
     assert "signal received" in text
     stopped = re.search(r"stopped: (\d+) accepted.*pool: (\d+) live", text)
     assert stopped is not None and stopped[1] == "2" and stopped[2] == "0", text
-
-
-def test_the_demo_passes_its_own_verification_both_ways_and_plots(tmp_path: Path) -> None:
-    plot = tmp_path / "demo.png"
-    args = ["--connections", "300", "--concurrency", "12", "--backends", "3", "--compare", "--plot", str(plot)]
-    done = subprocess.run(  # a process of its own, so that the hang guard can stop it
-        [sys.executable, "-m", "natpool", "demo", *args], capture_output=True, text=True, timeout=HANG_GUARD * 4
-    )
-    out = done.stdout
-    assert done.returncode == 0, out + done.stderr
-    assert out.count("verification                ok") == 2  # the natpool run, and both sources' rounds compared
-    assert "connections answered        300 of 300" in out
-    assert "0 outside 127.0.100.0/24" in out
-    assert "lookup(peer) named client   300 of 300" in out
-    assert re.search(r"connections per second\s+[\d,]+\s+[\d,]+\s+[\d.]+x", out)
-    assert plot.read_bytes().startswith(b"\x89PNG")
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["--pool", "10.0.0.0/24"],
-        ["--connections", "0"],
-        ["--ports", "5-1"],
-        ["--initial-blocks", "0"],
-        ["--compare", "--rounds", "3"],
-    ],
-)
-def test_the_demo_rejects_bad_input_with_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["demo", *args]) == 2
-    assert len(capsys.readouterr().err.splitlines()) == 1
-
-
-def test_the_comparison_alternates_the_sources_in_mirrored_pairs() -> None:
-    from natpool.demo.compare import order
-
-    assert order(2) == ["pool", "kernel"]
-    assert order(6) == ["pool", "kernel", "kernel", "pool", "pool", "kernel"]

@@ -7,10 +7,12 @@ import json
 import urllib.error
 import urllib.request
 
-from natpool.proxy import Proxy
-from natpool.proxy.admin import Admin
-from netkit import Backend, config, pool_range, random_network, request, run, running, until
-from prometheus_client.parser import text_string_to_metric_families
+import pytest
+from natpool.apps.proxy import Proxy
+from natpool.apps.proxy.admin import Admin
+from netkit import PeerEchoBackend, config, pool_range, random_network, request, run, running, until
+
+pytestmark = pytest.mark.extra("metrics")  # the endpoint serves /metrics and needs prometheus_client to start
 
 
 def fetch(url: str) -> tuple[int, str]:
@@ -22,13 +24,15 @@ def fetch(url: str) -> tuple[int, str]:
 
 
 def samples(text: str) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
     return {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def test_the_metrics_endpoint_reports_the_numbers_the_pool_reports() -> None:
     network = random_network()
     spec, ports = pool_range(network, ips=2, ports=8)
-    backend = Backend()
+    backend = PeerEchoBackend()
 
     async def body() -> None:
         await backend.start()
@@ -88,7 +92,7 @@ def test_the_metrics_endpoint_reports_the_numbers_the_pool_reports() -> None:
 
 
 def test_importing_natpool_registers_no_metric() -> None:
-    import natpool.proxy  # noqa: F401
+    import natpool.apps.proxy  # noqa: F401
     from prometheus_client import REGISTRY
 
     assert not any(name.startswith("natpool") for name in REGISTRY._names_to_collectors)

@@ -51,13 +51,23 @@ class IntervalList:
         element.subpool = subpool
         return element
 
-    def assign_range(self, element: IntervalElement, first: int, count: int, subpool: SubpoolHeader) -> IntervalElement:
-        """Give ``count`` addresses of a free element, from ``first``, to ``subpool`` (a port block)."""
-        assert element.subpool is None and element.first <= first
-        assert first + count <= element.first + element.count
+    def assign_at(self, first: int, count: int, subpool: SubpoolHeader) -> IntervalElement:
+        """Give the addresses ``first .. first + count - 1``, all free, to ``subpool``.
+
+        For a range picked elsewhere than by this list's first fit: a port block
+        (``clients.py``), or with a store a claim (the cluster picks the range). The
+        free element holding it is split in up to three.
+        """
+        element = self.owner_of(first)
+        assert self.is_free(first, count)
         if first > element.first:
             element = self._split(element, first - element.first)
         return self.assign(element, count, subpool)
+
+    def is_free(self, first: int, count: int) -> bool:
+        """Whether the addresses ``first .. first + count - 1`` lie in one free element."""
+        element = self.owner_of(first)
+        return element.subpool is None and first + count <= element.first + element.count
 
     def _split(self, element: IntervalElement, count: int) -> IntervalElement:
         """Split a free element after its first ``count`` addresses; return the second part."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from natpool.reference.interval_list import IntervalElement
 from natpool.reference.reuse import FreeBlocks
+
+if TYPE_CHECKING:
+    from natpool.store.member import ClaimState
 
 GENERATION_MASK = 2**32 - 1
 
@@ -40,6 +43,8 @@ class SubpoolHeader:
         """Blocks whose lease was freed with a hold that has not ended yet."""
         self.owner: Any = None
         """``client_block``: the client this subpool is a port block of (None: shared)."""
+        self.claim: ClaimState | None = None
+        """With a store: the claim this subpool's addresses come from."""
 
     def pop(self) -> int:
         offset = self.free_blocks.take()
@@ -70,8 +75,13 @@ class MainPoolHeader:
         return ident
 
     def with_free_block(self, ip: int | None = None) -> SubpoolHeader | None:
-        """The lowest-id shared subpool that has a free block (all of whose addresses are on ``ip``)."""
-        candidates = [s for s in self.subpools.values() if s.free > 0 and s.owner is None]
+        """The lowest-id shared subpool that has a free block and is not fenced (with a store),
+        all of whose addresses are on ``ip`` if given."""
+        candidates = [
+            s
+            for s in self.subpools.values()
+            if s.free > 0 and s.owner is None and not (s.claim is not None and s.claim.fenced)
+        ]
         if ip is not None:
             candidates = [s for s in candidates if s.blocks[0].ip == s.blocks[-1].ip == ip]
         return min(candidates, key=lambda s: s.id, default=None)

@@ -26,6 +26,45 @@ creating or deleting a subpool, see ``docs/design.md``):
   merged into the free space, unless the blocks left would be fewer than
   ``initial_blocks``.
 
+With a store (``store=``, see ``natpool.store`` and ``natpool/store/member.py``) the pool
+is one member of a cluster sharing the address space:
+
+* Creating a subpool **claims** its range from the store (``Store.claim``: the
+  cluster-wide first fit, ``initial_blocks`` for the cluster's first claim,
+  ``subpool_blocks`` later, clipped to the free interval and to ``capacity``
+  minus what the cluster has claimed). ``None`` from the store means the
+  cluster is full: the allocation that needed the subpool raises
+  ``PoolExhausted``; a failing store raises ``StoreError``; either way nothing
+  changed. The growth at ``grow_threshold`` after a successful allocation is
+  optional: it is skipped when the store has nothing or fails, and not tried
+  while the last store call failed (``Member.store_down``).
+* Deleting a subpool **returns** its claim (``Store.release``) first; if the
+  store fails (or is known down) the subpool simply stays, as an idle subpool
+  stays when the keep rule says so.
+* **Self-fencing**: at the start of every allocation (and in ``renew()``), a
+  subpool whose claim was lost (the store did not renew it) or whose local
+  deadline passed is fenced: it serves no more allocations; its live leases
+  stay valid, can be looked up and freed; one without live leases is dropped
+  at once, and one with leases when its last lease is freed, without telling
+  the store (which holds, or will hold, the range). Fenced subpools still
+  count in ``len``, ``stats()``, ``subpools()`` and ``intervals()``, and their
+  claims are still renewed (only lost ones are not).
+* ``capacity`` and ``max_blocks`` are the cluster's; ``len(pool)``,
+  ``stats()``, ``subpools()`` and ``intervals()`` are this member's:
+  ``intervals()`` shows this member's subpools at their claimed ranges and
+  every other address as an interval with ``subpool None`` (not this
+  member's: free in the cluster, or another member's, or held).
+* ``close()`` stops the renewal, returns the claims of the subpools without
+  live leases (or held blocks) and leaves the pool (``Store.leave``, one call); later calls
+  raise ``NatPoolError``.
+* The policies compose with a store: the reuse order, ``hold_down`` and
+  ``hold=``, ``client_quota`` and ``paired`` act as without one (they change no
+  claim). A held block is not free: a subpool with held blocks is not deleted
+  (its claim is not returned, nor by ``close()``), and a fenced subpool is
+  dropped only once every block is free again (its holds ended, released by
+  an allocation). ``client_block`` is not supported with a store yet: the
+  constructor raises ``PoolConfigError`` naming it, before the store is opened.
+
 A handle is ``generation << 64 | subpool_id << 32 | offset``. A block's
 generation (32 bits, wrapping) is bumped on every free; a subpool made under
 an id that was used before starts its blocks at the highest generation the
@@ -39,7 +78,15 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
-from natpool.errors import ArgumentError, LeaseError, PoolExhausted, QuotaExceeded
+from natpool.errors import (
+    ArgumentError,
+    LeaseError,
+    NatPoolError,
+    PoolConfigError,
+    PoolExhausted,
+    QuotaExceeded,
+    StoreError,
+)
 from natpool.records import BlockEvent, Interval, PoolStats, Subpool
 from natpool.reference.clients import Clients, carve, find_run
 from natpool.reference.config import ControlBlock, control_block, ip_str, parse_ip
@@ -48,6 +95,7 @@ from natpool.reference.interval_list import IntervalList
 from natpool.reference.memory_pool import GENERATION_MASK, ConnectionBlock, MainPoolHeader, SubpoolHeader
 from natpool.reference.policy import Policy, parse_hold, policy, read_clock
 from natpool.reference.reuse import SplitMix64, entropy_seed, free_blocks
+from natpool.store import member as cluster
 
 __all__ = ["Pool", "Lease"]
 
@@ -138,6 +186,11 @@ class Pool:
         paired: bool = False,
         client_block: int | None = None,
         event_queue: int = 65536,
+        store: Any = None,
+        member: str | None = None,
+        claim_ttl: float = 30.0,
+        reclaim_delay: float = 120.0,
+        renew_interval: float | None = None,
     ) -> None:
         # None for ports or grow_threshold means the default, as in the Rust binding.
         ports = (1024, 65535) if ports is None else ports
@@ -156,6 +209,12 @@ class Pool:
             event_queue,
             ports_per_ip=self._cb.ports_per_ip,
         )
+        # The store arguments are validated after the policies; a store does not take port
+        # blocks yet. Then the store is opened (a URL) and joined: nothing reaches the store
+        # before every argument is valid.
+        chosen = cluster.settings(store, member, claim_ttl, reclaim_delay, renew_interval)
+        if chosen is not None and self._policy.client_block is not None:
+            raise PoolConfigError("client_block", "is not supported with a store yet")
         self._intervals = IntervalList(self._cb.address_count)
         self._memory_pool: MainPoolHeader | None = None  # MPA: NULL until the first allocate()
         self._live = 0
@@ -166,6 +225,10 @@ class Pool:
         self._rng: SplitMix64 | None = None
         if order == "random":
             self._rng = SplitMix64(entropy_seed() if self._policy.seed is None else self._policy.seed)
+        self._closed = False
+        self._member: cluster.Member | None = None if chosen is None else cluster.Member(self._cb, chosen)
+        if self._member is not None:
+            self._member.start_renewing()
 
     # -- the control block's read-only attributes ---------------------------------------
     name = property(lambda self: self._cb.name)
@@ -185,6 +248,10 @@ class Pool:
     paired = property(lambda self: self._policy.paired)
     client_block = property(lambda self: self._policy.client_block)
     event_queue = property(lambda self: self._policy.event_queue)
+    member = property(
+        lambda self: None if self._member is None else self._member.member,
+        doc="This pool instance's name in the cluster (None without a store).",
+    )
 
     def __len__(self) -> int:
         return self._live
@@ -202,6 +269,12 @@ class Pool:
     def _shared_free(self) -> int:
         """Free blocks of shared subpools (not a client's port blocks)."""
         return 0 if self._memory_pool is None else sum(int(s.free) for s in self._memory_pool.shared())
+
+    def _serving_free(self) -> int:
+        """Free blocks a shared allocation can take: those of shared subpools not fenced (with a store)."""
+        if self._memory_pool is None:
+            return 0
+        return sum(int(s.free) for s in self._memory_pool.shared() if not (s.claim is not None and s.claim.fenced))
 
     def _shared_room(self) -> int:
         """Leases a shared allocation may still get: shared free blocks and blocks not yet made."""
@@ -240,9 +313,12 @@ class Pool:
 
     def allocate(self, data: Any = None, *, client: Any = None) -> Lease:
         """Lease a free client NAT address; ``PoolExhausted`` when every address is live or held
-        (``QuotaExceeded`` past the client's quota)."""
+        (``QuotaExceeded`` past the client's quota; with a store also when no subpool of this
+        member has a free block and the cluster has no range left)."""
+        self._check_open()
         tracked = self._tracks(client)
         self._begin(client)
+        self._fence()
         if not tracked:
             if self._shared_room() == 0:
                 raise self._exhausted(1)
@@ -262,15 +338,14 @@ class Pool:
             state = self._clients.states.get(client)
             if state is not None and state.ip is not None:
                 subpool = self._memory_pool.with_free_block(state.ip)
-        if subpool is None:
-            if self._shared_free() == 0:
-                self._create_subpool()
-            assert self._memory_pool is not None
+        if subpool is None and self._memory_pool is not None:
             subpool = self._memory_pool.with_free_block()
+        if subpool is None:
+            subpool = self._create_subpool(required=True)
             assert subpool is not None
         lease = self._occupy(subpool, data, client)
-        if self._shared_free() <= self._cb.grow_threshold and self._blocks() < self.capacity:
-            self._create_subpool()
+        if self._serving_free() <= self._cb.grow_threshold and self._blocks() < self.capacity:
+            self._create_subpool(required=False)
         return lease
 
     def _occupy(self, subpool: SubpoolHeader, data: Any, client: Any) -> Lease:
@@ -293,22 +368,39 @@ class Pool:
             raise TypeError(f"n must be int, not {type(n).__name__}")
         if n < 0:
             raise ArgumentError(f"n: {n} is negative")
+        self._check_open()
         tracked = self._tracks(client)
         self._begin(client)
-        if not tracked:
-            if n > self._shared_room():
-                raise self._exhausted(n)
-            return [self._take(None) for _ in range(n)]
-        self._check_quota(client, n)
-        if self._policy.client_block is not None:
+        if tracked:
+            self._check_quota(client, n)
+        if tracked and self._policy.client_block is not None:
             self._check_blocks(client, n)
             return [self._take_from_blocks(client, None) for _ in range(n)]
         if n > self._shared_room():
             raise self._exhausted(n)
-        return [self._take(None, client) for _ in range(n)]
+        taken: Any = client if tracked else None
+        if self._member is None:
+            return [self._take(None, taken) for _ in range(n)]
+        # With a store the cluster may run out (or the store fail) part-way: the batch's
+        # leases are freed again (without a hold), last first (in LIFO order every free list
+        # is as before; in the others they are frees); the subpools it claimed stay, empty,
+        # for the next allocations.
+        leases: list[Lease] = []
+        try:
+            for _ in range(n):
+                self._fence()
+                leases.append(self._take(None, taken))
+        except (PoolExhausted, StoreError):
+            for lease in reversed(leases):
+                found = self._block_of(lease.handle)
+                assert found is not None
+                self._release(*found, tidy=False)
+            raise
+        return leases
 
     def lease(self, data: Any = None, *, client: Any = None) -> _LeaseContext:
         """A context manager that allocates on entry and frees on exit."""
+        self._check_open()
         if client is not None:
             hash(client)
         return _LeaseContext(self, data, client)
@@ -383,7 +475,7 @@ class Pool:
         blocks = [ConnectionBlock(*self._cb.address(first + i), generation) for i in range(k)]
         subpool = SubpoolHeader(ident, element, blocks, free_blocks=free_blocks(self._policy.order, k, self._rng))
         subpool.owner = client
-        subpool.interval = self._intervals.assign_range(element, first, k, subpool)
+        subpool.interval = self._intervals.assign_at(first, k, subpool)
         memory_pool.subpools[ident] = subpool
         memory_pool.blocks += k
         self._clients.state(client).blocks.append(subpool)
@@ -394,7 +486,7 @@ class Pool:
         """A client's block is all free: release it (its addresses go back to the free intervals)."""
         self._clients.states[subpool.owner].blocks.remove(subpool)
         self._log("released", subpool.owner, subpool.interval.first, len(subpool.blocks))
-        self._delete_subpool(subpool)
+        self._remove_subpool(subpool)
 
     def _log(self, kind: str, client: Any, first: int, count: int) -> None:
         assert self._now is not None, "the call that changes a port block read the clock"
@@ -402,9 +494,16 @@ class Pool:
 
     def events(self) -> list[BlockEvent]:
         """The port blocks assigned and released since the last call, oldest first."""
+        self._check_open()
         return self._clients.drain()
 
-    def _create_subpool(self) -> None:
+    def _create_subpool(self, required: bool) -> SubpoolHeader | None:
+        """Create a subpool: ``required`` when an allocation needs it, else the optional threshold growth.
+
+        Without a store this always succeeds (the callers checked ``capacity``).
+        """
+        if self._member is not None:
+            return self._claim_subpool(required)
         if self._memory_pool is None:
             self._memory_pool = MainPoolHeader()
         memory_pool = self._memory_pool
@@ -420,8 +519,66 @@ class Pool:
         self._intervals.assign(element, count, subpool)
         memory_pool.subpools[ident] = subpool
         memory_pool.blocks += count
+        return subpool
+
+    def _claim_subpool(self, required: bool) -> SubpoolHeader | None:
+        """With a store: create a subpool on a range claimed from the cluster (see the module docstring)."""
+        member = self._member
+        assert member is not None
+        if not required and member.store_down:
+            return None
+        try:
+            claimed = member.claim(self._intervals.is_free)
+        except StoreError:
+            if required:
+                raise
+            return None
+        if claimed is None:
+            if required:
+                raise PoolExhausted(
+                    f"pool {self.name!r}: member {member.member!r} has no free block and the cluster has no "
+                    f"address left to claim (capacity {self.capacity})"
+                )
+            return None
+        grant, state = claimed
+        if self._memory_pool is None:
+            self._memory_pool = MainPoolHeader()
+        memory_pool = self._memory_pool
+        ident = memory_pool.next_id()
+        generation = memory_pool.generation_floor.get(ident, 0)
+        blocks = [ConnectionBlock(*self._cb.address(grant.first + i), generation) for i in range(grant.count)]
+        subpool = SubpoolHeader(
+            ident,
+            self._intervals.owner_of(grant.first),
+            blocks,
+            free_blocks=free_blocks(self._policy.order, grant.count, self._rng),
+        )
+        subpool.interval = self._intervals.assign_at(grant.first, grant.count, subpool)
+        subpool.claim = state
+        memory_pool.subpools[ident] = subpool
+        memory_pool.blocks += grant.count
+        return subpool
 
     def _delete_subpool(self, subpool: SubpoolHeader) -> None:
+        """Delete an idle subpool; with a store, only once its claim is returned (else it stays)."""
+        if subpool.claim is not None:
+            member = self._member
+            assert member is not None
+            if member.store_down:
+                return
+            try:
+                member.release(subpool.claim)
+            except StoreError:
+                return
+        self._remove_subpool(subpool)
+
+    def _drop_subpool(self, subpool: SubpoolHeader) -> None:
+        """Remove a fenced subpool without live leases, without telling the store (it holds the range)."""
+        assert self._member is not None and subpool.claim is not None
+        self._member.forget(subpool.claim)
+        self._remove_subpool(subpool)
+
+    def _remove_subpool(self, subpool: SubpoolHeader) -> None:
         memory_pool = self._memory_pool
         assert memory_pool is not None
         memory_pool.generation_floor[subpool.id] = max(b.generation for b in subpool.blocks)
@@ -463,6 +620,7 @@ class Pool:
     def free(self, lease_or_handle: Lease | int, *, hold: float | None = None) -> None:
         """Return a live lease, held for ``hold`` seconds (None: ``hold_down``) before reuse;
         ``LeaseError`` (and no change) for anything but a live lease."""
+        self._check_open()
         seconds = parse_hold(hold, self._policy.hold_down)
         handle = self._handle_of(lease_or_handle)
         end = self._hold_end(seconds)
@@ -474,6 +632,7 @@ class Pool:
     def free_many(self, leases: Iterable[Lease | int], *, hold: float | None = None) -> None:
         """Free a batch, all or nothing: if any item is not a live lease of this pool
         (or appears twice), ``LeaseError`` is raised and nothing is freed. ``hold`` as for ``free``."""
+        self._check_open()
         seconds = parse_hold(hold, self._policy.hold_down)
         handles = [self._handle_of(item) for item in leases]
         end = self._hold_end(seconds)
@@ -487,8 +646,9 @@ class Pool:
             assert hit is not None
             self._release(*hit, end)
 
-    def _release(self, subpool: SubpoolHeader, offset: int, end: float | None = None) -> None:
-        """End the lease of a live block; return the block, or hold it until ``end``."""
+    def _release(self, subpool: SubpoolHeader, offset: int, end: float | None = None, *, tidy: bool = True) -> None:
+        """End the lease of a live block; return the block (if that empties its subpool, and
+        ``tidy``, apply the deletion rule), or hold it until ``end``."""
         block = subpool.blocks[offset]
         block.live, block.data = False, None
         block.generation = (block.generation + 1) & GENERATION_MASK
@@ -500,29 +660,108 @@ class Pool:
             state.held += end is not None
         if end is None:
             block.client = None
-            self._return_block(subpool, offset)
+            self._return_block(subpool, offset, tidy=tidy)
         else:
             self._held.hold(end, subpool, offset)
         if client is not None:
             self._clients.tidy(client)
 
-    def _return_block(self, subpool: SubpoolHeader, offset: int) -> None:
-        """Give a block back to its subpool's free blocks, then apply the deletion rule
-        (a port block: released when all free; a shared subpool: the keep rule)."""
+    def _return_block(self, subpool: SubpoolHeader, offset: int, *, tidy: bool = True) -> None:
+        """Give a block back to its subpool's free blocks, then (``tidy``) apply the deletion rule
+        when all its blocks are free (none live, none held): a port block is released; a subpool
+        whose claim lapsed is fenced and dropped; a shared subpool is deleted unless the keep
+        rule keeps it (with a store, only once its claim is returned)."""
         subpool.push(offset)
-        if subpool.free != len(subpool.blocks):
+        if not tidy or subpool.free != len(subpool.blocks):
             return
         if subpool.owner is not None:
             self._release_block(subpool)
+            return
+        if subpool.claim is not None and self._member is not None and self._member.lapsed(subpool.claim):
+            subpool.claim.fenced = True
+            self._drop_subpool(subpool)
             return
         assert self._memory_pool is not None
         shared_blocks = sum(len(s.blocks) for s in self._memory_pool.shared())
         if shared_blocks - subpool.free >= self._cb.initial_blocks:
             self._delete_subpool(subpool)
 
+    # -- the cluster: fencing, renewal, closing -----------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise NatPoolError(f"pool {self.name!r} is closed")
+
+    def _fence(self) -> None:
+        """With a store: fence every subpool whose claim lapsed (lost, or past its deadline), in id order,
+        and drop the fenced subpools without live leases."""
+        if self._member is None or self._memory_pool is None:
+            return
+        for ident in sorted(self._memory_pool.subpools):
+            subpool = self._memory_pool.subpools[ident]
+            claim = subpool.claim
+            if claim is None:
+                continue
+            if not claim.fenced and self._member.lapsed(claim):
+                claim.fenced = True
+            if claim.fenced and subpool.free == len(subpool.blocks):
+                self._drop_subpool(subpool)
+
+    def renew(self) -> None:
+        """Renew this member's claims now, then fence the lapsed ones; nothing without a store.
+
+        The renewal thread does the same every ``renew_interval`` seconds (without
+        the fencing, which the next allocation does); with ``renew_interval=0``
+        the owner calls this before ``claim_ttl`` runs out. ``StoreError`` if the
+        store fails (claims whose deadline passes meanwhile are fenced).
+        """
+        self._check_open()
+        if self._member is None:
+            return
+        try:
+            self._member.renew()
+        finally:
+            self._fence()
+
+    def close(self) -> None:
+        """Close the pool; idempotent. Later calls raise ``NatPoolError``.
+
+        With a store: stop the renewal, return the claims of the subpools without
+        live leases and leave the cluster, in one store call. If the store fails,
+        the pool is closed all the same and ``StoreError`` is raised: its claims
+        lapse ``claim_ttl`` later and are held ``reclaim_delay`` more, as a dead
+        member's are.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        member = self._member
+        if member is None:
+            return
+        subpools = (
+            []
+            if self._memory_pool is None
+            else [self._memory_pool.subpools[i] for i in sorted(self._memory_pool.subpools)]
+        )
+        idle = [
+            s.claim for s in subpools if s.claim is not None and s.free == len(s.blocks) and not member.lapsed(s.claim)
+        ]
+        member.leave(idle)
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
     # -- lookup and introspection --------------------------------------------------------
     def lookup(self, ip: Any, port: int) -> Lease | None:
         """The live lease holding (ip, port), with its data, or None."""
+        self._check_open()
         address = parse_ip(ip, "ip", ArgumentError)
         if not isinstance(port, int) or isinstance(port, bool):
             raise TypeError(f"port must be int, not {type(port).__name__}")
@@ -547,7 +786,8 @@ class Pool:
         return ip_str(first_ip), first_port, ip_str(last_ip), last_port
 
     def intervals(self) -> list[Interval]:
-        """The interval list, in address order."""
+        """The interval list, in address order (with a store: this member's view, see the module docstring)."""
+        self._check_open()
         return [
             Interval(*self._record_bounds(e.first, e.count), e.count, None if e.subpool is None else e.subpool.id)
             for e in self._intervals
@@ -555,6 +795,7 @@ class Pool:
 
     def subpools(self) -> list[Subpool]:
         """The subpools, in address order."""
+        self._check_open()
         return [
             Subpool(
                 e.subpool.id,
@@ -569,6 +810,7 @@ class Pool:
         ]
 
     def stats(self) -> PoolStats:
+        self._check_open()
         blocks = self._blocks()
         return PoolStats(
             live=self._live,

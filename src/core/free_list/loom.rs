@@ -255,3 +255,89 @@ fn fifo_pushes_race_with_a_pop_on_the_next_lap() {
         }
     });
 }
+
+/// A fence (a subpool whose claim lapsed) closes the list whatever its
+/// count, racing with a reservation and a push, for each structure: the
+/// reservation either came first (its block comes back later, counted) or
+/// fails; pushes keep counting under the closed bit and land in the
+/// structure; no reservation succeeds after the fence, and a full fenced
+/// list is recognised as such.
+#[test]
+fn a_fence_races_with_a_reservation_and_a_push() {
+    for_each(&ALL, |order| {
+        let list = list(order, 2);
+        let out = take(&list).unwrap();
+        let taker = spawn_with(&list, take);
+        let fencer = spawn_with(&list, |list| list.fence());
+        list.push_many(&[out]);
+        let took = taker.join().unwrap();
+        fencer.join().unwrap();
+        assert_eq!(list.reserve_up_to(1), Reserve::Closed);
+        assert!(!list.has_free());
+        let last = match took {
+            Some(offset) => list.push_many(&[offset]),
+            None => {
+                assert_eq!(list.available(), 2);
+                return;
+            }
+        };
+        assert!(FreeList::closed_and_full(last, 2));
+        assert_eq!(list.available(), 2);
+    });
+}
+
+/// FIFO: a fence lands while a chain pop that reserved before it is still
+/// taking its cells and another thread returns a block: the chain completes
+/// with the blocks it reserved, the return lands in the ring under the
+/// closed bit, and once every block is back the fenced ring is closed and
+/// full with each block in it exactly once.
+#[test]
+fn a_fence_on_the_ring_races_with_a_chain_pop_and_a_return() {
+    loom::model(|| {
+        let list = list(Order::Fifo, 3);
+        let out = take(&list).unwrap();
+        assert!(matches!(
+            list.reserve_up_to(2),
+            Reserve::Taken { count: 2, .. }
+        ));
+        let popper = spawn_with(&list, |list| {
+            let mut chain = Vec::new();
+            list.pop_many(2, &mut chain, &list.rng);
+            chain
+        });
+        let fencer = spawn_with(&list, |list| list.fence());
+        let pusher = spawn_with(&list, move |list| list.push_many(&[out]));
+        let chain = popper.join().unwrap();
+        fencer.join().unwrap();
+        pusher.join().unwrap();
+        assert_eq!(list.reserve_up_to(1), Reserve::Closed);
+        let last = list.push_many(&chain);
+        assert!(FreeList::closed_and_full(last, 3));
+        let mut all = vec![out];
+        all.extend(&chain);
+        all.sort_unstable();
+        assert_eq!(all, vec![0, 1, 2]);
+    });
+}
+
+/// A deletion closes a full list, then the store refuses the release and
+/// the deletion reopens it, racing with a reservation: the reservation
+/// either fails (closed) or finds the list open again; nothing is lost.
+#[test]
+fn a_reopen_after_a_refused_deletion_races_with_a_reservation() {
+    for_each(&ALL, |order| {
+        let list = list(order, 2);
+        let taker = spawn_with(&list, take);
+        let deleter = spawn_with(&list, |list| {
+            if list.try_close(2) {
+                list.reopen(2);
+            }
+        });
+        deleter.join().unwrap();
+        let took = taker.join().unwrap();
+        let mut all: Vec<u32> = took.into_iter().chain(drain(&list)).collect();
+        all.sort_unstable();
+        assert_eq!(all, vec![0, 1]);
+        assert_eq!(list.available(), 0);
+    });
+}

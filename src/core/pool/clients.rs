@@ -37,6 +37,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         }
         check_key(client)?;
         self.release_due(now);
+        self.fence_if_due();
         let mut clients = self.lock_clients();
         self.check_quota(&clients, client, 1)?;
         if self.config.client_block().is_some() {
@@ -74,6 +75,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         }
         check_key(client)?;
         self.release_due(now);
+        self.fence_if_due();
         let mut clients = self.lock_clients();
         self.check_quota(&clients, client, n)?;
         let blocks = self.config.client_block().is_some();
@@ -87,6 +89,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             .try_reserve_exact(n as usize)
             .map_err(|_| Error::OutOfMemory(format!("cannot hold a batch of {n} leases")))?;
         for _ in 0..n {
+            self.fence_if_due();
             let taken = if blocks {
                 self.take_from_blocks(&mut clients, client, data(), now)
             } else {
@@ -95,11 +98,14 @@ impl<T: Default + Send + Sync> Pool<T> {
             match taken {
                 Ok(lease) => leases.push(lease),
                 Err(error) => {
-                    // Only under concurrency (the checks above hold otherwise):
-                    // give back what we took, without a hold.
+                    // Under concurrency, or in a cluster (full, or the store
+                    // failed): give back what we took, last first, without a
+                    // hold. In a cluster the subpools this batch claimed stay,
+                    // empty (as for `allocate_many`).
                     drop(clients);
+                    let tidy = !self.has_store();
                     for lease in leases.iter().rev() {
-                        let _ = self.free_at(lease.handle, 0.0, now);
+                        let _ = self.free_tidy(lease.handle, 0.0, now, tidy);
                     }
                     return Err(error);
                 }

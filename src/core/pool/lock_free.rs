@@ -16,7 +16,7 @@ use std::net::Ipv4Addr;
 
 use crate::core::block::{Completed, Release};
 use crate::core::error::Error;
-use crate::core::free_list::{Reserve, CHAIN};
+use crate::core::free_list::{FreeList, Reserve, CHAIN};
 use crate::core::handle::Handle;
 use crate::core::policy::check_hold;
 use crate::core::pool::{Ended, Lease, Pool};
@@ -36,6 +36,7 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// nothing held and did not read the clock).
     pub(crate) fn allocate_at(&self, data: T, now: Option<f64>) -> Result<Lease, Error> {
         self.release_due(now);
+        self.fence_if_due();
         let lease = self.take_block(data, now, None)?;
         self.grow_if_below_threshold();
         Ok(lease)
@@ -49,7 +50,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         let mut due = Vec::new();
         self.held.due(now, &mut due);
         for entry in due {
-            self.return_blocks(&entry.subpool, &[entry.offset]);
+            self.return_blocks(&entry.subpool, &[entry.offset], true);
             if self.tracks_clients() {
                 self.clients_ended(&entry.subpool, &[entry.offset], Ended::HoldOver, Some(now));
             }
@@ -204,6 +205,18 @@ impl<T: Default + Send + Sync> Pool<T> {
         seconds: f64,
         now: Option<f64>,
     ) -> Result<Option<T>, Error> {
+        self.free_tidy(handle, seconds, now, true)
+    }
+
+    /// [`free_at`](Self::free_at); `tidy`: apply the deletion rule if the
+    /// subpool empties (a batch's rollback in a cluster does not).
+    pub(super) fn free_tidy(
+        &self,
+        handle: Handle,
+        seconds: f64,
+        now: Option<f64>,
+        tidy: bool,
+    ) -> Result<Option<T>, Error> {
         let end = hold_end(seconds, now);
         let not_live = || self.not_live(handle);
         let (generation, id, offset) = handle.parts().ok_or_else(not_live)?;
@@ -216,7 +229,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             Release::NotLive => Err(not_live()),
             Release::Deferred => Ok(None),
             Release::Done(data) => {
-                self.ended(subpool, &[offset], end.is_some(), now);
+                self.ended(subpool, &[offset], end.is_some(), now, tidy);
                 Ok(Some(data))
             }
         }
@@ -225,9 +238,16 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// Leases of `subpool` ended (their blocks released): return the blocks
     /// unless `held`, uncount the leases, and update their clients.
     #[inline]
-    fn ended(&self, subpool: &Arc<Subpool<T>>, offsets: &[u32], held: bool, now: Option<f64>) {
+    fn ended(
+        &self,
+        subpool: &Arc<Subpool<T>>,
+        offsets: &[u32],
+        held: bool,
+        now: Option<f64>,
+        tidy: bool,
+    ) {
         if !held {
-            self.return_blocks(subpool, offsets);
+            self.return_blocks(subpool, offsets, tidy);
         }
         self.live.fetch_sub(offsets.len() as u64, Ordering::AcqRel);
         if self.tracks_clients() {
@@ -254,11 +274,14 @@ impl<T: Default + Send + Sync> Pool<T> {
     }
 
     /// Put blocks of one subpool back (in the order given, as single frees
-    /// would), uncount them from `taken`, and apply the deletion rule to a
-    /// shared subpool (a port block's release is `clients_ended`'s). The
-    /// callers that end leases lower `live` themselves; a hold's end does not.
+    /// would), uncount them from `taken`, and (`tidy`) apply the deletion
+    /// rule to a shared subpool (a port block's release is `clients_ended`'s).
+    /// The callers that end leases lower `live` themselves; a hold's end does
+    /// not. A fenced subpool's list is closed: its count carries the closed
+    /// bit, so it is never marked available, and it goes when it is full
+    /// (no lease live, no block held).
     #[inline]
-    fn return_blocks(&self, subpool: &Arc<Subpool<T>>, offsets: &[u32]) {
+    fn return_blocks(&self, subpool: &Arc<Subpool<T>>, offsets: &[u32], tidy: bool) {
         let count = offsets.len() as u64;
         let available = subpool.free.push_many(offsets);
         if subpool.owner.is_some() {
@@ -270,8 +293,14 @@ impl<T: Default + Send + Sync> Pool<T> {
             self.availability.set(subpool.id); // the count left zero
         }
         self.taken.fetch_sub(count, Ordering::AcqRel);
-        if available == u64::from(subpool.len()) {
+        if !tidy {
+            return;
+        }
+        let total = u64::from(subpool.len());
+        if available == total {
             self.delete_if_idle(subpool);
+        } else if FreeList::closed_and_full(available, total) {
+            self.fenced_subpool_emptied(subpool);
         }
     }
 
@@ -305,11 +334,16 @@ impl<T: Default + Send + Sync> Pool<T> {
             let want = (n - leases.len() as u64)
                 .min(CHAIN)
                 .min(self.allocations_before_growth());
+            self.fence_if_due();
             if let Err(error) = self.take_blocks(want, &mut data, &mut leases, &mut offsets, now) {
-                // Another thread took the rest: give back what we took
-                // (without a hold: these leases were never handed out).
+                // Another thread took the rest (or, in a cluster, the cluster
+                // is full or the store failed): give back what we took, last
+                // first, without a hold (these leases were never handed out).
+                // In a cluster the subpools this batch claimed stay, empty,
+                // for the next allocations (the reference model's rule).
+                let tidy = !self.has_store();
                 for lease in leases.iter().rev() {
-                    let _ = self.free_at(lease.handle, 0.0, None);
+                    let _ = self.free_tidy(lease.handle, 0.0, None, tidy);
                 }
                 return Err(error);
             }
@@ -462,7 +496,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             }
         }
         if !offsets.is_empty() {
-            self.ended(subpool, offsets, end.is_some(), now);
+            self.ended(subpool, offsets, end.is_some(), now, true);
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -505,7 +539,7 @@ impl<T: Default + Send + Sync> Pool<T> {
                 }
                 // A lookup reads no clock: a port block this releases is
                 // logged at the last time the pool saw.
-                self.ended(subpool, &[offset], hold, Some(self.last_time()));
+                self.ended(subpool, &[offset], hold, Some(self.last_time()), true);
                 (Some(result), Some(data))
             }
         }

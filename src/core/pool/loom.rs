@@ -361,3 +361,125 @@ fn a_port_block_release_races_with_its_clients_allocation() {
         assert!(pool.subpools().is_empty());
     });
 }
+
+/// A store for the cluster models: one-address claims handed out in order,
+/// every renewal lost.
+struct LosingStore {
+    next: loom::sync::atomic::AtomicU64,
+    size: u64,
+}
+
+impl crate::core::Store for LosingStore {
+    fn claim(&self) -> Result<Option<crate::core::Grant>, Error> {
+        let epoch = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        Ok((epoch <= self.size).then_some(crate::core::Grant {
+            first: epoch - 1,
+            count: 1,
+            epoch,
+        }))
+    }
+    fn release(&self, _: u64) -> Result<(), Error> {
+        Ok(())
+    }
+    fn renew(&self, _: &[u64]) -> Result<Vec<u64>, Error> {
+        Ok(Vec::new())
+    }
+    fn leave(&self, _: &[u64]) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// A renewal that loses every claim (and so fences their subpools) races
+/// with the free that empties one of them: whichever way it goes, a fenced
+/// subpool without live leases does not stay behind unnoticed — the next
+/// allocation's check drops it.
+#[test]
+fn a_fence_races_with_the_free_that_empties_the_subpool() {
+    loom::model(|| {
+        let ip = Ipv4Addr::new(10, 0, 0, 1);
+        let spec = PoolSpec::new("loom", ip, ip)
+            .ports(1000, 1001)
+            .initial_blocks(1);
+        let store = LosingStore {
+            next: loom::sync::atomic::AtomicU64::new(0),
+            size: 2,
+        };
+        let pool = Arc::new(Pool::<u64>::with_store(
+            spec.build().unwrap(),
+            crate::core::Membership {
+                store: Box::new(store),
+                claim_ttl: std::time::Duration::from_secs(3600),
+                renew_interval: std::time::Duration::ZERO,
+            },
+        ));
+        // Subpool 0 holds the lease; the threshold growth made subpool 1.
+        let lease = pool.allocate(1).unwrap();
+        let renewer = spawn_with(&pool, |pool| pool.renew().unwrap());
+        let freer = spawn_with(&pool, move |pool| pool.free(lease.handle).unwrap());
+        renewer.join().unwrap();
+        assert_eq!(freer.join().unwrap(), Some(1));
+        pool.fence_if_due();
+        assert!(pool.is_empty());
+        let left = pool.subpools();
+        assert!(
+            left.iter().all(|s| s.free < u64::from(s.blocks)),
+            "an idle subpool stayed: {left:?}"
+        );
+    });
+}
+
+/// Hold-down in a cluster: a renewal that loses every claim (fencing their
+/// subpools) races with an allocation whose first step ends the hold of
+/// the one block of subpool 0 (the hold's end returns the block, which
+/// empties the subpool). Whichever way it goes, a subpool with a held block
+/// is neither deleted nor dropped before the hold ends; the allocation gets
+/// a block of a subpool that served, or exhaustion when the renewal fenced
+/// both (the store has no third address); and no subpool whose blocks are
+/// all free stays behind once the next allocation's check ran.
+#[test]
+fn a_fence_races_with_the_end_of_a_hold_that_empties_the_subpool() {
+    loom::model(|| {
+        let ip = Ipv4Addr::new(10, 0, 0, 1);
+        let spec = PoolSpec::new("loom", ip, ip)
+            .ports(1000, 1001)
+            .initial_blocks(1);
+        let store = LosingStore {
+            next: loom::sync::atomic::AtomicU64::new(0),
+            size: 2,
+        };
+        let pool = Arc::new(Pool::<u64>::with_store(
+            spec.build().unwrap(),
+            crate::core::Membership {
+                store: Box::new(store),
+                claim_ttl: std::time::Duration::from_secs(3600),
+                renew_interval: std::time::Duration::ZERO,
+            },
+        ));
+        // Subpool 0 holds the lease; the threshold growth made subpool 1.
+        let lease = pool.allocate_at(1, None).unwrap();
+        assert_eq!(pool.free_at(lease.handle, 5.0, Some(0.0)).unwrap(), Some(1));
+        assert_eq!((pool.held(), pool.subpools().len()), (1, 2));
+        let renewer = spawn_with(&pool, |pool| pool.renew().unwrap());
+        let allocator = spawn_with(&pool, |pool| pool.allocate_at(2, Some(10.0)));
+        renewer.join().unwrap();
+        let taken = allocator.join().unwrap();
+        assert_eq!(pool.held(), 0);
+        pool.fence_if_due();
+        let left = pool.subpools();
+        assert!(
+            left.iter().all(|s| s.free < u64::from(s.blocks)),
+            "an idle subpool stayed: {left:?}"
+        );
+        match taken {
+            Ok(lease) => {
+                let (_, id, _) = lease.handle.parts().unwrap();
+                assert!(left.iter().any(|s| s.id == id), "{left:?}");
+                assert_eq!(pool.free(lease.handle).unwrap(), Some(2));
+            }
+            Err(error) => {
+                assert!(matches!(error, Error::Exhausted(_)), "{error:?}");
+                assert!(left.is_empty(), "{left:?}");
+            }
+        }
+    });
+}

@@ -18,6 +18,9 @@
 //!   take the writer lock, and the lock-free side never waits for it.
 
 mod clients;
+mod cluster;
+
+pub use cluster::Renewal;
 mod lock_free;
 mod writer;
 
@@ -131,6 +134,10 @@ pub struct Pool<T> {
     /// The last time a call gave the pool (f64 bits), for a port block a
     /// lookup's reader releases (it reads no clock).
     last_time: AtomicU64,
+    /// In a cluster: the membership (claims, renewal, fencing).
+    cluster: Option<cluster::Cluster>,
+    /// How many subpools are fenced (their claim lapsed).
+    fenced_subpools: AtomicU64,
 }
 
 /// How leases ended, for their clients (`clients.rs`).
@@ -169,6 +176,8 @@ impl<T: Default + Send + Sync> Pool<T> {
             client_taken: AtomicU64::new(0),
             events_dropped: AtomicU64::new(0),
             last_time: AtomicU64::new(0f64.to_bits()),
+            cluster: None,
+            fenced_subpools: AtomicU64::new(0),
             config,
         }
     }

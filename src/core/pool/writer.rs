@@ -75,7 +75,7 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// The writer lock if no other thread holds it. The lock-free side uses
     /// this for its optional writer work (threshold growth, deleting an idle
     /// subpool), so that it never waits for a creation or deletion.
-    fn try_lock_writer(&self) -> Option<MutexGuard<'_, Writer>> {
+    pub(super) fn try_lock_writer(&self) -> Option<MutexGuard<'_, Writer>> {
         match self.writer.try_lock() {
             Ok(writer) => Some(writer),
             Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
@@ -90,8 +90,18 @@ impl<T: Default + Send + Sync> Pool<T> {
         if self.availability.first().is_some() {
             return Ok(()); // a block was freed or a subpool created meanwhile
         }
+        if self.has_store() {
+            // The cluster decides: a claim, or none left (exhaustion).
+            if self.shared_room() == 0 {
+                return Err(self.exhausted(1, now));
+            }
+            return match self.create_subpool(&mut writer, true)? {
+                true => Ok(()),
+                false => Err(self.cluster_exhausted()),
+            };
+        }
         if self.blocks.load(Ordering::Acquire) < self.config.capacity() {
-            return self.create_subpool(&mut writer);
+            return self.create_subpool(&mut writer, true).map(drop);
         }
         if self.shared_free() == 0 {
             return Err(self.exhausted(1, now));
@@ -110,10 +120,14 @@ impl<T: Default + Send + Sync> Pool<T> {
         Ok(())
     }
 
-    /// Whether the threshold rule asks for one more subpool now.
+    /// Whether the threshold rule asks for one more subpool now: the free
+    /// blocks that can serve (not those of fenced subpools) are at most
+    /// `grow_threshold`. In a cluster, not while the store is down.
     fn below_threshold(&self) -> bool {
         self.blocks.load(Ordering::Acquire) < self.config.capacity()
-            && self.shared_free() <= self.config.grow_threshold()
+            && self.shared_free().saturating_sub(self.fenced_free_blocks())
+                <= self.config.grow_threshold()
+            && !self.store_down()
     }
 
     /// After an allocation: grow ahead of need when the threshold rule says
@@ -125,7 +139,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         }
         if let Some(mut writer) = self.try_lock_writer() {
             if self.below_threshold() {
-                let _ = self.create_subpool(&mut writer);
+                let _ = self.create_subpool(&mut writer, false);
             }
         }
     }
@@ -138,8 +152,17 @@ impl<T: Default + Send + Sync> Pool<T> {
         if blocks >= self.config.capacity() {
             return u64::MAX; // no growth is possible
         }
-        let free = self.shared_free();
+        let free = self.shared_free().saturating_sub(self.fenced_free_blocks());
         free.saturating_sub(self.config.grow_threshold()).max(1)
+    }
+
+    fn cluster_exhausted(&self) -> Error {
+        Error::Exhausted(format!(
+            "pool {:?}: this member has no free block and the cluster has no address left to claim \
+             (capacity {})",
+            self.config.name(),
+            self.config.capacity()
+        ))
     }
 
     /// Exhaustion: every address is live or held. With held blocks, the
@@ -164,38 +187,54 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// Create a subpool: the lowest unused id, the first addresses of the
     /// lowest free interval (`initial_blocks` of them for the first subpool,
     /// `subpool_blocks` later), clipped to the interval and to `capacity`.
-    fn create_subpool(&self, writer: &mut Writer) -> Result<(), Error> {
+    /// In a cluster the range is a claim, which the store picks by the same
+    /// rule over the whole cluster; then `Ok(false)` means the cluster has
+    /// nothing left, and an optional (`!required`) creation also gives up on
+    /// a store error.
+    fn create_subpool(&self, writer: &mut Writer, required: bool) -> Result<bool, Error> {
         #[cfg(all(test, not(loom)))]
         super::test_hook::creation_started(self);
-        let blocks = self.blocks.load(Ordering::Acquire);
-        let wanted = if writer.created {
-            self.config.subpool_blocks()
+        let (first, count, epoch) = if self.has_store() {
+            match self.claim_range() {
+                Ok(Some(grant)) => (grant.first, grant.count as u32, Some(grant.epoch)),
+                Ok(None) => return Ok(false),
+                Err(error) if required => return Err(error),
+                Err(_) => return Ok(false),
+            }
         } else {
-            self.config.initial_blocks()
+            let blocks = self.blocks.load(Ordering::Acquire);
+            let wanted = if writer.created {
+                self.config.subpool_blocks()
+            } else {
+                self.config.initial_blocks()
+            };
+            let (first, free) = self
+                .intervals
+                .load()
+                .first_free(self.config.address_count())
+                .expect("blocks < capacity");
+            let count = u64::from(wanted)
+                .min(free)
+                .min(self.config.capacity() - blocks) as u32;
+            (first, count, None)
         };
-        let (first, free) = self
-            .intervals
-            .load()
-            .first_free(self.config.address_count())
-            .expect("blocks < capacity");
-        let count = u64::from(wanted)
-            .min(free)
-            .min(self.config.capacity() - blocks) as u32;
-        let subpool = self.publish(writer, first, count, None)?;
+        let subpool = self.publish(writer, first, count, None, epoch)?;
         writer.created = true;
         self.availability.set(subpool.id);
-        Ok(())
+        Ok(true)
     }
 
     /// Make and publish a subpool of `count` blocks from address `first`
-    /// under the lowest unused id (`owner`: a client's port block): its
-    /// slot, interval and blocks. The caller sets its availability bit.
+    /// under the lowest unused id (`owner`: a client's port block; `epoch`:
+    /// the claim its addresses come from): its slot, interval and blocks.
+    /// The caller sets its availability bit.
     fn publish(
         &self,
         writer: &mut Writer,
         first: u64,
         count: u32,
         owner: Option<u64>,
+        epoch: Option<u64>,
     ) -> Result<Arc<Subpool<T>>, Error> {
         let id = writer.next_free_id();
         let generation = writer.generation_for(id);
@@ -206,6 +245,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             count,
             generation,
             owner,
+            epoch,
         )?);
         writer.take_id();
         self.slots.ensure(id as usize);
@@ -242,13 +282,20 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// Delete `subpool` (all of its blocks free) unless the keep rule keeps
     /// it. A free never waits for the writer: if another thread holds the
     /// lock, the idle subpool stays (its blocks remain allocatable) and is
-    /// deleted the next time a free empties it.
+    /// deleted the next time a free empties it. In a cluster: a subpool
+    /// whose claim lapsed is fenced and dropped; otherwise deletion returns
+    /// the claim first, and the subpool stays if the store is down or fails.
     pub(super) fn delete_if_idle(&self, subpool: &Arc<Subpool<T>>) {
+        if self.claim_lapsed(subpool) {
+            self.fence(subpool);
+            self.fenced_subpool_emptied(subpool);
+            return;
+        }
         let size = u64::from(subpool.len());
         // Checked before the lock too: a subpool that must stay (typically
         // the initial one, emptied by every free of a lone lease) costs no
         // lock operation.
-        if self.keeps(size) {
+        if self.keeps(size) || self.store_down() {
             return;
         }
         let Some(mut writer) = self.try_lock_writer() else {
@@ -257,12 +304,19 @@ impl<T: Default + Send + Sync> Pool<T> {
         if self.keeps(size) || !subpool.free.try_close(size) {
             return;
         }
+        if !self.return_claim(subpool) {
+            // The store kept the claim: so does this member, subpool and all.
+            subpool.free.reopen(size);
+            self.availability.set(subpool.id);
+            return;
+        }
         self.unpublish(&mut writer, subpool);
     }
 
-    /// Remove a closed subpool: its slot, bit and interval, its blocks and
-    /// its id (writer lock held).
-    fn unpublish(&self, writer: &mut Writer, subpool: &Arc<Subpool<T>>) {
+    /// Take a subpool out of the pool: its slot, its availability bit, its
+    /// interval and its blocks; its id is free for the next subpool (writer
+    /// lock held, its free list closed).
+    pub(super) fn unpublish(&self, writer: &mut Writer, subpool: &Arc<Subpool<T>>) {
         let id = subpool.id;
         let slot = self
             .slots
@@ -294,7 +348,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             .plan_blocks(ip, 1)
             .and_then(|plan| plan.first().copied())
             .ok_or_else(|| self.no_room_for_blocks(owner, 1))?;
-        self.publish(&mut writer, first, k, Some(owner))
+        self.publish(&mut writer, first, k, Some(owner), None)
     }
 
     /// Where `count` new port blocks would go, one after the other, the
@@ -338,6 +392,15 @@ impl<T: Default + Send + Sync> Pool<T> {
         }
         self.unpublish(&mut writer, subpool);
         true
+    }
+
+    /// Whether `subpool` is still the one published under its id.
+    pub(super) fn is_published(&self, subpool: &Arc<Subpool<T>>) -> bool {
+        self.slots.get(subpool.id as usize).is_some_and(|slot| {
+            slot.load()
+                .as_ref()
+                .is_some_and(|current| Arc::ptr_eq(current, subpool))
+        })
     }
 }
 

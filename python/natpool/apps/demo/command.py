@@ -1,0 +1,159 @@
+"""``natpool demo``: the proxy on loopback under concurrent clients, verified and reported (``make run``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from typing import Any
+
+from natpool.apps.demo.compare import compare
+from natpool.apps.demo.report import compare_text, run_text
+from natpool.apps.demo.run import DemoConfig, run_once
+from natpool.apps.logs import start_logging
+from natpool.apps.options import (
+    OptionError,
+    PoolAddresses,
+    count_at_least,
+    parse_pool,
+    parse_ports,
+    require_extra,
+    usage_error,
+)
+from natpool.apps.proxy import BALANCE, ProxyConfig
+
+__all__ = ["add_parser", "command"]
+
+LOOPBACK = parse_pool("127.0.0.0/8")
+
+
+def parse_loopback_pool(text: str) -> PoolAddresses:
+    """A ``--pool`` (``FIRST-LAST`` or CIDR) in 127.0.0.0/8: the demo runs on loopback."""
+    pool = parse_pool(text)
+    if pool.first_ip not in LOOPBACK or pool.last_ip not in LOOPBACK:
+        raise argparse.ArgumentTypeError("the demo runs on loopback: the pool must lie in 127.0.0.0/8")
+    return pool
+
+
+def parse_rounds(text: str) -> int:
+    """Rounds of ``--compare``: an even number (as many for each source), at least 2."""
+    rounds = count_at_least(2)(text)
+    if rounds % 2:
+        raise argparse.ArgumentTypeError(f"{rounds} is odd: each source needs as many rounds")
+    return rounds
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``demo`` command to the ``natpool`` parser's subparsers, of parser class CommandParser."""
+    d = DemoConfig()
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "demo",
+        help="run the proxy on loopback with backends and clients, verify and report",
+        description=(
+            "Start backends (each answers with the peer address it saw), natpool proxy with a client NAT pool and "
+            "concurrent clients, all on loopback with no setup or privileges; verify that every backend saw only "
+            "pool addresses, every answer was right and every lease came back; report. Exits 1 if a check fails."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        brief_errors=True,
+    )
+    one_or_more, any_count = count_at_least(1), count_at_least(0)
+    parser.add_argument(
+        "--connections", type=one_or_more, default=d.connections, metavar="N", help="client connections"
+    )
+    parser.add_argument(
+        "--concurrency", type=one_or_more, default=d.concurrency, metavar="N", help="clients at the top of a load wave"
+    )
+    parser.add_argument("--waves", type=any_count, default=d.waves, metavar="N", help="load cycles (0: constant)")
+    parser.add_argument(
+        "--backends", type=one_or_more, default=d.backends, metavar="N", help="servers behind the proxy"
+    )
+    parser.add_argument("--payload", type=any_count, default=d.payload, metavar="BYTES", help="answered per connection")
+    parser.add_argument(
+        "--pool", type=parse_loopback_pool, default=str(d.pool), metavar="FIRST-LAST|CIDR", help="in 127.0.0.0/8"
+    )
+    parser.add_argument(
+        "--ports", type=parse_ports, default=f"{d.ports[0]}-{d.ports[1]}", metavar="LO-HI", help="NAT ports"
+    )
+    group = parser.add_argument_group("the pool and the proxy")
+    group.add_argument(
+        "--initial-blocks", type=one_or_more, default=d.initial_blocks, metavar="N", help="first subpool"
+    )
+    group.add_argument(
+        "--subpool-blocks", type=one_or_more, default=d.subpool_blocks, metavar="N", help="later subpools"
+    )
+    group.add_argument("--max-blocks", type=one_or_more, default=d.max_blocks, metavar="N", help="live leases at most")
+    group.add_argument("--balance", choices=BALANCE, default=d.balance, help="policy")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="then run the load again, in rounds alternating natpool and the kernel choosing the port, and compare",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=parse_rounds,
+        default=4,
+        metavar="N",
+        help="rounds of --compare (even), the load split among them",
+    )
+    parser.add_argument("--plot", metavar="FILE.png", help="draw live leases and subpools over time")
+    parser.set_defaults(handler=command, subparser=parser)
+    return parser
+
+
+def _config(args: argparse.Namespace) -> DemoConfig:
+    """The demo's configuration from the parsed arguments; the pool and proxy settings checked as the proxy would."""
+    config = DemoConfig(
+        connections=args.connections,
+        concurrency=args.concurrency,
+        backends=args.backends,
+        payload=args.payload,
+        pool=args.pool,
+        ports=args.ports,
+        initial_blocks=args.initial_blocks,
+        subpool_blocks=args.subpool_blocks,
+        max_blocks=args.max_blocks,
+        balance=args.balance,
+        waves=args.waves,
+    )
+    ProxyConfig(
+        listen=("127.0.0.1", 0),
+        backends=(("127.0.0.1", 1),),
+        pool=config.pool,
+        ports=config.ports,
+        initial_blocks=config.initial_blocks,
+        subpool_blocks=config.subpool_blocks,
+        max_blocks=config.max_blocks,
+    ).check()
+    return config
+
+
+def command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Run ``natpool demo``; exit 0 when every check passed, 1 otherwise, 2 for a bad option."""
+    try:
+        config = _config(args)
+        if args.plot:
+            require_extra("--plot", "plot")
+    except OptionError as exc:
+        return usage_error(parser, exc)
+    start_logging(logging.WARNING)
+    result = asyncio.run(run_once(config, "pool"))
+    print(run_text(config, result), flush=True)
+    passed = result.passed
+    if args.compare:
+        pool, kernel = asyncio.run(compare(config, args.rounds))
+        print()
+        print(compare_text(config, args.rounds, pool, kernel))
+        passed = passed and pool.passed and kernel.passed
+    if args.plot:
+        from natpool.apps.plot import plot_timeline
+
+        plot_timeline(
+            args.plot,
+            f"natpool demo: {config.connections:,} connections through natpool proxy",
+            [s.t for s in result.samples],
+            [s.live for s in result.samples],
+            [s.subpools for s in result.samples],
+        )
+        print(f"\nplot written to {args.plot}")
+    return 0 if passed else 1

@@ -1,0 +1,189 @@
+"""``natpool simulate`` on the command line: a run (build the pool, replay, check, report) and its options."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, TextIO
+
+from natpool.apps.options import (
+    count_at_least,
+    parse_fraction,
+    parse_ip,
+    parse_netmask,
+    parse_non_negative,
+    parse_ports,
+    parse_positive,
+)
+from natpool.apps.simulate.engine import simulate
+from natpool.apps.simulate.invariants import check_invariants
+from natpool.apps.simulate.report import Report
+from natpool.apps.simulate.workload import LIFETIME_SHAPES, MODELS, PoolConfig, Workload
+from natpool.errors import PoolConfigError
+from natpool.extras import MissingExtra, require
+
+__all__ = ["add_parser", "command", "run"]
+
+
+def run(
+    config: PoolConfig,
+    workload: Workload,
+    model: str = "rust",
+    progress: TextIO | None = None,
+    timeline: list[tuple[float, int, int]] | None = None,
+) -> Report:
+    """Build the pool, replay the workload on it and check the invariants."""
+    pool = config.build(model)
+    results, timing = simulate(pool, workload, progress, timeline)
+    failures = check_invariants(pool, config, results)
+    return Report(model, config, pool.address_count, pool.capacity, workload, results, timing, failures)
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``simulate`` command to the ``natpool`` parser's subparsers."""
+    pool, work = PoolConfig(), Workload()
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "simulate",
+        help="replay an SLB connection workload on a pool and report",
+        description=(
+            "Replay a server load balancer's connection workload (seeded Poisson arrivals in load waves, "
+            "heavy-tailed lifetimes) on a client NAT pool in simulated time, and report connections served, "
+            "allocation rate, peak live leases, subpool churn, interval-list length and exhaustion events. "
+            "Exits 1 if an invariant fails."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--model",
+        choices=sorted(MODELS),
+        default="rust",
+        help="the implementation: the Rust core (natpool.Pool) or the pure-Python reference model",
+    )
+    group = parser.add_argument_group("pool")
+    group.add_argument("--first-ip", type=parse_ip, default=pool.first_ip, metavar="IP")
+    group.add_argument("--last-ip", type=parse_ip, default=pool.last_ip, metavar="IP")
+    group.add_argument("--netmask", type=parse_netmask, default=pool.netmask, help="prefix length or dotted mask")
+    group.add_argument(
+        "--ports", type=parse_ports, default=pool.ports, metavar="LO-HI", help="port range, e.g. 1024-65535"
+    )
+    group.add_argument(
+        "--initial-blocks",
+        type=count_at_least(1),
+        metavar="N",
+        help=f"blocks of the first subpool (default: {pool.initial_blocks}, at most --max-blocks)",
+    )
+    group.add_argument(
+        "--subpool-blocks",
+        type=count_at_least(1),
+        metavar="N",
+        help=f"blocks of each later subpool (default: {pool.subpool_blocks}, at most --max-blocks)",
+    )
+    group.add_argument("--max-blocks", type=count_at_least(1), default=pool.max_blocks, metavar="N")
+    group.add_argument(
+        "--grow-threshold",
+        type=count_at_least(0),
+        metavar="N",
+        help=f"grow when free blocks fall to N (default: {pool.grow_threshold}, at most --max-blocks)",
+    )
+    group = parser.add_argument_group("workload")
+    group.add_argument("--connections", type=count_at_least(1), default=work.connections, metavar="N")
+    group.add_argument("--rate", type=parse_positive, default=work.rate, help="mean arrivals per simulated second")
+    group.add_argument(
+        "--mean-lifetime", type=parse_positive, default=work.mean_lifetime, metavar="SECONDS", help="mean lifetime"
+    )
+    group.add_argument(
+        "--lifetime",
+        choices=sorted(LIFETIME_SHAPES),
+        default=work.lifetime,
+        help="lifetime distribution (Pareto alpha 1.5, lognormal sigma 1.2)",
+    )
+    group.add_argument(
+        "--wave-period",
+        type=parse_non_negative,
+        default=work.wave_period,
+        metavar="SECONDS",
+        help="period of the load cycle in simulated seconds (0: constant rate)",
+    )
+    group.add_argument("--swing", type=parse_fraction, default=work.swing, help="amplitude of the load cycles")
+    group.add_argument("--seed", type=int, default=work.seed)
+    group.add_argument(
+        "--lookup-every",
+        type=count_at_least(1),
+        default=work.lookup_every,
+        metavar="N",
+        help="check lookup() on every N-th connection",
+    )
+    group = parser.add_argument_group("output")
+    group.add_argument("--json", action="store_true", help="print the report as JSON")
+    group.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show progress on stderr (default: when stderr is a terminal)",
+    )
+    group.add_argument("--plot", metavar="FILE.png", help="draw live leases and subpools over simulated time")
+    parser.set_defaults(handler=command, subparser=parser)
+    return parser
+
+
+def command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Run ``natpool simulate`` with parsed arguments; bad combinations are usage errors."""
+    defaults = PoolConfig()
+    maximum: int = args.max_blocks
+
+    def default(value: int | None, fallback: int) -> int:
+        return min(fallback, maximum) if value is None else value
+
+    config = PoolConfig(
+        first_ip=args.first_ip,
+        last_ip=args.last_ip,
+        netmask=args.netmask,
+        ports=args.ports,
+        initial_blocks=default(args.initial_blocks, defaults.initial_blocks),
+        subpool_blocks=default(args.subpool_blocks, defaults.subpool_blocks),
+        max_blocks=maximum,
+        grow_threshold=default(args.grow_threshold, defaults.grow_threshold),
+    )
+    workload = Workload(
+        connections=args.connections,
+        rate=args.rate,
+        mean_lifetime=args.mean_lifetime,
+        lifetime=args.lifetime,
+        wave_period=args.wave_period,
+        swing=args.swing,
+        seed=args.seed,
+        lookup_every=args.lookup_every,
+    )
+    try:
+        config.build(args.model)  # validate the configuration before the run
+    except PoolConfigError as exc:
+        parser.error(f"argument --{exc.field.replace('_', '-')}: {exc.reason}")
+    except (ValueError, OverflowError) as exc:
+        parser.error(f"invalid pool configuration: {exc}")
+    if args.plot:
+        try:
+            require("plot")
+        except MissingExtra as exc:
+            parser.error(f"argument --plot: {exc}")
+    show = args.progress if args.progress is not None else sys.stderr.isatty()
+    timeline: list[tuple[float, int, int]] | None = [] if args.plot else None
+    report = run(config, workload, args.model, sys.stderr if show else None, timeline)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(report.to_text())
+    if timeline is not None:
+        from natpool.apps.plot import plot_timeline
+
+        plot_timeline(
+            args.plot,
+            f"natpool simulate: {workload.connections:,} connections, model {args.model}",
+            [t for t, _, _ in timeline],
+            [live for _, live, _ in timeline],
+            [subpools for _, _, subpools in timeline],
+            time_label="simulated seconds",
+        )
+        if not args.json:
+            print(f"\nplot written to {args.plot}")
+    return 0 if report.ok else 1

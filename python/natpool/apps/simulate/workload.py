@@ -1,0 +1,98 @@
+"""What ``natpool simulate`` replays: the simulated pool (either implementation) and the connection workload.
+
+Arrivals are a seeded Poisson process whose rate follows a slow load cycle; lifetimes are heavy-tailed (Pareto with
+shape 1.5 by default, or lognormal, or exponential) of a given mean, so a few long-lived connections pin the
+subpools they hold. :func:`lifetime_sampler` draws them; the engine (:mod:`~natpool.apps.simulate.engine`) draws
+the arrivals.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import natpool
+import natpool.reference
+
+__all__ = ["LIFETIME_SHAPES", "MODELS", "MODEL_NAMES", "PoolConfig", "PoolLike", "Workload", "lifetime_sampler"]
+
+LIFETIME_SHAPES = {"pareto": 1.5, "lognormal": 1.2, "exponential": 1.0}
+"""Shape of each lifetime distribution: Pareto's alpha, lognormal's sigma (exponential has none)."""
+
+
+PoolLike = natpool.Pool | natpool.reference.Pool
+"""Either implementation: they share one API, so the simulation is written once for both."""
+
+
+MODELS: dict[str, Callable[..., PoolLike]] = {
+    "rust": natpool.Pool,
+    "reference": natpool.reference.Pool,
+}
+"""The implementations ``--model`` selects: the Rust core and the pure-Python reference model."""
+
+MODEL_NAMES = {"rust": "natpool.Pool", "reference": "natpool.reference.Pool"}
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """The simulated pool: the embedded default is 203.0.113.0/24, ports 1024-65535."""
+
+    name: str = "simulate"
+    first_ip: str = "203.0.113.0"
+    last_ip: str = "203.0.113.255"
+    netmask: int | str = 24
+    ports: tuple[int, int] = (1024, 65535)
+    initial_blocks: int = 4096
+    subpool_blocks: int = 64
+    max_blocks: int = 65536
+    grow_threshold: int = 16
+
+    def build(self, model: str) -> PoolLike:
+        return MODELS[model](
+            self.name,
+            self.first_ip,
+            self.last_ip,
+            self.netmask,
+            self.initial_blocks,
+            self.max_blocks,
+            ports=self.ports,
+            subpool_blocks=self.subpool_blocks,
+            grow_threshold=self.grow_threshold,
+        )
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The replayed connection workload."""
+
+    connections: int = 3_000_000
+    rate: float = 2000.0
+    """Mean arrival rate, connections per simulated second."""
+    mean_lifetime: float = 5.0
+    """Mean connection lifetime, simulated seconds."""
+    lifetime: str = "pareto"
+    wave_period: float = 200.0
+    """Period of the load cycle, simulated seconds (0: a constant-rate Poisson process)."""
+    swing: float = 0.8
+    """Amplitude of the load cycles, as a fraction of the mean rate."""
+    seed: int = 1
+    lookup_every: int = 16
+
+
+def lifetime_sampler(rng: random.Random, workload: Workload) -> Callable[[], float]:
+    """A sampler of connection lifetimes with mean ``workload.mean_lifetime``."""
+    mean = workload.mean_lifetime
+    shape = LIFETIME_SHAPES[workload.lifetime]
+    if workload.lifetime == "pareto":
+        scale = mean * (shape - 1) / shape  # a Pareto(alpha) of minimum x_m has mean alpha * x_m / (alpha - 1)
+        pareto = rng.paretovariate
+        return lambda: scale * pareto(shape)
+    if workload.lifetime == "lognormal":
+        mu = math.log(mean) - shape * shape / 2
+        lognormal = rng.lognormvariate
+        return lambda: lognormal(mu, shape)
+    rate = 1 / mean
+    exponential = rng.expovariate
+    return lambda: exponential(rate)

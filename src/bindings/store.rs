@@ -1,0 +1,148 @@
+//! A cluster's store for the core (`core::Store`), over a Python
+//! `natpool.store.Store` object: each call attaches to the interpreter, makes
+//! one store call, and turns a failure into `Error::Store` (`StoreError`).
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+use crate::core::{Config, Error, Grant, Store};
+
+/// The store as one member of one pool uses it.
+pub struct PyStore {
+    pub store: Py<PyAny>,
+    pub name: String,
+    pub member: String,
+    pub claim_ttl: f64,
+    pub reclaim_delay: f64,
+}
+
+fn store_error(py: Python<'_>, error: PyErr) -> Error {
+    let kind = error
+        .get_type(py)
+        .name()
+        .map(|name| name.to_string())
+        .unwrap_or_default();
+    match kind.as_str() {
+        "StoreError" => Error::Store(error.value(py).to_string()),
+        _ => Error::Store(format!("{kind}: {}", error.value(py))),
+    }
+}
+
+impl PyStore {
+    fn call<R>(
+        &self,
+        method: &str,
+        args: impl FnOnce(Python<'_>) -> PyResult<(Bound<'_, PyAny>, Option<Bound<'_, PyDict>>)>,
+        answer: impl FnOnce(&Bound<'_, PyAny>) -> PyResult<R>,
+    ) -> Result<R, Error> {
+        Python::attach(|py| {
+            let result = args(py).and_then(|(args, kwargs)| {
+                let value = self.store.bind(py).call_method(
+                    method,
+                    args.cast_into::<pyo3::types::PyTuple>()?,
+                    kwargs.as_ref(),
+                )?;
+                answer(&value)
+            });
+            result.map_err(|error| store_error(py, error))
+        })
+    }
+
+    fn names<'py>(&self, py: Python<'py>) -> (Bound<'py, PyAny>, Bound<'py, PyAny>) {
+        (
+            self.name.clone().into_pyobject(py).expect("str").into_any(),
+            self.member
+                .clone()
+                .into_pyobject(py)
+                .expect("str")
+                .into_any(),
+        )
+    }
+}
+
+impl Store for PyStore {
+    fn claim(&self) -> Result<Option<Grant>, Error> {
+        self.call(
+            "claim",
+            |py| {
+                let (name, member) = self.names(py);
+                let kwargs = PyDict::new(py);
+                kwargs.set_item("ttl", self.claim_ttl)?;
+                kwargs.set_item("reclaim_delay", self.reclaim_delay)?;
+                Ok(((name, member).into_pyobject(py)?.into_any(), Some(kwargs)))
+            },
+            |grant| {
+                if grant.is_none() {
+                    return Ok(None);
+                }
+                Ok(Some(Grant {
+                    first: grant.getattr("first")?.extract()?,
+                    count: grant.getattr("count")?.extract()?,
+                    epoch: grant.getattr("epoch")?.extract()?,
+                }))
+            },
+        )
+    }
+
+    fn release(&self, epoch: u64) -> Result<(), Error> {
+        self.call(
+            "release",
+            |py| {
+                let (name, member) = self.names(py);
+                Ok(((name, member, epoch).into_pyobject(py)?.into_any(), None))
+            },
+            |_| Ok(()),
+        )
+    }
+
+    fn renew(&self, epochs: &[u64]) -> Result<Vec<u64>, Error> {
+        self.call(
+            "renew",
+            |py| {
+                let (name, member) = self.names(py);
+                let epochs = PyList::new(py, epochs)?;
+                let kwargs = PyDict::new(py);
+                kwargs.set_item("ttl", self.claim_ttl)?;
+                Ok((
+                    (name, member, epochs).into_pyobject(py)?.into_any(),
+                    Some(kwargs),
+                ))
+            },
+            |renewed| {
+                renewed
+                    .try_iter()?
+                    .map(|epoch| epoch?.extract::<u64>())
+                    .collect()
+            },
+        )
+    }
+
+    fn leave(&self, epochs: &[u64]) -> Result<(), Error> {
+        self.call(
+            "leave",
+            |py| {
+                let (name, member) = self.names(py);
+                let epochs = PyList::new(py, epochs)?;
+                Ok(((name, member, epochs).into_pyobject(py)?.into_any(), None))
+            },
+            |_| Ok(()),
+        )
+    }
+}
+
+/// The pool's configuration as the store registers it (the canonical form
+/// of `natpool.store.space.config_of`).
+pub fn registered_config<'py>(py: Python<'py>, config: &Config) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item("name", config.name())?;
+    dict.set_item("first_ip", config.first_ip().to_string())?;
+    dict.set_item("last_ip", config.last_ip().to_string())?;
+    dict.set_item("netmask", config.netmask().to_string())?;
+    let (low, high) = config.ports();
+    dict.set_item("ports", PyList::new(py, [low, high])?)?;
+    dict.set_item("initial_blocks", config.initial_blocks())?;
+    dict.set_item("max_blocks", config.max_blocks())?;
+    dict.set_item("subpool_blocks", config.subpool_blocks())?;
+    dict.set_item("grow_threshold", config.grow_threshold())?;
+    Ok(dict)
+}
