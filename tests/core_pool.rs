@@ -330,3 +330,118 @@ fn batches_equal_their_single_operations() {
         }
     }
 }
+
+/// Issue 11 through the Rust API: hold-down with a custom clock, the
+/// reuse orders, and clients (quota, port blocks and their log, forgotten
+/// keys).
+mod policies {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    use natpool::{BlockEventKind, Clock, Error, Order, Pool, PoolSpec};
+
+    use super::FIRST;
+
+    fn timed(spec: PoolSpec) -> (Pool<u32>, Arc<AtomicU64>) {
+        let now = Arc::new(AtomicU64::new(0));
+        let clock = {
+            let now = Arc::clone(&now);
+            Clock::Custom(Box::new(move || now.load(Ordering::Relaxed) as f64))
+        };
+        (Pool::with_clock(spec.build().unwrap(), clock), now)
+    }
+
+    fn one_ip(ports: u16, initial: u32) -> PoolSpec {
+        PoolSpec::new("p", FIRST, FIRST)
+            .ports(1, ports)
+            .initial_blocks(initial)
+            .max_blocks(u64::from(initial))
+    }
+
+    #[test]
+    fn a_held_block_comes_back_when_its_hold_ends() {
+        let (pool, now) = timed(one_ip(2, 2).hold_down(5.0));
+        let a = pool.allocate(1).unwrap();
+        let b = pool.allocate(2).unwrap();
+        assert_eq!(pool.free(a.handle).unwrap(), Some(1));
+        assert_eq!((pool.len(), pool.held()), (1, 1));
+        assert!(matches!(pool.allocate(3), Err(Error::Exhausted(_))));
+        now.store(5, Ordering::Relaxed);
+        assert_eq!(pool.allocate(3).unwrap().port, a.port);
+        assert_eq!(pool.free_with_hold(b.handle, 0.0).unwrap(), Some(2));
+        assert!(matches!(
+            pool.free_with_hold(b.handle, -1.0),
+            Err(Error::Argument(_))
+        ));
+        assert_eq!(pool.stats().held, 0);
+    }
+
+    #[test]
+    fn each_order_reuses_as_specified() {
+        for (order, expected) in [(Order::Fifo, [3, 1, 2]), (Order::Lifo, [2, 1, 3])] {
+            let pool: Pool<u32> = Pool::new(one_ip(3, 3).order(order).build().unwrap());
+            let leases: Vec<_> = (0..2).map(|i| pool.allocate(i).unwrap()).collect();
+            pool.free(leases[0].handle).unwrap();
+            pool.free(leases[1].handle).unwrap();
+            let ports: Vec<u16> = (0..3).map(|i| pool.allocate(i).unwrap().port).collect();
+            assert_eq!(ports, expected, "{order:?}");
+        }
+        let random = |seed| {
+            let pool: Pool<u32> = Pool::new(
+                one_ip(64, 64)
+                    .order(Order::Random)
+                    .seed(seed)
+                    .build()
+                    .unwrap(),
+            );
+            (0..64)
+                .map(|i| pool.allocate(i).unwrap().port)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(random(9), random(9));
+        assert_ne!(random(9), random(10));
+    }
+
+    #[test]
+    fn quota_port_blocks_and_their_log() {
+        let spec = PoolSpec::new("c", FIRST, std::net::Ipv4Addr::new(10, 0, 0, 2))
+            .prefix(24)
+            .ports(1, 4)
+            .initial_blocks(2)
+            .client_block(2)
+            .client_quota(3);
+        let (pool, now) = timed(spec);
+        let leases = pool.allocate_many_for(3, || 0, 7).unwrap();
+        assert!(matches!(
+            pool.allocate_for(0, 7),
+            Err(Error::QuotaExceeded(_))
+        ));
+        let blocks: Vec<_> = pool.subpools().iter().map(|s| (s.owner, s.first)).collect();
+        assert_eq!(blocks, vec![(Some(7), 0), (Some(7), 2)]);
+        now.store(3, Ordering::Relaxed);
+        for lease in &leases {
+            pool.free(lease.handle).unwrap();
+        }
+        let events: Vec<_> = pool
+            .events()
+            .iter()
+            .map(|e| (e.kind, e.first, e.time))
+            .collect();
+        assert_eq!(
+            events,
+            vec![
+                (BlockEventKind::Assigned, 0, 0.0),
+                (BlockEventKind::Assigned, 2, 0.0),
+                (BlockEventKind::Released, 0, 3.0),
+                (BlockEventKind::Released, 2, 3.0),
+            ]
+        );
+        assert!(pool.subpools().is_empty());
+        assert_eq!(pool.take_forgotten(), vec![7]);
+        assert!(!pool.knows_client(7));
+        assert!(matches!(
+            pool.allocate_for(0, u64::MAX),
+            Err(Error::Argument(_))
+        ));
+    }
+}

@@ -1,13 +1,17 @@
 //! Cross-thread stress of the core pool near exhaustion, checked by an
 //! independent atomic bitmap of live addresses: an address handed out while
 //! its bit is set fails at once. Threads allocate (singly and in batches),
-//! free their own leases (singly and in batches), hand leases to other
-//! threads that free them, and look up random addresses; at the end the
-//! accounting must be exact.
+//! free their own leases (singly and in batches, with and without holds),
+//! hand leases to other threads that free them, and look up random
+//! addresses; at the end the accounting must be exact. With holds, the pool
+//! is timed by a shared tick counter (one tick per operation of any thread)
+//! and an address must never be handed out before the tick at which the test
+//! recorded its hold to end.
 //!
-//! `cargo test` runs a short bounded run for N = 2, 4 and 8 threads;
-//! `make stress` runs it longer (`NATPOOL_STRESS_OPS` operations per thread,
-//! release build). `NATPOOL_STRESS_SEED` picks the random streams.
+//! `cargo test` runs a short bounded run for N = 2, 4 and 8 threads, in each
+//! reuse order; `make stress` runs it longer (`NATPOOL_STRESS_OPS`
+//! operations per thread, release build). `NATPOOL_STRESS_SEED` picks the
+//! random streams.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +20,7 @@ use std::thread;
 
 use std::net::Ipv4Addr;
 
-use natpool::{Error, Lease, Pool, PoolSpec};
+use natpool::{Clock, Error, Lease, Order, Pool, PoolSpec};
 
 type Data = u64;
 
@@ -78,6 +82,11 @@ impl LiveMap {
 struct Shared {
     pool: Pool<Data>,
     live: LiveMap,
+    /// The pool's clock: one tick per operation.
+    tick: Arc<AtomicU64>,
+    /// Per address: the tick before which it must not be handed out again.
+    ends: Vec<AtomicU64>,
+    holds: bool,
     /// Leases handed from one thread to another, to be freed there.
     handoff: Mutex<Vec<(Lease, Data)>>,
     /// Data values handed back by `free` or by a lookup's deferred release.
@@ -91,11 +100,43 @@ impl Shared {
         index_of(lease.ip, lease.port)
     }
 
-    /// Free a lease this thread owns; the live bit is cleared first, since
-    /// the address may be handed out again as soon as the free lands.
-    fn free(&self, lease: &Lease, data: Data) {
-        self.live.clear(self.index(lease));
-        match self.pool.free(lease.handle) {
+    /// A lease handed out: its address is not live, and its hold ended.
+    fn handed_out(&self, lease: &Lease) -> u64 {
+        let index = self.index(lease);
+        self.live.set(index);
+        let now = self.tick.load(Ordering::Acquire);
+        let end = self.ends[index as usize].load(Ordering::Acquire);
+        assert!(
+            now >= end,
+            "address {index} handed out at tick {now}, held until {end}"
+        );
+        index
+    }
+
+    /// A hold for a free: none, or 1..64 ticks (with holds).
+    fn hold(&self, rng: &mut Rng) -> u64 {
+        if self.holds && rng.below(2) == 0 {
+            1 + rng.below(64)
+        } else {
+            0
+        }
+    }
+
+    /// Record that `lease` is freed with `hold`: its live bit is cleared
+    /// and its hold's end set first, since the address may be handed out
+    /// again as soon as the free lands. (The pool's end is at least this
+    /// one: it reads the clock later.)
+    fn freeing(&self, lease: &Lease, hold: u64) {
+        let index = self.index(lease);
+        let now = self.tick.load(Ordering::Acquire);
+        self.ends[index as usize].store(now + hold, Ordering::Release);
+        self.live.clear(index);
+    }
+
+    /// Free a lease this thread owns, holding it `hold` ticks.
+    fn free(&self, lease: &Lease, data: Data, hold: u64) {
+        self.freeing(lease, hold);
+        match self.pool.free_with_hold(lease.handle, hold as f64) {
             Ok(Some(returned)) => {
                 assert_eq!(returned, data);
                 self.returned.fetch_add(1, Ordering::Relaxed);
@@ -110,7 +151,7 @@ const FIRST_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const FIRST_PORT: u16 = 2000;
 const PORTS: u64 = 64;
 
-fn new_pool() -> Pool<Data> {
+fn new_pool(order: Order, tick: &Arc<AtomicU64>) -> Pool<Data> {
     // 4 IPs x 64 ports = 256 addresses; subpools of 8 after an initial 16.
     let spec = PoolSpec::new("stress", FIRST_IP, Ipv4Addr::new(10, 0, 0, 4))
         .prefix(24)
@@ -118,8 +159,12 @@ fn new_pool() -> Pool<Data> {
         .initial_blocks(16)
         .max_blocks(256)
         .subpool_blocks(8)
-        .grow_threshold(4);
-    Pool::new(spec.build().unwrap())
+        .grow_threshold(4)
+        .order(order)
+        .seed(7);
+    let tick = Arc::clone(tick);
+    let clock = Clock::Custom(Box::new(move || tick.load(Ordering::Acquire) as f64));
+    Pool::with_clock(spec.build().unwrap(), clock)
 }
 
 /// The index of (ip, port) in the pool's address space (ip-major).
@@ -145,6 +190,7 @@ fn worker(
     let addresses = shared.pool.config().address_count();
     let target = shared.pool.config().capacity() / threads;
     for op in 0..ops {
+        shared.tick.fetch_add(1, Ordering::AcqRel);
         let roll = rng.below(100);
         // Lean towards allocating until this thread holds its share, so the
         // pool runs near exhaustion with several threads.
@@ -153,8 +199,7 @@ fn worker(
             let data = id << 48 | op << 8;
             match shared.pool.allocate(data) {
                 Ok(lease) => {
-                    let index = shared.index(&lease);
-                    shared.live.set(index);
+                    let index = shared.handed_out(&lease);
                     shared.allocated.fetch_add(1, Ordering::Relaxed);
                     assert!(mine.insert(index, (lease, data)).is_none());
                 }
@@ -169,7 +214,8 @@ fn worker(
                 .nth(rng.below(mine.len().max(1) as u64) as usize)
             {
                 let (lease, data) = mine.remove(&index).unwrap();
-                shared.free(&lease, data);
+                let hold = shared.hold(&mut rng);
+                shared.free(&lease, data, hold);
             }
         } else if roll < 82 {
             if let Some(&index) = mine.keys().next() {
@@ -179,7 +225,8 @@ fn worker(
         } else if roll < 92 {
             let handed = shared.handoff.lock().unwrap().pop();
             if let Some((lease, data)) = handed {
-                shared.free(&lease, data);
+                let hold = shared.hold(&mut rng);
+                shared.free(&lease, data, hold);
             }
         } else if roll < 95 {
             let n = 1 + rng.below(8);
@@ -192,8 +239,7 @@ fn worker(
             match shared.pool.allocate_many(n, data) {
                 Ok(leases) => {
                     for (k, lease) in (1..).zip(leases) {
-                        let index = shared.index(&lease);
-                        shared.live.set(index);
+                        let index = shared.handed_out(&lease);
                         shared.allocated.fetch_add(1, Ordering::Relaxed);
                         assert!(mine.insert(index, (lease, first + k)).is_none());
                     }
@@ -211,14 +257,15 @@ fn worker(
                 .collect();
             let batch: Vec<(Lease, Data)> =
                 chosen.iter().map(|i| mine.remove(i).unwrap()).collect();
+            let hold = shared.hold(&mut rng);
             for (lease, _) in &batch {
-                shared.live.clear(shared.index(lease));
+                shared.freeing(lease, hold);
             }
             let handles: Vec<_> = batch.iter().map(|(lease, _)| lease.handle).collect();
             let mut returned = Vec::new();
             shared
                 .pool
-                .free_many(&handles, &mut returned)
+                .free_many_with_hold(&handles, hold as f64, &mut returned)
                 .expect("free_many of live leases");
             for data in &returned {
                 assert!(batch.iter().any(|(_, d)| d == data));
@@ -244,11 +291,15 @@ fn worker(
     mine
 }
 
-fn stress(threads: u64, ops: u64) {
+fn stress(threads: u64, ops: u64, order: Order, holds: bool) {
     let seed = env_u64("NATPOOL_STRESS_SEED", 0x5eed);
+    let tick = Arc::new(AtomicU64::new(0));
     let shared = Arc::new(Shared {
-        pool: new_pool(),
+        pool: new_pool(order, &tick),
         live: LiveMap::new(256),
+        ends: (0..256).map(|_| AtomicU64::new(0)).collect(),
+        tick,
+        holds,
         handoff: Mutex::new(Vec::new()),
         returned: AtomicU64::new(0),
         allocated: AtomicU64::new(0),
@@ -292,12 +343,23 @@ fn stress(threads: u64, ops: u64) {
         stats.free_blocks,
         subpools.iter().map(|s| s.free).sum::<u64>()
     );
+    assert_eq!(
+        stats.held,
+        subpools.iter().map(|s| u64::from(s.held)).sum::<u64>()
+    );
+    assert_eq!(stats.live + stats.held + stats.free_blocks, stats.blocks);
     for (lease, data) in &held {
         let (seen, _) = pool.lookup_with(lease.ip, lease.port, |l, d| (l, *d));
         assert_eq!(seen, Some((*lease, *data)));
-        shared.free(lease, *data);
+        shared.free(lease, *data, 0);
     }
     assert!(pool.is_empty());
+    // Every hold ends: the next allocation releases them all.
+    shared.tick.fetch_add(1 << 20, Ordering::AcqRel);
+    let probe = pool.allocate(0).unwrap();
+    shared.handed_out(&probe);
+    assert_eq!(pool.held(), 0);
+    shared.free(&probe, 0, 0);
     assert!(pool
         .subpools()
         .iter()
@@ -307,17 +369,17 @@ fn stress(threads: u64, ops: u64) {
     let all: Vec<(Lease, Data)> = (0..pool.config().capacity())
         .map(|i| {
             let lease = pool.allocate(i).unwrap();
-            shared.live.set(shared.index(&lease));
+            shared.handed_out(&lease);
             (lease, i)
         })
         .collect();
     assert!(matches!(pool.allocate(0), Err(Error::Exhausted(_))));
     for (lease, data) in &all {
-        shared.free(lease, *data);
+        shared.free(lease, *data, 0);
     }
     assert_eq!(shared.live.count(), 0);
     eprintln!(
-        "stress: {threads} threads x {ops} ops (seed {seed:#x}): {allocated} allocations, {} exhaustion events",
+        "stress: {threads} threads x {ops} ops, {order:?}, holds {holds} (seed {seed:#x}): {allocated} allocations, {} exhaustion events",
         shared.exhausted.load(Ordering::Relaxed)
     );
 }
@@ -328,15 +390,107 @@ fn ops() -> u64 {
 
 #[test]
 fn stress_two_threads() {
-    stress(2, ops());
+    stress(2, ops(), Order::Fifo, false);
+    stress(2, ops(), Order::Lifo, true);
 }
 
 #[test]
 fn stress_four_threads() {
-    stress(4, ops());
+    stress(4, ops(), Order::Lifo, false);
+    stress(4, ops(), Order::Fifo, true);
 }
 
 #[test]
 fn stress_eight_threads() {
-    stress(8, ops());
+    stress(8, ops(), Order::Fifo, false);
+    stress(8, ops(), Order::Random, true);
+}
+
+#[test]
+fn stress_four_threads_random_order() {
+    stress(4, ops(), Order::Random, false);
+}
+
+/// Clients under threads: 4 threads allocate for 3 shared client keys in a
+/// pool of port blocks with a quota, and free. A lease always lies in a
+/// block its client owns; a client never has more than its quota live (the
+/// test counts a lease after its allocation and uncounts it before its
+/// free); at the end every block was released, once.
+#[test]
+fn stress_clients_with_port_blocks() {
+    use natpool::BlockEventKind;
+    const QUOTA: u64 = 6;
+    let spec = PoolSpec::new("clients", FIRST_IP, Ipv4Addr::new(10, 0, 0, 4))
+        .prefix(24)
+        .ports(FIRST_PORT, FIRST_PORT + PORTS as u16 - 1)
+        .initial_blocks(16)
+        .subpool_blocks(8)
+        .client_block(4)
+        .client_quota(QUOTA)
+        .seed(3);
+    let pool: Arc<Pool<Data>> = Arc::new(Pool::new(spec.build().unwrap()));
+    let counts: Arc<Vec<AtomicU64>> = Arc::new((0..3).map(|_| AtomicU64::new(0)).collect());
+    let ops = ops() / 4;
+    let workers: Vec<_> = (0..4u64)
+        .map(|id| {
+            let (pool, counts) = (Arc::clone(&pool), Arc::clone(&counts));
+            thread::spawn(move || {
+                let mut rng = Rng::new(0xc11e ^ id);
+                let mut mine: Vec<(Lease, u64)> = Vec::new();
+                for op in 0..ops {
+                    let client = rng.below(3);
+                    if rng.below(2) == 0 || mine.is_empty() {
+                        match pool.allocate_for(id << 32 | op, client) {
+                            Ok(lease) => {
+                                let live =
+                                    counts[client as usize].fetch_add(1, Ordering::AcqRel) + 1;
+                                assert!(live <= QUOTA, "client {client} has {live} leases");
+                                let (_, subpool, _) = lease.handle.parts().unwrap();
+                                let owner = pool
+                                    .subpools()
+                                    .iter()
+                                    .find(|s| s.id == subpool)
+                                    .map(|s| s.owner);
+                                assert_eq!(
+                                    owner,
+                                    Some(Some(client)),
+                                    "a lease outside its client's blocks"
+                                );
+                                mine.push((lease, client));
+                            }
+                            Err(Error::QuotaExceeded(_) | Error::Exhausted(_)) => {}
+                            Err(error) => panic!("allocate_for: {error:?}"),
+                        }
+                    } else {
+                        let (lease, client) =
+                            mine.swap_remove(rng.below(mine.len() as u64) as usize);
+                        counts[client as usize].fetch_sub(1, Ordering::AcqRel);
+                        pool.free(lease.handle).unwrap();
+                    }
+                }
+                for (lease, client) in mine {
+                    counts[client as usize].fetch_sub(1, Ordering::AcqRel);
+                    pool.free(lease.handle).unwrap();
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    assert!(pool.is_empty());
+    assert!(pool.subpools().iter().all(|s| s.owner.is_none()));
+    let events = pool.events();
+    let assigned = events
+        .iter()
+        .filter(|e| e.kind == BlockEventKind::Assigned)
+        .count();
+    let released = events
+        .iter()
+        .filter(|e| e.kind == BlockEventKind::Released)
+        .count();
+    if pool.stats().events_dropped == 0 {
+        assert_eq!(assigned, released, "every block released once");
+    }
+    assert!((0..3).all(|client| !pool.knows_client(client)));
 }

@@ -9,8 +9,16 @@ from importlib.metadata import PackageNotFoundError as _NotInstalled
 from importlib.metadata import version as _installed_version
 
 from natpool._natpool import Lease, Pool
-from natpool.errors import ArgumentError, LeaseError, NatPoolError, PoolConfigError, PoolExhausted, StoreError
-from natpool.records import Interval, PoolStats, Subpool
+from natpool.errors import (
+    ArgumentError,
+    LeaseError,
+    NatPoolError,
+    PoolConfigError,
+    PoolExhausted,
+    QuotaExceeded,
+    StoreError,
+)
+from natpool.records import BlockEvent, Interval, PoolStats, Subpool
 
 # The version is pyproject.toml's, its one source, as the installed distribution's metadata gives it.
 try:
@@ -25,10 +33,12 @@ __all__ = [
     "Interval",
     "Subpool",
     "PoolStats",
+    "BlockEvent",
     "NatPoolError",
     "ArgumentError",
     "PoolConfigError",
     "PoolExhausted",
+    "QuotaExceeded",
     "LeaseError",
     "StoreError",
 ]

@@ -12,6 +12,7 @@ __all__ = [
     "ArgumentError",
     "PoolConfigError",
     "PoolExhausted",
+    "QuotaExceeded",
     "LeaseError",
     "StoreError",
 ]
@@ -38,7 +39,11 @@ class PoolConfigError(ArgumentError):
 
 
 class PoolExhausted(NatPoolError):
-    """Every address the pool may hand out is leased; nothing was changed."""
+    """Every address the pool may hand out is leased or held; nothing was changed."""
+
+
+class QuotaExceeded(PoolExhausted):
+    """The client already has ``client_quota`` leases live or held; nothing was changed."""
 
 
 class LeaseError(NatPoolError, LookupError):

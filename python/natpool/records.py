@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["Interval", "Subpool", "PoolStats"]
+__all__ = ["Interval", "Subpool", "PoolStats", "BlockEvent"]
 
 
 class Interval(NamedTuple):
@@ -29,6 +29,10 @@ class Subpool(NamedTuple):
     last_port: int
     blocks: int
     free: int
+    held: int = 0
+    """Blocks whose lease was freed with a hold that has not ended (neither live nor free)."""
+    client: object = None
+    """The client whose port block this subpool is (``client_block``); ``None`` for a shared subpool."""
 
 
 class PoolStats(NamedTuple):
@@ -42,3 +46,21 @@ class PoolStats(NamedTuple):
     free_addresses: int
     address_count: int
     capacity: int
+    held: int = 0
+    """Blocks freed with a hold (``hold_down``) that has not ended: neither live nor free."""
+    events_dropped: int = 0
+    """Block events (``events()``) dropped because the queue held ``event_queue`` of them."""
+
+
+class BlockEvent(NamedTuple):
+    """A client's port block assigned or released (``Pool.events()``, with ``client_block``)."""
+
+    time: float
+    """The pool's clock when the pool made the change."""
+    kind: str
+    """``"assigned"`` or ``"released"``."""
+    client: object
+    first_ip: str
+    first_port: int
+    last_ip: str
+    last_port: int

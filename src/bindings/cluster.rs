@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use crate::bindings::store::{registered_config, PyStore};
-use crate::core::{Config, Membership, Pool, Renewal};
+use crate::core::{Config, Error, Membership, Pool, Renewal};
 
 /// Renews a pool's claims; held weakly by the renewal thread, so that a
 /// pool dropped without `close()` stops being renewed.
@@ -54,6 +54,15 @@ pub fn join(
     let settings = module.call_method1("settings", PyTuple::new(py, arguments)?)?;
     if settings.is_none() {
         return Ok((Pool::new(config), None));
+    }
+    if config.client_block().is_some() {
+        // Port blocks are not cluster-wide yet: refused before the store is
+        // opened or joined (nothing is written), as the reference model does.
+        return Err(Error::Config {
+            field: "client_block",
+            reason: "is not supported with a store yet".into(),
+        }
+        .into());
     }
     let registered = registered_config(py, &config)?;
     let (store, owns_store): (Py<PyAny>, bool) = module

@@ -4,7 +4,7 @@
 use pyo3::exceptions::{PyOverflowError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyInt, PyList, PyString, PyTuple, PyType};
+use pyo3::types::{PyBool, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 
 use crate::core::config::{parse_ipv4, parse_netmask};
 use crate::core::Error;
@@ -144,6 +144,51 @@ pub fn port(value: &Bound<'_, PyAny>) -> PyResult<u16> {
             format!("{wide} is outside 0..65535"),
         )
     })
+}
+
+/// A number of seconds (or a clock's value): an int or float, not a bool.
+/// `TypeError` (naming `what`) otherwise; an int beyond a float's range is
+/// infinite, which the caller rejects as not finite.
+pub fn real(value: &Bound<'_, PyAny>, what: &str) -> PyResult<f64> {
+    if !(is_int(value) || value.is_instance_of::<PyFloat>()) {
+        return Err(PyTypeError::new_err(format!(
+            "{what} int or float, not {}",
+            type_name(value)
+        )));
+    }
+    match value.extract::<f64>() {
+        Ok(number) => Ok(number),
+        Err(err) if err.is_instance_of::<PyOverflowError>(value.py()) => Ok(if value.lt(0)? {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        }),
+        Err(err) => Err(err),
+    }
+}
+
+/// `seed`: `None` or an int (not a bool), taken mod 2^64.
+pub fn seed(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u64>> {
+    let Some(value) = value else { return Ok(None) };
+    if !is_int(value) {
+        return Err(PyTypeError::new_err(format!(
+            "seed must be int or None, not {}",
+            type_name(value)
+        )));
+    }
+    Ok(Some(value.bitand(u64::MAX)?.extract::<u64>()?))
+}
+
+/// An int argument that may also be `None` at its call site (the message
+/// says so).
+pub fn optional_count(value: &Bound<'_, PyAny>, field: &'static str) -> PyResult<i128> {
+    if !is_int(value) {
+        return Err(PyTypeError::new_err(format!(
+            "{field} must be int or None, not {}",
+            type_name(value)
+        )));
+    }
+    wide_int(value)
 }
 
 /// A keyword argument whose default is not `None`, kept as the object the

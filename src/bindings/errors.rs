@@ -8,7 +8,8 @@ use pyo3::types::PyType;
 
 use crate::core::Error;
 
-static NAT_POOL_CLASSES: [PyOnceLock<Py<PyType>>; 6] = [
+static NAT_POOL_CLASSES: [PyOnceLock<Py<PyType>>; 7] = [
+    PyOnceLock::new(),
     PyOnceLock::new(),
     PyOnceLock::new(),
     PyOnceLock::new(),
@@ -29,8 +30,9 @@ fn convert(py: Python<'_>, error: Error) -> PyResult<PyErr> {
         Error::Argument(message) => class(py, 1, "ArgumentError")?.call1((message,))?,
         Error::Exhausted(message) => class(py, 2, "PoolExhausted")?.call1((message,))?,
         Error::NotLive(message) => class(py, 3, "LeaseError")?.call1((message,))?,
-        Error::Store(message) => class(py, 4, "StoreError")?.call1((message,))?,
-        Error::Closed(message) => class(py, 5, "NatPoolError")?.call1((message,))?,
+        Error::QuotaExceeded(message) => class(py, 4, "QuotaExceeded")?.call1((message,))?,
+        Error::Store(message) => class(py, 5, "StoreError")?.call1((message,))?,
+        Error::Closed(message) => class(py, 6, "NatPoolError")?.call1((message,))?,
         Error::OutOfMemory(message) => return Ok(PyMemoryError::new_err(message)),
     };
     Ok(PyErr::from_value(instance))

@@ -95,6 +95,7 @@ impl PyLease {
 pub struct LeaseContext {
     pub(crate) pool: Py<PyPool>,
     pub(crate) data: Option<Py<PyAny>>,
+    pub(crate) client: Option<Py<PyAny>>,
     pub(crate) lease: Mutex<Option<Py<PyLease>>>,
 }
 
@@ -102,7 +103,8 @@ pub struct LeaseContext {
 impl LeaseContext {
     fn __enter__(&self, py: Python<'_>) -> PyResult<Py<PyLease>> {
         let data = self.data.as_ref().map(|d| d.clone_ref(py));
-        let lease = PyPool::allocate_lease(self.pool.bind(py), data)?;
+        let client = self.client.as_ref().map(|c| c.bind(py));
+        let lease = PyPool::allocate_lease(self.pool.bind(py), data, client)?;
         let mut slot = self.lease.lock().unwrap_or_else(|p| p.into_inner());
         *slot = Some(lease.clone_ref(py));
         Ok(lease)
@@ -110,6 +112,7 @@ impl LeaseContext {
 
     fn __exit__(
         &self,
+        py: Python<'_>,
         _exc_type: &Bound<'_, PyAny>,
         _exc: &Bound<'_, PyAny>,
         _traceback: &Bound<'_, PyAny>,
@@ -119,7 +122,12 @@ impl LeaseContext {
             // One attempt, no check first: a check then a free would let
             // another thread's free land in between. `NotLive` means the
             // lease was freed already (inside the block), which is allowed.
-            match self.pool.get().open()?.free(Handle(lease.get().handle)) {
+            // The pool's hold_down applies, as to `free(lease)`.
+            let pool = self.pool.get();
+            let core = pool.open()?;
+            let seconds = core.config().hold_down();
+            let now = pool.now_for_free(py, seconds)?;
+            match core.free_at(Handle(lease.get().handle), seconds, now) {
                 Ok(data) => drop(data),
                 Err(Error::NotLive(_)) => {}
                 Err(error) => return Err(error.into()),

@@ -3,6 +3,7 @@
 //! into the exception classes defined in `natpool/errors.py` (errors.rs),
 //! and builds the records of `natpool/records.py`.
 
+mod clients;
 mod cluster;
 mod convert;
 mod errors;

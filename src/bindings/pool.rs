@@ -7,6 +7,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString};
 
+use crate::bindings::clients::Clients;
 use crate::bindings::cluster::{self, CorePool, Member};
 use crate::bindings::convert::{self, Context, Given};
 use crate::bindings::lease::{LeaseContext, PyLease};
@@ -15,12 +16,17 @@ use crate::core::config::ip_text;
 use std::net::Ipv4Addr;
 
 use crate::core::config::WideSpec;
-use crate::core::{Config, Error, Handle, Lease};
+use crate::core::policy::{check_hold, check_now};
+use crate::core::{Config, Error, Handle, Lease, Order};
 
 /// A client NAT address pool (the Rust core).
 #[pyclass(frozen, name = "Pool", module = "natpool")]
 pub struct PyPool {
     pub(crate) core: CorePool,
+    /// The Python clock; `None`: the core's monotonic clock.
+    clock: Option<Py<PyAny>>,
+    /// Python clients and the core's keys for them.
+    clients: Clients,
     /// With a store: the pool's membership of its cluster.
     member: Option<Member>,
     closed: AtomicBool,
@@ -57,11 +63,73 @@ impl PyPool {
     pub(crate) fn allocate_lease(
         slf: &Bound<'_, Self>,
         data: Option<Py<PyAny>>,
+        client: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyLease>> {
         let py = slf.py();
+        let pool = slf.get();
+        let core = pool.open()?;
+        let tracked = pool.check_client(client)?;
+        let now = pool.now_for_allocation(py, client.is_some())?;
         let copy = data.as_ref().map(|d| d.clone_ref(py));
-        let lease = slf.get().open()?.allocate(data)?;
+        let lease = match (tracked, client) {
+            (true, Some(client)) => {
+                let mut interner = pool.clients.lock(py);
+                let key = interner.intern(client)?;
+                let lease = core.allocate_for_at(data, key, now);
+                interner.tidy(py, core, Some(key))?;
+                lease?
+            }
+            _ => core.allocate_at(data, now)?,
+        };
         lease_object(slf, lease, copy)
+    }
+
+    /// `client` is hashable (`TypeError` otherwise, before anything else);
+    /// whether the pool keeps client states for it.
+    fn check_client(&self, client: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+        let Some(client) = client else {
+            return Ok(false);
+        };
+        client.hash()?;
+        Ok(self.core.config().client_quota().is_some()
+            || self.core.config().paired()
+            || self.core.config().client_block().is_some())
+    }
+
+    /// The clock's time for an allocation call, if the reference model's
+    /// rule says it reads it (a block held; port blocks and a client).
+    fn now_for_allocation(&self, py: Python<'_>, for_client: bool) -> PyResult<Option<f64>> {
+        if !self.core.allocation_reads_clock(for_client) {
+            return Ok(None);
+        }
+        self.now(py).map(Some)
+    }
+
+    /// The clock's time, checked as the reference model checks it.
+    fn now(&self, py: Python<'_>) -> PyResult<f64> {
+        let Some(clock) = &self.clock else {
+            return Ok(self.core.clock().now()?);
+        };
+        let value = clock.bind(py).call0()?;
+        Ok(check_now(convert::real(&value, "clock must return")?)?)
+    }
+
+    /// A free's effective hold: `hold`, or the pool's `hold_down` when None.
+    fn hold_seconds(&self, hold: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
+        match hold {
+            None => Ok(self.core.config().hold_down()),
+            Some(hold) => Ok(check_hold(convert::real(hold, "hold must be")?)?),
+        }
+    }
+
+    /// The clock's time for a free call with a hold of `seconds`: read for
+    /// a hold, and with port blocks (the reference model's rule).
+    pub(crate) fn now_for_free(&self, py: Python<'_>, seconds: f64) -> PyResult<Option<f64>> {
+        if seconds > 0.0 || self.core.config().client_block().is_some() {
+            Ok(Some(self.now(py)?))
+        } else {
+            Ok(None)
+        }
     }
 
     /// The handle of a Lease of this pool or of an int.
@@ -112,11 +180,12 @@ fn lease_repr(lease: &PyLease) -> String {
 impl PyPool {
     #[new]
     #[pyo3(
-        signature = (name, first_ip, last_ip, netmask, initial_blocks, max_blocks, *, ports=None, subpool_blocks=None, grow_threshold=None, store=None, member=None, claim_ttl=Given::Default, reclaim_delay=Given::Default, renew_interval=None),
-        text_signature = "(name, first_ip, last_ip, netmask, initial_blocks, max_blocks, *, ports=(1024, 65535), subpool_blocks=None, grow_threshold=0, store=None, member=None, claim_ttl=30.0, reclaim_delay=120.0, renew_interval=None)"
+        signature = (name, first_ip, last_ip, netmask, initial_blocks, max_blocks, *, ports=None, subpool_blocks=None, grow_threshold=None, hold_down=None, clock=None, order=None, seed=None, client_quota=None, paired=None, client_block=None, event_queue=None, store=None, member=None, claim_ttl=Given::Default, reclaim_delay=Given::Default, renew_interval=None),
+        text_signature = "(name, first_ip, last_ip, netmask, initial_blocks, max_blocks, *, ports=(1024, 65535), subpool_blocks=None, grow_threshold=0, hold_down=0.0, clock=None, order='fifo', seed=None, client_quota=None, paired=False, client_block=None, event_queue=65536, store=None, member=None, claim_ttl=30.0, reclaim_delay=120.0, renew_interval=None)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         name: &Bound<'_, PyAny>,
         first_ip: &Bound<'_, PyAny>,
         last_ip: &Bound<'_, PyAny>,
@@ -126,13 +195,20 @@ impl PyPool {
         ports: Option<&Bound<'_, PyAny>>,
         subpool_blocks: Option<&Bound<'_, PyAny>>,
         grow_threshold: Option<&Bound<'_, PyAny>>,
+        hold_down: Option<&Bound<'_, PyAny>>,
+        clock: Option<&Bound<'_, PyAny>>,
+        order: Option<&Bound<'_, PyAny>>,
+        seed: Option<&Bound<'_, PyAny>>,
+        client_quota: Option<&Bound<'_, PyAny>>,
+        paired: Option<&Bound<'_, PyAny>>,
+        client_block: Option<&Bound<'_, PyAny>>,
+        event_queue: Option<&Bound<'_, PyAny>>,
         store: Option<&Bound<'_, PyAny>>,
         member: Option<&Bound<'_, PyAny>>,
         claim_ttl: Given<'_>,
         reclaim_delay: Given<'_>,
         renew_interval: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let py = name.py();
         // Phase 1, in the reference model's order; phases 2 and 3 in Config::new.
         let name = name
             .cast::<PyString>()
@@ -150,7 +226,7 @@ impl PyPool {
             .transpose()?;
         let grow_threshold =
             grow_threshold.map_or(Ok(0), |v| convert::count(v, "grow_threshold"))?;
-        let config = Config::validate(WideSpec {
+        let mut config = Config::validate(WideSpec {
             name,
             first_ip,
             last_ip,
@@ -161,6 +237,55 @@ impl PyPool {
             subpool_blocks,
             grow_threshold,
         })?;
+        // The policies, after the control block, each type then value.
+        if let Some(seconds) = hold_down {
+            let seconds = convert::real(seconds, "hold_down must be")?;
+            config.policy.set_hold_down(seconds)?;
+        }
+        if let Some(clock) = clock {
+            if !clock.is_callable() {
+                return Err(PyTypeError::new_err(format!(
+                    "clock must be callable or None, not {}",
+                    clock.get_type().name()?
+                )));
+            }
+        }
+        if let Some(order) = order {
+            let name = order
+                .cast::<PyString>()
+                .map_err(|_| PyTypeError::new_err("order must be str"))?;
+            config.policy.order = Order::from_name(&name.to_cow()?)?;
+        }
+        config.policy.seed = convert::seed(seed)?;
+        let quota = client_quota
+            .map(|q| convert::optional_count(q, "client_quota"))
+            .transpose()?;
+        config.policy.set_client_quota(quota)?;
+        if let Some(paired) = paired {
+            config.policy.paired = paired
+                .cast::<pyo3::types::PyBool>()
+                .map_err(|_| PyTypeError::new_err("paired must be bool"))?
+                .is_true();
+        }
+        let block = client_block
+            .map(|b| convert::optional_count(b, "client_block"))
+            .transpose()?;
+        config.set_client_block(block)?;
+        if let Some(events) = event_queue {
+            config
+                .policy
+                .set_event_queue(convert::count(events, "event_queue")?)?;
+        }
+        if config.policy.order == Order::Random && config.policy.seed.is_none() {
+            // As the reference model: 8 bytes of os.urandom, little-endian.
+            let bytes: [u8; 8] = py
+                .import("os")?
+                .call_method1("urandom", (8,))?
+                .extract::<Vec<u8>>()?
+                .try_into()
+                .expect("os.urandom(8) is 8 bytes");
+            config.policy.seed = Some(u64::from_le_bytes(bytes));
+        }
         // Then the store arguments, and the cluster joined (natpool.store.member).
         let none = || py.None().into_bound(py);
         let arguments = [
@@ -173,6 +298,8 @@ impl PyPool {
         let (core, member) = cluster::join(py, config, arguments)?;
         Ok(PyPool {
             core,
+            clock: clock.map(|clock| clock.clone().unbind()),
+            clients: Clients::new(py),
             member,
             closed: AtomicBool::new(false),
         })
@@ -222,6 +349,30 @@ impl PyPool {
     fn capacity(&self) -> u64 {
         self.core.config().capacity()
     }
+    #[getter]
+    fn hold_down(&self) -> f64 {
+        self.core.config().hold_down()
+    }
+    #[getter]
+    fn order(&self) -> &'static str {
+        self.core.config().order().name()
+    }
+    #[getter]
+    fn client_quota(&self) -> Option<u64> {
+        self.core.config().client_quota()
+    }
+    #[getter]
+    fn paired(&self) -> bool {
+        self.core.config().paired()
+    }
+    #[getter]
+    fn client_block(&self) -> Option<u32> {
+        self.core.config().client_block()
+    }
+    #[getter]
+    fn event_queue(&self) -> u64 {
+        self.core.config().event_queue()
+    }
 
     fn __len__(&self) -> usize {
         self.core.len() as usize
@@ -237,16 +388,23 @@ impl PyPool {
         ))
     }
 
-    /// Lease a free client NAT address; ``PoolExhausted`` when ``len(pool) == capacity``.
-    #[pyo3(signature = (data=None))]
-    fn allocate(slf: &Bound<'_, Self>, data: Option<Py<PyAny>>) -> PyResult<Py<PyLease>> {
-        Self::allocate_lease(slf, data)
+    /// Lease a free client NAT address; ``PoolExhausted`` when every address is live or held
+    /// (``QuotaExceeded`` past the client's quota).
+    #[pyo3(signature = (data=None, *, client=None))]
+    fn allocate(
+        slf: &Bound<'_, Self>,
+        data: Option<Py<PyAny>>,
+        client: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyLease>> {
+        Self::allocate_lease(slf, data, client)
     }
 
     /// Lease ``n`` addresses (``data=None``), all or nothing. Releases the GIL.
+    #[pyo3(signature = (n, *, client=None))]
     fn allocate_many<'py>(
         slf: &Bound<'py, Self>,
         n: &Bound<'py, PyAny>,
+        client: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyList>> {
         let py = slf.py();
         let n = convert::count(n, "n")?;
@@ -255,8 +413,20 @@ impl PyPool {
         }
         // More than u64::MAX leases is more than any pool holds: exhaustion.
         let n = u64::try_from(n).unwrap_or(u64::MAX);
-        let core = slf.get().open()?;
-        let leases = py.detach(|| core.allocate_many(n, || None))?;
+        let pool = slf.get();
+        let core = pool.open()?;
+        let tracked = pool.check_client(client)?;
+        let now = pool.now_for_allocation(py, client.is_some())?;
+        let leases = match (tracked, client) {
+            (true, Some(client)) => {
+                let mut interner = pool.clients.lock(py);
+                let key = interner.intern(client)?;
+                let leases = py.detach(|| core.allocate_many_for_at(n, || None, key, now));
+                interner.tidy(py, core, Some(key))?;
+                leases?
+            }
+            _ => py.detach(|| core.allocate_many_at(n, || None, now))?,
+        };
         let objects = leases
             .into_iter()
             .map(|lease| lease_object(slf, lease, None))
@@ -265,27 +435,53 @@ impl PyPool {
     }
 
     /// A context manager that allocates on entry and frees on exit.
-    #[pyo3(signature = (data=None))]
-    fn lease(slf: &Bound<'_, Self>, data: Option<Py<PyAny>>) -> PyResult<LeaseContext> {
+    #[pyo3(signature = (data=None, *, client=None))]
+    fn lease(
+        slf: &Bound<'_, Self>,
+        data: Option<Py<PyAny>>,
+        client: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<LeaseContext> {
         slf.get().open()?;
+        if let Some(client) = client {
+            client.hash()?;
+        }
         Ok(LeaseContext {
             pool: slf.clone().unbind(),
             data,
+            client: client.map(|c| c.clone().unbind()),
             lease: Mutex::new(None),
         })
     }
 
-    /// Return a live lease; ``LeaseError`` (and no change) for anything else.
-    fn free(slf: &Bound<'_, Self>, lease_or_handle: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// Return a live lease, held for ``hold`` seconds (None: ``hold_down``)
+    /// before reuse; ``LeaseError`` (and no change) for anything but a live lease.
+    #[pyo3(signature = (lease_or_handle, *, hold=None))]
+    fn free(
+        slf: &Bound<'_, Self>,
+        lease_or_handle: &Bound<'_, PyAny>,
+        hold: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let pool = slf.get();
+        let core = pool.open()?;
+        let seconds = pool.hold_seconds(hold)?;
         let handle = Self::handle_of(slf, lease_or_handle)?;
-        drop(slf.get().open()?.free(handle)?);
+        let now = pool.now_for_free(slf.py(), seconds)?;
+        drop(core.free_at(handle, seconds, now)?);
         Ok(())
     }
 
     /// Free a batch, all or nothing: if any item is not a live lease of this
     /// pool (or appears twice), ``LeaseError`` is raised and nothing is freed.
-    /// Releases the GIL.
-    fn free_many(slf: &Bound<'_, Self>, leases: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// ``hold`` as for ``free``. Releases the GIL.
+    #[pyo3(signature = (leases, *, hold=None))]
+    fn free_many(
+        slf: &Bound<'_, Self>,
+        leases: &Bound<'_, PyAny>,
+        hold: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let pool = slf.get();
+        let core = pool.open()?;
+        let seconds = pool.hold_seconds(hold)?;
         // A list (what `allocate_many` returns) is read by index, without
         // the iterator protocol; any other iterable through it.
         let handles = if let Ok(list) = leases.cast::<PyList>() {
@@ -298,9 +494,11 @@ impl PyPool {
                 .map(|item| Self::handle_of(slf, &item?))
                 .collect::<PyResult<Vec<_>>>()?
         };
-        let core = slf.get().open()?;
+        let now = pool.now_for_free(slf.py(), seconds)?;
         let mut released = Vec::new();
-        let result = slf.py().detach(|| core.free_many(&handles, &mut released));
+        let result = slf
+            .py()
+            .detach(|| core.free_many_at(&handles, seconds, now, &mut released));
         // The released data objects are dropped here, attached, on success
         // and on error alike: a `Py` dropped while detached would be queued
         // for PyO3's deferred decrefs (finalizers run late, and every later
@@ -337,7 +535,21 @@ impl PyPool {
 
     /// The subpools, in address order.
     fn subpools<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        records::subpools(py, self.core.config(), &self.open()?.subpools())
+        let subpools = self.open()?.subpools();
+        let interner = self.clients.lock(py);
+        records::subpools(py, self.core.config(), &subpools, |key| {
+            interner.object(py, key)
+        })
+    }
+
+    /// The port blocks assigned and released since the last call, oldest first.
+    fn events<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let core = self.open()?;
+        let mut interner = self.clients.lock(py);
+        let events = core.events();
+        let list = records::events(py, core.config(), &events, |key| interner.object(py, key))?;
+        interner.tidy(py, core, None)?;
+        Ok(list)
     }
 
     /// The pool's counters, in O(1).

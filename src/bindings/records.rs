@@ -5,11 +5,12 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyList, PyType};
 
 use crate::core::config::ip_text;
-use crate::core::{Config, Interval, PoolStats, SubpoolInfo};
+use crate::core::{BlockEvent, BlockEventKind, Config, Interval, PoolStats, SubpoolInfo};
 
 static INTERVAL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static SUBPOOL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static POOL_STATS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static BLOCK_EVENT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 fn bounds(config: &Config, first: u64, count: u64) -> (String, u16, String, u16) {
     let (first_ip, first_port) = config.address(first);
@@ -33,17 +34,42 @@ pub fn intervals<'py>(
     PyList::new(py, items)
 }
 
+/// `client` maps a client key to its Python object.
 pub fn subpools<'py>(
     py: Python<'py>,
     config: &Config,
     list: &[SubpoolInfo],
+    client: impl Fn(u64) -> Py<PyAny>,
 ) -> PyResult<Bound<'py, PyList>> {
     let class = SUBPOOL.import(py, "natpool.records", "Subpool")?;
     let items = list
         .iter()
         .map(|s| {
             let (a, b, c, d) = bounds(config, s.first, u64::from(s.blocks));
-            class.call1((s.id, a, b, c, d, s.blocks, s.free))
+            let owner = s.owner.map_or_else(|| py.None(), &client);
+            class.call1((s.id, a, b, c, d, s.blocks, s.free, s.held, owner))
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, items)
+}
+
+/// `client` maps a client key to its Python object.
+pub fn events<'py>(
+    py: Python<'py>,
+    config: &Config,
+    list: &[BlockEvent],
+    client: impl Fn(u64) -> Py<PyAny>,
+) -> PyResult<Bound<'py, PyList>> {
+    let class = BLOCK_EVENT.import(py, "natpool.records", "BlockEvent")?;
+    let items = list
+        .iter()
+        .map(|e| {
+            let (a, b, c, d) = bounds(config, e.first, e.count);
+            let kind = match e.kind {
+                BlockEventKind::Assigned => "assigned",
+                BlockEventKind::Released => "released",
+            };
+            class.call1((e.time, kind, client(e.client), a, b, c, d))
         })
         .collect::<PyResult<Vec<_>>>()?;
     PyList::new(py, items)
@@ -61,5 +87,7 @@ pub fn stats<'py>(py: Python<'py>, s: &PoolStats) -> PyResult<Bound<'py, PyAny>>
             s.free_addresses,
             s.address_count,
             s.capacity,
+            s.held,
+            s.events_dropped,
         ))
 }

@@ -1,12 +1,14 @@
 //! A connection block: one client NAT address, set when its subpool is
 //! created, plus the lease state and the user's data.
 //!
-//! The state word is `generation << 32 | LIVE | RELEASING | readers`:
-//! * free: `LIVE` clear; the block is on its subpool's free list or held by
-//!   the allocator that popped it, which alone may write `data`;
+//! The state word is `generation << 32 | LIVE | RELEASING | HOLD | readers`:
+//! * free: `LIVE` clear; the block is on its subpool's free list, in the
+//!   held queue, or held by the allocator that popped it, which alone may
+//!   write `data`;
 //! * live: `LIVE` set; lookups may register as readers and read `data`;
 //! * releasing: `free` found readers present; the last reader to leave
-//!   completes the release.
+//!   completes the release (`HOLD`: the free had a hold, so the reader
+//!   queues the block as held instead of returning it).
 //!
 //! Completing a release moves the state to free with the generation bumped,
 //! and hands the data back to the completer, who returns the block to the
@@ -17,7 +19,8 @@ use crate::core::sync::{AtomicU64, DataCell, Ordering};
 
 const LIVE: u64 = 1 << 31;
 const RELEASING: u64 = 1 << 30;
-const READERS: u64 = RELEASING - 1;
+const HOLD: u64 = 1 << 29;
+const READERS: u64 = HOLD - 1;
 
 fn generation(state: u64) -> u32 {
     (state >> 32) as u32
@@ -32,10 +35,18 @@ fn free_state(generation: u32) -> u64 {
 pub enum Release<T> {
     /// The handle's generation does not name a live lease of this block.
     NotLive,
-    /// Released; the caller must return the block to the free list.
+    /// Released; the caller must return the block to the free list (or hold it).
     Done(T),
-    /// Marked releasing; the last reader returns the block.
+    /// Marked releasing; the last reader returns (or holds) the block.
     Deferred,
+}
+
+/// A release a reader completed ([`ConnectionBlock::read`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Completed<T> {
+    pub data: T,
+    /// The free had a hold: the block goes to the held queue, not back.
+    pub hold: bool,
 }
 
 pub struct ConnectionBlock<T> {
@@ -89,9 +100,10 @@ impl<T: Default> ConnectionBlock<T> {
         generation(state)
     }
 
-    /// Free the lease of `generation_`.
+    /// Free the lease of `generation_`; `hold` marks a deferred release as
+    /// held (the free had a hold).
     #[inline]
-    pub fn release(&self, generation_: u32) -> Release<T> {
+    pub fn release(&self, generation_: u32, hold: bool) -> Release<T> {
         let mut state = self.state.load(Ordering::Acquire);
         loop {
             if generation(state) != generation_ || state & (LIVE | RELEASING) != LIVE {
@@ -100,6 +112,8 @@ impl<T: Default> ConnectionBlock<T> {
             let done = state & READERS == 0;
             let next = if done {
                 free_state(generation_.wrapping_add(1))
+            } else if hold {
+                state | RELEASING | HOLD
             } else {
                 state | RELEASING
             };
@@ -119,10 +133,10 @@ impl<T: Default> ConnectionBlock<T> {
     /// Run `read` on a live block's generation and data. Returns `None` when
     /// the block is not live; otherwise `read`'s result and, when this reader
     /// was the last one out of a block being released, the released data
-    /// (the caller must then return the block to the free list). `read` must
-    /// not panic.
+    /// (the caller must then return the block to the free list, or hold it
+    /// when the free had a hold). `read` must not panic.
     #[inline]
-    pub fn read<R>(&self, read: impl FnOnce(u32, &T) -> R) -> Option<(R, Option<T>)> {
+    pub fn read<R>(&self, read: impl FnOnce(u32, &T) -> R) -> Option<(R, Option<Completed<T>>)> {
         let mut state = self.state.load(Ordering::Acquire);
         loop {
             if state & (LIVE | RELEASING) != LIVE || state & READERS == READERS {
@@ -156,7 +170,11 @@ impl<T: Default> ConnectionBlock<T> {
             {
                 // SAFETY: our CAS moved the block from releasing, with us
                 // its last reader, to free; it is on no free list yet.
-                Ok(_) if last_out => return Some((result, Some(unsafe { self.take_data() }))),
+                Ok(_) if last_out => {
+                    let data = unsafe { self.take_data() };
+                    let hold = state & HOLD != 0;
+                    return Some((result, Some(Completed { data, hold })));
+                }
                 Ok(_) => return Some((result, None)),
                 Err(seen) => state = seen,
             }
@@ -189,9 +207,9 @@ mod tests {
         let generation_ = unsafe { block.occupy(9) };
         assert_eq!(generation_, 5);
         assert!(block.is_live(5));
-        assert_eq!(block.release(4), Release::NotLive);
-        assert_eq!(block.release(5), Release::Done(9));
-        assert_eq!(block.release(5), Release::NotLive);
+        assert_eq!(block.release(4, false), Release::NotLive);
+        assert_eq!(block.release(5, false), Release::Done(9));
+        assert_eq!(block.release(5, false), Release::NotLive);
         assert_eq!(block.generation(), 6);
         assert!(block.read(|_, _| ()).is_none());
     }
@@ -206,9 +224,9 @@ mod tests {
             let generation_ = block.generation();
             // SAFETY: owned by this test.
             assert_eq!(unsafe { block.occupy(()) }, generation_);
-            assert_eq!(block.release(generation_), Release::Done(()));
+            assert_eq!(block.release(generation_, false), Release::Done(()));
             assert_eq!(block.generation(), start.wrapping_add(reuse));
-            assert_eq!(block.release(start), Release::NotLive);
+            assert_eq!(block.release(start, false), Release::NotLive);
             assert!(!block.is_live(start));
         }
         assert_eq!(block.generation(), 1, "wrapped past u32::MAX to 0, then 1");
@@ -220,13 +238,39 @@ mod tests {
         // SAFETY: owned by this test.
         unsafe { block.occupy(3) };
         let outcome = block.read(|generation_, data| {
-            assert_eq!(block.release(generation_), Release::Deferred);
-            assert_eq!(block.release(generation_), Release::NotLive);
+            assert_eq!(block.release(generation_, false), Release::Deferred);
+            assert_eq!(block.release(generation_, false), Release::NotLive);
             *data
         });
-        assert_eq!(outcome, Some((3, Some(3))));
+        let completed = Completed {
+            data: 3,
+            hold: false,
+        };
+        assert_eq!(outcome, Some((3, Some(completed))));
         assert_eq!(block.generation(), 1);
         assert!(!block.is_live(0));
+    }
+
+    #[test]
+    fn a_reader_completing_a_held_release_is_told_so() {
+        let block: ConnectionBlock<u32> = ConnectionBlock::new(1, 2, 0);
+        // SAFETY: owned by this test.
+        unsafe { block.occupy(4) };
+        let outcome = block.read(|generation_, _| {
+            assert_eq!(block.release(generation_, true), Release::Deferred);
+        });
+        let completed = Completed {
+            data: 4,
+            hold: true,
+        };
+        assert_eq!(outcome, Some(((), Some(completed))));
+        // Reused: a later release without a hold is not marked.
+        // SAFETY: free again, owned by this test.
+        unsafe { block.occupy(5) };
+        let outcome = block.read(|generation_, _| block.release(generation_, false));
+        let (released, completed) = outcome.unwrap();
+        assert_eq!(released, Release::Deferred);
+        assert!(!completed.unwrap().hold);
     }
 }
 

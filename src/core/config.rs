@@ -12,6 +12,7 @@
 use std::net::Ipv4Addr;
 
 use crate::core::error::Error;
+use crate::core::policy::{Order, Policy};
 
 /// The largest subpool (and `initial_blocks`): block offsets are 32-bit.
 pub(crate) const MAX_SUBPOOL_BLOCKS: u32 = u32::MAX;
@@ -22,7 +23,9 @@ pub(crate) const MAX_SUBPOOL_BLOCKS: u32 = u32::MAX;
 /// Defaults: netmask prefix 0 (every address of `first_ip..=last_ip` but
 /// 0.0.0.0 and 255.255.255.255), ports 1024..=65535, `initial_blocks`
 /// 1024, no `max_blocks` limit (the capacity is then the address count),
-/// `subpool_blocks` equal to `initial_blocks`, `grow_threshold` 0.
+/// `subpool_blocks` equal to `initial_blocks`, `grow_threshold` 0; the
+/// policies: `hold_down` 0 seconds, `order` FIFO, no seed (the operating
+/// system's entropy seeds `Order::Random`).
 ///
 /// ```
 /// use std::net::Ipv4Addr;
@@ -40,7 +43,7 @@ pub(crate) const MAX_SUBPOOL_BLOCKS: u32 = u32::MAX;
 /// pool.free(lease.handle)?;
 /// # Ok::<(), natpool::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PoolSpec {
     name: String,
     first_ip: Ipv4Addr,
@@ -51,6 +54,8 @@ pub struct PoolSpec {
     max_blocks: u64,
     subpool_blocks: Option<u32>,
     grow_threshold: u64,
+    /// The policies as given, validated by `build`.
+    policy: Policy,
 }
 
 impl PoolSpec {
@@ -66,6 +71,7 @@ impl PoolSpec {
             max_blocks: u64::MAX,
             subpool_blocks: None,
             grow_threshold: 0,
+            policy: Policy::default(),
         }
     }
 
@@ -108,9 +114,51 @@ impl PoolSpec {
         self
     }
 
+    /// Seconds a freed block is held before reuse by default (finite, `>= 0`).
+    pub fn hold_down(mut self, seconds: f64) -> Self {
+        self.policy.hold_down = seconds;
+        self
+    }
+
+    /// Which free block of a subpool an allocation takes.
+    pub fn order(mut self, order: Order) -> Self {
+        self.policy.order = order;
+        self
+    }
+
+    /// The seed of `Order::Random`'s generator.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.policy.seed = Some(seed);
+        self
+    }
+
+    /// At most `quota` (at least 1) live-or-held leases per client.
+    pub fn client_quota(mut self, quota: u64) -> Self {
+        self.policy.client_quota = Some(quota);
+        self
+    }
+
+    /// All live leases of a client on one IP while it has a free address.
+    pub fn paired(mut self, paired: bool) -> Self {
+        self.policy.paired = paired;
+        self
+    }
+
+    /// Port blocks of `addresses` (1 to the ports of one IP) per client.
+    pub fn client_block(mut self, addresses: u32) -> Self {
+        self.policy.client_block = Some(addresses);
+        self
+    }
+
+    /// The most block events kept for `Pool::events` (default 65,536).
+    pub fn event_queue(mut self, events: u64) -> Self {
+        self.policy.event_queue = events;
+        self
+    }
+
     /// Validate the spec; the error names the first offending field.
     pub fn build(self) -> Result<Config, Error> {
-        Config::validate(WideSpec {
+        let mut config = Config::validate(WideSpec {
             name: self.name,
             first_ip: u32::from(self.first_ip),
             last_ip: u32::from(self.last_ip),
@@ -120,7 +168,21 @@ impl PoolSpec {
             max_blocks: i128::from(self.max_blocks),
             subpool_blocks: self.subpool_blocks.map(i128::from),
             grow_threshold: i128::from(self.grow_threshold),
-        })
+        })?;
+        // The policies in the reference model's order, each checked.
+        let given = self.policy;
+        config.policy.set_hold_down(given.hold_down)?;
+        config.policy.order = given.order;
+        config.policy.seed = given.seed;
+        config
+            .policy
+            .set_client_quota(given.client_quota.map(i128::from))?;
+        config.policy.paired = given.paired;
+        config.set_client_block(given.client_block.map(i128::from))?;
+        config
+            .policy
+            .set_event_queue(i128::from(given.event_queue))?;
+        Ok(config)
     }
 }
 
@@ -144,7 +206,7 @@ pub(crate) struct WideSpec {
 /// The validated control block and the address space it defines: every
 /// (ip, port) with ip in the usable part of `first_ip..=last_ip` and port in
 /// `ports`, ordered by ip, then port, and numbered from 0.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     name: String,
     first_ip: u32,
@@ -163,6 +225,8 @@ pub struct Config {
     address_count: u64,
     /// `min(max_blocks, address_count)`.
     capacity: u64,
+    /// Hold-down, reuse order, seed: validated after the rest.
+    pub(crate) policy: Policy,
 }
 
 /// Parse a dotted-quad IPv4 address the way Python's `ipaddress` does:
@@ -327,7 +391,49 @@ impl Config {
             usable_last: usable_last as u32,
             address_count,
             capacity: max_blocks.min(address_count),
+            policy: Policy::default(),
         })
+    }
+
+    /// Seconds a freed block is held by default.
+    pub fn hold_down(&self) -> f64 {
+        self.policy.hold_down
+    }
+
+    /// The reuse order within a subpool.
+    pub fn order(&self) -> Order {
+        self.policy.order
+    }
+
+    /// The seed of `Order::Random`'s generator, if one was given.
+    pub fn seed(&self) -> Option<u64> {
+        self.policy.seed
+    }
+
+    /// The per-client limit of live-or-held leases.
+    pub fn client_quota(&self) -> Option<u64> {
+        self.policy.client_quota
+    }
+
+    /// Whether a client's live leases stay on one IP while they can.
+    pub fn paired(&self) -> bool {
+        self.policy.paired
+    }
+
+    /// The size of a client's port block, if clients get blocks.
+    pub fn client_block(&self) -> Option<u32> {
+        self.policy.client_block
+    }
+
+    /// The bound of the block log.
+    pub fn event_queue(&self) -> u64 {
+        self.policy.event_queue
+    }
+
+    /// Set `client_block` (checked against the ports of one IP).
+    pub(crate) fn set_client_block(&mut self, block: Option<i128>) -> Result<(), Error> {
+        let per_ip = self.ports_per_ip();
+        self.policy.set_client_block(block, per_ip)
     }
 
     /// The pool's name.
@@ -390,7 +496,7 @@ impl Config {
         self.capacity
     }
 
-    fn ports_per_ip(&self) -> u64 {
+    pub(crate) fn ports_per_ip(&self) -> u64 {
         u64::from(self.port_high - self.port_low) + 1
     }
 

@@ -11,8 +11,10 @@ pub enum Error {
     Config { field: &'static str, reason: String },
     /// A method argument has an unusable value (an unparsable address, n < 0).
     Argument(String),
-    /// Every address the pool may hand out is leased.
+    /// Every address the pool may hand out is leased or held.
     Exhausted(String),
+    /// The client already has its quota of leases live or held.
+    QuotaExceeded(String),
     /// The handle is not a live lease of this pool.
     NotLive(String),
     /// Memory for a new subpool could not be reserved.
@@ -38,6 +40,7 @@ impl fmt::Display for Error {
             Error::Config { field, reason } => write!(f, "{field}: {reason}"),
             Error::Argument(m)
             | Error::Exhausted(m)
+            | Error::QuotaExceeded(m)
             | Error::NotLive(m)
             | Error::OutOfMemory(m)
             | Error::Store(m)

@@ -1,22 +1,34 @@
-//! A subpool's free list: a lock-free LIFO stack of block offsets with a
-//! tagged head (against ABA), and a count of free blocks that callers
-//! *reserve* from before they pop.
+//! A subpool's free blocks: a count of free blocks that callers *reserve*
+//! from before they take, in front of one of three structures chosen by the
+//! pool's reuse order (`Order`): a lock-free stack (`stack.rs`, LIFO), a
+//! lock-free ring (`ring.rs`, FIFO), an array under a mutex (`shuffle.rs`,
+//! random).
 //!
-//! Protocol: `push` links the block, swings the head, then increments
-//! `available`; `reserve_up_to` decrements `available` (never below zero);
-//! `pop`/`pop_many` take only what a reservation granted. So `available` never exceeds the
-//! blocks on the stack not yet claimed, and a reserved pop always finds one.
-//! `try_close` swaps `available` from "all blocks free" to closed in one CAS:
-//! after it, no reservation can succeed, which is what makes deleting an
-//! empty subpool race-free against allocators that already found it.
+//! Protocol, whatever the structure: a return puts the blocks in, then
+//! increments `available`; `reserve_up_to` decrements `available` (never
+//! below zero); `pop`/`pop_many` take only what a reservation granted. So
+//! `available` never exceeds the blocks in the structure not yet claimed,
+//! and a reserved take always finds one. `try_close` swaps `available` from
+//! "all blocks free" to closed in one CAS: after it, no reservation can
+//! succeed, which is what makes deleting an empty subpool race-free against
+//! allocators that already found it.
 
-use crate::core::sync::{spin_wait, AtomicU32, AtomicU64, Ordering};
+mod ring;
+mod shuffle;
+mod stack;
 
 use crate::core::error::Error;
+use crate::core::policy::Order;
+use crate::core::rng::SplitMix64;
+use crate::core::sync::{AtomicU64, Ordering};
+
+use ring::Ring;
+use shuffle::Shuffle;
+use stack::Stack;
 
 const CLOSED: u64 = 1 << 63;
 
-/// The most blocks [`FreeList::pop_many`] takes with one CAS.
+/// The most blocks [`FreeList::pop_many`] takes at once.
 pub const CHAIN: u64 = 64;
 
 /// The outcome of [`FreeList::reserve_up_to`].
@@ -31,26 +43,39 @@ pub enum Reserve {
     Closed,
 }
 
+enum Blocks {
+    Stack(Stack),
+    Ring(Ring),
+    Shuffle(Shuffle),
+}
+
 pub struct FreeList {
-    /// `tag << 32 | (offset + 1)`; the low half is 0 when the stack is empty.
-    head: AtomicU64,
     available: AtomicU64,
-    /// For each block on the stack, the next one (`offset + 1`, 0 for none).
-    links: Box<[AtomicU32]>,
+    blocks: Blocks,
+}
+
+/// The `n` entries of a structure of `what`, allocated without aborting:
+/// `OutOfMemory` when the memory cannot be had (the pool is unchanged).
+fn entries<E>(n: u32, what: &str, entry: impl FnMut(u32) -> E) -> Result<Box<[E]>, Error> {
+    let mut entries = Vec::new();
+    entries
+        .try_reserve_exact(n as usize)
+        .map_err(|_| Error::OutOfMemory(format!("cannot reserve {what} of {n} blocks")))?;
+    entries.extend((0..n).map(entry));
+    Ok(entries.into_boxed_slice())
 }
 
 impl FreeList {
-    /// A full list of `n` blocks; pops return offsets 0, 1, 2, ... in order.
-    pub fn new(n: u32) -> Result<Self, Error> {
-        let mut links = Vec::new();
-        links
-            .try_reserve_exact(n as usize)
-            .map_err(|_| Error::OutOfMemory(format!("cannot reserve a free list of {n} blocks")))?;
-        links.extend((1..=n).map(|i| AtomicU32::new(if i < n { i + 1 } else { 0 })));
+    /// All `n` blocks free, in `order`.
+    pub fn new(order: Order, n: u32) -> Result<Self, Error> {
+        let blocks = match order {
+            Order::Lifo => Blocks::Stack(Stack::new(n)?),
+            Order::Fifo => Blocks::Ring(Ring::new(n)?),
+            Order::Random => Blocks::Shuffle(Shuffle::new(n)?),
+        };
         Ok(FreeList {
-            head: AtomicU64::new(if n > 0 { 1 } else { 0 }),
             available: AtomicU64::new(u64::from(n)),
-            links: links.into_boxed_slice(),
+            blocks,
         })
     }
 
@@ -85,73 +110,25 @@ impl FreeList {
         }
     }
 
-    /// Take the most recently pushed block. Only after a successful reserve.
+    /// Take one reserved block, in the list's order (`rng` draws for random).
     #[inline]
-    pub fn pop(&self) -> u32 {
-        loop {
-            let head = self.head.load(Ordering::Acquire);
-            let top = head as u32;
-            if top == 0 {
-                // A reservation guarantees a block; its push is still landing.
-                spin_wait();
-                continue;
-            }
-            let next = self.links[top as usize - 1].load(Ordering::Relaxed);
-            let tag = (head >> 32).wrapping_add(1);
-            if self
-                .head
-                .compare_exchange_weak(
-                    head,
-                    tag << 32 | u64::from(next),
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-            {
-                return top - 1;
-            }
+    pub fn pop(&self, rng: &SplitMix64) -> u32 {
+        match &self.blocks {
+            Blocks::Stack(stack) => stack.pop(),
+            Blocks::Ring(ring) => ring.pop(),
+            Blocks::Shuffle(shuffle) => shuffle.pop(rng),
         }
     }
 
-    /// Take `count` reserved blocks with one CAS, appending them to `out` in
-    /// the order single pops would return them. Only after `reserve_up_to`
-    /// granted `count` (at most [`CHAIN`] at a time, which bounds the walk).
-    ///
-    /// The chain from the head is walked before the CAS. Blocks on the stack
-    /// keep their links until they are popped, and every pop or push moves
-    /// the head's tag, so a CAS that succeeds proves the walk saw one
-    /// consistent stack; a walk that raced with a change is simply retried.
+    /// Take `count` reserved blocks (at most [`CHAIN`]), appending them to
+    /// `out` in the order single pops would return them.
     #[inline]
-    pub fn pop_many(&self, count: u64, out: &mut Vec<u32>) {
+    pub fn pop_many(&self, count: u64, out: &mut Vec<u32>, rng: &SplitMix64) {
         debug_assert!((1..=CHAIN).contains(&count));
-        let start = out.len();
-        loop {
-            out.truncate(start);
-            let head = self.head.load(Ordering::Acquire);
-            let mut top = head as u32;
-            while top != 0 && ((out.len() - start) as u64) < count {
-                out.push(top - 1);
-                top = self.links[top as usize - 1].load(Ordering::Relaxed);
-            }
-            if ((out.len() - start) as u64) < count {
-                // Reserved blocks whose pushes are still landing, or a walk
-                // that raced with a change: look again.
-                spin_wait();
-                continue;
-            }
-            let tag = (head >> 32).wrapping_add(1);
-            if self
-                .head
-                .compare_exchange_weak(
-                    head,
-                    tag << 32 | u64::from(top),
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-            {
-                return;
-            }
+        match &self.blocks {
+            Blocks::Stack(stack) => stack.pop_many(count, out),
+            Blocks::Ring(ring) => ring.pop_many(count, out),
+            Blocks::Shuffle(shuffle) => shuffle.pop_many(count, out, rng),
         }
     }
 
@@ -161,31 +138,18 @@ impl FreeList {
         self.push_many(&[offset])
     }
 
-    /// Return blocks with one CAS, leaving the stack as pushing them one by
-    /// one in order would; yields the number of free blocks after them (with
-    /// the closed bit set if the list is closed).
+    /// Return blocks, leaving the list as returning them one by one in order
+    /// would; yields the number of free blocks after them (with the closed
+    /// bit set if the list is closed).
     #[inline]
     pub fn push_many(&self, offsets: &[u32]) -> u64 {
-        let (Some(&first), Some(&last)) = (offsets.first(), offsets.last()) else {
+        if offsets.is_empty() {
             return self.available();
-        };
-        // Link the chain last -> ... -> first; then first -> the old head.
-        for pair in offsets.windows(2) {
-            self.links[pair[1] as usize].store(pair[0] + 1, Ordering::Relaxed);
         }
-        let mut head = self.head.load(Ordering::Relaxed);
-        loop {
-            self.links[first as usize].store(head as u32, Ordering::Relaxed);
-            let tag = (head >> 32).wrapping_add(1);
-            match self.head.compare_exchange_weak(
-                head,
-                tag << 32 | u64::from(last + 1),
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(seen) => head = seen,
-            }
+        match &self.blocks {
+            Blocks::Stack(stack) => stack.push_many(offsets),
+            Blocks::Ring(ring) => ring.push_many(offsets),
+            Blocks::Shuffle(shuffle) => shuffle.push_many(offsets),
         }
         self.available
             .fetch_add(offsets.len() as u64, Ordering::Release)
@@ -244,14 +208,18 @@ impl FreeList {
 mod tests {
     use super::*;
 
+    const ORDERS: [Order; 3] = [Order::Lifo, Order::Fifo, Order::Random];
+
+    fn take(list: &FreeList, rng: &SplitMix64) -> u32 {
+        assert!(matches!(list.reserve_up_to(1), Reserve::Taken { .. }));
+        list.pop(rng)
+    }
+
     #[test]
-    fn pops_in_order_then_lifo() {
-        let list = FreeList::new(3).unwrap();
-        let take = || {
-            assert!(matches!(list.reserve_up_to(1), Reserve::Taken { .. }));
-            list.pop()
-        };
-        assert_eq!((take(), take()), (0, 1));
+    fn lifo_pops_in_order_then_most_recent_first() {
+        let rng = SplitMix64::new(0);
+        let list = FreeList::new(Order::Lifo, 3).unwrap();
+        assert_eq!((take(&list, &rng), take(&list, &rng)), (0, 1));
         assert_eq!(list.push(0), 2);
         assert_eq!(
             list.reserve_up_to(1),
@@ -260,7 +228,7 @@ mod tests {
                 last: false
             }
         );
-        assert_eq!(list.pop(), 0);
+        assert_eq!(list.pop(&rng), 0);
         assert_eq!(
             list.reserve_up_to(1),
             Reserve::Taken {
@@ -268,62 +236,92 @@ mod tests {
                 last: true
             }
         );
-        assert_eq!(list.pop(), 2);
+        assert_eq!(list.pop(&rng), 2);
         assert_eq!(list.reserve_up_to(1), Reserve::Empty);
     }
 
     #[test]
-    fn batches_match_single_operations() {
-        let single = FreeList::new(6).unwrap();
-        let batch = FreeList::new(6).unwrap();
-        let mut popped = Vec::new();
-        for _ in 0..4 {
-            assert!(matches!(single.reserve_up_to(1), Reserve::Taken { .. }));
-            popped.push(single.pop());
+    fn fifo_pops_in_order_then_longest_freed_first_across_laps() {
+        let rng = SplitMix64::new(0);
+        let list = FreeList::new(Order::Fifo, 3).unwrap();
+        assert_eq!((take(&list, &rng), take(&list, &rng)), (0, 1));
+        list.push(1);
+        list.push(0);
+        // 2 was never taken: it is ahead of 1 and 0.
+        let order: Vec<u32> = (0..3).map(|_| take(&list, &rng)).collect();
+        assert_eq!(order, vec![2, 1, 0]);
+        // Many laps round a ring of 3.
+        for lap in 0..10u32 {
+            let offsets = [lap % 3, (lap + 1) % 3, (lap + 2) % 3];
+            assert_eq!(list.push_many(&offsets), 3);
+            let mut out = Vec::new();
+            assert!(matches!(
+                list.reserve_up_to(3),
+                Reserve::Taken { count: 3, .. }
+            ));
+            list.pop_many(3, &mut out, &rng);
+            assert_eq!(out, offsets);
         }
-        assert_eq!(
-            batch.reserve_up_to(4),
-            Reserve::Taken {
-                count: 4,
-                last: false
-            }
-        );
-        let mut chained = Vec::new();
-        batch.pop_many(4, &mut chained);
-        assert_eq!(chained, popped);
-        for offset in [2, 0, 3] {
-            single.push(offset);
+    }
+
+    #[test]
+    fn random_swap_removes_the_drawn_index() {
+        let list = FreeList::new(Order::Random, 5).unwrap();
+        let expected = SplitMix64::new(9);
+        let rng = SplitMix64::new(9);
+        let mut array: Vec<u32> = (0..5).collect();
+        for _ in 0..5 {
+            let j = expected.below(array.len());
+            assert_eq!(take(&list, &rng), array.swap_remove(j));
         }
-        assert_eq!(batch.push_many(&[2, 0, 3]), 5);
-        assert_eq!(
-            batch.reserve_up_to(9),
-            Reserve::Taken {
-                count: 5,
-                last: true
+        assert_eq!(list.reserve_up_to(1), Reserve::Empty);
+    }
+
+    #[test]
+    fn batches_match_single_operations_in_every_order() {
+        for order in ORDERS {
+            let (rng_single, rng_batch) = (SplitMix64::new(5), SplitMix64::new(5));
+            let single = FreeList::new(order, 6).unwrap();
+            let batch = FreeList::new(order, 6).unwrap();
+            let popped: Vec<u32> = (0..4).map(|_| take(&single, &rng_single)).collect();
+            assert!(matches!(
+                batch.reserve_up_to(4),
+                Reserve::Taken { count: 4, .. }
+            ));
+            let mut chained = Vec::new();
+            batch.pop_many(4, &mut chained, &rng_batch);
+            assert_eq!(chained, popped, "{order:?}");
+            for offset in [popped[2], popped[0], popped[3]] {
+                single.push(offset);
             }
-        );
-        let mut rest = Vec::new();
-        batch.pop_many(5, &mut rest);
-        let single_rest: Vec<u32> = (0..5)
-            .map(|_| {
-                single.reserve_up_to(1);
-                single.pop()
-            })
-            .collect();
-        assert_eq!(rest, single_rest);
-        assert_eq!(batch.reserve_up_to(1), Reserve::Empty);
+            assert_eq!(batch.push_many(&[popped[2], popped[0], popped[3]]), 5);
+            assert!(matches!(
+                batch.reserve_up_to(9),
+                Reserve::Taken {
+                    count: 5,
+                    last: true
+                }
+            ));
+            let mut rest = Vec::new();
+            batch.pop_many(5, &mut rest, &rng_batch);
+            let single_rest: Vec<u32> = (0..5).map(|_| take(&single, &rng_single)).collect();
+            assert_eq!(rest, single_rest, "{order:?}");
+            assert_eq!(batch.reserve_up_to(1), Reserve::Empty);
+        }
     }
 
     #[test]
     fn closes_only_when_full() {
-        let list = FreeList::new(2).unwrap();
-        assert!(matches!(list.reserve_up_to(1), Reserve::Taken { .. }));
-        let offset = list.pop();
-        assert!(!list.try_close(2));
-        list.push(offset);
-        assert!(list.try_close(2));
-        assert_eq!(list.reserve_up_to(1), Reserve::Closed);
-        assert_eq!(list.available(), 2);
+        for order in ORDERS {
+            let rng = SplitMix64::new(1);
+            let list = FreeList::new(order, 2).unwrap();
+            let offset = take(&list, &rng);
+            assert!(!list.try_close(2));
+            list.push(offset);
+            assert!(list.try_close(2));
+            assert_eq!(list.reserve_up_to(1), Reserve::Closed);
+            assert_eq!(list.available(), 2);
+        }
     }
 }
 

@@ -76,6 +76,11 @@ impl<T: Default> Snapshot<T> {
     pub fn first_free(&self, address_count: u64) -> Option<(u64, u64)> {
         gaps(&self.subpools, address_count).next()
     }
+
+    /// The free intervals, as `(first, count)` in address order.
+    pub fn gaps(&self, address_count: u64) -> Vec<(u64, u64)> {
+        gaps(&self.subpools, address_count).collect()
+    }
 }
 
 fn gaps<T: Default>(

@@ -4,8 +4,12 @@
 //! |---|---|
 //! | `config` | the control block (Figure 3) and the ordered address space |
 //! | `block` | a connection block and its lease state |
-//! | `free_list` | a subpool's lock-free free list of blocks |
+//! | `free_list` | a subpool's free blocks in the reuse order: lock-free stack (LIFO) or ring (FIFO), locked array (random) |
+//! | `held` | blocks freed with a hold, until the hold ends (hold-down) |
+//! | `policy` | the reuse order, hold-down settings and the clock |
+//! | `rng` | SplitMix64, the generator of the random order |
 //! | `subpool` | a storage subpool: blocks pre-initialized with addresses |
+//! | `clients` | client states (quota, paired IP, port blocks) and the block log |
 //! | `availability` | which subpools have a free block, lowest id first, in O(1) |
 //! | `interval_list` | the interval list (Figure 7), published as snapshots |
 //! | `pool` | the pool: its lock-free side (allocate, free, lookup) and its writer side (creation, deletion, growth) |
@@ -22,13 +26,17 @@
 
 pub(crate) mod availability;
 pub(crate) mod block;
+pub(crate) mod clients;
 pub(crate) mod clock;
 pub(crate) mod config;
 pub(crate) mod error;
 pub(crate) mod free_list;
 pub(crate) mod handle;
+pub(crate) mod held;
 pub(crate) mod interval_list;
+pub(crate) mod policy;
 pub(crate) mod pool;
+pub(crate) mod rng;
 pub(crate) mod segvec;
 pub(crate) mod store;
 pub(crate) mod subpool;
@@ -37,9 +45,11 @@ pub(crate) mod sync;
 #[cfg(all(loom, test))]
 mod loom_support;
 
+pub use clients::{BlockEvent, BlockEventKind};
 pub use config::{Config, PoolSpec};
 pub use error::Error;
 pub use handle::Handle;
 pub use interval_list::Interval;
+pub use policy::{Clock, Order};
 pub use pool::{Lease, Pool, PoolStats, Renewal, SubpoolInfo};
 pub use store::{Grant, Membership, Store};

@@ -5,7 +5,7 @@ use crate::core::block::ConnectionBlock;
 use crate::core::config::Config;
 use crate::core::error::Error;
 use crate::core::free_list::FreeList;
-use crate::core::sync::{AtomicBool, Ordering};
+use crate::core::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 pub struct Subpool<T> {
     /// The subpool's id: the lowest id not in use when it was created.
@@ -14,6 +14,15 @@ pub struct Subpool<T> {
     pub start: u64,
     pub blocks: Box<[ConnectionBlock<T>]>,
     pub free: FreeList,
+    /// Blocks freed with a hold that has not ended (changed under the held
+    /// queue's lock; read as a snapshot).
+    pub held: AtomicU32,
+    /// The client whose port block this is; `None`: a shared subpool.
+    pub owner: Option<u64>,
+    /// With client settings: per block, the client of its lease plus one (0:
+    /// none), written by the allocator before it publishes the lease and
+    /// read after the lease's release (the block's state orders both).
+    clients: Option<Box<[AtomicU64]>>,
     /// In a cluster: the epoch of the claim its addresses come from.
     pub epoch: Option<u64>,
     /// In a cluster: the claim lapsed and the subpool serves no allocation
@@ -30,6 +39,7 @@ impl<T: Default> Subpool<T> {
         start: u64,
         count: u32,
         generation: u32,
+        owner: Option<u64>,
         epoch: Option<u64>,
     ) -> Result<Self, Error> {
         let mut blocks = Vec::new();
@@ -44,10 +54,36 @@ impl<T: Default> Subpool<T> {
             id,
             start,
             blocks: blocks.into_boxed_slice(),
-            free: FreeList::new(count)?,
+            free: FreeList::new(config.order(), count)?,
+            held: AtomicU32::new(0),
+            owner,
+            clients: config.policy.tracks_clients().then(|| {
+                (0..count)
+                    .map(|_| AtomicU64::new(0))
+                    .collect::<Vec<_>>()
+                    .into_boxed_slice()
+            }),
             epoch,
             fenced: AtomicBool::new(false),
         })
+    }
+
+    /// Record the client of the lease block `offset` now holds (the
+    /// allocator, before it publishes the lease).
+    #[inline]
+    pub fn set_client(&self, offset: u32, client: Option<u64>) {
+        if let Some(clients) = &self.clients {
+            clients[offset as usize].store(client.map_or(0, |c| c + 1), Ordering::Relaxed);
+        }
+    }
+
+    /// The client of the lease block `offset` held (after its release).
+    #[inline]
+    pub fn client(&self, offset: u32) -> Option<u64> {
+        let clients = self.clients.as_ref()?;
+        clients[offset as usize]
+            .load(Ordering::Relaxed)
+            .checked_sub(1)
     }
 
     pub fn len(&self) -> u32 {

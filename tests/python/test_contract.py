@@ -120,8 +120,8 @@ def test_interval_bounds_leave_out_network_and_broadcast(impl: Any) -> None:
 
 
 def test_worked_example(impl: Any) -> None:
-    """Six addresses (two IPs x three ports), initial_blocks=2, subpool_blocks=3, grow_threshold=0."""
-    pool = impl("ex", "10.0.0.1", "10.0.0.2", 24, 2, 10, ports=(1000, 1002), subpool_blocks=3)
+    """Six addresses (two IPs x three ports), initial_blocks=2, subpool_blocks=3, grow_threshold=0, LIFO."""
+    pool = impl("ex", "10.0.0.1", "10.0.0.2", 24, 2, 10, ports=(1000, 1002), subpool_blocks=3, order="lifo")
 
     def got(lease: Any) -> tuple[str, int, int]:
         return (lease.ip, lease.port, lease.handle)
@@ -359,7 +359,7 @@ def test_first_subpool_may_be_deleted_when_others_hold_initial_blocks(impl: Any)
 
 
 def test_lifo_within_a_subpool_and_lowest_id_first(impl: Any) -> None:
-    pool = single_ip(impl, 10, 5)
+    pool = single_ip(impl, 10, 5, order="lifo")
     leases = pool.allocate_many(5)  # subpool 0 = 1-5, then subpool 1 = 6-10
     pool.free(leases[1])
     pool.free(leases[3])
@@ -517,7 +517,7 @@ def test_double_free(impl: Any) -> None:
 
 
 def test_stale_handle_after_reuse(impl: Any) -> None:
-    pool = single_ip(impl, 10, 2)
+    pool = single_ip(impl, 10, 1, maximum=1)  # one block: it is the one reused, in every order
     old = pool.allocate("old")
     pool.free(old)
     new = pool.allocate("new")
@@ -696,7 +696,7 @@ def test_lease_context_frees_on_exception(impl: Any) -> None:
 
 
 def test_lease_context_tolerates_a_free_inside(impl: Any) -> None:
-    pool = single_ip(impl, 10, 2)
+    pool = single_ip(impl, 10, 1, maximum=1)  # one block: it is the one reused, in every order
     with pool.lease() as lease:
         pool.free(lease)
         assert len(pool) == 0
@@ -794,13 +794,20 @@ def test_allocate_many_huge_n_is_exhaustion(impl: Any, n: int) -> None:
 def test_free_many_frees_in_order(impl: Any) -> None:
     pool = single_ip(impl, 10, 5)
     a, b, c, d = pool.allocate_many(4)
-    pool.free_many([b, d.handle])  # leases and handles mix; d's block is pushed last
+    pool.free_many([b, d.handle])  # leases and handles mix; FIFO: queued behind port 5, b's block before d's
     assert len(pool) == 2
-    assert ports_of([pool.allocate(), pool.allocate()]) == [4, 2]
+    assert ports_of([pool.allocate(), pool.allocate(), pool.allocate()]) == [5, 2, 4]
     pool.free_many(iter([a, c]))  # any iterable
-    assert len(pool) == 2
+    assert len(pool) == 3
     pool.free_many([])
-    assert len(pool) == 2
+    assert len(pool) == 3
+
+
+def test_free_many_frees_in_order_lifo(impl: Any) -> None:
+    pool = single_ip(impl, 10, 5, order="lifo")
+    _, b, _, d = pool.allocate_many(4)
+    pool.free_many([b, d.handle])  # d's block is pushed last: on top
+    assert ports_of([pool.allocate(), pool.allocate(), pool.allocate()]) == [4, 2, 5]
 
 
 def test_free_many_deletes_and_merges_like_free(impl: Any) -> None:

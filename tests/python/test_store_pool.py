@@ -242,15 +242,20 @@ def test_pool_exhausted_waits_for_held_ranges(pool_impl: str, store: Store, cloc
     assert indices(drain(b)) == list(range(8, 64))
 
 
-def test_allocate_many_with_a_store_is_all_or_nothing(pool_impl: str, store: Store) -> None:
-    a, b = pool(pool_impl, store, "a"), pool(pool_impl, store, "b")
+@pytest.mark.parametrize("order", ["lifo", "fifo"])
+def test_allocate_many_with_a_store_is_all_or_nothing(pool_impl: str, store: Store, order: str) -> None:
+    a, b = pool(pool_impl, store, "a", order=order), pool(pool_impl, store, "b", order=order)
     a.allocate_many(50)  # a claimed 0-51
     assert indices(b.allocate_many(3)) == [52, 53, 54]  # b claimed 52-55
     with pytest.raises(natpool.PoolExhausted):
         b.allocate_many(10)  # 9 are left to b: 55 and 56-63
     assert len(b) == 3 and b.stats().live == 3
     assert [s.first_port for s in b.subpools()] == [1020, 1024, 1028]  # the subpools it claimed stay
-    assert indices(b.allocate_many(9)) == list(range(55, 64))  # in the order the failed batch took them
+    # The failed batch's leases were freed again, last first: LIFO puts every free list back as it
+    # was (the order the batch took them); FIFO queues them as frees, so in each subpool they come
+    # back after its other free blocks, last freed last.
+    expected = list(range(55, 64)) if order == "lifo" else [55, 59, 58, 57, 56, 63, 62, 61, 60]
+    assert indices(b.allocate_many(9)) == expected
 
 
 # -- fencing ------------------------------------------------------------------------------------

@@ -47,40 +47,38 @@ class IntervalList:
         """Give the first ``count`` addresses of a free element to ``subpool``."""
         assert element.subpool is None and 1 <= count <= element.count
         if count < element.count:
-            rest = IntervalElement(element.first + count, element.count - count)
-            rest.prev, rest.next = element, element.next
-            if element.next is not None:
-                element.next.prev = rest
-            element.next = rest
-            element.count = count
-            self.length += 1
+            self._split(element, count)
         element.subpool = subpool
         return element
 
     def assign_at(self, first: int, count: int, subpool: SubpoolHeader) -> IntervalElement:
         """Give the addresses ``first .. first + count - 1``, all free, to ``subpool``.
 
-        With a store the cluster picks the range (a claim), not this list's first
-        fit: the free element holding it is split in up to three.
+        For a range picked elsewhere than by this list's first fit: a port block
+        (``clients.py``), or with a store a claim (the cluster picks the range). The
+        free element holding it is split in up to three.
         """
         element = self.owner_of(first)
         assert self.is_free(first, count)
         if first > element.first:
-            low = IntervalElement(element.first, first - element.first)
-            low.prev, low.next = element.prev, element
-            if element.prev is not None:
-                element.prev.next = low
-            else:
-                self.head = low
-            element.prev = low
-            element.first, element.count = first, element.count - low.count
-            self.length += 1
+            element = self._split(element, first - element.first)
         return self.assign(element, count, subpool)
 
     def is_free(self, first: int, count: int) -> bool:
         """Whether the addresses ``first .. first + count - 1`` lie in one free element."""
         element = self.owner_of(first)
         return element.subpool is None and first + count <= element.first + element.count
+
+    def _split(self, element: IntervalElement, count: int) -> IntervalElement:
+        """Split a free element after its first ``count`` addresses; return the second part."""
+        rest = IntervalElement(element.first + count, element.count - count)
+        rest.prev, rest.next = element, element.next
+        if element.next is not None:
+            element.next.prev = rest
+        element.next = rest
+        element.count = count
+        self.length += 1
+        return rest
 
     def release(self, element: IntervalElement) -> None:
         """Return an owned element to the free space, merging free neighbours."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from natpool.reference.interval_list import IntervalElement
+from natpool.reference.reuse import FreeBlocks
 
 if TYPE_CHECKING:
     from natpool.store.member import ClaimState
@@ -15,7 +16,7 @@ GENERATION_MASK = 2**32 - 1
 class ConnectionBlock:
     """A fixed-length block holding one client NAT address, set when its subpool is made."""
 
-    __slots__ = ("ip", "port", "generation", "live", "data", "next_free")
+    __slots__ = ("ip", "port", "generation", "live", "data", "client")
 
     def __init__(self, ip: int, port: int, generation: int) -> None:
         self.ip = ip
@@ -23,34 +24,35 @@ class ConnectionBlock:
         self.generation = generation
         self.live = False
         self.data: Any = None
-        self.next_free: int | None = None
+        self.client: Any = None
+        """With client settings: the client of the lease (live or held) in this block."""
 
 
 class SubpoolHeader:
-    """A subpool: its blocks, a LIFO free list threaded through them, its interval."""
+    """A subpool: its blocks, its free blocks in the pool's reuse order (``reuse.py``), its interval."""
 
-    def __init__(self, ident: int, interval: IntervalElement, blocks: list[ConnectionBlock]) -> None:
+    def __init__(
+        self, ident: int, interval: IntervalElement, blocks: list[ConnectionBlock], *, free_blocks: FreeBlocks
+    ) -> None:
         self.id = ident
         self.interval = interval
         self.blocks = blocks
         self.free = len(blocks)
-        # Initially the free list runs in address order, lowest first.
-        for offset, block in enumerate(blocks):
-            block.next_free = offset + 1 if offset + 1 < len(blocks) else None
-        self.free_head: int | None = 0
+        self.free_blocks = free_blocks
+        self.held = 0
+        """Blocks whose lease was freed with a hold that has not ended yet."""
+        self.owner: Any = None
+        """``client_block``: the client this subpool is a port block of (None: shared)."""
         self.claim: ClaimState | None = None
         """With a store: the claim this subpool's addresses come from."""
 
     def pop(self) -> int:
-        offset = self.free_head
-        assert offset is not None
-        self.free_head = self.blocks[offset].next_free
+        offset = self.free_blocks.take()
         self.free -= 1
         return offset
 
     def push(self, offset: int) -> None:
-        self.blocks[offset].next_free = self.free_head
-        self.free_head = offset
+        self.free_blocks.give(offset)
         self.free += 1
 
 
@@ -62,6 +64,8 @@ class MainPoolHeader:
         self.generation_floor: dict[int, int] = {}
         """For each subpool id ever used: the generation its next blocks start at."""
         self.blocks = 0
+        self.shared_created = False
+        """Whether a shared subpool was ever created (the first has ``initial_blocks``)."""
 
     def next_id(self) -> int:
         """Subpool ids are the lowest id not in use."""
@@ -70,7 +74,17 @@ class MainPoolHeader:
             ident += 1
         return ident
 
-    def with_free_block(self) -> SubpoolHeader | None:
-        """The lowest-id subpool that has a free block (and, with a store, is not fenced)."""
-        candidates = [s for s in self.subpools.values() if s.free > 0 and not (s.claim is not None and s.claim.fenced)]
+    def with_free_block(self, ip: int | None = None) -> SubpoolHeader | None:
+        """The lowest-id shared subpool that has a free block and is not fenced (with a store),
+        all of whose addresses are on ``ip`` if given."""
+        candidates = [
+            s
+            for s in self.subpools.values()
+            if s.free > 0 and s.owner is None and not (s.claim is not None and s.claim.fenced)
+        ]
+        if ip is not None:
+            candidates = [s for s in candidates if s.blocks[0].ip == s.blocks[-1].ip == ip]
         return min(candidates, key=lambda s: s.id, default=None)
+
+    def shared(self) -> list[SubpoolHeader]:
+        return [s for s in self.subpools.values() if s.owner is None]

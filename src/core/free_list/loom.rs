@@ -1,29 +1,64 @@
 //! loom models of a subpool's free list (`src/core/free_list.rs`): the
-//! reservation count, the tagged Treiber stack and the close handshake.
-//! Run with `make loom` (RUSTFLAGS="--cfg loom").
+//! reservation count and the close handshake, in front of the tagged
+//! Treiber stack (LIFO), the ring (FIFO) and the locked array (random).
+//! Each model runs for every order it names. Run with `make loom`
+//! (RUSTFLAGS="--cfg loom").
 
 use std::collections::HashSet;
 
 use crate::core::free_list::{FreeList, Reserve};
 use crate::core::loom_support::spawn_with;
+use crate::core::policy::Order;
+use crate::core::rng::SplitMix64;
 use loom::sync::Arc;
 
-fn take(list: &FreeList) -> Option<u32> {
+const LOCK_FREE: [Order; 2] = [Order::Lifo, Order::Fifo];
+const ALL: [Order; 3] = [Order::Lifo, Order::Fifo, Order::Random];
+
+/// A free list and the generator its random takes draw from.
+struct List {
+    free: FreeList,
+    rng: SplitMix64,
+}
+
+impl std::ops::Deref for List {
+    type Target = FreeList;
+
+    fn deref(&self) -> &FreeList {
+        &self.free
+    }
+}
+
+fn list(order: Order, n: u32) -> Arc<List> {
+    Arc::new(List {
+        free: FreeList::new(order, n).unwrap(),
+        rng: SplitMix64::new(7),
+    })
+}
+
+fn take(list: &List) -> Option<u32> {
     match list.reserve_up_to(1) {
-        Reserve::Taken { .. } => Some(list.pop()),
+        Reserve::Taken { .. } => Some(list.pop(&list.rng)),
         Reserve::Empty | Reserve::Closed => None,
     }
 }
 
 /// Everything left on the list, popped single-threaded.
-fn drain(list: &FreeList) -> Vec<u32> {
+fn drain(list: &List) -> Vec<u32> {
     std::iter::from_fn(|| take(list)).collect()
+}
+
+/// Run `model` under loom once for each of `orders`.
+fn for_each(orders: &[Order], model: fn(Order)) {
+    for &order in orders {
+        loom::model(move || model(order));
+    }
 }
 
 #[test]
 fn two_threads_race_for_the_last_block() {
-    loom::model(|| {
-        let list = Arc::new(FreeList::new(2).unwrap());
+    for_each(&ALL, |order| {
+        let list = list(order, 2);
         let first = take(&list).unwrap();
         let racers: Vec<_> = (0..2).map(|_| spawn_with(&list, take)).collect();
         let won: Vec<u32> = racers
@@ -41,8 +76,8 @@ fn two_threads_race_for_the_last_block() {
 /// pushes x back; A's CAS must not install y (which B holds).
 #[test]
 fn push_pop_interleavings_do_not_expose_aba() {
-    loom::model(|| {
-        let list = Arc::new(FreeList::new(3).unwrap());
+    for_each(&LOCK_FREE, |order| {
+        let list = list(order, 3);
         let a = spawn_with(&list, take);
         let b = spawn_with(&list, move |list| {
             let x = take(list);
@@ -70,8 +105,8 @@ fn push_pop_interleavings_do_not_expose_aba() {
 /// A reservation made while a push is landing always finds the block.
 #[test]
 fn a_reserved_pop_waits_only_for_a_committed_push() {
-    loom::model(|| {
-        let list = Arc::new(FreeList::new(1).unwrap());
+    for_each(&ALL, |order| {
+        let list = list(order, 1);
         let block = take(&list).unwrap();
         let pusher = spawn_with(&list, move |list| list.push(block));
         let taker = spawn_with(&list, take);
@@ -89,8 +124,8 @@ fn a_reserved_pop_waits_only_for_a_committed_push() {
 /// Closing an idle list races with a reservation: one of them wins.
 #[test]
 fn close_and_reserve_exclude_each_other() {
-    loom::model(|| {
-        let list = Arc::new(FreeList::new(2).unwrap());
+    for_each(&ALL, |order| {
+        let list = list(order, 2);
         let closer = spawn_with(&list, move |list| list.try_close(2));
         let taker = spawn_with(&list, take);
         let closed = closer.join().unwrap();
@@ -109,10 +144,10 @@ fn close_and_reserve_exclude_each_other() {
     });
 }
 
-fn take_chain(list: &FreeList, want: u64) -> Vec<u32> {
+fn take_chain(list: &List, want: u64) -> Vec<u32> {
     let mut out = Vec::new();
     if let Reserve::Taken { count, .. } = list.reserve_up_to(want) {
-        list.pop_many(count, &mut out);
+        list.pop_many(count, &mut out, &list.rng);
     }
     out
 }
@@ -121,8 +156,8 @@ fn take_chain(list: &FreeList, want: u64) -> Vec<u32> {
 /// a push of a popped block: the walk must never install a stale link.
 #[test]
 fn a_chain_pop_races_with_pops_and_pushes() {
-    loom::model(|| {
-        let list = Arc::new(FreeList::new(4).unwrap());
+    for_each(&LOCK_FREE, |order| {
+        let list = list(order, 4);
         let chain = spawn_with(&list, |list| take_chain(list, 2));
         let other = spawn_with(&list, |list| {
             let x = take(list);
@@ -149,11 +184,11 @@ fn a_chain_pop_races_with_pops_and_pushes() {
 /// count matches the stack.
 #[test]
 fn a_chain_push_races_with_a_chain_pop() {
-    loom::model(|| {
-        let list = Arc::new(FreeList::new(4).unwrap());
+    for_each(&LOCK_FREE, |order| {
+        let list = list(order, 4);
         let mut mine = Vec::new();
         list.reserve_up_to(3);
-        list.pop_many(3, &mut mine);
+        list.pop_many(3, &mut mine, &list.rng);
         assert_eq!(mine, vec![0, 1, 2]);
         let pusher = spawn_with(&list, |list| list.push_many(&[0, 1]));
         let popper = spawn_with(&list, |list| take_chain(list, 2));
@@ -168,15 +203,69 @@ fn a_chain_push_races_with_a_chain_pop() {
     });
 }
 
+/// Two threads take and return the one block of a one-cell ring (or the
+/// stack, or the array) twice each: the cell goes round four laps while
+/// pops wait for pushes and pushes for pops. The block is never taken twice
+/// at once and is free at the end.
+#[test]
+fn blocks_cycle_through_a_one_block_list() {
+    for_each(&ALL, |order| {
+        let list = list(order, 1);
+        let cycle = |list: &List| {
+            let mut taken = 0;
+            for _ in 0..2 {
+                if let Some(block) = take(list) {
+                    assert_eq!(block, 0);
+                    taken += 1;
+                    list.push(block);
+                }
+            }
+            taken
+        };
+        let a = spawn_with(&list, cycle);
+        let b = spawn_with(&list, cycle);
+        let _ = (a.join().unwrap(), b.join().unwrap());
+        assert_eq!(drain(&list), vec![0]);
+        assert_eq!(list.available(), 0);
+    });
+}
+
+/// FIFO: pushes of two threads race with a pop into an emptied ring whose
+/// cells are on their second lap; each block comes out once, and a block
+/// returned before another was returned comes out first.
+#[test]
+fn fifo_pushes_race_with_a_pop_on_the_next_lap() {
+    loom::model(|| {
+        let list = list(Order::Fifo, 2);
+        let (x, y) = (take(&list).unwrap(), take(&list).unwrap());
+        let pusher = spawn_with(&list, move |list| {
+            list.push(x);
+            list.push(y);
+        });
+        let taker = spawn_with(&list, take);
+        pusher.join().unwrap();
+        let taken = taker.join().unwrap();
+        let rest = drain(&list);
+        match taken {
+            Some(first) => {
+                assert_eq!(first, x, "x was pushed first");
+                assert_eq!(rest, vec![y]);
+            }
+            None => assert_eq!(rest, vec![x, y]),
+        }
+    });
+}
+
 /// A fence (a subpool whose claim lapsed) closes the list whatever its
-/// count, racing with a reservation and a push: the reservation either came
-/// first (its block comes back later, counted) or fails; pushes keep
-/// counting under the closed bit; no reservation succeeds after the fence,
-/// and a full fenced list is recognised as such.
+/// count, racing with a reservation and a push, for each structure: the
+/// reservation either came first (its block comes back later, counted) or
+/// fails; pushes keep counting under the closed bit and land in the
+/// structure; no reservation succeeds after the fence, and a full fenced
+/// list is recognised as such.
 #[test]
 fn a_fence_races_with_a_reservation_and_a_push() {
-    loom::model(|| {
-        let list = Arc::new(FreeList::new(2).unwrap());
+    for_each(&ALL, |order| {
+        let list = list(order, 2);
         let out = take(&list).unwrap();
         let taker = spawn_with(&list, take);
         let fencer = spawn_with(&list, |list| list.fence());
@@ -194,5 +283,61 @@ fn a_fence_races_with_a_reservation_and_a_push() {
         };
         assert!(FreeList::closed_and_full(last, 2));
         assert_eq!(list.available(), 2);
+    });
+}
+
+/// FIFO: a fence lands while a chain pop that reserved before it is still
+/// taking its cells and another thread returns a block: the chain completes
+/// with the blocks it reserved, the return lands in the ring under the
+/// closed bit, and once every block is back the fenced ring is closed and
+/// full with each block in it exactly once.
+#[test]
+fn a_fence_on_the_ring_races_with_a_chain_pop_and_a_return() {
+    loom::model(|| {
+        let list = list(Order::Fifo, 3);
+        let out = take(&list).unwrap();
+        assert!(matches!(
+            list.reserve_up_to(2),
+            Reserve::Taken { count: 2, .. }
+        ));
+        let popper = spawn_with(&list, |list| {
+            let mut chain = Vec::new();
+            list.pop_many(2, &mut chain, &list.rng);
+            chain
+        });
+        let fencer = spawn_with(&list, |list| list.fence());
+        let pusher = spawn_with(&list, move |list| list.push_many(&[out]));
+        let chain = popper.join().unwrap();
+        fencer.join().unwrap();
+        pusher.join().unwrap();
+        assert_eq!(list.reserve_up_to(1), Reserve::Closed);
+        let last = list.push_many(&chain);
+        assert!(FreeList::closed_and_full(last, 3));
+        let mut all = vec![out];
+        all.extend(&chain);
+        all.sort_unstable();
+        assert_eq!(all, vec![0, 1, 2]);
+    });
+}
+
+/// A deletion closes a full list, then the store refuses the release and
+/// the deletion reopens it, racing with a reservation: the reservation
+/// either fails (closed) or finds the list open again; nothing is lost.
+#[test]
+fn a_reopen_after_a_refused_deletion_races_with_a_reservation() {
+    for_each(&ALL, |order| {
+        let list = list(order, 2);
+        let taker = spawn_with(&list, take);
+        let deleter = spawn_with(&list, |list| {
+            if list.try_close(2) {
+                list.reopen(2);
+            }
+        });
+        deleter.join().unwrap();
+        let took = taker.join().unwrap();
+        let mut all: Vec<u32> = took.into_iter().chain(drain(&list)).collect();
+        all.sort_unstable();
+        assert_eq!(all, vec![0, 1]);
+        assert_eq!(list.available(), 0);
     });
 }

@@ -1,35 +1,73 @@
 //! The pool's lock-free side: allocate, free, their batches, and lookup.
 //!
-//! None of these takes a lock. Growth and deletion that they make due are
-//! the writer side's (`writer.rs`), which they only try: a busy writer lock
+//! None of these takes a lock, but for the random order's array (a short
+//! lock per take) and the held queue (a free with a hold; an allocation
+//! when a hold is due). Growth and deletion that they make due are the
+//! writer side's (`writer.rs`), which they only try: a busy writer lock
 //! means another thread is creating or deleting a subpool, and the work is
 //! skipped, never waited for (the next allocation or emptying free checks
 //! again).
+//!
+//! Each public call reads the pool's clock where the reference model does
+//! (`natpool/reference/policy.py`); the `*_at` and `*_until` forms take the
+//! time from their caller (the Python binding reads a Python clock itself).
 
 use std::net::Ipv4Addr;
 
-use crate::core::block::Release;
+use crate::core::block::{Completed, Release};
 use crate::core::error::Error;
 use crate::core::free_list::{FreeList, Reserve, CHAIN};
 use crate::core::handle::Handle;
-use crate::core::pool::{Lease, Pool};
+use crate::core::policy::check_hold;
+use crate::core::pool::{Ended, Lease, Pool};
 use crate::core::subpool::Subpool;
 use crate::core::sync::{Arc, AtomicArc, Ordering};
 
 impl<T: Default + Send + Sync> Pool<T> {
     /// Lease a free address holding `data`. [`Error::Exhausted`] only when
-    /// all `capacity` addresses are leased.
+    /// all `capacity` addresses are leased or held. Reads the clock if any
+    /// block is held, and first releases the holds that have ended.
     pub fn allocate(&self, data: T) -> Result<Lease, Error> {
+        let now = self.now_if_held()?;
+        self.allocate_at(data, now)
+    }
+
+    /// [`allocate`](Self::allocate) at time `now` (`None`: the caller saw
+    /// nothing held and did not read the clock).
+    pub(crate) fn allocate_at(&self, data: T, now: Option<f64>) -> Result<Lease, Error> {
+        self.release_due(now);
         self.fence_if_due();
-        let lease = self.take_block(data)?;
+        let lease = self.take_block(data, now, None)?;
         self.grow_if_below_threshold();
         Ok(lease)
     }
 
-    fn take_block(&self, data: T) -> Result<Lease, Error> {
-        self.with_reserved(1, |subpool, _| {
-            let offset = subpool.free.pop();
-            Self::occupy(subpool, offset, data)
+    /// Return the held blocks whose hold ended by `now`, earliest first, as
+    /// frees without a hold would.
+    pub(super) fn release_due(&self, now: Option<f64>) {
+        let Some(now) = now else { return };
+        self.note_time(now);
+        let mut due = Vec::new();
+        self.held.due(now, &mut due);
+        for entry in due {
+            self.return_blocks(&entry.subpool, &[entry.offset], true);
+            if self.tracks_clients() {
+                self.clients_ended(&entry.subpool, &[entry.offset], Ended::HoldOver, Some(now));
+            }
+        }
+    }
+
+    /// A block from the lowest-id shared subpool with a free block, for
+    /// `client` (recorded in the block with client settings).
+    pub(super) fn take_block(
+        &self,
+        data: T,
+        now: Option<f64>,
+        client: Option<u64>,
+    ) -> Result<Lease, Error> {
+        self.with_reserved(1, now, |subpool, _| {
+            let offset = subpool.free.pop(&self.rng);
+            Self::occupy(subpool, offset, data, client)
         })
     }
 
@@ -41,22 +79,23 @@ impl<T: Default + Send + Sync> Pool<T> {
         data: &mut impl FnMut() -> T,
         out: &mut Vec<Lease>,
         offsets: &mut Vec<u32>,
+        now: Option<f64>,
     ) -> Result<(), Error> {
-        self.with_reserved(want, |subpool, count| {
+        self.with_reserved(want, now, |subpool, count| {
             offsets.clear();
-            subpool.free.pop_many(count, offsets);
+            subpool.free.pop_many(count, offsets, &self.rng);
             out.extend(
                 offsets
                     .iter()
-                    .map(|&offset| Self::occupy(subpool, offset, data())),
+                    .map(|&offset| Self::occupy(subpool, offset, data(), None)),
             );
         })
     }
 
     /// Find the lowest-id subpool with a free block, reserve up to `want`
-    /// blocks in it, count them in `live`, and run `take` on it with the
-    /// count reserved. Creates a subpool, or reports exhaustion, when no
-    /// subpool has a free block.
+    /// blocks in it, count them in `taken`, and run `take` on it with the
+    /// count reserved. Creates a subpool, or reports exhaustion (at `now`,
+    /// for its message), when no subpool has a free block.
     ///
     /// The blocks are counted before `take` publishes them as live: a lease
     /// can be looked up and freed by another thread as soon as it is
@@ -64,11 +103,12 @@ impl<T: Default + Send + Sync> Pool<T> {
     fn with_reserved<R>(
         &self,
         want: u64,
+        now: Option<f64>,
         take: impl FnOnce(&Subpool<T>, u64) -> R,
     ) -> Result<R, Error> {
         loop {
             let Some(id) = self.availability.first() else {
-                self.grow_when_empty()?;
+                self.grow_when_empty(now)?;
                 continue;
             };
             let slot = self.slots.get(id as usize).map(AtomicArc::load);
@@ -78,10 +118,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             };
             match subpool.free.reserve_up_to(want) {
                 Reserve::Taken { count, last } => {
-                    self.live.fetch_add(count, Ordering::AcqRel);
-                    if last {
-                        self.refresh(id);
-                    }
+                    self.reserved(subpool, count, last);
                     return Ok(take(subpool, count));
                 }
                 Reserve::Empty | Reserve::Closed => self.refresh(id),
@@ -89,9 +126,23 @@ impl<T: Default + Send + Sync> Pool<T> {
         }
     }
 
-    /// Make the popped block `offset` live with `data`.
+    /// Count `count` blocks just reserved in `subpool` (`last`: it has no
+    /// free block left), before they are published.
     #[inline]
-    fn occupy(subpool: &Subpool<T>, offset: u32, data: T) -> Lease {
+    pub(super) fn reserved(&self, subpool: &Subpool<T>, count: u64, last: bool) {
+        self.taken.fetch_add(count, Ordering::AcqRel);
+        self.live.fetch_add(count, Ordering::AcqRel);
+        if subpool.owner.is_some() {
+            self.client_taken.fetch_add(count, Ordering::AcqRel);
+        } else if last {
+            self.refresh(subpool.id);
+        }
+    }
+
+    /// Make the popped block `offset` live with `data`, for `client`.
+    #[inline]
+    pub(super) fn occupy(subpool: &Subpool<T>, offset: u32, data: T, client: Option<u64>) -> Lease {
+        subpool.set_client(offset, client);
         let block = &subpool.blocks[offset as usize];
         // SAFETY: `offset` was just popped from the free list after a
         // reservation, so this thread alone owns the block.
@@ -103,53 +154,145 @@ impl<T: Default + Send + Sync> Pool<T> {
         }
     }
 
-    /// Re-derive the availability bit of `id` from its subpool's count.
+    /// Re-derive the availability bit of `id` from its subpool's count
+    /// (shared subpools only: a port block is never in the map).
     pub(super) fn refresh(&self, id: u32) {
         self.availability.clear(id);
-        let has_free = self
-            .slots
-            .get(id as usize)
-            .is_some_and(|slot| slot.load().as_ref().is_some_and(|s| s.free.has_free()));
+        let has_free = self.slots.get(id as usize).is_some_and(|slot| {
+            slot.load()
+                .as_ref()
+                .is_some_and(|s| s.owner.is_none() && s.free.has_free())
+        });
         if has_free {
             self.availability.set(id);
         }
     }
 
-    /// Free the lease `handle`; returns its data when this call completed the
-    /// release (`None` when a concurrent lookup will complete it).
+    /// Free the lease `handle`, holding its block for the pool's
+    /// `hold_down`; returns its data when this call completed the release
+    /// (`None` when a concurrent lookup will complete it).
     pub fn free(&self, handle: Handle) -> Result<Option<T>, Error> {
-        self.release(handle, true)
+        self.free_with_hold(handle, self.config.hold_down())
     }
 
-    /// Free `handle`; `tidy`: apply the deletion rule if the subpool empties.
-    fn release(&self, handle: Handle, tidy: bool) -> Result<Option<T>, Error> {
+    /// Free the lease `handle`, holding its block for `seconds` (finite,
+    /// `>= 0`; 0: no hold) before any allocation may return it. Reads the
+    /// clock when `seconds > 0` (or with port blocks, see
+    /// [`now_for_free`](Self::now_for_free)).
+    pub fn free_with_hold(&self, handle: Handle, seconds: f64) -> Result<Option<T>, Error> {
+        let seconds = check_hold(seconds)?;
+        let now = self.now_for_free(seconds)?;
+        self.free_at(handle, seconds, now)
+    }
+
+    /// The clock's time for a free call with a hold of `seconds`: read when
+    /// the hold is above 0 or the pool has port blocks (a block may be
+    /// released), as the reference model specifies; else `None`.
+    pub(crate) fn now_for_free(&self, seconds: f64) -> Result<Option<f64>, Error> {
+        if seconds > 0.0 || self.config.client_block().is_some() {
+            self.clock.now().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Free the lease `handle` at time `now` (read by the caller as
+    /// [`now_for_free`](Self::now_for_free) says), holding its block for
+    /// `seconds` after `now`.
+    pub(crate) fn free_at(
+        &self,
+        handle: Handle,
+        seconds: f64,
+        now: Option<f64>,
+    ) -> Result<Option<T>, Error> {
+        self.free_tidy(handle, seconds, now, true)
+    }
+
+    /// [`free_at`](Self::free_at); `tidy`: apply the deletion rule if the
+    /// subpool empties (a batch's rollback in a cluster does not).
+    pub(super) fn free_tidy(
+        &self,
+        handle: Handle,
+        seconds: f64,
+        now: Option<f64>,
+        tidy: bool,
+    ) -> Result<Option<T>, Error> {
+        let end = hold_end(seconds, now);
         let not_live = || self.not_live(handle);
         let (generation, id, offset) = handle.parts().ok_or_else(not_live)?;
         let slot = self.slots.get(id as usize).ok_or_else(not_live)?.load();
         let subpool = slot.as_ref().ok_or_else(not_live)?;
-        let block = subpool.blocks.get(offset as usize).ok_or_else(not_live)?;
-        match block.release(generation) {
+        if offset as usize >= subpool.blocks.len() {
+            return Err(not_live());
+        }
+        match self.release(subpool, offset, generation, end) {
             Release::NotLive => Err(not_live()),
             Release::Deferred => Ok(None),
             Release::Done(data) => {
-                self.return_blocks(subpool, &[offset], tidy);
+                self.ended(subpool, &[offset], end.is_some(), now, tidy);
                 Ok(Some(data))
             }
         }
     }
 
-    /// Put released blocks of one subpool back (in the order given, as
-    /// single frees would), uncount them, and (`tidy`) apply the deletion
-    /// rule. A fenced subpool's list is closed: its count carries the closed
-    /// bit, so it is never marked available, and it goes when it is full.
+    /// Leases of `subpool` ended (their blocks released): return the blocks
+    /// unless `held`, uncount the leases, and update their clients.
+    #[inline]
+    fn ended(
+        &self,
+        subpool: &Arc<Subpool<T>>,
+        offsets: &[u32],
+        held: bool,
+        now: Option<f64>,
+        tidy: bool,
+    ) {
+        if !held {
+            self.return_blocks(subpool, offsets, tidy);
+        }
+        self.live.fetch_sub(offsets.len() as u64, Ordering::AcqRel);
+        if self.tracks_clients() {
+            let how = if held { Ended::Held } else { Ended::Freed };
+            self.clients_ended(subpool, offsets, how, now);
+        }
+    }
+
+    /// End the lease `generation` of block `offset`: without `end`, as the
+    /// block's release; with it, under the held queue's lock, queueing the
+    /// block (`Done`) or parking its end for the last reader (`Deferred`).
+    #[inline]
+    fn release(
+        &self,
+        subpool: &Arc<Subpool<T>>,
+        offset: u32,
+        generation: u32,
+        end: Option<f64>,
+    ) -> Release<T> {
+        match end {
+            None => subpool.blocks[offset as usize].release(generation, false),
+            Some(end) => self.held.release(subpool, offset, generation, end),
+        }
+    }
+
+    /// Put blocks of one subpool back (in the order given, as single frees
+    /// would), uncount them from `taken`, and (`tidy`) apply the deletion
+    /// rule to a shared subpool (a port block's release is `clients_ended`'s).
+    /// The callers that end leases lower `live` themselves; a hold's end does
+    /// not. A fenced subpool's list is closed: its count carries the closed
+    /// bit, so it is never marked available, and it goes when it is full
+    /// (no lease live, no block held).
     #[inline]
     fn return_blocks(&self, subpool: &Arc<Subpool<T>>, offsets: &[u32], tidy: bool) {
         let count = offsets.len() as u64;
         let available = subpool.free.push_many(offsets);
+        if subpool.owner.is_some() {
+            self.client_taken.fetch_sub(count, Ordering::AcqRel);
+            self.taken.fetch_sub(count, Ordering::AcqRel);
+            return;
+        }
         if available == count {
             self.availability.set(subpool.id); // the count left zero
         }
-        self.live.fetch_sub(count, Ordering::AcqRel);
+        self.taken.fetch_sub(count, Ordering::AcqRel);
         if !tidy {
             return;
         }
@@ -165,9 +308,22 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// The leases, growth and everything else are exactly those of `n`
     /// single allocations; the blocks are taken in chains of up to `CHAIN`
     /// from one subpool, with one reservation and one pop CAS per chain.
-    pub fn allocate_many(&self, n: u64, mut data: impl FnMut() -> T) -> Result<Vec<Lease>, Error> {
-        if n > self.config.capacity().saturating_sub(self.len()) {
-            return Err(self.exhausted(n));
+    pub fn allocate_many(&self, n: u64, data: impl FnMut() -> T) -> Result<Vec<Lease>, Error> {
+        let now = self.now_if_held()?;
+        self.allocate_many_at(n, data, now)
+    }
+
+    /// [`allocate_many`](Self::allocate_many) at time `now` (see
+    /// [`allocate_at`](Self::allocate_at)).
+    pub(crate) fn allocate_many_at(
+        &self,
+        n: u64,
+        mut data: impl FnMut() -> T,
+        now: Option<f64>,
+    ) -> Result<Vec<Lease>, Error> {
+        self.release_due(now);
+        if n > self.shared_room() {
+            return Err(self.exhausted(n, now));
         }
         let mut leases = Vec::new();
         leases
@@ -179,14 +335,15 @@ impl<T: Default + Send + Sync> Pool<T> {
                 .min(CHAIN)
                 .min(self.allocations_before_growth());
             self.fence_if_due();
-            if let Err(error) = self.take_blocks(want, &mut data, &mut leases, &mut offsets) {
+            if let Err(error) = self.take_blocks(want, &mut data, &mut leases, &mut offsets, now) {
                 // Another thread took the rest (or, in a cluster, the cluster
                 // is full or the store failed): give back what we took, last
-                // first. In a cluster the subpools this batch claimed stay,
-                // empty, for the next allocations (the reference model's rule).
+                // first, without a hold (these leases were never handed out).
+                // In a cluster the subpools this batch claimed stay, empty,
+                // for the next allocations (the reference model's rule).
                 let tidy = !self.has_store();
                 for lease in leases.iter().rev() {
-                    let _ = self.release(lease.handle, tidy);
+                    let _ = self.free_tidy(lease.handle, 0.0, None, tidy);
                 }
                 return Err(error);
             }
@@ -216,19 +373,51 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// are still freed.) The data of the released blocks is appended to
     /// `released`, on success and on that error alike, so that the caller
     /// decides where it is dropped. Each run of handles in one subpool is
-    /// pushed back with one CAS.
+    /// returned with one push. The blocks are held for the pool's
+    /// `hold_down`.
     pub fn free_many(&self, handles: &[Handle], released: &mut Vec<T>) -> Result<(), Error> {
+        self.free_many_with_hold(handles, self.config.hold_down(), released)
+    }
+
+    /// [`free_many`](Self::free_many), holding the blocks for `seconds`
+    /// (one clock read for the batch, as for one free).
+    pub fn free_many_with_hold(
+        &self,
+        handles: &[Handle],
+        seconds: f64,
+        released: &mut Vec<T>,
+    ) -> Result<(), Error> {
+        let seconds = check_hold(seconds)?;
+        let now = self.now_for_free(seconds)?;
+        self.free_many_at(handles, seconds, now, released)
+    }
+
+    /// [`free_many`](Self::free_many) at time `now`, holding the blocks for
+    /// `seconds` after it (see [`free_at`](Self::free_at)).
+    pub(crate) fn free_many_at(
+        &self,
+        handles: &[Handle],
+        seconds: f64,
+        now: Option<f64>,
+        released: &mut Vec<T>,
+    ) -> Result<(), Error> {
         self.check_batch(handles)?;
-        self.free_checked(handles, released)
+        self.free_checked(handles, hold_end(seconds, now), now, released)
     }
 
     /// The freeing part of [`free_many`](Self::free_many), after its check.
-    fn free_checked(&self, handles: &[Handle], released: &mut Vec<T>) -> Result<(), Error> {
+    fn free_checked(
+        &self,
+        handles: &[Handle],
+        end: Option<f64>,
+        now: Option<f64>,
+        released: &mut Vec<T>,
+    ) -> Result<(), Error> {
         released.reserve(handles.len());
         let mut offsets = Vec::new();
         let mut first_error = None;
         for run in handles.chunk_by(|a, b| subpool_of(a) == subpool_of(b)) {
-            if let Err(error) = self.free_run(run, released, &mut offsets) {
+            if let Err(error) = self.free_run(run, end, now, released, &mut offsets) {
                 first_error = first_error.or(Some(error));
             }
         }
@@ -273,10 +462,12 @@ impl<T: Default + Send + Sync> Pool<T> {
         Ok(())
     }
 
-    /// Free a run of handles in one subpool.
+    /// Free a run of handles in one subpool (held until `end`, if given).
     fn free_run(
         &self,
         run: &[Handle],
+        end: Option<f64>,
+        now: Option<f64>,
         released: &mut Vec<T>,
         offsets: &mut Vec<u32>,
     ) -> Result<(), Error> {
@@ -290,10 +481,11 @@ impl<T: Default + Send + Sync> Pool<T> {
         let mut first_error = None;
         for handle in run {
             let (generation, _, offset) = handle.parts().expect("in a run of valid handles");
-            let outcome = subpool
-                .blocks
-                .get(offset as usize)
-                .map_or(Release::NotLive, |block| block.release(generation));
+            let outcome = if (offset as usize) < subpool.blocks.len() {
+                self.release(subpool, offset, generation, end)
+            } else {
+                Release::NotLive
+            };
             match outcome {
                 Release::NotLive => first_error = first_error.or(Some(self.not_live(*handle))),
                 Release::Deferred => {}
@@ -304,7 +496,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             }
         }
         if !offsets.is_empty() {
-            self.return_blocks(subpool, offsets, true);
+            self.ended(subpool, offsets, end.is_some(), now, true);
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -341,12 +533,22 @@ impl<T: Default + Send + Sync> Pool<T> {
         }) {
             None => (None, None),
             Some((result, None)) => (Some(result), None),
-            Some((result, Some(data))) => {
-                self.return_blocks(subpool, &[offset], true);
+            Some((result, Some(Completed { data, hold }))) => {
+                if hold {
+                    self.held.complete_deferred(subpool, offset);
+                }
+                // A lookup reads no clock: a port block this releases is
+                // logged at the last time the pool saw.
+                self.ended(subpool, &[offset], hold, Some(self.last_time()), true);
                 (Some(result), Some(data))
             }
         }
     }
+}
+
+/// When a hold of `seconds` from `now` ends (`None`: no hold).
+fn hold_end(seconds: f64, now: Option<f64>) -> Option<f64> {
+    now.filter(|_| seconds > 0.0).map(|now| now + seconds)
 }
 
 /// The subpool id a handle names, or `None` for a value no handle has.
@@ -395,7 +597,7 @@ mod tests {
         // The race, made deterministic: another thread's free lands now.
         assert_eq!(pool.free(handles[1]).unwrap(), Some(11));
         let mut released = Vec::new();
-        let result = pool.free_checked(&handles, &mut released);
+        let result = pool.free_checked(&handles, None, None, &mut released);
         assert!(matches!(result, Err(Error::NotLive(_))));
         assert_eq!(released, vec![10, 12]);
         assert!(pool.is_empty());

@@ -18,7 +18,8 @@ fn pool(capacity: u16, initial: u32, subpool: u32) -> Arc<Pool<u64>> {
     let spec = PoolSpec::new("loom", ip, ip)
         .ports(1000, 1000 + capacity - 1)
         .initial_blocks(initial)
-        .subpool_blocks(subpool);
+        .subpool_blocks(subpool)
+        .seed(1);
     Arc::new(Pool::new(spec.build().unwrap()))
 }
 
@@ -314,6 +315,53 @@ fn a_lease_freed_as_soon_as_it_is_published_was_counted() {
     }
 }
 
+/// A port block: the free of its client's last lease (which releases the
+/// block) races with an allocation for the same client (which may take a
+/// block of it). The allocation ends in a block that still exists and is
+/// the client's; a released block is logged once and gone.
+#[test]
+fn a_port_block_release_races_with_its_clients_allocation() {
+    use crate::core::BlockEventKind;
+    loom::model(|| {
+        let ip = Ipv4Addr::new(10, 0, 0, 1);
+        let spec = PoolSpec::new("loom", ip, ip)
+            .ports(1000, 1001)
+            .initial_blocks(1)
+            .client_block(1)
+            .seed(1);
+        let pool = Arc::new(Pool::<u64>::new(spec.build().unwrap()));
+        let x = pool.allocate_for_at(1, 7, Some(0.0)).unwrap();
+        let freer = spawn_with(&pool, move |pool| pool.free_at(x.handle, 0.0, Some(1.0)));
+        let allocator = spawn_with(&pool, |pool| pool.allocate_for_at(2, 7, Some(1.0)));
+        assert_eq!(freer.join().unwrap().unwrap(), Some(1));
+        let y = allocator.join().unwrap().unwrap();
+        let subpools = pool.subpools();
+        let (_, id, _) = y.handle.parts().unwrap();
+        let home = subpools
+            .iter()
+            .find(|s| s.id == id)
+            .expect("y's block exists");
+        assert_eq!(home.owner, Some(7));
+        assert_eq!(pool.stats().live, 1);
+        let events = pool.events();
+        let assigned = events
+            .iter()
+            .filter(|e| e.kind == BlockEventKind::Assigned)
+            .count();
+        let released: Vec<u64> = events
+            .iter()
+            .filter(|e| e.kind == BlockEventKind::Released)
+            .map(|e| e.first)
+            .collect();
+        assert_eq!(assigned, 1 + released.len(), "{events:?}");
+        for first in released {
+            assert!(subpools.iter().all(|s| s.first != first || s.id == id));
+        }
+        assert_eq!(pool.free(y.handle).unwrap(), Some(2));
+        assert!(pool.subpools().is_empty());
+    });
+}
+
 /// A store for the cluster models: one-address claims handed out in order,
 /// every renewal lost.
 struct LosingStore {
@@ -377,5 +425,61 @@ fn a_fence_races_with_the_free_that_empties_the_subpool() {
             left.iter().all(|s| s.free < u64::from(s.blocks)),
             "an idle subpool stayed: {left:?}"
         );
+    });
+}
+
+/// Hold-down in a cluster: a renewal that loses every claim (fencing their
+/// subpools) races with an allocation whose first step ends the hold of
+/// the one block of subpool 0 (the hold's end returns the block, which
+/// empties the subpool). Whichever way it goes, a subpool with a held block
+/// is neither deleted nor dropped before the hold ends; the allocation gets
+/// a block of a subpool that served, or exhaustion when the renewal fenced
+/// both (the store has no third address); and no subpool whose blocks are
+/// all free stays behind once the next allocation's check ran.
+#[test]
+fn a_fence_races_with_the_end_of_a_hold_that_empties_the_subpool() {
+    loom::model(|| {
+        let ip = Ipv4Addr::new(10, 0, 0, 1);
+        let spec = PoolSpec::new("loom", ip, ip)
+            .ports(1000, 1001)
+            .initial_blocks(1);
+        let store = LosingStore {
+            next: loom::sync::atomic::AtomicU64::new(0),
+            size: 2,
+        };
+        let pool = Arc::new(Pool::<u64>::with_store(
+            spec.build().unwrap(),
+            crate::core::Membership {
+                store: Box::new(store),
+                claim_ttl: std::time::Duration::from_secs(3600),
+                renew_interval: std::time::Duration::ZERO,
+            },
+        ));
+        // Subpool 0 holds the lease; the threshold growth made subpool 1.
+        let lease = pool.allocate_at(1, None).unwrap();
+        assert_eq!(pool.free_at(lease.handle, 5.0, Some(0.0)).unwrap(), Some(1));
+        assert_eq!((pool.held(), pool.subpools().len()), (1, 2));
+        let renewer = spawn_with(&pool, |pool| pool.renew().unwrap());
+        let allocator = spawn_with(&pool, |pool| pool.allocate_at(2, Some(10.0)));
+        renewer.join().unwrap();
+        let taken = allocator.join().unwrap();
+        assert_eq!(pool.held(), 0);
+        pool.fence_if_due();
+        let left = pool.subpools();
+        assert!(
+            left.iter().all(|s| s.free < u64::from(s.blocks)),
+            "an idle subpool stayed: {left:?}"
+        );
+        match taken {
+            Ok(lease) => {
+                let (_, id, _) = lease.handle.parts().unwrap();
+                assert!(left.iter().any(|s| s.id == id), "{left:?}");
+                assert_eq!(pool.free(lease.handle).unwrap(), Some(2));
+            }
+            Err(error) => {
+                assert!(matches!(error, Error::Exhausted(_)), "{error:?}");
+                assert!(left.is_empty(), "{left:?}");
+            }
+        }
     });
 }

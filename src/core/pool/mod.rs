@@ -1,10 +1,12 @@
 //! The pool: the control block, the memory pool of subpools, and leases.
 //!
 //! The allocation order is the reference model's (`natpool/reference/pool.py`):
-//! the lowest-id subpool with a free block, most recently freed block first;
-//! growth when no block is free and after an allocation that leaves
-//! `free_blocks <= grow_threshold`; deletion of a subpool whose last lease is
-//! freed, unless fewer than `initial_blocks` blocks would remain.
+//! the lowest-id subpool with a free block, and within it the pool's reuse
+//! order (FIFO, LIFO or random); growth when no block is free and after an
+//! allocation that leaves `free_blocks <= grow_threshold`; deletion of a
+//! subpool whose last block comes back free, unless fewer than
+//! `initial_blocks` blocks would remain. A free with a hold keeps its block
+//! in the held queue (`held.rs`) until an allocation finds the hold ended.
 //!
 //! The pool has two sides, one file each:
 //! * [`lock_free`]: allocate, free, their batches and lookup. They take no
@@ -15,6 +17,7 @@
 //!   the keep rule), and the reuse of subpool ids and generations. Only they
 //!   take the writer lock, and the lock-free side never waits for it.
 
+mod clients;
 mod cluster;
 
 pub use cluster::Renewal;
@@ -29,12 +32,17 @@ mod test_hook;
 use std::net::Ipv4Addr;
 
 use crate::core::availability::Availability;
+use crate::core::clients::Clients;
 use crate::core::config::Config;
+use crate::core::error::Error;
 use crate::core::handle::Handle;
+use crate::core::held::Held;
 use crate::core::interval_list::{Interval, IntervalList};
+use crate::core::policy::Clock;
+use crate::core::rng::{entropy_seed, SplitMix64};
 use crate::core::segvec::SegVec;
 use crate::core::subpool::Subpool;
-use crate::core::sync::{AtomicArc, AtomicU64, Mutex, Ordering};
+use crate::core::sync::{AtomicArc, AtomicU64, Mutex, MutexGuard, Ordering};
 
 use writer::Writer;
 
@@ -55,6 +63,10 @@ pub struct SubpoolInfo {
     pub first: u64,
     pub blocks: u32,
     pub free: u64,
+    /// Blocks freed with a hold that has not ended.
+    pub held: u32,
+    /// The client whose port block this is; `None` for a shared subpool.
+    pub owner: Option<u64>,
 }
 
 /// The pool's counters (see [`Pool::stats`]).
@@ -68,6 +80,10 @@ pub struct PoolStats {
     pub free_addresses: u64,
     pub address_count: u64,
     pub capacity: u64,
+    /// Blocks freed with a hold that has not ended (neither live nor free).
+    pub held: u64,
+    /// Block events dropped because their queue was full.
+    pub events_dropped: u64,
 }
 
 /// A client NAT address pool holding a `T` for each live lease.
@@ -92,30 +108,74 @@ pub struct PoolStats {
 /// ```
 pub struct Pool<T> {
     config: Config,
-    /// Blocks taken from free lists and not yet returned: every live lease,
-    /// plus allocations and frees in progress (see `docs/design.md`).
+    /// Blocks taken from free lists and not yet returned: every live lease
+    /// and held block, plus allocations and frees in progress (see
+    /// `docs/design.md`). Capacity, growth and exhaustion are decided on it.
+    taken: AtomicU64,
+    /// Live leases, plus allocations and frees in progress: raised before a
+    /// lease is published, lowered after it stopped being live (`len()`).
     live: AtomicU64,
     blocks: AtomicU64,
     slots: SegVec<AtomicArc<Subpool<T>>>,
     availability: Availability,
     intervals: IntervalList<T>,
     writer: Mutex<Writer>,
+    held: Held<T>,
+    /// Draws for `Order::Random` (unused by the other orders).
+    rng: SplitMix64,
+    clock: Clock,
+    /// Client states and the block log (only with client settings).
+    clients: Mutex<Clients<T>>,
+    /// Blocks in port blocks, and those of them taken: the shared subpools'
+    /// blocks and free blocks are the rest.
+    client_blocks: AtomicU64,
+    client_taken: AtomicU64,
+    events_dropped: AtomicU64,
+    /// The last time a call gave the pool (f64 bits), for a port block a
+    /// lookup's reader releases (it reads no clock).
+    last_time: AtomicU64,
     /// In a cluster: the membership (claims, renewal, fencing).
     cluster: Option<cluster::Cluster>,
     /// How many subpools are fenced (their claim lapsed).
     fenced_subpools: AtomicU64,
 }
 
+/// How leases ended, for their clients (`clients.rs`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// Freed without a hold: the block is free again.
+    Freed,
+    /// Freed with a hold: the block is held.
+    Held,
+    /// A held block's hold ended: it is free again.
+    HoldOver,
+}
+
 impl<T: Default + Send + Sync> Pool<T> {
-    /// An empty pool: no subpool exists until the first allocation.
+    /// An empty pool timed by the monotonic clock: no subpool exists until
+    /// the first allocation.
     pub fn new(config: Config) -> Self {
+        Self::with_clock(config, Clock::Monotonic)
+    }
+
+    /// An empty pool whose holds are timed by `clock`.
+    pub fn with_clock(config: Config, clock: Clock) -> Self {
         Pool {
+            taken: AtomicU64::new(0),
             live: AtomicU64::new(0),
             blocks: AtomicU64::new(0),
             slots: SegVec::new(),
             availability: Availability::new(config.capacity().max(1)),
             intervals: IntervalList::new(config.address_count()),
             writer: Mutex::new(Writer::new()),
+            held: Held::new(),
+            rng: SplitMix64::new(config.seed().unwrap_or_else(entropy_seed)),
+            clock,
+            clients: Mutex::new(Clients::new(config.event_queue())),
+            client_blocks: AtomicU64::new(0),
+            client_taken: AtomicU64::new(0),
+            events_dropped: AtomicU64::new(0),
+            last_time: AtomicU64::new(0f64.to_bits()),
             cluster: None,
             fenced_subpools: AtomicU64::new(0),
             config,
@@ -127,11 +187,83 @@ impl<T: Default + Send + Sync> Pool<T> {
         &self.config
     }
 
+    /// The clock that times holds.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     /// Live leases now. Under concurrency it also counts the allocations
     /// and frees in progress (see `docs/design.md`); it never counts fewer
     /// than the leases live.
     pub fn len(&self) -> u64 {
         self.live.load(Ordering::Acquire)
+    }
+
+    /// Blocks freed with a hold, not yet released (a snapshot; it includes
+    /// holds that ended and that no allocation has released yet).
+    pub fn held(&self) -> u64 {
+        self.held.count()
+    }
+
+    /// The clock's time if any block is held: an allocation call without a
+    /// client reads the clock then, and only then (the reference model's rule).
+    pub(crate) fn now_if_held(&self) -> Result<Option<f64>, Error> {
+        self.now_for_allocation(false)
+    }
+
+    /// Whether an allocation call reads the clock: if any block is held, or
+    /// (port blocks) it is for a client.
+    pub(crate) fn allocation_reads_clock(&self, for_client: bool) -> bool {
+        self.held() > 0 || (for_client && self.config.client_block().is_some())
+    }
+
+    /// The clock's time for an allocation call, if it reads it.
+    pub(crate) fn now_for_allocation(&self, for_client: bool) -> Result<Option<f64>, Error> {
+        if !self.allocation_reads_clock(for_client) {
+            return Ok(None);
+        }
+        self.clock.now().map(Some)
+    }
+
+    /// Whether the pool keeps client states (quota, paired or port blocks).
+    #[inline]
+    pub(crate) fn tracks_clients(&self) -> bool {
+        self.config.policy.tracks_clients()
+    }
+
+    fn lock_clients(&self) -> MutexGuard<'_, Clients<T>> {
+        // Every step under the lock leaves the states consistent.
+        self.clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Remember `now` as the last time the pool saw.
+    pub(crate) fn note_time(&self, now: f64) {
+        self.last_time.store(now.to_bits(), Ordering::Relaxed);
+    }
+
+    pub(crate) fn last_time(&self) -> f64 {
+        f64::from_bits(self.last_time.load(Ordering::Relaxed))
+    }
+
+    /// Free blocks of shared subpools (a snapshot).
+    pub(crate) fn shared_free(&self) -> u64 {
+        let blocks = self.blocks.load(Ordering::Acquire);
+        let client_blocks = self.client_blocks.load(Ordering::Acquire);
+        let taken = self.taken.load(Ordering::Acquire);
+        let client_taken = self.client_taken.load(Ordering::Acquire);
+        (blocks.saturating_sub(client_blocks)).saturating_sub(taken.saturating_sub(client_taken))
+    }
+
+    /// Leases a shared allocation may still get: shared free blocks and the
+    /// blocks not yet made.
+    pub(crate) fn shared_room(&self) -> u64 {
+        let unmade = self
+            .config
+            .capacity()
+            .saturating_sub(self.blocks.load(Ordering::Acquire));
+        self.shared_free().saturating_add(unmade)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -154,6 +286,8 @@ impl<T: Default + Send + Sync> Pool<T> {
                 first: s.start,
                 blocks: s.len(),
                 free: s.free.available(),
+                held: s.held.load(Ordering::Relaxed),
+                owner: s.owner,
             })
             .collect()
     }
@@ -162,16 +296,18 @@ impl<T: Default + Send + Sync> Pool<T> {
     pub fn stats(&self) -> PoolStats {
         let snapshot = self.intervals.load();
         let blocks = self.blocks.load(Ordering::Acquire);
-        let live = self.len();
+        let taken = self.taken.load(Ordering::Acquire);
         PoolStats {
-            live,
-            free_blocks: blocks.saturating_sub(live),
+            live: self.len(),
+            free_blocks: blocks.saturating_sub(taken),
             blocks,
             subpools: snapshot.subpools.len() as u64,
             intervals: snapshot.length,
             free_addresses: self.config.address_count() - blocks,
             address_count: self.config.address_count(),
             capacity: self.config.capacity(),
+            held: self.held(),
+            events_dropped: self.events_dropped.load(Ordering::Relaxed),
         }
     }
 }

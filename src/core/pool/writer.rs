@@ -7,6 +7,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use crate::core::clients::{carve, find_run};
 use crate::core::error::Error;
 use crate::core::pool::Pool;
 use crate::core::subpool::Subpool;
@@ -82,16 +83,17 @@ impl<T: Default + Send + Sync> Pool<T> {
         }
     }
 
-    /// No subpool showed a free block: create one, or report exhaustion.
-    pub(super) fn grow_when_empty(&self) -> Result<(), Error> {
+    /// No subpool showed a free block: create one, or report exhaustion
+    /// (at `now`, for the message).
+    pub(super) fn grow_when_empty(&self, now: Option<f64>) -> Result<(), Error> {
         let mut writer = self.lock_writer();
         if self.availability.first().is_some() {
             return Ok(()); // a block was freed or a subpool created meanwhile
         }
         if self.has_store() {
             // The cluster decides: a claim, or none left (exhaustion).
-            if self.len() >= self.config.capacity() {
-                return Err(self.exhausted(1));
+            if self.shared_room() == 0 {
+                return Err(self.exhausted(1, now));
             }
             return match self.create_subpool(&mut writer, true)? {
                 true => Ok(()),
@@ -101,15 +103,16 @@ impl<T: Default + Send + Sync> Pool<T> {
         if self.blocks.load(Ordering::Acquire) < self.config.capacity() {
             return self.create_subpool(&mut writer, true).map(drop);
         }
-        if self.len() >= self.config.capacity() {
-            return Err(self.exhausted(1));
+        if self.shared_free() == 0 {
+            return Err(self.exhausted(1, now));
         }
-        // Every block exists and some are not live: a concurrent free is
-        // landing, or a bit is between its clear and its re-check. Re-derive
-        // the map from the counts (rare: only at full occupancy) and retry.
+        // Every block exists and some shared ones are not taken: a
+        // concurrent free is landing, or a bit is between its clear and its
+        // re-check. Re-derive the map from the counts (rare: only at full
+        // occupancy) and retry.
         drop(writer);
         for subpool in &self.intervals.load().subpools {
-            if subpool.free.has_free() {
+            if subpool.owner.is_none() && subpool.free.has_free() {
                 self.availability.set(subpool.id);
             }
         }
@@ -121,11 +124,8 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// blocks that can serve (not those of fenced subpools) are at most
     /// `grow_threshold`. In a cluster, not while the store is down.
     fn below_threshold(&self) -> bool {
-        let blocks = self.blocks.load(Ordering::Acquire);
-        blocks < self.config.capacity()
-            && blocks
-                .saturating_sub(self.len())
-                .saturating_sub(self.fenced_free_blocks())
+        self.blocks.load(Ordering::Acquire) < self.config.capacity()
+            && self.shared_free().saturating_sub(self.fenced_free_blocks())
                 <= self.config.grow_threshold()
             && !self.store_down()
     }
@@ -152,9 +152,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         if blocks >= self.config.capacity() {
             return u64::MAX; // no growth is possible
         }
-        let free = blocks
-            .saturating_sub(self.len())
-            .saturating_sub(self.fenced_free_blocks());
+        let free = self.shared_free().saturating_sub(self.fenced_free_blocks());
         free.saturating_sub(self.config.grow_threshold()).max(1)
     }
 
@@ -167,13 +165,23 @@ impl<T: Default + Send + Sync> Pool<T> {
         ))
     }
 
-    pub(super) fn exhausted(&self, asked: u64) -> Error {
-        let left = self.config.capacity().saturating_sub(self.len());
-        Error::Exhausted(format!(
+    /// Exhaustion: every address is live or held. With held blocks, the
+    /// message says how many and when the first hold ends (from `now`).
+    pub(super) fn exhausted(&self, asked: u64, now: Option<f64>) -> Error {
+        let left = self.shared_room();
+        let mut message = format!(
             "pool {:?} has {left} of {} addresses left, {asked} asked",
             self.config.name(),
             self.config.capacity()
-        ))
+        );
+        if let (Some(end), Some(now)) = (self.held.first_end(), now) {
+            message += &format!(
+                "; {} held, the first hold ends at {end:?} (in {:.3} s)",
+                self.held(),
+                end - now
+            );
+        }
+        Error::Exhausted(message)
     }
 
     /// Create a subpool: the lowest unused id, the first addresses of the
@@ -210,6 +218,24 @@ impl<T: Default + Send + Sync> Pool<T> {
                 .min(self.config.capacity() - blocks) as u32;
             (first, count, None)
         };
+        let subpool = self.publish(writer, first, count, None, epoch)?;
+        writer.created = true;
+        self.availability.set(subpool.id);
+        Ok(true)
+    }
+
+    /// Make and publish a subpool of `count` blocks from address `first`
+    /// under the lowest unused id (`owner`: a client's port block; `epoch`:
+    /// the claim its addresses come from): its slot, interval and blocks.
+    /// The caller sets its availability bit.
+    fn publish(
+        &self,
+        writer: &mut Writer,
+        first: u64,
+        count: u32,
+        owner: Option<u64>,
+        epoch: Option<u64>,
+    ) -> Result<Arc<Subpool<T>>, Error> {
         let id = writer.next_free_id();
         let generation = writer.generation_for(id);
         let subpool = Arc::new(Subpool::new(
@@ -218,6 +244,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             first,
             count,
             generation,
+            owner,
             epoch,
         )?);
         writer.take_id();
@@ -227,11 +254,13 @@ impl<T: Default + Send + Sync> Pool<T> {
         self.slots
             .get(id as usize)
             .expect("slot ensured")
-            .store(Some(subpool));
+            .store(Some(Arc::clone(&subpool)));
+        if owner.is_some() {
+            self.client_blocks
+                .fetch_add(u64::from(count), Ordering::AcqRel);
+        }
         self.blocks.fetch_add(u64::from(count), Ordering::AcqRel);
-        writer.created = true;
-        self.availability.set(id);
-        Ok(true)
+        Ok(subpool)
     }
 
     /// The keep rule: a subpool of `size` blocks stays if deleting it would
@@ -242,8 +271,12 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// `a_late_deletion_attempt_finds_the_subpool_gone`); then `blocks` may
     /// be below `size`, and the closed list refuses a second close.
     fn keeps(&self, size: u64) -> bool {
-        self.blocks.load(Ordering::Acquire).saturating_sub(size)
-            < u64::from(self.config.initial_blocks())
+        let shared = self.blocks.load(Ordering::Acquire)
+            - self
+                .client_blocks
+                .load(Ordering::Acquire)
+                .min(self.blocks.load(Ordering::Acquire));
+        shared.saturating_sub(size) < u64::from(self.config.initial_blocks())
     }
 
     /// Delete `subpool` (all of its blocks free) unless the keep rule keeps
@@ -281,7 +314,8 @@ impl<T: Default + Send + Sync> Pool<T> {
     }
 
     /// Take a subpool out of the pool: its slot, its availability bit, its
-    /// interval and its blocks; its id is free for the next subpool.
+    /// interval and its blocks; its id is free for the next subpool (writer
+    /// lock held, its free list closed).
     pub(super) fn unpublish(&self, writer: &mut Writer, subpool: &Arc<Subpool<T>>) {
         let id = subpool.id;
         let slot = self
@@ -291,9 +325,73 @@ impl<T: Default + Send + Sync> Pool<T> {
         slot.store(None);
         self.availability.clear(id);
         self.intervals.remove(id);
-        self.blocks
-            .fetch_sub(u64::from(subpool.len()), Ordering::AcqRel);
+        let size = u64::from(subpool.len());
+        if subpool.owner.is_some() {
+            self.client_blocks.fetch_sub(size, Ordering::AcqRel);
+        }
+        self.blocks.fetch_sub(size, Ordering::AcqRel);
         writer.release_id(id, subpool.highest_generation());
+    }
+
+    /// A port block of `client_block` addresses for `owner`: the lowest run
+    /// of free addresses on one IP, on IP number `ip` when it has one
+    /// (`clients.rs`); `Exhausted` when none fits under `capacity`. Not in
+    /// the availability map: only its client's allocations take from it.
+    pub(super) fn create_block(
+        &self,
+        owner: u64,
+        ip: Option<u64>,
+    ) -> Result<Arc<Subpool<T>>, Error> {
+        let k = self.config.client_block().expect("port blocks");
+        let mut writer = self.lock_writer();
+        let first = self
+            .plan_blocks(ip, 1)
+            .and_then(|plan| plan.first().copied())
+            .ok_or_else(|| self.no_room_for_blocks(owner, 1))?;
+        self.publish(&mut writer, first, k, Some(owner), None)
+    }
+
+    /// Where `count` new port blocks would go, one after the other, the
+    /// first on IP number `ip` when it has room (`None`: they do not fit).
+    pub(super) fn plan_blocks(&self, mut ip: Option<u64>, count: u64) -> Option<Vec<u64>> {
+        let k = u64::from(self.config.client_block().expect("port blocks"));
+        let blocks = self.blocks.load(Ordering::Acquire);
+        if blocks.saturating_add(count.saturating_mul(k)) > self.config.capacity() {
+            return None;
+        }
+        let per_ip = self.config.ports_per_ip();
+        let mut free = self.intervals.load().gaps(self.config.address_count());
+        let mut plan = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let first = ip
+                .and_then(|ip| find_run(&free, k, per_ip, Some(ip)))
+                .or_else(|| find_run(&free, k, per_ip, None))?;
+            plan.push(first);
+            ip = Some(first / per_ip);
+            carve(&mut free, first, k);
+        }
+        Some(plan)
+    }
+
+    pub(super) fn no_room_for_blocks(&self, client: u64, count: u64) -> Error {
+        Error::Exhausted(format!(
+            "pool {:?} has no room for {count} more port block(s) of {} addresses for client {client}",
+            self.config.name(),
+            self.config.client_block().unwrap_or(0)
+        ))
+    }
+
+    /// Release a client's port block whose blocks are all free: close it
+    /// (no reservation can succeed after) and remove it. `false` when it was
+    /// not all free or already released. Waits for the writer lock: the
+    /// release is not optional (it is logged).
+    pub(super) fn release_block(&self, subpool: &Arc<Subpool<T>>) -> bool {
+        let mut writer = self.lock_writer();
+        if !subpool.free.try_close(u64::from(subpool.len())) {
+            return false;
+        }
+        self.unpublish(&mut writer, subpool);
+        true
     }
 
     /// Whether `subpool` is still the one published under its id.

@@ -1,0 +1,112 @@
+//! `order = "fifo"`: a bounded multi-producer multi-consumer ring of block
+//! offsets, one cell per block of the subpool.
+//!
+//! Positions are 64-bit counters: `head` (the next position to take) and
+//! `tail` (the next position to fill); position `p` lives in cell `p % n` on
+//! lap `p / n`. A cell is one `AtomicU64`, `lap:31 | full:1 | offset:32`:
+//! a push to position `p` waits for its cell to read (lap `p / n`, empty) and
+//! stores (lap `p / n`, full, offset); a pop from `p` waits for (lap `p / n`,
+//! full), reads the offset and stores (lap `p / n + 1`, empty). A fresh ring
+//! holds offsets `0..n` in positions `0..n` (`tail = n`).
+//!
+//! The reservation count in front of the ring (`free_list.rs`) makes both
+//! sides claim positions with a plain `fetch_add`: a pop runs only after a
+//! reservation, so it claims a position some push has claimed (the pushes
+//! counted never fall behind the reservations); a push never overruns the
+//! ring, because a subpool never has more than `n` free blocks. Either side
+//! may find its cell not yet ready: the other side has claimed the position
+//! and is between its `fetch_add` and its store, and the wait is for that
+//! one committed step (as the stack's pop waits for a landing push).
+//!
+//! Laps are counted mod 2^31: a thread would have to be preempted while the
+//! ring went round 2^31 times for a stale cell to look current.
+
+use crate::core::error::Error;
+use crate::core::free_list::entries;
+use crate::core::sync::{spin_wait, AtomicU64, Ordering};
+
+const FULL: u64 = 1 << 32;
+const LAP_MASK: u64 = (1 << 31) - 1;
+
+fn cell(lap: u64, full: bool, offset: u32) -> u64 {
+    (lap & LAP_MASK) << 33 | if full { FULL } else { 0 } | u64::from(offset)
+}
+
+/// The cell's lap and full bit, for comparing with what a side waits for.
+fn turn(cell: u64) -> u64 {
+    cell >> 32
+}
+
+pub struct Ring {
+    head: AtomicU64,
+    tail: AtomicU64,
+    cells: Box<[AtomicU64]>,
+}
+
+impl Ring {
+    /// A full ring of `n` blocks; pops return offsets 0, 1, 2, ... in order.
+    pub fn new(n: u32) -> Result<Self, Error> {
+        let cells = entries(n, "a free ring", |offset| {
+            AtomicU64::new(cell(0, true, offset))
+        })?;
+        Ok(Ring {
+            head: AtomicU64::new(0),
+            tail: AtomicU64::new(u64::from(n)),
+            cells,
+        })
+    }
+
+    fn slot(&self, position: u64) -> (&AtomicU64, u64) {
+        let n = self.cells.len() as u64;
+        (&self.cells[(position % n) as usize], position / n)
+    }
+
+    /// Take the block at `position`, waiting for its push to land.
+    #[inline]
+    fn take_at(&self, position: u64) -> u32 {
+        let (cell_word, lap) = self.slot(position);
+        let wanted = turn(cell(lap, true, 0));
+        loop {
+            let current = cell_word.load(Ordering::Acquire);
+            if turn(current) == wanted {
+                cell_word.store(cell(lap + 1, false, 0), Ordering::Release);
+                return current as u32;
+            }
+            spin_wait();
+        }
+    }
+
+    /// Put `offset` at `position`, waiting for the cell's last pop to land.
+    #[inline]
+    fn put_at(&self, position: u64, offset: u32) {
+        let (cell_word, lap) = self.slot(position);
+        let wanted = turn(cell(lap, false, 0));
+        while turn(cell_word.load(Ordering::Acquire)) != wanted {
+            spin_wait();
+        }
+        cell_word.store(cell(lap, true, offset), Ordering::Release);
+    }
+
+    /// Take the block freed longest ago. Only after a successful reserve.
+    #[inline]
+    pub fn pop(&self) -> u32 {
+        self.take_at(self.head.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Take `count` reserved blocks, appending them in the order single pops
+    /// would return them (one `fetch_add` for all of them).
+    #[inline]
+    pub fn pop_many(&self, count: u64, out: &mut Vec<u32>) {
+        let first = self.head.fetch_add(count, Ordering::Relaxed);
+        out.extend((first..first + count).map(|position| self.take_at(position)));
+    }
+
+    /// Append blocks in order (one `fetch_add` for all of them).
+    #[inline]
+    pub fn push_many(&self, offsets: &[u32]) {
+        let first = self.tail.fetch_add(offsets.len() as u64, Ordering::Relaxed);
+        for (position, &offset) in (first..).zip(offsets) {
+            self.put_at(position, offset);
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! `order = "lifo"`: a lock-free Treiber stack of block offsets with a
+//! tagged head (against ABA). The reservation count in front of it
+//! (`free_list.rs`) guarantees every pop a block.
+
+use crate::core::error::Error;
+use crate::core::free_list::{entries, CHAIN};
+use crate::core::sync::{spin_wait, AtomicU32, AtomicU64, Ordering};
+
+pub struct Stack {
+    /// `tag << 32 | (offset + 1)`; the low half is 0 when the stack is empty.
+    head: AtomicU64,
+    /// For each block on the stack, the next one (`offset + 1`, 0 for none).
+    links: Box<[AtomicU32]>,
+}
+
+impl Stack {
+    /// A full stack of `n` blocks; pops return offsets 0, 1, 2, ... in order.
+    pub fn new(n: u32) -> Result<Self, Error> {
+        let links = entries(n, "a free list", |i| {
+            AtomicU32::new(if i + 1 < n { i + 2 } else { 0 })
+        })?;
+        Ok(Stack {
+            head: AtomicU64::new(if n > 0 { 1 } else { 0 }),
+            links,
+        })
+    }
+
+    /// Take the most recently pushed block. Only after a successful reserve.
+    #[inline]
+    pub fn pop(&self) -> u32 {
+        loop {
+            let head = self.head.load(Ordering::Acquire);
+            let top = head as u32;
+            if top == 0 {
+                // A reservation guarantees a block; its push is still landing.
+                spin_wait();
+                continue;
+            }
+            let next = self.links[top as usize - 1].load(Ordering::Relaxed);
+            let tag = (head >> 32).wrapping_add(1);
+            if self
+                .head
+                .compare_exchange_weak(
+                    head,
+                    tag << 32 | u64::from(next),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                return top - 1;
+            }
+        }
+    }
+
+    /// Take `count` reserved blocks with one CAS, appending them to `out` in
+    /// the order single pops would return them (at most [`CHAIN`], which
+    /// bounds the walk).
+    ///
+    /// The chain from the head is walked before the CAS. Blocks on the stack
+    /// keep their links until they are popped, and every pop or push moves
+    /// the head's tag, so a CAS that succeeds proves the walk saw one
+    /// consistent stack; a walk that raced with a change is simply retried.
+    #[inline]
+    pub fn pop_many(&self, count: u64, out: &mut Vec<u32>) {
+        debug_assert!((1..=CHAIN).contains(&count));
+        let start = out.len();
+        loop {
+            out.truncate(start);
+            let head = self.head.load(Ordering::Acquire);
+            let mut top = head as u32;
+            while top != 0 && ((out.len() - start) as u64) < count {
+                out.push(top - 1);
+                top = self.links[top as usize - 1].load(Ordering::Relaxed);
+            }
+            if ((out.len() - start) as u64) < count {
+                // Reserved blocks whose pushes are still landing, or a walk
+                // that raced with a change: look again.
+                spin_wait();
+                continue;
+            }
+            let tag = (head >> 32).wrapping_add(1);
+            if self
+                .head
+                .compare_exchange_weak(
+                    head,
+                    tag << 32 | u64::from(top),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                return;
+            }
+        }
+    }
+
+    /// Push blocks with one CAS, leaving the stack as pushing them one by
+    /// one in order would (`offsets` is not empty).
+    #[inline]
+    pub fn push_many(&self, offsets: &[u32]) {
+        let (Some(&first), Some(&last)) = (offsets.first(), offsets.last()) else {
+            return;
+        };
+        // Link the chain last -> ... -> first; then first -> the old head.
+        for pair in offsets.windows(2) {
+            self.links[pair[1] as usize].store(pair[0] + 1, Ordering::Relaxed);
+        }
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            self.links[first as usize].store(head as u32, Ordering::Relaxed);
+            let tag = (head >> 32).wrapping_add(1);
+            match self.head.compare_exchange_weak(
+                head,
+                tag << 32 | u64::from(last + 1),
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(seen) => head = seen,
+            }
+        }
+    }
+}

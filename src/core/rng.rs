@@ -1,0 +1,90 @@
+//! The generator of `order = "random"`: SplitMix64, exactly as the reference
+//! model specifies it (`natpool/reference/reuse.py`).
+//!
+//! Its state after `k` draws is `seed + k * GAMMA` (mod 2^64), so a draw is
+//! one `fetch_add` of `GAMMA` and a mix of the new state: lock-free, and in
+//! single-threaded use the same sequence as the reference model's.
+
+use std::io::Read;
+
+use crate::core::sync::{AtomicU64, Ordering};
+
+const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+pub struct SplitMix64 {
+    state: AtomicU64,
+}
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        SplitMix64 {
+            state: AtomicU64::new(seed),
+        }
+    }
+
+    /// The next output. Each call consumes one state, whichever thread makes
+    /// it; `Relaxed` suffices, as the state carries no other data.
+    #[inline]
+    pub fn next(&self) -> u64 {
+        mix(self
+            .state
+            .fetch_add(GAMMA, Ordering::Relaxed)
+            .wrapping_add(GAMMA))
+    }
+
+    /// A draw mapped onto `0..n` by multiply-shift: `(next() * n) >> 64`.
+    #[inline]
+    pub fn below(&self, n: usize) -> usize {
+        ((u128::from(self.next()) * n as u128) >> 64) as usize
+    }
+}
+
+/// A seed from the operating system (`/dev/urandom`), for a pool made with
+/// `order = "random"` and no seed from Rust. (The Python binding passes
+/// `os.urandom(8)` instead, as the reference model does.) Where that file
+/// cannot be read, std's per-process random hash keys stand in.
+pub fn entropy_seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    match read {
+        Ok(()) => u64::from_le_bytes(bytes),
+        Err(_) => {
+            use std::hash::{BuildHasher, Hasher};
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u64(std::process::id().into());
+            hasher.finish()
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// The reference model's outputs for seed 1234567 (computed by
+    /// `natpool.reference.reuse.SplitMix64(1234567).next()`).
+    #[test]
+    fn matches_the_reference_model() {
+        let rng = SplitMix64::new(1_234_567);
+        let got: Vec<u64> = (0..3).map(|_| rng.next()).collect();
+        assert_eq!(
+            got,
+            vec![
+                6_457_827_717_110_365_317,
+                3_203_168_211_198_807_973,
+                9_817_491_932_198_370_423
+            ]
+        );
+        let rng = SplitMix64::new(0);
+        assert_eq!(
+            rng.below(10),
+            ((u128::from(mix(GAMMA)) * 10) >> 64) as usize
+        );
+    }
+}
