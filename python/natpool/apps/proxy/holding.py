@@ -2,8 +2,8 @@
 
 The pool has no "exclude this address" call, and needs none: a lease that stays allocated is out of use. A
 held lease keeps its connection record (state ``quarantined`` or ``time-wait``, visible through ``lookup``)
-and is freed by a timer. Because the pool's free lists are LIFO, freeing an address at once would hand the
-very same address to the next connection; holding it makes the next allocation take another.
+and is freed by a timer. Freed at once, an address would soon be handed out again (at once in LIFO order, after
+the subpool's other free blocks in FIFO order); holding it makes the next allocations take others.
 """
 
 from __future__ import annotations
