@@ -56,6 +56,15 @@ BAD = [
     ("--max-connections", "-5"),
     ("--max-connections", "1e3"),
     ("--max-connections", "100_000_000"),  # more than RLIMIT_NOFILE allows
+    ("--max-per-client", "0"),
+    ("--max-per-client", "-1"),
+    ("--max-per-client", "two"),
+    ("--order", "mru"),
+    ("--seed", "-1"),
+    ("--client-block", "0"),
+    ("--client-block", "-8"),
+    ("--client-block", "100000"),  # more than the 64,512 ports of one IP
+    ("--block-log-max-bytes", "0"),
 ]
 
 
@@ -91,6 +100,12 @@ def test_max_connections_beyond_rlimit_nofile_says_by_how_much(
         ["--backend", "127.0.0.1:8080"],  # the same backend twice
         ["--listen", "127.0.0.1:8080"],  # the proxy would forward to itself
         ["--initial-blocks", "2048", "--max-blocks", "1024"],
+        ["--client-block", "8", "--store", "sqlite:////nonexistent/natpool.db"],  # not on a store yet
+        ["--client-block", "8", "--workers", "2"],
+        ["--block-log", "/nonexistent/blocks.log"],  # without --client-block
+        ["--seed", "7"],  # without --order random
+        ["--paired", "--source", "kernel"],
+        ["--max-per-client", "2", "--source", "kernel"],
     ],
 )
 def test_impossible_combinations_exit_2(

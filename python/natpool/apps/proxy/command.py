@@ -30,7 +30,7 @@ from natpool.apps.options import (
     require_extra,
     usage_error,
 )
-from natpool.apps.proxy.config import BALANCE, SOURCES, ProxyConfig
+from natpool.apps.proxy.config import BALANCE, ORDERS, SOURCES, ProxyConfig
 from natpool.apps.proxy.limits import (
     DESCRIPTORS_PER_CONNECTION,
     RESERVED_DESCRIPTORS,
@@ -155,6 +155,40 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             f"{connections_allowed(descriptor_limit()):,} here)"
         ),
     )
+    clients = parser.add_argument_group(
+        "clients",
+        "the pool's policies for each client IP (--source pool); a connection over --max-per-client is closed at once",
+    )
+    clients.add_argument(
+        "--max-per-client",
+        type=count_at_least(1),
+        metavar="N",
+        help="leases of one client IP at most (its connections and held or quarantined leases); None: no limit",
+    )
+    clients.add_argument("--order", choices=ORDERS, default=d.order, help="which free block the pool reuses first")
+    clients.add_argument("--seed", type=count_at_least(0), metavar="N", help="the seed of --order random")
+    clients.add_argument(
+        "--paired", action="store_true", help="a client IP's leases stay on one NAT IP while it has a free block there"
+    )
+    clients.add_argument(
+        "--client-block",
+        type=count_at_least(1),
+        metavar="N",
+        help="port-block allocation: each client IP's leases from its own blocks of N ports of one NAT IP",
+    )
+    clients.add_argument(
+        "--block-log",
+        metavar="FILE",
+        help="append each port block assigned or released to FILE (time, kind, client, NAT IP, ports); "
+        "needs --client-block",
+    )
+    clients.add_argument(
+        "--block-log-max-bytes",
+        type=count_at_least(1),
+        default=d.block_log_max_bytes,
+        metavar="N",
+        help="--block-log is renamed FILE.1 (one backup) at this size",
+    )
     cluster = parser.add_argument_group(
         "processes and hosts",
         "one pool for several proxies: each is a member of the cluster in a store that shares the interval list",
@@ -222,6 +256,13 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         member=args.member,
         claim_ttl=ProxyConfig.claim_ttl if args.claim_ttl is None else args.claim_ttl,
         reclaim_delay=ProxyConfig.reclaim_delay if args.reclaim_delay is None else args.reclaim_delay,
+        max_per_client=args.max_per_client,
+        order=args.order,
+        seed=args.seed,
+        paired=args.paired,
+        client_block=args.client_block,
+        block_log=args.block_log,
+        block_log_max_bytes=args.block_log_max_bytes,
     )
 
 
@@ -232,6 +273,8 @@ def _check_cluster_options(args: argparse.Namespace) -> None:
             if getattr(args, name) is not None:
                 option = "--" + name.replace("_", "-")
                 raise OptionError(option, "needs --store or --workers (a pool in a cluster store)")
+    if args.client_block is not None and args.workers is not None:
+        raise OptionError("--client-block", "is not supported with --store or --workers (a cluster store) yet")
 
 
 def _cannot_start(parser: argparse.ArgumentParser, why: object) -> int:

@@ -19,15 +19,25 @@ from natpool.apps.proxy.limits import connection_limit
 from natpool.errors import PoolConfigError
 from natpool.extras import MissingExtra
 
-__all__ = ["BALANCE", "SOURCES", "ProxyConfig"]
+__all__ = ["BALANCE", "BLOCK_LOG_MAX_BYTES", "ORDERS", "SOURCES", "ProxyConfig"]
 
-_OPTIONS = {"first_ip": "--pool", "last_ip": "--pool", "netmask": "--pool", "name": "--pool-name"}
+_OPTIONS = {
+    "first_ip": "--pool",
+    "last_ip": "--pool",
+    "netmask": "--pool",
+    "name": "--pool-name",
+    "client_quota": "--max-per-client",
+}
 """The option of each pool field that is not ``--`` and the field's name (``claim_ttl``: ``--claim-ttl``)."""
 
 BALANCE = ("round-robin", "least-connections")
 """The backend selection policies (``--balance``)."""
 SOURCES = ("pool", "kernel")
 """Where an upstream socket's source address comes from (``--source``): a natpool lease, or the kernel."""
+ORDERS = ("fifo", "lifo", "random")
+"""Which free block of a subpool the pool reuses first (``--order``)."""
+BLOCK_LOG_MAX_BYTES = 10_000_000
+"""The size at which ``--block-log`` is rotated (one ``.1`` backup), by default."""
 
 V = TypeVar("V")
 
@@ -80,6 +90,25 @@ class ProxyConfig:
     """Seconds a claim of the store lives unless renewed (renewed every third of it)."""
     reclaim_delay: float = 120.0
     """Seconds a returned or lapsed range is held in the store before anyone may claim it again."""
+    max_per_client: int | None = None
+    """Leases (connections, and leases the proxy holds down) of one client IP at most: the pool's ``client_quota``."""
+    order: str = "fifo"
+    """The pool's reuse order of free blocks: ``fifo``, ``lifo`` or ``random``."""
+    seed: int | None = None
+    """The seed of ``order="random"`` (``None``: from ``os.urandom``)."""
+    paired: bool = False
+    """A client IP's leases stay on one NAT IP while it has a free block there (the pool's ``paired``)."""
+    client_block: int | None = None
+    """Port-block allocation: each client IP's leases from its own blocks of this many ports of one NAT IP."""
+    block_log: str | None = None
+    """The file the pool's block events (``client_block``) are appended to, one line each."""
+    block_log_max_bytes: int = BLOCK_LOG_MAX_BYTES
+    """``block_log`` is renamed to ``block_log + ".1"`` (one backup) when it reaches this size."""
+
+    @property
+    def by_client(self) -> bool:
+        """Whether leases are allocated for the client's IP (a client policy is on)."""
+        return self.max_per_client is not None or self.paired or self.client_block is not None
 
     def connection_limit(self) -> int:
         """``max_connections``, or the default RLIMIT_NOFILE gives; :class:`OptionError` if RLIMIT_NOFILE is short."""
@@ -110,6 +139,11 @@ class ProxyConfig:
                 member=self.member,
                 claim_ttl=self.claim_ttl,
                 reclaim_delay=self.reclaim_delay,
+                order=self.order,
+                seed=self.seed,
+                client_quota=self.max_per_client,
+                paired=self.paired,
+                client_block=self.client_block,
             )
         except PoolConfigError as exc:
             raise OptionError(_OPTIONS.get(exc.field, "--" + exc.field.replace("_", "-")), exc.reason) from None
@@ -132,6 +166,25 @@ class ProxyConfig:
         if self.subpool_blocks is not None and not 1 <= self.subpool_blocks <= self.max_blocks:
             raise OptionError("--subpool-blocks", f"{self.subpool_blocks} is outside 1..--max-blocks")
         _check("--bind-attempts", partial(at_least, 1), self.bind_attempts)
+        if self.order not in ORDERS:
+            raise OptionError("--order", f"{self.order!r} is not one of {', '.join(ORDERS)}")
+        if self.seed is not None and self.order != "random":
+            raise OptionError("--seed", "needs --order random")
+        for option, count in (("--max-per-client", self.max_per_client), ("--client-block", self.client_block)):
+            if count is not None:
+                _check(option, partial(at_least, 1), count)
+        if self.client_block is not None and self.store is not None:
+            raise OptionError("--client-block", "is not supported with --store or --workers (a cluster store) yet")
+        if self.block_log is not None and self.client_block is None:
+            raise OptionError("--block-log", "needs --client-block (only port blocks make block events)")
+        _check("--block-log-max-bytes", partial(at_least, 1), self.block_log_max_bytes)
+        if self.source == "kernel" and self.by_client:
+            option = (
+                "--max-per-client"
+                if self.max_per_client is not None
+                else ("--paired" if self.paired else "--client-block")
+            )
+            raise OptionError(option, "needs --source pool (the kernel's addresses are not the pool's)")
         if self.metrics is not None and self.metrics == self.listen and self.listen[1] != 0:
             raise OptionError("--metrics", "is the same address as --listen")
         if self.listen in self.backends:

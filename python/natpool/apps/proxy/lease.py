@@ -7,8 +7,10 @@ lease may be taken), and :meth:`LeaseOwner.release`, which the connection's ``fi
 frees it or hands it to the holding for the TIME_WAIT hold-down. So every live lease has exactly one owner, a
 connection or the holding: ``live leases == counters.leased + counters.held``, which the tests and the soak check.
 
-This is also where the policies of the library will plug in: a per-client quota, paired pooling or a client's
-port block are arguments of the allocation here, and the hold-down is what :class:`~.holding.Holding` does.
+The policies of the library plug in here: with a per-client quota (``--max-per-client``), paired pooling
+(``--paired``) or port blocks (``--client-block``) the allocation is for the client's IP (``client=``); a lease
+the holding keeps is still live in the pool, so it counts against its client's quota until it is freed. The
+hold-down is what :class:`~.holding.Holding` does.
 """
 
 from __future__ import annotations
@@ -25,12 +27,21 @@ __all__ = ["LeaseOwner"]
 class LeaseOwner:
     """Owns a connection's lease (``lease``, or ``None``) and its record; :meth:`release` gives the lease back."""
 
-    __slots__ = ("_counters", "_hold", "_hold_down", "_holding", "_pool", "lease", "record")
+    __slots__ = ("_client", "_counters", "_hold", "_hold_down", "_holding", "_pool", "lease", "record")
 
     def __init__(
-        self, pool: natpool.Pool, holding: Holding, counters: Counters, record: ClientConnection, hold_down: float
+        self,
+        pool: natpool.Pool,
+        holding: Holding,
+        counters: Counters,
+        record: ClientConnection,
+        hold_down: float,
+        *,
+        by_client: bool = False,
     ) -> None:
+        """``by_client``: allocate for the client's IP (``client=``), for the pool's client policies."""
         self._pool = pool
+        self._client = record.client[0] if by_client else None
         self._holding = holding
         self._counters = counters
         self._hold_down = hold_down
@@ -40,11 +51,12 @@ class LeaseOwner:
         """The connection's record: the lease's ``data`` (after a quarantine, a copy of the first record)."""
 
     def allocate(self) -> natpool.Lease:
-        """A lease for this connection (``PoolExhausted`` when none is left), owned from the moment it exists."""
+        """A lease for this connection (``PoolExhausted`` when none is left, ``QuotaExceeded`` when its client has
+        its quota), owned from the moment it exists."""
         assert self.lease is None, "a connection holds one lease at a time"
         if self.record.state == "quarantined":  # the record stays with its quarantined lease; this one gets a copy
             self.record = dataclasses.replace(self.record, state="connecting")
-        self.lease = self._pool.allocate(data=self.record)
+        self.lease = self._pool.allocate(data=self.record, client=self._client)
         self._counters.leased += 1
         self._counters.allocations += 1
         self._hold = 0.0

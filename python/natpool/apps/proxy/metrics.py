@@ -53,6 +53,11 @@ def exposition(proxy: Proxy) -> Callable[[], bytes]:
             counters = {
                 "natpool_allocations": ("Successful allocate() calls", c.allocations),
                 "natpool_exhaustion_events": ("Client connections refused: pool exhausted", c.exhausted),
+                "natpool_proxy_quota_refusals": (
+                    "Client connections refused: the client IP had --max-per-client leases",
+                    c.quota_refused,
+                ),
+                "natpool_proxy_block_events": ("Port blocks assigned or released (--client-block)", c.block_events),
                 "natpool_bind_retries": ("NAT addresses that could not be bound, quarantined", c.bind_retries),
                 "natpool_proxy_accepted": ("Client connections accepted", c.accepted),
                 "natpool_proxy_relayed": ("Client connections relayed to a backend", c.relayed),

@@ -58,6 +58,10 @@ class Counters:
     """Leases owned by client connections now (the held ones are ``held``)."""
     exhausted: int = 0
     """Client connections closed at once because the pool was exhausted."""
+    quota_refused: int = 0
+    """Client connections closed at once because their client IP had ``--max-per-client`` leases."""
+    block_events: int = 0
+    """Port blocks assigned or released (``--client-block``), as drained from the pool's ``events()``."""
     bind_retries: int = 0
     """Addresses that could not be bound or connected from and were quarantined, another lease taken."""
     bind_failures: int = 0

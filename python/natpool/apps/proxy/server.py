@@ -28,6 +28,7 @@ from collections.abc import Iterable
 import natpool
 from natpool.apps.proxy.acceptor import Acceptor
 from natpool.apps.proxy.backends import BackendState, Balancer
+from natpool.apps.proxy.blocklog import INTERVAL, BlockLog
 from natpool.apps.proxy.config import ProxyConfig
 from natpool.apps.proxy.events import EventLog
 from natpool.apps.proxy.holding import Holding
@@ -37,7 +38,7 @@ from natpool.apps.proxy.limits import RESOURCE_ERRNOS
 from natpool.apps.proxy.record import ClientConnection, Counters
 from natpool.apps.proxy.relay import BACKEND, CLIENT, IDLE, close, relay
 from natpool.apps.proxy.source import AddressesUnavailable, BackendUnreachable, KernelSource, PoolSource
-from natpool.errors import PoolExhausted, StoreError
+from natpool.errors import PoolExhausted, QuotaExceeded, StoreError
 from natpool.records import PoolStats
 from natpool.store.postgres import redact
 
@@ -96,6 +97,9 @@ class Proxy:
         """The pool's stats when :meth:`stop` had drained and freed everything (before the pool is closed)."""
         self._acceptor: Acceptor | None = None
         self._address: tuple[str, int] | None = None
+        self.block_log: BlockLog | None = None
+        """The ``--block-log`` file (opened by :meth:`start`)."""
+        self._drainer: asyncio.Task[None] | None = None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -110,12 +114,21 @@ class Proxy:
 
     async def start(self, listener: socket.socket | None = None) -> None:
         """Listen on ``--listen``, or on ``listener``: a listening socket made elsewhere (socket activation)."""
+        if self.config.block_log is not None:  # before listening: a path that cannot be opened stops the start
+            self.block_log = BlockLog(self.config.block_log, self.config.block_log_max_bytes)
         if listener is None:
-            listener = socket.create_server(self.config.listen, backlog=BACKLOG)
+            try:
+                listener = socket.create_server(self.config.listen, backlog=BACKLOG)
+            except BaseException:
+                if self.block_log is not None:
+                    self.block_log.close()
+                raise
         listener.setblocking(False)
         host, port = listener.getsockname()[:2]
         self._address = host, port
         self._acceptor = Acceptor(listener, self._accepted, self.max_connections, self.events)
+        if self.config.client_block is not None:
+            self._drainer = asyncio.get_running_loop().create_task(self._drain_block_events())
         self._acceptor.start()
         member = self.pool.member
         log.info(
@@ -130,6 +143,23 @@ class Proxy:
             f"{self.max_connections:,}",
             self.config.idle_timeout,
         )
+
+    def drain_block_events(self) -> int:
+        """Take the pool's block events (``--client-block``), count them and append them to ``--block-log``."""
+        events = self.pool.events()
+        self.counters.block_events += len(events)
+        if self.block_log is not None and events:
+            try:
+                self.block_log.write(events)
+            except OSError as exc:
+                path = self.block_log.path
+                self.events.warning("block-log", "--block-log %s: %s; %d events lost", path, exc, len(events))
+        return len(events)
+
+    async def _drain_block_events(self) -> None:
+        while True:
+            await asyncio.sleep(INTERVAL)
+            self.drain_block_events()
 
     def lookup(self, ip: str, port: int) -> ClientConnection | None:
         """The connection record holding NAT address ``(ip, port)``, or ``None``."""
@@ -162,10 +192,24 @@ class Proxy:
         """
         self.counters.accepted += 1
         owner = LeaseOwner(
-            self.pool, self.holding, self.counters, ClientConnection(client=_peer(client)), self.config.hold_down
+            self.pool,
+            self.holding,
+            self.counters,
+            ClientConnection(client=_peer(client)),
+            self.config.hold_down,
+            by_client=self.config.by_client,
         )
         try:
             await self._serve(client, owner)
+        except QuotaExceeded:  # before PoolExhausted, its base class: only this client is over its share
+            self.counters.quota_refused += 1
+            self.events.warning(
+                "quota",
+                "client %s has --max-per-client %d leases: connection closed; %d refused over the quota so far",
+                owner.record.client[0],
+                self.config.max_per_client or 0,
+                self.counters.quota_refused,
+            )
         except PoolExhausted:
             self.counters.exhausted += 1
             stats = self.pool.stats()
@@ -257,17 +301,25 @@ class Proxy:
                 task.cancel()
             await asyncio.gather(*rest, return_exceptions=True)
         released = self.holding.release_all()
+        if self._drainer is not None:
+            self._drainer.cancel()
+            await asyncio.gather(self._drainer, return_exceptions=True)
+            self.drain_block_events()  # every lease is freed: the last blocks' releases
+        if self.block_log is not None:
+            self.block_log.close()
         self.events.flush()
         stats = self.final_stats = self.pool.stats()
         c = self.counters
         log.log(
             logging.INFO if stats.live == 0 else logging.ERROR,
-            "stopped: %d accepted, %d relayed, %d refused on exhaustion, %d bind retries, %d backend failures, "
+            "stopped: %d accepted, %d relayed, %d refused on exhaustion, %d over the client quota, %d bind retries, "
+            "%d backend failures, "
             "%d idle timeouts, %d store failures, %d out of descriptors, %d errors; %d held leases freed; "
             "pool: %d live leases%s, %d blocks in %d subpools, %d intervals",
             c.accepted,
             c.relayed,
             c.exhausted,
+            c.quota_refused,
             c.bind_retries,
             c.backend_failures,
             c.idle_timeouts,
