@@ -224,6 +224,29 @@ def index_of(address: tuple[str, int]) -> int:
     return (int(ip.rsplit(".", 1)[1]) - 1) * 32 + port - 1000
 
 
+TTL = 30.0
+"""The claim_ttl of the store tests' pools (long: no claim lapses unless a test makes it)."""
+DELAY = 60.0
+"""The reclaim_delay of the store tests' pools."""
+
+
+def store_pool(pool_impl: str, store: Store, member: str, **overrides: Any) -> Any:
+    """``make_pool`` with the tests' ``TTL`` and ``DELAY`` unless overridden."""
+    overrides.setdefault("claim_ttl", TTL)
+    overrides.setdefault("reclaim_delay", DELAY)
+    return make_pool(pool_impl, store, member, **overrides)
+
+
+def indices(leases: list[Any]) -> list[int]:
+    """The address indices of leases."""
+    return [index_of(lease.address) for lease in leases]
+
+
+def ranges(store: Store) -> list[tuple[str, int, int, int, str]]:
+    """The claims as (member, first index, count, epoch, state)."""
+    return [(c.member, index_of((c.first_ip, c.first_port)), c.count, c.epoch, c.state) for c in store.claims("vip")]
+
+
 class Recorder:
     """A store that records every call a pool makes (method, arguments, answer or error class) and passes it on."""
 

@@ -7,33 +7,15 @@ clock is a ``storekit.Clock``; holds are timed by a ``clockkit.Clock`` of their 
 
 from __future__ import annotations
 
-from typing import Any
-
 import natpool
 import pytest
 from clockkit import Clock as HoldClock
 from natpool.store import Store
-from storekit import Clock, dump, index_of, make_pool
+from storekit import TTL, Clock, dump, indices, ranges, store_pool
 
 pytest_plugins = ("storefixtures",)  # its fixtures: kind, url, clock, store, pool_impl
 
-TTL = 30.0
-DELAY = 60.0
-
-
-def pool(pool_impl: str, store: Any, member: str, **overrides: Any) -> Any:
-    overrides.setdefault("claim_ttl", TTL)
-    overrides.setdefault("reclaim_delay", DELAY)
-    return make_pool(pool_impl, store, member, **overrides)
-
-
-def indices(leases: list[Any]) -> list[int]:
-    return [index_of(lease.address) for lease in leases]
-
-
-def ranges(store: Store) -> list[tuple[str, int, int, int, str]]:
-    """The claims as (member, first index, count, epoch, state)."""
-    return [(c.member, index_of((c.first_ip, c.first_port)), c.count, c.epoch, c.state) for c in store.claims("vip")]
+pool = store_pool
 
 
 @pytest.mark.parametrize("client_block", [1, 4])

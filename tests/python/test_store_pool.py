@@ -24,36 +24,24 @@ import pytest
 from natpool.store import Grant, SQLiteStore, Store, open_store
 from storekit import (
     CONFIG,
+    DELAY,
+    TTL,
     Clock,
     PrivateServer,
     Recorder,
     dump,
     fresh_url,
-    index_of,
+    indices,
     make_pool,
     open_kind,
+    ranges,
+    store_pool,
     wait_until,
 )
 
 pytest_plugins = ("storefixtures",)  # its fixtures: kind, url, clock, store, pool_impl
 
-TTL = 30.0
-DELAY = 60.0
-
-
-def pool(pool_impl: str, store: Store, member: str, **overrides: Any) -> Any:
-    overrides.setdefault("claim_ttl", TTL)
-    overrides.setdefault("reclaim_delay", DELAY)
-    return make_pool(pool_impl, store, member, **overrides)
-
-
-def indices(leases: list[Any]) -> list[int]:
-    return [index_of(lease.address) for lease in leases]
-
-
-def ranges(store: Store) -> list[tuple[str, int, int, int, str]]:
-    """The claims as (member, first index, count, epoch, state)."""
-    return [(c.member, index_of((c.first_ip, c.first_port)), c.count, c.epoch, c.state) for c in store.claims("vip")]
+pool = store_pool
 
 
 def drain(member: Any) -> list[Any]:

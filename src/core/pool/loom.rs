@@ -389,6 +389,27 @@ impl crate::core::Store for LosingStore {
     }
 }
 
+/// Two addresses (10.0.0.1, ports 1000-1001), one block per subpool, as the
+/// one member of a `LosingStore` with room for both; no renewal thread.
+fn losing_cluster_pool() -> Arc<Pool<u64>> {
+    let ip = Ipv4Addr::new(10, 0, 0, 1);
+    let spec = PoolSpec::new("loom", ip, ip)
+        .ports(1000, 1001)
+        .initial_blocks(1);
+    let store = LosingStore {
+        next: loom::sync::atomic::AtomicU64::new(0),
+        size: 2,
+    };
+    Arc::new(Pool::with_store(
+        spec.build().unwrap(),
+        crate::core::Membership {
+            store: Box::new(store),
+            claim_ttl: std::time::Duration::from_secs(3600),
+            renew_interval: std::time::Duration::ZERO,
+        },
+    ))
+}
+
 /// A renewal that loses every claim (and so fences their subpools) races
 /// with the free that empties one of them: whichever way it goes, a fenced
 /// subpool without live leases does not stay behind unnoticed — the next
@@ -396,22 +417,7 @@ impl crate::core::Store for LosingStore {
 #[test]
 fn a_fence_races_with_the_free_that_empties_the_subpool() {
     loom::model(|| {
-        let ip = Ipv4Addr::new(10, 0, 0, 1);
-        let spec = PoolSpec::new("loom", ip, ip)
-            .ports(1000, 1001)
-            .initial_blocks(1);
-        let store = LosingStore {
-            next: loom::sync::atomic::AtomicU64::new(0),
-            size: 2,
-        };
-        let pool = Arc::new(Pool::<u64>::with_store(
-            spec.build().unwrap(),
-            crate::core::Membership {
-                store: Box::new(store),
-                claim_ttl: std::time::Duration::from_secs(3600),
-                renew_interval: std::time::Duration::ZERO,
-            },
-        ));
+        let pool = losing_cluster_pool();
         // Subpool 0 holds the lease; the threshold growth made subpool 1.
         let lease = pool.allocate(1).unwrap();
         let renewer = spawn_with(&pool, |pool| pool.renew().unwrap());
@@ -439,22 +445,7 @@ fn a_fence_races_with_the_free_that_empties_the_subpool() {
 #[test]
 fn a_fence_races_with_the_end_of_a_hold_that_empties_the_subpool() {
     loom::model(|| {
-        let ip = Ipv4Addr::new(10, 0, 0, 1);
-        let spec = PoolSpec::new("loom", ip, ip)
-            .ports(1000, 1001)
-            .initial_blocks(1);
-        let store = LosingStore {
-            next: loom::sync::atomic::AtomicU64::new(0),
-            size: 2,
-        };
-        let pool = Arc::new(Pool::<u64>::with_store(
-            spec.build().unwrap(),
-            crate::core::Membership {
-                store: Box::new(store),
-                claim_ttl: std::time::Duration::from_secs(3600),
-                renew_interval: std::time::Duration::ZERO,
-            },
-        ));
+        let pool = losing_cluster_pool();
         // Subpool 0 holds the lease; the threshold growth made subpool 1.
         let lease = pool.allocate_at(1, None).unwrap();
         assert_eq!(pool.free_at(lease.handle, 5.0, Some(0.0)).unwrap(), Some(1));
