@@ -1,4 +1,5 @@
-"""One allocate() + free() pair, allocate_many(n) + free_many per batch, lookup hit and miss.
+"""One allocate() + free() pair (with each of the pool's reuse orders and a hold-down too), allocate_many(n) +
+free_many per batch, lookup hit and miss.
 
 Each case runs with natpool, the reference model, the deque free list and (where a call
 shape exists) the PyO3 floor: ``floor.noop()`` takes the place of each call.
@@ -20,6 +21,11 @@ from benches.baselines import IMPLEMENTATIONS, make_deque, make_floor, make_pool
 BLOCKS = 65536
 #: Operations (pairs, lookups; leases in a batch case) per timed call.
 OPS = 8192
+#: The pool's policies ``PolicyPair`` measures: each reuse order, and FIFO with a hold-down of ``HOLD_DOWN``.
+POLICIES = ["fifo", "lifo", "random", "fifo+hold"]
+#: The hold of ``fifo+hold``, seconds: at a few hundred ns a pair, some hundreds of addresses are held at once,
+#: within the resident subpool (no subpool is created): the case measures the holds themselves.
+HOLD_DOWN = 100e-6
 
 
 def _pool(implementation: str) -> Any:
@@ -45,6 +51,27 @@ class Pair:
         self.free: Callable[[Any], None] = pool.free
 
     def time_allocate_free(self, implementation: str) -> None:
+        allocate, free = self.allocate, self.free
+        for _ in range(OPS):
+            free(allocate())
+
+
+class PolicyPair:
+    """``free(allocate())`` on natpool in each reuse order and in FIFO order with a hold-down (``POLICIES``): what
+    each policy costs against the default order's pair (fifo) of the same run."""
+
+    params: ClassVar[Any] = POLICIES
+    param_names: ClassVar[list[str]] = ["policy"]
+
+    def setup(self, policy: str) -> None:
+        order, hold = policy.removesuffix("+hold"), policy.endswith("+hold")
+        hold_down = HOLD_DOWN if hold else 0.0
+        pool: Any = make_pool("natpool", initial_blocks=BLOCKS, order=order, seed=1, hold_down=hold_down)
+        pool.free(pool.allocate())  # the memory pool exists before timing starts
+        self.allocate: Callable[[], Any] = pool.allocate
+        self.free: Callable[[Any], None] = pool.free
+
+    def time_allocate_free(self, policy: str) -> None:
         allocate, free = self.allocate, self.free
         for _ in range(OPS):
             free(allocate())
