@@ -56,25 +56,21 @@ class Pair:
             free(allocate())
 
 
-class PolicyPair:
-    """``free(allocate())`` on natpool in each reuse order and in FIFO order with a hold-down (``POLICIES``): what
-    each policy costs against the default order's pair (fifo) of the same run."""
+class PolicyPair(Pair):
+    """``Pair`` on natpool in each reuse order and in FIFO order with a hold-down (``POLICIES``): what each policy
+    costs against the default order's pair (fifo) of the same run."""
 
     params: ClassVar[Any] = POLICIES
     param_names: ClassVar[list[str]] = ["policy"]
 
-    def setup(self, policy: str) -> None:
-        order, hold = policy.removesuffix("+hold"), policy.endswith("+hold")
+    def setup(self, implementation: str) -> None:
+        """``implementation``: the policy, one of ``POLICIES``."""
+        order, hold = implementation.removesuffix("+hold"), implementation.endswith("+hold")
         hold_down = HOLD_DOWN if hold else 0.0
         pool: Any = make_pool("natpool", initial_blocks=BLOCKS, order=order, seed=1, hold_down=hold_down)
         pool.free(pool.allocate())  # the memory pool exists before timing starts
-        self.allocate: Callable[[], Any] = pool.allocate
-        self.free: Callable[[Any], None] = pool.free
-
-    def time_allocate_free(self, policy: str) -> None:
-        allocate, free = self.allocate, self.free
-        for _ in range(OPS):
-            free(allocate())
+        self.allocate = pool.allocate
+        self.free = pool.free
 
 
 class Batch:
