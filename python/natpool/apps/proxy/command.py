@@ -164,7 +164,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--max-per-client",
         type=count_at_least(1),
         metavar="N",
-        help="leases of one client IP at most (its connections and held or quarantined leases); None: no limit",
+        help="live or held leases of one client IP at most, the pool's client_quota (its connections, and its "
+        "addresses held down or quarantined until their hold ends); None: no limit",
     )
     add_order(clients, d.order)
     clients.add_argument("--seed", type=count_at_least(0), metavar="N", help="the seed of --order random")
