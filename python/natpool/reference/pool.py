@@ -20,11 +20,24 @@ creating or deleting a subpool, see ``docs/design.md``):
   below ``capacity``); after any successful allocation that leaves
   ``free_blocks <= grow_threshold``, one more subpool is created.
 * A new subpool gets the lowest unused id and the first addresses of the
-  lowest free interval, ``initial_blocks`` of them for the first subpool and
-  ``subpool_blocks`` later, clipped to the interval and to ``capacity``.
+  lowest free interval (the lowest free address on no drained IP, up to the
+  next owned or drained address), ``initial_blocks`` of them for the first
+  subpool and ``subpool_blocks`` later, clipped to the interval and to
+  ``capacity``.
 * When a subpool's last live lease is freed, it is deleted and its interval
   merged into the free space, unless the blocks left would be fewer than
   ``initial_blocks``.
+
+The pool's shape (``docs/shapes.md``): its addresses are an address space
+(``space.py``: several ranges, minus exclusions, IPv4 or IPv6) numbered from 0,
+and every rule above works on those indices. ``intervals()`` shows each element
+of the interval list cut where the space has a gap. ``reserve(ip, port)`` leases
+one given address (a block taken out of its subpool's free list, which keeps it
+as a phantom; in a free interval, a shared subpool is made for it by the chunk
+rule). ``drain(ip)`` fences every subpool holding an address of the IP
+(``drain.py``): it serves no allocation and is deleted, whatever the keep rule,
+once none of its blocks is live or held; growth and port blocks skip drained
+IPs; ``undrain(ip)`` reopens the subpools no drained IP touches any more.
 
 With a store (``store=``, see ``natpool.store`` and ``natpool/store/member.py``) the pool
 is one member of a cluster sharing the address space:
