@@ -28,8 +28,8 @@ from natpool import (
     PoolExhausted,
     Subpool,
 )
+from splitmixkit import splitmix64
 
-MASK = 2**64 - 1
 LAST_48 = "2001:db8:0:ffff:ffff:ffff:ffff:ffff"
 """The last address of 2001:db8::/48."""
 
@@ -59,17 +59,6 @@ def single(impl: Any, ports: int, initial: int, maximum: int = 1000, **options: 
 def three_ips(impl: Any, initial: int = 4, **options: Any) -> Any:
     """10.0.0.1-10.0.0.3, ports 1..4: 12 addresses, four per IP."""
     return impl("d", ranges=["10.0.0.1-10.0.0.3"], initial_blocks=initial, max_blocks=1000, ports=(1, 4), **options)
-
-
-def splitmix64(seed: int) -> Any:
-    """SplitMix64 as reuse.py states it, written here again."""
-    state = seed & MASK
-    while True:
-        state = (state + 0x9E3779B97F4A7C15) & MASK
-        z = state
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
-        yield z ^ (z >> 31)
 
 
 # -- point 1: ranges ---------------------------------------------------------------------------------
@@ -678,32 +667,28 @@ def test_drain_arguments(impl: Any) -> None:
 # -- port blocks and paired over shapes ---------------------------------------------------------------
 
 
-def test_an_ip_left_with_too_few_addresses_holds_no_port_block(impl: Any) -> None:
-    pool = impl(
+def short_ip(impl: Any, **options: Any) -> Any:
+    """10.0.0.1 with ports 1 and 4 (2 and 3 excluded), then 10.0.0.2 with ports 1-4."""
+    return impl(
         "pb",
         ranges=["10.0.0.1-10.0.0.2"],
         exclude=["10.0.0.1:2-3"],
         initial_blocks=1,
         max_blocks=100,
         ports=(1, 4),
-        client_block=3,
         clock=Clock(),
+        **options,
     )
+
+
+def test_an_ip_left_with_too_few_addresses_holds_no_port_block(impl: Any) -> None:
+    pool = short_ip(impl, client_block=3)
     assert pool.allocate(client="c").address == ("10.0.0.2", 1)
     assert pool.events() == [BlockEvent(0, "assigned", "c", "10.0.0.2", 1, "10.0.0.2", 3)]
 
 
 def test_a_port_block_is_consecutive_indices_of_one_ip(impl: Any) -> None:
-    pool = impl(
-        "pb",
-        ranges=["10.0.0.1-10.0.0.2"],
-        exclude=["10.0.0.1:2-3"],
-        initial_blocks=1,
-        max_blocks=100,
-        ports=(1, 4),
-        client_block=2,
-        clock=Clock(),
-    )
+    pool = short_ip(impl, client_block=2)
     assert addresses(pool.allocate_many(2, client="c")) == [("10.0.0.1", 1), ("10.0.0.1", 4)]
     assert pool.events() == [BlockEvent(0, "assigned", "c", "10.0.0.1", 1, "10.0.0.1", 4)]
     assert pool.subpools() == [Subpool(0, "10.0.0.1", 1, "10.0.0.1", 4, 2, 0, 0, "c")]
