@@ -25,6 +25,9 @@ pub struct Interval {
 pub struct Snapshot<T> {
     /// The subpools, ordered by `start`.
     pub subpools: Vec<Arc<Subpool<T>>>,
+    /// Each subpool's `start`, in the same order: `owner` searches this
+    /// contiguous array instead of following one pointer per probe.
+    starts: Box<[u64]>,
     /// How many elements the list has (owned plus free).
     pub length: u64,
 }
@@ -32,13 +35,18 @@ pub struct Snapshot<T> {
 impl<T: Default> Snapshot<T> {
     fn new(subpools: Vec<Arc<Subpool<T>>>, address_count: u64) -> Self {
         let length = gaps(&subpools, address_count).count() as u64 + subpools.len() as u64;
-        Snapshot { subpools, length }
+        let starts = subpools.iter().map(|s| s.start).collect();
+        Snapshot {
+            subpools,
+            starts,
+            length,
+        }
     }
 
     /// The subpool holding address `index`, if any.
     #[inline]
     pub fn owner(&self, index: u64) -> Option<&Arc<Subpool<T>>> {
-        let position = self.subpools.partition_point(|s| s.start <= index);
+        let position = self.starts.partition_point(|&start| start <= index);
         let candidate = self.subpools.get(position.checked_sub(1)?)?;
         candidate.covers(index).then_some(candidate)
     }
