@@ -534,6 +534,14 @@ def test_a_reserved_block_freed_with_a_hold(impl: Any) -> None:
     clock.now = 10  # the hold ends while the phantom is listed: a free entry where it stands
     assert ports_of(pool.allocate_many(4)) == [1, 2, 3, 4]
 
+    clock.now = 0
+    ended = single(impl, 8, 4, clock=clock)
+    ended.free(ended.allocate(), hold=5)
+    clock.now = 5  # reserve releases the holds that ended, as an allocation does
+    assert ended.reserve("10.0.0.1", 1).port == 1
+    assert ended.stats().held == 0
+
+    clock.now = 10
     other = single(impl, 8, 4, clock=clock)
     other.free(other.reserve("10.0.0.1", 2), hold=10)  # held until 20
     assert ports_of(other.allocate_many(3)) == [1, 3, 4]  # the phantom met and discarded
@@ -605,6 +613,10 @@ def test_drain_fences_a_subpool_that_spans_two_ips(impl: Any) -> None:
         Subpool(0, "10.0.0.1", 1, "10.0.0.2", 2, 6, 5),
         Subpool(1, "10.0.0.3", 1, "10.0.0.3", 4, 4, 3),
     ]
+    before = snapshot(pool)
+    with pytest.raises(PoolExhausted):
+        pool.reserve("10.0.0.1", 2)  # not drained, but in a drain-fenced subpool
+    assert snapshot(pool) == before
     pool.drain("10.0.0.1")
     pool.undrain("10.0.0.2")  # 10.0.0.1 still fences it
     assert pool.allocate().address == ("10.0.0.3", 2)

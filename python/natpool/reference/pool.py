@@ -887,12 +887,12 @@ class Pool:
         """A lease of exactly (ip, port), for no client, freed like any lease.
 
         ``ArgumentError`` if the address is not in the pool or on a drained IP;
+        then, as an allocation call does, the holds that ended are released;
         ``LeaseError`` if it is live, held, or in a client's port block;
-        ``PoolExhausted`` when no block may be made for it. In a free interval, a
-        shared subpool is made for it by the chunk rule of ``docs/shapes.md``.
-        It reads no clock, releases no hold and does not apply the threshold
-        growth (it is not an allocation). Not supported with a store yet
-        (``NatPoolError``).
+        ``PoolExhausted`` in a drain-fenced subpool, or when no block may be made
+        for it. In a free interval, a shared subpool is made for it by the chunk
+        rule of ``docs/shapes.md``. No threshold growth follows. Not supported
+        with a store yet (``NatPoolError``).
         """
         self._check_open()
         address = parse_address(ip, self._cb.family, "ip")
@@ -906,6 +906,7 @@ class Pool:
             raise ArgumentError(f"ip: {where} is not an address of pool {self.name!r}")
         if address in self._drained:
             raise ArgumentError(f"ip: {where} is on a drained IP")
+        self._begin(None)
         element = self._intervals.owner_of(index)
         subpool = element.subpool
         if subpool is None:
@@ -916,6 +917,8 @@ class Pool:
                 raise LeaseError(f"{where} is {'live' if block.live else 'held'} in pool {self.name!r}")
             if subpool.owner is not None:
                 raise LeaseError(f"{where} is in a port block of client {subpool.owner!r}")
+            if subpool.drain_fenced:
+                raise PoolExhausted(f"{where} is in a subpool fenced by a drained IP of pool {self.name!r}")
             if self._live >= self.capacity:
                 raise self._exhausted(1)
         offset = index - subpool.interval.first
