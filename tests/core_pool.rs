@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use natpool::{Error, Handle, Interval, Pool, PoolSpec};
 
@@ -39,7 +39,10 @@ fn pool(initial: u32, max: u64, subpool: Option<u32>) -> Pool<u32> {
 }
 
 /// The index of (ip, port) in a pool of `ports` ports per IP from FIRST.
-fn index_of(ip: Ipv4Addr, port: u16, ports: (u16, u16)) -> usize {
+fn index_of(ip: IpAddr, port: u16, ports: (u16, u16)) -> usize {
+    let IpAddr::V4(ip) = ip else {
+        panic!("an IPv4 pool leased {ip}")
+    };
     let per_ip = usize::from(ports.1 - ports.0) + 1;
     (u32::from(ip) - u32::from(FIRST)) as usize * per_ip + usize::from(port - ports.0)
 }
@@ -64,7 +67,7 @@ fn allocates_in_address_order_and_grows_eagerly() {
     let p = pool(2, 5, Some(2));
     let a = p.allocate(1).unwrap();
     let b = p.allocate(2).unwrap();
-    assert_eq!((a.ip, a.port, b.port), (FIRST, 1000, 1001));
+    assert_eq!((a.ip, a.port, b.port), (FIRST.into(), 1000, 1001));
     // Taking the last free block (threshold 0) created the next subpool.
     assert_eq!(p.stats().subpools, 2);
     assert_eq!(
@@ -443,5 +446,223 @@ mod policies {
             pool.allocate_for(0, u64::MAX),
             Err(Error::Argument(_))
         ));
+    }
+}
+
+/// Issue 12's shapes: several ranges, exclusions, IPv6 (`docs/shapes.md`).
+mod shapes {
+    use std::collections::HashSet;
+    use std::net::{IpAddr, Ipv6Addr};
+
+    use natpool::{Error, Exclusion, Interval, Pool, PoolSpec};
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    /// Two ranges, 10.0.0.1-10.0.0.3 and 10.0.1.7, ports 1..=4, without
+    /// 10.0.0.2 and port 3 of 10.0.0.3: 11 addresses in 4 segments.
+    fn shaped(initial: u32) -> Pool<u32> {
+        let spec = PoolSpec::with_ranges(
+            "shapes",
+            [
+                (ip("10.0.1.7"), ip("10.0.1.7")),
+                (ip("10.0.0.1"), ip("10.0.0.3")),
+            ],
+        )
+        .ports(1, 4)
+        .exclude([
+            Exclusion::ip(ip("10.0.0.2")),
+            Exclusion::ports(ip("10.0.0.3"), 3, 3),
+        ])
+        .initial_blocks(initial);
+        Pool::new(spec.build().unwrap())
+    }
+
+    fn address(ip_text: &str, port: u16) -> (IpAddr, u16) {
+        (ip(ip_text), port)
+    }
+
+    #[test]
+    fn a_shaped_pool_hands_out_exactly_its_addresses_in_order() {
+        let pool = shaped(3);
+        assert_eq!(pool.config().address_count(), 11);
+        let leases: Vec<_> = (0..11).map(|i| pool.allocate(i).unwrap()).collect();
+        let got: Vec<(IpAddr, u16)> = leases.iter().map(|l| (l.ip, l.port)).collect();
+        let expected = vec![
+            address("10.0.0.1", 1),
+            address("10.0.0.1", 2),
+            address("10.0.0.1", 3),
+            address("10.0.0.1", 4),
+            address("10.0.0.3", 1),
+            address("10.0.0.3", 2),
+            address("10.0.0.3", 4),
+            address("10.0.1.7", 1),
+            address("10.0.1.7", 2),
+            address("10.0.1.7", 3),
+            address("10.0.1.7", 4),
+        ];
+        assert_eq!(got, expected);
+        assert!(matches!(pool.allocate(99), Err(Error::Exhausted(_))));
+        for (i, lease) in leases.iter().enumerate() {
+            let (found, _) = pool.lookup_with(lease.ip, lease.port, |l, d| (l, *d));
+            assert_eq!(found, Some((*lease, i as u32)));
+        }
+        // Excluded addresses and other families are in no subpool.
+        assert_eq!(pool.lookup_with(ip("10.0.0.2"), 1, |_, d| *d).0, None);
+        assert_eq!(pool.lookup_with(ip("10.0.0.3"), 3, |_, d| *d).0, None);
+        assert_eq!(pool.lookup_with(ip("::1"), 1, |_, d| *d).0, None);
+        for lease in leases {
+            pool.free(lease.handle).unwrap();
+        }
+        assert!(pool.is_empty());
+    }
+
+    #[test]
+    fn intervals_never_span_a_gap_and_stats_count_the_records() {
+        let pool = shaped(6);
+        let a = pool.allocate(0).unwrap(); // subpool 0: indices 0..6
+        let records = pool.intervals();
+        assert_eq!(
+            records,
+            vec![
+                Interval {
+                    first: 0,
+                    count: 4,
+                    subpool: Some(0)
+                },
+                Interval {
+                    first: 4,
+                    count: 2,
+                    subpool: Some(0)
+                },
+                Interval {
+                    first: 6,
+                    count: 1,
+                    subpool: None
+                },
+                Interval {
+                    first: 7,
+                    count: 4,
+                    subpool: None
+                },
+            ]
+        );
+        let stats = pool.stats();
+        assert_eq!(stats.intervals, records.len() as u64);
+        assert_eq!(
+            (stats.subpools, stats.free_addresses, stats.address_count),
+            (1, 5, 11)
+        );
+        pool.free(a.handle).unwrap();
+    }
+
+    #[test]
+    fn an_ipv6_slash_48_is_a_few_interval_elements_and_exact() {
+        let first: Ipv6Addr = "2001:db8:7::".parse().unwrap();
+        let last: Ipv6Addr = "2001:db8:7:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        let spec = PoolSpec::new("six", first, last)
+            .prefix(48)
+            .initial_blocks(1024);
+        let pool: Pool<u8> = Pool::new(spec.build().unwrap());
+        let per_ip: u128 = 64512;
+        // The subnet-router anycast address 2001:db8:7:: is left out.
+        assert_eq!(pool.config().address_count(), ((1u128 << 80) - 1) * per_ip);
+        assert_eq!(pool.config().first_ip(), ip("2001:db8:7::1"));
+        let leases = pool.allocate_many(2000, || 1).unwrap();
+        assert_eq!(
+            (leases[0].ip, leases[0].port),
+            address("2001:db8:7::1", 1024)
+        );
+        assert_eq!(
+            (leases[1999].ip, leases[1999].port),
+            address("2001:db8:7::1", 3023)
+        );
+        assert_eq!(pool.intervals().len(), 3); // two subpools and the rest
+        let stats = pool.stats();
+        assert_eq!(stats.free_addresses, pool.config().address_count() - 2048);
+        assert_eq!(stats.capacity, u64::MAX);
+        let (found, _) = pool.lookup_with(leases[7].ip, leases[7].port, |l, _| l);
+        assert_eq!(found, Some(leases[7]));
+        let mut released = Vec::new();
+        let handles: Vec<_> = leases.iter().map(|l| l.handle).collect();
+        pool.free_many(&handles, &mut released).unwrap();
+    }
+
+    #[test]
+    fn port_blocks_lie_on_one_ip_of_the_space() {
+        // 10.0.0.1 keeps 2 of its 4 ports: too few for a block of 3.
+        let spec = PoolSpec::with_ranges("blocks", [(ip("10.0.0.1"), ip("10.0.0.3"))])
+            .ports(1, 4)
+            .exclude([Exclusion::ports(ip("10.0.0.1"), 2, 3)])
+            .initial_blocks(2)
+            .client_block(3);
+        let pool: Pool<u32> = Pool::new(spec.build().unwrap());
+        let a = pool.allocate_for(1, 7).unwrap();
+        assert_eq!((a.ip, a.port), address("10.0.0.2", 1));
+        let leases = pool.allocate_many_for(3, || 1, 7).unwrap();
+        let ips: HashSet<IpAddr> = leases.iter().map(|l| l.ip).collect();
+        // Block 1 is 10.0.0.2:1-3; block 2 the lowest 3 on one IP: 10.0.0.3:1-3
+        // (10.0.0.2:4 is free but alone on its IP).
+        assert_eq!(ips, [ip("10.0.0.2"), ip("10.0.0.3")].into_iter().collect());
+        let firsts: Vec<u128> = pool.subpools().iter().map(|s| s.first).collect();
+        assert_eq!(firsts, vec![2, 6]);
+    }
+
+    #[test]
+    fn a_paired_client_stays_on_its_ip_across_an_exclusion_hole() {
+        // 10.0.0.1 keeps ports 1 and 4: indices 0 and 1, two segments, one
+        // IP; subpool 0 holds both.
+        let spec = PoolSpec::with_ranges("paired", [(ip("10.0.0.1"), ip("10.0.0.2"))])
+            .ports(1, 4)
+            .exclude([Exclusion::ports(ip("10.0.0.1"), 2, 3)])
+            .initial_blocks(2)
+            .subpool_blocks(1)
+            .paired(true);
+        let pool: Pool<u32> = Pool::new(spec.build().unwrap());
+        let other = pool.allocate(0).unwrap(); // 10.0.0.1:1
+        let a = pool.allocate_for(1, 5).unwrap(); // 10.0.0.1:4; subpool 1 grows
+        assert_eq!((a.ip, a.port), address("10.0.0.1", 4));
+        pool.free(other.handle).unwrap();
+        // Subpool 0 lies wholly on the client's IP: it serves, not subpool 1.
+        let b = pool.allocate_for(1, 5).unwrap();
+        assert_eq!((b.ip, b.port), address("10.0.0.1", 1));
+    }
+
+    #[test]
+    fn a_store_numbers_at_most_two_to_the_63_minus_1_addresses() {
+        use natpool::{Grant, Membership, Store};
+        struct Never;
+        impl Store for Never {
+            fn claim(&self) -> Result<Option<Grant>, Error> {
+                Ok(None)
+            }
+            fn release(&self, _: u64) -> Result<(), Error> {
+                Ok(())
+            }
+            fn renew(&self, epochs: &[u64]) -> Result<Vec<u64>, Error> {
+                Ok(epochs.to_vec())
+            }
+            fn leave(&self, _: &[u64]) -> Result<(), Error> {
+                Ok(())
+            }
+        }
+        let membership = || Membership {
+            store: Box::new(Never),
+            claim_ttl: std::time::Duration::from_secs(60),
+            renew_interval: std::time::Duration::ZERO,
+        };
+        let big =
+            PoolSpec::with_ranges("big", [(ip("2001:db8::"), ip("2001:db8::ffff:ffff:ffff"))])
+                .initial_blocks(1)
+                .build()
+                .unwrap();
+        let result = Pool::<u8>::with_store(big, membership());
+        assert!(matches!(result, Err(Error::Config { field: "store", .. })));
+        let small = PoolSpec::with_ranges("small", [(ip("2001:db8::"), ip("2001:db8::ff"))])
+            .initial_blocks(1)
+            .build()
+            .unwrap();
+        assert!(Pool::<u8>::with_store(small, membership()).is_ok());
     }
 }

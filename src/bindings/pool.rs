@@ -12,11 +12,10 @@ use crate::bindings::cluster::{self, CorePool, Member};
 use crate::bindings::convert::{self, Context, Given};
 use crate::bindings::lease::{LeaseContext, PyLease};
 use crate::bindings::records;
-use crate::core::config::ip_text;
-use std::net::Ipv4Addr;
 
-use crate::core::config::WideSpec;
+use crate::core::config::{WideShape, WideSpec};
 use crate::core::policy::{check_hold, check_now};
+use crate::core::space::Family;
 use crate::core::{Config, Error, Handle, Lease, Order};
 
 /// A client NAT address pool (the Rust core).
@@ -42,7 +41,7 @@ fn lease_object(
         PyLease {
             pool: pool.clone().unbind(),
             handle: lease.handle.0,
-            ip: u32::from(lease.ip),
+            ip: lease.ip,
             port: lease.port,
             data,
         },
@@ -170,9 +169,7 @@ fn given_or<'py>(
 fn lease_repr(lease: &PyLease) -> String {
     format!(
         "Lease(ip='{}', port={}, handle={:#x})",
-        ip_text(lease.ip),
-        lease.port,
-        lease.handle
+        lease.ip, lease.port, lease.handle
     )
 }
 
@@ -215,9 +212,20 @@ impl PyPool {
             .map_err(|_| PyTypeError::new_err("name must be str"))?
             .to_cow()?
             .into_owned();
-        let first_ip = convert::ip(first_ip, "first_ip", Context::Config)?;
-        let last_ip = convert::ip(last_ip, "last_ip", Context::Config)?;
-        let prefix = convert::netmask(netmask)?;
+        let first_ip = convert::ip(first_ip, "first_ip", Context::Config, Family::V4)?;
+        let last_ip = convert::ip(last_ip, "last_ip", Context::Config, Family::V4)?;
+        if first_ip.0 != last_ip.0 {
+            return Err(Error::config(
+                "first_ip",
+                format!(
+                    "first_ip is IPv{}, last_ip is IPv{}",
+                    first_ip.0.number(),
+                    last_ip.0.number()
+                ),
+            )
+            .into());
+        }
+        let netmask = convert::netmask(netmask, first_ip.0)?;
         let ports = convert::ports(ports)?;
         let initial_blocks = convert::count(initial_blocks, "initial_blocks")?;
         let max_blocks = convert::count(max_blocks, "max_blocks")?;
@@ -228,9 +236,12 @@ impl PyPool {
             grow_threshold.map_or(Ok(0), |v| convert::count(v, "grow_threshold"))?;
         let mut config = Config::validate(WideSpec {
             name,
-            first_ip,
-            last_ip,
-            prefix,
+            shape: WideShape::Legacy {
+                first: first_ip,
+                last: last_ip,
+                netmask,
+            },
+            exclude: Vec::new(),
             ports,
             initial_blocks,
             max_blocks,
@@ -309,17 +320,35 @@ impl PyPool {
     fn name(&self) -> &str {
         self.core.config().name()
     }
+    /// The legacy form's ``first_ip`` as configured; with ``ranges``, the first usable address.
     #[getter]
     fn first_ip(&self) -> String {
-        self.core.config().first_ip().to_string()
+        let config = self.core.config();
+        config
+            .legacy()
+            .map_or(config.first_ip(), |(first, _, _)| first)
+            .to_string()
     }
+    /// The legacy form's ``last_ip`` as configured; with ``ranges``, the last usable address.
     #[getter]
     fn last_ip(&self) -> String {
-        self.core.config().last_ip().to_string()
+        let config = self.core.config();
+        config
+            .legacy()
+            .map_or(config.last_ip(), |(_, last, _)| last)
+            .to_string()
     }
+    /// The legacy netmask (IPv4: dotted; IPv6: the prefix length), or None for ``ranges``.
     #[getter]
-    fn netmask(&self) -> String {
-        self.core.config().netmask().to_string()
+    fn netmask<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let config = self.core.config();
+        Ok(match (config.netmask(), config.prefix()) {
+            (Some(mask), Some(_)) if !config.is_ipv6() => {
+                Some(mask.to_string().into_pyobject(py)?.into_any())
+            }
+            (_, Some(prefix)) => Some(prefix.into_pyobject(py)?.into_any()),
+            _ => None,
+        })
     }
     #[getter]
     fn initial_blocks(&self) -> u32 {
@@ -342,7 +371,7 @@ impl PyPool {
         self.core.config().grow_threshold()
     }
     #[getter]
-    fn address_count(&self) -> u64 {
+    fn address_count(&self) -> u128 {
         self.core.config().address_count()
     }
     #[getter]
@@ -514,14 +543,21 @@ impl PyPool {
         port: &Bound<'_, PyAny>,
     ) -> PyResult<Option<Py<PyLease>>> {
         let py = slf.py();
-        let ip = convert::ip(ip, "ip", Context::Argument)?;
+        let core = slf.get().open()?;
+        let family = core.config().family();
+        let (given, ip) = convert::ip(ip, "ip", Context::Argument, family)?;
         let port = convert::port(port)?;
-        let (found, released) =
-            slf.get()
-                .open()?
-                .lookup_with(Ipv4Addr::from(ip), port, |lease, data| {
-                    (lease, data.as_ref().map(|d| d.clone_ref(py)))
-                });
+        if given != family {
+            return Err(Error::Argument(format!(
+                "ip: {} is not an IPv{} address",
+                given.ip(ip),
+                family.number()
+            ))
+            .into());
+        }
+        let (found, released) = core.lookup_with(family.ip(ip), port, |lease, data| {
+            (lease, data.as_ref().map(|d| d.clone_ref(py)))
+        });
         drop(released);
         found
             .map(|(lease, data)| lease_object(slf, lease, data))

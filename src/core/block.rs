@@ -51,7 +51,9 @@ pub struct Completed<T> {
 
 pub struct ConnectionBlock<T> {
     state: AtomicU64,
-    pub ip: u32,
+    /// The block's IP: its slot in its subpool's IPs (`Subpool::ips`), so
+    /// that a block is no bigger for IPv6 than for IPv4.
+    pub ip_slot: u32,
     pub port: u16,
     data: DataCell<T>,
 }
@@ -65,10 +67,10 @@ unsafe impl<T: Send> Send for ConnectionBlock<T> {}
 unsafe impl<T: Send + Sync> Sync for ConnectionBlock<T> {}
 
 impl<T: Default> ConnectionBlock<T> {
-    pub fn new(ip: u32, port: u16, generation: u32) -> Self {
+    pub fn new(ip_slot: u32, port: u16, generation: u32) -> Self {
         ConnectionBlock {
             state: AtomicU64::new(free_state(generation)),
-            ip,
+            ip_slot,
             port,
             data: DataCell::new(T::default()),
         }
@@ -199,6 +201,14 @@ impl<T: Default> ConnectionBlock<T> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    /// The block keeps a slot into its subpool's IPs, not the IP: IPv6
+    /// blocks are no bigger than IPv4 ones.
+    #[test]
+    fn a_block_is_small_whatever_the_family() {
+        assert_eq!(std::mem::size_of::<ConnectionBlock<Option<Box<u8>>>>(), 24);
+        assert_eq!(std::mem::size_of::<ConnectionBlock<()>>(), 16);
+    }
 
     #[test]
     fn occupy_release_bumps_generation() {

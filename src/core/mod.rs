@@ -39,7 +39,6 @@ pub(crate) mod policy;
 pub(crate) mod pool;
 pub(crate) mod rng;
 pub(crate) mod segvec;
-#[allow(dead_code)] // wired through the core in the next commit
 pub(crate) mod space;
 pub(crate) mod store;
 pub(crate) mod subpool;
@@ -49,7 +48,7 @@ pub(crate) mod sync;
 mod loom_support;
 
 pub use clients::{BlockEvent, BlockEventKind};
-pub use config::{Config, PoolSpec};
+pub use config::{Config, Exclusion, PoolSpec};
 pub use error::Error;
 pub use handle::Handle;
 pub use interval_list::Interval;

@@ -189,13 +189,8 @@ impl Space {
         &self.ranges
     }
 
-    /// The first and last address of the space.
-    pub fn bounds(&self) -> ((u128, u16), (u128, u16)) {
-        let (first, last) = (&self.segments[0], &self.segments[self.segments.len() - 1]);
-        ((first.ip, first.port), (last.last_ip, last.last_port))
-    }
-
     /// How many segments the space has.
+    #[cfg(all(test, not(loom)))]
     pub fn segment_count(&self) -> usize {
         self.segments.len()
     }
@@ -377,6 +372,7 @@ impl Space {
     }
 
     /// The text of an address of the pool's family.
+    #[cfg_attr(not(feature = "python"), allow(dead_code))] // the binding's records
     pub fn text(&self, ip: u128) -> String {
         text(self.family, ip)
     }

@@ -249,14 +249,35 @@ impl Drop for Cluster {
     }
 }
 
+/// The largest address space a store can number (its ledger's integers).
+pub(crate) const STORE_ADDRESSES: u128 = (1 << 63) - 1;
+
+/// `Error::Config { field: "store" }` unless the store can number the
+/// pool's addresses.
+pub(crate) fn check_store_space(config: &crate::core::Config) -> Result<(), Error> {
+    if config.address_count() > STORE_ADDRESSES {
+        return Err(Error::config(
+            "store",
+            format!(
+                "the pool has {} addresses; a store numbers at most {STORE_ADDRESSES}",
+                config.address_count()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl<T: Default + Send + Sync> Pool<T> {
     /// A pool that is one member of a cluster: its subpools are created on
     /// ranges claimed from `membership.store` (see the module docs). The
-    /// caller has joined the cluster already.
-    pub fn with_store(config: crate::core::Config, membership: Membership) -> Self {
+    /// caller has joined the cluster already. The store's ledger counts
+    /// addresses in 64-bit integers: a space of more than 2^63 - 1
+    /// addresses is an error (field `store`).
+    pub fn with_store(config: crate::core::Config, membership: Membership) -> Result<Self, Error> {
+        check_store_space(&config)?;
         let mut pool = Pool::new(config);
         pool.cluster = Some(Cluster::new(membership));
-        pool
+        Ok(pool)
     }
 
     /// Whether the pool is a member of a cluster.
@@ -393,7 +414,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             let Some(grant) = shared.call(|store| store.claim())? else {
                 return Ok(None);
             };
-            if self.locally_free(grant.first, grant.count) {
+            if self.locally_free(u128::from(grant.first), u128::from(grant.count)) {
                 let deadline = shared.deadline(start);
                 let mut claims = shared.lock_claims();
                 claims.insert(
@@ -412,13 +433,13 @@ impl<T: Default + Send + Sync> Pool<T> {
     }
 
     /// Whether no subpool here holds any of `first..first + count`.
-    fn locally_free(&self, first: u64, count: u64) -> bool {
+    fn locally_free(&self, first: u128, count: u128) -> bool {
         let snapshot = self.intervals.load();
         let end = first + count;
         !snapshot
             .subpools
             .iter()
-            .any(|s| s.start < end && first < s.start + u64::from(s.len()))
+            .any(|s| s.start < end && first < s.end())
     }
 
     /// Return the claim of an idle subpool being deleted (its free list is
@@ -631,6 +652,7 @@ mod tests {
                 renew_interval: Duration::ZERO,
             },
         )
+        .unwrap()
     }
 
     fn calls(ranges: &Arc<Mutex<Ranges>>) -> Vec<String> {
@@ -654,7 +676,7 @@ mod tests {
         assert!(matches!(a.allocate(99), Err(Error::Exhausted(_))));
         assert!(matches!(b.allocate(99), Err(Error::Exhausted(_))));
         // a's subpools are on the ranges it claimed: 0..4 and 8..12.
-        let firsts: Vec<u64> = a.subpools().iter().map(|s| s.first).collect();
+        let firsts: Vec<u128> = a.subpools().iter().map(|s| s.first).collect();
         assert_eq!(firsts, vec![0, 8]);
     }
 

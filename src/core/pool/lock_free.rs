@@ -12,7 +12,7 @@
 //! (`natpool/reference/policy.py`); the `*_at` and `*_until` forms take the
 //! time from their caller (the Python binding reads a Python clock itself).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::core::block::{Completed, Release};
 use crate::core::error::Error;
@@ -149,7 +149,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         let generation = unsafe { block.occupy(data) };
         Lease {
             handle: Handle::new(generation, subpool.id, offset),
-            ip: Ipv4Addr::from(block.ip),
+            ip: subpool.ips[block.ip_slot as usize],
             port: block.port,
         }
     }
@@ -507,11 +507,12 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// the caller.
     pub fn lookup_with<R>(
         &self,
-        ip: Ipv4Addr,
+        ip: impl Into<IpAddr>,
         port: u16,
         read: impl FnOnce(Lease, &T) -> R,
     ) -> (Option<R>, Option<T>) {
-        let Some(index) = self.config.index(u32::from(ip), port) else {
+        let ip = ip.into();
+        let Some(index) = self.config.index_of(ip, port) else {
             return (None, None);
         };
         let snapshot = self.intervals.load();

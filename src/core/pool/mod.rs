@@ -20,6 +20,8 @@
 mod clients;
 mod cluster;
 
+#[cfg(feature = "python")]
+pub(crate) use cluster::check_store_space;
 pub use cluster::Renewal;
 mod lock_free;
 mod writer;
@@ -29,7 +31,7 @@ mod loom;
 #[cfg(all(test, not(loom)))]
 mod test_hook;
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::core::availability::Availability;
 use crate::core::clients::Clients;
@@ -51,7 +53,7 @@ use writer::Writer;
 pub struct Lease {
     /// Names the lease in [`Pool::free`]; stale once the lease is freed.
     pub handle: Handle,
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     pub port: u16,
 }
 
@@ -60,7 +62,7 @@ pub struct Lease {
 pub struct SubpoolInfo {
     pub id: u32,
     /// Index of its first address in the pool's address space.
-    pub first: u64,
+    pub first: u128,
     pub blocks: u32,
     pub free: u64,
     /// Blocks freed with a hold that has not ended.
@@ -76,9 +78,11 @@ pub struct PoolStats {
     pub free_blocks: u64,
     pub blocks: u64,
     pub subpools: u64,
+    /// The records [`Pool::intervals`] returns (O(1): counted per snapshot).
     pub intervals: u64,
-    pub free_addresses: u64,
-    pub address_count: u64,
+    /// Addresses in no subpool.
+    pub free_addresses: u128,
+    pub address_count: u128,
     pub capacity: u64,
     /// Blocks freed with a hold that has not ended (neither live nor free).
     pub held: u64,
@@ -166,7 +170,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             blocks: AtomicU64::new(0),
             slots: SegVec::new(),
             availability: Availability::new(config.capacity().max(1)),
-            intervals: IntervalList::new(config.address_count()),
+            intervals: IntervalList::new(config.space()),
             writer: Mutex::new(Writer::new()),
             held: Held::new(),
             rng: SplitMix64::new(config.seed().unwrap_or_else(entropy_seed)),
@@ -270,9 +274,11 @@ impl<T: Default + Send + Sync> Pool<T> {
         self.len() == 0
     }
 
-    /// The interval list in address order.
+    /// The interval list in address order, each element cut at the
+    /// boundaries of the address space's segments (no record spans a gap
+    /// between ranges or an exclusion).
     pub fn intervals(&self) -> Vec<Interval> {
-        self.intervals.load().intervals(self.config.address_count())
+        self.intervals.load().intervals(self.config.space())
     }
 
     /// The subpools in address order.
@@ -302,8 +308,8 @@ impl<T: Default + Send + Sync> Pool<T> {
             free_blocks: blocks.saturating_sub(taken),
             blocks,
             subpools: snapshot.subpools.len() as u64,
-            intervals: snapshot.length,
-            free_addresses: self.config.address_count() - blocks,
+            intervals: snapshot.records,
+            free_addresses: self.config.address_count() - u128::from(blocks),
             address_count: self.config.address_count(),
             capacity: self.config.capacity(),
             held: self.held(),

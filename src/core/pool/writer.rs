@@ -196,7 +196,11 @@ impl<T: Default + Send + Sync> Pool<T> {
         super::test_hook::creation_started(self);
         let (first, count, epoch) = if self.has_store() {
             match self.claim_range() {
-                Ok(Some(grant)) => (grant.first, grant.count as u32, Some(grant.epoch)),
+                Ok(Some(grant)) => (
+                    u128::from(grant.first),
+                    grant.count as u32,
+                    Some(grant.epoch),
+                ),
                 Ok(None) => return Ok(false),
                 Err(error) if required => return Err(error),
                 Err(_) => return Ok(false),
@@ -213,9 +217,9 @@ impl<T: Default + Send + Sync> Pool<T> {
                 .load()
                 .first_free(self.config.address_count())
                 .expect("blocks < capacity");
-            let count = u64::from(wanted)
+            let count = u128::from(wanted)
                 .min(free)
-                .min(self.config.capacity() - blocks) as u32;
+                .min(u128::from(self.config.capacity() - blocks)) as u32;
             (first, count, None)
         };
         let subpool = self.publish(writer, first, count, None, epoch)?;
@@ -231,7 +235,7 @@ impl<T: Default + Send + Sync> Pool<T> {
     fn publish(
         &self,
         writer: &mut Writer,
-        first: u64,
+        first: u128,
         count: u32,
         owner: Option<u64>,
         epoch: Option<u64>,
@@ -250,7 +254,8 @@ impl<T: Default + Send + Sync> Pool<T> {
         writer.take_id();
         self.slots.ensure(id as usize);
         self.availability.ensure(id);
-        self.intervals.insert(Arc::clone(&subpool));
+        self.intervals
+            .insert(Arc::clone(&subpool), self.config.space());
         self.slots
             .get(id as usize)
             .expect("slot ensured")
@@ -324,7 +329,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             .expect("a live subpool's slot exists");
         slot.store(None);
         self.availability.clear(id);
-        self.intervals.remove(id);
+        self.intervals.remove(id, self.config.space());
         let size = u64::from(subpool.len());
         if subpool.owner.is_some() {
             self.client_blocks.fetch_sub(size, Ordering::AcqRel);
@@ -334,13 +339,13 @@ impl<T: Default + Send + Sync> Pool<T> {
     }
 
     /// A port block of `client_block` addresses for `owner`: the lowest run
-    /// of free addresses on one IP, on IP number `ip` when it has one
+    /// of free addresses on one IP, on IP `ip` when it has one
     /// (`clients.rs`); `Exhausted` when none fits under `capacity`. Not in
     /// the availability map: only its client's allocations take from it.
     pub(super) fn create_block(
         &self,
         owner: u64,
-        ip: Option<u64>,
+        ip: Option<u128>,
     ) -> Result<Arc<Subpool<T>>, Error> {
         let k = self.config.client_block().expect("port blocks");
         let mut writer = self.lock_writer();
@@ -352,22 +357,24 @@ impl<T: Default + Send + Sync> Pool<T> {
     }
 
     /// Where `count` new port blocks would go, one after the other, the
-    /// first on IP number `ip` when it has room (`None`: they do not fit).
-    pub(super) fn plan_blocks(&self, mut ip: Option<u64>, count: u64) -> Option<Vec<u64>> {
-        let k = u64::from(self.config.client_block().expect("port blocks"));
+    /// first on IP `ip` when it has room (`None`: they do not fit).
+    pub(super) fn plan_blocks(&self, mut ip: Option<u128>, count: u64) -> Option<Vec<u128>> {
+        let k = self.config.client_block().expect("port blocks");
         let blocks = self.blocks.load(Ordering::Acquire);
-        if blocks.saturating_add(count.saturating_mul(k)) > self.config.capacity() {
+        if blocks.saturating_add(count.saturating_mul(u64::from(k))) > self.config.capacity() {
             return None;
         }
-        let per_ip = self.config.ports_per_ip();
-        let mut free = self.intervals.load().gaps(self.config.address_count());
+        let space = self.config.space();
+        let k = u128::from(k);
+        let mut free = self.intervals.load().gaps(space.address_count());
         let mut plan = Vec::with_capacity(count as usize);
         for _ in 0..count {
             let first = ip
-                .and_then(|ip| find_run(&free, k, per_ip, Some(ip)))
-                .or_else(|| find_run(&free, k, per_ip, None))?;
+                .and_then(|ip| space.ip_indices(ip))
+                .and_then(|run| find_run(&free, k, space, Some(run)))
+                .or_else(|| find_run(&free, k, space, None))?;
             plan.push(first);
-            ip = Some(first / per_ip);
+            ip = Some(space.ip_of(first));
             carve(&mut free, first, k);
         }
         Some(plan)
@@ -421,7 +428,7 @@ mod tests {
         Pool::new(spec.build().unwrap())
     }
 
-    fn layout(pool: &Pool<u32>) -> Vec<(u32, u64, u32)> {
+    fn layout(pool: &Pool<u32>) -> Vec<(u32, u128, u32)> {
         pool.subpools()
             .iter()
             .map(|s| (s.id, s.first, s.blocks))
