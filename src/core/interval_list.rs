@@ -28,6 +28,9 @@ pub struct Interval {
 pub struct Snapshot<T> {
     /// The subpools, ordered by `start`.
     pub subpools: Vec<Arc<Subpool<T>>>,
+    /// Each subpool's `start`, in the same order: `owner` searches this
+    /// contiguous array instead of following one pointer per probe.
+    starts: Box<[u128]>,
     /// How many records [`intervals`](Self::intervals) shows: the
     /// elements (owned plus free) cut at segment boundaries, counted by the
     /// writer that publishes the snapshot, so that `stats()` stays O(1).
@@ -39,13 +42,18 @@ impl<T: Default> Snapshot<T> {
         let records = elements(&subpools, space.address_count())
             .map(|(first, count, _)| space.pieces(first, count))
             .sum();
-        Snapshot { subpools, records }
+        let starts = subpools.iter().map(|s| s.start).collect();
+        Snapshot {
+            subpools,
+            starts,
+            records,
+        }
     }
 
     /// The subpool holding address `index`, if any.
     #[inline]
     pub fn owner(&self, index: u128) -> Option<&Arc<Subpool<T>>> {
-        let position = self.subpools.partition_point(|s| s.start <= index);
+        let position = self.starts.partition_point(|&start| start <= index);
         let candidate = self.subpools.get(position.checked_sub(1)?)?;
         candidate.covers(index).then_some(candidate)
     }
