@@ -12,6 +12,7 @@ use crate::bindings::cluster::{self, CorePool, Member};
 use crate::bindings::convert::{self, Context, Given};
 use crate::bindings::lease::{LeaseContext, PyLease};
 use crate::bindings::records;
+use crate::bindings::shapes;
 
 use crate::core::config::{WideShape, WideSpec};
 use crate::core::policy::{check_hold, check_now};
@@ -177,18 +178,20 @@ fn lease_repr(lease: &PyLease) -> String {
 impl PyPool {
     #[new]
     #[pyo3(
-        signature = (name, first_ip, last_ip, netmask, initial_blocks, max_blocks, *, ports=None, subpool_blocks=None, grow_threshold=None, hold_down=None, clock=None, order=None, seed=None, client_quota=None, paired=None, client_block=None, event_queue=None, store=None, member=None, claim_ttl=Given::Default, reclaim_delay=Given::Default, renew_interval=None),
-        text_signature = "(name, first_ip, last_ip, netmask, initial_blocks, max_blocks, *, ports=(1024, 65535), subpool_blocks=None, grow_threshold=0, hold_down=0.0, clock=None, order='fifo', seed=None, client_quota=None, paired=False, client_block=None, event_queue=65536, store=None, member=None, claim_ttl=30.0, reclaim_delay=120.0, renew_interval=None)"
+        signature = (name, first_ip=None, last_ip=None, netmask=None, initial_blocks=None, max_blocks=None, *, ranges=None, exclude=None, ports=None, subpool_blocks=None, grow_threshold=None, hold_down=None, clock=None, order=None, seed=None, client_quota=None, paired=None, client_block=None, event_queue=None, store=None, member=None, claim_ttl=Given::Default, reclaim_delay=Given::Default, renew_interval=None),
+        text_signature = "(name, first_ip=None, last_ip=None, netmask=None, initial_blocks=None, max_blocks=None, *, ranges=None, exclude=None, ports=(1024, 65535), subpool_blocks=None, grow_threshold=0, hold_down=0.0, clock=None, order='fifo', seed=None, client_quota=None, paired=False, client_block=None, event_queue=65536, store=None, member=None, claim_ttl=30.0, reclaim_delay=120.0, renew_interval=None)"
     )]
     #[allow(clippy::too_many_arguments)]
-    fn new(
-        py: Python<'_>,
-        name: &Bound<'_, PyAny>,
-        first_ip: &Bound<'_, PyAny>,
-        last_ip: &Bound<'_, PyAny>,
-        netmask: &Bound<'_, PyAny>,
-        initial_blocks: &Bound<'_, PyAny>,
-        max_blocks: &Bound<'_, PyAny>,
+    fn new<'py>(
+        py: Python<'py>,
+        name: &Bound<'py, PyAny>,
+        first_ip: Option<&Bound<'py, PyAny>>,
+        last_ip: Option<&Bound<'py, PyAny>>,
+        netmask: Option<&Bound<'py, PyAny>>,
+        initial_blocks: Option<&Bound<'_, PyAny>>,
+        max_blocks: Option<&Bound<'_, PyAny>>,
+        ranges: Option<&Bound<'_, PyAny>>,
+        exclude: Option<&Bound<'_, PyAny>>,
         ports: Option<&Bound<'_, PyAny>>,
         subpool_blocks: Option<&Bound<'_, PyAny>>,
         grow_threshold: Option<&Bound<'_, PyAny>>,
@@ -212,23 +215,52 @@ impl PyPool {
             .map_err(|_| PyTypeError::new_err("name must be str"))?
             .to_cow()?
             .into_owned();
-        let first_ip = convert::ip(first_ip, "first_ip", Context::Config, Family::V4)?;
-        let last_ip = convert::ip(last_ip, "last_ip", Context::Config, Family::V4)?;
-        if first_ip.0 != last_ip.0 {
-            return Err(Error::config(
-                "first_ip",
-                format!(
-                    "first_ip is IPv{}, last_ip is IPv{}",
-                    first_ip.0.number(),
-                    last_ip.0.number()
-                ),
-            )
-            .into());
-        }
-        let netmask = convert::netmask(netmask, first_ip.0)?;
+        let none = py.None().into_bound(py);
+        let legacy = first_ip.is_some() || last_ip.is_some() || netmask.is_some();
+        let shape = match (legacy, ranges) {
+            (true, Some(_)) => {
+                return Err(Error::config(
+                    "ranges",
+                    "give ranges or first_ip, last_ip and netmask, not both",
+                )
+                .into())
+            }
+            (false, None) => {
+                return Err(Error::config(
+                    "ranges",
+                    "give ranges, or first_ip, last_ip and netmask",
+                )
+                .into())
+            }
+            (false, Some(ranges)) => WideShape::Ranges(shapes::ranges(ranges)?),
+            (true, None) => {
+                let given =
+                    |value: Option<&Bound<'py, PyAny>>| value.cloned().unwrap_or(none.clone());
+                let first = convert::ip(&given(first_ip), "first_ip", Context::Config, Family::V4)?;
+                let last = convert::ip(&given(last_ip), "last_ip", Context::Config, Family::V4)?;
+                if first.0 != last.0 {
+                    return Err(Error::config(
+                        "first_ip",
+                        format!(
+                            "first_ip is IPv{}, last_ip is IPv{}",
+                            first.0.number(),
+                            last.0.number()
+                        ),
+                    )
+                    .into());
+                }
+                let netmask = convert::netmask(&given(netmask), first.0)?;
+                WideShape::Legacy {
+                    first,
+                    last,
+                    netmask,
+                }
+            }
+        };
+        let exclude = shapes::exclusions(exclude)?;
         let ports = convert::ports(ports)?;
-        let initial_blocks = convert::count(initial_blocks, "initial_blocks")?;
-        let max_blocks = convert::count(max_blocks, "max_blocks")?;
+        let initial_blocks = convert::count(initial_blocks.unwrap_or(&none), "initial_blocks")?;
+        let max_blocks = convert::count(max_blocks.unwrap_or(&none), "max_blocks")?;
         let subpool_blocks = subpool_blocks
             .map(|v| convert::count(v, "subpool_blocks"))
             .transpose()?;
@@ -236,12 +268,8 @@ impl PyPool {
             grow_threshold.map_or(Ok(0), |v| convert::count(v, "grow_threshold"))?;
         let mut config = Config::validate(WideSpec {
             name,
-            shape: WideShape::Legacy {
-                first: first_ip,
-                last: last_ip,
-                netmask,
-            },
-            exclude: Vec::new(),
+            shape,
+            exclude,
             ports,
             initial_blocks,
             max_blocks,
@@ -349,6 +377,21 @@ impl PyPool {
             (_, Some(prefix)) => Some(prefix.into_pyobject(py)?.into_any()),
             _ => None,
         })
+    }
+    /// The normalised ranges, ``(first_ip, last_ip)`` text pairs (exclusions not taken out).
+    #[getter]
+    fn ranges(&self) -> Vec<(String, String)> {
+        self.core
+            .config()
+            .ranges()
+            .iter()
+            .map(|(first, last)| (first.to_string(), last.to_string()))
+            .collect()
+    }
+    /// 4 or 6.
+    #[getter]
+    fn family(&self) -> u8 {
+        self.core.config().family().number()
     }
     #[getter]
     fn initial_blocks(&self) -> u32 {
@@ -545,16 +588,8 @@ impl PyPool {
         let py = slf.py();
         let core = slf.get().open()?;
         let family = core.config().family();
-        let (given, ip) = convert::ip(ip, "ip", Context::Argument, family)?;
+        let ip = shapes::address(ip, family, "ip")?;
         let port = convert::port(port)?;
-        if given != family {
-            return Err(Error::Argument(format!(
-                "ip: {} is not an IPv{} address",
-                given.ip(ip),
-                family.number()
-            ))
-            .into());
-        }
         let (found, released) = core.lookup_with(family.ip(ip), port, |lease, data| {
             (lease, data.as_ref().map(|d| d.clone_ref(py)))
         });

@@ -94,5 +94,6 @@ pub fn stats<'py>(py: Python<'py>, s: &PoolStats) -> PyResult<Bound<'py, PyAny>>
             s.capacity,
             s.held,
             s.events_dropped,
+            s.drained,
         ))
 }

@@ -88,6 +88,8 @@ pub struct PoolStats {
     pub held: u64,
     /// Block events dropped because their queue was full.
     pub events_dropped: u64,
+    /// Addresses of the space on drained IPs.
+    pub drained: u128,
 }
 
 /// A client NAT address pool holding a `T` for each live lease.
@@ -314,6 +316,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             capacity: self.config.capacity(),
             held: self.held(),
             events_dropped: self.events_dropped.load(Ordering::Relaxed),
+            drained: 0,
         }
     }
 }
