@@ -666,3 +666,193 @@ mod shapes {
         assert!(Pool::<u8>::with_store(small, membership()).is_ok());
     }
 }
+
+/// `reserve`, `drain`, `undrain` (`docs/shapes.md`) through the Rust API;
+/// the Python suite (test_shapes.py) holds both implementations to the
+/// rules in detail.
+mod reserve_and_drain {
+    use std::collections::HashSet;
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::atomic::{AtomicU8, Ordering};
+    use std::sync::Arc;
+
+    use natpool::{Error, Order, Pool, PoolSpec};
+
+    const IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+
+    /// Rounds per thread of the race (`NATPOOL_RESERVE_ROUNDS` for more).
+    fn rounds() -> u64 {
+        std::env::var("NATPOOL_RESERVE_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3000)
+    }
+
+    fn one_ip(ports: u16, initial: u32, order: Order) -> Pool<u32> {
+        let spec = PoolSpec::with_ranges("r", [(IP, IP)])
+            .ports(1, ports)
+            .initial_blocks(initial)
+            .order(order)
+            .seed(3);
+        Pool::new(spec.build().unwrap())
+    }
+
+    #[test]
+    fn a_reserved_address_is_leased_once_and_its_phantom_skipped() {
+        for order in [Order::Fifo, Order::Lifo, Order::Random] {
+            let pool = one_ip(8, 4, order);
+            let a = pool.allocate(0).unwrap();
+            let port = if a.port == 3 { 2 } else { 3 };
+            let reserved = pool.reserve(IP, port, 7).unwrap();
+            assert_eq!((reserved.ip, reserved.port), (IpAddr::V4(IP), port));
+            assert!(matches!(pool.reserve(IP, port, 8), Err(Error::NotLive(_))));
+            assert!(matches!(
+                pool.reserve(IP, a.port, 8),
+                Err(Error::NotLive(_))
+            ));
+            assert!(matches!(pool.reserve(IP, 9, 8), Err(Error::Argument(_))));
+            let (found, _) = pool.lookup_with(IP, port, |lease, data| (lease, *data));
+            assert_eq!(found, Some((reserved, 7)));
+            // The other six addresses, never the reserved one.
+            let rest = pool.allocate_many(6, || 1).unwrap();
+            let ports: HashSet<u16> = rest.iter().map(|l| l.port).collect();
+            assert_eq!(ports.len(), 6);
+            assert!(
+                !ports.contains(&port) && !ports.contains(&a.port),
+                "{order:?}"
+            );
+            assert!(matches!(pool.allocate(2), Err(Error::Exhausted(_))));
+            assert_eq!(pool.free(reserved.handle).unwrap(), Some(7));
+            assert_eq!(pool.allocate(3).unwrap().port, port);
+        }
+    }
+
+    #[test]
+    fn a_drained_ip_is_fenced_deleted_when_empty_and_comes_back() {
+        let last = Ipv4Addr::new(10, 0, 0, 3);
+        let spec = PoolSpec::with_ranges("d", [(IP, last)])
+            .ports(1, 4)
+            .initial_blocks(4);
+        let pool: Pool<u32> = Pool::new(spec.build().unwrap());
+        let a = pool.allocate(1).unwrap(); // subpool 0: 10.0.0.1, all of it
+        pool.drain(IP).unwrap();
+        pool.drain(IP).unwrap(); // again: nothing changes
+        assert_eq!(pool.drained(), vec![IpAddr::V4(IP)]);
+        assert_eq!(pool.stats().drained, 4);
+        let b = pool.allocate(2).unwrap();
+        assert_eq!(b.ip, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)));
+        assert!(matches!(pool.reserve(IP, 2, 0), Err(Error::Argument(_))));
+        pool.free(a.handle).unwrap(); // subpool 0 goes, whatever the keep rule
+        assert!(pool.subpools().iter().all(|s| s.id != 0));
+        pool.undrain(IP).unwrap();
+        assert!(pool.drained().is_empty());
+        assert!(matches!(
+            pool.drain(Ipv4Addr::new(10, 0, 0, 9)),
+            Err(Error::Argument(_))
+        ));
+        assert!(matches!(
+            pool.drain("::1".parse::<IpAddr>().unwrap()),
+            Err(Error::Argument(_))
+        ));
+        // Every address drained: exhausted, whatever len() says.
+        for ip in 1..=3 {
+            pool.drain(Ipv4Addr::new(10, 0, 0, ip)).unwrap();
+        }
+        assert!(matches!(pool.allocate(3), Err(Error::Exhausted(_))));
+        assert!(matches!(
+            pool.allocate_many(1, || 3),
+            Err(Error::Exhausted(_))
+        ));
+        pool.free(b.handle).unwrap();
+        assert_eq!(pool.stats().subpools, 0);
+    }
+
+    /// Threads allocate and free (singly and in batches) while another
+    /// reserves given addresses and frees them, and a third drains and
+    /// undrains an IP: an address is never held twice (an independent
+    /// bitmap), and at the end every address can be leased exactly once.
+    #[test]
+    fn reserves_and_drains_race_with_allocations() {
+        for order in [Order::Fifo, Order::Lifo, Order::Random] {
+            let last = Ipv4Addr::new(10, 0, 0, 4);
+            let spec = PoolSpec::with_ranges("race", [(IP, last)])
+                .ports(1, 16)
+                .initial_blocks(8)
+                .order(order)
+                .seed(11);
+            let pool: Arc<Pool<u64>> = Arc::new(Pool::new(spec.build().unwrap()));
+            let count = pool.config().address_count() as usize;
+            let held: Arc<Vec<AtomicU8>> = Arc::new((0..count).map(|_| AtomicU8::new(0)).collect());
+            let index = |lease: &natpool::Lease| {
+                let IpAddr::V4(ip) = lease.ip else { panic!() };
+                (u32::from(ip) - u32::from(IP)) as usize * 16 + usize::from(lease.port - 1)
+            };
+            let take = |held: &[AtomicU8], lease: &natpool::Lease| {
+                assert_eq!(
+                    held[index(lease)].swap(1, Ordering::AcqRel),
+                    0,
+                    "held twice: {lease:?}"
+                );
+            };
+            let give = |held: &[AtomicU8], lease: &natpool::Lease| {
+                assert_eq!(held[index(lease)].swap(0, Ordering::AcqRel), 1);
+            };
+            let rounds = rounds();
+            std::thread::scope(|scope| {
+                for worker in 0..2u64 {
+                    let (pool, held) = (&pool, &held);
+                    scope.spawn(move || {
+                        let mut mine = Vec::new();
+                        for round in 0..rounds {
+                            if round % 7 == 0 {
+                                if let Ok(batch) = pool.allocate_many(3, || worker) {
+                                    batch.iter().for_each(|l| take(held, l));
+                                    mine.extend(batch);
+                                }
+                            } else if let Ok(lease) = pool.allocate(worker) {
+                                take(held, &lease);
+                                mine.push(lease);
+                            }
+                            if mine.len() > 20 || (round % 3 == 0 && !mine.is_empty()) {
+                                let lease = mine.swap_remove((round as usize * 7) % mine.len());
+                                give(held, &lease);
+                                pool.free(lease.handle).unwrap();
+                            }
+                        }
+                        for lease in mine {
+                            give(held, &lease);
+                            pool.free(lease.handle).unwrap();
+                        }
+                    });
+                }
+                let (pool, held) = (&pool, &held);
+                scope.spawn(move || {
+                    for round in 0..rounds {
+                        let ip = Ipv4Addr::new(10, 0, 0, 1 + (round % 4) as u8);
+                        match pool.reserve(ip, 1 + (round % 16) as u16, 99) {
+                            Ok(lease) => {
+                                take(held, &lease);
+                                give(held, &lease);
+                                pool.free(lease.handle).unwrap();
+                            }
+                            Err(Error::NotLive(_) | Error::Exhausted(_) | Error::Argument(_)) => {}
+                            Err(other) => panic!("{other:?}"),
+                        }
+                    }
+                });
+                scope.spawn(move || {
+                    let ip = Ipv4Addr::new(10, 0, 0, 3);
+                    for _ in 0..500 {
+                        pool.drain(ip).unwrap();
+                        std::thread::yield_now();
+                        pool.undrain(ip).unwrap();
+                    }
+                });
+            });
+            assert!(pool.is_empty(), "{order:?}");
+            let all = pool.allocate_many(count as u64, || 0).unwrap();
+            let distinct: HashSet<_> = all.iter().map(|l| (l.ip, l.port)).collect();
+            assert_eq!(distinct.len(), count, "{order:?}");
+        }
+    }
+}

@@ -599,6 +599,66 @@ impl PyPool {
             .transpose()
     }
 
+    /// A lease of exactly (ip, port) holding ``data`` (a static mapping), freed like any lease:
+    /// ``ArgumentError`` if the address is not in the pool or on a drained IP, ``LeaseError`` if it
+    /// is live, held or in a client's port block, ``PoolExhausted`` if no block may be made for it.
+    #[pyo3(signature = (ip, port, data=None))]
+    fn reserve(
+        slf: &Bound<'_, Self>,
+        ip: &Bound<'_, PyAny>,
+        port: &Bound<'_, PyAny>,
+        data: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyLease>> {
+        let py = slf.py();
+        let pool = slf.get();
+        let core = pool.open()?;
+        let family = core.config().family();
+        let value = shapes::address(ip, family, "ip")?;
+        let port = convert::count(port, "port")?;
+        let ip = family.ip(value);
+        // A port outside 0..65535 is in no pool (after the store check,
+        // which the core makes first for the ports it takes).
+        let Ok(port) = u16::try_from(port) else {
+            if core.has_store() {
+                return Err(core.reserve(ip, 0, None).map(drop).unwrap_err().into());
+            }
+            return Err(Error::Argument(format!(
+                "ip: {ip} port {port} is not an address of pool {:?}",
+                core.config().name()
+            ))
+            .into());
+        };
+        let copy = data.as_ref().map(|d| d.clone_ref(py));
+        let lease = core.reserve_with(ip, port, data, || pool.now_for_allocation(py, false))?;
+        lease_object(slf, lease, copy)
+    }
+
+    /// No new lease on ``ip`` from now on; live leases stay valid.
+    fn drain(&self, ip: &Bound<'_, PyAny>) -> PyResult<()> {
+        let core = self.open()?;
+        let family = core.config().family();
+        let value = shapes::address(ip, family, "ip")?;
+        Ok(core.drain(family.ip(value))?)
+    }
+
+    /// ``ip`` may be handed out again.
+    fn undrain(&self, ip: &Bound<'_, PyAny>) -> PyResult<()> {
+        let core = self.open()?;
+        let family = core.config().family();
+        let value = shapes::address(ip, family, "ip")?;
+        Ok(core.undrain(family.ip(value))?)
+    }
+
+    /// The drained IPs, ascending.
+    fn drained(&self) -> PyResult<Vec<String>> {
+        Ok(self
+            .open()?
+            .drained()
+            .iter()
+            .map(ToString::to_string)
+            .collect())
+    }
+
     /// The interval list, in address order.
     fn intervals<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         records::intervals(py, self.core.config(), &self.open()?.intervals())

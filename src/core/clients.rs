@@ -11,6 +11,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use crate::core::drained::Drained;
 use crate::core::space::Space;
 use crate::core::subpool::Subpool;
 use crate::core::sync::Arc;
@@ -165,8 +166,12 @@ pub(crate) fn find_run(
     free: &[(u128, u128)],
     k: u128,
     space: &Space,
+    drained: &Drained,
     ip: Option<(u128, u128)>,
 ) -> Option<u128> {
+    if ip.is_some_and(|(low, _)| drained.starts_at(low)) {
+        return None;
+    }
     free.iter().find_map(|&(first, count)| {
         let (mut start, mut end) = (first, first + count);
         if let Some((low, high)) = ip {
@@ -174,8 +179,8 @@ pub(crate) fn find_run(
             end = end.min(high);
         }
         while start < end && end - start >= k {
-            let (_, ip_end) = space.ip_run(start);
-            if ip_end - start >= k {
+            let (ip_start, ip_end) = space.ip_run(start);
+            if ip_end - start >= k && !drained.starts_at(ip_start) {
                 return Some(start);
             }
             start = ip_end;
@@ -216,14 +221,15 @@ mod tests {
     fn runs_stay_on_one_ip_and_prefer_the_given_one() {
         // Two IPs of 8 ports: addresses 0..8 and 8..16.
         let s = space(2, &[]);
+        let none = Drained::default();
         let free = vec![(2, 3), (6, 10)];
         let (first, second) = (Some((0, 8)), Some((8, 16)));
-        assert_eq!(find_run(&free, 3, &s, None), Some(2));
-        assert_eq!(find_run(&free, 4, &s, None), Some(8)); // 6..10 crosses an IP
-        assert_eq!(find_run(&free, 2, &s, first), Some(2));
-        assert_eq!(find_run(&free, 2, &s, second), Some(8));
-        assert_eq!(find_run(&free, 8, &s, None), Some(8));
-        assert_eq!(find_run(&free, 8, &s, first), None);
+        assert_eq!(find_run(&free, 3, &s, &none, None), Some(2));
+        assert_eq!(find_run(&free, 4, &s, &none, None), Some(8)); // 6..10 crosses an IP
+        assert_eq!(find_run(&free, 2, &s, &none, first), Some(2));
+        assert_eq!(find_run(&free, 2, &s, &none, second), Some(8));
+        assert_eq!(find_run(&free, 8, &s, &none, None), Some(8));
+        assert_eq!(find_run(&free, 8, &s, &none, first), None);
         let mut carved = free.clone();
         carve(&mut carved, 9, 3);
         assert_eq!(carved, vec![(2, 3), (6, 3), (12, 4)]);
@@ -240,13 +246,18 @@ mod tests {
             ports: Some((4, 6)),
         };
         let s = space(3, &[hole]);
+        let none = Drained::default();
         let all = vec![(0, 21)];
-        assert_eq!(find_run(&all, 6, &s, None), Some(0));
-        assert_eq!(find_run(&[(4, 17)], 6, &s, None), Some(13));
-        assert_eq!(find_run(&[(4, 17)], 5, &s, None), Some(8));
-        assert_eq!(find_run(&[(9, 3)], 4, &s, None), None); // 9..12 on IP 2
-        assert_eq!(find_run(&[(9, 12)], 4, &s, None), Some(9)); // 9..13 on IP 2
-        assert_eq!(find_run(&all, 5, &s, Some((8, 13))), Some(8));
+        assert_eq!(find_run(&all, 6, &s, &none, None), Some(0));
+        assert_eq!(find_run(&[(4, 17)], 6, &s, &none, None), Some(13));
+        assert_eq!(find_run(&[(4, 17)], 5, &s, &none, None), Some(8));
+        assert_eq!(find_run(&[(9, 3)], 4, &s, &none, None), None); // 9..12 on IP 2
+        assert_eq!(find_run(&[(9, 12)], 4, &s, &none, None), Some(9)); // 9..13 on IP 2
+        assert_eq!(find_run(&all, 5, &s, &none, Some((8, 13))), Some(8));
+        // A drained IP holds no run: 10.0.0.1 (indices 0..8) is skipped.
+        let drained = none.with(1, (0, 8));
+        assert_eq!(find_run(&all, 5, &s, &drained, None), Some(8));
+        assert_eq!(find_run(&all, 5, &s, &drained, Some((0, 8))), None);
     }
 
     #[test]

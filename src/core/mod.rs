@@ -11,6 +11,7 @@
 //! | `rng` | SplitMix64, the generator of the random order |
 //! | `subpool` | a storage subpool: blocks pre-initialized with addresses |
 //! | `clients` | client states (quota, paired IP, port blocks) and the block log |
+//! | `drained` | drained IPs as runs of indices of the address space |
 //! | `availability` | which subpools have a free block, lowest id first, in O(1) |
 //! | `interval_list` | the interval list (Figure 7), published as snapshots |
 //! | `pool` | the pool: its lock-free side (allocate, free, lookup) and its writer side (creation, deletion, growth) |
@@ -30,6 +31,7 @@ pub(crate) mod block;
 pub(crate) mod clients;
 pub(crate) mod clock;
 pub(crate) mod config;
+pub(crate) mod drained;
 pub(crate) mod error;
 pub(crate) mod free_list;
 pub(crate) mod handle;

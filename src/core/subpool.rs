@@ -33,6 +33,10 @@ pub struct Subpool<T> {
     /// In a cluster: the claim lapsed and the subpool serves no allocation
     /// (its free list is closed); it goes when its last lease is freed.
     fenced: AtomicBool,
+    /// It holds an address of a drained IP: it serves no allocation (its
+    /// free list is drained) and goes when none of its blocks is live or
+    /// held. Changed under the writer lock.
+    drain_fenced: AtomicBool,
 }
 
 impl<T: Default> Subpool<T> {
@@ -82,6 +86,7 @@ impl<T: Default> Subpool<T> {
             }),
             epoch,
             fenced: AtomicBool::new(false),
+            drain_fenced: AtomicBool::new(false),
         })
     }
 
@@ -129,6 +134,35 @@ impl<T: Default> Subpool<T> {
             return false;
         }
         self.free.fence();
+        true
+    }
+
+    /// Whether a drained IP fences the subpool.
+    pub fn is_drain_fenced(&self) -> bool {
+        self.drain_fenced.load(Ordering::Acquire)
+    }
+
+    /// Whether it serves allocations as far as fencing goes (neither its
+    /// claim lapsed nor a drained IP fences it).
+    pub fn serves(&self) -> bool {
+        !self.is_fenced() && !self.is_drain_fenced()
+    }
+
+    /// A drained IP fences it (writer lock held); true if it was not yet.
+    pub fn drain_fence(&self) -> bool {
+        if self.drain_fenced.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        self.free.drain();
+        true
+    }
+
+    /// No drained IP fences it any more (writer lock held); true if one did.
+    pub fn drain_unfence(&self) -> bool {
+        if !self.drain_fenced.swap(false, Ordering::AcqRel) {
+            return false;
+        }
+        self.free.undrain();
         true
     }
 

@@ -195,8 +195,7 @@ impl<T: Default + Send + Sync> Pool<T> {
                 block
             }
         };
-        let offset = block.free.pop(&self.rng);
-        let lease = Self::occupy(&block, offset, data, Some(client));
+        let lease = self.take_reserved(&block, data, Some(client));
         clients.state(client).live += 1;
         Ok(lease)
     }
@@ -232,10 +231,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             None
         };
         let lease = match on_ip {
-            Some(subpool) => {
-                let offset = subpool.free.pop(&self.rng);
-                Self::occupy(&subpool, offset, data, Some(client))
-            }
+            Some(subpool) => self.take_reserved(&subpool, data, Some(client)),
             None => self.take_block(data, now, Some(client))?,
         };
         self.grow_if_below_threshold();

@@ -329,8 +329,12 @@ impl<T: Default + Send + Sync> Pool<T> {
             if !subpool.is_fenced() && shared.lapsed(epoch, now) {
                 self.fence(&subpool);
             }
-            if subpool.is_fenced() && subpool.free.available() == u64::from(subpool.len()) {
+            let idle = subpool.free.available() == u64::from(subpool.len());
+            if subpool.is_fenced() && idle {
                 self.drop_fenced(&mut writer, &subpool, epoch);
+            } else if subpool.is_drain_fenced() && idle && subpool.owner.is_none() {
+                // Drained and empty, but its claim could not be returned then.
+                self.delete_drained(&mut writer, &subpool);
             }
         }
         let claims = shared.lock_claims();
@@ -364,9 +368,16 @@ impl<T: Default + Send + Sync> Pool<T> {
         }
     }
 
-    /// A free left the fenced `subpool` with every block free: drop it (or,
-    /// if the writer lock is busy, let the next allocation's check do it).
+    /// A free left the fenced (or drain-fenced) `subpool` with every block
+    /// free: drop it (or, if the writer lock is busy, let the next
+    /// allocation's check do it); a drain-fenced one is deleted.
     pub(super) fn fenced_subpool_emptied(&self, subpool: &Arc<Subpool<T>>) {
+        if !subpool.is_fenced() {
+            if subpool.is_drain_fenced() && subpool.owner.is_none() {
+                self.drained_subpool_emptied(subpool);
+            }
+            return;
+        }
         let (Some(cluster), Some(epoch)) = (&self.cluster, subpool.epoch) else {
             return;
         };
@@ -379,16 +390,36 @@ impl<T: Default + Send + Sync> Pool<T> {
         }
     }
 
-    /// Free blocks of fenced subpools (they serve no allocation).
+    /// [`fenced_subpool_emptied`](Self::fenced_subpool_emptied) for a
+    /// subpool whose claim lapsed, with the writer lock held.
+    pub(super) fn drop_lapsed(&self, writer: &mut Writer, subpool: &Arc<Subpool<T>>) {
+        self.fence(subpool);
+        if let Some(epoch) = subpool.epoch {
+            self.drop_fenced(writer, subpool, epoch);
+        }
+    }
+
+    /// Let the next allocation run the fencing step (a drained subpool's
+    /// claim could not be returned).
+    pub(super) fn retry_fencing(&self) {
+        if let Some(cluster) = &self.cluster {
+            cluster.shared.set_due(true);
+        }
+    }
+
+    /// Free blocks of shared subpools that serve no allocation: fenced (their
+    /// claim lapsed) or drain-fenced.
     pub(super) fn fenced_free_blocks(&self) -> u64 {
-        if self.fenced_subpools.load(Ordering::Acquire) == 0 {
+        if self.fenced_subpools.load(Ordering::Acquire) == 0
+            && self.drain_fenced_subpools.load(Ordering::Acquire) == 0
+        {
             return 0;
         }
         self.intervals
             .load()
             .subpools
             .iter()
-            .filter(|subpool| subpool.is_fenced())
+            .filter(|subpool| subpool.owner.is_none() && !subpool.serves())
             .map(|subpool| subpool.free.available())
             .sum()
     }
@@ -414,7 +445,11 @@ impl<T: Default + Send + Sync> Pool<T> {
             let Some(grant) = shared.call(|store| store.claim())? else {
                 return Ok(None);
             };
-            if self.locally_free(u128::from(grant.first), u128::from(grant.count)) {
+            let (first, count) = (u128::from(grant.first), u128::from(grant.count));
+            // Drained IPs are this member's own: a grant holding one is
+            // handed back as one that is not free here.
+            if self.locally_free(first, count) && !self.drained_set().touches(first, first + count)
+            {
                 let deadline = shared.deadline(start);
                 let mut claims = shared.lock_claims();
                 claims.insert(

@@ -19,6 +19,8 @@
 
 mod clients;
 mod cluster;
+mod drain;
+mod reserve;
 
 #[cfg(feature = "python")]
 pub(crate) use cluster::check_store_space;
@@ -36,6 +38,7 @@ use std::net::IpAddr;
 use crate::core::availability::Availability;
 use crate::core::clients::Clients;
 use crate::core::config::Config;
+use crate::core::drained::Drained;
 use crate::core::error::Error;
 use crate::core::handle::Handle;
 use crate::core::held::Held;
@@ -44,7 +47,7 @@ use crate::core::policy::Clock;
 use crate::core::rng::{entropy_seed, SplitMix64};
 use crate::core::segvec::SegVec;
 use crate::core::subpool::Subpool;
-use crate::core::sync::{AtomicArc, AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::core::sync::{Arc, AtomicArc, AtomicU64, Loaded, Mutex, MutexGuard, Ordering};
 
 use writer::Writer;
 
@@ -144,6 +147,23 @@ pub struct Pool<T> {
     cluster: Option<cluster::Cluster>,
     /// How many subpools are fenced (their claim lapsed).
     fenced_subpools: AtomicU64,
+    /// The drained IPs (`drain`), published by the writer side.
+    drained_ips: AtomicArc<Drained>,
+    /// How many subpools hold an address of a drained IP.
+    drain_fenced_subpools: AtomicU64,
+}
+
+/// A loaded set of drained IPs.
+pub(crate) struct DrainedGuard(Loaded<Drained>);
+
+impl std::ops::Deref for DrainedGuard {
+    type Target = Drained;
+
+    fn deref(&self) -> &Drained {
+        self.0
+            .as_ref()
+            .expect("the drained set is always published")
+    }
 }
 
 /// How leases ended, for their clients (`clients.rs`).
@@ -184,6 +204,8 @@ impl<T: Default + Send + Sync> Pool<T> {
             last_time: AtomicU64::new(0f64.to_bits()),
             cluster: None,
             fenced_subpools: AtomicU64::new(0),
+            drained_ips: AtomicArc::new(Some(Arc::new(Drained::default()))),
+            drain_fenced_subpools: AtomicU64::new(0),
             config,
         }
     }
@@ -262,14 +284,33 @@ impl<T: Default + Send + Sync> Pool<T> {
         (blocks.saturating_sub(client_blocks)).saturating_sub(taken.saturating_sub(client_taken))
     }
 
-    /// Leases a shared allocation may still get: shared free blocks and the
-    /// blocks not yet made.
+    /// Leases a shared allocation may still get: free blocks of shared
+    /// subpools no drained IP fences, and the blocks not yet made that the
+    /// free addresses on no drained IP can hold.
     pub(crate) fn shared_room(&self) -> u64 {
-        let unmade = self
+        let mut unmade = self
             .config
             .capacity()
             .saturating_sub(self.blocks.load(Ordering::Acquire));
-        self.shared_free().saturating_add(unmade)
+        let drained = self.drained_set();
+        if !drained.is_empty() {
+            let snapshot = self.intervals.load();
+            let undrained: u128 = snapshot
+                .gaps(self.config.address_count())
+                .iter()
+                .map(|&(first, count)| count - drained.count_in(first, first + count))
+                .sum();
+            unmade = unmade.min(u64::try_from(undrained).unwrap_or(u64::MAX));
+        }
+        self.shared_free()
+            .saturating_sub(self.drain_fenced_free_blocks())
+            .saturating_add(unmade)
+    }
+
+    /// The drained IPs now (a snapshot).
+    #[inline]
+    pub(crate) fn drained_set(&self) -> DrainedGuard {
+        DrainedGuard(self.drained_ips.load())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -316,7 +357,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             capacity: self.config.capacity(),
             held: self.held(),
             events_dropped: self.events_dropped.load(Ordering::Relaxed),
-            drained: 0,
+            drained: self.drained_set().addresses(),
         }
     }
 }

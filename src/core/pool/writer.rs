@@ -16,7 +16,7 @@ use crate::core::sync::{yield_now, Arc, MutexGuard, Ordering, TryLockError};
 /// State only subpool creation and deletion touch (under the writer lock).
 pub(super) struct Writer {
     /// MPA: whether the memory pool exists (the first subpool was created).
-    created: bool,
+    pub(super) created: bool,
     /// Ids freed by deleted subpools (lowest first), and the next fresh id.
     free_ids: BinaryHeap<Reverse<u32>>,
     next_id: u32,
@@ -64,7 +64,7 @@ impl Writer {
 }
 
 impl<T: Default + Send + Sync> Pool<T> {
-    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+    pub(super) fn lock_writer(&self) -> MutexGuard<'_, Writer> {
         // A panic while the lock was held leaves the writer state consistent
         // at every await-free step we take, so a poisoned lock is usable.
         self.writer
@@ -100,15 +100,17 @@ impl<T: Default + Send + Sync> Pool<T> {
                 false => Err(self.cluster_exhausted()),
             };
         }
-        if self.blocks.load(Ordering::Acquire) < self.config.capacity() {
-            return self.create_subpool(&mut writer, true).map(drop);
+        if self.blocks.load(Ordering::Acquire) < self.config.capacity()
+            && self.create_subpool(&mut writer, true)?
+        {
+            return Ok(());
         }
-        if self.shared_free() == 0 {
+        // Every block exists, or every free address is on a drained IP.
+        if self.shared_free().saturating_sub(self.fenced_free_blocks()) == 0 {
             return Err(self.exhausted(1, now));
         }
-        // Every block exists and some shared ones are not taken: a
-        // concurrent free is landing, or a bit is between its clear and its
-        // re-check. Re-derive the map from the counts (rare: only at full
+        // Some shared blocks that serve are not taken: a concurrent free is
+        // landing, or a bit is between its clear and its re-check. Re-derive the map from the counts (rare: only at full
         // occupancy) and retry.
         drop(writer);
         for subpool in &self.intervals.load().subpools {
@@ -212,11 +214,9 @@ impl<T: Default + Send + Sync> Pool<T> {
             } else {
                 self.config.initial_blocks()
             };
-            let (first, free) = self
-                .intervals
-                .load()
-                .first_free(self.config.address_count())
-                .expect("blocks < capacity");
+            let Some((first, free)) = self.first_fit() else {
+                return Ok(false); // every free address is on a drained IP
+            };
             let count = u128::from(wanted)
                 .min(free)
                 .min(u128::from(self.config.capacity() - blocks)) as u32;
@@ -226,6 +226,25 @@ impl<T: Default + Send + Sync> Pool<T> {
         writer.created = true;
         self.availability.set(subpool.id);
         Ok(true)
+    }
+
+    /// First fit: the lowest free address on no drained IP, and how many
+    /// free addresses follow it before the next owned or drained one.
+    fn first_fit(&self) -> Option<(u128, u128)> {
+        let snapshot = self.intervals.load();
+        let drained = self.drained_set();
+        if drained.is_empty() {
+            return snapshot.first_free(self.config.address_count());
+        }
+        snapshot
+            .gaps(self.config.address_count())
+            .iter()
+            .find_map(|&(first, count)| {
+                let end = first + count;
+                let lowest = drained.lowest_free(first, end)?;
+                let (first, end) = drained.around(lowest, lowest, end);
+                Some((first, end - first))
+            })
     }
 
     /// Make and publish a subpool of `count` blocks from address `first`
@@ -240,6 +259,21 @@ impl<T: Default + Send + Sync> Pool<T> {
         owner: Option<u64>,
         epoch: Option<u64>,
     ) -> Result<Arc<Subpool<T>>, Error> {
+        self.publish_with(writer, first, count, owner, epoch, |_| ())
+            .map(|(subpool, ())| subpool)
+    }
+
+    /// [`publish`](Self::publish), running `prepare` on the subpool before
+    /// any other thread can see it (`reserve` takes its block there).
+    pub(super) fn publish_with<R>(
+        &self,
+        writer: &mut Writer,
+        first: u128,
+        count: u32,
+        owner: Option<u64>,
+        epoch: Option<u64>,
+        prepare: impl FnOnce(&Subpool<T>) -> R,
+    ) -> Result<(Arc<Subpool<T>>, R), Error> {
         let id = writer.next_free_id();
         let generation = writer.generation_for(id);
         let subpool = Arc::new(Subpool::new(
@@ -251,6 +285,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             owner,
             epoch,
         )?);
+        let prepared = prepare(&subpool);
         writer.take_id();
         self.slots.ensure(id as usize);
         self.availability.ensure(id);
@@ -265,7 +300,7 @@ impl<T: Default + Send + Sync> Pool<T> {
                 .fetch_add(u64::from(count), Ordering::AcqRel);
         }
         self.blocks.fetch_add(u64::from(count), Ordering::AcqRel);
-        Ok(subpool)
+        Ok((subpool, prepared))
     }
 
     /// The keep rule: a subpool of `size` blocks stays if deleting it would
@@ -334,6 +369,9 @@ impl<T: Default + Send + Sync> Pool<T> {
         if subpool.owner.is_some() {
             self.client_blocks.fetch_sub(size, Ordering::AcqRel);
         }
+        if subpool.is_drain_fenced() {
+            self.drain_fenced_subpools.fetch_sub(1, Ordering::AcqRel);
+        }
         self.blocks.fetch_sub(size, Ordering::AcqRel);
         writer.release_id(id, subpool.highest_generation());
     }
@@ -365,14 +403,15 @@ impl<T: Default + Send + Sync> Pool<T> {
             return None;
         }
         let space = self.config.space();
+        let drained = self.drained_set();
         let k = u128::from(k);
         let mut free = self.intervals.load().gaps(space.address_count());
         let mut plan = Vec::with_capacity(count as usize);
         for _ in 0..count {
             let first = ip
                 .and_then(|ip| space.ip_indices(ip))
-                .and_then(|run| find_run(&free, k, space, Some(run)))
-                .or_else(|| find_run(&free, k, space, None))?;
+                .and_then(|run| find_run(&free, k, space, &drained, Some(run)))
+                .or_else(|| find_run(&free, k, space, &drained, None))?;
             plan.push(first);
             ip = Some(space.ip_of(first));
             carve(&mut free, first, k);
