@@ -260,7 +260,7 @@ fn lookup(c: &mut Criterion) {
         assert_eq!(pool.stats().subpools, u64::from(subpools));
         // A fixed pseudo-random walk over the live leases (an LCG).
         let mut x = 1u64;
-        let probes: Vec<(Ipv4Addr, u16)> = (0..4096)
+        let probes: Vec<(std::net::IpAddr, u16)> = (0..4096)
             .map(|_| {
                 x = x
                     .wrapping_mul(6364136223846793005)

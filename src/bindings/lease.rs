@@ -1,5 +1,6 @@
 //! `natpool.Lease` and the context manager behind `Pool.lease()`.
 
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 use pyo3::basic::CompareOp;
@@ -7,7 +8,6 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyTuple};
 
 use crate::bindings::pool::PyPool;
-use crate::core::config::ip_text;
 use crate::core::{Error, Handle};
 
 /// A client NAT address held by one connection.
@@ -15,7 +15,7 @@ use crate::core::{Error, Handle};
 pub struct PyLease {
     pub(crate) pool: Py<PyPool>,
     pub(crate) handle: u128,
-    pub(crate) ip: u32,
+    pub(crate) ip: IpAddr,
     pub(crate) port: u16,
     pub(crate) data: Option<Py<PyAny>>,
 }
@@ -34,10 +34,10 @@ impl PyLease {
         self.handle
     }
 
-    /// The NAT IP as a dotted string.
+    /// The NAT IP as text (IPv4 dotted, IPv6 compressed).
     #[getter]
     fn ip(&self) -> String {
-        ip_text(self.ip)
+        self.ip.to_string()
     }
 
     /// The NAT port.
@@ -54,10 +54,10 @@ impl PyLease {
             .map_or_else(|| py.None(), |d| d.clone_ref(py))
     }
 
-    /// ``(ip, port)``, as ``socket.bind`` takes it.
+    /// ``(ip, port)``, as ``socket.bind`` takes it (an ``AF_INET6`` socket for IPv6).
     #[getter]
     fn address<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        (ip_text(self.ip), self.port).into_pyobject(py)
+        (self.ip.to_string(), self.port).into_pyobject(py)
     }
 
     fn __richcmp__(&self, other: &Bound<'_, PyAny>, op: CompareOp) -> Py<PyAny> {
@@ -83,9 +83,7 @@ impl PyLease {
     fn __repr__(&self) -> String {
         format!(
             "Lease(ip='{}', port={}, handle={:#x})",
-            ip_text(self.ip),
-            self.port,
-            self.handle
+            self.ip, self.port, self.handle
         )
     }
 }
