@@ -46,6 +46,7 @@ from natpool import (
     BlockEvent,
     Interval,
     LeaseError,
+    NatPoolError,
     PoolConfigError,
     PoolExhausted,
     PoolStats,
@@ -334,6 +335,9 @@ class Differential(RuleBasedStateMachine):
         self.stores: tuple[Any, ...] = ()
         self.directory: tempfile.TemporaryDirectory[str] | None = None
         self.drained: set[int] = set()
+        self.drained_ever = False
+        """Whether an IP was ever drained (its subpools are deleted as they empty, whatever
+        ``initial_blocks`` says)."""
         """IPs drained (issue 12): no lease handed out on them."""
 
     # -- helpers ---------------------------------------------------------------------------
@@ -922,17 +926,35 @@ class Differential(RuleBasedStateMachine):
         ip, port = self.space[choice % len(self.space)]
         port += shift
         data = self.token() if with_data else None
-        self.allocation_call()  # reserve releases the holds that ended, as an allocation does
         address = (family_text(self.family, ip), port)
         given = ADDRESS_FORMS[self.family][form]
+        outside = (ip, port) not in self.position or ip in self.drained
+        released = False
+        if not outside and not self.stores:
+            # past the address's own checks, reserve releases the holds that ended, as an allocation does
+            held_before = len(self.held)
+            self.allocation_call()
+            released = len(self.held) < held_before
         owner = None
-        if (ip, port) in self.position:
+        if not outside:
             owners = [s for s in self.pools[REF].subpools() if self.covers(s, self.position[(ip, port)])]
             owner = owners[0] if owners else None
         kind, value = self.both(lambda pool, side: pool.reserve(given(ip), port, data))
-        if (ip, port) not in self.position or ip in self.drained:
+        if self.stores:
+            # not supported on a store yet: refused before anything else, nothing changed
+            assert kind == "error" and type(value) is NatPoolError, value
+        elif outside:
             assert kind == "error" and type(value) is ArgumentError, value
         elif address in self.live_addresses() or address in self.held:
+            assert kind == "error" and type(value) is LeaseError, value
+        elif released and kind == "error":
+            # a hold that ended was released by this call (and perhaps a port block with it): the
+            # pool's records read before the call no longer tell which error comes first
+            assert type(value) in (LeaseError, PoolExhausted), value
+        elif released:
+            rust, ref = value
+            assert ref.address == address and ref.data is data
+            self.add_live(rust, ref)
             assert kind == "error" and type(value) is LeaseError, value
         elif owner is not None and owner.client is not None:
             assert kind == "error" and type(value) is LeaseError, value
@@ -973,6 +995,7 @@ class Differential(RuleBasedStateMachine):
             tally("undrained")
         else:
             self.drained.add(ip)
+            self.drained_ever = True
             tally("drained")
 
     def teardown(self) -> None:
@@ -1095,7 +1118,7 @@ class Differential(RuleBasedStateMachine):
         assert stats.free_addresses == sum(i.count for i in intervals if i.subpool is None)
         assert stats.free_addresses == stats.address_count - stats.blocks
         assert (stats.address_count, stats.capacity) == (pool.address_count, pool.capacity)
-        if self.allocated_once:
+        if self.allocated_once and not self.drained_ever:
             # the memory pool, once created, keeps its initial allocation (with port blocks, a
             # client's block may come first and no shared subpool be needed)
             if not self.blocks_mode:
