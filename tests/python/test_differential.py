@@ -1117,10 +1117,11 @@ class Differential(RuleBasedStateMachine):
         assert stats.free_addresses == sum(i.count for i in intervals if i.subpool is None)
         assert stats.free_addresses == stats.address_count - stats.blocks
         assert (stats.address_count, stats.capacity) == (pool.address_count, pool.capacity)
-        if self.allocated_once and not self.drained_ever:
+        if self.allocated_once:
             # the memory pool, once created, keeps its initial allocation (with port blocks, a
-            # client's block may come first and no shared subpool be needed)
-            if not self.blocks_mode:
+            # client's block may come first and no shared subpool be needed; a drain deletes the
+            # drained IP's subpools as they empty)
+            if not self.blocks_mode and not self.drained_ever:
                 assert stats.blocks >= min(pool.initial_blocks, pool.address_count)
         elif not self.drained:
             segments = 1 + len(self.breaks)
