@@ -939,6 +939,7 @@ class Differential(RuleBasedStateMachine):
         if not outside:
             owners = [s for s in self.pools[REF].subpools() if self.covers(s, self.position[(ip, port)])]
             owner = owners[0] if owners else None
+        no_room = len(self.live) >= self.capacity() or (owner is None and self.at_block_limit())
         kind, value = self.both(lambda pool, side: pool.reserve(given(ip), port, data))
         if self.stores:
             # not supported on a store yet: refused before anything else, nothing changed
@@ -959,7 +960,7 @@ class Differential(RuleBasedStateMachine):
             assert kind == "error" and type(value) is LeaseError, value
         elif owner is not None and any(ip_int(owner.first_ip) <= d <= ip_int(owner.last_ip) for d in self.drained):
             assert kind == "error" and type(value) is PoolExhausted, value  # its subpool is drain-fenced
-        elif len(self.live) >= self.capacity() or (owner is None and self.at_block_limit()):
+        elif no_room:
             assert kind == "error" and type(value) is PoolExhausted, value
         else:
             assert kind == "ok", value
