@@ -36,6 +36,9 @@ use std::net::Ipv4Addr;
 
 use natpool::{Handle, Order, Pool, PoolSpec};
 
+#[path = "common/shaped.rs"]
+mod shaped;
+
 /// Blocks every anchor is preloaded with (and natpool's subpool size).
 const BLOCKS: u32 = 4096;
 const BATCH: usize = 256;
@@ -329,6 +332,19 @@ fn policies(c: &mut Criterion) {
     group.finish();
 }
 
+/// Issue 12: the pair on a pool of 1,000 ranges and 10,000 exclusions
+/// against the same pair on one range (the first subpool resident in both).
+fn shapes(c: &mut Criterion) {
+    let mut group = c.benchmark_group("shapes");
+    let single = warm_pool();
+    group.bench_function("single_range", |b| b.iter(|| natpool_pair(&single)));
+    let shaped: Pool<()> = Pool::new(shaped::shaped_config(BLOCKS, 1 << 20));
+    let lease = shaped.allocate(()).unwrap();
+    shaped.free(lease.handle).unwrap();
+    group.bench_function("shaped", |b| b.iter(|| natpool_pair(&shaped)));
+    group.finish();
+}
+
 fn config() -> Criterion {
     // Short runs: `make bench` runs every case of both suites in one go.
     Criterion::default()
@@ -341,6 +357,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = pair, threads, cross_thread, subpool, lookup, policies
+    targets = pair, threads, cross_thread, subpool, lookup, shapes, policies
 }
 criterion_main!(benches);

@@ -229,6 +229,43 @@ def policy_section(side: str, pair: dict[str, float], targets: list[Target]) -> 
     return lines
 
 
+SHAPED_BUILD_GOAL = 10e-3
+"""Issue 12: a pool of 1,000 ranges and 10,000 exclusions built in under this many seconds."""
+
+
+def shapes_section(rust: dict[str, float], mem: dict[str, float], targets: list[Target]) -> list[str]:
+    """Issue 12's pool shapes: building a pool of 1,000 ranges and 10,000 exclusions, its pair against one range's,
+    and an IPv6 /32's memory against an IPv4 /8's."""
+    single, shaped = rust["shapes/single_range"], rust["shapes/shaped"]
+    built = mem["construct_shaped_seconds"]
+    v6, v4 = mem["construct_v6_32_first_allocation_bytes"], mem["construct_8_first_allocation_bytes"]
+    lines = ["### Pool shapes: 1,000 ranges and 10,000 exclusions, IPv6", ""]
+    lines += table(
+        ["case", "measured"],
+        [
+            ["build (validate, number) 1,000 ranges + 10,000 exclusions, `Pool::new`", t(built)],
+            ["allocate + free, one range", t(single)],
+            ["allocate + free, 1,000 ranges + 10,000 exclusions", f"{t(shaped)} ({shaped / single:.2f}x)"],
+            ["IPv4 /8 pool + first allocation", size(v4)],
+            ["IPv6 /32 pool + first allocation", size(v6)],
+        ],
+    )
+    targets += [
+        Target(
+            "A pool of 1,000 ranges and 10,000 exclusions built in under 10 ms",
+            t(built),
+            built < SHAPED_BUILD_GOAL,
+        ),
+        Target(
+            "Its pair within 1.2x a single-range pool's",
+            f"{shaped / single:.2f}x",
+            shaped <= 1.2 * single,
+        ),
+        Target("An IPv6 /32 pool costs no more memory than an IPv4 /8 pool", f"{size(v6)} vs {size(v4)}", v6 <= v4),
+    ]
+    return lines
+
+
 def build(asv: dict[str, dict[tuple[Any, ...], float]], rust: dict[str, float], mem: dict[str, float]) -> Any:
     """Sections of the report, charts to draw and targets, from the three inputs."""
     lines: list[str] = []
@@ -260,6 +297,8 @@ def build(asv: dict[str, dict[tuple[Any, ...], float]], rust: dict[str, float], 
 
     rust_policies = {name: rust[f"policies/{name.replace('+', '_')}"] for name in POLICIES}
     lines += policy_section("Rust", rust_policies, targets)
+
+    lines += shapes_section(rust, mem, targets)
 
     # Rust: threads.
     lines += ["### Threads", ""]
