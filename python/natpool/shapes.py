@@ -198,5 +198,11 @@ def parse_address(value: Any, family: int, field: str = "ip") -> int:
 
 
 def address_text(family: int, value: int) -> str:
-    """The text form of an address (IPv6 compressed)."""
-    return str(ipaddress.IPv4Address(value) if family == 4 else ipaddress.IPv6Address(value))
+    """The text form of an address: IPv6 compressed (RFC 5952), an IPv4-mapped IPv6 address as
+    ``::ffff:a.b.c.d`` whatever the Python version (3.13's ``ipaddress`` and Rust's ``Ipv6Addr`` write it so;
+    3.11's writes hex groups)."""
+    if family == 4:
+        return str(ipaddress.IPv4Address(value))
+    if value >> 32 == 0xFFFF:
+        return f"::ffff:{ipaddress.IPv4Address(value & 0xFFFFFFFF)}"
+    return str(ipaddress.IPv6Address(value))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 
+import natpool
+import natpool.reference
 import pytest
 from natpool.errors import ArgumentError, PoolConfigError
 from natpool.shapes import address_text, parse_address, parse_exclusions, parse_ranges, usable_bounds
@@ -110,3 +112,17 @@ def test_method_addresses_must_be_of_the_pools_family() -> None:
         parse_address(1.5, 4)
     assert address_text(6, V6 + 1) == "2001:db8::1"
     assert address_text(4, V4 + 1) == "10.0.0.1"
+
+
+def test_ipv4_mapped_ipv6_text_is_dotted_in_both_implementations() -> None:
+    """``::ffff:a.b.c.d`` as Rust and Python 3.13 write it (3.11's ``ipaddress`` writes hex groups);
+    an IPv4-compatible address (``::a.b.c.d``, deprecated) keeps hex groups in both."""
+    assert address_text(6, int(ipaddress.IPv6Address("::ffff:1.2.3.4"))) == "::ffff:1.2.3.4"
+    texts = []
+    for impl in (natpool.Pool, natpool.reference.Pool):
+        pool = impl(
+            "m", ranges=["::1.2.3.4", "::ffff:1.2.3.4-::ffff:1.2.3.5"], initial_blocks=2, max_blocks=4, ports=(1, 1)
+        )
+        texts.append(([lease.ip for lease in pool.allocate_many(3)], pool.intervals(), pool.ranges))
+    assert texts[0] == texts[1]
+    assert texts[1][0] == ["::102:304", "::ffff:1.2.3.4", "::ffff:1.2.3.5"]

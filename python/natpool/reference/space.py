@@ -23,11 +23,11 @@ legacy form).
 
 from __future__ import annotations
 
-import ipaddress
 from bisect import bisect_right
 from collections.abc import Sequence
 
 from natpool.errors import PoolConfigError
+from natpool.shapes import address_text
 
 __all__ = ["AddressSpace", "address_space", "normalise_ranges", "ip_text", "MAX_ADDRESSES"]
 
@@ -41,8 +41,8 @@ ExclusionItem = tuple[int, int, int, int | None, int | None]
 
 
 def ip_text(ip: int, family: int) -> str:
-    """An IP's text: dotted for IPv4, the compressed form for IPv6."""
-    return str(ipaddress.IPv4Address(ip) if family == 4 else ipaddress.IPv6Address(ip))
+    """An IP's text: dotted for IPv4, the compressed form for IPv6 (``natpool.shapes.address_text``)."""
+    return address_text(family, ip)
 
 
 def normalise_ranges(items: Sequence[RangeItem]) -> tuple[int, list[tuple[int, int]]]:
