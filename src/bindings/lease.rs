@@ -11,23 +11,24 @@ use crate::core::config::ip_text;
 use crate::core::{Error, Handle};
 
 /// A client NAT address held by one connection.
+// `pool` and `data` are `Py` fields of a frozen class, read with
+// `#[pyo3(get)]`: Python reads them as struct members, without a call into
+// Rust (`data` holds None when none was given).
 #[pyclass(frozen, name = "Lease", module = "natpool")]
 pub struct PyLease {
+    /// The pool that issued the lease.
+    #[pyo3(get)]
     pub(crate) pool: Py<PyPool>,
     pub(crate) handle: u128,
     pub(crate) ip: u32,
     pub(crate) port: u16,
-    pub(crate) data: Option<Py<PyAny>>,
+    /// The object given to allocate().
+    #[pyo3(get)]
+    pub(crate) data: Py<PyAny>,
 }
 
 #[pymethods]
 impl PyLease {
-    /// The pool that issued the lease.
-    #[getter]
-    fn pool(&self, py: Python<'_>) -> Py<PyPool> {
-        self.pool.clone_ref(py)
-    }
-
     /// The lease's handle (an int).
     #[getter]
     fn handle(&self) -> u128 {
@@ -44,14 +45,6 @@ impl PyLease {
     #[getter]
     fn port(&self) -> u16 {
         self.port
-    }
-
-    /// The object given to allocate().
-    #[getter]
-    fn data(&self, py: Python<'_>) -> Py<PyAny> {
-        self.data
-            .as_ref()
-            .map_or_else(|| py.None(), |d| d.clone_ref(py))
     }
 
     /// ``(ip, port)``, as ``socket.bind`` takes it.

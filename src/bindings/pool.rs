@@ -32,6 +32,7 @@ pub struct PyPool {
     closed: AtomicBool,
 }
 
+#[inline]
 fn lease_object(
     pool: &Bound<'_, PyPool>,
     lease: Lease,
@@ -44,7 +45,7 @@ fn lease_object(
             handle: lease.handle.0,
             ip: u32::from(lease.ip),
             port: lease.port,
-            data,
+            data: data.unwrap_or_else(|| pool.py().None()),
         },
     )
 }
