@@ -4,7 +4,7 @@ use std::sync::Mutex;
 
 use pyo3::basic::CompareOp;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyTuple};
+use pyo3::types::{PyBool, PyString, PyTuple};
 
 use crate::bindings::pool::PyPool;
 use crate::core::config::ip_text;
@@ -37,8 +37,8 @@ impl PyLease {
 
     /// The NAT IP as a dotted string.
     #[getter]
-    fn ip(&self) -> String {
-        ip_text(self.ip)
+    fn ip<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
+        dotted(py, self.ip)
     }
 
     /// The NAT port.
@@ -50,7 +50,7 @@ impl PyLease {
     /// ``(ip, port)``, as ``socket.bind`` takes it.
     #[getter]
     fn address<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        (ip_text(self.ip), self.port).into_pyobject(py)
+        (dotted(py, self.ip), self.port).into_pyobject(py)
     }
 
     fn __richcmp__(&self, other: &Bound<'_, PyAny>, op: CompareOp) -> Py<PyAny> {
@@ -128,4 +128,30 @@ impl LeaseContext {
         }
         Ok(false)
     }
+}
+
+/// The dotted-quad text of `ip` as a Python str, written on the stack: the
+/// same text as `Ipv4Addr`'s `Display`, without `fmt` or a heap `String`.
+#[inline]
+fn dotted(py: Python<'_>, ip: u32) -> Bound<'_, PyString> {
+    let mut text = [0u8; 15];
+    let mut len = 0;
+    for (i, octet) in ip.to_be_bytes().into_iter().enumerate() {
+        if i > 0 {
+            text[len] = b'.';
+            len += 1;
+        }
+        if octet >= 100 {
+            text[len] = b'0' + octet / 100;
+            len += 1;
+        }
+        if octet >= 10 {
+            text[len] = b'0' + octet / 10 % 10;
+            len += 1;
+        }
+        text[len] = b'0' + octet % 10;
+        len += 1;
+    }
+    let text = std::str::from_utf8(&text[..len]).expect("digits and dots are ASCII");
+    PyString::new(py, text)
 }
