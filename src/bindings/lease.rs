@@ -4,7 +4,7 @@ use std::sync::Mutex;
 
 use pyo3::basic::CompareOp;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyString, PyTuple};
+use pyo3::types::{PyBool, PyInt, PyString, PyTuple};
 
 use crate::bindings::pool::PyPool;
 use crate::core::config::ip_text;
@@ -31,8 +31,14 @@ pub struct PyLease {
 impl PyLease {
     /// The lease's handle (an int).
     #[getter]
-    fn handle(&self) -> u128 {
-        self.handle
+    fn handle<'py>(&self, py: Python<'py>) -> Bound<'py, PyInt> {
+        // Generation 0 (a block's first lease) fits a u64: CPython's C
+        // conversion, not the byte-array one a u128 takes.
+        match u64::try_from(self.handle) {
+            Ok(handle) => handle.into_pyobject(py),
+            Err(_) => self.handle.into_pyobject(py),
+        }
+        .unwrap_or_else(|never| match never {})
     }
 
     /// The NAT IP as a dotted string.
