@@ -52,13 +52,19 @@ fn lease_object(
 
 impl PyPool {
     /// `NatPoolError` once the pool is closed: every call checks this first.
+    #[inline]
     pub(crate) fn open(&self) -> PyResult<&CorePool> {
         if self.closed.load(Ordering::Acquire) {
-            return Err(
-                Error::Closed(format!("pool {:?} is closed", self.core.config().name())).into(),
-            );
+            return Err(self.closed_error());
         }
         Ok(&self.core)
+    }
+
+    /// The error of a call on a closed pool, out of the calls' way.
+    #[cold]
+    #[inline(never)]
+    fn closed_error(&self) -> PyErr {
+        Error::Closed(format!("pool {:?} is closed", self.core.config().name())).into()
     }
 
     pub(crate) fn allocate_lease(
@@ -87,6 +93,7 @@ impl PyPool {
 
     /// `client` is hashable (`TypeError` otherwise, before anything else);
     /// whether the pool keeps client states for it.
+    #[inline]
     fn check_client(&self, client: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
         let Some(client) = client else {
             return Ok(false);
@@ -99,6 +106,7 @@ impl PyPool {
 
     /// The clock's time for an allocation call, if the reference model's
     /// rule says it reads it (a block held; port blocks and a client).
+    #[inline]
     fn now_for_allocation(&self, py: Python<'_>, for_client: bool) -> PyResult<Option<f64>> {
         if !self.core.allocation_reads_clock(for_client) {
             return Ok(None);
@@ -116,6 +124,7 @@ impl PyPool {
     }
 
     /// A free's effective hold: `hold`, or the pool's `hold_down` when None.
+    #[inline]
     fn hold_seconds(&self, hold: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
         match hold {
             None => Ok(self.core.config().hold_down()),
@@ -125,6 +134,7 @@ impl PyPool {
 
     /// The clock's time for a free call with a hold of `seconds`: read for
     /// a hold, and with port blocks (the reference model's rule).
+    #[inline]
     pub(crate) fn now_for_free(&self, py: Python<'_>, seconds: f64) -> PyResult<Option<f64>> {
         if seconds > 0.0 || self.core.config().client_block().is_some() {
             Ok(Some(self.now(py)?))
@@ -134,30 +144,44 @@ impl PyPool {
     }
 
     /// The handle of a Lease of this pool or of an int.
+    #[inline]
     fn handle_of(slf: &Bound<'_, Self>, item: &Bound<'_, PyAny>) -> PyResult<Handle> {
-        if let Ok(lease) = item.cast::<PyLease>() {
-            let lease = lease.get();
-            if !lease.pool.is(slf) {
-                return Err(Error::NotLive(format!(
-                    "{} belongs to another pool",
-                    lease_repr(lease)
-                ))
-                .into());
-            }
-            return Ok(Handle(lease.handle));
-        }
+        // The int test first (a flag of the type): an int never fails a
+        // cast to Lease, which builds an error to throw away.
         if convert::is_int(item) {
             // Negative or over-wide ints name no lease: 1 << 96 is never live.
             return Ok(Handle(item.extract::<u128>().unwrap_or(1 << 96)));
         }
-        Err(PyTypeError::new_err(format!(
-            "expected a Lease or an int handle, not {}",
-            item.get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_default()
-        )))
+        if let Ok(lease) = item.cast::<PyLease>() {
+            let lease = lease.get();
+            if !lease.pool.is(slf) {
+                return Err(not_handle(item));
+            }
+            return Ok(Handle(lease.handle));
+        }
+        Err(not_handle(item))
     }
+}
+
+/// Why `item` names no lease of the pool given it (`handle_of`): a Lease of
+/// another pool, or not a Lease or an int. Out of the frees' way.
+#[cold]
+#[inline(never)]
+fn not_handle(item: &Bound<'_, PyAny>) -> PyErr {
+    if let Ok(lease) = item.cast::<PyLease>() {
+        return Error::NotLive(format!(
+            "{} belongs to another pool",
+            lease_repr(lease.get())
+        ))
+        .into();
+    }
+    PyTypeError::new_err(format!(
+        "expected a Lease or an int handle, not {}",
+        item.get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default()
+    ))
 }
 
 /// An optional argument as given, or its default.
