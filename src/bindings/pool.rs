@@ -143,8 +143,9 @@ impl PyPool {
         }
     }
 
-    /// The handle of a Lease of this pool or of an int.
-    #[inline]
+    /// The handle of a Lease of this pool or of an int (inlined into
+    /// `free` and the loops of `free_many`; its errors are out of line).
+    #[inline(always)]
     fn handle_of(slf: &Bound<'_, Self>, item: &Bound<'_, PyAny>) -> PyResult<Handle> {
         // The int test first (a flag of the type): an int never fails a
         // cast to Lease, which builds an error to throw away.
@@ -452,10 +453,12 @@ impl PyPool {
             }
             _ => py.detach(|| core.allocate_many_at(n, || None, now))?,
         };
-        let objects = leases
-            .into_iter()
-            .map(|lease| lease_object(slf, lease, None))
-            .collect::<PyResult<Vec<_>>>()?;
+        // A plain loop into a Vec of the right size (a collect through
+        // `PyResult` cannot size it).
+        let mut objects = Vec::with_capacity(leases.len());
+        for lease in leases {
+            objects.push(lease_object(slf, lease, None)?);
+        }
         PyList::new(py, objects)
     }
 
@@ -510,9 +513,11 @@ impl PyPool {
         // A list (what `allocate_many` returns) is read by index, without
         // the iterator protocol; any other iterable through it.
         let handles = if let Ok(list) = leases.cast::<PyList>() {
-            list.iter()
-                .map(|item| Self::handle_of(slf, &item))
-                .collect::<PyResult<Vec<_>>>()?
+            let mut handles = Vec::with_capacity(list.len());
+            for item in list.iter() {
+                handles.push(Self::handle_of(slf, &item)?);
+            }
+            handles
         } else {
             leases
                 .try_iter()?
