@@ -74,11 +74,18 @@ class DequePool:
 Pool = natpool.Pool | natpool.reference.Pool
 
 
-def make_pool(implementation: str, network: str = "/24", initial_blocks: int = 1024, max_blocks: int = 1 << 40) -> Pool:
-    """A natpool or reference pool over ``network`` with ports 1024-65535."""
+def make_pool(
+    implementation: str,
+    network: str = "/24",
+    initial_blocks: int = 1024,
+    max_blocks: int = 1 << 40,
+    **policies: Any,
+) -> Pool:
+    """A natpool or reference pool over ``network`` with ports 1024-65535; ``policies``: the pool's (``order``,
+    ``hold_down``, ...)."""
     first_ip, last_ip, prefix = NETWORKS[network]
     cls = natpool.Pool if implementation == "natpool" else natpool.reference.Pool
-    return cls("bench", first_ip, last_ip, prefix, initial_blocks, max_blocks, ports=PORTS)
+    return cls("bench", first_ip, last_ip, prefix, initial_blocks, max_blocks, ports=PORTS, **policies)
 
 
 def make_deque(count: int, network: str = "/24") -> DequePool:

@@ -1,4 +1,5 @@
-"""One allocate() + free() pair, allocate_many(n) + free_many per batch, lookup hit and miss.
+"""One allocate() + free() pair (with each of the pool's reuse orders and a hold-down too), allocate_many(n) +
+free_many per batch, lookup hit and miss.
 
 Each case runs with natpool, the reference model, the deque free list and (where a call
 shape exists) the PyO3 floor: ``floor.noop()`` takes the place of each call.
@@ -20,6 +21,11 @@ from benches.baselines import IMPLEMENTATIONS, make_deque, make_floor, make_pool
 BLOCKS = 65536
 #: Operations (pairs, lookups; leases in a batch case) per timed call.
 OPS = 8192
+#: The pool's policies ``PolicyPair`` measures: each reuse order, and FIFO with a hold-down of ``HOLD_DOWN``.
+POLICIES = ["fifo", "lifo", "random", "fifo+hold"]
+#: The hold of ``fifo+hold``, seconds: at a few hundred ns a pair, some hundreds of addresses are held at once,
+#: within the resident subpool (no subpool is created): the case measures the holds themselves.
+HOLD_DOWN = 100e-6
 
 
 def _pool(implementation: str) -> Any:
@@ -48,6 +54,23 @@ class Pair:
         allocate, free = self.allocate, self.free
         for _ in range(OPS):
             free(allocate())
+
+
+class PolicyPair(Pair):
+    """``Pair`` on natpool in each reuse order and in FIFO order with a hold-down (``POLICIES``): what each policy
+    costs against the default order's pair (fifo) of the same run."""
+
+    params: ClassVar[Any] = POLICIES
+    param_names: ClassVar[list[str]] = ["policy"]
+
+    def setup(self, implementation: str) -> None:
+        """``implementation``: the policy, one of ``POLICIES``."""
+        order, hold = implementation.removesuffix("+hold"), implementation.endswith("+hold")
+        hold_down = HOLD_DOWN if hold else 0.0
+        pool: Any = make_pool("natpool", initial_blocks=BLOCKS, order=order, seed=1, hold_down=hold_down)
+        pool.free(pool.allocate())  # the memory pool exists before timing starts
+        self.allocate = pool.allocate
+        self.free = pool.free
 
 
 class Batch:

@@ -19,6 +19,10 @@
 //!   blocks each time.
 //! * `lookup`: a hit on a random live lease with 10, 1,000 and 100,000
 //!   subpools, and a miss outside every subpool.
+//! * `policies`: the `pair` of natpool in each reuse order (`fifo`, the
+//!   default, `lifo`, `random`) and in FIFO order with a hold-down
+//!   (`fifo_hold`, holds of 100 µs on the monotonic clock), each a ratio to
+//!   the default order's pair of the same run.
 
 use std::hint::black_box;
 use std::sync::mpsc::sync_channel;
@@ -30,7 +34,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use crossbeam_queue::ArrayQueue;
 use std::net::Ipv4Addr;
 
-use natpool::{Handle, Pool, PoolSpec};
+use natpool::{Handle, Order, Pool, PoolSpec};
 
 /// Blocks every anchor is preloaded with (and natpool's subpool size).
 const BLOCKS: u32 = 4096;
@@ -256,7 +260,7 @@ fn lookup(c: &mut Criterion) {
         assert_eq!(pool.stats().subpools, u64::from(subpools));
         // A fixed pseudo-random walk over the live leases (an LCG).
         let mut x = 1u64;
-        let probes: Vec<(Ipv4Addr, u16)> = (0..4096)
+        let probes: Vec<(std::net::IpAddr, u16)> = (0..4096)
             .map(|_| {
                 x = x
                     .wrapping_mul(6364136223846793005)
@@ -289,6 +293,42 @@ fn lookup(c: &mut Criterion) {
     group.finish();
 }
 
+/// The hold of `policies/fifo_hold`: at about 100 ns a pair, some 1,000
+/// blocks are held at once, within the resident subpool (no subpool is
+/// created), so the case measures the holds themselves: a clock read in each
+/// free and allocation, the held queue, the release of the holds that ended.
+const HOLD_DOWN: f64 = 100e-6;
+
+/// A warm pool (as `warm_pool`) in `order`, with `hold_down`.
+fn policy_pool(order: Order, hold_down: f64) -> Pool<()> {
+    let spec = PoolSpec::new("bench", Ipv4Addr::new(10, 0, 0, 1), LAST_IP)
+        .prefix(24)
+        .initial_blocks(BLOCKS)
+        .max_blocks(1 << 20)
+        .subpool_blocks(BLOCKS)
+        .order(order)
+        .seed(1)
+        .hold_down(hold_down);
+    let pool = Pool::new(spec.build().unwrap());
+    let lease = pool.allocate(()).unwrap();
+    pool.free(lease.handle).unwrap();
+    pool
+}
+
+fn policies(c: &mut Criterion) {
+    let mut group = c.benchmark_group("policies");
+    for (name, order, hold_down) in [
+        ("fifo", Order::Fifo, 0.0),
+        ("lifo", Order::Lifo, 0.0),
+        ("random", Order::Random, 0.0),
+        ("fifo_hold", Order::Fifo, HOLD_DOWN),
+    ] {
+        let pool = policy_pool(order, hold_down);
+        group.bench_function(name, |b| b.iter(|| natpool_pair(&pool)));
+    }
+    group.finish();
+}
+
 fn config() -> Criterion {
     // Short runs: `make bench` runs every case of both suites in one go.
     Criterion::default()
@@ -301,6 +341,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = pair, threads, cross_thread, subpool, lookup
+    targets = pair, threads, cross_thread, subpool, lookup, policies
 }
 criterion_main!(benches);

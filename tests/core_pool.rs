@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use natpool::{Error, Handle, Interval, Pool, PoolSpec};
 
@@ -39,7 +39,10 @@ fn pool(initial: u32, max: u64, subpool: Option<u32>) -> Pool<u32> {
 }
 
 /// The index of (ip, port) in a pool of `ports` ports per IP from FIRST.
-fn index_of(ip: Ipv4Addr, port: u16, ports: (u16, u16)) -> usize {
+fn index_of(ip: IpAddr, port: u16, ports: (u16, u16)) -> usize {
+    let IpAddr::V4(ip) = ip else {
+        panic!("an IPv4 pool leased {ip}")
+    };
     let per_ip = usize::from(ports.1 - ports.0) + 1;
     (u32::from(ip) - u32::from(FIRST)) as usize * per_ip + usize::from(port - ports.0)
 }
@@ -64,7 +67,7 @@ fn allocates_in_address_order_and_grows_eagerly() {
     let p = pool(2, 5, Some(2));
     let a = p.allocate(1).unwrap();
     let b = p.allocate(2).unwrap();
-    assert_eq!((a.ip, a.port, b.port), (FIRST, 1000, 1001));
+    assert_eq!((a.ip, a.port, b.port), (FIRST.into(), 1000, 1001));
     // Taking the last free block (threshold 0) created the next subpool.
     assert_eq!(p.stats().subpools, 2);
     assert_eq!(
@@ -443,5 +446,413 @@ mod policies {
             pool.allocate_for(0, u64::MAX),
             Err(Error::Argument(_))
         ));
+    }
+}
+
+/// Issue 12's shapes: several ranges, exclusions, IPv6 (`docs/shapes.md`).
+mod shapes {
+    use std::collections::HashSet;
+    use std::net::{IpAddr, Ipv6Addr};
+
+    use natpool::{Error, Exclusion, Interval, Pool, PoolSpec};
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    /// Two ranges, 10.0.0.1-10.0.0.3 and 10.0.1.7, ports 1..=4, without
+    /// 10.0.0.2 and port 3 of 10.0.0.3: 11 addresses in 4 segments.
+    fn shaped(initial: u32) -> Pool<u32> {
+        let spec = PoolSpec::with_ranges(
+            "shapes",
+            [
+                (ip("10.0.1.7"), ip("10.0.1.7")),
+                (ip("10.0.0.1"), ip("10.0.0.3")),
+            ],
+        )
+        .ports(1, 4)
+        .exclude([
+            Exclusion::ip(ip("10.0.0.2")),
+            Exclusion::ports(ip("10.0.0.3"), 3, 3),
+        ])
+        .initial_blocks(initial);
+        Pool::new(spec.build().unwrap())
+    }
+
+    fn address(ip_text: &str, port: u16) -> (IpAddr, u16) {
+        (ip(ip_text), port)
+    }
+
+    #[test]
+    fn a_shaped_pool_hands_out_exactly_its_addresses_in_order() {
+        let pool = shaped(3);
+        assert_eq!(pool.config().address_count(), 11);
+        let leases: Vec<_> = (0..11).map(|i| pool.allocate(i).unwrap()).collect();
+        let got: Vec<(IpAddr, u16)> = leases.iter().map(|l| (l.ip, l.port)).collect();
+        let expected = vec![
+            address("10.0.0.1", 1),
+            address("10.0.0.1", 2),
+            address("10.0.0.1", 3),
+            address("10.0.0.1", 4),
+            address("10.0.0.3", 1),
+            address("10.0.0.3", 2),
+            address("10.0.0.3", 4),
+            address("10.0.1.7", 1),
+            address("10.0.1.7", 2),
+            address("10.0.1.7", 3),
+            address("10.0.1.7", 4),
+        ];
+        assert_eq!(got, expected);
+        assert!(matches!(pool.allocate(99), Err(Error::Exhausted(_))));
+        for (i, lease) in leases.iter().enumerate() {
+            let (found, _) = pool.lookup_with(lease.ip, lease.port, |l, d| (l, *d));
+            assert_eq!(found, Some((*lease, i as u32)));
+        }
+        // Excluded addresses and other families are in no subpool.
+        assert_eq!(pool.lookup_with(ip("10.0.0.2"), 1, |_, d| *d).0, None);
+        assert_eq!(pool.lookup_with(ip("10.0.0.3"), 3, |_, d| *d).0, None);
+        assert_eq!(pool.lookup_with(ip("::1"), 1, |_, d| *d).0, None);
+        for lease in leases {
+            pool.free(lease.handle).unwrap();
+        }
+        assert!(pool.is_empty());
+    }
+
+    #[test]
+    fn intervals_never_span_a_gap_and_stats_count_the_records() {
+        let pool = shaped(6);
+        let a = pool.allocate(0).unwrap(); // subpool 0: indices 0..6
+        let records = pool.intervals();
+        assert_eq!(
+            records,
+            vec![
+                Interval {
+                    first: 0,
+                    count: 4,
+                    subpool: Some(0)
+                },
+                Interval {
+                    first: 4,
+                    count: 2,
+                    subpool: Some(0)
+                },
+                Interval {
+                    first: 6,
+                    count: 1,
+                    subpool: None
+                },
+                Interval {
+                    first: 7,
+                    count: 4,
+                    subpool: None
+                },
+            ]
+        );
+        let stats = pool.stats();
+        assert_eq!(stats.intervals, records.len() as u64);
+        assert_eq!(
+            (stats.subpools, stats.free_addresses, stats.address_count),
+            (1, 5, 11)
+        );
+        pool.free(a.handle).unwrap();
+    }
+
+    #[test]
+    fn an_ipv6_slash_48_is_a_few_interval_elements_and_exact() {
+        let first: Ipv6Addr = "2001:db8:7::".parse().unwrap();
+        let last: Ipv6Addr = "2001:db8:7:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        let spec = PoolSpec::new("six", first, last)
+            .prefix(48)
+            .initial_blocks(1024);
+        let pool: Pool<u8> = Pool::new(spec.build().unwrap());
+        let per_ip: u128 = 64512;
+        // The subnet-router anycast address 2001:db8:7:: is left out.
+        assert_eq!(pool.config().address_count(), ((1u128 << 80) - 1) * per_ip);
+        assert_eq!(pool.config().first_ip(), ip("2001:db8:7::1"));
+        let leases = pool.allocate_many(2000, || 1).unwrap();
+        assert_eq!(
+            (leases[0].ip, leases[0].port),
+            address("2001:db8:7::1", 1024)
+        );
+        assert_eq!(
+            (leases[1999].ip, leases[1999].port),
+            address("2001:db8:7::1", 3023)
+        );
+        assert_eq!(pool.intervals().len(), 3); // two subpools and the rest
+        let stats = pool.stats();
+        assert_eq!(stats.free_addresses, pool.config().address_count() - 2048);
+        assert_eq!(stats.capacity, u64::MAX);
+        let (found, _) = pool.lookup_with(leases[7].ip, leases[7].port, |l, _| l);
+        assert_eq!(found, Some(leases[7]));
+        let mut released = Vec::new();
+        let handles: Vec<_> = leases.iter().map(|l| l.handle).collect();
+        pool.free_many(&handles, &mut released).unwrap();
+    }
+
+    #[test]
+    fn port_blocks_lie_on_one_ip_of_the_space() {
+        // 10.0.0.1 keeps 2 of its 4 ports: too few for a block of 3.
+        let spec = PoolSpec::with_ranges("blocks", [(ip("10.0.0.1"), ip("10.0.0.3"))])
+            .ports(1, 4)
+            .exclude([Exclusion::ports(ip("10.0.0.1"), 2, 3)])
+            .initial_blocks(2)
+            .client_block(3);
+        let pool: Pool<u32> = Pool::new(spec.build().unwrap());
+        let a = pool.allocate_for(1, 7).unwrap();
+        assert_eq!((a.ip, a.port), address("10.0.0.2", 1));
+        let leases = pool.allocate_many_for(3, || 1, 7).unwrap();
+        let ips: HashSet<IpAddr> = leases.iter().map(|l| l.ip).collect();
+        // Block 1 is 10.0.0.2:1-3; block 2 the lowest 3 on one IP: 10.0.0.3:1-3
+        // (10.0.0.2:4 is free but alone on its IP).
+        assert_eq!(ips, [ip("10.0.0.2"), ip("10.0.0.3")].into_iter().collect());
+        let firsts: Vec<u128> = pool.subpools().iter().map(|s| s.first).collect();
+        assert_eq!(firsts, vec![2, 6]);
+    }
+
+    #[test]
+    fn a_paired_client_stays_on_its_ip_across_an_exclusion_hole() {
+        // 10.0.0.1 keeps ports 1 and 4: indices 0 and 1, two segments, one
+        // IP; subpool 0 holds both.
+        let spec = PoolSpec::with_ranges("paired", [(ip("10.0.0.1"), ip("10.0.0.2"))])
+            .ports(1, 4)
+            .exclude([Exclusion::ports(ip("10.0.0.1"), 2, 3)])
+            .initial_blocks(2)
+            .subpool_blocks(1)
+            .paired(true);
+        let pool: Pool<u32> = Pool::new(spec.build().unwrap());
+        let other = pool.allocate(0).unwrap(); // 10.0.0.1:1
+        let a = pool.allocate_for(1, 5).unwrap(); // 10.0.0.1:4; subpool 1 grows
+        assert_eq!((a.ip, a.port), address("10.0.0.1", 4));
+        pool.free(other.handle).unwrap();
+        // Subpool 0 lies wholly on the client's IP: it serves, not subpool 1.
+        let b = pool.allocate_for(1, 5).unwrap();
+        assert_eq!((b.ip, b.port), address("10.0.0.1", 1));
+    }
+
+    #[test]
+    fn a_store_numbers_at_most_two_to_the_63_minus_1_addresses() {
+        use natpool::{Grant, Membership, Store};
+        struct Never;
+        impl Store for Never {
+            fn claim(&self) -> Result<Option<Grant>, Error> {
+                Ok(None)
+            }
+            fn release(&self, _: u64) -> Result<(), Error> {
+                Ok(())
+            }
+            fn renew(&self, epochs: &[u64]) -> Result<Vec<u64>, Error> {
+                Ok(epochs.to_vec())
+            }
+            fn leave(&self, _: &[u64]) -> Result<(), Error> {
+                Ok(())
+            }
+        }
+        let membership = || Membership {
+            store: Box::new(Never),
+            claim_ttl: std::time::Duration::from_secs(60),
+            renew_interval: std::time::Duration::ZERO,
+        };
+        let big =
+            PoolSpec::with_ranges("big", [(ip("2001:db8::"), ip("2001:db8::ffff:ffff:ffff"))])
+                .initial_blocks(1)
+                .build()
+                .unwrap();
+        let result = Pool::<u8>::with_store(big, membership());
+        assert!(matches!(result, Err(Error::Config { field: "store", .. })));
+        let small = PoolSpec::with_ranges("small", [(ip("2001:db8::"), ip("2001:db8::ff"))])
+            .initial_blocks(1)
+            .build()
+            .unwrap();
+        assert!(Pool::<u8>::with_store(small, membership()).is_ok());
+    }
+}
+
+/// `reserve`, `drain`, `undrain` (`docs/shapes.md`) through the Rust API;
+/// the Python suite (test_shapes.py) holds both implementations to the
+/// rules in detail.
+mod reserve_and_drain {
+    use std::collections::HashSet;
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::atomic::{AtomicU8, Ordering};
+    use std::sync::Arc;
+
+    use natpool::{Error, Order, Pool, PoolSpec};
+
+    const IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+
+    /// Rounds per thread of the race (`NATPOOL_RESERVE_ROUNDS` for more).
+    fn rounds() -> u64 {
+        std::env::var("NATPOOL_RESERVE_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3000)
+    }
+
+    fn one_ip(ports: u16, initial: u32, order: Order) -> Pool<u32> {
+        let spec = PoolSpec::with_ranges("r", [(IP, IP)])
+            .ports(1, ports)
+            .initial_blocks(initial)
+            .order(order)
+            .seed(3);
+        Pool::new(spec.build().unwrap())
+    }
+
+    #[test]
+    fn a_reserved_address_is_leased_once_and_its_phantom_skipped() {
+        for order in [Order::Fifo, Order::Lifo, Order::Random] {
+            let pool = one_ip(8, 4, order);
+            let a = pool.allocate(0).unwrap();
+            let port = if a.port == 3 { 2 } else { 3 };
+            let reserved = pool.reserve(IP, port, 7).unwrap();
+            assert_eq!((reserved.ip, reserved.port), (IpAddr::V4(IP), port));
+            assert!(matches!(pool.reserve(IP, port, 8), Err(Error::NotLive(_))));
+            assert!(matches!(
+                pool.reserve(IP, a.port, 8),
+                Err(Error::NotLive(_))
+            ));
+            assert!(matches!(pool.reserve(IP, 9, 8), Err(Error::Argument(_))));
+            let (found, _) = pool.lookup_with(IP, port, |lease, data| (lease, *data));
+            assert_eq!(found, Some((reserved, 7)));
+            // The other six addresses, never the reserved one.
+            let rest = pool.allocate_many(6, || 1).unwrap();
+            let ports: HashSet<u16> = rest.iter().map(|l| l.port).collect();
+            assert_eq!(ports.len(), 6);
+            assert!(
+                !ports.contains(&port) && !ports.contains(&a.port),
+                "{order:?}"
+            );
+            assert!(matches!(pool.allocate(2), Err(Error::Exhausted(_))));
+            assert_eq!(pool.free(reserved.handle).unwrap(), Some(7));
+            assert_eq!(pool.allocate(3).unwrap().port, port);
+        }
+    }
+
+    #[test]
+    fn a_drained_ip_is_fenced_deleted_when_empty_and_comes_back() {
+        let last = Ipv4Addr::new(10, 0, 0, 3);
+        let spec = PoolSpec::with_ranges("d", [(IP, last)])
+            .ports(1, 4)
+            .initial_blocks(4);
+        let pool: Pool<u32> = Pool::new(spec.build().unwrap());
+        let a = pool.allocate(1).unwrap(); // subpool 0: 10.0.0.1, all of it
+        pool.drain(IP).unwrap();
+        pool.drain(IP).unwrap(); // again: nothing changes
+        assert_eq!(pool.drained(), vec![IpAddr::V4(IP)]);
+        assert_eq!(pool.stats().drained, 4);
+        let b = pool.allocate(2).unwrap();
+        assert_eq!(b.ip, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)));
+        assert!(matches!(pool.reserve(IP, 2, 0), Err(Error::Argument(_))));
+        pool.free(a.handle).unwrap(); // subpool 0 goes, whatever the keep rule
+        assert!(pool.subpools().iter().all(|s| s.id != 0));
+        pool.undrain(IP).unwrap();
+        assert!(pool.drained().is_empty());
+        assert!(matches!(
+            pool.drain(Ipv4Addr::new(10, 0, 0, 9)),
+            Err(Error::Argument(_))
+        ));
+        assert!(matches!(
+            pool.drain("::1".parse::<IpAddr>().unwrap()),
+            Err(Error::Argument(_))
+        ));
+        // Every address drained: exhausted, whatever len() says.
+        for ip in 1..=3 {
+            pool.drain(Ipv4Addr::new(10, 0, 0, ip)).unwrap();
+        }
+        assert!(matches!(pool.allocate(3), Err(Error::Exhausted(_))));
+        assert!(matches!(
+            pool.allocate_many(1, || 3),
+            Err(Error::Exhausted(_))
+        ));
+        pool.free(b.handle).unwrap();
+        assert_eq!(pool.stats().subpools, 0);
+    }
+
+    /// Threads allocate and free (singly and in batches) while another
+    /// reserves given addresses and frees them, and a third drains and
+    /// undrains an IP: an address is never held twice (an independent
+    /// bitmap), and at the end every address can be leased exactly once.
+    #[test]
+    fn reserves_and_drains_race_with_allocations() {
+        for order in [Order::Fifo, Order::Lifo, Order::Random] {
+            let last = Ipv4Addr::new(10, 0, 0, 4);
+            let spec = PoolSpec::with_ranges("race", [(IP, last)])
+                .ports(1, 16)
+                .initial_blocks(8)
+                .order(order)
+                .seed(11);
+            let pool: Arc<Pool<u64>> = Arc::new(Pool::new(spec.build().unwrap()));
+            let count = pool.config().address_count() as usize;
+            let held: Arc<Vec<AtomicU8>> = Arc::new((0..count).map(|_| AtomicU8::new(0)).collect());
+            let index = |lease: &natpool::Lease| {
+                let IpAddr::V4(ip) = lease.ip else { panic!() };
+                (u32::from(ip) - u32::from(IP)) as usize * 16 + usize::from(lease.port - 1)
+            };
+            let take = |held: &[AtomicU8], lease: &natpool::Lease| {
+                assert_eq!(
+                    held[index(lease)].swap(1, Ordering::AcqRel),
+                    0,
+                    "held twice: {lease:?}"
+                );
+            };
+            let give = |held: &[AtomicU8], lease: &natpool::Lease| {
+                assert_eq!(held[index(lease)].swap(0, Ordering::AcqRel), 1);
+            };
+            let rounds = rounds();
+            std::thread::scope(|scope| {
+                for worker in 0..2u64 {
+                    let (pool, held) = (&pool, &held);
+                    scope.spawn(move || {
+                        let mut mine = Vec::new();
+                        for round in 0..rounds {
+                            if round % 7 == 0 {
+                                if let Ok(batch) = pool.allocate_many(3, || worker) {
+                                    batch.iter().for_each(|l| take(held, l));
+                                    mine.extend(batch);
+                                }
+                            } else if let Ok(lease) = pool.allocate(worker) {
+                                take(held, &lease);
+                                mine.push(lease);
+                            }
+                            if mine.len() > 20 || (round % 3 == 0 && !mine.is_empty()) {
+                                let lease = mine.swap_remove((round as usize * 7) % mine.len());
+                                give(held, &lease);
+                                pool.free(lease.handle).unwrap();
+                            }
+                        }
+                        for lease in mine {
+                            give(held, &lease);
+                            pool.free(lease.handle).unwrap();
+                        }
+                    });
+                }
+                let (pool, held) = (&pool, &held);
+                scope.spawn(move || {
+                    for round in 0..rounds {
+                        let ip = Ipv4Addr::new(10, 0, 0, 1 + (round % 4) as u8);
+                        match pool.reserve(ip, 1 + (round % 16) as u16, 99) {
+                            Ok(lease) => {
+                                take(held, &lease);
+                                give(held, &lease);
+                                pool.free(lease.handle).unwrap();
+                            }
+                            Err(Error::NotLive(_) | Error::Exhausted(_) | Error::Argument(_)) => {}
+                            Err(other) => panic!("{other:?}"),
+                        }
+                    }
+                });
+                scope.spawn(move || {
+                    let ip = Ipv4Addr::new(10, 0, 0, 3);
+                    for _ in 0..500 {
+                        pool.drain(ip).unwrap();
+                        std::thread::yield_now();
+                        pool.undrain(ip).unwrap();
+                    }
+                });
+            });
+            assert!(pool.is_empty(), "{order:?}");
+            let all = pool.allocate_many(count as u64, || 0).unwrap();
+            let distinct: HashSet<_> = all.iter().map(|l| (l.ip, l.port)).collect();
+            assert_eq!(distinct.len(), count, "{order:?}");
+        }
     }
 }

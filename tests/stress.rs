@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use natpool::{Clock, Error, Lease, Order, Pool, PoolSpec};
 
@@ -168,14 +168,17 @@ fn new_pool(order: Order, tick: &Arc<AtomicU64>) -> Pool<Data> {
 }
 
 /// The index of (ip, port) in the pool's address space (ip-major).
-fn index_of(ip: Ipv4Addr, port: u16) -> u64 {
+fn index_of(ip: IpAddr, port: u16) -> u64 {
+    let IpAddr::V4(ip) = ip else {
+        panic!("an IPv4 pool leased {ip}")
+    };
     u64::from(u32::from(ip) - u32::from(FIRST_IP)) * PORTS + u64::from(port - FIRST_PORT)
 }
 
 /// The (ip, port) at `index` of the pool's address space.
-fn address_of(index: u64) -> (Ipv4Addr, u16) {
+fn address_of(index: u64) -> (IpAddr, u16) {
     let ip = Ipv4Addr::from(u32::from(FIRST_IP) + (index / PORTS) as u32);
-    (ip, FIRST_PORT + (index % PORTS) as u16)
+    (ip.into(), FIRST_PORT + (index % PORTS) as u16)
 }
 
 fn worker(
@@ -187,7 +190,7 @@ fn worker(
 ) -> HashMap<u64, (Lease, Data)> {
     let mut rng = Rng::new(seed ^ id);
     let mut mine: HashMap<u64, (Lease, Data)> = HashMap::new();
-    let addresses = shared.pool.config().address_count();
+    let addresses = shared.pool.config().address_count() as u64;
     let target = shared.pool.config().capacity() / threads;
     for op in 0..ops {
         shared.tick.fetch_add(1, Ordering::AcqRel);

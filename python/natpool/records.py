@@ -50,6 +50,8 @@ class PoolStats(NamedTuple):
     """Blocks freed with a hold (``hold_down``) that has not ended: neither live nor free."""
     events_dropped: int = 0
     """Block events (``events()``) dropped because the queue held ``event_queue`` of them."""
+    drained: int = 0
+    """Addresses of the space on drained IPs (``drain``)."""
 
 
 class BlockEvent(NamedTuple):

@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use crate::bindings::store::{registered_config, PyStore};
+use crate::core::pool::check_store_space;
 use crate::core::{Config, Error, Membership, Pool, Renewal};
 
 /// Renews a pool's claims; held weakly by the renewal thread, so that a
@@ -64,6 +65,18 @@ pub fn join(
         }
         .into());
     }
+    // The store's ledger counts in 64-bit integers (field `store`); and it
+    // registers and numbers the legacy IPv4 form only, so far: a pool of
+    // ranges, with exclusions or IPv6 is refused before anything is written
+    // (`docs/shapes.md`, as the reference model does).
+    check_store_space(&config)?;
+    if !config.is_legacy_shape() || config.is_ipv6() {
+        return Err(Error::Config {
+            field: "store",
+            reason: "takes a legacy IPv4 pool without exclusions only, yet".into(),
+        }
+        .into());
+    }
     let registered = registered_config(py, &config)?;
     let (store, owns_store): (Py<PyAny>, bool) = module
         .call_method1("join", (&settings, registered))?
@@ -86,7 +99,7 @@ pub fn join(
             claim_ttl: Duration::from_secs_f64(claim_ttl),
             renew_interval: Duration::ZERO,
         },
-    );
+    )?;
     let renewal = Py::new(
         py,
         PyRenewal {

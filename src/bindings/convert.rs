@@ -6,10 +6,12 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 
-use crate::core::config::{parse_ipv4, parse_netmask};
+use crate::core::config::{parse_ipv4, parse_netmask, Netmask};
+use crate::core::space::Family;
 use crate::core::Error;
 
 static IPV4_ADDRESS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static IPV6_ADDRESS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// Where a bad value is reported: constructor fields raise `PoolConfigError`,
 /// method arguments `ArgumentError`.
@@ -49,45 +51,101 @@ fn wide_int(value: &Bound<'_, PyAny>) -> PyResult<i128> {
     }
 }
 
-/// An IPv4 address given as `str`, `int` or `ipaddress.IPv4Address`.
-pub fn ip(value: &Bound<'_, PyAny>, field: &'static str, context: Context) -> PyResult<u32> {
+/// An IP address given as `str`, `int`, `ipaddress.IPv4Address` or
+/// `ipaddress.IPv6Address`, as its family and integer. An `int` is an
+/// address of `int_family` (the legacy constructor: IPv4; a method: the
+/// pool's family). A `str` is parsed as IPv4, or as IPv6 (by Python's
+/// `ipaddress`, so both implementations accept the same text) if it has a
+/// colon.
+pub fn ip(
+    value: &Bound<'_, PyAny>,
+    field: &'static str,
+    context: Context,
+    int_family: Family,
+) -> PyResult<(Family, u128)> {
     let py = value.py();
     if value.is_instance(IPV4_ADDRESS.import(py, "ipaddress", "IPv4Address")?)? {
-        return value.call_method0("__int__")?.extract::<u32>();
+        let ip = value.call_method0("__int__")?.extract::<u32>()?;
+        return Ok((Family::V4, u128::from(ip)));
+    }
+    let ipv6 = IPV6_ADDRESS.import(py, "ipaddress", "IPv6Address")?;
+    if value.is_instance(ipv6)? {
+        return Ok((
+            Family::V6,
+            value.call_method0("__int__")?.extract::<u128>()?,
+        ));
     }
     if is_int(value) {
-        let wide = wide_int(value)?;
-        return u32::try_from(wide)
-            .map_err(|_| invalid(context, field, format!("{wide} is not an IPv4 address")));
+        let fits = match int_family {
+            Family::V4 => u32::try_from(wide_int(value)?).ok().map(u128::from),
+            Family::V6 => value.extract::<u128>().ok(),
+        };
+        return fits.map(|ip| (int_family, ip)).ok_or_else(|| {
+            let family = int_family.number();
+            invalid(
+                context,
+                field,
+                format!("{value} is not an IPv{family} address"),
+            )
+        });
     }
     if let Ok(text) = value.cast::<PyString>() {
         let text = text.to_cow()?;
-        return parse_ipv4(&text)
-            .ok_or_else(|| invalid(context, field, format!("{text:?} is not an IPv4 address")));
+        if !text.contains(':') {
+            return parse_ipv4(&text)
+                .map(|ip| (Family::V4, u128::from(ip)))
+                .ok_or_else(|| invalid(context, field, format!("{text:?} is not an IP address")));
+        }
+        return match ipv6.call1((&*text,)) {
+            Ok(parsed) => Ok((
+                Family::V6,
+                parsed.call_method0("__int__")?.extract::<u128>()?,
+            )),
+            Err(error) if error.is_instance_of::<pyo3::exceptions::PyValueError>(py) => Err(
+                invalid(context, field, format!("{text:?} is not an IP address")),
+            ),
+            Err(error) => Err(error),
+        };
     }
     Err(PyTypeError::new_err(format!(
-        "{field} must be str, int or IPv4Address, not {}",
+        "{field} must be str, int, IPv4Address or IPv6Address, not {}",
         type_name(value)
     )))
 }
 
-/// A netmask as a dotted string or a prefix length; returns the prefix.
-pub fn netmask(value: &Bound<'_, PyAny>) -> PyResult<u8> {
+/// A netmask as a dotted string or a prefix length (0..32, or 0..128 when
+/// `first_ip` is IPv6).
+pub fn netmask(value: &Bound<'_, PyAny>, family: Family) -> PyResult<Netmask> {
     if is_int(value) {
         let prefix = wide_int(value)?;
+        let bits = family.bits();
         return u8::try_from(prefix)
             .ok()
-            .filter(|p| *p <= 32)
+            .filter(|p| u32::from(*p) <= bits)
+            .map(Netmask::Prefix)
             .ok_or_else(|| {
                 invalid(
                     Context::Config,
                     "netmask",
-                    format!("prefix length {prefix} is outside 0..32"),
+                    format!("prefix length {prefix} is outside 0..{bits}"),
                 )
             });
     }
+    if family == Family::V6 {
+        if value.is_instance_of::<PyString>() {
+            return Err(invalid(
+                Context::Config,
+                "netmask",
+                "an IPv6 pool's netmask is a prefix length (an int)".into(),
+            ));
+        }
+        return Err(PyTypeError::new_err(format!(
+            "netmask must be int, not {}",
+            type_name(value)
+        )));
+    }
     if let Ok(text) = value.cast::<PyString>() {
-        return Ok(parse_netmask(&text.to_cow()?)?);
+        return Ok(Netmask::Dotted(parse_netmask(&text.to_cow()?)?));
     }
     Err(PyTypeError::new_err(format!(
         "netmask must be str or int, not {}",

@@ -32,7 +32,9 @@ fn convert(py: Python<'_>, error: Error) -> PyResult<PyErr> {
         Error::NotLive(message) => class(py, 3, "LeaseError")?.call1((message,))?,
         Error::QuotaExceeded(message) => class(py, 4, "QuotaExceeded")?.call1((message,))?,
         Error::Store(message) => class(py, 5, "StoreError")?.call1((message,))?,
-        Error::Closed(message) => class(py, 6, "NatPoolError")?.call1((message,))?,
+        Error::Closed(message) | Error::Unsupported(message) => {
+            class(py, 6, "NatPoolError")?.call1((message,))?
+        }
         Error::OutOfMemory(message) => return Ok(PyMemoryError::new_err(message)),
     };
     Ok(PyErr::from_value(instance))

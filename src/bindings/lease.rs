@@ -1,5 +1,6 @@
 //! `natpool.Lease` and the context manager behind `Pool.lease()`.
 
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 use pyo3::basic::CompareOp;
@@ -7,7 +8,6 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyInt, PyString, PyTuple};
 
 use crate::bindings::pool::PyPool;
-use crate::core::config::ip_text;
 use crate::core::{Error, Handle};
 
 /// A client NAT address held by one connection.
@@ -20,7 +20,7 @@ pub struct PyLease {
     #[pyo3(get)]
     pub(crate) pool: Py<PyPool>,
     pub(crate) handle: u128,
-    pub(crate) ip: u32,
+    pub(crate) ip: IpAddr,
     pub(crate) port: u16,
     /// The object given to allocate().
     #[pyo3(get)]
@@ -41,10 +41,10 @@ impl PyLease {
         .unwrap_or_else(|never| match never {})
     }
 
-    /// The NAT IP as a dotted string.
+    /// The NAT IP as text (IPv4 dotted, IPv6 compressed).
     #[getter]
     fn ip<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
-        dotted(py, self.ip)
+        ip_text(py, self.ip)
     }
 
     /// The NAT port.
@@ -53,10 +53,10 @@ impl PyLease {
         self.port
     }
 
-    /// ``(ip, port)``, as ``socket.bind`` takes it.
+    /// ``(ip, port)``, as ``socket.bind`` takes it (an ``AF_INET6`` socket for IPv6).
     #[getter]
     fn address<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        (dotted(py, self.ip), self.port).into_pyobject(py)
+        (ip_text(py, self.ip), self.port).into_pyobject(py)
     }
 
     fn __richcmp__(&self, other: &Bound<'_, PyAny>, op: CompareOp) -> Py<PyAny> {
@@ -82,9 +82,7 @@ impl PyLease {
     fn __repr__(&self) -> String {
         format!(
             "Lease(ip='{}', port={}, handle={:#x})",
-            ip_text(self.ip),
-            self.port,
-            self.handle
+            self.ip, self.port, self.handle
         )
     }
 }
@@ -136,13 +134,17 @@ impl LeaseContext {
     }
 }
 
-/// The dotted-quad text of `ip` as a Python str, written on the stack: the
-/// same text as `Ipv4Addr`'s `Display`, without `fmt` or a heap `String`.
+/// The text of `ip` as a Python str: an IPv4 address's dotted quad written
+/// on the stack (the same text as `Ipv4Addr`'s `Display`, without `fmt` or
+/// a heap `String`), an IPv6 address's through `Display`.
 #[inline]
-fn dotted(py: Python<'_>, ip: u32) -> Bound<'_, PyString> {
+fn ip_text(py: Python<'_>, ip: IpAddr) -> Bound<'_, PyString> {
+    let IpAddr::V4(ip) = ip else {
+        return PyString::new(py, &ip.to_string());
+    };
     let mut text = [0u8; 15];
     let mut len = 0;
-    for (i, octet) in ip.to_be_bytes().into_iter().enumerate() {
+    for (i, octet) in ip.octets().into_iter().enumerate() {
         if i > 0 {
             text[len] = b'.';
             len += 1;

@@ -11,6 +11,7 @@ mod floor;
 mod lease;
 mod pool;
 mod records;
+mod shapes;
 mod store;
 
 use pyo3::prelude::*;

@@ -12,11 +12,11 @@ use crate::bindings::cluster::{self, CorePool, Member};
 use crate::bindings::convert::{self, Context, Given};
 use crate::bindings::lease::{LeaseContext, PyLease};
 use crate::bindings::records;
-use crate::core::config::ip_text;
-use std::net::Ipv4Addr;
+use crate::bindings::shapes;
 
-use crate::core::config::WideSpec;
+use crate::core::config::{WideShape, WideSpec};
 use crate::core::policy::{check_hold, check_now};
+use crate::core::space::Family;
 use crate::core::{Config, Error, Handle, Lease, Order};
 
 /// A client NAT address pool (the Rust core).
@@ -43,7 +43,7 @@ fn lease_object(
         PyLease {
             pool: pool.clone().unbind(),
             handle: lease.handle.0,
-            ip: u32::from(lease.ip),
+            ip: lease.ip,
             port: lease.port,
             data: data.unwrap_or_else(|| pool.py().None()),
         },
@@ -196,9 +196,7 @@ fn given_or<'py>(
 fn lease_repr(lease: &PyLease) -> String {
     format!(
         "Lease(ip='{}', port={}, handle={:#x})",
-        ip_text(lease.ip),
-        lease.port,
-        lease.handle
+        lease.ip, lease.port, lease.handle
     )
 }
 
@@ -206,18 +204,20 @@ fn lease_repr(lease: &PyLease) -> String {
 impl PyPool {
     #[new]
     #[pyo3(
-        signature = (name, first_ip, last_ip, netmask, initial_blocks, max_blocks, *, ports=None, subpool_blocks=None, grow_threshold=None, hold_down=None, clock=None, order=None, seed=None, client_quota=None, paired=None, client_block=None, event_queue=None, store=None, member=None, claim_ttl=Given::Default, reclaim_delay=Given::Default, renew_interval=None),
-        text_signature = "(name, first_ip, last_ip, netmask, initial_blocks, max_blocks, *, ports=(1024, 65535), subpool_blocks=None, grow_threshold=0, hold_down=0.0, clock=None, order='fifo', seed=None, client_quota=None, paired=False, client_block=None, event_queue=65536, store=None, member=None, claim_ttl=30.0, reclaim_delay=120.0, renew_interval=None)"
+        signature = (name, first_ip=None, last_ip=None, netmask=None, initial_blocks=None, max_blocks=None, *, ranges=None, exclude=None, ports=None, subpool_blocks=None, grow_threshold=None, hold_down=None, clock=None, order=None, seed=None, client_quota=None, paired=None, client_block=None, event_queue=None, store=None, member=None, claim_ttl=Given::Default, reclaim_delay=Given::Default, renew_interval=None),
+        text_signature = "(name, first_ip=None, last_ip=None, netmask=None, initial_blocks=None, max_blocks=None, *, ranges=None, exclude=None, ports=(1024, 65535), subpool_blocks=None, grow_threshold=0, hold_down=0.0, clock=None, order='fifo', seed=None, client_quota=None, paired=False, client_block=None, event_queue=65536, store=None, member=None, claim_ttl=30.0, reclaim_delay=120.0, renew_interval=None)"
     )]
     #[allow(clippy::too_many_arguments)]
-    fn new(
-        py: Python<'_>,
-        name: &Bound<'_, PyAny>,
-        first_ip: &Bound<'_, PyAny>,
-        last_ip: &Bound<'_, PyAny>,
-        netmask: &Bound<'_, PyAny>,
-        initial_blocks: &Bound<'_, PyAny>,
-        max_blocks: &Bound<'_, PyAny>,
+    fn new<'py>(
+        py: Python<'py>,
+        name: &Bound<'py, PyAny>,
+        first_ip: Option<&Bound<'py, PyAny>>,
+        last_ip: Option<&Bound<'py, PyAny>>,
+        netmask: Option<&Bound<'py, PyAny>>,
+        initial_blocks: Option<&Bound<'_, PyAny>>,
+        max_blocks: Option<&Bound<'_, PyAny>>,
+        ranges: Option<&Bound<'_, PyAny>>,
+        exclude: Option<&Bound<'_, PyAny>>,
         ports: Option<&Bound<'_, PyAny>>,
         subpool_blocks: Option<&Bound<'_, PyAny>>,
         grow_threshold: Option<&Bound<'_, PyAny>>,
@@ -241,12 +241,52 @@ impl PyPool {
             .map_err(|_| PyTypeError::new_err("name must be str"))?
             .to_cow()?
             .into_owned();
-        let first_ip = convert::ip(first_ip, "first_ip", Context::Config)?;
-        let last_ip = convert::ip(last_ip, "last_ip", Context::Config)?;
-        let prefix = convert::netmask(netmask)?;
+        let none = py.None().into_bound(py);
+        let legacy = first_ip.is_some() || last_ip.is_some() || netmask.is_some();
+        let shape = match (legacy, ranges) {
+            (true, Some(_)) => {
+                return Err(Error::config(
+                    "ranges",
+                    "give ranges or first_ip, last_ip and netmask, not both",
+                )
+                .into())
+            }
+            (false, None) => {
+                return Err(Error::config(
+                    "ranges",
+                    "give ranges, or first_ip, last_ip and netmask",
+                )
+                .into())
+            }
+            (false, Some(ranges)) => WideShape::Ranges(shapes::ranges(ranges)?),
+            (true, None) => {
+                let given =
+                    |value: Option<&Bound<'py, PyAny>>| value.cloned().unwrap_or(none.clone());
+                let first = convert::ip(&given(first_ip), "first_ip", Context::Config, Family::V4)?;
+                let last = convert::ip(&given(last_ip), "last_ip", Context::Config, Family::V4)?;
+                if first.0 != last.0 {
+                    return Err(Error::config(
+                        "first_ip",
+                        format!(
+                            "first_ip is IPv{}, last_ip is IPv{}",
+                            first.0.number(),
+                            last.0.number()
+                        ),
+                    )
+                    .into());
+                }
+                let netmask = convert::netmask(&given(netmask), first.0)?;
+                WideShape::Legacy {
+                    first,
+                    last,
+                    netmask,
+                }
+            }
+        };
+        let exclude = shapes::exclusions(exclude)?;
         let ports = convert::ports(ports)?;
-        let initial_blocks = convert::count(initial_blocks, "initial_blocks")?;
-        let max_blocks = convert::count(max_blocks, "max_blocks")?;
+        let initial_blocks = convert::count(initial_blocks.unwrap_or(&none), "initial_blocks")?;
+        let max_blocks = convert::count(max_blocks.unwrap_or(&none), "max_blocks")?;
         let subpool_blocks = subpool_blocks
             .map(|v| convert::count(v, "subpool_blocks"))
             .transpose()?;
@@ -254,9 +294,8 @@ impl PyPool {
             grow_threshold.map_or(Ok(0), |v| convert::count(v, "grow_threshold"))?;
         let mut config = Config::validate(WideSpec {
             name,
-            first_ip,
-            last_ip,
-            prefix,
+            shape,
+            exclude,
             ports,
             initial_blocks,
             max_blocks,
@@ -335,17 +374,50 @@ impl PyPool {
     fn name(&self) -> &str {
         self.core.config().name()
     }
+    /// The legacy form's ``first_ip`` as configured; with ``ranges``, the first usable address.
     #[getter]
     fn first_ip(&self) -> String {
-        self.core.config().first_ip().to_string()
+        let config = self.core.config();
+        config
+            .legacy()
+            .map_or(config.first_ip(), |(first, _, _)| first)
+            .to_string()
     }
+    /// The legacy form's ``last_ip`` as configured; with ``ranges``, the last usable address.
     #[getter]
     fn last_ip(&self) -> String {
-        self.core.config().last_ip().to_string()
+        let config = self.core.config();
+        config
+            .legacy()
+            .map_or(config.last_ip(), |(_, last, _)| last)
+            .to_string()
     }
+    /// The legacy netmask (IPv4: dotted; IPv6: the prefix length), or None for ``ranges``.
     #[getter]
-    fn netmask(&self) -> String {
-        self.core.config().netmask().to_string()
+    fn netmask<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let config = self.core.config();
+        Ok(match (config.netmask(), config.prefix()) {
+            (Some(mask), Some(_)) if !config.is_ipv6() => {
+                Some(mask.to_string().into_pyobject(py)?.into_any())
+            }
+            (_, Some(prefix)) => Some(prefix.into_pyobject(py)?.into_any()),
+            _ => None,
+        })
+    }
+    /// The normalised ranges, ``(first_ip, last_ip)`` text pairs (exclusions not taken out).
+    #[getter]
+    fn ranges(&self) -> Vec<(String, String)> {
+        self.core
+            .config()
+            .ranges()
+            .iter()
+            .map(|(first, last)| (first.to_string(), last.to_string()))
+            .collect()
+    }
+    /// 4 or 6.
+    #[getter]
+    fn family(&self) -> u8 {
+        self.core.config().family().number()
     }
     #[getter]
     fn initial_blocks(&self) -> u32 {
@@ -368,7 +440,7 @@ impl PyPool {
         self.core.config().grow_threshold()
     }
     #[getter]
-    fn address_count(&self) -> u64 {
+    fn address_count(&self) -> u128 {
         self.core.config().address_count()
     }
     #[getter]
@@ -544,18 +616,77 @@ impl PyPool {
         port: &Bound<'_, PyAny>,
     ) -> PyResult<Option<Py<PyLease>>> {
         let py = slf.py();
-        let ip = convert::ip(ip, "ip", Context::Argument)?;
+        let core = slf.get().open()?;
+        let family = core.config().family();
+        let ip = shapes::address(ip, family, "ip")?;
         let port = convert::port(port)?;
-        let (found, released) =
-            slf.get()
-                .open()?
-                .lookup_with(Ipv4Addr::from(ip), port, |lease, data| {
-                    (lease, data.as_ref().map(|d| d.clone_ref(py)))
-                });
+        let (found, released) = core.lookup_with(family.ip(ip), port, |lease, data| {
+            (lease, data.as_ref().map(|d| d.clone_ref(py)))
+        });
         drop(released);
         found
             .map(|(lease, data)| lease_object(slf, lease, data))
             .transpose()
+    }
+
+    /// A lease of exactly (ip, port) holding ``data`` (a static mapping), freed like any lease:
+    /// ``ArgumentError`` if the address is not in the pool or on a drained IP, ``LeaseError`` if it
+    /// is live, held or in a client's port block, ``PoolExhausted`` if no block may be made for it.
+    #[pyo3(signature = (ip, port, data=None))]
+    fn reserve(
+        slf: &Bound<'_, Self>,
+        ip: &Bound<'_, PyAny>,
+        port: &Bound<'_, PyAny>,
+        data: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyLease>> {
+        let py = slf.py();
+        let pool = slf.get();
+        let core = pool.open()?;
+        let family = core.config().family();
+        let value = shapes::address(ip, family, "ip")?;
+        let port = convert::count(port, "port")?;
+        let ip = family.ip(value);
+        // A port outside 0..65535 is in no pool (after the store check,
+        // which the core makes first for the ports it takes).
+        let Ok(port) = u16::try_from(port) else {
+            if core.has_store() {
+                return Err(core.reserve(ip, 0, None).map(drop).unwrap_err().into());
+            }
+            return Err(Error::Argument(format!(
+                "ip: {ip} port {port} is not an address of pool {:?}",
+                core.config().name()
+            ))
+            .into());
+        };
+        let copy = data.as_ref().map(|d| d.clone_ref(py));
+        let lease = core.reserve_with(ip, port, data, || pool.now_for_allocation(py, false))?;
+        lease_object(slf, lease, copy)
+    }
+
+    /// No new lease on ``ip`` from now on; live leases stay valid.
+    fn drain(&self, ip: &Bound<'_, PyAny>) -> PyResult<()> {
+        let core = self.open()?;
+        let family = core.config().family();
+        let value = shapes::address(ip, family, "ip")?;
+        Ok(core.drain(family.ip(value))?)
+    }
+
+    /// ``ip`` may be handed out again.
+    fn undrain(&self, ip: &Bound<'_, PyAny>) -> PyResult<()> {
+        let core = self.open()?;
+        let family = core.config().family();
+        let value = shapes::address(ip, family, "ip")?;
+        Ok(core.undrain(family.ip(value))?)
+    }
+
+    /// The drained IPs, ascending.
+    fn drained(&self) -> PyResult<Vec<String>> {
+        Ok(self
+            .open()?
+            .drained()
+            .iter()
+            .map(ToString::to_string)
+            .collect())
     }
 
     /// The interval list, in address order.

@@ -4,7 +4,6 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyList, PyType};
 
-use crate::core::config::ip_text;
 use crate::core::{BlockEvent, BlockEventKind, Config, Interval, PoolStats, SubpoolInfo};
 
 static INTERVAL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -12,10 +11,16 @@ static SUBPOOL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static POOL_STATS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static BLOCK_EVENT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
-fn bounds(config: &Config, first: u64, count: u64) -> (String, u16, String, u16) {
-    let (first_ip, first_port) = config.address(first);
-    let (last_ip, last_port) = config.address(first + count - 1);
-    (ip_text(first_ip), first_port, ip_text(last_ip), last_port)
+fn bounds(config: &Config, first: u128, count: u128) -> (String, u16, String, u16) {
+    let space = config.space();
+    let (first_ip, first_port) = space.address(first);
+    let (last_ip, last_port) = space.address(first + count - 1);
+    (
+        space.text(first_ip),
+        first_port,
+        space.text(last_ip),
+        last_port,
+    )
 }
 
 pub fn intervals<'py>(
@@ -45,7 +50,7 @@ pub fn subpools<'py>(
     let items = list
         .iter()
         .map(|s| {
-            let (a, b, c, d) = bounds(config, s.first, u64::from(s.blocks));
+            let (a, b, c, d) = bounds(config, s.first, u128::from(s.blocks));
             let owner = s.owner.map_or_else(|| py.None(), &client);
             class.call1((s.id, a, b, c, d, s.blocks, s.free, s.held, owner))
         })
@@ -64,7 +69,7 @@ pub fn events<'py>(
     let items = list
         .iter()
         .map(|e| {
-            let (a, b, c, d) = bounds(config, e.first, e.count);
+            let (a, b, c, d) = bounds(config, e.first, u128::from(e.count));
             let kind = match e.kind {
                 BlockEventKind::Assigned => "assigned",
                 BlockEventKind::Released => "released",
@@ -89,5 +94,6 @@ pub fn stats<'py>(py: Python<'py>, s: &PoolStats) -> PyResult<Bound<'py, PyAny>>
             s.capacity,
             s.held,
             s.events_dropped,
+            s.drained,
         ))
 }

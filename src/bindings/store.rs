@@ -135,9 +135,14 @@ impl Store for PyStore {
 pub fn registered_config<'py>(py: Python<'py>, config: &Config) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     dict.set_item("name", config.name())?;
-    dict.set_item("first_ip", config.first_ip().to_string())?;
-    dict.set_item("last_ip", config.last_ip().to_string())?;
-    dict.set_item("netmask", config.netmask().to_string())?;
+    // The legacy range as given (the store's canonical form).
+    let (first, last, _) = config
+        .legacy()
+        .expect("a store pool of ranges is refused before it registers");
+    dict.set_item("first_ip", first.to_string())?;
+    dict.set_item("last_ip", last.to_string())?;
+    let netmask = config.netmask().expect("the legacy form has a netmask");
+    dict.set_item("netmask", netmask.to_string())?;
     let (low, high) = config.ports();
     dict.set_item("ports", PyList::new(py, [low, high])?)?;
     dict.set_item("initial_blocks", config.initial_blocks())?;

@@ -1,10 +1,11 @@
 //! A connection block: one client NAT address, set when its subpool is
 //! created, plus the lease state and the user's data.
 //!
-//! The state word is `generation << 32 | LIVE | RELEASING | HOLD | readers`:
+//! The state word is `generation << 32 | LIVE | RELEASING | HOLD | HELD |
+//! RESERVED | PHANTOM | readers`:
 //! * free: `LIVE` clear; the block is on its subpool's free list, in the
-//!   held queue, or held by the allocator that popped it, which alone may
-//!   write `data`;
+//!   held queue (`HELD`), or held by the allocator that popped it, which
+//!   alone may write `data`;
 //! * live: `LIVE` set; lookups may register as readers and read `data`;
 //! * releasing: `free` found readers present; the last reader to leave
 //!   completes the release (`HOLD`: the free had a hold, so the reader
@@ -14,13 +15,31 @@
 //! and hands the data back to the completer, who returns the block to the
 //! free list. So no reader ever sees `data` being replaced, and no lookup
 //! ever waits.
+//!
+//! `reserve` (`docs/shapes.md`) takes a free block out of turn: its entry
+//! stays in the free list as a *phantom* (`PHANTOM`: listed, not a free
+//! entry). The reserver marks the block (`RESERVED | PHANTOM`, a CAS from
+//! plain free), makes sure the entry is still listed (`FreeList::listed`)
+//! or learns who took it, then writes `data` and sets `LIVE`. A take that
+//! pops a phantom discards it (a CAS clearing `PHANTOM`) and takes again; a
+//! lease of a reserved block that ends while its phantom is listed leaves
+//! `PHANTOM` set, and whoever returns the block clears it with a CAS
+//! ([`settle`](ConnectionBlock::settle)): the entry becomes a free entry
+//! where it stands. The two CASes decide, once, whether the entry was
+//! discarded (then the block is pushed as usual) or stands.
 
 use crate::core::sync::{AtomicU64, DataCell, Ordering};
 
 const LIVE: u64 = 1 << 31;
 const RELEASING: u64 = 1 << 30;
 const HOLD: u64 = 1 << 29;
-const READERS: u64 = HOLD - 1;
+/// Free, in the held queue (its lease was freed with a hold not yet ended).
+const HELD: u64 = 1 << 28;
+/// Taken by `reserve`: set by the reserver's mark, gone when its lease ends.
+const RESERVED: u64 = 1 << 27;
+/// The block's entry is in its free list but is not a free entry.
+const PHANTOM: u64 = 1 << 26;
+const READERS: u64 = PHANTOM - 1;
 
 fn generation(state: u64) -> u32 {
     (state >> 32) as u32
@@ -30,6 +49,17 @@ fn free_state(generation: u32) -> u64 {
     u64::from(generation) << 32
 }
 
+/// The free state a release leaves: the next generation, `HELD` with a
+/// hold, and the phantom of a reserved block whose entry is still listed.
+fn released(state: u64, hold: bool) -> u64 {
+    let next = free_state(generation(state).wrapping_add(1)) | state & PHANTOM;
+    if hold {
+        next | HELD
+    } else {
+        next
+    }
+}
+
 /// The outcome of [`ConnectionBlock::release`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Release<T> {
@@ -37,6 +67,9 @@ pub enum Release<T> {
     NotLive,
     /// Released; the caller must return the block to the free list (or hold it).
     Done(T),
+    /// Released, without a hold, a reserved block whose phantom may still be
+    /// listed: the caller returns it by [`settle`](ConnectionBlock::settle).
+    Listed(T),
     /// Marked releasing; the last reader returns (or holds) the block.
     Deferred,
 }
@@ -47,11 +80,38 @@ pub struct Completed<T> {
     pub data: T,
     /// The free had a hold: the block goes to the held queue, not back.
     pub hold: bool,
+    /// (Without a hold) a reserved block whose phantom may still be listed.
+    pub listed: bool,
+}
+
+/// What a reserver's mark ([`ConnectionBlock::mark`]) found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// Marked `RESERVED | PHANTOM`: the reserver owns the block unless a
+    /// take that popped it before the mark stores `LIVE` over it.
+    Marked,
+    Live,
+    Held,
+    /// A release is returning the block right now: ask again.
+    Busy,
+}
+
+/// Who has a marked block, as the reserver learns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Still marked, its phantom listed or not yet known to be.
+    Marked,
+    /// A take popped the phantom and discarded it: the reserver's.
+    Discarded,
+    /// A take that had popped the block before the mark made it live.
+    Lost,
 }
 
 pub struct ConnectionBlock<T> {
     state: AtomicU64,
-    pub ip: u32,
+    /// The block's IP: its slot in its subpool's IPs (`Subpool::ips`), so
+    /// that a block is no bigger for IPv6 than for IPv4.
+    pub ip_slot: u32,
     pub port: u16,
     data: DataCell<T>,
 }
@@ -65,10 +125,10 @@ unsafe impl<T: Send> Send for ConnectionBlock<T> {}
 unsafe impl<T: Send + Sync> Sync for ConnectionBlock<T> {}
 
 impl<T: Default> ConnectionBlock<T> {
-    pub fn new(ip: u32, port: u16, generation: u32) -> Self {
+    pub fn new(ip_slot: u32, port: u16, generation: u32) -> Self {
         ConnectionBlock {
             state: AtomicU64::new(free_state(generation)),
-            ip,
+            ip_slot,
             port,
             data: DataCell::new(T::default()),
         }
@@ -85,22 +145,159 @@ impl<T: Default> ConnectionBlock<T> {
         generation(state) == generation_ && state & (LIVE | RELEASING) == LIVE
     }
 
-    /// Make the block live with `data`; returns its generation.
+    /// Make the popped block live with `data` (after running `before`, the
+    /// caller's own writes to publish with it); returns its generation, or
+    /// `Err(data)` when its entry was a phantom, which this discards (the
+    /// caller takes again; `before` does not run).
+    ///
+    /// The state is loaded with `Acquire`: a phantom that became a free entry
+    /// where it stands was published by the [`settle`](Self::settle) CAS,
+    /// after its old data was taken.
     ///
     /// # Safety
-    /// The caller must own the block: it popped it from the free list and has
-    /// not published it, so no other thread reads or writes `data`.
+    /// The caller must own the block's entry: it popped it from the free
+    /// list after a reservation, so no other take has it.
     #[inline]
-    pub(crate) unsafe fn occupy(&self, data: T) -> u32 {
-        let state = self.state.load(Ordering::Relaxed);
-        debug_assert_eq!(state & (LIVE | RELEASING | READERS), 0);
-        // SAFETY: the caller owns the block (see the contract above).
+    pub(crate) unsafe fn occupy(&self, data: T, before: impl FnOnce()) -> Result<u32, T> {
+        let mut state = self.state.load(Ordering::Acquire);
+        if state & PHANTOM != 0 {
+            match self.discard(state) {
+                None => return Err(data),
+                Some(free) => state = free,
+            }
+        }
+        debug_assert_eq!(
+            state & (LIVE | RELEASING | HELD | RESERVED | PHANTOM | READERS),
+            0
+        );
+        // SAFETY: the caller owns the block (see the contract above); a
+        // reserver's mark on it is overwritten here and the reserver sees
+        // it lost (`Verdict::Lost`) before it touches `data`.
         self.data.with_mut(|cell| unsafe { *cell = data });
+        before();
         self.state.store(state | LIVE, Ordering::Release);
-        generation(state)
+        Ok(generation(state))
     }
 
-    /// Free the lease of `generation_`; `hold` marks a deferred release as
+    /// A take popped a phantom: clear `PHANTOM` (`None`: discarded), unless
+    /// a release made it a free entry first (`Some`: the free state, ours).
+    #[cold]
+    fn discard(&self, mut state: u64) -> Option<u64> {
+        loop {
+            if state & PHANTOM == 0 {
+                return Some(state);
+            }
+            match self.state.compare_exchange_weak(
+                state,
+                state & !PHANTOM,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return None,
+                Err(seen) => state = seen,
+            }
+        }
+    }
+
+    /// Return a released block: clear `HELD` (a hold that ended) and
+    /// `PHANTOM`; `true` when its phantom was still listed (it is now a free
+    /// entry where it stands: count it back, do not push it), `false` when a
+    /// take discarded it (push it). `Release`: publishes the data taken
+    /// before, to the take that finds the entry free.
+    pub fn settle(&self) -> bool {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            let next = state & !(HELD | PHANTOM);
+            match self
+                .state
+                .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return state & PHANTOM != 0,
+                Err(seen) => state = seen,
+            }
+        }
+    }
+
+    /// What [`mark`](Self::mark) would find now, without marking
+    /// (`Marked`: a plain free block).
+    pub fn mark_check(&self) -> Mark {
+        let state = self.state.load(Ordering::Acquire);
+        if state & LIVE != 0 {
+            Mark::Live
+        } else if state & HELD != 0 {
+            Mark::Held
+        } else if state & (RESERVED | PHANTOM) != 0 {
+            Mark::Busy
+        } else {
+            Mark::Marked
+        }
+    }
+
+    /// `reserve`: mark a plain free block `RESERVED | PHANTOM`.
+    pub fn mark(&self) -> Mark {
+        let mut state = self.state.load(Ordering::Acquire);
+        loop {
+            if state & LIVE != 0 {
+                return Mark::Live;
+            }
+            if state & HELD != 0 {
+                return Mark::Held;
+            }
+            if state & (RESERVED | PHANTOM) != 0 {
+                return Mark::Busy;
+            }
+            match self.state.compare_exchange_weak(
+                state,
+                state | RESERVED | PHANTOM,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Mark::Marked,
+                Err(seen) => state = seen,
+            }
+        }
+    }
+
+    /// Who has a block this thread marked (`Acquire`: a take's store of
+    /// `LIVE` over the mark, or its discard).
+    pub fn verdict(&self) -> Verdict {
+        let state = self.state.load(Ordering::Acquire);
+        if state & RESERVED == 0 {
+            Verdict::Lost
+        } else if state & PHANTOM == 0 {
+            Verdict::Discarded
+        } else {
+            Verdict::Marked
+        }
+    }
+
+    /// Make a block this thread marked and owns live with `data`; returns
+    /// its generation.
+    ///
+    /// # Safety
+    /// The caller marked the block and learnt it owns it: its phantom was
+    /// listed after the mark (`FreeList::listed`) or discarded
+    /// (`Verdict::Discarded`), so no take will write `data`.
+    pub(crate) unsafe fn occupy_reserved(&self, data: T) -> u32 {
+        // SAFETY: the caller owns the block (see the contract above).
+        self.data.with_mut(|cell| unsafe { *cell = data });
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            debug_assert_eq!(state & (LIVE | RESERVED), RESERVED);
+            // A take may discard the phantom meanwhile: keep its bit as it is.
+            match self.state.compare_exchange_weak(
+                state,
+                state | LIVE,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return generation(state),
+                Err(seen) => state = seen,
+            }
+        }
+    }
+
+    /// Free the lease of `generation`; `hold` marks a deferred release as
     /// held (the free had a hold).
     #[inline]
     pub fn release(&self, generation_: u32, hold: bool) -> Release<T> {
@@ -111,7 +308,7 @@ impl<T: Default> ConnectionBlock<T> {
             }
             let done = state & READERS == 0;
             let next = if done {
-                free_state(generation_.wrapping_add(1))
+                released(state, hold)
             } else if hold {
                 state | RELEASING | HOLD
             } else {
@@ -122,8 +319,16 @@ impl<T: Default> ConnectionBlock<T> {
                 .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Acquire)
             {
                 // SAFETY: our CAS moved the block from live with no reader
-                // to free, and it is on no free list yet.
-                Ok(_) if done => return Release::Done(unsafe { self.take_data() }),
+                // to free, and it is on no free list yet (or only as a
+                // phantom, which no take uses).
+                Ok(_) if done => {
+                    let data = unsafe { self.take_data() };
+                    return if state & PHANTOM != 0 && !hold {
+                        Release::Listed(data)
+                    } else {
+                        Release::Done(data)
+                    };
+                }
                 Ok(_) => return Release::Deferred,
                 Err(seen) => state = seen,
             }
@@ -160,7 +365,7 @@ impl<T: Default> ConnectionBlock<T> {
         loop {
             let last_out = state & RELEASING != 0 && state & READERS == 1;
             let next = if last_out {
-                free_state(generation_.wrapping_add(1))
+                released(state, state & HOLD != 0)
             } else {
                 state - 1
             };
@@ -173,7 +378,9 @@ impl<T: Default> ConnectionBlock<T> {
                 Ok(_) if last_out => {
                     let data = unsafe { self.take_data() };
                     let hold = state & HOLD != 0;
-                    return Some((result, Some(Completed { data, hold })));
+                    let listed = state & PHANTOM != 0 && !hold;
+                    let completed = Completed { data, hold, listed };
+                    return Some((result, Some(completed)));
                 }
                 Ok(_) => return Some((result, None)),
                 Err(seen) => state = seen,
@@ -200,11 +407,61 @@ impl<T: Default> ConnectionBlock<T> {
 mod tests {
     use super::*;
 
+    /// The block keeps a slot into its subpool's IPs, not the IP: IPv6
+    /// blocks are no bigger than IPv4 ones.
+    #[test]
+    fn a_block_is_small_whatever_the_family() {
+        assert_eq!(std::mem::size_of::<ConnectionBlock<Option<Box<u8>>>>(), 24);
+        assert_eq!(std::mem::size_of::<ConnectionBlock<()>>(), 16);
+    }
+
+    /// A reserved block: its phantom is discarded by the take that pops it,
+    /// or (its lease ended first) settles into a free entry.
+    #[test]
+    fn a_reserved_blocks_phantom_is_discarded_or_settles() {
+        let block: ConnectionBlock<u32> = ConnectionBlock::new(0, 2, 3);
+        assert_eq!(block.mark(), Mark::Marked);
+        assert_eq!(block.mark(), Mark::Busy);
+        assert_eq!(block.verdict(), Verdict::Marked);
+        // SAFETY: marked by this test, no take has it.
+        assert_eq!(unsafe { block.occupy_reserved(7) }, 3);
+        assert_eq!(block.mark(), Mark::Live);
+        assert!(block.is_live(3));
+        // Its lease ends while the phantom is listed: settled in place.
+        assert_eq!(block.release(3, false), Release::Listed(7));
+        assert!(block.settle());
+        // Marked again; a take pops the phantom and discards it.
+        assert_eq!(block.mark(), Mark::Marked);
+        // SAFETY: the take owns the entry it popped.
+        assert_eq!(unsafe { block.occupy(9, || ()) }, Err(9));
+        assert_eq!(block.verdict(), Verdict::Discarded);
+        // SAFETY: the reserver owns the discarded block.
+        assert_eq!(unsafe { block.occupy_reserved(8) }, 4);
+        assert_eq!(block.release(4, false), Release::Done(8));
+        assert!(!block.settle());
+        // A take that popped the block before a mark stores over it.
+        assert_eq!(block.mark(), Mark::Marked);
+        block.state.store(free_state(5) | LIVE, Ordering::Release);
+        assert_eq!(block.verdict(), Verdict::Lost);
+    }
+
+    #[test]
+    fn a_held_block_cannot_be_marked_and_settles_at_its_hold_end() {
+        let block: ConnectionBlock<u32> = ConnectionBlock::new(0, 2, 0);
+        assert_eq!(block.mark(), Mark::Marked);
+        // SAFETY: marked by this test, no take has it.
+        unsafe { block.occupy_reserved(1) };
+        assert_eq!(block.release(0, true), Release::Done(1));
+        assert_eq!(block.mark(), Mark::Held);
+        assert!(block.settle(), "its phantom was listed all along");
+        assert_eq!(block.mark(), Mark::Marked);
+    }
+
     #[test]
     fn occupy_release_bumps_generation() {
         let block: ConnectionBlock<u32> = ConnectionBlock::new(1, 2, 5);
         // SAFETY: the block is fresh and owned by this test.
-        let generation_ = unsafe { block.occupy(9) };
+        let generation_ = unsafe { block.occupy(9, || ()) }.unwrap();
         assert_eq!(generation_, 5);
         assert!(block.is_live(5));
         assert_eq!(block.release(4, false), Release::NotLive);
@@ -223,7 +480,7 @@ mod tests {
         for reuse in 1..=3u32 {
             let generation_ = block.generation();
             // SAFETY: owned by this test.
-            assert_eq!(unsafe { block.occupy(()) }, generation_);
+            assert_eq!(unsafe { block.occupy((), || ()) }, Ok(generation_));
             assert_eq!(block.release(generation_, false), Release::Done(()));
             assert_eq!(block.generation(), start.wrapping_add(reuse));
             assert_eq!(block.release(start, false), Release::NotLive);
@@ -236,7 +493,7 @@ mod tests {
     fn last_reader_completes_a_deferred_release() {
         let block: ConnectionBlock<u32> = ConnectionBlock::new(1, 2, 0);
         // SAFETY: owned by this test.
-        unsafe { block.occupy(3) };
+        unsafe { block.occupy(3, || ()) }.unwrap();
         let outcome = block.read(|generation_, data| {
             assert_eq!(block.release(generation_, false), Release::Deferred);
             assert_eq!(block.release(generation_, false), Release::NotLive);
@@ -245,6 +502,7 @@ mod tests {
         let completed = Completed {
             data: 3,
             hold: false,
+            listed: false,
         };
         assert_eq!(outcome, Some((3, Some(completed))));
         assert_eq!(block.generation(), 1);
@@ -255,18 +513,21 @@ mod tests {
     fn a_reader_completing_a_held_release_is_told_so() {
         let block: ConnectionBlock<u32> = ConnectionBlock::new(1, 2, 0);
         // SAFETY: owned by this test.
-        unsafe { block.occupy(4) };
+        unsafe { block.occupy(4, || ()) }.unwrap();
         let outcome = block.read(|generation_, _| {
             assert_eq!(block.release(generation_, true), Release::Deferred);
         });
         let completed = Completed {
             data: 4,
             hold: true,
+            listed: false,
         };
         assert_eq!(outcome, Some(((), Some(completed))));
-        // Reused: a later release without a hold is not marked.
+        // The hold ends (no phantom: pushed), and the block is reused: a
+        // later release without a hold is not marked.
+        assert!(!block.settle());
         // SAFETY: free again, owned by this test.
-        unsafe { block.occupy(5) };
+        unsafe { block.occupy(5, || ()) }.unwrap();
         let outcome = block.read(|generation_, _| block.release(generation_, false));
         let (released, completed) = outcome.unwrap();
         assert_eq!(released, Release::Deferred);

@@ -11,6 +11,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use crate::core::drained::Drained;
+use crate::core::space::Space;
 use crate::core::subpool::Subpool;
 use crate::core::sync::Arc;
 
@@ -29,7 +31,7 @@ pub struct BlockEvent {
     pub kind: BlockEventKind,
     pub client: u64,
     /// Index of the block's first address in the pool's address space.
-    pub first: u64,
+    pub first: u128,
     /// How many addresses the block has.
     pub count: u64,
 }
@@ -38,9 +40,8 @@ pub struct BlockEvent {
 pub(crate) struct ClientState<T> {
     pub live: u64,
     pub held: u64,
-    /// Paired: the IP number (0 for the first usable IP) of its live
-    /// leases (`None` with none live).
-    pub ip: Option<u64>,
+    /// Paired: the IP of its live leases (`None` with none live).
+    pub ip: Option<u128>,
     /// Port blocks: its blocks, in the order they were assigned.
     pub blocks: Vec<Arc<Subpool<T>>>,
 }
@@ -157,30 +158,39 @@ impl<T> Clients<T> {
 }
 
 /// The lowest address index `p` such that `p .. p + k` lies in one of the
-/// free intervals `free` (`(first, count)` in address order) and on one IP
-/// (`per_ip` addresses each), on IP number `ip` when given.
-pub(crate) fn find_run(free: &[(u64, u64)], k: u64, per_ip: u64, ip: Option<u64>) -> Option<u64> {
+/// free intervals `free` (`(first, count)` in address order) and in the
+/// indices of one IP of `space`; within the indices `ip` (one IP's run,
+/// `[start, end)`) when given. An IP with fewer than `k` addresses (port
+/// exclusions) holds no run; only such IPs are skipped one by one.
+pub(crate) fn find_run(
+    free: &[(u128, u128)],
+    k: u128,
+    space: &Space,
+    drained: &Drained,
+    ip: Option<(u128, u128)>,
+) -> Option<u128> {
+    if ip.is_some_and(|(low, _)| drained.starts_at(low)) {
+        return None;
+    }
     free.iter().find_map(|&(first, count)| {
         let (mut start, mut end) = (first, first + count);
-        if let Some(ip) = ip {
-            start = start.max(ip * per_ip);
-            end = end.min((ip + 1) * per_ip);
+        if let Some((low, high)) = ip {
+            start = start.max(low);
+            end = end.min(high);
         }
-        if start >= end {
-            return None;
+        while start < end && end - start >= k {
+            let (ip_start, ip_end) = space.ip_run(start);
+            if ip_end - start >= k && !drained.starts_at(ip_start) {
+                return Some(start);
+            }
+            start = ip_end;
         }
-        let boundary = (start / per_ip + 1) * per_ip;
-        let p = if start + k <= boundary {
-            start
-        } else {
-            boundary
-        };
-        (p + k <= end).then_some(p)
+        None
     })
 }
 
 /// `free` without the addresses `first .. first + count` (in one of them).
-pub(crate) fn carve(free: &mut Vec<(u64, u64)>, first: u64, count: u64) {
+pub(crate) fn carve(free: &mut Vec<(u128, u128)>, first: u128, count: u128) {
     let Some(position) = free
         .iter()
         .position(|&(start, length)| start <= first && first < start + length)
@@ -201,20 +211,53 @@ pub(crate) fn carve(free: &mut Vec<(u64, u64)>, first: u64, count: u64) {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::core::space::{Family, WideExclusion};
+
+    fn space(ips: u128, exclude: &[WideExclusion]) -> Space {
+        Space::new(Family::V4, (1, 8), vec![(1, ips)], exclude, "ranges").unwrap()
+    }
 
     #[test]
     fn runs_stay_on_one_ip_and_prefer_the_given_one() {
         // Two IPs of 8 ports: addresses 0..8 and 8..16.
+        let s = space(2, &[]);
+        let none = Drained::default();
         let free = vec![(2, 3), (6, 10)];
-        assert_eq!(find_run(&free, 3, 8, None), Some(2));
-        assert_eq!(find_run(&free, 4, 8, None), Some(8)); // 6..10 crosses an IP
-        assert_eq!(find_run(&free, 2, 8, Some(0)), Some(2));
-        assert_eq!(find_run(&free, 2, 8, Some(1)), Some(8));
-        assert_eq!(find_run(&free, 8, 8, None), Some(8));
-        assert_eq!(find_run(&free, 8, 8, Some(0)), None);
+        let (first, second) = (Some((0, 8)), Some((8, 16)));
+        assert_eq!(find_run(&free, 3, &s, &none, None), Some(2));
+        assert_eq!(find_run(&free, 4, &s, &none, None), Some(8)); // 6..10 crosses an IP
+        assert_eq!(find_run(&free, 2, &s, &none, first), Some(2));
+        assert_eq!(find_run(&free, 2, &s, &none, second), Some(8));
+        assert_eq!(find_run(&free, 8, &s, &none, None), Some(8));
+        assert_eq!(find_run(&free, 8, &s, &none, first), None);
         let mut carved = free.clone();
         carve(&mut carved, 9, 3);
         assert_eq!(carved, vec![(2, 3), (6, 3), (12, 4)]);
+    }
+
+    #[test]
+    fn an_ip_with_too_few_addresses_holds_no_run() {
+        // IPs 1, 2, 3 of 8 ports; IP 2 keeps ports 1..=3 and 7..=8 only:
+        // indices 0..8, 8..13, 13..21.
+        let hole = WideExclusion {
+            family: Family::V4,
+            first: 2,
+            last: 2,
+            ports: Some((4, 6)),
+        };
+        let s = space(3, &[hole]);
+        let none = Drained::default();
+        let all = vec![(0, 21)];
+        assert_eq!(find_run(&all, 6, &s, &none, None), Some(0));
+        assert_eq!(find_run(&[(4, 17)], 6, &s, &none, None), Some(13));
+        assert_eq!(find_run(&[(4, 17)], 5, &s, &none, None), Some(8));
+        assert_eq!(find_run(&[(9, 3)], 4, &s, &none, None), None); // 9..12 on IP 2
+        assert_eq!(find_run(&[(9, 12)], 4, &s, &none, None), Some(9)); // 9..13 on IP 2
+        assert_eq!(find_run(&all, 5, &s, &none, Some((8, 13))), Some(8));
+        // A drained IP holds no run: 10.0.0.1 (indices 0..8) is skipped.
+        let drained = none.with(1, (0, 8));
+        assert_eq!(find_run(&all, 5, &s, &drained, None), Some(8));
+        assert_eq!(find_run(&all, 5, &s, &drained, Some((0, 8))), None);
     }
 
     #[test]

@@ -8,20 +8,94 @@
 //! [`Config::validate`] then checks the values in the reference model's
 //! order (phase 2) and the relations between them (phase 3), and reports the
 //! first failure, exactly as `natpool/reference/config.py` does.
+//!
+//! The address space itself (ranges, exclusions, segments, the numbering)
+//! is `space.rs`'s (`docs/shapes.md`); the legacy `first_ip`, `last_ip`,
+//! `netmask` triple is one range of it.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::core::error::Error;
 use crate::core::policy::{Order, Policy};
+use crate::core::space::{text, Family, Space, WideExclusion};
 
 /// The largest subpool (and `initial_blocks`): block offsets are 32-bit.
 pub(crate) const MAX_SUBPOOL_BLOCKS: u32 = u32::MAX;
+
+/// An exclusion for [`PoolSpec::exclude`]: addresses never handed out,
+/// not counted, and not numbered in the address space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exclusion {
+    first: IpAddr,
+    last: IpAddr,
+    ports: Option<(u16, u16)>,
+}
+
+impl Exclusion {
+    /// Every port of the IPs `first..=last`.
+    pub fn ips(first: impl Into<IpAddr>, last: impl Into<IpAddr>) -> Self {
+        Exclusion {
+            first: first.into(),
+            last: last.into(),
+            ports: None,
+        }
+    }
+
+    /// Every port of one IP.
+    pub fn ip(ip: impl Into<IpAddr>) -> Self {
+        let ip = ip.into();
+        Self::ips(ip, ip)
+    }
+
+    /// The ports `low..=high` (within the pool's ports) of one IP.
+    pub fn ports(ip: impl Into<IpAddr>, low: u16, high: u16) -> Self {
+        let ip = ip.into();
+        Exclusion {
+            first: ip,
+            last: ip,
+            ports: Some((low, high)),
+        }
+    }
+
+    /// The exclusion as the validation takes it; an error (field
+    /// `exclude`) when its two ends are of different families.
+    fn wide(&self) -> Result<WideExclusion, Error> {
+        let (family, first) = Family::of(self.first);
+        let (last_family, last) = Family::of(self.last);
+        if last_family != family {
+            return Err(Error::config(
+                "exclude",
+                format!("{}-{} mixes IPv4 and IPv6", self.first, self.last),
+            ));
+        }
+        Ok(WideExclusion {
+            family,
+            first,
+            last,
+            ports: self
+                .ports
+                .map(|(low, high)| (i128::from(low), i128::from(high))),
+        })
+    }
+}
+
+/// The addresses of a [`PoolSpec`]: the legacy range or a list of ranges.
+#[derive(Debug, Clone, PartialEq)]
+enum Shape {
+    Legacy {
+        first: IpAddr,
+        last: IpAddr,
+        prefix: u8,
+    },
+    Ranges(Vec<(IpAddr, IpAddr)>),
+}
 
 /// A pool's configuration, typed, with defaults; [`build`](Self::build)
 /// validates it into a [`Config`].
 ///
 /// Defaults: netmask prefix 0 (every address of `first_ip..=last_ip` but
-/// 0.0.0.0 and 255.255.255.255), ports 1024..=65535, `initial_blocks`
+/// the subnet's network and broadcast addresses: 0.0.0.0 and
+/// 255.255.255.255; IPv6: `::`), ports 1024..=65535, `initial_blocks`
 /// 1024, no `max_blocks` limit (the capacity is then the address count),
 /// `subpool_blocks` equal to `initial_blocks`, `grow_threshold` 0; the
 /// policies: `hold_down` 0 seconds, `order` FIFO, no seed (the operating
@@ -39,16 +113,33 @@ pub(crate) const MAX_SUBPOOL_BLOCKS: u32 = u32::MAX;
 /// assert_eq!(config.address_count(), 20); // 2 IPs x 10 ports
 /// let pool: Pool<&str> = Pool::new(config);
 /// let lease = pool.allocate("client 192.0.2.7:51000")?;
-/// assert_eq!((lease.ip, lease.port), (Ipv4Addr::new(10, 0, 0, 1), 20000));
+/// assert_eq!((lease.ip, lease.port), (Ipv4Addr::new(10, 0, 0, 1).into(), 20000));
 /// pool.free(lease.handle)?;
+/// # Ok::<(), natpool::Error>(())
+/// ```
+///
+/// Several ranges, less exclusions, IPv6 alike:
+///
+/// ```
+/// use std::net::Ipv6Addr;
+/// use natpool::{Exclusion, Pool, PoolSpec};
+///
+/// let a: Ipv6Addr = "2001:db8::1".parse().unwrap();
+/// let b: Ipv6Addr = "2001:db8::4".parse().unwrap();
+/// let c: Ipv6Addr = "2001:db8:1::".parse().unwrap();
+/// let config = PoolSpec::with_ranges("v6", [(a, b), (c, c)])
+///     .ports(5000, 5001)
+///     .exclude([Exclusion::ip("2001:db8::2".parse::<Ipv6Addr>().unwrap())])
+///     .initial_blocks(4)
+///     .build()?;
+/// assert_eq!(config.address_count(), 4 * 2);
 /// # Ok::<(), natpool::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolSpec {
     name: String,
-    first_ip: Ipv4Addr,
-    last_ip: Ipv4Addr,
-    prefix: u8,
+    shape: Shape,
+    exclude: Vec<Exclusion>,
     ports: (u16, u16),
     initial_blocks: u32,
     max_blocks: u64,
@@ -59,13 +150,37 @@ pub struct PoolSpec {
 }
 
 impl PoolSpec {
-    /// A pool named `name` over `first_ip..=last_ip`, with the defaults.
-    pub fn new(name: impl Into<String>, first_ip: Ipv4Addr, last_ip: Ipv4Addr) -> Self {
+    /// A pool named `name` over `first_ip..=last_ip` (both IPv4 or both
+    /// IPv6), with the defaults.
+    pub fn new(
+        name: impl Into<String>,
+        first_ip: impl Into<IpAddr>,
+        last_ip: impl Into<IpAddr>,
+    ) -> Self {
+        Self::with_shape(
+            name,
+            Shape::Legacy {
+                first: first_ip.into(),
+                last: last_ip.into(),
+                prefix: 0,
+            },
+        )
+    }
+
+    /// A pool named `name` over several ranges `(first, last)`, inclusive,
+    /// in any order; touching ranges are merged, overlapping ones an error.
+    pub fn with_ranges<A: Into<IpAddr>>(
+        name: impl Into<String>,
+        ranges: impl IntoIterator<Item = (A, A)>,
+    ) -> Self {
+        Self::with_shape(name, Shape::Ranges(Vec::new())).ranges(ranges)
+    }
+
+    fn with_shape(name: impl Into<String>, shape: Shape) -> Self {
         PoolSpec {
             name: name.into(),
-            first_ip,
-            last_ip,
-            prefix: 0,
+            shape,
+            exclude: Vec::new(),
             ports: (1024, 65535),
             initial_blocks: 1024,
             max_blocks: u64::MAX,
@@ -75,11 +190,32 @@ impl PoolSpec {
         }
     }
 
-    /// The subnet's prefix length (0..=32): for /30 and shorter its network
-    /// and broadcast addresses are never handed out, and `first_ip` and
-    /// `last_ip` must lie in one subnet.
+    /// Use these ranges `(first, last)` instead of the legacy range.
+    pub fn ranges<A: Into<IpAddr>>(mut self, ranges: impl IntoIterator<Item = (A, A)>) -> Self {
+        self.shape = Shape::Ranges(
+            ranges
+                .into_iter()
+                .map(|(first, last)| (first.into(), last.into()))
+                .collect(),
+        );
+        self
+    }
+
+    /// Leave these addresses out of the address space (added to any given
+    /// before).
+    pub fn exclude(mut self, exclusions: impl IntoIterator<Item = Exclusion>) -> Self {
+        self.exclude.extend(exclusions);
+        self
+    }
+
+    /// The subnet's prefix length (0..=32, IPv6 0..=128) of the legacy
+    /// range: for /30 and shorter its network and broadcast addresses are
+    /// never handed out (IPv6, /126 and shorter: the subnet-router anycast
+    /// address), and `first_ip` and `last_ip` must lie in one subnet.
     pub fn prefix(mut self, prefix: u8) -> Self {
-        self.prefix = prefix;
+        if let Shape::Legacy { prefix: given, .. } = &mut self.shape {
+            *given = prefix;
+        }
         self
     }
 
@@ -158,11 +294,40 @@ impl PoolSpec {
 
     /// Validate the spec; the error names the first offending field.
     pub fn build(self) -> Result<Config, Error> {
+        let shape = match self.shape {
+            Shape::Legacy {
+                first,
+                last,
+                prefix,
+            } => WideShape::Legacy {
+                first: Family::of(first),
+                last: Family::of(last),
+                netmask: Netmask::Prefix(prefix),
+            },
+            Shape::Ranges(ranges) => WideShape::Ranges(
+                ranges
+                    .iter()
+                    .map(|&(first, last)| {
+                        let (family, first) = Family::of(first);
+                        let (last_family, last) = Family::of(last);
+                        // An item whose ends differ in family mixes families.
+                        (family, first, last_family, last)
+                    })
+                    .flat_map(|(family, first, last_family, last)| {
+                        let mixed = (family != last_family).then_some((last_family, last, last));
+                        std::iter::once((family, first, last)).chain(mixed)
+                    })
+                    .collect(),
+            ),
+        };
         let mut config = Config::validate(WideSpec {
             name: self.name,
-            first_ip: u32::from(self.first_ip),
-            last_ip: u32::from(self.last_ip),
-            prefix: self.prefix,
+            shape,
+            exclude: self
+                .exclude
+                .iter()
+                .map(Exclusion::wide)
+                .collect::<Result<_, _>>()?,
             ports: (i128::from(self.ports.0), i128::from(self.ports.1)),
             initial_blocks: i128::from(self.initial_blocks),
             max_blocks: i128::from(self.max_blocks),
@@ -186,15 +351,45 @@ impl PoolSpec {
     }
 }
 
+/// A netmask as the binding parsed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Netmask {
+    /// A prefix length given as an int.
+    Prefix(u8),
+    /// A dotted IPv4 netmask (its prefix length): not for IPv6 addresses.
+    #[cfg_attr(not(feature = "python"), allow(dead_code))] // the binding's phase 1
+    Dotted(u8),
+}
+
+impl Netmask {
+    fn prefix(self) -> u8 {
+        match self {
+            Netmask::Prefix(prefix) | Netmask::Dotted(prefix) => prefix,
+        }
+    }
+}
+
+/// The addresses of a [`WideSpec`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum WideShape {
+    /// `first_ip`, `last_ip`, `netmask`.
+    Legacy {
+        first: (Family, u128),
+        last: (Family, u128),
+        netmask: Netmask,
+    },
+    /// `ranges`: (family, first, last) per item, inclusive, usable bounds
+    /// already applied to networks (phase 1).
+    Ranges(Vec<(Family, u128, u128)>),
+}
+
 /// A pool's configuration as the binding parsed it, before validation.
 /// Integers are wide so that out-of-range input is reported, not truncated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct WideSpec {
     pub name: String,
-    pub first_ip: u32,
-    pub last_ip: u32,
-    /// Netmask prefix length, 0..=32.
-    pub prefix: u8,
+    pub shape: WideShape,
+    pub exclude: Vec<WideExclusion>,
     pub ports: (i128, i128),
     pub initial_blocks: i128,
     pub max_blocks: i128,
@@ -203,26 +398,29 @@ pub(crate) struct WideSpec {
     pub grow_threshold: i128,
 }
 
-/// The validated control block and the address space it defines: every
-/// (ip, port) with ip in the usable part of `first_ip..=last_ip` and port in
-/// `ports`, ordered by ip, then port, and numbered from 0.
+/// The legacy range as given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Legacy {
+    first: u128,
+    last: u128,
+    prefix: u8,
+}
+
+/// The validated control block and the address space it defines (see
+/// `space.rs`): the (ip, port) pairs of the ranges less the exclusions,
+/// ordered by ip, then port, and numbered from 0.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     name: String,
-    first_ip: u32,
-    last_ip: u32,
-    prefix: u8,
-    port_low: u16,
-    port_high: u16,
+    /// The legacy range as given; `None` for a pool of `ranges`.
+    legacy: Option<Legacy>,
+    space: Space,
+    /// Whether exclusions were given.
+    excludes: bool,
     initial_blocks: u32,
     max_blocks: u64,
     subpool_blocks: u32,
     grow_threshold: u64,
-    /// First IP handed out (the subnet's network address is left out for /30 and shorter).
-    usable_first: u32,
-    /// Last IP handed out (the broadcast address is left out for /30 and shorter).
-    usable_last: u32,
-    address_count: u64,
     /// `min(max_blocks, address_count)`.
     capacity: u64,
     /// Hold-down, reuse order, seed: validated after the rest.
@@ -262,7 +460,7 @@ pub(crate) fn parse_netmask(text: &str) -> Result<u8, Error> {
     let mask = parse_ipv4(text)
         .ok_or_else(|| Error::config("netmask", format!("{text:?} is not a netmask")))?;
     let prefix = mask.leading_ones() as u8;
-    if mask != prefix_mask(prefix) {
+    if u128::from(mask) != prefix_mask(Family::V4, prefix) {
         return Err(Error::config(
             "netmask",
             format!("{text:?} is not contiguous"),
@@ -271,18 +469,19 @@ pub(crate) fn parse_netmask(text: &str) -> Result<u8, Error> {
     Ok(prefix)
 }
 
-/// The mask of a prefix length (0..=32).
-pub(crate) fn prefix_mask(prefix: u8) -> u32 {
-    if prefix == 0 {
-        0
+/// The mask of a prefix length (0..=bits) of `family`.
+pub(crate) fn prefix_mask(family: Family, prefix: u8) -> u128 {
+    let bits = family.bits();
+    let all = if bits == 128 {
+        u128::MAX
     } else {
-        u32::MAX << (32 - u32::from(prefix))
+        (1u128 << bits) - 1
+    };
+    match u32::from(prefix) {
+        0 => 0,
+        prefix if prefix >= bits => all,
+        prefix => all & !(all >> prefix),
     }
-}
-
-/// Dotted-quad text of an address.
-pub(crate) fn ip_text(ip: u32) -> String {
-    std::net::Ipv4Addr::from(ip).to_string()
 }
 
 fn block_count(field: &'static str, value: i128) -> Result<u32, Error> {
@@ -297,14 +496,141 @@ fn saturate_u64(value: i128) -> u64 {
     u64::try_from(value.max(0)).unwrap_or(u64::MAX)
 }
 
+/// Phase 3 of the legacy form: the usable part of `first..=last` under the
+/// netmask, as one range; `(family, range, legacy)`.
+fn legacy_range(
+    first: (Family, u128),
+    last: (Family, u128),
+    netmask: Netmask,
+) -> Result<(Family, (u128, u128), Legacy), Error> {
+    let (family, first) = first;
+    let prefix = netmask.prefix();
+    if last.0 != family {
+        return Err(Error::config(
+            "first_ip",
+            format!(
+                "first_ip is IPv{}, last_ip is IPv{}",
+                family.number(),
+                last.0.number()
+            ),
+        ));
+    }
+    let last = last.1;
+    if family == Family::V6 && matches!(netmask, Netmask::Dotted(_)) {
+        return Err(Error::config(
+            "netmask",
+            "a dotted netmask does not fit IPv6 addresses; give a prefix length",
+        ));
+    }
+    if first > last {
+        return Err(Error::config(
+            "last_ip",
+            format!(
+                "{} is below first_ip {}",
+                text(family, last),
+                text(family, first)
+            ),
+        ));
+    }
+    let mask = prefix_mask(family, prefix);
+    if first & mask != last & mask {
+        return Err(Error::config(
+            "netmask",
+            format!("first_ip and last_ip are not in one /{prefix} subnet"),
+        ));
+    }
+    let network = first & mask;
+    let top = network | (!mask & prefix_mask(family, family.bits() as u8));
+    let (mut usable_first, mut usable_last) = (first, last);
+    match family {
+        // Network and broadcast addresses, for /30 and shorter.
+        Family::V4 if prefix <= 30 => {
+            usable_first = usable_first.max(network + 1);
+            usable_last = usable_last.min(top - 1);
+        }
+        // The subnet-router anycast address (all-zero host), for /126 and
+        // shorter, as `ipaddress.IPv6Network.hosts()`.
+        Family::V6 if prefix <= 126 => usable_first = usable_first.max(network + 1),
+        _ => {}
+    }
+    if usable_first > usable_last {
+        let which = match family {
+            Family::V4 => "network/broadcast",
+            Family::V6 => "subnet-router anycast",
+        };
+        return Err(Error::config(
+            "first_ip",
+            format!("the range holds only {which} addresses"),
+        ));
+    }
+    let legacy = Legacy {
+        first,
+        last,
+        prefix,
+    };
+    Ok((family, (usable_first, usable_last), legacy))
+}
+
+/// Phase 3 of the `ranges` form: one family, none reversed, none
+/// overlapping; sorted and touching ones merged (field `ranges`).
+fn normalised_ranges(items: &[(Family, u128, u128)]) -> Result<(Family, Vec<(u128, u128)>), Error> {
+    let Some(&(family, _, _)) = items.first() else {
+        return Err(Error::config("ranges", "no range given"));
+    };
+    for &(item_family, first, last) in items {
+        if item_family != family {
+            return Err(Error::config(
+                "ranges",
+                format!(
+                    "{} is IPv{}, the first range is IPv{}: one family per pool",
+                    text(item_family, first),
+                    item_family.number(),
+                    family.number()
+                ),
+            ));
+        }
+        if first > last {
+            return Err(Error::config(
+                "ranges",
+                format!("{}-{} is reversed", text(family, first), text(family, last)),
+            ));
+        }
+    }
+    let mut sorted: Vec<(u128, u128)> = items.iter().map(|&(_, a, b)| (a, b)).collect();
+    sorted.sort_unstable();
+    let mut merged: Vec<(u128, u128)> = Vec::with_capacity(sorted.len());
+    for (first, last) in sorted {
+        match merged.last_mut() {
+            Some(previous) if first <= previous.1 => {
+                return Err(Error::config(
+                    "ranges",
+                    format!(
+                        "{}-{} overlaps {}-{}",
+                        text(family, first),
+                        text(family, last),
+                        text(family, previous.0),
+                        text(family, previous.1)
+                    ),
+                ))
+            }
+            Some(previous) if first == previous.1 + 1 => previous.1 = last,
+            _ => merged.push((first, last)),
+        }
+    }
+    Ok((family, merged))
+}
+
 impl Config {
     /// Validate a spec (phases 2 and 3; see the module docs).
     pub(crate) fn validate(spec: WideSpec) -> Result<Config, Error> {
-        if spec.prefix > 32 {
-            return Err(Error::config(
-                "netmask",
-                format!("prefix length {} is outside 0..32", spec.prefix),
-            ));
+        if let WideShape::Legacy { first, netmask, .. } = &spec.shape {
+            let bits = first.0.bits();
+            if u32::from(netmask.prefix()) > bits {
+                return Err(Error::config(
+                    "netmask",
+                    format!("prefix length {} is outside 0..{bits}", netmask.prefix()),
+                ));
+            }
         }
         // Phase 2: ranges: name, ports, initial, max, subpool, threshold.
         if spec.name.is_empty() {
@@ -341,56 +667,39 @@ impl Config {
             ));
         }
 
-        // Phase 3: relations.
-        let (first, last) = (spec.first_ip, spec.last_ip);
-        if first > last {
-            return Err(Error::config(
-                "last_ip",
-                format!("{} is below first_ip {}", ip_text(last), ip_text(first)),
-            ));
-        }
-        let mask = prefix_mask(spec.prefix);
-        if first & mask != last & mask {
-            return Err(Error::config(
-                "netmask",
-                format!(
-                    "first_ip and last_ip are not in one /{} subnet",
-                    spec.prefix
-                ),
-            ));
-        }
-        let (mut usable_first, mut usable_last) = (i64::from(first), i64::from(last));
-        if spec.prefix <= 30 {
-            let network = i64::from(first & mask);
-            let broadcast = i64::from(first & mask | !mask);
-            usable_first = usable_first.max(network + 1);
-            usable_last = usable_last.min(broadcast - 1);
-        }
-        if usable_first > usable_last {
-            return Err(Error::config(
-                "first_ip",
-                "the range holds only network/broadcast addresses",
-            ));
-        }
-        let (port_low, port_high) = (low as u16, high as u16);
-        let ports_per_ip = u64::from(port_high - port_low) + 1;
-        let address_count = (usable_last - usable_first + 1) as u64 * ports_per_ip;
+        // Phase 3: relations: the ranges (or the legacy range), then the
+        // exclusions, then the size of what is left.
+        let ports = (low as u16, high as u16);
+        let (legacy, family, ranges, count_field) = match spec.shape {
+            WideShape::Legacy {
+                first,
+                last,
+                netmask,
+            } => {
+                let (family, range, legacy) = legacy_range(first, last, netmask)?;
+                (Some(legacy), family, vec![range], "first_ip")
+            }
+            WideShape::Ranges(items) => {
+                let (family, ranges) = normalised_ranges(&items)?;
+                (None, family, ranges, "ranges")
+            }
+        };
+        let space = Space::new(family, ports, ranges, &spec.exclude, count_field)?;
+        let excludes = !spec.exclude.is_empty();
         let max_blocks = saturate_u64(spec.max_blocks);
+        let capacity = u64::try_from(space.address_count())
+            .unwrap_or(u64::MAX)
+            .min(max_blocks);
         Ok(Config {
             name: spec.name,
-            first_ip: first,
-            last_ip: last,
-            prefix: spec.prefix,
-            port_low,
-            port_high,
+            legacy,
+            space,
+            excludes,
             initial_blocks,
             max_blocks,
             subpool_blocks,
             grow_threshold: saturate_u64(spec.grow_threshold),
-            usable_first: usable_first as u32,
-            usable_last: usable_last as u32,
-            address_count,
-            capacity: max_blocks.min(address_count),
+            capacity,
             policy: Policy::default(),
         })
     }
@@ -432,7 +741,7 @@ impl Config {
 
     /// Set `client_block` (checked against the ports of one IP).
     pub(crate) fn set_client_block(&mut self, block: Option<i128>) -> Result<(), Error> {
-        let per_ip = self.ports_per_ip();
+        let per_ip = self.space.ports_per_ip();
         self.policy.set_client_block(block, per_ip)
     }
 
@@ -441,29 +750,74 @@ impl Config {
         &self.name
     }
 
-    /// The first IP of the range as given.
-    pub fn first_ip(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.first_ip)
+    /// The address space.
+    pub(crate) fn space(&self) -> &Space {
+        &self.space
     }
 
-    /// The last IP of the range as given.
-    pub fn last_ip(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.last_ip)
+    /// IPv4 or IPv6.
+    pub(crate) fn family(&self) -> Family {
+        self.space.family()
     }
 
-    /// The netmask's prefix length.
-    pub fn prefix(&self) -> u8 {
-        self.prefix
+    /// Whether the pool's addresses are IPv6.
+    pub fn is_ipv6(&self) -> bool {
+        self.family() == Family::V6
     }
 
-    /// The netmask.
-    pub fn netmask(&self) -> Ipv4Addr {
-        Ipv4Addr::from(prefix_mask(self.prefix))
+    /// The normalised ranges `(first, last)`, inclusive: sorted, touching
+    /// ones merged, before exclusions (the legacy form: its usable bounds).
+    pub fn ranges(&self) -> Vec<(IpAddr, IpAddr)> {
+        let family = self.family();
+        self.space
+            .ranges()
+            .iter()
+            .map(|&(first, last)| (family.ip(first), family.ip(last)))
+            .collect()
+    }
+
+    /// The first usable IP: the first of the normalised ranges.
+    pub fn first_ip(&self) -> IpAddr {
+        self.family().ip(self.space.ranges()[0].0)
+    }
+
+    /// The last usable IP: the last of the normalised ranges.
+    pub fn last_ip(&self) -> IpAddr {
+        let ranges = self.space.ranges();
+        self.family().ip(ranges[ranges.len() - 1].1)
+    }
+
+    /// Whether the pool is the legacy range without exclusions.
+    #[cfg_attr(not(feature = "python"), allow(dead_code))] // the binding's store check
+    pub(crate) fn is_legacy_shape(&self) -> bool {
+        self.legacy.is_some() && !self.excludes
+    }
+
+    /// The legacy range as given, `(first_ip, last_ip, prefix)`; `None` for
+    /// a pool of ranges.
+    pub fn legacy(&self) -> Option<(IpAddr, IpAddr, u8)> {
+        let family = self.family();
+        self.legacy
+            .map(|l| (family.ip(l.first), family.ip(l.last), l.prefix))
+    }
+
+    /// The netmask's prefix length (the legacy form).
+    pub fn prefix(&self) -> Option<u8> {
+        self.legacy.map(|l| l.prefix)
+    }
+
+    /// The netmask (the legacy form): dotted for IPv4, the IPv6 mask for IPv6.
+    pub fn netmask(&self) -> Option<IpAddr> {
+        let family = self.family();
+        self.prefix().map(|prefix| match family {
+            Family::V4 => IpAddr::V4(Ipv4Addr::from(prefix_mask(family, prefix) as u32)),
+            Family::V6 => IpAddr::V6(Ipv6Addr::from(prefix_mask(family, prefix))),
+        })
     }
 
     /// The ports of each IP, `(low, high)`.
     pub fn ports(&self) -> (u16, u16) {
-        (self.port_low, self.port_high)
+        self.space.ports()
     }
 
     /// Blocks in the first subpool.
@@ -487,8 +841,8 @@ impl Config {
     }
 
     /// How many (ip, port) addresses the pool's address space has.
-    pub fn address_count(&self) -> u64 {
-        self.address_count
+    pub fn address_count(&self) -> u128 {
+        self.space.address_count()
     }
 
     /// The most leases live at once: `min(max_blocks, address_count)`.
@@ -496,47 +850,70 @@ impl Config {
         self.capacity
     }
 
-    pub(crate) fn ports_per_ip(&self) -> u64 {
-        u64::from(self.port_high - self.port_low) + 1
-    }
-
     /// The (ip, port) at `index` of the address space (`index < address_count`).
-    pub(crate) fn address(&self, index: u64) -> (u32, u16) {
-        let per_ip = self.ports_per_ip();
-        let ip = self.usable_first + (index / per_ip) as u32;
-        let port = self.port_low + (index % per_ip) as u16;
-        (ip, port)
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn address(&self, index: u128) -> (u128, u16) {
+        self.space.address(index)
     }
 
     /// The index of (ip, port), or `None` when it is outside the address space.
-    pub(crate) fn index(&self, ip: u32, port: u16) -> Option<u64> {
-        if !(self.usable_first..=self.usable_last).contains(&ip)
-            || !(self.port_low..=self.port_high).contains(&port)
-        {
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn index(&self, ip: u128, port: u16) -> Option<u128> {
+        self.space.index(ip, port)
+    }
+
+    /// The index of (ip, port) of an address of any family (`None` for
+    /// another family's or one outside the space).
+    #[inline]
+    pub(crate) fn index_of(&self, ip: IpAddr, port: u16) -> Option<u128> {
+        let (family, ip) = Family::of(ip);
+        if family != self.family() {
             return None;
         }
-        Some(
-            u64::from(ip - self.usable_first) * self.ports_per_ip()
-                + u64::from(port - self.port_low),
-        )
+        self.space.index(ip, port)
     }
 }
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+    use std::net::IpAddr;
+
     use super::*;
 
-    fn spec(first: &str, last: &str, prefix: u8) -> WideSpec {
+    fn v4(text: &str) -> (Family, u128) {
+        (Family::V4, u128::from(parse_ipv4(text).unwrap()))
+    }
+
+    fn legacy(first: (Family, u128), last: (Family, u128), netmask: Netmask) -> WideSpec {
         WideSpec {
             name: "t".into(),
-            first_ip: parse_ipv4(first).unwrap(),
-            last_ip: parse_ipv4(last).unwrap(),
-            prefix,
+            shape: WideShape::Legacy {
+                first,
+                last,
+                netmask,
+            },
+            exclude: Vec::new(),
             ports: (1024, 65535),
             initial_blocks: 4,
             max_blocks: 100,
             subpool_blocks: None,
             grow_threshold: 0,
+        }
+    }
+
+    fn spec(first: &str, last: &str, prefix: u8) -> WideSpec {
+        legacy(v4(first), v4(last), Netmask::Prefix(prefix))
+    }
+
+    fn with_first_ip(spec: &mut WideSpec, first: &str) {
+        if let WideShape::Legacy { first: given, .. } = &mut spec.shape {
+            *given = v4(first);
+        }
+    }
+
+    fn with_last_ip(spec: &mut WideSpec, last: &str) {
+        if let WideShape::Legacy { last: given, .. } = &mut spec.shape {
+            *given = v4(last);
         }
     }
 
@@ -590,14 +967,19 @@ mod tests {
     #[test]
     fn address_space_leaves_out_network_and_broadcast() {
         let c = Config::validate(spec("10.0.0.0", "10.0.0.255", 24)).unwrap();
-        assert_eq!(c.usable_first, parse_ipv4("10.0.0.1").unwrap());
-        assert_eq!(c.usable_last, parse_ipv4("10.0.0.254").unwrap());
-        assert_eq!(c.address_count, 254 * 64512);
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            (c.first_ip(), c.last_ip()),
+            (ip("10.0.0.1"), ip("10.0.0.254"))
+        );
+        assert_eq!(c.ranges(), vec![(ip("10.0.0.1"), ip("10.0.0.254"))]);
+        assert_eq!(c.legacy(), Some((ip("10.0.0.0"), ip("10.0.0.255"), 24)));
+        assert_eq!(c.address_count(), 254 * 64512);
         assert_eq!(c.capacity, 100);
         let c = Config::validate(spec("10.0.0.0", "10.0.0.1", 31)).unwrap();
-        assert_eq!(c.address_count, 2 * 64512);
+        assert_eq!(c.address_count(), 2 * 64512);
         let c = Config::validate(spec("10.0.0.7", "10.0.0.7", 32)).unwrap();
-        assert_eq!(c.address_count, 64512);
+        assert_eq!(c.address_count(), 64512);
     }
 
     #[test]
@@ -605,12 +987,12 @@ mod tests {
         let mut s = spec("10.0.0.1", "10.0.0.3", 24);
         s.ports = (100, 102);
         let c = Config::validate(s).unwrap();
-        for i in 0..c.address_count {
+        for i in 0..c.address_count() {
             let (ip, port) = c.address(i);
             assert_eq!(c.index(ip, port), Some(i));
         }
-        assert_eq!(c.index(parse_ipv4("10.0.0.4").unwrap(), 100), None);
-        assert_eq!(c.index(parse_ipv4("10.0.0.1").unwrap(), 103), None);
+        assert_eq!(c.index(v4("10.0.0.4").1, 100), None);
+        assert_eq!(c.index(v4("10.0.0.1").1, 103), None);
     }
 
     #[test]
@@ -637,14 +1019,15 @@ mod tests {
         );
         assert_eq!(field(with(&|s| s.grow_threshold = -1)), "grow_threshold");
         assert_eq!(
-            field(with(&|s| std::mem::swap(&mut s.first_ip, &mut s.last_ip))),
+            field(with(&|s| {
+                with_first_ip(s, "10.0.0.9");
+                with_last_ip(s, "10.0.0.1");
+            })),
             "last_ip"
         );
-        assert_eq!(
-            field(with(&|s| s.last_ip = parse_ipv4("10.0.1.1").unwrap())),
-            "netmask"
-        );
-        assert_eq!(field(with(&|s| s.prefix = 33)), "netmask");
+        assert_eq!(field(with(&|s| with_last_ip(s, "10.0.1.1"))), "netmask");
+        let prefix_33 = legacy(v4("10.0.0.1"), v4("10.0.0.9"), Netmask::Prefix(33));
+        assert_eq!(field(Config::validate(prefix_33)), "netmask");
         let only_network = spec("10.0.0.0", "10.0.0.0", 24);
         assert_eq!(field(Config::validate(only_network)), "first_ip");
     }
@@ -658,7 +1041,7 @@ mod tests {
         // Prefix 0 keeps every address of the range; ports 1024..=65535.
         assert_eq!(c.ports(), (1024, 65535));
         assert_eq!(c.address_count(), 256 * 64512);
-        assert_eq!(c.capacity(), c.address_count());
+        assert_eq!(u128::from(c.capacity()), c.address_count());
         assert_eq!((c.initial_blocks(), c.subpool_blocks()), (1024, 1024));
         assert_eq!(c.grow_threshold(), 0);
         let c = PoolSpec::new("d", ip("10.0.0.0"), ip("10.0.0.255"))
@@ -669,7 +1052,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             (c.first_ip(), c.netmask()),
-            (ip("10.0.0.0"), ip("255.255.255.0"))
+            (ip("10.0.0.1").into(), Some(ip("255.255.255.0").into()))
         );
         assert_eq!(c.address_count(), 254 * 64512);
         assert_eq!((c.initial_blocks(), c.subpool_blocks()), (4, 8));
@@ -697,5 +1080,175 @@ mod tests {
         s.name.clear();
         s.initial_blocks = 0;
         assert_eq!(field(Config::validate(s)), "name");
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod shape_tests {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    fn field(result: Result<Config, Error>) -> &'static str {
+        match result {
+            Err(Error::Config { field, .. }) => field,
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ranges_are_sorted_merged_and_counted() {
+        let c = PoolSpec::with_ranges(
+            "r",
+            [
+                (ip("10.0.1.0"), ip("10.0.1.3")),
+                (ip("10.0.0.1"), ip("10.0.0.2")),
+                (ip("10.0.0.3"), ip("10.0.0.3")), // touches: merged
+            ],
+        )
+        .ports(1, 2)
+        .initial_blocks(1)
+        .build()
+        .unwrap();
+        assert_eq!(
+            c.ranges(),
+            vec![
+                (ip("10.0.0.1"), ip("10.0.0.3")),
+                (ip("10.0.1.0"), ip("10.0.1.3"))
+            ]
+        );
+        assert_eq!(c.address_count(), 7 * 2);
+        assert_eq!((c.netmask(), c.prefix(), c.legacy()), (None, None, None));
+        assert_eq!(
+            (c.first_ip(), c.last_ip()),
+            (ip("10.0.0.1"), ip("10.0.1.3"))
+        );
+        // Index 6 is the first address of the second range.
+        let first = u128::from(u32::from(Ipv4Addr::new(10, 0, 1, 0)));
+        assert_eq!(c.address(6), (first, 1));
+        assert_eq!(c.space().segment_count(), 2);
+    }
+
+    #[test]
+    fn bad_ranges_and_exclusions_name_their_field_in_phase_three() {
+        let spec =
+            |ranges: Vec<(IpAddr, IpAddr)>| PoolSpec::with_ranges("r", ranges).initial_blocks(1);
+        let a = (ip("10.0.0.1"), ip("10.0.0.5"));
+        assert_eq!(field(spec(vec![]).build()), "ranges");
+        assert_eq!(
+            field(spec(vec![a, (ip("10.0.0.5"), ip("10.0.0.9"))]).build()),
+            "ranges"
+        );
+        assert_eq!(
+            field(spec(vec![(ip("10.0.0.5"), ip("10.0.0.1"))]).build()),
+            "ranges"
+        );
+        assert_eq!(
+            field(spec(vec![a, (ip("::1"), ip("::2"))]).build()),
+            "ranges"
+        );
+        assert_eq!(
+            field(spec(vec![(ip("10.0.0.1"), ip("::2"))]).build()),
+            "ranges"
+        );
+        // Phase 2 comes first.
+        assert_eq!(field(spec(vec![]).ports(0, 1).build()), "ports");
+        let excluding = |e: Exclusion| spec(vec![a]).ports(10, 20).exclude([e]).build();
+        assert_eq!(field(excluding(Exclusion::ip(ip("10.0.0.9")))), "exclude");
+        assert_eq!(field(excluding(Exclusion::ip(ip("::1")))), "exclude");
+        assert_eq!(
+            field(excluding(Exclusion::ports(ip("10.0.0.1"), 9, 10))),
+            "exclude"
+        );
+        assert_eq!(
+            field(excluding(Exclusion::ports(ip("10.0.0.1"), 12, 11))),
+            "exclude"
+        );
+        assert_eq!(
+            field(excluding(Exclusion::ips(ip("10.0.0.1"), ip("10.0.0.5")))),
+            "exclude"
+        );
+        assert_eq!(
+            field(excluding(Exclusion::ips(ip("10.0.0.1"), ip("::5")))),
+            "exclude"
+        );
+        let c = excluding(Exclusion::ports(ip("10.0.0.1"), 10, 12)).unwrap();
+        assert_eq!(c.address_count(), 5 * 11 - 3);
+        assert_eq!(c.capacity(), c.address_count() as u64);
+        // The legacy form takes exclusions too.
+        let c = PoolSpec::new("l", Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 3))
+            .ports(1, 1)
+            .initial_blocks(1)
+            .exclude([Exclusion::ip(Ipv4Addr::new(10, 0, 0, 2))])
+            .build()
+            .unwrap();
+        assert_eq!(c.address_count(), 2);
+    }
+
+    #[test]
+    fn ipv6_legacy_ranges_leave_out_the_subnet_router_anycast_address() {
+        let v6 = |text: &str| text.parse::<Ipv6Addr>().unwrap();
+        let c = PoolSpec::new("six", v6("2001:db8::"), v6("2001:db8::ffff"))
+            .prefix(64)
+            .ports(1, 10)
+            .initial_blocks(1)
+            .build()
+            .unwrap();
+        assert!(c.is_ipv6());
+        assert_eq!(c.first_ip(), ip("2001:db8::1"));
+        assert_eq!(c.netmask(), Some(ip("ffff:ffff:ffff:ffff::")));
+        assert_eq!(c.address_count(), 0xffff * 10);
+        // /127 and /128 keep every address.
+        for prefix in [127, 128] {
+            let c = PoolSpec::new("six", v6("2001:db8::"), v6("2001:db8::"))
+                .prefix(prefix)
+                .initial_blocks(1)
+                .build()
+                .unwrap();
+            assert_eq!(c.first_ip(), ip("2001:db8::"));
+        }
+        let bad = |spec: PoolSpec| field(spec.initial_blocks(1).build());
+        assert_eq!(
+            bad(PoolSpec::new("x", v6("2001:db8::"), v6("2001:db8::")).prefix(64)),
+            "first_ip"
+        );
+        assert_eq!(
+            bad(PoolSpec::new("x", v6("2001:db8::"), v6("2001:db8:1::")).prefix(48)),
+            "netmask"
+        );
+        assert_eq!(
+            bad(PoolSpec::new("x", v6("2001:db8::"), v6("2001:db8::1")).prefix(129)),
+            "netmask"
+        );
+        assert_eq!(
+            bad(PoolSpec::new("x", ip("10.0.0.1"), v6("2001:db8::1"))),
+            "first_ip"
+        );
+        // Prefix 0 on the whole IPv6 space: 2^128 - 1 addresses of one port fit ...
+        let all =
+            PoolSpec::new("x", v6("::"), v6("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")).ports(1, 1);
+        assert_eq!(
+            all.clone()
+                .initial_blocks(1)
+                .build()
+                .unwrap()
+                .address_count(),
+            u128::MAX
+        );
+        // ... two ports do not.
+        assert_eq!(bad(all.ports(1, 2)), "first_ip");
+        // A dotted netmask with IPv6 addresses.
+        let dotted = legacy_range((Family::V6, 1), (Family::V6, 2), Netmask::Dotted(24));
+        assert!(matches!(
+            dotted,
+            Err(Error::Config {
+                field: "netmask",
+                ..
+            })
+        ));
     }
 }

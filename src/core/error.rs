@@ -23,6 +23,8 @@ pub enum Error {
     Store(String),
     /// The pool was closed.
     Closed(String),
+    /// The call is not supported for this pool (yet): `reserve` with a store.
+    Unsupported(String),
 }
 
 impl Error {
@@ -44,7 +46,8 @@ impl fmt::Display for Error {
             | Error::NotLive(m)
             | Error::OutOfMemory(m)
             | Error::Store(m)
-            | Error::Closed(m) => f.write_str(m),
+            | Error::Closed(m)
+            | Error::Unsupported(m) => f.write_str(m),
         }
     }
 }

@@ -27,6 +27,11 @@ use shuffle::Shuffle;
 use stack::Stack;
 
 const CLOSED: u64 = 1 << 63;
+/// The subpool holds an address of a drained IP (`drain`; `undrain` clears it).
+const DRAINED: u64 = 1 << 62;
+/// Either bit refuses every reservation.
+const SHUT: u64 = CLOSED | DRAINED;
+const COUNT: u64 = !SHUT;
 
 /// The most blocks [`FreeList::pop_many`] takes at once.
 pub const CHAIN: u64 = 64;
@@ -86,7 +91,7 @@ impl FreeList {
         debug_assert!(want > 0);
         let mut current = self.available.load(Ordering::Relaxed);
         loop {
-            if current & CLOSED != 0 {
+            if current & SHUT != 0 {
                 return Reserve::Closed;
             }
             if current == 0 {
@@ -140,26 +145,45 @@ impl FreeList {
 
     /// Return blocks, leaving the list as returning them one by one in order
     /// would; yields the number of free blocks after them (with the closed
-    /// bit set if the list is closed).
-    #[inline]
+    /// and drained bits as they are).
+    #[cfg(test)]
     pub fn push_many(&self, offsets: &[u32]) -> u64 {
-        if offsets.is_empty() {
-            return self.available();
-        }
-        match &self.blocks {
-            Blocks::Stack(stack) => stack.push_many(offsets),
-            Blocks::Ring(ring) => ring.push_many(offsets),
-            Blocks::Shuffle(shuffle) => shuffle.push_many(offsets),
-        }
-        self.available
-            .fetch_add(offsets.len() as u64, Ordering::Release)
-            + offsets.len() as u64
+        self.give_back(offsets, 0)
     }
 
-    /// Close the list if all `total` blocks are free; no reservation succeeds after.
+    /// [`push_many`](Self::push_many), and count `listed` more blocks whose
+    /// phantom entry became a free entry where it stands (no push).
+    #[inline]
+    pub fn give_back(&self, offsets: &[u32], listed: u64) -> u64 {
+        let count = offsets.len() as u64 + listed;
+        if count == 0 {
+            return self.available.load(Ordering::Acquire);
+        }
+        if !offsets.is_empty() {
+            match &self.blocks {
+                Blocks::Stack(stack) => stack.push_many(offsets),
+                Blocks::Ring(ring) => ring.push_many(offsets),
+                Blocks::Shuffle(shuffle) => shuffle.push_many(offsets),
+            }
+        }
+        self.available.fetch_add(count, Ordering::Release) + count
+    }
+
+    /// Close the list if all `total` blocks are free (and no reservation is
+    /// outstanding); no reservation succeeds after. A drained list closes
+    /// too (a drain-fenced subpool's deletion, a port block's release).
     pub fn try_close(&self, total: u64) -> bool {
+        let current = self.available.load(Ordering::Relaxed);
+        if current & CLOSED != 0 || current & COUNT != total {
+            return false;
+        }
         self.available
-            .compare_exchange(total, CLOSED | total, Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(
+                current,
+                current | CLOSED,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
             .is_ok()
     }
 
@@ -168,13 +192,8 @@ impl FreeList {
     /// list with every block free: no reservation succeeds, and no block is
     /// out to be pushed.
     pub fn reopen(&self, total: u64) {
-        let reopened = self.available.compare_exchange(
-            CLOSED | total,
-            total,
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        );
-        debug_assert!(reopened.is_ok());
+        let reopened = self.available.fetch_and(!CLOSED, Ordering::AcqRel);
+        debug_assert_eq!(reopened & (CLOSED | COUNT), CLOSED | total);
     }
 
     /// Close the list whatever its count (a fenced subpool): no reservation
@@ -183,24 +202,53 @@ impl FreeList {
         self.available.fetch_or(CLOSED, Ordering::AcqRel);
     }
 
+    /// Refuse reservations while the subpool holds an address of a drained
+    /// IP; pushes still count the blocks that come back.
+    pub fn drain(&self) {
+        self.available.fetch_or(DRAINED, Ordering::AcqRel);
+    }
+
+    /// Serve again (the drain is over); the free blocks stay in their order.
+    pub fn undrain(&self) {
+        self.available.fetch_and(!DRAINED, Ordering::AcqRel);
+    }
+
     /// Whether a push that returned `after` (from [`push_many`](Self::push_many))
-    /// left a closed list of `total` blocks with every block free.
-    pub fn closed_and_full(after: u64, total: u64) -> bool {
-        after == CLOSED | total
+    /// left a closed or drained list of `total` blocks with every block free.
+    pub fn shut_and_full(after: u64, total: u64) -> bool {
+        after & SHUT != 0 && after & COUNT == total
     }
 
     /// Whether a reservation could succeed now: open, with a free block (a
-    /// snapshot). A closed list never reopens, so `false` stays `false`.
+    /// snapshot).
     #[inline]
     pub fn has_free(&self) -> bool {
         let available = self.available.load(Ordering::Acquire);
-        available & CLOSED == 0 && available > 0
+        available & SHUT == 0 && available > 0
+    }
+
+    /// Give back one reservation that took no entry (a reserve that lost its
+    /// block to an allocation).
+    pub fn unreserve(&self) -> u64 {
+        self.available.fetch_add(1, Ordering::Release) + 1
+    }
+
+    /// Whether block `offset`'s entry is in the structure now. `true` is an
+    /// observation that every later take of that entry is ordered after (it
+    /// then sees what this thread did before the call: a reserver's mark);
+    /// `false` may be a stale view, to be asked again.
+    pub fn listed(&self, offset: u32) -> bool {
+        match &self.blocks {
+            Blocks::Stack(stack) => stack.listed(offset),
+            Blocks::Ring(ring) => ring.listed(offset),
+            Blocks::Shuffle(shuffle) => shuffle.listed(offset),
+        }
     }
 
     /// Free blocks now (a snapshot).
     #[inline]
     pub fn available(&self) -> u64 {
-        self.available.load(Ordering::Acquire) & !CLOSED
+        self.available.load(Ordering::Acquire) & COUNT
     }
 }
 

@@ -130,6 +130,7 @@ impl<T: Default> Held<T> {
             Release::Done(_) => self.push(&mut queue, Arc::clone(subpool), offset, end),
             Release::Deferred => queue.deferred.push((subpool.id, offset, end)),
             Release::NotLive => {}
+            Release::Listed(_) => unreachable!("a release with a hold is never listed"),
         }
         outcome
     }

@@ -9,15 +9,18 @@
 
 use std::ops::Deref;
 
+use crate::core::space::Space;
 use crate::core::subpool::Subpool;
 use crate::core::sync::{Arc, AtomicArc, Loaded};
 
 /// One element of the interval list: `count` addresses from index `first`,
-/// owned by subpool `subpool` or free (`None`).
+/// owned by subpool `subpool` or free (`None`). [`Pool::intervals`]
+/// (`crate::Pool::intervals`) shows each element cut at the address
+/// space's segment boundaries, so that no record spans a gap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Interval {
-    pub first: u64,
-    pub count: u64,
+    pub first: u128,
+    pub count: u128,
     pub subpool: Option<u32>,
 }
 
@@ -27,79 +30,87 @@ pub struct Snapshot<T> {
     pub subpools: Vec<Arc<Subpool<T>>>,
     /// Each subpool's `start`, in the same order: `owner` searches this
     /// contiguous array instead of following one pointer per probe.
-    starts: Box<[u64]>,
-    /// How many elements the list has (owned plus free).
-    pub length: u64,
+    starts: Box<[u128]>,
+    /// How many records [`intervals`](Self::intervals) shows: the
+    /// elements (owned plus free) cut at segment boundaries, counted by the
+    /// writer that publishes the snapshot, so that `stats()` stays O(1).
+    pub records: u64,
 }
 
 impl<T: Default> Snapshot<T> {
-    fn new(subpools: Vec<Arc<Subpool<T>>>, address_count: u64) -> Self {
-        let length = gaps(&subpools, address_count).count() as u64 + subpools.len() as u64;
+    fn new(subpools: Vec<Arc<Subpool<T>>>, space: &Space) -> Self {
+        let records = elements(&subpools, space.address_count())
+            .map(|(first, count, _)| space.pieces(first, count))
+            .sum();
         let starts = subpools.iter().map(|s| s.start).collect();
         Snapshot {
             subpools,
             starts,
-            length,
+            records,
         }
     }
 
     /// The subpool holding address `index`, if any.
     #[inline]
-    pub fn owner(&self, index: u64) -> Option<&Arc<Subpool<T>>> {
+    pub fn owner(&self, index: u128) -> Option<&Arc<Subpool<T>>> {
         let position = self.starts.partition_point(|&start| start <= index);
         let candidate = self.subpools.get(position.checked_sub(1)?)?;
         candidate.covers(index).then_some(candidate)
     }
 
-    /// The whole list in address order.
-    pub fn intervals(&self, address_count: u64) -> Vec<Interval> {
-        let mut out = Vec::with_capacity(self.length as usize);
-        let mut cursor = 0;
-        for subpool in &self.subpools {
-            if subpool.start > cursor {
-                out.push(Interval {
-                    first: cursor,
-                    count: subpool.start - cursor,
-                    subpool: None,
-                });
-            }
-            out.push(Interval {
-                first: subpool.start,
-                count: u64::from(subpool.len()),
-                subpool: Some(subpool.id),
-            });
-            cursor = subpool.start + u64::from(subpool.len());
-        }
-        if cursor < address_count {
-            out.push(Interval {
-                first: cursor,
-                count: address_count - cursor,
-                subpool: None,
-            });
+    /// The whole list in address order, each element cut at the segment
+    /// boundaries of `space`.
+    pub fn intervals(&self, space: &Space) -> Vec<Interval> {
+        let mut out = Vec::with_capacity(self.records as usize);
+        for (first, count, subpool) in elements(&self.subpools, space.address_count()) {
+            out.extend(space.split(first, count).map(|(first, count)| Interval {
+                first,
+                count,
+                subpool,
+            }));
         }
         out
     }
 
     /// The lowest free interval, as `(first, count)` (first fit).
-    pub fn first_free(&self, address_count: u64) -> Option<(u64, u64)> {
+    pub fn first_free(&self, address_count: u128) -> Option<(u128, u128)> {
         gaps(&self.subpools, address_count).next()
     }
 
     /// The free intervals, as `(first, count)` in address order.
-    pub fn gaps(&self, address_count: u64) -> Vec<(u64, u64)> {
+    pub fn gaps(&self, address_count: u128) -> Vec<(u128, u128)> {
         gaps(&self.subpools, address_count).collect()
     }
 }
 
+/// The elements of the list, owned and free, as `(first, count, subpool)`.
+fn elements<T: Default>(
+    subpools: &[Arc<Subpool<T>>],
+    address_count: u128,
+) -> impl Iterator<Item = (u128, u128, Option<u32>)> + '_ {
+    let mut free = gaps(subpools, address_count).peekable();
+    let mut owned = subpools.iter().peekable();
+    std::iter::from_fn(move || match (free.peek(), owned.peek()) {
+        (Some(&(first, _)), Some(subpool)) if first < subpool.start => {
+            free.next().map(|(first, count)| (first, count, None))
+        }
+        (_, Some(_)) => owned
+            .next()
+            .map(|s| (s.start, u128::from(s.len()), Some(s.id))),
+        (Some(_), None) => free.next().map(|(first, count)| (first, count, None)),
+        (None, None) => None,
+    })
+}
+
 fn gaps<T: Default>(
     subpools: &[Arc<Subpool<T>>],
-    address_count: u64,
-) -> impl Iterator<Item = (u64, u64)> + '_ {
+    address_count: u128,
+) -> impl Iterator<Item = (u128, u128)> + '_ {
     let ends = subpools
         .iter()
         .map(|s| s.start)
         .chain(std::iter::once(address_count));
-    let starts = std::iter::once(0).chain(subpools.iter().map(|s| s.start + u64::from(s.len())));
+    let starts = std::iter::once(0).chain(subpools.iter().map(|s| s.start + u128::from(s.len())));
     starts
         .zip(ends)
         .filter(|(start, end)| end > start)
@@ -123,15 +134,13 @@ impl<T> Deref for SnapshotGuard<T> {
 /// The published interval list.
 pub struct IntervalList<T> {
     current: AtomicArc<Snapshot<T>>,
-    address_count: u64,
 }
 
 impl<T: Default> IntervalList<T> {
     /// One free interval covering the whole address space.
-    pub fn new(address_count: u64) -> Self {
+    pub fn new(space: &Space) -> Self {
         IntervalList {
-            current: AtomicArc::new(Some(Arc::new(Snapshot::new(Vec::new(), address_count)))),
-            address_count,
+            current: AtomicArc::new(Some(Arc::new(Snapshot::new(Vec::new(), space)))),
         }
     }
 
@@ -142,23 +151,23 @@ impl<T: Default> IntervalList<T> {
     }
 
     /// Publish the list with `subpool` added. Writer lock held.
-    pub fn insert(&self, subpool: Arc<Subpool<T>>) {
+    pub fn insert(&self, subpool: Arc<Subpool<T>>, space: &Space) {
         let mut subpools = self.load().subpools.clone();
         let position = subpools.partition_point(|s| s.start < subpool.start);
         subpools.insert(position, subpool);
-        self.publish(subpools);
+        self.publish(subpools, space);
     }
 
     /// Publish the list with subpool `id` removed (its interval merges with
     /// its free neighbours). Writer lock held.
-    pub fn remove(&self, id: u32) {
+    pub fn remove(&self, id: u32, space: &Space) {
         let mut subpools = self.load().subpools.clone();
         subpools.retain(|s| s.id != id);
-        self.publish(subpools);
+        self.publish(subpools, space);
     }
 
-    fn publish(&self, subpools: Vec<Arc<Subpool<T>>>) {
-        let snapshot = Snapshot::new(subpools, self.address_count);
+    fn publish(&self, subpools: Vec<Arc<Subpool<T>>>, space: &Space) {
+        let snapshot = Snapshot::new(subpools, space);
         self.current.store(Some(Arc::new(snapshot)));
     }
 }

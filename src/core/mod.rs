@@ -2,7 +2,8 @@
 //!
 //! | module | the patent's term |
 //! |---|---|
-//! | `config` | the control block (Figure 3) and the ordered address space |
+//! | `config` | the control block (Figure 3): validation of a pool's configuration |
+//! | `space` | the ordered address space: ranges less exclusions, as segments, numbered |
 //! | `block` | a connection block and its lease state |
 //! | `free_list` | a subpool's free blocks in the reuse order: lock-free stack (LIFO) or ring (FIFO), locked array (random) |
 //! | `held` | blocks freed with a hold, until the hold ends (hold-down) |
@@ -10,6 +11,7 @@
 //! | `rng` | SplitMix64, the generator of the random order |
 //! | `subpool` | a storage subpool: blocks pre-initialized with addresses |
 //! | `clients` | client states (quota, paired IP, port blocks) and the block log |
+//! | `drained` | drained IPs as runs of indices of the address space |
 //! | `availability` | which subpools have a free block, lowest id first, in O(1) |
 //! | `interval_list` | the interval list (Figure 7), published as snapshots |
 //! | `pool` | the pool: its lock-free side (allocate, free, lookup) and its writer side (creation, deletion, growth) |
@@ -29,6 +31,7 @@ pub(crate) mod block;
 pub(crate) mod clients;
 pub(crate) mod clock;
 pub(crate) mod config;
+pub(crate) mod drained;
 pub(crate) mod error;
 pub(crate) mod free_list;
 pub(crate) mod handle;
@@ -38,6 +41,7 @@ pub(crate) mod policy;
 pub(crate) mod pool;
 pub(crate) mod rng;
 pub(crate) mod segvec;
+pub(crate) mod space;
 pub(crate) mod store;
 pub(crate) mod subpool;
 pub(crate) mod sync;
@@ -46,7 +50,7 @@ pub(crate) mod sync;
 mod loom_support;
 
 pub use clients::{BlockEvent, BlockEventKind};
-pub use config::{Config, PoolSpec};
+pub use config::{Config, Exclusion, PoolSpec};
 pub use error::Error;
 pub use handle::Handle;
 pub use interval_list::Interval;

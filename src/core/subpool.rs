@@ -1,6 +1,8 @@
 //! A storage subpool: a fixed run of connection blocks, each initialized with
 //! its client NAT address when the subpool is created, and its free list.
 
+use std::net::IpAddr;
+
 use crate::core::block::ConnectionBlock;
 use crate::core::config::Config;
 use crate::core::error::Error;
@@ -11,8 +13,11 @@ pub struct Subpool<T> {
     /// The subpool's id: the lowest id not in use when it was created.
     pub id: u32,
     /// Index of its first address in the pool's address space.
-    pub start: u64,
+    pub start: u128,
     pub blocks: Box<[ConnectionBlock<T>]>,
+    /// The IPs of its blocks, ascending, each once: a block holds the slot
+    /// of its IP here (`ConnectionBlock::ip_slot`). Usually one or two.
+    pub ips: Box<[IpAddr]>,
     pub free: FreeList,
     /// Blocks freed with a hold that has not ended (changed under the held
     /// queue's lock; read as a snapshot).
@@ -28,6 +33,10 @@ pub struct Subpool<T> {
     /// In a cluster: the claim lapsed and the subpool serves no allocation
     /// (its free list is closed); it goes when its last lease is freed.
     fenced: AtomicBool,
+    /// It holds an address of a drained IP: it serves no allocation (its
+    /// free list is drained) and goes when none of its blocks is live or
+    /// held. Changed under the writer lock.
+    drain_fenced: AtomicBool,
 }
 
 impl<T: Default> Subpool<T> {
@@ -36,24 +45,36 @@ impl<T: Default> Subpool<T> {
     pub fn new(
         config: &Config,
         id: u32,
-        start: u64,
+        start: u128,
         count: u32,
         generation: u32,
         owner: Option<u64>,
         epoch: Option<u64>,
     ) -> Result<Self, Error> {
+        let out_of_memory =
+            |_| Error::OutOfMemory(format!("cannot allocate a subpool of {count} blocks"));
         let mut blocks = Vec::new();
-        blocks.try_reserve_exact(count as usize).map_err(|_| {
-            Error::OutOfMemory(format!("cannot allocate a subpool of {count} blocks"))
-        })?;
-        blocks.extend((0..u64::from(count)).map(|i| {
-            let (ip, port) = config.address(start + i);
-            ConnectionBlock::new(ip, port, generation)
-        }));
+        blocks
+            .try_reserve_exact(count as usize)
+            .map_err(out_of_memory)?;
+        let mut ips: Vec<u128> = Vec::new();
+        for (ip, port) in config.space().walk(start).take(count as usize) {
+            if ips.last() != Some(&ip) {
+                ips.try_reserve(1).map_err(out_of_memory)?;
+                ips.push(ip);
+            }
+            blocks.push(ConnectionBlock::new(
+                (ips.len() - 1) as u32,
+                port,
+                generation,
+            ));
+        }
+        let family = config.family();
         Ok(Subpool {
             id,
             start,
             blocks: blocks.into_boxed_slice(),
+            ips: ips.into_iter().map(|ip| family.ip(ip)).collect(),
             free: FreeList::new(config.order(), count)?,
             held: AtomicU32::new(0),
             owner,
@@ -65,6 +86,7 @@ impl<T: Default> Subpool<T> {
             }),
             epoch,
             fenced: AtomicBool::new(false),
+            drain_fenced: AtomicBool::new(false),
         })
     }
 
@@ -91,8 +113,13 @@ impl<T: Default> Subpool<T> {
     }
 
     /// Whether address `index` belongs to this subpool.
-    pub fn covers(&self, index: u64) -> bool {
-        index >= self.start && index - self.start < u64::from(self.len())
+    pub fn covers(&self, index: u128) -> bool {
+        index >= self.start && index - self.start < u128::from(self.len())
+    }
+
+    /// The index after its last address.
+    pub fn end(&self) -> u128 {
+        self.start + u128::from(self.len())
     }
 
     /// Whether the subpool was fenced (see [`fence`](Self::fence)).
@@ -107,6 +134,35 @@ impl<T: Default> Subpool<T> {
             return false;
         }
         self.free.fence();
+        true
+    }
+
+    /// Whether a drained IP fences the subpool.
+    pub fn is_drain_fenced(&self) -> bool {
+        self.drain_fenced.load(Ordering::Acquire)
+    }
+
+    /// Whether it serves allocations as far as fencing goes (neither its
+    /// claim lapsed nor a drained IP fences it).
+    pub fn serves(&self) -> bool {
+        !self.is_fenced() && !self.is_drain_fenced()
+    }
+
+    /// A drained IP fences it (writer lock held); true if it was not yet.
+    pub fn drain_fence(&self) -> bool {
+        if self.drain_fenced.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        self.free.drain();
+        true
+    }
+
+    /// No drained IP fences it any more (writer lock held); true if one did.
+    pub fn drain_unfence(&self) -> bool {
+        if !self.drain_fenced.swap(false, Ordering::AcqRel) {
+            return false;
+        }
+        self.free.undrain();
         true
     }
 

@@ -246,8 +246,8 @@ def run(test: Callable[[], Awaitable[None]]) -> None:
 
 
 def leases_accounted(proxy: Proxy) -> bool:
-    """Every live lease has one owner: a connection (``leased``) or the holding (``held``)."""
-    return len(proxy.pool) == proxy.counters.leased + proxy.counters.held
+    """Every live lease has one owner, a connection (``leased``); held addresses are the pool's, not live."""
+    return len(proxy.pool) == proxy.counters.leased
 
 
 def open_descriptors() -> int:

@@ -121,6 +121,68 @@ def test_rust_core_and_reference_model_report_the_same_counts(capsys: pytest.Cap
         assert rust["results"] == reference["results"]
 
 
+ONE_SUBPOOL = [*SMALL, "--initial-blocks", "400"]
+"""SMALL with one subpool of all 400 addresses: the reuse order decides which free address comes next."""
+
+
+def reuse(report: dict[str, Any]) -> dict[str, Any]:
+    summary: dict[str, Any] = report["results"]["reuse"]
+    assert summary["allocations"] == report["results"]["served"]
+    assert summary["distinct"] + summary["reuses"] == summary["allocations"]
+    return summary
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_fifo_reuses_an_address_after_every_other_free_one_and_lifo_at_once(
+    capsys: pytest.CaptureFixture[str], model: str
+) -> None:
+    """One subpool of all 400 addresses: in FIFO order a freed address waits behind every other free one (at least
+    400 - peak live of them); in LIFO order the next allocation after a free takes it."""
+    fifo = simulate_json(capsys, *ONE_SUBPOOL, "--model", model, "--order", "fifo")
+    lifo = simulate_json(capsys, *ONE_SUBPOOL, "--model", model, "--order", "lifo")
+    assert (fifo["pool"]["order"], lifo["pool"]["order"]) == ("fifo", "lifo")
+    assert fifo["invariants"]["ok"] and lifo["invariants"]["ok"]
+    assert reuse(fifo)["shortest"] >= 400 - fifo["results"]["peak_live"] > 0
+    assert reuse(lifo)["shortest"] == 0
+
+
+def test_random_order_is_seeded_by_seed_and_the_same_in_both_implementations(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    runs = {
+        (model, seed): simulate_json(capsys, *ONE_SUBPOOL, "--model", model, "--order", "random", "--seed", seed)
+        for model in MODELS
+        for seed in ("7", "8")
+    }
+    assert runs["rust", "7"]["pool"]["seed"] == 7
+    assert runs["rust", "7"]["results"] == runs["reference", "7"]["results"]
+    assert runs["rust", "8"]["results"] == runs["reference", "8"]["results"]
+    fifo = simulate_json(capsys, *ONE_SUBPOOL, "--seed", "7")
+    assert fifo["pool"]["seed"] is None  # the seed is the workload's alone in the other orders
+    assert reuse(runs["rust", "7"]) != reuse(runs["rust", "8"])
+    assert reuse(runs["rust", "7"]) != reuse(fifo)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_hold_down_is_held_on_the_simulated_clock(capsys: pytest.CaptureFixture[str], model: str) -> None:
+    """5 simulated seconds of hold-down in a run of about 0.1 s of wall clock: addresses come back (on the real
+    clock no hold would end and none would), later than without the hold, and all are held at the end."""
+    plain = simulate_json(capsys, *SMALL, "--model", model)
+    held = simulate_json(capsys, *SMALL, "--model", model, "--hold-down", "5")
+    assert held["pool"]["hold_down"] == 5 and held["invariants"]["ok"]
+    assert reuse(held)["reuses"] > 0
+    assert reuse(held)["shortest"] > reuse(plain)["shortest"]
+    assert 0 < held["results"]["held_at_end"] <= reuse(held)["distinct"]  # the last frees' holds have not ended
+    assert plain["results"]["held_at_end"] == 0
+
+
+def test_the_policies_give_the_same_counts_in_both_implementations(capsys: pytest.CaptureFixture[str]) -> None:
+    for extra in (["--order", "lifo"], ["--hold-down", "3", "--max-blocks", "200"]):
+        rust = simulate_json(capsys, *SMALL, *extra, "--model", "rust")
+        reference = simulate_json(capsys, *SMALL, *extra, "--model", "reference")
+        assert rust["results"] == reference["results"]
+
+
 @pytest.mark.parametrize("lifetime", ["pareto", "lognormal", "exponential"])
 def test_lifetime_distributions_and_constant_rate(capsys: pytest.CaptureFixture[str], lifetime: str) -> None:
     report = simulate_json(capsys, *SMALL, "--lifetime", lifetime, "--wave-period", "0")
@@ -143,6 +205,8 @@ def test_text_report(capsys: pytest.CaptureFixture[str]) -> None:
         "subpools created/deleted",
         "interval list length",
         "lookups checked",
+        "addresses used",
+        "reuse distance",
         "allocations per second",
     ):
         assert label in out
@@ -211,6 +275,9 @@ def test_a_failed_invariant_exits_1(
         (["--seed", "one"], "argument --seed: invalid int value: 'one'"),
         (["--model", "java"], "argument --model: invalid choice: 'java'"),
         (["--lifetime", "weibull"], "argument --lifetime: invalid choice: 'weibull'"),
+        (["--order", "mru"], "argument --order: invalid choice: 'mru'"),
+        (["--hold-down", "-1"], "argument --hold-down: -1 is negative"),
+        (["--hold-down", "nan"], "argument --hold-down: 'nan' is not a finite number"),
         (["--no-such-option"], "unrecognized arguments: --no-such-option"),
     ],
 )

@@ -36,7 +36,7 @@ def test_the_demo_runs_on_a_pool_given_as_first_last() -> None:
 
 
 def test_the_demo_passes_its_own_verification_both_ways() -> None:
-    args = ["--connections", "300", "--concurrency", "12", "--backends", "3", "--compare"]
+    args = ["--connections", "300", "--concurrency", "12", "--backends", "3", "--orders", "fifo", "--compare"]
     done = subprocess.run(  # a process of its own, so that the hang guard can stop it
         [sys.executable, "-m", "natpool", "demo", *args], capture_output=True, text=True, timeout=HANG_GUARD * 4
     )
@@ -64,11 +64,46 @@ def test_the_demo_passes_its_own_verification_both_ways() -> None:
         ["--workers", "2", "--compare"],
         ["--workers", "2", "--plot", "timeline.png"],
         ["--workers", "2", "--reclaim-delay", "0"],
+        ["--orders", "mru"],
+        ["--orders", "fifo,lifo,fifo"],
+        ["--orders", "fifo+hold+hold"],
+        ["--orders", ""],
+        ["--hold-down", "-1"],
+        ["--workers", "2", "--orders", "fifo"],
     ],
 )
 def test_the_demo_rejects_bad_input_with_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["demo", *args]) == 2
     assert len(capsys.readouterr().err.splitlines()) == 1
+
+
+def orders_table(out: str) -> dict[str, list[str]]:
+    """The rows of the ``--orders`` table: each order's label and its columns (4-tuples, NAT addresses, shortest
+    reuse per backend, median reuse per backend, peak blocks, verification)."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("  order  "))
+    rows = [re.split(r"\s{2,}", line.strip()) for line in lines[start + 1 :] if line.strip()]
+    return {row[0]: row[1:] for row in rows}
+
+
+def test_by_default_the_demo_runs_each_order_and_fifo_with_a_hold_down_and_reports_them() -> None:
+    done = demo()
+    assert done.returncode == 0, done.stdout + done.stderr
+    table = orders_table(done.stdout)
+    assert list(table) == ["fifo", "lifo", "random", "fifo, hold-down 1 s"]
+    assert all(row[-1] == "ok" for row in table.values())
+    assert "4 run(s) of 15 connections" in done.stdout  # the load split among them
+    assert "order fifo; 4,096 bytes" in done.stdout  # the first is reported in full
+
+
+def test_a_hold_down_longer_than_the_run_makes_every_connection_a_new_4_tuple_where_lifo_reuses_them() -> None:
+    done = demo("--orders", "lifo,fifo+hold", "--hold-down", "60")
+    assert done.returncode == 0, done.stdout + done.stderr
+    table = orders_table(done.stdout)
+    lifo, held = table["lifo"], table["fifo, hold-down 60 s"]
+    assert int(held[0]) == int(held[1]) == 30 and held[2:4] == ["-, -", "-, -"]  # 30 connections, none reused
+    assert int(lifo[1]) <= int(lifo[0]) < 30 and int(lifo[1]) <= 8  # 4 at once: a few NAT addresses
+    assert lifo[2].split(", ") == ["0", "0"]  # LIFO: the next connection after a close reuses its 4-tuple
 
 
 def test_the_comparison_alternates_the_sources_in_mirrored_pairs() -> None:

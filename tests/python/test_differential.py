@@ -46,6 +46,7 @@ from natpool import (
     BlockEvent,
     Interval,
     LeaseError,
+    NatPoolError,
     PoolConfigError,
     PoolExhausted,
     PoolStats,
@@ -62,12 +63,25 @@ IMPLS = (natpool.Pool, natpool.reference.Pool)
 
 
 def ip_int(value: Any) -> int:
-    """An IPv4 address given as str, int or IPv4Address, as an int."""
-    return int(ipaddress.IPv4Address(value))
+    """An address given as str, int or an ipaddress address, as an int."""
+    if isinstance(value, int):
+        return int(value)
+    return int(ipaddress.ip_address(value))
 
 
 def ip_text(value: int) -> str:
     return str(ipaddress.IPv4Address(value))
+
+
+def family_text(family: int, value: int) -> str:
+    return str(ipaddress.IPv4Address(value) if family == 4 else ipaddress.IPv6Address(value))
+
+
+#: The forms an address argument may take, per family (``lookup``, ``reserve``, ``drain``).
+ADDRESS_FORMS: dict[int, tuple[Callable[[int], Any], ...]] = {
+    4: (ip_text, int, ipaddress.IPv4Address),
+    6: (lambda value: family_text(6, value), int, ipaddress.IPv6Address),
+}
 
 
 @st.composite
@@ -108,6 +122,86 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
         "subpool_blocks": draw(st.sampled_from([None, 1, 1, 2, 3, 4])),
         "grow_threshold": draw(st.integers(0, 3)),
     }
+
+
+@st.composite
+def shaped_configs(draw: st.DrawFn) -> dict[str, Any]:
+    """A small valid configuration given as ``ranges`` (IPv4 or IPv6), often with ``exclude``.
+
+    The expected address space is computed here, independently of both implementations, and
+    kept in the configuration under ``"_space"`` (the sorted list of (ip, port) pairs).
+    """
+    family = draw(st.sampled_from([4, 6]))
+    base = int(ipaddress.ip_address("10.0.0.0" if family == 4 else "2001:db8::")) + 16 * draw(st.integers(0, 3))
+    low = draw(st.sampled_from([1, 1024, 65533]))
+    high = low + draw(st.integers(0, min(3, 65535 - low)))
+    text = lambda value: family_text(family, value)  # noqa: E731
+    forms = ["dash", "tuple", "single", "network", "object"]
+    ranges: list[Any] = []
+    ips: list[int] = []
+    cursor = base
+    for _ in range(draw(st.integers(1, 3))):
+        cursor += draw(st.integers(0, 3))  # 0: touches the previous range (normalised into one)
+        form = draw(st.sampled_from(forms))
+        if form == "network":
+            # an aligned network: /31 or /30 (IPv4), /127 or /126 (IPv6), usable addresses per shapes.md
+            bits = draw(st.sampled_from([1, 2]))
+            size = 1 << bits
+            start = -(-cursor // size) * size
+            prefix = (32 if family == 4 else 128) - bits
+            ranges.append(f"{text(start)}/{prefix}")
+            usable = list(range(start, start + size))
+            if bits == 2:
+                usable = usable[1:-1] if family == 4 else usable[1:]
+            ips += usable
+            cursor = start + size
+            continue
+        count = 1 if form in ("single", "object") else draw(st.integers(1, 3))
+        first, last = cursor, cursor + count - 1
+        if form == "dash":
+            ranges.append(f"{text(first)}-{text(last)}")
+        elif form == "tuple":
+            ranges.append((text(first), ipaddress.ip_address(last) if family == 6 else last))
+        elif form == "single":
+            ranges.append(text(first))
+        else:
+            ranges.append(ipaddress.ip_address(first) if family == 6 else ipaddress.IPv4Address(first))
+        ips += list(range(first, last + 1))
+        cursor = last + 1
+    space = [(ip, port) for ip in ips for port in range(low, high + 1)]
+    exclude: list[Any] = []
+    excluded: set[tuple[int, int]] = set()
+    for _ in range(draw(st.integers(0, 3))):
+        ip = draw(st.sampled_from(ips))
+        kind = draw(st.sampled_from(["ip", "port", "ports"]))
+        if kind == "ip":
+            exclude.append(text(ip))
+            ports = range(low, high + 1)
+        else:
+            lo = draw(st.integers(low, high))
+            hi = lo if kind == "port" else draw(st.integers(lo, high))
+            where = text(ip) if family == 4 else f"[{text(ip)}]"
+            exclude.append(f"{where}:{lo}" if kind == "port" else f"{where}:{lo}-{hi}")
+            ports = range(lo, hi + 1)
+        excluded.update((ip, port) for port in ports)
+    if all(address in excluded for address in space):
+        exclude, excluded = [], set()
+    space = sorted(address for address in space if address not in excluded)
+    initial = draw(st.sampled_from([1, 1, 2, 2, 3, 4]))
+    config: dict[str, Any] = {
+        "name": "diff",
+        "ranges": ranges,
+        "initial_blocks": initial,
+        "max_blocks": draw(st.integers(initial, max(initial, len(space) + 2))),
+        "ports": (low, high),
+        "subpool_blocks": draw(st.sampled_from([None, 1, 1, 2, 3, 4])),
+        "grow_threshold": draw(st.integers(0, 3)),
+        "_space": space,
+        "_family": family,
+    }
+    if exclude or draw(st.booleans()):
+        config["exclude"] = exclude
+    return config
 
 
 def usable_range(first: int, last: int, kind: str) -> tuple[int, int]:
@@ -240,6 +334,11 @@ class Differential(RuleBasedStateMachine):
         self.events_pending = False
         self.stores: tuple[Any, ...] = ()
         self.directory: tempfile.TemporaryDirectory[str] | None = None
+        self.drained: set[int] = set()
+        self.drained_ever = False
+        """Whether an IP was ever drained (its subpools are deleted as they empty, whatever
+        ``initial_blocks`` says)."""
+        """IPs drained (issue 12): no lease handed out on them."""
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -270,6 +369,8 @@ class Differential(RuleBasedStateMachine):
         assert rust.data is ref.data
         assert ref.address not in self.live_addresses(), "an address is live twice"
         assert ref.address not in self.held, "a held address was handed out before its hold ended"
+        assert ip_int(ref.ip) not in self.drained, "a lease on a drained IP"
+        assert (ip_int(ref.ip), ref.port) in self.position, "a lease outside the address space (or excluded)"
         self.live.append((rust, ref))
         self.allocated_once = True
         if client is not None and self.tracks:
@@ -314,10 +415,13 @@ class Differential(RuleBasedStateMachine):
                 return subpool
         raise AssertionError(f"{address} is in no subpool")
 
-    def room(self) -> int:
+    def room(self) -> int | None:
         """Leases a shared allocation may get once the call has released the holds that ended:
         free blocks of shared subpools, and blocks not made yet (a port block all free once its
-        holds end is released, and its blocks with it)."""
+        holds end is released, and its blocks with it). ``None`` while an IP is drained (its
+        subpools are fenced: only the two implementations' agreement is checked then)."""
+        if self.drained:
+            return None
         subpools = self.pools[REF].subpools()
         stats = self.pools[REF].stats()
         room = sum(s.free for s in subpools if s.client is None) + stats.capacity - stats.blocks
@@ -336,13 +440,44 @@ class Differential(RuleBasedStateMachine):
 
     # -- construction ----------------------------------------------------------------------
 
-    @initialize(config=configs(), foreign_count=st.integers(1, 2), policy=policies(), on_store=st.booleans())
+    def expect_space(self, config: dict[str, Any]) -> None:
+        """The address space, computed independently of both implementations: ``self.space`` (sorted
+        (ip, port) pairs, numbered by position), ``self.position`` and ``self.breaks`` (the indices
+        after which the next address is not the next (ip, port) of the pool's ports: a gap)."""
+        low, high = config["ports"]
+        if "_space" in config:
+            self.family = config["_family"]
+            self.space = list(config["_space"])
+        else:
+            first, last = ip_int(config["first_ip"]), ip_int(config["last_ip"])
+            netmask = config["netmask"]
+            prefix = netmask if isinstance(netmask, int) else bin(ip_int(netmask)).count("1")
+            usable = usable_range(first, last, f"/{prefix}")
+            self.family = 4
+            self.space = [(ip, port) for ip in range(usable[0], usable[1] + 1) for port in range(low, high + 1)]
+        self.position = {address: index for index, address in enumerate(self.space)}
+        self.ips = sorted({ip for ip, _ in self.space})
+
+        def successor(address: tuple[int, int]) -> tuple[int, int]:
+            ip, port = address
+            return (ip, port + 1) if port < high else (ip + 1, low)
+
+        self.breaks = {i for i in range(len(self.space) - 1) if successor(self.space[i]) != self.space[i + 1]}
+
+    @initialize(
+        config=st.one_of(configs(), shaped_configs()),
+        foreign_count=st.integers(1, 2),
+        policy=policies(),
+        on_store=st.booleans(),
+    )
     def build(
         self, config: dict[str, Any], foreign_count: int, policy: dict[str, Any] | None = None, on_store: bool = False
     ) -> None:
         policy = dict(policy or {})
         say(f"config: {config!r}, policy: {policy!r}, on a store: {on_store}")
         self.config = config
+        self.expect_space(config)
+        config = {key: value for key, value in config.items() if not key.startswith("_")}
         as_int = policy.pop("int_clock", False)
         low, high = config["ports"]
         if "client_block" in policy:
@@ -385,16 +520,11 @@ class Differential(RuleBasedStateMachine):
         self.hold_down = self.pools[REF].hold_down
         keys = ("name", "first_ip", "last_ip", "netmask", "initial_blocks", "max_blocks", "ports")
         keys += ("subpool_blocks", "grow_threshold", "address_count", "capacity", "hold_down", "order")
-        keys += ("client_quota", "paired", "client_block", "event_queue")
+        keys += ("client_quota", "paired", "client_block", "event_queue", "ranges", "family")
         assert [getattr(self.pools[RUST], k) for k in keys] == [getattr(self.pools[REF], k) for k in keys]
         assert self.pools[REF].order == (policy.get("order") or "fifo")
-        first, last = ip_int(config["first_ip"]), ip_int(config["last_ip"])
-        netmask = config["netmask"]
-        prefix = netmask if isinstance(netmask, int) else bin(ip_int(netmask)).count("1")
-        self.usable = usable_range(first, last, f"/{prefix}")
-        low, high = config["ports"]
-        self.ports_per_ip = high - low + 1
-        assert self.pools[REF].address_count == (self.usable[1] - self.usable[0] + 1) * self.ports_per_ip
+        assert self.pools[REF].family == self.family
+        assert self.pools[REF].address_count == len(self.space)
         foreign_pools = (natpool.Pool(**config), natpool.reference.Pool(**config))
         for _ in range(min(foreign_count, self.capacity())):
             self.foreign.append((foreign_pools[RUST].allocate(), foreign_pools[REF].allocate()))
@@ -410,7 +540,9 @@ class Differential(RuleBasedStateMachine):
         room = self.room()
         self.allocation_call()
         kind, value = self.both(lambda pool, side: pool.allocate(data))
-        if room == 0:
+        if room is None and kind == "error":
+            assert type(value) is PoolExhausted
+        elif room == 0:
             assert kind == "error" and type(value) is PoolExhausted
             if self.held:
                 assert f"{len(self.held)} held" in str(value), value
@@ -431,7 +563,9 @@ class Differential(RuleBasedStateMachine):
         kind, value = self.both(lambda pool, side: pool.allocate_many(n))
         if n < 0:
             assert kind == "error" and type(value) is ArgumentError
-        elif n > available:
+        elif available is None and kind == "error":
+            assert type(value) is PoolExhausted
+        elif available is not None and n > available:
             assert kind == "error" and type(value) is PoolExhausted
         else:
             assert kind == "ok", value
@@ -441,6 +575,7 @@ class Differential(RuleBasedStateMachine):
                 assert pair[REF].data is None
                 self.add_live(*pair)
 
+    @precondition(lambda self: not self.drained)
     @rule(mode=st.sampled_from(["plain", "raise", "free_inside", "reuse_inside"]))
     def lease_context(self, mode: str) -> None:
         data, again_data = self.token(), self.token()
@@ -507,7 +642,12 @@ class Differential(RuleBasedStateMachine):
                 tally("a paired client moved")
                 if observed is not None:
                     on_ip = [
-                        s for s in observed if s.client is None and s.first_ip == s.last_ip == previous[0] and s.free
+                        s
+                        for s in observed
+                        if s.client is None
+                        and s.first_ip == s.last_ip == previous[0]
+                        and s.free
+                        and ip_int(s.first_ip) not in self.drained
                     ]
                     assert not on_ip, f"moved off {previous[0]} while {on_ip} had a free block"
                 self.pair[client] = (ref.ip, True)
@@ -753,17 +893,18 @@ class Differential(RuleBasedStateMachine):
     @rule(
         ip_offset=st.integers(-1, 4),
         port_offset=st.integers(-1, 5),
-        form=st.sampled_from([ip_text, int, ipaddress.IPv4Address]),
+        form=st.integers(0, 2),
     )
-    def lookup(self, ip_offset: int, port_offset: int, form: Callable[[int], Any]) -> None:
+    def lookup(self, ip_offset: int, port_offset: int, form: int) -> None:
         ip = ip_int(self.pools[REF].first_ip) + ip_offset
         port = self.config["ports"][0] + port_offset
-        kind, value = self.both(lambda pool, side: pool.lookup(form(ip), port))
+        given = ADDRESS_FORMS[self.family][form]
+        kind, value = self.both(lambda pool, side: pool.lookup(given(ip), port))
         if not 0 <= port <= 65535:
             assert kind == "error" and type(value) is ArgumentError
             return
         assert kind == "ok", value
-        expected = [pair for pair in self.live if pair[REF].address == (ip_text(ip), port)]
+        expected = [pair for pair in self.live if pair[REF].address == (family_text(self.family, ip), port)]
         if expected:
             ((rust, ref),) = expected
             assert value == (rust, ref)
@@ -771,6 +912,91 @@ class Differential(RuleBasedStateMachine):
             assert value[REF].data is ref.data
         else:
             assert value == (None, None)
+
+    # -- pool shapes (issue 12): reserve, drain ---------------------------------------------
+
+    @rule(
+        choice=st.integers(0, 255),
+        shift=st.sampled_from([0, 0, 0, 0, 1, -1, 100]),
+        with_data=st.booleans(),
+        form=st.integers(0, 2),
+    )
+    def reserve(self, choice: int, shift: int, with_data: bool, form: int) -> None:
+        """A lease of exactly one address: mostly one of the space, sometimes a port beside it."""
+        ip, port = self.space[choice % len(self.space)]
+        port += shift
+        data = self.token() if with_data else None
+        address = (family_text(self.family, ip), port)
+        given = ADDRESS_FORMS[self.family][form]
+        outside = (ip, port) not in self.position or ip in self.drained
+        released = False
+        if not outside and not self.stores:
+            # past the address's own checks, reserve releases the holds that ended, as an allocation does
+            held_before = len(self.held)
+            self.allocation_call()
+            released = len(self.held) < held_before
+        owner = None
+        if not outside:
+            owners = [s for s in self.pools[REF].subpools() if self.covers(s, self.position[(ip, port)])]
+            owner = owners[0] if owners else None
+        no_room = len(self.live) >= self.capacity() or (owner is None and self.at_block_limit())
+        kind, value = self.both(lambda pool, side: pool.reserve(given(ip), port, data))
+        if self.stores:
+            # not supported on a store yet: refused before anything else, nothing changed
+            assert kind == "error" and type(value) is NatPoolError, value
+        elif outside:
+            assert kind == "error" and type(value) is ArgumentError, value
+        elif address in self.live_addresses() or address in self.held:
+            assert kind == "error" and type(value) is LeaseError, value
+        elif released and kind == "error":
+            # a hold that ended was released by this call (and perhaps a port block with it): the
+            # pool's records read before the call no longer tell which error comes first
+            assert type(value) in (LeaseError, PoolExhausted), value
+        elif released:
+            rust, ref = value
+            assert ref.address == address and ref.data is data
+            self.add_live(rust, ref)
+        elif owner is not None and owner.client is not None:
+            assert kind == "error" and type(value) is LeaseError, value
+        elif owner is not None and any(ip_int(owner.first_ip) <= d <= ip_int(owner.last_ip) for d in self.drained):
+            assert kind == "error" and type(value) is PoolExhausted, value  # its subpool is drain-fenced
+        elif no_room:
+            assert kind == "error" and type(value) is PoolExhausted, value
+        else:
+            assert kind == "ok", value
+            rust, ref = value
+            assert ref.address == address and ref.data is data
+            self.add_live(rust, ref)
+            tally("reserved")
+
+    def covers(self, subpool: Any, index: int) -> bool:
+        first = self.index(subpool.first_ip, subpool.first_port)
+        return first <= index < first + subpool.blocks
+
+    def at_block_limit(self) -> bool:
+        stats = self.pools[REF].stats()
+        return stats.blocks >= stats.capacity
+
+    @rule(choice=st.integers(0, 63), outside=st.booleans(), form=st.integers(0, 2), undo=st.booleans())
+    def drain(self, choice: int, outside: bool, form: int, undo: bool) -> None:
+        """``drain`` (or ``undrain``) one IP of the space, or an IP with no address in it."""
+        ip = max(self.ips) + 1 if outside else self.ips[choice % len(self.ips)]
+        given = ADDRESS_FORMS[self.family][form]
+        if undo:
+            kind, value = self.both(lambda pool, side: pool.undrain(given(ip)))
+        else:
+            kind, value = self.both(lambda pool, side: pool.drain(given(ip)))
+        if outside:
+            assert kind == "error" and type(value) is ArgumentError, value
+            return
+        assert kind == "ok", value
+        if undo:
+            self.drained.discard(ip)
+            tally("undrained")
+        else:
+            self.drained.add(ip)
+            self.drained_ever = True
+            tally("drained")
 
     def teardown(self) -> None:
         tally(f"steps checked: {'0-9' if self.steps < 10 else '10-29' if self.steps < 30 else '30+'}")
@@ -787,11 +1013,7 @@ class Differential(RuleBasedStateMachine):
 
     def index(self, ip: str, port: int) -> int:
         """The address index of (ip, port), computed independently of the implementations."""
-        ip_value = ip_int(ip)
-        low, high = self.config["ports"]
-        assert self.usable[0] <= ip_value <= self.usable[1]
-        assert low <= port <= high
-        return (ip_value - self.usable[0]) * self.ports_per_ip + port - low
+        return self.position[(ip_int(ip), port)]
 
     @invariant()
     def same_state(self) -> None:
@@ -802,6 +1024,8 @@ class Differential(RuleBasedStateMachine):
         assert rust.subpools() == ref.subpools()
         assert rust.stats() == ref.stats()
         assert len(rust) == len(ref) == len(self.live)
+        drained = [family_text(self.family, ip) for ip in sorted(self.drained)]
+        assert rust.drained() == ref.drained() == drained
         stats = ref.stats()
         assert stats.held == len(self.held)
         if stats.held:
@@ -865,17 +1089,23 @@ class Differential(RuleBasedStateMachine):
             position += interval.count
             assert self.index(interval.last_ip, interval.last_port) == position - 1
         assert position == pool.address_count
-        # two free intervals are never adjacent
+        # no record spans a gap of the space, and records are split only there: two neighbours
+        # of one owner (or both free) meet at a gap
+        for interval in intervals:
+            first = self.index(interval.first_ip, interval.first_port)
+            assert not any(first <= gap < first + interval.count - 1 for gap in self.breaks), interval
         for a, b in itertools.pairwise(intervals):
-            assert a.subpool is not None or b.subpool is not None
-        # each subpool owns exactly one interval, of its block count
+            if a.subpool == b.subpool:
+                assert self.index(a.last_ip, a.last_port) in self.breaks, (a, b)
+        # each subpool owns one run of records, of its block count
         owned = [i for i in intervals if i.subpool is not None]
-        assert [i.subpool for i in owned] == [s.id for s in subpools]
+        runs = [(key, list(group)) for key, group in itertools.groupby(owned, key=lambda i: i.subpool)]
+        assert [key for key, _ in runs] == [s.id for s in subpools]
         assert len({s.id for s in subpools}) == len(subpools)
-        for interval, subpool in zip(owned, subpools, strict=True):
-            assert (subpool.first_ip, subpool.first_port) == (interval.first_ip, interval.first_port)
-            assert (subpool.last_ip, subpool.last_port) == (interval.last_ip, interval.last_port)
-            assert subpool.blocks == interval.count
+        for (_, records), subpool in zip(runs, subpools, strict=True):
+            assert (subpool.first_ip, subpool.first_port) == (records[0].first_ip, records[0].first_port)
+            assert (subpool.last_ip, subpool.last_port) == (records[-1].last_ip, records[-1].last_port)
+            assert subpool.blocks == sum(record.count for record in records)
             assert 0 <= subpool.free and 0 <= subpool.held and subpool.free + subpool.held <= subpool.blocks
         # counters
         assert isinstance(stats, PoolStats)
@@ -890,11 +1120,15 @@ class Differential(RuleBasedStateMachine):
         assert (stats.address_count, stats.capacity) == (pool.address_count, pool.capacity)
         if self.allocated_once:
             # the memory pool, once created, keeps its initial allocation (with port blocks, a
-            # client's block may come first and no shared subpool be needed)
-            if not self.blocks_mode:
+            # client's block may come first and no shared subpool be needed; a drain deletes the
+            # drained IP's subpools as they empty)
+            if not self.blocks_mode and not self.drained_ever:
                 assert stats.blocks >= min(pool.initial_blocks, pool.address_count)
-        else:
-            assert stats == PoolStats(0, 0, 0, 0, 1, pool.address_count, pool.address_count, pool.capacity, 0, 0)
+        elif not self.drained:
+            segments = 1 + len(self.breaks)
+            assert stats == PoolStats(0, 0, 0, 0, segments, pool.address_count, pool.address_count, pool.capacity, 0, 0)
+        drained = sum(1 for ip, _ in self.space if ip in self.drained)
+        assert stats.drained == drained
 
     @invariant()
     def live_leases_are_found(self) -> None:
@@ -1093,3 +1327,65 @@ def test_a_paired_batch_moves_when_its_ip_is_full_at_that_lease() -> None:
         results.append(([(lease.ip, lease.port, lease.handle) for lease in batch], pool.subpools()))
     assert results[0] == results[1]
     assert [(ip, port) for ip, port, _ in results[1][0]] == [("10.0.2.5", 1), ("10.0.2.4", 1)]
+
+
+# -- pool shapes at construction (issue 12), differentially ---------------------------------------
+
+range_items = st.one_of(
+    st.sampled_from(
+        [
+            "10.0.0.0/30",
+            "10.0.0.4/31",
+            "10.0.0.1/24",
+            "10.0.0.9-10.0.0.12",
+            "10.0.0.12-10.0.0.9",
+            "10.0.0.2",
+            "10.0.0.0",
+            "2001:db8::/126",
+            "2001:db8::/127",
+            "2001:db8::4-2001:db8::9",
+            "2001:db8::1-10.0.0.1",
+            "bad",
+            "",
+        ]
+    ),
+    st.tuples(st.sampled_from(["10.0.0.3", "10.0.0.5", "2001:db8::3"]), st.sampled_from(["10.0.0.6", 167772167])),
+    st.builds(ipaddress.ip_network, st.sampled_from(["10.0.0.8/29", "10.0.1.0/32", "2001:db8::100/120"])),
+    st.sampled_from([5, None, 1.5, ("10.0.0.1",), ("10.0.0.1", "10.0.0.2", "10.0.0.3")]),
+)
+exclude_items = st.one_of(
+    st.sampled_from(
+        ["10.0.0.2", "10.0.0.2:1", "10.0.0.2:2-3", "10.0.0.2:3-2", "10.0.0.2:9", "10.0.0.0/29", "10.0.9.9"]
+    ),
+    st.sampled_from(["2001:db8::2", "[2001:db8::2]:1-2", "2001:db8::/125", "[10.0.0.2]:1", "nope", ""]),
+    st.sampled_from([7, None, ipaddress.IPv4Address("10.0.0.5"), ipaddress.IPv6Address("2001:db8::5")]),
+)
+
+
+@given(
+    ranges=st.one_of(st.none(), st.lists(range_items, max_size=4), st.sampled_from(["10.0.0.0/30", 5])),
+    exclude=st.one_of(st.none(), st.lists(exclude_items, max_size=3), st.just("10.0.0.2")),
+    legacy=st.booleans(),
+    ports=st.sampled_from([(1, 3), (2, 2)]),
+)
+def test_shape_constructor_agrees(ranges: Any, exclude: Any, legacy: bool, ports: tuple[int, int]) -> None:
+    """Random, often invalid ``ranges``/``exclude`` (with or without the legacy triple): both implementations
+    raise the same type and field, or build pools with the same ranges, family, count and intervals."""
+    arguments: dict[str, Any] = {"name": "s", "initial_blocks": 1, "max_blocks": 4, "ports": ports}
+    if legacy:
+        arguments |= {"first_ip": "10.0.0.1", "last_ip": "10.0.0.2", "netmask": 24}
+    if ranges is not None:
+        arguments["ranges"] = ranges
+    if exclude is not None:
+        arguments["exclude"] = exclude
+    results = []
+    for impl in IMPLS:
+        try:
+            pool = impl(**arguments)
+        except Exception as error:
+            results.append((type(error), getattr(error, "field", None)))
+            continue
+        results.append((pool.ranges, pool.family, pool.address_count, pool.intervals(), pool.stats()))
+    assert results[0] == results[1]
+    if not legacy and ranges is None:
+        assert results[REF][0] in (TypeError, PoolConfigError)

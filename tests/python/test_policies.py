@@ -20,19 +20,7 @@ from clockkit import Clock
 from hypothesis import given
 from hypothesis import strategies as st
 from natpool import ArgumentError, PoolConfigError, PoolExhausted, PoolStats, Subpool
-
-MASK = 2**64 - 1
-
-
-def splitmix64(seed: int) -> Any:
-    """SplitMix64 as the specification states it, written here again: a generator of outputs."""
-    state = seed & MASK
-    while True:
-        state = (state + 0x9E3779B97F4A7C15) & MASK
-        z = state
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
-        yield z ^ (z >> 31)
+from splitmixkit import MASK, splitmix64
 
 
 def single_ip(impl: Any, ports: int, initial: int, maximum: int = 1000, **options: Any) -> Any:

@@ -54,14 +54,15 @@ def test_backends_see_only_pool_addresses_and_the_pool_returns_to_its_baseline()
         for backend in backends:
             await backend.start()
         names = {f"{b.address[0]}:{b.address[1]}": name for b, name in zip(backends, "ab", strict=True)}
-        proxy = Proxy(config([b.address for b in backends], spec, ports, initial_blocks=4, subpool_blocks=4))
+        options = {"initial_blocks": 4, "subpool_blocks": 4, "hold_down": 0.0}
+        proxy = Proxy(config([b.address for b in backends], spec, ports, **options))
         lookups.proxy = proxy
         async with running(proxy):
             answers = await asyncio.gather(*(request(proxy.address) for _ in range(200)))
             seen = [answer.decode().split() for answer in answers]
             assert all(len(s) == 2 and in_pool(s[0], network) and ports[0] <= int(s[1]) <= ports[1] for s in seen)
             stats = proxy.pool.stats()
-            assert stats.live == 0  # the backends closed first: every lease was freed at once
+            assert stats.live == stats.held == 0  # no hold-down: every lease was freed at once
             assert stats.free_blocks == stats.blocks == 4  # the subpools grown under load are deleted again
             intervals = proxy.pool.intervals()
             assert stats.intervals == len(intervals) and sum(i.count for i in intervals) == stats.address_count
@@ -78,27 +79,39 @@ def test_backends_see_only_pool_addresses_and_the_pool_returns_to_its_baseline()
     run(body)
 
 
-def test_a_client_that_closes_first_leaves_its_address_held_down_then_freed() -> None:
+@pytest.mark.parametrize("closes_first", ["backend", "client"])
+def test_a_connected_address_is_held_down_by_the_pool_whoever_closed_first(closes_first: str) -> None:
+    """A pool of one address: while the first connection's address is held down the next client is refused (the
+    pool is exhausted), and once the hold has ended the address serves again (its TIME_WAIT on the backend's host,
+    which takes a new connection from it)."""
     network = random_network()
-    spec, ports = pool_range(network, ips=1, ports=4)
+    spec, ports = pool_range(network, ips=1, ports=1)
     backend = PeerEchoBackend()
-    backend.hold.clear()  # the backend never answers: the client gives up and closes first
+    hold_down = 0.5
 
     async def body() -> None:
         await backend.start()
-        proxy = Proxy(config([backend.address], spec, ports, hold_down=0.3))
+        proxy = Proxy(config([backend.address], spec, ports, hold_down=hold_down))
         async with running(proxy):
-            _, writer = await asyncio.open_connection(*proxy.address)
-            await until(lambda: len(backend.peers) == 1, "the backend to see the connection")
+            if closes_first == "client":
+                backend.hold.clear()  # the backend does not answer: the client gives up and closes first
+                _, writer = await asyncio.open_connection(*proxy.address)
+                await until(lambda: len(backend.peers) == 1, "the backend to see the connection")
+                writer.close()
+                await writer.wait_closed()
+            else:
+                assert await request(proxy.address) != b""
+            await until(lambda: proxy.pool.stats().held == 1, "the address to be held down")
+            freed = asyncio.get_running_loop().time()
             nat = backend.peers[0]
-            writer.close()
-            await writer.wait_closed()
-            await until(lambda: proxy.counters.held == 1, "the lease to be held down")
-            record = proxy.lookup(*nat)
-            assert record is not None and record.state == "time-wait"
-            assert len(proxy.pool) == 1
-            await until(lambda: len(proxy.pool) == 0, "the hold-down to end")
-            assert proxy.lookup(*nat) is None and proxy.counters.held == 0
+            assert len(proxy.pool) == 0 and proxy.lookup(*nat) is None  # freed: no connection holds it
+            backend.hold.set()
+            assert await request(proxy.address) == b""  # held: the only address is out of use
+            assert proxy.counters.exhausted == 1 and len(backend.peers) == 1
+            if closes_first == "backend":  # else the proxy's own TIME_WAIT of the 4-tuple (60 s) may still be there
+                await asyncio.sleep(freed + hold_down + 0.1 - asyncio.get_running_loop().time())
+                assert await request(proxy.address) == f"{nat[0]} {nat[1]}\n".encode()  # the hold ended
+                assert proxy.counters.exhausted == 1
         await backend.stop()
 
     run(body)
@@ -112,7 +125,7 @@ def test_a_tiny_pool_exhausts_cleanly_and_recovers() -> None:
 
     async def body() -> None:
         await backend.start()
-        proxy = Proxy(config([backend.address], spec, ports, max_blocks=2))
+        proxy = Proxy(config([backend.address], spec, ports, max_blocks=2, hold_down=0.0))
         async with running(proxy):
             held = [asyncio.ensure_future(request(proxy.address)) for _ in range(2)]
             await until(lambda: len(backend.peers) == 2, "two relayed connections")
@@ -139,17 +152,17 @@ def test_an_address_bound_by_another_socket_is_quarantined_and_the_connection_st
 
     async def body() -> None:
         await backend.start()
-        proxy = Proxy(config([backend.address], spec, ports, quarantine=60.0))
+        proxy = Proxy(config([backend.address], spec, ports, quarantine=60.0, hold_down=0.0))
         with socket.socket() as squatter:
             squatter.bind(taken)  # no SO_REUSEADDR: the proxy's bind to it fails with EADDRINUSE
             async with running(proxy):
                 answer = await request(proxy.address)
                 assert answer == f"{spec.first_ip} {ports[1]}\n".encode()
                 assert proxy.counters.bind_retries == 1 and proxy.counters.allocations == 2
-                record = proxy.lookup(*taken)
-                assert record is not None and record.state == "quarantined"  # kept out of use
-                assert len(proxy.pool) == 1
-            assert len(proxy.pool) == 0  # shutdown freed the quarantined lease too
+                assert proxy.pool.stats().held == 1 and len(proxy.pool) == 0  # freed, held out of use
+                assert await request(proxy.address) == answer  # the pool no longer hands out the taken one
+                assert proxy.counters.bind_retries == 1 and proxy.counters.allocations == 3
+            assert len(proxy.pool) == 0
         await backend.stop()
 
     run(body)
@@ -239,7 +252,8 @@ def test_shutdown_drains_then_closes_the_rest_and_frees_every_lease() -> None:
         answers = await asyncio.gather(*clients)
         assert sorted(a for a in answers if a) == sorted(f"{ip} {port}\n".encode() for ip, port in patient.peers)
         assert answers.count(b"") == len(stuck.peers) == 3
-        assert len(proxy.pool) == 0 and proxy.pool.stats().live == 0 and proxy.counters.held == 0
+        stats = proxy.pool.stats()
+        assert len(proxy.pool) == stats.live == 0 and stats.held == 6  # every one connected: each held down
         with socket.socket() as probe:  # no longer listening
             assert probe.connect_ex(proxy.address) != 0
         stuck.hold.set()

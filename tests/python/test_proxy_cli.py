@@ -60,6 +60,8 @@ BAD = [
     ("--max-per-client", "-1"),
     ("--max-per-client", "two"),
     ("--order", "mru"),
+    ("--hold-down", "-1"),
+    ("--hold-down", "nan"),
     ("--seed", "-1"),
     ("--client-block", "0"),
     ("--client-block", "-8"),
@@ -162,6 +164,7 @@ def test_sigterm_drains_closes_the_rest_frees_every_lease_and_logs_the_pool(back
                 assert time.monotonic() < deadline, numbers
                 time.sleep(0.01)
             assert numbers["natpool_live_leases"] == 1 and numbers["natpool_allocations_total"] == 2
+            assert numbers["natpool_held_leases"] == 1  # the first connection's address: --hold-down 60 by default
             assert numbers["natpool_proxy_active_connections"] == 1 and numbers["natpool_exhaustion_events_total"] == 0
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=HANG_GUARD) == 0
@@ -174,5 +177,6 @@ def test_sigterm_drains_closes_the_rest_frees_every_lease_and_logs_the_pool(back
             process.wait()
     text = log.text()
     assert "signal received" in text
-    stopped = re.search(r"stopped: (\d+) accepted.*pool: (\d+) live", text)
+    stopped = re.search(r"stopped: (\d+) accepted.*pool: (\d+) live leases, (\d+) held down", text)
     assert stopped is not None and stopped[1] == "2" and stopped[2] == "0", text
+    assert stopped[3] == "2", text  # both connected: the idle one closed at the drain is held down too

@@ -59,6 +59,32 @@ def test_max_per_client_refuses_a_clients_second_connection_while_another_client
     run(body)
 
 
+def test_an_address_held_down_counts_against_its_clients_quota_until_its_hold_ends() -> None:
+    """``--max-per-client`` is the pool's ``client_quota``: live or held leases. A client whose one connection has
+    ended is refused while that address is held down, and served once the hold has ended; another client is
+    served meanwhile."""
+    spec, ports = pool_range(random_network(), ips=1, ports=16)
+    backend = PeerEchoBackend()
+    hold_down = 0.5
+
+    async def body() -> None:
+        await backend.start()
+        proxy = Proxy(config([backend.address], spec, ports, max_per_client=1, hold_down=hold_down))
+        async with running(proxy, backend):
+            assert (await finish(*await connect_from(CLIENT_A, proxy.address))).count(b"\n") == 1
+            await until(lambda: proxy.pool.stats().held == 1, "client A's address held down")
+            freed = asyncio.get_running_loop().time()
+            assert len(proxy.pool) == 0
+            assert await finish(*await connect_from(CLIENT_A, proxy.address)) == b""  # held: A has its one lease
+            await until(lambda: proxy.counters.quota_refused == 1, "the refusal counted")
+            assert (await finish(*await connect_from(CLIENT_B, proxy.address))).count(b"\n") == 1
+            await asyncio.sleep(freed + hold_down + 0.1 - asyncio.get_running_loop().time())
+            assert (await finish(*await connect_from(CLIENT_A, proxy.address))).count(b"\n") == 1  # the hold ended
+            assert proxy.counters.quota_refused == 1 and proxy.counters.exhausted == 0
+
+    run(body)
+
+
 LINE = re.compile(
     r"^\S+ (?P<kind>assigned|released) client=(?P<client>\S+) nat=(?P<ip>[\d.]+) ports=(?P<first>\d+)-(?P<last>\d+)$"
 )

@@ -41,26 +41,27 @@ def test_the_metrics_endpoint_reports_the_numbers_the_pool_reports() -> None:
         async with running(proxy):
             await admin.start()
             base = f"http://{admin.address[0]}:{admin.address[1]}"
-            for _ in range(3):
+            for _ in range(3):  # their addresses are held down (60 s) after them
                 await request(proxy.address)
             backend.hold.clear()
-            open_now = [asyncio.ensure_future(request(proxy.address)) for _ in range(6)]
-            await until(lambda: len(backend.peers) == 9, "six connections held open")
-            assert await request(proxy.address) == b""  # the seventh: the pool (max 6 blocks) is exhausted
+            open_now = [asyncio.ensure_future(request(proxy.address)) for _ in range(3)]
+            await until(lambda: len(backend.peers) == 6, "three connections held open")
+            assert await request(proxy.address) == b""  # the seventh: 3 live + 3 held of max 6 blocks, exhausted
 
             status, text = await asyncio.to_thread(fetch, base + "/metrics")
             assert status == 200
             got, stats, c = samples(text), proxy.pool.stats(), proxy.counters
-            assert got["natpool_live_leases"] == stats.live == 6
+            assert got["natpool_live_leases"] == stats.live == 3
+            assert got["natpool_held_leases"] == stats.held == 3
             assert got["natpool_free_blocks"] == stats.free_blocks
             assert got["natpool_blocks"] == stats.blocks
             assert got["natpool_subpools"] == stats.subpools == 3
             assert got["natpool_intervals"] == stats.intervals == len(proxy.pool.intervals())
             assert got["natpool_capacity"] == stats.capacity == 6
-            assert got["natpool_allocations_total"] == c.allocations == 9
+            assert got["natpool_allocations_total"] == c.allocations == 6
             assert got["natpool_exhaustion_events_total"] == c.exhausted == 1
             assert got["natpool_bind_retries_total"] == c.bind_retries == 0
-            assert got["natpool_proxy_active_connections"] == 6
+            assert got["natpool_proxy_active_connections"] == 3
 
             ip, port = backend.peers[-1]
             status, text = await asyncio.to_thread(fetch, f"{base}/lookup?ip={ip}&port={port}")

@@ -142,7 +142,8 @@ def saw(backend: PeerEchoBackend, count: int) -> Callable[[], bool]:
 
 def test_two_workers_hold_distinct_addresses_at_once_and_sigterm_leaves_only_held_ranges(tmp_path: Path) -> None:
     """Connections held open through both workers at once have distinct NAT addresses, each of the range its
-    worker claimed; SIGTERM drains both, and the store is left with no member and no claimed range."""
+    worker claimed; SIGTERM drains both, and the store is left with no member and no claimed range (with no
+    hold-down: a range with an address held down stays claimed at the stop, until its claim lapses)."""
     url = sqlite_url(tmp_path / "store.db")
     echo = PeerEchoBackend()
     echo.hold.clear()  # the backend keeps every connection open: their leases are all live at once
@@ -150,6 +151,7 @@ def test_two_workers_hold_distinct_addresses_at_once_and_sigterm_leaves_only_hel
     async def body() -> None:
         await echo.start()
         args = ["--workers", "2", "--store", url, "--member", "edge", "--backend", "{}:{}".format(*echo.address)]
+        args += ["--hold-down", "0"]
         with proxy(*args, *pool_args(ports=256), "--subpool-blocks", "4", "--drain-timeout", "5") as group:
             await asyncio.to_thread(group.started, 2)
             assert {member for _, member in group.workers.values()} == {"edge-1", "edge-2"}
@@ -188,8 +190,10 @@ def test_without_store_the_workers_share_a_temporary_sqlite_store_that_is_remove
     backend: tuple[str, int],
 ) -> None:
     """64 connections, one after the other (each from a new client port, so the kernel's hash spreads them): both
-    workers serve some; the private store's directory is removed at the end."""
-    with proxy("--workers", "2", "--backend", "{}:{}".format(*backend), *pool_args()) as group:
+    workers serve some; the private store's directory is removed at the end (no hold-down: every range is
+    returned)."""
+    args = ["--workers", "2", "--hold-down", "0", "--backend", "{}:{}".format(*backend)]
+    with proxy(*args, *pool_args()) as group:
         found = re.search(r"cluster store sqlite://(\S+) \(temporary\)", group.started(2).listening)
         assert found is not None, group.listening
         path = Path(urllib.parse.unquote(found[1]))
@@ -332,6 +336,7 @@ def test_one_proxy_on_a_store_is_a_member_while_it_runs_and_leaves_after_its_dra
     url: str, backend: tuple[str, int]
 ) -> None:
     args = ["--store", url, "--member", "solo", "--backend", "{}:{}".format(*backend), *pool_args()]
+    args += ["--hold-down", "0"]  # an address held down would keep its range claimed past the stop
     with proxy(*args, "--claim-ttl", "20", "--reclaim-delay", "60") as single:
         listening = single.log.until(r"listening on 127\.0\.0\.1:(\d+), .*member solo of the cluster in")
         nat = get(("127.0.0.1", int(listening[1])))

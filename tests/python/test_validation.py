@@ -58,6 +58,7 @@ CONFIG_ERRORS: list[tuple[str, dict[str, Any], str]] = [
     ("first-ip-empty", {"first_ip": ""}, "first_ip"),
     ("first-ip-three-octets", {"first_ip": "192.0.2"}, "first_ip"),
     ("first-ip-ipv6-text", {"first_ip": "::1"}, "first_ip"),
+    ("first-ip-ipv6", {"first_ip": ipaddress.IPv6Address("::1")}, "first_ip"),  # IPv6 with an IPv4 last_ip
     ("last-ip-words", {"last_ip": "last"}, "last_ip"),
     ("last-ip-five-octets", {"last_ip": "192.0.2.3.4"}, "last_ip"),
     # out-of-range int IPs
@@ -156,7 +157,6 @@ TYPE_ERRORS: list[tuple[str, dict[str, Any]]] = [
     ("first-ip-bytearray", {"first_ip": bytearray(b"\xc0\x00\x02\x01")}),
     ("first-ip-bool", {"first_ip": True}),
     ("first-ip-none", {"first_ip": None}),
-    ("first-ip-ipv6", {"first_ip": ipaddress.IPv6Address("::1")}),
     ("first-ip-tuple", {"first_ip": (192, 0, 2, 1)}),
     ("last-ip-float", {"last_ip": 3.0}),
     ("last-ip-bytes", {"last_ip": b"192.0.2.3"}),

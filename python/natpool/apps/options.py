@@ -21,11 +21,14 @@ from typing import Any, NoReturn
 from natpool.extras import MissingExtra, require
 
 __all__ = [
+    "ORDERS",
     "CommandParser",
     "Endpoint",
     "OptionError",
     "PoolAddresses",
     "PortRange",
+    "add_hold_down",
+    "add_order",
     "at_least",
     "count_at_least",
     "non_negative",
@@ -43,6 +46,9 @@ __all__ = [
     "require_extra",
     "usage_error",
 ]
+
+ORDERS = ("fifo", "lifo", "random")
+"""The pool's reuse orders (``--order``): which free block of a subpool is handed out first."""
 
 Endpoint = tuple[str, int]
 """``(IPv4 address, port)``."""
@@ -277,3 +283,22 @@ def parse_pool(text: str) -> PoolAddresses:
     if first > last:
         raise argparse.ArgumentTypeError(f"{text!r} is reversed")
     return PoolAddresses(str(first), str(last), 0)
+
+
+# -- options of the pool's policies, one definition for every command that offers them -----------
+
+
+def add_order(group: Any, default: str = "fifo") -> None:
+    """``--order``: the pool's ``order``, on ``group`` (a parser or an argument group)."""
+    group.add_argument(
+        "--order",
+        choices=ORDERS,
+        default=default,
+        help="which free block of a subpool the pool reuses first: the one freed longest ago (fifo), the one freed "
+        "last (lifo), or one drawn by the pool's seeded generator (random)",
+    )
+
+
+def add_hold_down(group: Any, default: float, help: str) -> None:
+    """``--hold-down SECONDS``: the pool's ``hold_down``, a number of seconds of at least 0, on ``group``."""
+    group.add_argument("--hold-down", type=parse_non_negative, default=default, metavar="SECONDS", help=help)

@@ -26,9 +26,11 @@ before, and never come from a client's block.
   set, and never serve other leases). An allocation takes from the client's
   lowest-id block with a free block (in the reuse order); when none has one, the
   client is assigned a new block: the lowest ``k`` free addresses (by address)
-  that lie in one free interval and on one IP, on the IP of the client's most
-  recently assigned block if there are such addresses there, else anywhere; it
-  needs ``k`` blocks of room under ``capacity``. No room: ``PoolExhausted``,
+  that lie in one free interval and among the addresses of one IP (consecutive
+  indices of the address space; an IP that exclusions leave with fewer than
+  ``k`` addresses holds no block) that is not drained, on the IP of the
+  client's most recently assigned block if there are such addresses there,
+  else anywhere; it needs ``k`` blocks of room under ``capacity``. No room: ``PoolExhausted``,
   nothing changed. A block is *released* (deleted, its addresses merged back into
   the free intervals, whatever ``initial_blocks`` says) as soon as all of its
   blocks are free: the last lease in it freed and its holds ended. ``paired`` has
@@ -51,12 +53,14 @@ before, and never come from a client's block.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Container
 from typing import TYPE_CHECKING, Any
 
 from natpool.records import BlockEvent
 
 if TYPE_CHECKING:
     from natpool.reference.memory_pool import SubpoolHeader
+    from natpool.reference.space import AddressSpace
 
 __all__ = ["ClientState", "Clients", "find_run", "carve"]
 
@@ -118,20 +122,25 @@ class Clients:
         return events
 
 
-def find_run(free: list[tuple[int, int]], k: int, per_ip: int, ip_index: int | None) -> int | None:
+def find_run(
+    free: list[tuple[int, int]], k: int, space: AddressSpace, drained: Container[int], ip: int | None
+) -> int | None:
     """The lowest address index ``p`` such that ``p .. p + k - 1`` lie in one of the free
-    intervals ``free`` (``(first, count)`` in address order) and on one IP (``per_ip``
-    addresses each), on IP number ``ip_index`` (0 for the first usable IP) when given."""
+    intervals ``free`` (``(first, count)`` in address order) and among the addresses of one IP
+    (``space.ip_indices``) that is not ``drained``, of ``ip`` when given."""
+    if ip is not None and ip in drained:
+        return None
     for first, count in free:
-        start, end = first, first + count
-        if ip_index is not None:
-            start, end = max(start, ip_index * per_ip), min(end, (ip_index + 1) * per_ip)
-        if start >= end:
-            continue
-        boundary = (start // per_ip + 1) * per_ip
-        p = start if start + k <= boundary else boundary
-        if p + k <= end:
-            return p
+        end = first + count
+        p = first if ip is None else max(first, space.ip_indices(ip)[0])
+        while p < end:
+            on = space.ip_of(p) if ip is None else ip
+            ip_end = space.ip_indices(on)[1]
+            if on not in drained and min(end, ip_end) - p >= k:
+                return p
+            if ip is not None:
+                break
+            p = ip_end
     return None
 
 

@@ -1,19 +1,30 @@
 """The control block (Figure 3): parsing and validating a pool's configuration.
 
-Validation runs in three phases, in this order, and stops at the first error:
+The pool's shape is either the legacy ``first_ip, last_ip, netmask`` (one range)
+or ``ranges``, with ``exclude`` in both forms (``docs/shapes.md``); giving both
+forms, or neither, is ``PoolConfigError("ranges")``, checked right after the
+type of ``name``. Validation runs in three phases, in this order, and stops at
+the first error:
 
-1. each argument, in the order name, first_ip, last_ip, netmask, ports,
-   initial_blocks, max_blocks, subpool_blocks, grow_threshold, is checked for its type (``TypeError``)
-   and parsed (an unparsable IP or netmask, an IP integer out of range, a
-   non-contiguous mask, a netmask prefix outside 0..32, ``ports`` not of length
-   two raise ``PoolConfigError``);
+1. each argument, in the order name, first_ip, last_ip, netmask (or ranges),
+   exclude, ports, initial_blocks, max_blocks, subpool_blocks, grow_threshold,
+   is checked for its type (``TypeError``) and parsed (an unparsable IP or
+   netmask, an IP integer out of range, a non-contiguous mask, a netmask
+   prefix outside 0..32 (IPv4) or 0..128 (IPv6), ``ports`` not of length two
+   raise ``PoolConfigError``; ``ranges`` and ``exclude`` items are parsed by
+   ``natpool.shapes``). In the legacy form ``first_ip`` and ``last_ip`` may be
+   IPv4 (``str``, ``int``, ``IPv4Address``) or IPv6 (``str``,
+   ``IPv6Address``); two families is ``PoolConfigError("first_ip")``, checked
+   after ``last_ip`` parses, and an IPv6 pool's netmask must be an int prefix
+   (a ``str`` is ``PoolConfigError("netmask")``);
 2. each value, in that order, is range-checked: empty ``name``; ``ports``
    outside 1..65535 or reversed; ``initial_blocks < 1`` or above 2**32 - 1;
    ``max_blocks < initial_blocks``; ``subpool_blocks < 1`` or above 2**32 - 1;
    ``grow_threshold < 0``;
 3. the relations: ``first_ip > last_ip`` (field ``last_ip``); first and last
    not in one subnet of ``netmask`` (field ``netmask``); no usable address
-   (field ``first_ip``).
+   (field ``first_ip``); or, for ``ranges``, their families and overlaps;
+   then the exclusions and the size of the space (``space.py``).
 
 ``max_blocks`` and ``grow_threshold`` above 2**64 - 1 are taken as 2**64 - 1
 (no pool reaches either), as the Rust core's 64-bit counters do.
@@ -29,6 +40,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from natpool.errors import ArgumentError, PoolConfigError
+from natpool.reference.space import AddressSpace, address_space, ip_text, normalise_ranges
+from natpool.shapes import parse_exclusions, parse_ranges, usable_bounds
 
 MAX_SUBPOOL_BLOCKS = 2**32 - 1
 _U64_MAX = 2**64 - 1
@@ -60,8 +73,32 @@ def _error(error: type[ArgumentError], field: str, reason: str) -> ArgumentError
     return error(f"{field}: {reason}")
 
 
-def parse_netmask(value: Any) -> int:
-    """A netmask as a dotted string or a prefix length; returns the prefix length."""
+def _legacy_ip(value: Any, field: str) -> tuple[int, int]:
+    """``first_ip`` or ``last_ip`` of the legacy form: ``(family, address)``. An ``int`` is IPv4."""
+    if isinstance(value, ipaddress.IPv6Address):
+        return 6, int(value)
+    if isinstance(value, str):
+        try:
+            return 4, int(ipaddress.IPv4Address(value))
+        except ValueError:
+            pass
+        try:
+            return 6, int(ipaddress.IPv6Address(value))
+        except ValueError:
+            raise PoolConfigError(field, f"{value!r} is not an IP address") from None
+    return 4, parse_ip(value, field)
+
+
+def parse_netmask(value: Any, family: int = 4) -> int:
+    """A netmask as a dotted string or a prefix length (IPv6: a prefix length only); returns the prefix length."""
+    if family == 6:
+        if _is_int(value):
+            if not 0 <= value <= 128:
+                raise PoolConfigError("netmask", f"prefix length {value} is outside 0..128")
+            return int(value)
+        if isinstance(value, str):
+            raise PoolConfigError("netmask", "an IPv6 pool's netmask is a prefix length (an int)")
+        raise TypeError(f"netmask must be int, not {type(value).__name__}")
     if _is_int(value):
         if not 0 <= value <= 32:
             raise PoolConfigError("netmask", f"prefix length {value} is outside 0..32")
@@ -111,16 +148,21 @@ class ControlBlock:
 
     name: str
     first_ip: int
+    """The legacy form's ``first_ip`` as given; with ``ranges``, the first range's first address."""
     last_ip: int
-    prefix: int
+    prefix: int | None
+    """The legacy form's netmask as a prefix length; None with ``ranges``."""
     ports: tuple[int, int]
     initial_blocks: int
     max_blocks: int
     subpool_blocks: int
     grow_threshold: int
-    usable_first: int
-    """The first usable IP (the network address left out for /30 and shorter)."""
-    usable_last: int
+    space: AddressSpace
+    """The numbered addresses: the ranges minus the exclusions (``space.py``)."""
+
+    @property
+    def family(self) -> int:
+        return self.space.family
 
     @property
     def ports_per_ip(self) -> int:
@@ -128,7 +170,7 @@ class ControlBlock:
 
     @property
     def address_count(self) -> int:
-        return (self.usable_last - self.usable_first + 1) * self.ports_per_ip
+        return self.space.address_count
 
     @property
     def capacity(self) -> int:
@@ -136,16 +178,11 @@ class ControlBlock:
 
     def address(self, index: int) -> tuple[int, int]:
         """The (ip, port) at ``index`` in the ordered address space."""
-        ip_offset, port_offset = divmod(index, self.ports_per_ip)
-        return self.usable_first + ip_offset, self.ports[0] + port_offset
+        return self.space.address(index)
 
     def index(self, ip: int, port: int) -> int | None:
         """The index of (ip, port) in the address space, or None if outside it."""
-        if not self.usable_first <= ip <= self.usable_last:
-            return None
-        if not self.ports[0] <= port <= self.ports[1]:
-            return None
-        return (ip - self.usable_first) * self.ports_per_ip + port - self.ports[0]
+        return self.space.index(ip, port)
 
 
 def control_block(
@@ -158,14 +195,29 @@ def control_block(
     ports: Any,
     subpool_blocks: Any,
     grow_threshold: Any,
+    ranges: Any = None,
+    exclude: Any = None,
 ) -> ControlBlock:
     """Validate the constructor's arguments (see the module docstring for the order)."""
     # Phase 1: types and parsing, in the order of the module docstring.
     if not isinstance(name, str):
         raise TypeError(f"name must be str, not {type(name).__name__}")
-    first = parse_ip(first_ip, "first_ip")
-    last = parse_ip(last_ip, "last_ip")
-    prefix = parse_netmask(netmask)
+    legacy = first_ip is not None or last_ip is not None or netmask is not None
+    if legacy and ranges is not None:
+        raise PoolConfigError("ranges", "give ranges or first_ip, last_ip and netmask, not both")
+    if not legacy and ranges is None:
+        raise PoolConfigError("ranges", "give ranges, or first_ip, last_ip and netmask")
+    family, first, last, prefix = 4, 0, 0, None
+    items: list[tuple[int, int, int]] = []
+    if legacy:
+        family, first = _legacy_ip(first_ip, "first_ip")
+        last_family, last = _legacy_ip(last_ip, "last_ip")
+        if family != last_family:
+            raise PoolConfigError("first_ip", f"first_ip is IPv{family}, last_ip is IPv{last_family}")
+        prefix = parse_netmask(netmask, family)
+    else:
+        items = parse_ranges(ranges)
+    exclusions = parse_exclusions(exclude)
     low, high = _parse_ports(ports)
     initial = _parse_count(initial_blocks, "initial_blocks")
     maximum = _parse_count(max_blocks, "max_blocks")
@@ -193,20 +245,13 @@ def control_block(
     if threshold < 0:
         raise PoolConfigError("grow_threshold", f"{threshold} is less than 0")
 
-    # Phase 3: relations.
-    if first > last:
-        raise PoolConfigError("last_ip", f"{ip_str(last)} is below first_ip {ip_str(first)}")
-    mask = prefix_to_mask(prefix)
-    if first & mask != last & mask:
-        raise PoolConfigError("netmask", f"first_ip and last_ip are not in one /{prefix} subnet")
-    usable_first, usable_last = first, last
-    if prefix <= 30:
-        network = first & mask
-        broadcast = network | (~mask & 0xFFFFFFFF)
-        usable_first = max(first, network + 1)
-        usable_last = min(last, broadcast - 1)
-    if usable_first > usable_last:
-        raise PoolConfigError("first_ip", "the range holds only network/broadcast addresses")
+    # Phase 3: relations; then the exclusions and the size of the space (space.py).
+    if prefix is not None:
+        space = address_space(family, [_legacy_range(family, first, last, prefix)], exclusions, (low, high), "first_ip")
+    else:
+        family, normalised = normalise_ranges(items)
+        space = address_space(family, normalised, exclusions, (low, high))
+        first, last = normalised[0][0], normalised[-1][1]
 
     return ControlBlock(
         name=name,
@@ -218,6 +263,23 @@ def control_block(
         max_blocks=min(maximum, _U64_MAX),
         subpool_blocks=initial if subpool is None else subpool,
         grow_threshold=min(threshold, _U64_MAX),
-        usable_first=usable_first,
-        usable_last=usable_last,
+        space=space,
     )
+
+
+def _legacy_range(family: int, first: int, last: int, prefix: int) -> tuple[int, int]:
+    """The usable addresses of ``first .. last`` in their ``/prefix`` network (the legacy relations)."""
+    text = ip_text(first, family)
+    if first > last:
+        raise PoolConfigError("last_ip", f"{ip_text(last, family)} is below first_ip {text}")
+    bits = 32 if family == 4 else 128
+    if first >> (bits - prefix) != last >> (bits - prefix):
+        raise PoolConfigError("netmask", f"first_ip and last_ip are not in one /{prefix} subnet")
+    base = first >> (bits - prefix) << (bits - prefix)
+    network = ipaddress.IPv4Network((base, prefix)) if family == 4 else ipaddress.IPv6Network((base, prefix))
+    usable_first, usable_last = usable_bounds(network)
+    usable_first, usable_last = max(first, usable_first), min(last, usable_last)
+    if usable_first > usable_last:
+        kind = "network/broadcast" if family == 4 else "subnet-router anycast"
+        raise PoolConfigError("first_ip", f"the range holds only {kind} addresses")
+    return usable_first, usable_last

@@ -47,6 +47,7 @@ class HeldQueue:
         heapq.heappush(self._heap, (end, self._sequence, subpool, offset))
         self._sequence += 1
         subpool.held += 1
+        subpool.blocks[offset].held = True
 
     def first_end(self) -> float:
         """When the earliest hold ends (the queue must not be empty)."""
@@ -58,5 +59,6 @@ class HeldQueue:
         while self._heap and self._heap[0][0] <= now:
             entry = heapq.heappop(self._heap)
             entry[2].held -= 1
+            entry[2].blocks[entry[3]].held = False
             released.append(entry)
         return released

@@ -16,20 +16,28 @@ GENERATION_MASK = 2**32 - 1
 class ConnectionBlock:
     """A fixed-length block holding one client NAT address, set when its subpool is made."""
 
-    __slots__ = ("ip", "port", "generation", "live", "data", "client")
+    __slots__ = ("ip", "port", "generation", "live", "held", "data", "client")
 
     def __init__(self, ip: int, port: int, generation: int) -> None:
         self.ip = ip
         self.port = port
         self.generation = generation
         self.live = False
+        self.held = False
+        """Its lease was freed with a hold that has not ended (``held.py``)."""
         self.data: Any = None
         self.client: Any = None
         """With client settings: the client of the lease (live or held) in this block."""
 
 
 class SubpoolHeader:
-    """A subpool: its blocks, its free blocks in the pool's reuse order (``reuse.py``), its interval."""
+    """A subpool: its blocks, its free blocks in the pool's reuse order (``reuse.py``), its interval.
+
+    A block taken by ``reserve`` stays in the free blocks as a *phantom*
+    (``docs/shapes.md``): ``free`` does not count it, a take that meets it
+    discards it and takes again, and a return of its block while it is still
+    listed makes it a free entry where it stands.
+    """
 
     def __init__(
         self, ident: int, interval: IntervalElement, blocks: list[ConnectionBlock], *, free_blocks: FreeBlocks
@@ -45,15 +53,33 @@ class SubpoolHeader:
         """``client_block``: the client this subpool is a port block of (None: shared)."""
         self.claim: ClaimState | None = None
         """With a store: the claim this subpool's addresses come from."""
+        self.drain_fenced = False
+        """It holds an address of a drained IP: it serves no allocation and goes when all its blocks are free."""
+        self.phantoms: set[int] = set()
+        """Offsets of reserved blocks whose entry is still in ``free_blocks``."""
 
     def pop(self) -> int:
-        offset = self.free_blocks.take()
+        """Take a free block in the reuse order, discarding the phantoms met on the way."""
+        while True:
+            offset = self.free_blocks.take()
+            if offset not in self.phantoms:
+                break
+            self.phantoms.discard(offset)
         self.free -= 1
         return offset
 
     def push(self, offset: int) -> None:
-        self.free_blocks.give(offset)
+        """Return a block: its phantom, if still listed, becomes its free entry; else it is given back."""
+        if offset in self.phantoms:
+            self.phantoms.discard(offset)
+        else:
+            self.free_blocks.give(offset)
         self.free += 1
+
+    def take_at(self, offset: int) -> None:
+        """Take the free block ``offset`` out of turn (``reserve``): its entry becomes a phantom."""
+        self.phantoms.add(offset)
+        self.free -= 1
 
 
 class MainPoolHeader:
@@ -75,12 +101,12 @@ class MainPoolHeader:
         return ident
 
     def with_free_block(self, ip: int | None = None) -> SubpoolHeader | None:
-        """The lowest-id shared subpool that has a free block and is not fenced (with a store),
-        all of whose addresses are on ``ip`` if given."""
+        """The lowest-id shared subpool that has a free block and is not fenced (with a store, or by a
+        drain), all of whose addresses are on ``ip`` if given."""
         candidates = [
             s
             for s in self.subpools.values()
-            if s.free > 0 and s.owner is None and not (s.claim is not None and s.claim.fenced)
+            if s.free > 0 and s.owner is None and not s.drain_fenced and not (s.claim is not None and s.claim.fenced)
         ]
         if ip is not None:
             candidates = [s for s in candidates if s.blocks[0].ip == s.blocks[-1].ip == ip]

@@ -30,6 +30,8 @@ read it at exactly these points, at most once per call:
 * ``allocate``, ``allocate_many`` and ``lease().__enter__``: first thing after
   the arguments are checked, if any block is held, or if ``client_block`` is set
   and the call names a client;
+* ``reserve``: after its ``ArgumentError`` checks (``docs/shapes.md``), if any
+  block is held;
 * ``free`` and ``free_many``: after the argument types (and the batch's items)
   are checked and before the leases are checked to be live, if the effective
   hold is above 0 or ``client_block`` is set.

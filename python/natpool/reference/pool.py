@@ -20,11 +20,24 @@ creating or deleting a subpool, see ``docs/design.md``):
   below ``capacity``); after any successful allocation that leaves
   ``free_blocks <= grow_threshold``, one more subpool is created.
 * A new subpool gets the lowest unused id and the first addresses of the
-  lowest free interval, ``initial_blocks`` of them for the first subpool and
-  ``subpool_blocks`` later, clipped to the interval and to ``capacity``.
+  lowest free interval (the lowest free address on no drained IP, up to the
+  next owned or drained address), ``initial_blocks`` of them for the first
+  subpool and ``subpool_blocks`` later, clipped to the interval and to
+  ``capacity``.
 * When a subpool's last live lease is freed, it is deleted and its interval
   merged into the free space, unless the blocks left would be fewer than
   ``initial_blocks``.
+
+The pool's shape (``docs/shapes.md``): its addresses are an address space
+(``space.py``: several ranges, minus exclusions, IPv4 or IPv6) numbered from 0,
+and every rule above works on those indices. ``intervals()`` shows each element
+of the interval list cut where the space has a gap. ``reserve(ip, port)`` leases
+one given address (a block taken out of its subpool's free list, which keeps it
+as a phantom; in a free interval, a shared subpool is made for it by the chunk
+rule). ``drain(ip)`` fences every subpool holding an address of the IP
+(``drain.py``): it serves no allocation and is deleted, whatever the keep rule,
+once none of its blocks is live or held; growth and port blocks skip drained
+IPs; ``undrain(ip)`` reopens the subpools no drained IP touches any more.
 
 With a store (``store=``, see ``natpool.store`` and ``natpool/store/member.py``) the pool
 is one member of a cluster sharing the address space:
@@ -74,6 +87,7 @@ previous holder of that id reached, so no earlier handle matches again.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
@@ -89,12 +103,14 @@ from natpool.errors import (
 )
 from natpool.records import BlockEvent, Interval, PoolStats, Subpool
 from natpool.reference.clients import Clients, carve, find_run
-from natpool.reference.config import ControlBlock, control_block, ip_str, parse_ip
+from natpool.reference.config import ControlBlock, control_block, prefix_to_mask
+from natpool.reference.drain import DrainedIps
 from natpool.reference.held import HeldQueue
-from natpool.reference.interval_list import IntervalList
+from natpool.reference.interval_list import IntervalElement, IntervalList
 from natpool.reference.memory_pool import GENERATION_MASK, ConnectionBlock, MainPoolHeader, SubpoolHeader
 from natpool.reference.policy import Policy, parse_hold, policy, read_clock
 from natpool.reference.reuse import SplitMix64, entropy_seed, free_blocks
+from natpool.shapes import parse_address
 from natpool.store import member as cluster
 
 __all__ = ["Pool", "Lease"]
@@ -114,7 +130,10 @@ class Lease:
 
     pool = property(lambda self: self._pool, doc="The pool that issued the lease.")
     handle = property(lambda self: self._handle, doc="The lease's handle (an int).")
-    ip = property(lambda self: ip_str(self._ip), doc="The NAT IP as a dotted string.")
+    ip = property(
+        lambda self: self._pool._cb.space.ip_text(self._ip),
+        doc="The NAT IP as text (IPv4 dotted, IPv6 compressed).",
+    )
     port = property(lambda self: self._port, doc="The NAT port.")
     data = property(lambda self: self._data, doc="The object given to allocate().")
 
@@ -169,12 +188,14 @@ class Pool:
     def __init__(
         self,
         name: str,
-        first_ip: Any,
-        last_ip: Any,
-        netmask: str | int,
-        initial_blocks: int,
-        max_blocks: int,
+        first_ip: Any = None,
+        last_ip: Any = None,
+        netmask: str | int | None = None,
+        initial_blocks: int | None = None,
+        max_blocks: int | None = None,
         *,
+        ranges: Any = None,
+        exclude: Any = None,
         ports: tuple[int, int] = (1024, 65535),
         subpool_blocks: int | None = None,
         grow_threshold: int = 0,
@@ -192,11 +213,23 @@ class Pool:
         reclaim_delay: float = 120.0,
         renew_interval: float | None = None,
     ) -> None:
+        # initial_blocks and max_blocks default to None only so that ranges= can leave out the legacy
+        # three: None for either is a TypeError in its turn of phase 1 (config.py).
         # None for ports or grow_threshold means the default, as in the Rust binding.
         ports = (1024, 65535) if ports is None else ports
         grow_threshold = 0 if grow_threshold is None else grow_threshold
         self._cb: ControlBlock = control_block(
-            name, first_ip, last_ip, netmask, initial_blocks, max_blocks, ports, subpool_blocks, grow_threshold
+            name,
+            first_ip,
+            last_ip,
+            netmask,
+            initial_blocks,
+            max_blocks,
+            ports,
+            subpool_blocks,
+            grow_threshold,
+            ranges,
+            exclude,
         )
         self._policy: Policy = policy(
             hold_down,
@@ -215,6 +248,8 @@ class Pool:
         chosen = cluster.settings(store, member, claim_ttl, reclaim_delay, renew_interval)
         if chosen is not None and self._policy.client_block is not None:
             raise PoolConfigError("client_block", "is not supported with a store yet")
+        if chosen is not None and (self._cb.prefix is None or self._cb.family != 4 or exclude is not None):
+            raise PoolConfigError("store", "ranges, exclude and IPv6 pools are not supported with a store yet")
         self._intervals = IntervalList(self._cb.address_count)
         self._memory_pool: MainPoolHeader | None = None  # MPA: NULL until the first allocate()
         self._live = 0
@@ -225,6 +260,7 @@ class Pool:
         self._rng: SplitMix64 | None = None
         if order == "random":
             self._rng = SplitMix64(entropy_seed() if self._policy.seed is None else self._policy.seed)
+        self._drained = DrainedIps()
         self._closed = False
         self._member: cluster.Member | None = None if chosen is None else cluster.Member(self._cb, chosen)
         if self._member is not None:
@@ -232,9 +268,30 @@ class Pool:
 
     # -- the control block's read-only attributes ---------------------------------------
     name = property(lambda self: self._cb.name)
-    first_ip = property(lambda self: ip_str(self._cb.first_ip))
-    last_ip = property(lambda self: ip_str(self._cb.last_ip))
-    netmask = property(lambda self: ip_str((0xFFFFFFFF << (32 - self._cb.prefix)) & 0xFFFFFFFF))
+    first_ip = property(
+        lambda self: self._cb.space.ip_text(self._cb.first_ip),
+        doc="The legacy form's first_ip as configured; with ranges, the first usable address.",
+    )
+    last_ip = property(
+        lambda self: self._cb.space.ip_text(self._cb.last_ip),
+        doc="The legacy form's last_ip as configured; with ranges, the last usable address.",
+    )
+    family = property(lambda self: self._cb.family, doc="4 or 6.")
+
+    @property
+    def netmask(self) -> str | int | None:
+        """The legacy form's netmask: dotted (IPv4) or the prefix length (IPv6); None for ``ranges``."""
+        prefix = self._cb.prefix
+        if prefix is None:
+            return None
+        return prefix if self._cb.family == 6 else str(ipaddress.IPv4Address(prefix_to_mask(prefix)))
+
+    @property
+    def ranges(self) -> list[tuple[str, str]]:
+        """The normalised ranges (sorted, touching ones merged, usable addresses), exclusions not taken out."""
+        text = self._cb.space.ip_text
+        return [(text(first), text(last)) for first, last in self._cb.space.ranges]
+
     initial_blocks = property(lambda self: self._cb.initial_blocks)
     max_blocks = property(lambda self: self._cb.max_blocks)
     ports = property(lambda self: self._cb.ports)
@@ -267,18 +324,33 @@ class Pool:
         return self._blocks() - self._live - len(self._held)
 
     def _shared_free(self) -> int:
-        """Free blocks of shared subpools (not a client's port blocks)."""
-        return 0 if self._memory_pool is None else sum(int(s.free) for s in self._memory_pool.shared())
-
-    def _serving_free(self) -> int:
-        """Free blocks a shared allocation can take: those of shared subpools not fenced (with a store)."""
+        """Free blocks of shared subpools (not a client's port blocks) that no drain fenced."""
         if self._memory_pool is None:
             return 0
-        return sum(int(s.free) for s in self._memory_pool.shared() if not (s.claim is not None and s.claim.fenced))
+        return sum(int(s.free) for s in self._memory_pool.shared() if not s.drain_fenced)
+
+    def _serving_free(self) -> int:
+        """Free blocks a shared allocation can take: those of shared subpools not fenced (with a store, or by a
+        drain)."""
+        if self._memory_pool is None:
+            return 0
+        return sum(
+            int(s.free)
+            for s in self._memory_pool.shared()
+            if not s.drain_fenced and not (s.claim is not None and s.claim.fenced)
+        )
 
     def _shared_room(self) -> int:
-        """Leases a shared allocation may still get: shared free blocks and blocks not yet made."""
-        return self._shared_free() + self._cb.capacity - self._blocks()
+        """Leases a shared allocation may still get: shared free blocks, and blocks not yet made that
+        the free addresses on no drained IP can hold."""
+        growth = self._cb.capacity - self._blocks()
+        if self._drained:
+            undrained = sum(e.count - self._drained.count_in(e.first, e.first + e.count) for e in self._free_elements())
+            growth = min(growth, undrained)
+        return self._shared_free() + growth
+
+    def _free_elements(self) -> list[IntervalElement]:
+        return [e for e in self._intervals if e.subpool is None]
 
     def _exhausted(self, asked: int) -> PoolExhausted:
         left = self._shared_room()
@@ -417,7 +489,7 @@ class Pool:
 
     def _free_in_blocks(self, client: Any) -> int:
         state = self._clients.states.get(client)
-        return 0 if state is None else sum(s.free for s in state.blocks)
+        return 0 if state is None else sum(s.free for s in state.blocks if not s.drain_fenced)
 
     def _check_blocks(self, client: Any, asked: int) -> None:
         """``PoolExhausted`` unless the client's blocks, and the blocks it would be assigned, hold ``asked`` leases."""
@@ -436,26 +508,26 @@ class Pool:
         assert k is not None
         if self._blocks() + count * k > self.capacity:
             return None
-        per_ip = self._cb.ports_per_ip
-        free = [(e.first, e.count) for e in self._intervals if e.subpool is None]
+        space = self._cb.space
+        free = [(e.first, e.count) for e in self._free_elements()]
         state = self._clients.states.get(client)
-        ip = state.blocks[-1].interval.first // per_ip if state is not None and state.blocks else None
+        ip = state.blocks[-1].blocks[0].ip if state is not None and state.blocks else None
         plan = []
         for _ in range(count):
-            first = None if ip is None else find_run(free, k, per_ip, ip)
+            first = None if ip is None else find_run(free, k, space, self._drained, ip)
             if first is None:
-                first = find_run(free, k, per_ip, None)
+                first = find_run(free, k, space, self._drained, None)
             if first is None:
                 return None
             plan.append(first)
-            ip = first // per_ip
+            ip = space.ip_of(first)
             free = carve(free, first, k)
         return plan
 
     def _take_from_blocks(self, client: Any, data: Any) -> Lease:
         """A lease from the client's lowest-id block with a free block, assigning a block if none has one."""
         state = self._clients.states.get(client)
-        candidates = [] if state is None else [s for s in state.blocks if s.free > 0]
+        candidates = [] if state is None else [s for s in state.blocks if s.free > 0 and not s.drain_fenced]
         subpool = min(candidates, key=lambda s: s.id, default=None)
         if subpool is None:
             plan = self._plan_blocks(client, 1)
@@ -500,23 +572,43 @@ class Pool:
     def _create_subpool(self, required: bool) -> SubpoolHeader | None:
         """Create a subpool: ``required`` when an allocation needs it, else the optional threshold growth.
 
-        Without a store this always succeeds (the callers checked ``capacity``).
+        First fit: at the lowest free address on no drained IP, up to the next owned or drained
+        address. Without a store this succeeds when an allocation needs it (the callers checked
+        ``_shared_room``); the threshold growth finds nothing when every free address is drained.
         """
         if self._member is not None:
             return self._claim_subpool(required)
+        found = self._first_fit()
+        if found is None:
+            assert not required, "the caller checked _shared_room"
+            return None
+        first, end = found
+        if self._memory_pool is None:
+            self._memory_pool = MainPoolHeader()
+        wanted = self._cb.subpool_blocks if self._memory_pool.shared_created else self._cb.initial_blocks
+        return self._make_shared(first, min(wanted, end - first, self.capacity - self._memory_pool.blocks))
+
+    def _first_fit(self) -> tuple[int, int] | None:
+        """The lowest free index on no drained IP, and the end of its free run before a drained address."""
+        for element in self._free_elements():
+            end = element.first + element.count
+            first = self._drained.lowest_free(element.first, end)
+            if first is not None:
+                return self._drained.around(first, first, end)
+        return None
+
+    def _make_shared(self, first: int, count: int) -> SubpoolHeader:
+        """A shared subpool on the free addresses ``first .. first + count - 1``."""
         if self._memory_pool is None:
             self._memory_pool = MainPoolHeader()
         memory_pool = self._memory_pool
-        wanted = self._cb.subpool_blocks if memory_pool.shared_created else self._cb.initial_blocks
         memory_pool.shared_created = True
-        element = self._intervals.first_free()
-        assert element is not None
-        count = min(wanted, element.count, self.capacity - memory_pool.blocks)
         ident = memory_pool.next_id()
         generation = memory_pool.generation_floor.get(ident, 0)
-        blocks = [ConnectionBlock(*self._cb.address(element.first + i), generation) for i in range(count)]
+        blocks = [ConnectionBlock(*self._cb.address(first + i), generation) for i in range(count)]
+        element = self._intervals.owner_of(first)
         subpool = SubpoolHeader(ident, element, blocks, free_blocks=free_blocks(self._policy.order, count, self._rng))
-        self._intervals.assign(element, count, subpool)
+        subpool.interval = self._intervals.assign_at(first, count, subpool)
         memory_pool.subpools[ident] = subpool
         memory_pool.blocks += count
         return subpool
@@ -528,7 +620,11 @@ class Pool:
         if not required and member.store_down:
             return None
         try:
-            claimed = member.claim(self._intervals.is_free)
+            claimed = member.claim(
+                lambda first, count: (
+                    self._intervals.is_free(first, count) and not self._drained.touches(first, first + count)
+                )
+            )
         except StoreError:
             if required:
                 raise
@@ -681,6 +777,9 @@ class Pool:
             subpool.claim.fenced = True
             self._drop_subpool(subpool)
             return
+        if subpool.drain_fenced:
+            self._delete_subpool(subpool)
+            return
         assert self._memory_pool is not None
         shared_blocks = sum(len(s.blocks) for s in self._memory_pool.shared())
         if shared_blocks - subpool.free >= self._cb.initial_blocks:
@@ -700,6 +799,9 @@ class Pool:
             subpool = self._memory_pool.subpools[ident]
             claim = subpool.claim
             if claim is None:
+                continue
+            if subpool.drain_fenced and subpool.free == len(subpool.blocks) and not self._member.lapsed(claim):
+                self._delete_subpool(subpool)  # its claim's return failed when it emptied: tried again
                 continue
             if not claim.fenced and self._member.lapsed(claim):
                 claim.fenced = True
@@ -762,7 +864,7 @@ class Pool:
     def lookup(self, ip: Any, port: int) -> Lease | None:
         """The live lease holding (ip, port), with its data, or None."""
         self._check_open()
-        address = parse_ip(ip, "ip", ArgumentError)
+        address = parse_address(ip, self._cb.family, "ip")
         if not isinstance(port, int) or isinstance(port, bool):
             raise TypeError(f"port must be int, not {type(port).__name__}")
         if not 0 <= port <= 65535:
@@ -780,17 +882,136 @@ class Pool:
             return None
         return Lease(self, _handle(block.generation, subpool.id, offset), block.ip, block.port, block.data)
 
+    # -- reserve and drain (docs/shapes.md) -------------------------------------------------
+    def reserve(self, ip: Any, port: int, data: Any = None) -> Lease:
+        """A lease of exactly (ip, port), for no client, freed like any lease.
+
+        ``ArgumentError`` if the address is not in the pool or on a drained IP;
+        then, as an allocation call does, the holds that ended are released;
+        ``LeaseError`` if it is live, held, or in a client's port block;
+        ``PoolExhausted`` in a drain-fenced subpool, or when no block may be made
+        for it. In a free interval, a shared subpool is made for it by the chunk
+        rule of ``docs/shapes.md``. No threshold growth follows. Not supported
+        with a store yet (``NatPoolError``).
+        """
+        self._check_open()
+        address = parse_address(ip, self._cb.family, "ip")
+        if not isinstance(port, int) or isinstance(port, bool):
+            raise TypeError(f"port must be int, not {type(port).__name__}")
+        if self._member is not None:
+            raise NatPoolError(f"pool {self.name!r}: reserve is not supported with a store yet")
+        where = f"{self._cb.space.ip_text(address)} port {port}"
+        index = self._cb.index(address, port)
+        if index is None:
+            raise ArgumentError(f"ip: {where} is not an address of pool {self.name!r}")
+        if address in self._drained:
+            raise ArgumentError(f"ip: {where} is on a drained IP")
+        self._begin(None)
+        element = self._intervals.owner_of(index)
+        subpool = element.subpool
+        if subpool is None:
+            subpool = self._reserve_subpool(index, element)
+        else:
+            block = subpool.blocks[index - element.first]
+            if block.live or block.held:
+                raise LeaseError(f"{where} is {'live' if block.live else 'held'} in pool {self.name!r}")
+            if subpool.owner is not None:
+                raise LeaseError(f"{where} is in a port block of client {subpool.owner!r}")
+            if subpool.drain_fenced:
+                raise PoolExhausted(f"{where} is in a subpool fenced by a drained IP of pool {self.name!r}")
+            if self._live >= self.capacity:
+                raise self._exhausted(1)
+        offset = index - subpool.interval.first
+        subpool.take_at(offset)
+        block = subpool.blocks[offset]
+        block.live, block.data = True, data
+        self._live += 1
+        return Lease(self, _handle(block.generation, subpool.id, offset), block.ip, block.port, data)
+
+    def _reserve_subpool(self, index: int, element: IntervalElement) -> SubpoolHeader:
+        """The shared subpool made for a reserved address in the free interval ``element`` (the chunk rule)."""
+        shared_created = self._memory_pool is not None and self._memory_pool.shared_created
+        size = self._cb.subpool_blocks if shared_created else self._cb.initial_blocks
+        first = element.first + (index - element.first) // size * size
+        end = min(first + size, element.first + element.count)
+        first, end = self._drained.around(index, first, end)
+        room = self.capacity - self._blocks()
+        if room <= 0:
+            raise self._exhausted(1)
+        if end - first > room:
+            first, end = index, min(index + room, end)
+        return self._make_shared(first, end - first)
+
+    def _ip_argument(self, ip: Any) -> int:
+        """An IP of the pool's family with an address in the space (``drain``, ``undrain``)."""
+        address = parse_address(ip, self._cb.family, "ip")
+        first, end = self._cb.space.ip_indices(address)
+        if first == end:
+            raise ArgumentError(f"ip: {self._cb.space.ip_text(address)} has no address in pool {self.name!r}")
+        return address
+
+    def drain(self, ip: Any) -> None:
+        """No new lease on ``ip`` from now on; live leases stay valid (``docs/shapes.md``, "Drain").
+
+        Every subpool holding an address of it is drain-fenced: it serves no
+        allocation and is deleted once none of its blocks is live or held (at
+        once if that is already so). Draining a drained IP changes nothing.
+        """
+        self._check_open()
+        address = self._ip_argument(ip)
+        if address in self._drained:
+            return
+        first, end = self._cb.space.ip_indices(address)
+        self._drained.add(address, (first, end))
+        if self._memory_pool is None:
+            return
+        for ident in sorted(self._memory_pool.subpools):
+            subpool = self._memory_pool.subpools[ident]
+            start = subpool.interval.first
+            if not (start < end and first < start + len(subpool.blocks)):
+                continue
+            subpool.drain_fenced = True
+            if subpool.free == len(subpool.blocks):  # never a port block: it goes with its last lease
+                if subpool.claim is not None and self._member is not None and self._member.lapsed(subpool.claim):
+                    subpool.claim.fenced = True
+                    self._drop_subpool(subpool)
+                else:
+                    self._delete_subpool(subpool)
+
+    def undrain(self, ip: Any) -> None:
+        """``ip`` may be handed out again; the drain-fenced subpools no drained IP touches any more serve
+        again (their free blocks in the order they were). Undraining an IP not drained changes nothing."""
+        self._check_open()
+        address = self._ip_argument(ip)
+        if address not in self._drained:
+            return
+        self._drained.remove(address)
+        if self._memory_pool is None:
+            return
+        for subpool in self._memory_pool.subpools.values():
+            start = subpool.interval.first
+            if subpool.drain_fenced and not self._drained.touches(start, start + len(subpool.blocks)):
+                subpool.drain_fenced = False
+
+    def drained(self) -> list[str]:
+        """The drained IPs, ascending."""
+        self._check_open()
+        return [self._cb.space.ip_text(ip) for ip in self._drained.ips()]
+
     def _record_bounds(self, first: int, count: int) -> tuple[str, int, str, int]:
         first_ip, first_port = self._cb.address(first)
         last_ip, last_port = self._cb.address(first + count - 1)
-        return ip_str(first_ip), first_port, ip_str(last_ip), last_port
+        text = self._cb.space.ip_text
+        return text(first_ip), first_port, text(last_ip), last_port
 
     def intervals(self) -> list[Interval]:
-        """The interval list, in address order (with a store: this member's view, see the module docstring)."""
+        """The interval list, in address order, each element split where the address space has a gap
+        (with a store: this member's view, see the module docstring)."""
         self._check_open()
         return [
-            Interval(*self._record_bounds(e.first, e.count), e.count, None if e.subpool is None else e.subpool.id)
+            Interval(*self._record_bounds(first, count), count, None if e.subpool is None else e.subpool.id)
             for e in self._intervals
+            for first, count in self._cb.space.split(e.first, e.count)
         ]
 
     def subpools(self) -> list[Subpool]:
@@ -817,10 +1038,11 @@ class Pool:
             free_blocks=self._free_blocks(),
             blocks=blocks,
             subpools=0 if self._memory_pool is None else len(self._memory_pool.subpools),
-            intervals=self._intervals.length,
+            intervals=sum(len(self._cb.space.split(e.first, e.count)) for e in self._intervals),
             free_addresses=self.address_count - blocks,
             address_count=self.address_count,
             capacity=self.capacity,
             held=len(self._held),
             events_dropped=self._clients.dropped,
+            drained=self._drained.addresses(),
         )

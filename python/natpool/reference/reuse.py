@@ -3,7 +3,8 @@
 Each subpool keeps its free blocks (block offsets, 0 for its first address) in
 one of three structures, chosen by the pool's ``order``; a fresh subpool holds
 every offset, and a block whose lease is freed (or whose hold ends) is
-*returned* to it:
+*returned* to it (a block ``reserve`` takes stays listed as a phantom, which a
+take discards: ``memory_pool.SubpoolHeader``):
 
 * ``"fifo"`` (the default): a queue. A fresh subpool's queue is its offsets
   in ascending order; a returned block joins the tail; a block is taken from
@@ -23,7 +24,8 @@ a 64-bit state ``s``; ``next()`` sets ``s = (s + 0x9E3779B97F4A7C15) mod
 ``seed=None``, at ``int.from_bytes(os.urandom(8), "little")``. Every block an
 allocation takes from a ``"random"`` subpool draws exactly one value, in the
 order the blocks are taken (``allocate_many``: the order of the returned
-list); nothing else draws. The state after ``k`` draws is ``seed + k *
+list), plus one for each phantom it draws and discards (a block ``reserve``
+took out of turn, see ``memory_pool.SubpoolHeader``); nothing else draws. The state after ``k`` draws is ``seed + k *
 0x9E3779B97F4A7C15``, which is what lets the Rust core draw without a lock
 (one ``fetch_add``).
 

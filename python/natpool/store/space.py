@@ -36,7 +36,8 @@ CONFIG_FIELDS = (
 
 
 def config_of(cb: ControlBlock) -> dict[str, Any]:
-    """The canonical configuration of a control block."""
+    """The canonical configuration of a control block (the legacy IPv4 form: the only one a store takes yet)."""
+    assert cb.prefix is not None and cb.family == 4, "a store takes legacy IPv4 pools only (docs/shapes.md)"
     return {
         "name": cb.name,
         "first_ip": ip_str(cb.first_ip),

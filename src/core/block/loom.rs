@@ -15,7 +15,7 @@ fn a_lookup_sees_a_block_only_after_its_data() {
             block.read(|generation, data| (generation, *data))
         });
         // SAFETY: the block is fresh and this thread alone occupies it.
-        assert_eq!(unsafe { block.occupy(42) }, 7);
+        assert_eq!(unsafe { block.occupy(42, || ()).unwrap() }, 7);
         match reader.join().unwrap() {
             None => {}
             Some((seen, released)) => {
@@ -35,7 +35,7 @@ fn a_free_racing_with_lookups_releases_exactly_once() {
     loom::model(|| {
         let block = Arc::new(ConnectionBlock::<u64>::new(1, 2, 0));
         // SAFETY: the block is fresh and owned by this thread.
-        unsafe { block.occupy(5) };
+        unsafe { block.occupy(5, || ()).unwrap() };
         let readers: Vec<_> = (0..2)
             .map(|_| {
                 spawn_with(&block, move |block| {
@@ -69,7 +69,7 @@ fn a_double_free_releases_once() {
     loom::model(|| {
         let block = Arc::new(ConnectionBlock::<u64>::new(1, 2, 3));
         // SAFETY: the block is fresh and owned by this thread.
-        unsafe { block.occupy(9) };
+        unsafe { block.occupy(9, || ()).unwrap() };
         let other = spawn_with(&block, move |block| block.release(3, false));
         let mine = block.release(3, false);
         let theirs = other.join().unwrap();
@@ -93,7 +93,7 @@ fn a_held_free_racing_with_a_lookup_marks_the_deferred_release() {
     loom::model(|| {
         let block = Arc::new(ConnectionBlock::<u64>::new(1, 2, 0));
         // SAFETY: the block is fresh and owned by this thread.
-        unsafe { block.occupy(6) };
+        unsafe { block.occupy(6, || ()).unwrap() };
         let reader = spawn_with(&block, move |block| block.read(|_, data| *data));
         let freed = block.release(0, true);
         let read = reader.join().unwrap();

@@ -88,17 +88,46 @@ impl Ring {
     }
 
     /// Take the block freed longest ago. Only after a successful reserve.
+    /// (`Acquire`: a claim of a position after a reserver's
+    /// [`listed`](Self::listed) sees the reserver's mark on that block.)
     #[inline]
     pub fn pop(&self) -> u32 {
-        self.take_at(self.head.fetch_add(1, Ordering::Relaxed))
+        self.take_at(self.head.fetch_add(1, Ordering::Acquire))
     }
 
     /// Take `count` reserved blocks, appending them in the order single pops
     /// would return them (one `fetch_add` for all of them).
     #[inline]
     pub fn pop_many(&self, count: u64, out: &mut Vec<u32>) {
-        let first = self.head.fetch_add(count, Ordering::Relaxed);
+        let first = self.head.fetch_add(count, Ordering::Acquire);
         out.extend((first..first + count).map(|position| self.take_at(position)));
+    }
+
+    /// Whether block `offset` is in the ring at a position no take has
+    /// claimed: a scan of the cells for it (full), then a `fetch_add(0)` on
+    /// `head` that places this observation in the takes' order: a take that
+    /// claims the position later (`Acquire`) sees what this thread did
+    /// before (`Release`).
+    pub fn listed(&self, offset: u32) -> bool {
+        let n = self.cells.len() as u64;
+        let found = self.cells.iter().enumerate().find_map(|(i, word)| {
+            let current = word.load(Ordering::Acquire);
+            (current & FULL != 0 && current as u32 == offset).then_some((i as u64, current >> 33))
+        });
+        let head = self.head.fetch_add(0, Ordering::AcqRel);
+        let Some((i, lap)) = found else {
+            return false;
+        };
+        // The cell's position: on the head's lap or the next (laps mod 2^31).
+        let head_lap = head / n;
+        let position = if lap == head_lap & LAP_MASK {
+            head_lap * n + i
+        } else if lap == (head_lap + 1) & LAP_MASK {
+            (head_lap + 1) * n + i
+        } else {
+            return false;
+        };
+        position >= head
     }
 
     /// Append blocks in order (one `fetch_add` for all of them).

@@ -41,6 +41,12 @@ impl Shuffle {
         out.extend((0..count).map(|_| take(&mut array, rng)));
     }
 
+    /// Whether block `offset` is in the array (under the lock, which every
+    /// later take of it acquires).
+    pub fn listed(&self, offset: u32) -> bool {
+        self.array().contains(&offset)
+    }
+
     /// Append blocks in order.
     #[inline]
     pub fn push_many(&self, offsets: &[u32]) {

@@ -95,6 +95,43 @@ impl Stack {
         }
     }
 
+    /// Whether block `offset` is on the stack: a walk from the head (at most
+    /// one step per block), made an observation of one consistent stack by a
+    /// CAS that bumps the head's tag and changes nothing else. Any pop of
+    /// that entry comes later in the head's order, and its `Acquire` sees
+    /// what this thread did before (this CAS's `Release`).
+    pub fn listed(&self, offset: u32) -> bool {
+        loop {
+            let head = self.head.load(Ordering::Acquire);
+            let mut top = head as u32;
+            let mut found = false;
+            for _ in 0..self.links.len() {
+                if top == 0 {
+                    break;
+                }
+                if top - 1 == offset {
+                    found = true;
+                    break;
+                }
+                top = self.links[top as usize - 1].load(Ordering::Relaxed);
+            }
+            let tag = (head >> 32).wrapping_add(1);
+            if self
+                .head
+                .compare_exchange(
+                    head,
+                    tag << 32 | (head & u64::from(u32::MAX)),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                return found;
+            }
+            spin_wait();
+        }
+    }
+
     /// Push blocks with one CAS, leaving the stack as pushing them one by
     /// one in order would (`offsets` is not empty).
     #[inline]

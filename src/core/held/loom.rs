@@ -34,7 +34,7 @@ fn free_until(
 
 /// The pool's counters agree with the leases we hold and the held count.
 fn check(pool: &Pool<u64>, live: &[Lease], held: u64) {
-    let addresses: HashSet<(Ipv4Addr, u16)> = live.iter().map(|l| (l.ip, l.port)).collect();
+    let addresses: HashSet<(std::net::IpAddr, u16)> = live.iter().map(|l| (l.ip, l.port)).collect();
     assert_eq!(addresses.len(), live.len(), "an address leased twice");
     let stats = pool.stats();
     assert_eq!((stats.live, stats.held), (live.len() as u64, held));

@@ -11,6 +11,7 @@ use crate::core::clients::{BlockEvent, BlockEventKind, Clients};
 use crate::core::error::Error;
 use crate::core::free_list::Reserve;
 use crate::core::pool::{Ended, Lease, Pool};
+use crate::core::space::Family;
 use crate::core::subpool::Subpool;
 use crate::core::sync::{Arc, Ordering};
 
@@ -162,13 +163,12 @@ impl<T: Default + Send + Sync> Pool<T> {
         }
     }
 
-    /// The IP number of the client's most recently assigned block.
-    fn last_block_ip(&self, clients: &Clients<T>, client: u64) -> Option<u64> {
-        let per_ip = self.config.ports_per_ip();
+    /// The IP of the client's most recently assigned block.
+    fn last_block_ip(&self, clients: &Clients<T>, client: u64) -> Option<u128> {
         clients
             .get(client)
             .and_then(|state| state.blocks.last())
-            .map(|block| block.start / per_ip)
+            .map(|block| self.config.space().ip_of(block.start))
     }
 
     /// A lease from the client's lowest-id block with a free block; a new
@@ -195,8 +195,7 @@ impl<T: Default + Send + Sync> Pool<T> {
                 block
             }
         };
-        let offset = block.free.pop(&self.rng);
-        let lease = Self::occupy(&block, offset, data, Some(client));
+        let lease = self.take_reserved(&block, data, Some(client));
         clients.state(client).live += 1;
         Ok(lease)
     }
@@ -232,18 +231,11 @@ impl<T: Default + Send + Sync> Pool<T> {
             None
         };
         let lease = match on_ip {
-            Some(subpool) => {
-                let offset = subpool.free.pop(&self.rng);
-                Self::occupy(&subpool, offset, data, Some(client))
-            }
+            Some(subpool) => self.take_reserved(&subpool, data, Some(client)),
             None => self.take_block(data, now, Some(client))?,
         };
         self.grow_if_below_threshold();
-        let ip = self
-            .config
-            .index(u32::from(lease.ip), lease.port)
-            .expect("a lease's address is in the pool")
-            / self.config.ports_per_ip();
+        let ip = Family::of(lease.ip).1;
         let state = clients.state(client);
         state.live += 1;
         if paired {
@@ -253,15 +245,14 @@ impl<T: Default + Send + Sync> Pool<T> {
     }
 
     /// Reserve a block of the lowest-id shared subpool whose addresses all
-    /// lie on IP number `ip` and that has a free block.
-    fn reserve_on_ip(&self, ip: u64) -> Option<Arc<Subpool<T>>> {
-        let per_ip = self.config.ports_per_ip();
-        let (low, high) = (ip * per_ip, (ip + 1) * per_ip);
+    /// lie on IP `ip` and that has a free block.
+    fn reserve_on_ip(&self, ip: u128) -> Option<Arc<Subpool<T>>> {
+        let (low, high) = self.config.space().ip_indices(ip)?;
         let snapshot = self.intervals.load();
         let mut candidates: Vec<&Arc<Subpool<T>>> = snapshot
             .subpools
             .iter()
-            .filter(|s| s.owner.is_none() && s.start >= low && s.start + u64::from(s.len()) <= high)
+            .filter(|s| s.owner.is_none() && s.start >= low && s.end() <= high)
             .collect();
         candidates.sort_by_key(|s| s.id);
         candidates

@@ -249,14 +249,35 @@ impl Drop for Cluster {
     }
 }
 
+/// The largest address space a store can number (its ledger's integers).
+pub(crate) const STORE_ADDRESSES: u128 = (1 << 63) - 1;
+
+/// `Error::Config { field: "store" }` unless the store can number the
+/// pool's addresses.
+pub(crate) fn check_store_space(config: &crate::core::Config) -> Result<(), Error> {
+    if config.address_count() > STORE_ADDRESSES {
+        return Err(Error::config(
+            "store",
+            format!(
+                "the pool has {} addresses; a store numbers at most {STORE_ADDRESSES}",
+                config.address_count()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl<T: Default + Send + Sync> Pool<T> {
     /// A pool that is one member of a cluster: its subpools are created on
     /// ranges claimed from `membership.store` (see the module docs). The
-    /// caller has joined the cluster already.
-    pub fn with_store(config: crate::core::Config, membership: Membership) -> Self {
+    /// caller has joined the cluster already. The store's ledger counts
+    /// addresses in 64-bit integers: a space of more than 2^63 - 1
+    /// addresses is an error (field `store`).
+    pub fn with_store(config: crate::core::Config, membership: Membership) -> Result<Self, Error> {
+        check_store_space(&config)?;
         let mut pool = Pool::new(config);
         pool.cluster = Some(Cluster::new(membership));
-        pool
+        Ok(pool)
     }
 
     /// Whether the pool is a member of a cluster.
@@ -308,8 +329,12 @@ impl<T: Default + Send + Sync> Pool<T> {
             if !subpool.is_fenced() && shared.lapsed(epoch, now) {
                 self.fence(&subpool);
             }
-            if subpool.is_fenced() && subpool.free.available() == u64::from(subpool.len()) {
+            let idle = subpool.free.available() == u64::from(subpool.len());
+            if subpool.is_fenced() && idle {
                 self.drop_fenced(&mut writer, &subpool, epoch);
+            } else if subpool.is_drain_fenced() && idle && subpool.owner.is_none() {
+                // Drained and empty, but its claim could not be returned then.
+                self.delete_drained(&mut writer, &subpool);
             }
         }
         let claims = shared.lock_claims();
@@ -343,9 +368,16 @@ impl<T: Default + Send + Sync> Pool<T> {
         }
     }
 
-    /// A free left the fenced `subpool` with every block free: drop it (or,
-    /// if the writer lock is busy, let the next allocation's check do it).
+    /// A free left the fenced (or drain-fenced) `subpool` with every block
+    /// free: drop it (or, if the writer lock is busy, let the next
+    /// allocation's check do it); a drain-fenced one is deleted.
     pub(super) fn fenced_subpool_emptied(&self, subpool: &Arc<Subpool<T>>) {
+        if !subpool.is_fenced() {
+            if subpool.is_drain_fenced() && subpool.owner.is_none() {
+                self.drained_subpool_emptied(subpool);
+            }
+            return;
+        }
         let (Some(cluster), Some(epoch)) = (&self.cluster, subpool.epoch) else {
             return;
         };
@@ -358,16 +390,36 @@ impl<T: Default + Send + Sync> Pool<T> {
         }
     }
 
-    /// Free blocks of fenced subpools (they serve no allocation).
+    /// [`fenced_subpool_emptied`](Self::fenced_subpool_emptied) for a
+    /// subpool whose claim lapsed, with the writer lock held.
+    pub(super) fn drop_lapsed(&self, writer: &mut Writer, subpool: &Arc<Subpool<T>>) {
+        self.fence(subpool);
+        if let Some(epoch) = subpool.epoch {
+            self.drop_fenced(writer, subpool, epoch);
+        }
+    }
+
+    /// Let the next allocation run the fencing step (a drained subpool's
+    /// claim could not be returned).
+    pub(super) fn retry_fencing(&self) {
+        if let Some(cluster) = &self.cluster {
+            cluster.shared.set_due(true);
+        }
+    }
+
+    /// Free blocks of shared subpools that serve no allocation: fenced (their
+    /// claim lapsed) or drain-fenced.
     pub(super) fn fenced_free_blocks(&self) -> u64 {
-        if self.fenced_subpools.load(Ordering::Acquire) == 0 {
+        if self.fenced_subpools.load(Ordering::Acquire) == 0
+            && self.drain_fenced_subpools.load(Ordering::Acquire) == 0
+        {
             return 0;
         }
         self.intervals
             .load()
             .subpools
             .iter()
-            .filter(|subpool| subpool.is_fenced())
+            .filter(|subpool| subpool.owner.is_none() && !subpool.serves())
             .map(|subpool| subpool.free.available())
             .sum()
     }
@@ -393,7 +445,11 @@ impl<T: Default + Send + Sync> Pool<T> {
             let Some(grant) = shared.call(|store| store.claim())? else {
                 return Ok(None);
             };
-            if self.locally_free(grant.first, grant.count) {
+            let (first, count) = (u128::from(grant.first), u128::from(grant.count));
+            // Drained IPs are this member's own: a grant holding one is
+            // handed back as one that is not free here.
+            if self.locally_free(first, count) && !self.drained_set().touches(first, first + count)
+            {
                 let deadline = shared.deadline(start);
                 let mut claims = shared.lock_claims();
                 claims.insert(
@@ -412,13 +468,13 @@ impl<T: Default + Send + Sync> Pool<T> {
     }
 
     /// Whether no subpool here holds any of `first..first + count`.
-    fn locally_free(&self, first: u64, count: u64) -> bool {
+    fn locally_free(&self, first: u128, count: u128) -> bool {
         let snapshot = self.intervals.load();
         let end = first + count;
         !snapshot
             .subpools
             .iter()
-            .any(|s| s.start < end && first < s.start + u64::from(s.len()))
+            .any(|s| s.start < end && first < s.end())
     }
 
     /// Return the claim of an idle subpool being deleted (its free list is
@@ -631,6 +687,7 @@ mod tests {
                 renew_interval: Duration::ZERO,
             },
         )
+        .unwrap()
     }
 
     fn calls(ranges: &Arc<Mutex<Ranges>>) -> Vec<String> {
@@ -654,7 +711,7 @@ mod tests {
         assert!(matches!(a.allocate(99), Err(Error::Exhausted(_))));
         assert!(matches!(b.allocate(99), Err(Error::Exhausted(_))));
         // a's subpools are on the ranges it claimed: 0..4 and 8..12.
-        let firsts: Vec<u64> = a.subpools().iter().map(|s| s.first).collect();
+        let firsts: Vec<u128> = a.subpools().iter().map(|s| s.first).collect();
         assert_eq!(firsts, vec![0, 8]);
     }
 

@@ -12,7 +12,7 @@
 //! (`natpool/reference/policy.py`); the `*_at` and `*_until` forms take the
 //! time from their caller (the Python binding reads a Python clock itself).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::core::block::{Completed, Release};
 use crate::core::error::Error;
@@ -50,9 +50,16 @@ impl<T: Default + Send + Sync> Pool<T> {
         let mut due = Vec::new();
         self.held.due(now, &mut due);
         for entry in due {
-            self.return_blocks(&entry.subpool, &[entry.offset], true);
+            // A reserved block's phantom may still be listed: it settles
+            // into a free entry where it stands, else the block is pushed.
+            let offset = entry.offset;
+            if entry.subpool.blocks[offset as usize].settle() {
+                self.return_blocks(&entry.subpool, &[], 1, true);
+            } else {
+                self.return_blocks(&entry.subpool, &[offset], 0, true);
+            }
             if self.tracks_clients() {
-                self.clients_ended(&entry.subpool, &[entry.offset], Ended::HoldOver, Some(now));
+                self.clients_ended(&entry.subpool, &[offset], Ended::HoldOver, Some(now));
             }
         }
     }
@@ -66,9 +73,27 @@ impl<T: Default + Send + Sync> Pool<T> {
         client: Option<u64>,
     ) -> Result<Lease, Error> {
         self.with_reserved(1, now, |subpool, _| {
-            let offset = subpool.free.pop(&self.rng);
-            Self::occupy(subpool, offset, data, client)
+            self.take_reserved(subpool, data, client)
         })
+    }
+
+    /// Take the block a reservation granted in `subpool`, in the list's
+    /// order, and make it live: a phantom met on the way (a block `reserve`
+    /// took) is discarded and the take repeated, by the same rule.
+    #[inline]
+    pub(super) fn take_reserved(
+        &self,
+        subpool: &Subpool<T>,
+        mut data: T,
+        client: Option<u64>,
+    ) -> Lease {
+        loop {
+            let offset = subpool.free.pop(&self.rng);
+            match Self::occupy(subpool, offset, data, client) {
+                Ok(lease) => return lease,
+                Err(back) => data = back,
+            }
+        }
     }
 
     /// Take up to `want` (at most `CHAIN`) blocks from the lowest-id subpool
@@ -84,11 +109,23 @@ impl<T: Default + Send + Sync> Pool<T> {
         self.with_reserved(want, now, |subpool, count| {
             offsets.clear();
             subpool.free.pop_many(count, offsets, &self.rng);
-            out.extend(
-                offsets
-                    .iter()
-                    .map(|&offset| Self::occupy(subpool, offset, data(), None)),
-            );
+            let mut spare = None;
+            for i in 0.. {
+                let Some(&offset) = offsets.get(i) else { break };
+                match Self::occupy(
+                    subpool,
+                    offset,
+                    spare.take().unwrap_or_else(&mut *data),
+                    None,
+                ) {
+                    Ok(lease) => out.push(lease),
+                    Err(back) => {
+                        // A phantom: discarded; one more take, in order.
+                        spare = Some(back);
+                        offsets.push(subpool.free.pop(&self.rng));
+                    }
+                }
+            }
         })
     }
 
@@ -139,19 +176,19 @@ impl<T: Default + Send + Sync> Pool<T> {
         }
     }
 
-    /// Make the popped block `offset` live with `data`, for `client`.
+    /// Make the popped block `offset` live with `data`, for `client`;
+    /// `Err(data)` when it was a phantom (discarded).
     #[inline]
-    pub(super) fn occupy(subpool: &Subpool<T>, offset: u32, data: T, client: Option<u64>) -> Lease {
-        subpool.set_client(offset, client);
+    fn occupy(subpool: &Subpool<T>, offset: u32, data: T, client: Option<u64>) -> Result<Lease, T> {
         let block = &subpool.blocks[offset as usize];
         // SAFETY: `offset` was just popped from the free list after a
-        // reservation, so this thread alone owns the block.
-        let generation = unsafe { block.occupy(data) };
-        Lease {
+        // reservation, so this thread alone owns the entry.
+        let generation = unsafe { block.occupy(data, || subpool.set_client(offset, client)) }?;
+        Ok(Lease {
             handle: Handle::new(generation, subpool.id, offset),
-            ip: Ipv4Addr::from(block.ip),
+            ip: subpool.ips[block.ip_slot as usize],
             port: block.port,
-        }
+        })
     }
 
     /// Re-derive the availability bit of `id` from its subpool's count
@@ -229,30 +266,50 @@ impl<T: Default + Send + Sync> Pool<T> {
             Release::NotLive => Err(not_live()),
             Release::Deferred => Ok(None),
             Release::Done(data) => {
-                self.ended(subpool, &[offset], end.is_some(), now, tidy);
+                self.ended(subpool, &[offset], &[], end.is_some(), now, tidy);
+                Ok(Some(data))
+            }
+            Release::Listed(data) => {
+                self.ended_listed(subpool, offset, now, tidy);
                 Ok(Some(data))
             }
         }
     }
 
     /// Leases of `subpool` ended (their blocks released): return the blocks
-    /// unless `held`, uncount the leases, and update their clients.
+    /// unless `held` (`pushed` to the free list, `in_place`: reserved blocks
+    /// whose phantom settled into a free entry), uncount the leases, and
+    /// update their clients.
     #[inline]
     fn ended(
         &self,
         subpool: &Arc<Subpool<T>>,
-        offsets: &[u32],
+        pushed: &[u32],
+        in_place: &[u32],
         held: bool,
         now: Option<f64>,
         tidy: bool,
     ) {
         if !held {
-            self.return_blocks(subpool, offsets, tidy);
+            self.return_blocks(subpool, pushed, in_place.len() as u64, tidy);
         }
-        self.live.fetch_sub(offsets.len() as u64, Ordering::AcqRel);
+        let count = pushed.len() + in_place.len();
+        self.live.fetch_sub(count as u64, Ordering::AcqRel);
         if self.tracks_clients() {
             let how = if held { Ended::Held } else { Ended::Freed };
-            self.clients_ended(subpool, offsets, how, now);
+            self.clients_ended(subpool, pushed, how, now);
+            self.clients_ended(subpool, in_place, how, now);
+        }
+    }
+
+    /// The lease of a reserved block ended without a hold while its
+    /// phantom may be listed: it settles in place, or is pushed.
+    #[cold]
+    fn ended_listed(&self, subpool: &Arc<Subpool<T>>, offset: u32, now: Option<f64>, tidy: bool) {
+        if subpool.blocks[offset as usize].settle() {
+            self.ended(subpool, &[], &[offset], false, now, tidy);
+        } else {
+            self.ended(subpool, &[offset], &[], false, now, tidy);
         }
     }
 
@@ -281,9 +338,15 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// bit, so it is never marked available, and it goes when it is full
     /// (no lease live, no block held).
     #[inline]
-    fn return_blocks(&self, subpool: &Arc<Subpool<T>>, offsets: &[u32], tidy: bool) {
-        let count = offsets.len() as u64;
-        let available = subpool.free.push_many(offsets);
+    pub(super) fn return_blocks(
+        &self,
+        subpool: &Arc<Subpool<T>>,
+        offsets: &[u32],
+        in_place: u64,
+        tidy: bool,
+    ) {
+        let count = offsets.len() as u64 + in_place;
+        let available = subpool.free.give_back(offsets, in_place);
         if subpool.owner.is_some() {
             self.client_taken.fetch_sub(count, Ordering::AcqRel);
             self.taken.fetch_sub(count, Ordering::AcqRel);
@@ -299,7 +362,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         let total = u64::from(subpool.len());
         if available == total {
             self.delete_if_idle(subpool);
-        } else if FreeList::closed_and_full(available, total) {
+        } else if FreeList::shut_and_full(available, total) {
             self.fenced_subpool_emptied(subpool);
         }
     }
@@ -493,10 +556,15 @@ impl<T: Default + Send + Sync> Pool<T> {
                     released.push(data);
                     offsets.push(offset);
                 }
+                Release::Listed(data) => {
+                    // Rare (a reserved lease): returned on its own.
+                    released.push(data);
+                    self.ended_listed(subpool, offset, now, true);
+                }
             }
         }
         if !offsets.is_empty() {
-            self.ended(subpool, offsets, end.is_some(), now, true);
+            self.ended(subpool, offsets, &[], end.is_some(), now, true);
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -507,11 +575,12 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// the caller.
     pub fn lookup_with<R>(
         &self,
-        ip: Ipv4Addr,
+        ip: impl Into<IpAddr>,
         port: u16,
         read: impl FnOnce(Lease, &T) -> R,
     ) -> (Option<R>, Option<T>) {
-        let Some(index) = self.config.index(u32::from(ip), port) else {
+        let ip = ip.into();
+        let Some(index) = self.config.index_of(ip, port) else {
             return (None, None);
         };
         let snapshot = self.intervals.load();
@@ -533,13 +602,18 @@ impl<T: Default + Send + Sync> Pool<T> {
         }) {
             None => (None, None),
             Some((result, None)) => (Some(result), None),
-            Some((result, Some(Completed { data, hold }))) => {
-                if hold {
-                    self.held.complete_deferred(subpool, offset);
-                }
+            Some((result, Some(Completed { data, hold, listed }))) => {
                 // A lookup reads no clock: a port block this releases is
                 // logged at the last time the pool saw.
-                self.ended(subpool, &[offset], hold, Some(self.last_time()), true);
+                let now = Some(self.last_time());
+                if hold {
+                    self.held.complete_deferred(subpool, offset);
+                    self.ended(subpool, &[offset], &[], true, now, true);
+                } else if listed {
+                    self.ended_listed(subpool, offset, now, true);
+                } else {
+                    self.ended(subpool, &[offset], &[], false, now, true);
+                }
                 (Some(result), Some(data))
             }
         }

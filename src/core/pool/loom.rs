@@ -26,7 +26,8 @@ fn pool(capacity: u16, initial: u32, subpool: u32) -> Arc<Pool<u64>> {
 /// The pool's own account agrees with itself and with the leases we hold,
 /// and every held lease is live, found by lookup and freed exactly once.
 fn check_and_drain(pool: &Pool<u64>, held: &[(Lease, u64)]) {
-    let addresses: HashSet<(Ipv4Addr, u16)> = held.iter().map(|(l, _)| (l.ip, l.port)).collect();
+    let addresses: HashSet<(std::net::IpAddr, u16)> =
+        held.iter().map(|(l, _)| (l.ip, l.port)).collect();
     assert_eq!(addresses.len(), held.len(), "an address leased twice");
     let stats = pool.stats();
     assert_eq!(stats.live, held.len() as u64);
@@ -35,7 +36,7 @@ fn check_and_drain(pool: &Pool<u64>, held: &[(Lease, u64)]) {
     assert_eq!(stats.blocks, blocks);
     let free: u64 = subpools.iter().map(|s| s.free).sum();
     assert_eq!(free, stats.free_blocks);
-    let covered: u64 = pool.intervals().iter().map(|i| i.count).sum();
+    let covered: u128 = pool.intervals().iter().map(|i| i.count).sum();
     assert_eq!(covered, stats.address_count);
     for (lease, data) in held {
         assert!(pool.is_live(lease.handle));
@@ -348,7 +349,7 @@ fn a_port_block_release_races_with_its_clients_allocation() {
             .iter()
             .filter(|e| e.kind == BlockEventKind::Assigned)
             .count();
-        let released: Vec<u64> = events
+        let released: Vec<u128> = events
             .iter()
             .filter(|e| e.kind == BlockEventKind::Released)
             .map(|e| e.first)
@@ -400,14 +401,17 @@ fn losing_cluster_pool() -> Arc<Pool<u64>> {
         next: loom::sync::atomic::AtomicU64::new(0),
         size: 2,
     };
-    Arc::new(Pool::with_store(
-        spec.build().unwrap(),
-        crate::core::Membership {
-            store: Box::new(store),
-            claim_ttl: std::time::Duration::from_secs(3600),
-            renew_interval: std::time::Duration::ZERO,
-        },
-    ))
+    Arc::new(
+        Pool::with_store(
+            spec.build().unwrap(),
+            crate::core::Membership {
+                store: Box::new(store),
+                claim_ttl: std::time::Duration::from_secs(3600),
+                renew_interval: std::time::Duration::ZERO,
+            },
+        )
+        .unwrap(),
+    )
 }
 
 /// A renewal that loses every claim (and so fences their subpools) races

@@ -19,7 +19,11 @@
 
 mod clients;
 mod cluster;
+mod drain;
+mod reserve;
 
+#[cfg(feature = "python")]
+pub(crate) use cluster::check_store_space;
 pub use cluster::Renewal;
 mod lock_free;
 mod writer;
@@ -29,11 +33,12 @@ mod loom;
 #[cfg(all(test, not(loom)))]
 mod test_hook;
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::core::availability::Availability;
 use crate::core::clients::Clients;
 use crate::core::config::Config;
+use crate::core::drained::Drained;
 use crate::core::error::Error;
 use crate::core::handle::Handle;
 use crate::core::held::Held;
@@ -42,7 +47,7 @@ use crate::core::policy::Clock;
 use crate::core::rng::{entropy_seed, SplitMix64};
 use crate::core::segvec::SegVec;
 use crate::core::subpool::Subpool;
-use crate::core::sync::{AtomicArc, AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::core::sync::{Arc, AtomicArc, AtomicU64, Loaded, Mutex, MutexGuard, Ordering};
 
 use writer::Writer;
 
@@ -51,7 +56,7 @@ use writer::Writer;
 pub struct Lease {
     /// Names the lease in [`Pool::free`]; stale once the lease is freed.
     pub handle: Handle,
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     pub port: u16,
 }
 
@@ -60,7 +65,7 @@ pub struct Lease {
 pub struct SubpoolInfo {
     pub id: u32,
     /// Index of its first address in the pool's address space.
-    pub first: u64,
+    pub first: u128,
     pub blocks: u32,
     pub free: u64,
     /// Blocks freed with a hold that has not ended.
@@ -76,14 +81,18 @@ pub struct PoolStats {
     pub free_blocks: u64,
     pub blocks: u64,
     pub subpools: u64,
+    /// The records [`Pool::intervals`] returns (O(1): counted per snapshot).
     pub intervals: u64,
-    pub free_addresses: u64,
-    pub address_count: u64,
+    /// Addresses in no subpool.
+    pub free_addresses: u128,
+    pub address_count: u128,
     pub capacity: u64,
     /// Blocks freed with a hold that has not ended (neither live nor free).
     pub held: u64,
     /// Block events dropped because their queue was full.
     pub events_dropped: u64,
+    /// Addresses of the space on drained IPs.
+    pub drained: u128,
 }
 
 /// A client NAT address pool holding a `T` for each live lease.
@@ -138,6 +147,23 @@ pub struct Pool<T> {
     cluster: Option<cluster::Cluster>,
     /// How many subpools are fenced (their claim lapsed).
     fenced_subpools: AtomicU64,
+    /// The drained IPs (`drain`), published by the writer side.
+    drained_ips: AtomicArc<Drained>,
+    /// How many subpools hold an address of a drained IP.
+    drain_fenced_subpools: AtomicU64,
+}
+
+/// A loaded set of drained IPs.
+pub(crate) struct DrainedGuard(Loaded<Drained>);
+
+impl std::ops::Deref for DrainedGuard {
+    type Target = Drained;
+
+    fn deref(&self) -> &Drained {
+        self.0
+            .as_ref()
+            .expect("the drained set is always published")
+    }
 }
 
 /// How leases ended, for their clients (`clients.rs`).
@@ -166,7 +192,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             blocks: AtomicU64::new(0),
             slots: SegVec::new(),
             availability: Availability::new(config.capacity().max(1)),
-            intervals: IntervalList::new(config.address_count()),
+            intervals: IntervalList::new(config.space()),
             writer: Mutex::new(Writer::new()),
             held: Held::new(),
             rng: SplitMix64::new(config.seed().unwrap_or_else(entropy_seed)),
@@ -178,6 +204,8 @@ impl<T: Default + Send + Sync> Pool<T> {
             last_time: AtomicU64::new(0f64.to_bits()),
             cluster: None,
             fenced_subpools: AtomicU64::new(0),
+            drained_ips: AtomicArc::new(Some(Arc::new(Drained::default()))),
+            drain_fenced_subpools: AtomicU64::new(0),
             config,
         }
     }
@@ -256,23 +284,44 @@ impl<T: Default + Send + Sync> Pool<T> {
         (blocks.saturating_sub(client_blocks)).saturating_sub(taken.saturating_sub(client_taken))
     }
 
-    /// Leases a shared allocation may still get: shared free blocks and the
-    /// blocks not yet made.
+    /// Leases a shared allocation may still get: free blocks of shared
+    /// subpools no drained IP fences, and the blocks not yet made that the
+    /// free addresses on no drained IP can hold.
     pub(crate) fn shared_room(&self) -> u64 {
-        let unmade = self
+        let mut unmade = self
             .config
             .capacity()
             .saturating_sub(self.blocks.load(Ordering::Acquire));
-        self.shared_free().saturating_add(unmade)
+        let drained = self.drained_set();
+        if !drained.is_empty() {
+            let snapshot = self.intervals.load();
+            let undrained: u128 = snapshot
+                .gaps(self.config.address_count())
+                .iter()
+                .map(|&(first, count)| count - drained.count_in(first, first + count))
+                .sum();
+            unmade = unmade.min(u64::try_from(undrained).unwrap_or(u64::MAX));
+        }
+        self.shared_free()
+            .saturating_sub(self.drain_fenced_free_blocks())
+            .saturating_add(unmade)
+    }
+
+    /// The drained IPs now (a snapshot).
+    #[inline]
+    pub(crate) fn drained_set(&self) -> DrainedGuard {
+        DrainedGuard(self.drained_ips.load())
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The interval list in address order.
+    /// The interval list in address order, each element cut at the
+    /// boundaries of the address space's segments (no record spans a gap
+    /// between ranges or an exclusion).
     pub fn intervals(&self) -> Vec<Interval> {
-        self.intervals.load().intervals(self.config.address_count())
+        self.intervals.load().intervals(self.config.space())
     }
 
     /// The subpools in address order.
@@ -302,12 +351,13 @@ impl<T: Default + Send + Sync> Pool<T> {
             free_blocks: blocks.saturating_sub(taken),
             blocks,
             subpools: snapshot.subpools.len() as u64,
-            intervals: snapshot.length,
-            free_addresses: self.config.address_count() - blocks,
+            intervals: snapshot.records,
+            free_addresses: self.config.address_count() - u128::from(blocks),
             address_count: self.config.address_count(),
             capacity: self.config.capacity(),
             held: self.held(),
             events_dropped: self.events_dropped.load(Ordering::Relaxed),
+            drained: self.drained_set().addresses(),
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::core::sync::{yield_now, Arc, MutexGuard, Ordering, TryLockError};
 /// State only subpool creation and deletion touch (under the writer lock).
 pub(super) struct Writer {
     /// MPA: whether the memory pool exists (the first subpool was created).
-    created: bool,
+    pub(super) created: bool,
     /// Ids freed by deleted subpools (lowest first), and the next fresh id.
     free_ids: BinaryHeap<Reverse<u32>>,
     next_id: u32,
@@ -64,7 +64,7 @@ impl Writer {
 }
 
 impl<T: Default + Send + Sync> Pool<T> {
-    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+    pub(super) fn lock_writer(&self) -> MutexGuard<'_, Writer> {
         // A panic while the lock was held leaves the writer state consistent
         // at every await-free step we take, so a poisoned lock is usable.
         self.writer
@@ -100,15 +100,17 @@ impl<T: Default + Send + Sync> Pool<T> {
                 false => Err(self.cluster_exhausted()),
             };
         }
-        if self.blocks.load(Ordering::Acquire) < self.config.capacity() {
-            return self.create_subpool(&mut writer, true).map(drop);
+        if self.blocks.load(Ordering::Acquire) < self.config.capacity()
+            && self.create_subpool(&mut writer, true)?
+        {
+            return Ok(());
         }
-        if self.shared_free() == 0 {
+        // Every block exists, or every free address is on a drained IP.
+        if self.shared_free().saturating_sub(self.fenced_free_blocks()) == 0 {
             return Err(self.exhausted(1, now));
         }
-        // Every block exists and some shared ones are not taken: a
-        // concurrent free is landing, or a bit is between its clear and its
-        // re-check. Re-derive the map from the counts (rare: only at full
+        // Some shared blocks that serve are not taken: a concurrent free is
+        // landing, or a bit is between its clear and its re-check. Re-derive the map from the counts (rare: only at full
         // occupancy) and retry.
         drop(writer);
         for subpool in &self.intervals.load().subpools {
@@ -196,7 +198,11 @@ impl<T: Default + Send + Sync> Pool<T> {
         super::test_hook::creation_started(self);
         let (first, count, epoch) = if self.has_store() {
             match self.claim_range() {
-                Ok(Some(grant)) => (grant.first, grant.count as u32, Some(grant.epoch)),
+                Ok(Some(grant)) => (
+                    u128::from(grant.first),
+                    grant.count as u32,
+                    Some(grant.epoch),
+                ),
                 Ok(None) => return Ok(false),
                 Err(error) if required => return Err(error),
                 Err(_) => return Ok(false),
@@ -208,20 +214,37 @@ impl<T: Default + Send + Sync> Pool<T> {
             } else {
                 self.config.initial_blocks()
             };
-            let (first, free) = self
-                .intervals
-                .load()
-                .first_free(self.config.address_count())
-                .expect("blocks < capacity");
-            let count = u64::from(wanted)
+            let Some((first, free)) = self.first_fit() else {
+                return Ok(false); // every free address is on a drained IP
+            };
+            let count = u128::from(wanted)
                 .min(free)
-                .min(self.config.capacity() - blocks) as u32;
+                .min(u128::from(self.config.capacity() - blocks)) as u32;
             (first, count, None)
         };
         let subpool = self.publish(writer, first, count, None, epoch)?;
         writer.created = true;
         self.availability.set(subpool.id);
         Ok(true)
+    }
+
+    /// First fit: the lowest free address on no drained IP, and how many
+    /// free addresses follow it before the next owned or drained one.
+    fn first_fit(&self) -> Option<(u128, u128)> {
+        let snapshot = self.intervals.load();
+        let drained = self.drained_set();
+        if drained.is_empty() {
+            return snapshot.first_free(self.config.address_count());
+        }
+        snapshot
+            .gaps(self.config.address_count())
+            .iter()
+            .find_map(|&(first, count)| {
+                let end = first + count;
+                let lowest = drained.lowest_free(first, end)?;
+                let (first, end) = drained.around(lowest, lowest, end);
+                Some((first, end - first))
+            })
     }
 
     /// Make and publish a subpool of `count` blocks from address `first`
@@ -231,11 +254,26 @@ impl<T: Default + Send + Sync> Pool<T> {
     fn publish(
         &self,
         writer: &mut Writer,
-        first: u64,
+        first: u128,
         count: u32,
         owner: Option<u64>,
         epoch: Option<u64>,
     ) -> Result<Arc<Subpool<T>>, Error> {
+        self.publish_with(writer, first, count, owner, epoch, |_| ())
+            .map(|(subpool, ())| subpool)
+    }
+
+    /// [`publish`](Self::publish), running `prepare` on the subpool before
+    /// any other thread can see it (`reserve` takes its block there).
+    pub(super) fn publish_with<R>(
+        &self,
+        writer: &mut Writer,
+        first: u128,
+        count: u32,
+        owner: Option<u64>,
+        epoch: Option<u64>,
+        prepare: impl FnOnce(&Subpool<T>) -> R,
+    ) -> Result<(Arc<Subpool<T>>, R), Error> {
         let id = writer.next_free_id();
         let generation = writer.generation_for(id);
         let subpool = Arc::new(Subpool::new(
@@ -247,10 +285,12 @@ impl<T: Default + Send + Sync> Pool<T> {
             owner,
             epoch,
         )?);
+        let prepared = prepare(&subpool);
         writer.take_id();
         self.slots.ensure(id as usize);
         self.availability.ensure(id);
-        self.intervals.insert(Arc::clone(&subpool));
+        self.intervals
+            .insert(Arc::clone(&subpool), self.config.space());
         self.slots
             .get(id as usize)
             .expect("slot ensured")
@@ -260,7 +300,7 @@ impl<T: Default + Send + Sync> Pool<T> {
                 .fetch_add(u64::from(count), Ordering::AcqRel);
         }
         self.blocks.fetch_add(u64::from(count), Ordering::AcqRel);
-        Ok(subpool)
+        Ok((subpool, prepared))
     }
 
     /// The keep rule: a subpool of `size` blocks stays if deleting it would
@@ -324,23 +364,26 @@ impl<T: Default + Send + Sync> Pool<T> {
             .expect("a live subpool's slot exists");
         slot.store(None);
         self.availability.clear(id);
-        self.intervals.remove(id);
+        self.intervals.remove(id, self.config.space());
         let size = u64::from(subpool.len());
         if subpool.owner.is_some() {
             self.client_blocks.fetch_sub(size, Ordering::AcqRel);
+        }
+        if subpool.is_drain_fenced() {
+            self.drain_fenced_subpools.fetch_sub(1, Ordering::AcqRel);
         }
         self.blocks.fetch_sub(size, Ordering::AcqRel);
         writer.release_id(id, subpool.highest_generation());
     }
 
     /// A port block of `client_block` addresses for `owner`: the lowest run
-    /// of free addresses on one IP, on IP number `ip` when it has one
+    /// of free addresses on one IP, on IP `ip` when it has one
     /// (`clients.rs`); `Exhausted` when none fits under `capacity`. Not in
     /// the availability map: only its client's allocations take from it.
     pub(super) fn create_block(
         &self,
         owner: u64,
-        ip: Option<u64>,
+        ip: Option<u128>,
     ) -> Result<Arc<Subpool<T>>, Error> {
         let k = self.config.client_block().expect("port blocks");
         let mut writer = self.lock_writer();
@@ -352,22 +395,25 @@ impl<T: Default + Send + Sync> Pool<T> {
     }
 
     /// Where `count` new port blocks would go, one after the other, the
-    /// first on IP number `ip` when it has room (`None`: they do not fit).
-    pub(super) fn plan_blocks(&self, mut ip: Option<u64>, count: u64) -> Option<Vec<u64>> {
-        let k = u64::from(self.config.client_block().expect("port blocks"));
+    /// first on IP `ip` when it has room (`None`: they do not fit).
+    pub(super) fn plan_blocks(&self, mut ip: Option<u128>, count: u64) -> Option<Vec<u128>> {
+        let k = self.config.client_block().expect("port blocks");
         let blocks = self.blocks.load(Ordering::Acquire);
-        if blocks.saturating_add(count.saturating_mul(k)) > self.config.capacity() {
+        if blocks.saturating_add(count.saturating_mul(u64::from(k))) > self.config.capacity() {
             return None;
         }
-        let per_ip = self.config.ports_per_ip();
-        let mut free = self.intervals.load().gaps(self.config.address_count());
+        let space = self.config.space();
+        let drained = self.drained_set();
+        let k = u128::from(k);
+        let mut free = self.intervals.load().gaps(space.address_count());
         let mut plan = Vec::with_capacity(count as usize);
         for _ in 0..count {
             let first = ip
-                .and_then(|ip| find_run(&free, k, per_ip, Some(ip)))
-                .or_else(|| find_run(&free, k, per_ip, None))?;
+                .and_then(|ip| space.ip_indices(ip))
+                .and_then(|run| find_run(&free, k, space, &drained, Some(run)))
+                .or_else(|| find_run(&free, k, space, &drained, None))?;
             plan.push(first);
-            ip = Some(first / per_ip);
+            ip = Some(space.ip_of(first));
             carve(&mut free, first, k);
         }
         Some(plan)
@@ -421,7 +467,7 @@ mod tests {
         Pool::new(spec.build().unwrap())
     }
 
-    fn layout(pool: &Pool<u32>) -> Vec<(u32, u64, u32)> {
+    fn layout(pool: &Pool<u32>) -> Vec<(u32, u128, u32)> {
         pool.subpools()
             .iter()
             .map(|s| (s.id, s.first, s.blocks))

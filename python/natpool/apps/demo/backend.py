@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from natpool.apps.listener import bound_address, close_server
+from natpool.apps.reuse import ReuseDistances
 
 __all__ = ["Answer", "DemoBackend", "Peer", "parse_answer"]
 
@@ -48,6 +49,8 @@ class DemoBackend:
         self.owner = owner
         self.peers: list[Peer] = []
         """Every peer address this backend saw, in order, with the time it saw it."""
+        self.reuse = ReuseDistances()
+        """The reuse distance of its peer addresses: its connections between one's close and that peer's next."""
         self._server: asyncio.Server | None = None
 
     @property
@@ -62,9 +65,10 @@ class DemoBackend:
         await close_server(self._server)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ip, port = writer.get_extra_info("peername")[:2]
+        self.peers.append(Peer(ip, port, time.monotonic()))
+        self.reuse.allocated((ip, port))
         try:
-            ip, port = writer.get_extra_info("peername")[:2]
-            self.peers.append(Peer(ip, port, time.monotonic()))
             token, size = (await reader.readline()).decode().split()
             writer.write(f"{ip} {port} {self.index} {self.owner(ip, port)} {token}\n".encode())
             writer.write(b"x" * int(size))
@@ -72,6 +76,7 @@ class DemoBackend:
         except (OSError, ValueError):
             pass
         finally:
-            writer.close()
+            writer.close()  # first: the proxy frees the address after this
+            self.reuse.freed((ip, port))
             with contextlib.suppress(OSError):
                 await writer.wait_closed()

@@ -9,13 +9,15 @@ import sys
 from typing import Any
 
 from natpool.apps.demo.compare import compare
-from natpool.apps.demo.report import compare_text, run_text, workers_text
-from natpool.apps.demo.run import DemoConfig, run_once
+from natpool.apps.demo.orders import DEFAULT_ORDERS, parse_orders, run_orders
+from natpool.apps.demo.report import compare_text, orders_text, run_text, workers_text
+from natpool.apps.demo.run import DemoConfig
 from natpool.apps.demo.workers import run_workers
 from natpool.apps.logs import start_logging
 from natpool.apps.options import (
     OptionError,
     PoolAddresses,
+    add_hold_down,
     count_at_least,
     parse_pool,
     parse_ports,
@@ -29,6 +31,8 @@ from natpool.errors import NatPoolError
 __all__ = ["add_parser", "command"]
 
 LOOPBACK = parse_pool("127.0.0.0/8")
+HOLD_DOWN = 1.0
+"""The hold-down of the ``+hold`` runs of ``--orders`` by default: shorter than a run, so that addresses come back."""
 
 
 def parse_loopback_pool(text: str) -> PoolAddresses:
@@ -56,7 +60,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "Start backends (each answers with the peer address it saw), natpool proxy with a client NAT pool and "
             "concurrent clients, all on loopback with no setup or privileges; verify that every backend saw only "
-            "pool addresses, every answer was right and every lease came back; report. Exits 1 if a check fails."
+            "pool addresses, every answer was right and every lease came back; report. The load is split among the "
+            "reuse orders of --orders, each through a fresh proxy: the first is reported in full, then every order's "
+            "distinct 4-tuples and reuse distance per backend. Exits 1 if a check fails."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         brief_errors=True,
@@ -88,6 +94,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     group.add_argument("--max-blocks", type=one_or_more, default=d.max_blocks, metavar="N", help="live leases at most")
     group.add_argument("--balance", choices=BALANCE, default=d.balance, help="policy")
+    group.add_argument(
+        "--orders",
+        type=parse_orders,
+        metavar="ORDER[+hold],...",
+        help=f"the pool's reuse orders (fifo, lifo, random), each +hold with --hold-down or not; the connections "
+        f"are split among them (default: {DEFAULT_ORDERS})",
+    )
+    add_hold_down(group, HOLD_DOWN, "the proxy's --hold-down in the +hold runs of --orders")
     parser.add_argument(
         "--compare",
         action="store_true",
@@ -139,7 +153,7 @@ def _config(args: argparse.Namespace) -> DemoConfig:
         reclaim_delay=args.reclaim_delay,
     )
     if args.workers is not None:
-        for option, given in (("--compare", args.compare), ("--plot", args.plot)):
+        for option, given in (("--compare", args.compare), ("--plot", args.plot), ("--orders", args.orders)):
             if given:
                 raise OptionError(option, "not with --workers (the pool is in the workers' processes)")
     config.proxy_config([("127.0.0.1", 1)]).validate()
@@ -163,9 +177,12 @@ def command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             return 1
         print(workers_text(config, run), flush=True)
         return 0 if run.passed else 1
-    result = asyncio.run(run_once(config, "pool"))
-    print(run_text(config, result), flush=True)
-    passed = result.passed
+    runs = asyncio.run(run_orders(config, args.orders or parse_orders(DEFAULT_ORDERS), args.hold_down))
+    result = runs[0].result
+    print(run_text(runs[0].config, result), flush=True)
+    print()
+    print(orders_text(config, runs), flush=True)
+    passed = all(run.result.passed for run in runs)
     if args.compare:
         pool, kernel = asyncio.run(compare(config, args.rounds))
         print()
@@ -176,7 +193,7 @@ def command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
         plot_timeline(
             args.plot,
-            f"natpool demo: {config.connections:,} connections through natpool proxy",
+            f"natpool demo: {runs[0].config.connections:,} connections through natpool proxy, order {runs[0].order}",
             [s.t for s in result.samples],
             [s.live for s in result.samples],
             [s.subpools for s in result.samples],

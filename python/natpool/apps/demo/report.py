@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from natpool.apps.demo.orders import OrderRun
 from natpool.apps.demo.run import DemoConfig, RunResult
 from natpool.apps.demo.workers import WorkersRun
+from natpool.apps.reuse import ReuseSummary
 from natpool.records import Interval, PoolStats
 
-__all__ = ["compare_text", "run_text", "workers_text"]
+__all__ = ["compare_text", "orders_text", "run_text", "workers_text"]
 
 W = 28
 SHOWN_INTERVALS = 12
@@ -19,9 +21,10 @@ def _ms(seconds: float) -> str:
 def _stats(stats: PoolStats | None) -> str:
     if stats is None:
         return "-"
+    held = f"{stats.held:,} held down, " if stats.held else ""
     return (
-        f"{stats.live:,} live, {stats.free_blocks:,} free of {stats.blocks:,} blocks in {stats.subpools} subpool(s), "
-        f"{stats.intervals} interval(s)"
+        f"{stats.live:,} live, {held}{stats.free_blocks:,} free of {stats.blocks:,} blocks in {stats.subpools} "
+        f"subpool(s), {stats.intervals} interval(s)"
     )
 
 
@@ -36,6 +39,7 @@ def _intervals(intervals: list[Interval]) -> list[str]:
 
 
 def _head(config: DemoConfig, proxy: str, extra: str = "") -> list[str]:
+    extra = f", order {config.order}" + (f", hold-down {config.hold_down:g} s" if config.hold_down else "") + extra
     return [
         f"natpool demo: {config.connections:,} connections, {config.concurrency} concurrent, through {proxy} "
         f"to {config.backends} backends on loopback",
@@ -142,4 +146,34 @@ def compare_text(config: DemoConfig, rounds: int, pool: RunResult, kernel: RunRe
     verdict = "ok" if pool.passed and kernel.passed else "FAILED"
     failures = f"natpool: {len(pool.failures)}, kernel: {len(kernel.failures)} failures"
     lines.append(f"  {'verification':<{W}}{verdict} ({failures})")
+    return "\n".join(lines)
+
+
+def _per_backend(reuse: list[ReuseSummary], value: str) -> str:
+    """One statistic of each backend's reuse distance, comma-separated (``-`` for a backend that reused none)."""
+    numbers = [getattr(summary, value) for summary in reuse]
+    return ", ".join("-" if n is None else f"{n:,}" for n in numbers)
+
+
+def orders_text(config: DemoConfig, runs: list[OrderRun]) -> str:
+    """The runs of ``--orders`` side by side: what each order made the backends see."""
+    share = runs[0].config.connections
+    lines = [
+        f"natpool demo --orders: {len(runs)} run(s) of {share:,} connections ({config.concurrency} concurrent, "
+        f"{config.backends} backends), each through a fresh proxy and pool",
+        "  reuse distance: a backend's connections between two from one NAT address (one 4-tuple), per backend",
+        "  (-: no 4-tuple reused); peak blocks: the most the pool had (live, free and held down)",
+        "",
+        f"  {'order':<24}{'4-tuples':>9}{'NAT addresses':>15}  {'shortest reuse':<18}{'median reuse':<18}"
+        f"{'peak blocks':>11}  verification",
+    ]
+    for run in runs:
+        r = run.result
+        label = run.order.order + (f", hold-down {run.config.hold_down:g} s" if run.order.hold else "")
+        peak = f"{r.peak_blocks:,}"
+        lines.append(
+            f"  {label:<24}{r.four_tuples:>9,}{r.distinct_addresses:>15,}  "
+            f"{_per_backend(r.reuse_by_backend, 'shortest'):<18}{_per_backend(r.reuse_by_backend, 'median'):<18}"
+            f"{peak:>11}  {'ok' if r.passed else 'FAILED'}"
+        )
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from typing import Any
 from natpool.apps.demo.backend import DemoBackend, parse_answer
 from natpool.apps.options import PoolAddresses, parse_pool
 from natpool.apps.proxy import Proxy, ProxyConfig
+from natpool.apps.reuse import ReuseSummary
 from natpool.records import Interval, PoolStats
 
 __all__ = ["DEFAULT_POOL", "DemoConfig", "RunResult", "Sample", "drive", "run_once", "verify_answers"]
@@ -35,6 +36,11 @@ class DemoConfig:
     subpool_blocks: int = 16
     max_blocks: int = 65536
     balance: str = "round-robin"
+    order: str = "fifo"
+    """The pool's reuse order (the proxy's ``--order``)."""
+    hold_down: float = 0.0
+    """Seconds an address is held down after its connection (the proxy's ``--hold-down``); 0 unless a run of
+    ``--orders`` asks for one, so that the rest of the demo (``--compare``, ``--workers``) runs without."""
     waves: int = 3
     """Load cycles over the run: the clients at work swing between a tenth of ``concurrency`` and all of it
     (0: all of them all the time), so that the pool grows subpools and deletes them again."""
@@ -57,6 +63,8 @@ class DemoConfig:
             subpool_blocks=self.subpool_blocks,
             max_blocks=self.max_blocks,
             balance=self.balance,
+            order=self.order,
+            hold_down=self.hold_down,
             reclaim_delay=self.reclaim_delay,
             **options,
         )
@@ -89,7 +97,10 @@ class RunResult:
     """Each connection answered right: (the client's address, the peer address its backend saw)."""
     samples: list[Sample] = field(default_factory=list)
     peak_stats: PoolStats | None = None
+    """At the peak of live leases."""
     peak_intervals: list[Interval] = field(default_factory=list)
+    peak_blocks: int = 0
+    """The most blocks the pool's subpools had at a sample (live, free and held down)."""
     end_stats: PoolStats | None = None
     """After the load, before shutdown."""
     final_stats: PoolStats | None = None
@@ -98,6 +109,13 @@ class RunResult:
     bind_retries: int = 0
     exhausted: int = 0
     allocations: int = 0
+    reuse_by_backend: list[ReuseSummary] = field(default_factory=list)
+    """Of each backend's connections: the reuse distance of their peer addresses (4-tuples)."""
+
+    @property
+    def four_tuples(self) -> int:
+        """Distinct (NAT ip, NAT port, backend ip, backend port) of the backends' connections."""
+        return sum(reuse.distinct for reuse in self.reuse_by_backend)
 
     @property
     def passed(self) -> bool:
@@ -216,6 +234,7 @@ async def run_once(config: DemoConfig, source: str = "pool") -> RunResult:
         while not done.is_set():
             stats = pool.stats()
             result.samples.append(Sample(time.perf_counter() - start, stats.live, stats.subpools))
+            result.peak_blocks = max(result.peak_blocks, stats.blocks)
             if stats.live > peak_live:
                 peak_live = stats.live
                 result.peak_stats, result.peak_intervals = stats, pool.intervals()
@@ -236,6 +255,7 @@ async def run_once(config: DemoConfig, source: str = "pool") -> RunResult:
             await backend.stop()
     result.final_stats, result.final_intervals = pool.stats(), pool.intervals()
     result.per_backend = [len(b.peers) for b in backends]
+    result.reuse_by_backend = [b.reuse.summary() for b in backends]
     c = proxy.counters
     result.bind_retries, result.exhausted, result.allocations = c.bind_retries, c.exhausted, c.allocations
     _verify(result, source)
@@ -248,8 +268,9 @@ def _verify(r: RunResult, source: str) -> None:
     if source == "pool":
         if r.owner_mismatches:
             r.failures.append(f"{r.owner_mismatches} lookups of a NAT address did not name its client")
-        if r.final_stats is None or r.final_stats.live != 0 or r.final_stats.free_blocks != r.final_stats.blocks:
-            r.failures.append(f"leases left after shutdown: {r.final_stats}")
+        final = r.final_stats
+        if final is None or final.live != 0 or final.free_blocks + final.held != final.blocks:
+            r.failures.append(f"leases left after shutdown: {final}")
 
 
 def verify_answers(r: RunResult) -> None:

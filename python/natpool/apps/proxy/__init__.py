@@ -5,9 +5,9 @@ combinations; the command line's values are parsed by :mod:`natpool.apps.options
 :mod:`~natpool.apps.proxy.limits` (the descriptor budget: ``--max-connections``),
 :mod:`~natpool.apps.proxy.acceptor` (accepting, up to the limit), :mod:`~natpool.apps.proxy.backends` (selection
 and down-marking), :mod:`~natpool.apps.proxy.record` (a connection's record, the lease's ``data``, and the
-counters), :mod:`~natpool.apps.proxy.lease` (the one owner of a connection's lease),
-:mod:`~natpool.apps.proxy.source` (a lease or the kernel as the upstream's source address, bind-failure quarantine),
-:mod:`~natpool.apps.proxy.holding` (leases kept out of use for a while), :mod:`~natpool.apps.proxy.relay` (copying
+counters), :mod:`~natpool.apps.proxy.lease` (the one owner of a connection's lease, which frees it with the pool's
+hold-down), :mod:`~natpool.apps.proxy.source` (a lease or the kernel as the upstream's source address, bind-failure
+quarantine), :mod:`~natpool.apps.proxy.relay` (copying
 bytes both ways), :mod:`~natpool.apps.proxy.server` (the load balancer: a connection from accept to close,
 exhaustion, drain), :mod:`~natpool.apps.proxy.metrics` (Prometheus, optional), :mod:`~natpool.apps.proxy.admin`
 (the HTTP endpoint: ``/metrics``, ``/healthz``, ``/lookup``), :mod:`~natpool.apps.proxy.events` (log lines about

@@ -20,6 +20,8 @@ from typing import Any
 from natpool.apps.logs import start_logging
 from natpool.apps.options import (
     OptionError,
+    add_hold_down,
+    add_order,
     count_at_least,
     parse_endpoint,
     parse_listen_endpoint,
@@ -30,7 +32,7 @@ from natpool.apps.options import (
     require_extra,
     usage_error,
 )
-from natpool.apps.proxy.config import BALANCE, ORDERS, SOURCES, ProxyConfig
+from natpool.apps.proxy.config import BALANCE, SOURCES, ProxyConfig
 from natpool.apps.proxy.limits import (
     DESCRIPTORS_PER_CONNECTION,
     RESERVED_DESCRIPTORS,
@@ -114,12 +116,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="unbindable address kept out",
     )
-    parser.add_argument(
-        "--hold-down",
-        type=parse_non_negative,
-        default=d.hold_down,
-        metavar="SECONDS",
-        help="a lease is held this long before reuse when the proxy closed its upstream first (TIME_WAIT)",
+    add_hold_down(
+        parser,
+        d.hold_down,
+        "an address whose upstream connected is held this long after its connection before reuse (TIME_WAIT at "
+        "either end; RFC 6888's port reuse delay)",
     )
     parser.add_argument(
         "--down-time",
@@ -163,9 +164,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--max-per-client",
         type=count_at_least(1),
         metavar="N",
-        help="leases of one client IP at most (its connections and held or quarantined leases); None: no limit",
+        help="live or held leases of one client IP at most, the pool's client_quota (its connections, and its "
+        "addresses held down or quarantined until their hold ends); None: no limit",
     )
-    clients.add_argument("--order", choices=ORDERS, default=d.order, help="which free block the pool reuses first")
+    add_order(clients, d.order)
     clients.add_argument("--seed", type=count_at_least(0), metavar="N", help="the seed of --order random")
     clients.add_argument(
         "--paired", action="store_true", help="a client IP's leases stay on one NAT IP while it has a free block there"

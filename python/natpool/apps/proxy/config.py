@@ -14,12 +14,21 @@ from functools import partial
 from typing import TypeVar
 
 import natpool
-from natpool.apps.options import Endpoint, OptionError, PoolAddresses, PortRange, at_least, non_negative, positive
+from natpool.apps.options import (
+    ORDERS,
+    Endpoint,
+    OptionError,
+    PoolAddresses,
+    PortRange,
+    at_least,
+    non_negative,
+    positive,
+)
 from natpool.apps.proxy.limits import connection_limit
 from natpool.errors import PoolConfigError
 from natpool.extras import MissingExtra
 
-__all__ = ["BALANCE", "BLOCK_LOG_MAX_BYTES", "ORDERS", "SOURCES", "ProxyConfig"]
+__all__ = ["BALANCE", "BLOCK_LOG_MAX_BYTES", "SOURCES", "ProxyConfig"]
 
 _OPTIONS = {
     "first_ip": "--pool",
@@ -34,8 +43,6 @@ BALANCE = ("round-robin", "least-connections")
 """The backend selection policies (``--balance``)."""
 SOURCES = ("pool", "kernel")
 """Where an upstream socket's source address comes from (``--source``): a natpool lease, or the kernel."""
-ORDERS = ("fifo", "lifo", "random")
-"""Which free block of a subpool the pool reuses first (``--order``)."""
 BLOCK_LOG_MAX_BYTES = 10_000_000
 """The size at which ``--block-log`` is rotated (one ``.1`` backup), by default."""
 
@@ -70,7 +77,8 @@ class ProxyConfig:
     quarantine: float = 30.0
     """Seconds an address that could not be bound is kept out of use."""
     hold_down: float = 60.0
-    """Seconds a lease is held after the proxy closed its upstream first (its 4-tuple is in TIME_WAIT here)."""
+    """Seconds an address whose upstream connected is held after its connection before reuse (the pool's
+    ``hold_down``): its 4-tuple is in TIME_WAIT at one end or the other, whoever closed first."""
     down_time: float = 5.0
     """Seconds a backend that refused or timed out a connect is left out of the rotation."""
     connect_timeout: float = 3.0
@@ -91,7 +99,8 @@ class ProxyConfig:
     reclaim_delay: float = 120.0
     """Seconds a returned or lapsed range is held in the store before anyone may claim it again."""
     max_per_client: int | None = None
-    """Leases (connections, and leases the proxy holds down) of one client IP at most: the pool's ``client_quota``."""
+    """Live or held leases of one client IP at most (the pool's ``client_quota``): its connections, and its
+    addresses held down or quarantined until their hold ends."""
     order: str = "fifo"
     """The pool's reuse order of free blocks: ``fifo``, ``lifo`` or ``random``."""
     seed: int | None = None
@@ -139,6 +148,7 @@ class ProxyConfig:
                 member=self.member,
                 claim_ttl=self.claim_ttl,
                 reclaim_delay=self.reclaim_delay,
+                hold_down=self.hold_down,
                 order=self.order,
                 seed=self.seed,
                 client_quota=self.max_per_client,

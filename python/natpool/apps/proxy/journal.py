@@ -5,9 +5,9 @@ address was held by two workers at once (:mod:`natpool.apps.demo.ledger`). The t
 on Linux ``CLOCK_MONOTONIC``, one clock for every process of the host, so spans of different processes compare.
 
 A span covers every use of its address: it opens when ``allocate`` has returned, before the upstream socket is
-bound to the address, and closes when ``free`` has returned, after the socket was closed. A lease enters a
-connection only in :meth:`~natpool.apps.proxy.lease.LeaseOwner.allocate` and leaves the pool only through
-:class:`~natpool.apps.proxy.holding.Holding`, so those are the two places that write here.
+bound to the address, and closes when ``free`` has returned, after the socket was closed (an address held down
+after it is out of use, not in a span). A lease enters and leaves a connection only through its
+:class:`~natpool.apps.proxy.lease.LeaseOwner`, the one place that writes here.
 """
 
 from __future__ import annotations

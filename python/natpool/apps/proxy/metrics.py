@@ -34,13 +34,13 @@ def exposition(proxy: Proxy) -> Callable[[], bytes]:
             stats = proxy.pool.stats()
             c = proxy.counters
             gauges = {
-                "natpool_live_leases": ("Live leases (connections and held addresses)", stats.live),
+                "natpool_live_leases": ("Live leases (the connections')", stats.live),
                 "natpool_free_blocks": ("Free connection blocks in the pool's subpools", stats.free_blocks),
                 "natpool_blocks": ("Connection blocks in the pool's subpools", stats.blocks),
                 "natpool_subpools": ("Storage subpools", stats.subpools),
                 "natpool_intervals": ("Length of the interval list", stats.intervals),
                 "natpool_capacity": ("Leases the pool can hand out", stats.capacity),
-                "natpool_held_leases": ("Leases held down (TIME_WAIT) or quarantined", c.held),
+                "natpool_held_leases": ("Addresses held down (TIME_WAIT) or quarantined by the pool", stats.held),
                 "natpool_proxy_active_connections": (
                     "Client connections open (accepted, not yet closed)",
                     len(proxy.active),

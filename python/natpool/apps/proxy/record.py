@@ -26,7 +26,7 @@ class ClientConnection:
     backend: str | None = None
     nat: tuple[str, int] | None = None
     state: str = "connecting"
-    """``connecting``, ``open``, ``closed``; a lease held after its connection: ``time-wait`` or ``quarantined``."""
+    """``connecting``, ``open``, ``closed``."""
     bytes_up: int = 0
     """Bytes relayed from the client to the backend."""
     bytes_down: int = 0
@@ -55,7 +55,7 @@ class Counters:
     allocations: int = 0
     """Successful ``allocate()`` calls (bind retries take one each)."""
     leased: int = 0
-    """Leases owned by client connections now (the held ones are ``held``)."""
+    """Leases owned by client connections now: every live lease of the pool."""
     exhausted: int = 0
     """Client connections closed at once because the pool was exhausted."""
     quota_refused: int = 0
@@ -70,8 +70,6 @@ class Counters:
     """Client connections lost because the backend's connect failed."""
     no_backend: int = 0
     """Client connections refused because every backend was down."""
-    held: int = 0
-    """Leases held down after a connection (TIME_WAIT on the proxy's side) or quarantined, now."""
     idle_timeouts: int = 0
     """Connections closed because no byte went either way for ``--idle-timeout`` seconds."""
     resource_failures: int = 0

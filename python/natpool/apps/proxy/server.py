@@ -12,8 +12,8 @@ Lease lifecycle of one client connection (``--source pool``):
    connect marks the backend down and closes the client;
 3. relay both ways until either side closes or fails, or no byte moved for ``idle_timeout`` seconds; close both;
 4. the owner gives the lease back, in the ``finally`` of the connection's task, on every path: freed at once if
-   no connection was made or the backend closed first (its TIME_WAIT is on the backend's host), else held down
-   for ``hold_down`` seconds (the TIME_WAIT of its 4-tuple is here).
+   no connection was made, else freed with the pool's hold-down (``hold_down`` seconds before the address can
+   be handed out again: the TIME_WAIT of its 4-tuple is at one end or the other, whoever closed first).
 """
 
 from __future__ import annotations
@@ -31,12 +31,11 @@ from natpool.apps.proxy.backends import BackendState, Balancer
 from natpool.apps.proxy.blocklog import INTERVAL, BlockLog
 from natpool.apps.proxy.config import ProxyConfig
 from natpool.apps.proxy.events import EventLog
-from natpool.apps.proxy.holding import Holding
 from natpool.apps.proxy.journal import LeaseJournal
 from natpool.apps.proxy.lease import LeaseOwner
 from natpool.apps.proxy.limits import RESOURCE_ERRNOS
 from natpool.apps.proxy.record import ClientConnection, Counters
-from natpool.apps.proxy.relay import BACKEND, CLIENT, IDLE, close, relay
+from natpool.apps.proxy.relay import CLIENT, IDLE, close, relay
 from natpool.apps.proxy.source import AddressesUnavailable, BackendUnreachable, KernelSource, PoolSource
 from natpool.errors import PoolExhausted, QuotaExceeded, StoreError
 from natpool.records import PoolStats
@@ -84,7 +83,7 @@ class Proxy:
         self.counters = Counters()
         self.events = EventLog(log)
         self.backends = Balancer(config.backends, config.balance, config.down_time)
-        self.holding = Holding(self.pool, self.counters, journal)
+        self.journal = journal
         self.source: PoolSource | KernelSource
         if config.source == "kernel":
             self.source = KernelSource(config.pool, self.counters)
@@ -188,15 +187,14 @@ class Proxy:
         """Serve one client connection, from accept to close.
 
         ``owner`` is the one owner of the connection's lease; whatever path this takes (refused, failed,
-        relayed, cancelled at any ``await``), the ``finally`` gives the lease back, freed or held.
+        relayed, cancelled at any ``await``), the ``finally`` gives the lease back to the pool.
         """
         self.counters.accepted += 1
         owner = LeaseOwner(
             self.pool,
-            self.holding,
             self.counters,
             ClientConnection(client=_peer(client)),
-            self.config.hold_down,
+            journal=self.journal,
             by_client=self.config.by_client,
         )
         try:
@@ -218,7 +216,7 @@ class Proxy:
                 "pool exhausted: %d live leases of capacity %d (%d held down); %d client connections refused so far",
                 stats.live,
                 stats.capacity,
-                self.counters.held,
+                stats.held,
                 self.counters.exhausted,
             )
         except StoreError as exc:  # a subpool was needed and the cluster store could not be asked for a range
@@ -279,10 +277,8 @@ class Proxy:
             ended = await relay(client_stream, upstream_stream, record, self.config.idle_timeout)
         finally:
             record.state = "closed"
-            await _close_all(reversed(streams), grace)  # the upstream first: its TIME_WAIT decides the hold-down
-        if ended == BACKEND:
-            owner.closed_by_backend()
-        elif ended == IDLE:
+            await _close_all(reversed(streams), grace)  # the upstream first
+        if ended == IDLE:
             self.counters.idle_timeouts += 1
 
     async def stop(self, drain_timeout: float | None = None) -> None:
@@ -300,7 +296,6 @@ class Proxy:
             for task in rest:
                 task.cancel()
             await asyncio.gather(*rest, return_exceptions=True)
-        released = self.holding.release_all()
         if self._drainer is not None:
             self._drainer.cancel()
             await asyncio.gather(self._drainer, return_exceptions=True)
@@ -314,8 +309,8 @@ class Proxy:
             logging.INFO if stats.live == 0 else logging.ERROR,
             "stopped: %d accepted, %d relayed, %d refused on exhaustion, %d over the client quota, %d bind retries, "
             "%d backend failures, "
-            "%d idle timeouts, %d store failures, %d out of descriptors, %d errors; %d held leases freed; "
-            "pool: %d live leases%s, %d blocks in %d subpools, %d intervals",
+            "%d idle timeouts, %d store failures, %d out of descriptors, %d errors; "
+            "pool: %d live leases%s, %d held down, %d blocks in %d subpools, %d intervals",
             c.accepted,
             c.relayed,
             c.exhausted,
@@ -326,9 +321,9 @@ class Proxy:
             c.store_failures,
             c.resource_failures,
             c.errors,
-            released,
             stats.live,
             " LEAKED after a full drain" if stats.live else "",
+            stats.held,
             stats.blocks,
             stats.subpools,
             stats.intervals,

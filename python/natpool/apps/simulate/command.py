@@ -8,6 +8,8 @@ import sys
 from typing import Any, TextIO
 
 from natpool.apps.options import (
+    add_hold_down,
+    add_order,
     count_at_least,
     parse_fraction,
     parse_ip,
@@ -16,7 +18,7 @@ from natpool.apps.options import (
     parse_ports,
     parse_positive,
 )
-from natpool.apps.simulate.engine import simulate
+from natpool.apps.simulate.engine import SimulatedClock, simulate
 from natpool.apps.simulate.invariants import check_invariants
 from natpool.apps.simulate.report import Report
 from natpool.apps.simulate.workload import LIFETIME_SHAPES, MODELS, PoolConfig, Workload
@@ -33,9 +35,10 @@ def run(
     progress: TextIO | None = None,
     timeline: list[tuple[float, int, int]] | None = None,
 ) -> Report:
-    """Build the pool, replay the workload on it and check the invariants."""
-    pool = config.build(model)
-    results, timing = simulate(pool, workload, progress, timeline)
+    """Build the pool on a simulated clock, replay the workload on it and check the invariants."""
+    clock = SimulatedClock()
+    pool = config.build(model, clock)
+    results, timing = simulate(pool, workload, progress, timeline, clock)
     failures = check_invariants(pool, config, results)
     return Report(model, config, pool.address_count, pool.capacity, workload, results, timing, failures)
 
@@ -49,8 +52,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "Replay a server load balancer's connection workload (seeded Poisson arrivals in load waves, "
             "heavy-tailed lifetimes) on a client NAT pool in simulated time, and report connections served, "
-            "allocation rate, peak live leases, subpool churn, interval-list length and exhaustion events. "
-            "Exits 1 if an invariant fails."
+            "allocation rate, peak live leases, subpool churn, interval-list length, exhaustion events and the "
+            "reuse distance (allocations between two uses of an address). Exits 1 if an invariant fails."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -86,6 +89,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="N",
         help=f"grow when free blocks fall to N (default: {pool.grow_threshold}, at most --max-blocks)",
     )
+    group = parser.add_argument_group("the pool's policies")
+    add_order(group, pool.order)
+    add_hold_down(
+        group, pool.hold_down, "a freed address is held this long, in simulated seconds, before it is handed out again"
+    )
     group = parser.add_argument_group("workload")
     group.add_argument("--connections", type=count_at_least(1), default=work.connections, metavar="N")
     group.add_argument("--rate", type=parse_positive, default=work.rate, help="mean arrivals per simulated second")
@@ -106,7 +114,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="period of the load cycle in simulated seconds (0: constant rate)",
     )
     group.add_argument("--swing", type=parse_fraction, default=work.swing, help="amplitude of the load cycles")
-    group.add_argument("--seed", type=int, default=work.seed)
+    group.add_argument(
+        "--seed", type=int, default=work.seed, help="seeds the workload and, with --order random, the pool's order"
+    )
     group.add_argument(
         "--lookup-every",
         type=count_at_least(1),
@@ -144,6 +154,9 @@ def command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         subpool_blocks=default(args.subpool_blocks, defaults.subpool_blocks),
         max_blocks=maximum,
         grow_threshold=default(args.grow_threshold, defaults.grow_threshold),
+        order=args.order,
+        seed=args.seed if args.order == "random" else None,
+        hold_down=args.hold_down,
     )
     workload = Workload(
         connections=args.connections,

@@ -9,12 +9,20 @@
   ``lookup(ip, port)`` must give back its lease and record while it is open,
   and ``None`` once it is closed;
 * a connection whose ``allocate()`` raises ``PoolExhausted`` is refused and
-  counted.
+  counted;
+* the pool's clock is the simulated one (:class:`SimulatedClock`): each
+  ``allocate()`` reads the connection's arrival time, each ``free()`` its
+  closing time, so a hold-down is held in simulated seconds;
+* every allocation and free feeds the reuse distance
+  (:class:`~natpool.apps.reuse.ReuseDistances`): the allocations between an
+  address's free and its next allocation.
 
 Subpools created and deleted are counted from ``stats().subpools`` after every
 call: ``allocate()`` only ever creates subpools and ``free()`` only ever deletes
 them, so the change in the count across one call is exactly what that call did
-(a change of the wrong sign is reported as an accounting error). The allocation
+(a change of the wrong sign is reported as an accounting error). With a
+hold-down, an ``allocate()`` also releases the holds that ended, which may
+delete subpools: its net change is counted, a fall as deletions. The allocation
 rate is timed over the ``allocate()`` and ``free()`` calls alone, not over the
 simulation's own bookkeeping. At the end every connection is closed.
 """
@@ -28,13 +36,26 @@ import time
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TextIO
 
+from natpool.apps.reuse import ReuseDistances, ReuseSummary
 from natpool.apps.simulate.workload import PoolLike, Workload, lifetime_sampler
 from natpool.errors import PoolExhausted
 
-__all__ = ["SERVERS", "TIMELINE_SAMPLES", "SimulatedConnection", "Results", "Timing", "simulate"]
+__all__ = ["SERVERS", "TIMELINE_SAMPLES", "SimulatedClock", "SimulatedConnection", "Results", "Timing", "simulate"]
 
 SERVERS = 8
 """Real servers behind the simulated SLB (connections are spread round-robin)."""
+
+
+class SimulatedClock:
+    """The pool's clock in a simulation (``Pool(clock=...)``): the simulated second the replay has reached."""
+
+    __slots__ = ("now",)
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 class SimulatedConnection(NamedTuple):
@@ -67,6 +88,10 @@ class Results:
     lookup_mismatches: int = 0
     accounting_errors: int = 0
     simulated_seconds: float = 0.0
+    held_at_end: int = 0
+    """Addresses still held down when every connection had closed."""
+    reuse: ReuseSummary | None = None
+    """The reuse distances of the allocations' addresses."""
 
 
 @dataclass
@@ -133,11 +158,12 @@ def simulate(
     workload: Workload,
     progress: TextIO | None = None,
     timeline: list[tuple[float, int, int]] | None = None,
+    clock: SimulatedClock | None = None,
 ) -> tuple[Results, Timing]:
     """Replay ``workload`` on ``pool`` and close every connection; returns the counts and timings.
 
     With ``timeline``, about :data:`TIMELINE_SAMPLES` samples ``(simulated time, live, subpools)`` are appended
-    to it, evenly spaced in connections.
+    to it, evenly spaced in connections. ``clock``: the pool's clock, set to each call's simulated time.
     """
     w = workload
     n = w.connections
@@ -154,7 +180,11 @@ def simulate(
 
     allocate, free, lookup, stats = pool.allocate, pool.free, pool.lookup, pool.stats
     capacity = pool.capacity
-    clock = time.perf_counter_ns
+    holds = pool.hold_down > 0
+    pool_clock = clock if clock is not None else SimulatedClock()
+    reuse = ReuseDistances()
+    allocated, freed = reuse.allocated, reuse.freed
+    timer = time.perf_counter_ns
     push, pop = heapq.heappush, heapq.heappop
     heap: list[tuple[float, int, Any, SimulatedConnection]] = []
     shown = _Progress(progress, n)
@@ -182,16 +212,17 @@ def simulate(
 
         # Close the connections that ended before this arrival, in time order.
         while heap and heap[0][0] <= now:
-            _, closing, lease, record = pop(heap)
+            pool_clock.now, closing, lease, record = pop(heap)
             sampled = closing % every == 0
             if sampled:
                 lookups += 1
                 found = lookup(lease.ip, lease.port)
                 if found is None or found != lease or found.data is not record:
                     mismatches += 1
-            start = clock()
+            start = timer()
             free(lease)
-            pool_ns += clock() - start
+            pool_ns += timer() - start
+            freed(lease.address)
             free_calls += 1
             live -= 1
             if sampled:
@@ -222,16 +253,18 @@ def simulate(
         # Open connection `conn`.
         record = SimulatedConnection(conn, conn % SERVERS, now)
         allocate_calls += 1
-        start = clock()
+        pool_clock.now = now
+        start = timer()
         try:
             lease = allocate(record)
         except PoolExhausted:
-            pool_ns += clock() - start
+            pool_ns += timer() - start
             refused += 1
-            if live != capacity:  # allocate() fails exactly when the live leases equal capacity
+            if live + stats().held != capacity:  # allocate() fails exactly when live and held leases fill it
                 accounting += 1
             continue
-        pool_ns += clock() - start
+        pool_ns += timer() - start
+        allocated(lease.address)
         served += 1
         live += 1
         if live > peak_live:
@@ -240,8 +273,8 @@ def simulate(
         if s.live != live:
             accounting += 1
         if s.subpools != subpools:
-            if s.subpools < subpools:  # allocate() never deletes a subpool
-                accounting += 1
+            if s.subpools < subpools:  # allocate() deletes a subpool only when it releases ended holds
+                accounting += not holds
                 deleted += subpools - s.subpools
             else:
                 created += s.subpools - subpools
@@ -279,6 +312,8 @@ def simulate(
         lookup_mismatches=mismatches,
         accounting_errors=accounting,
         simulated_seconds=last_arrival,
+        held_at_end=final.held,
+        reuse=reuse.summary(),
     )
     timing = Timing(
         allocate_calls=allocate_calls,

@@ -1,8 +1,8 @@
 """The invariants of a finished ``natpool simulate`` run; the command exits 1 if any fails.
 
 No lookup mismatch, the pool's counters agree with the simulation's, exhaustion only at capacity,
-``len(pool) == 0`` once every connection closed, the interval list partitions the address space, the initial
-allocation stays resident.
+``len(pool) == 0`` once every connection closed (every block free or held down), the interval list partitions the
+address space, the initial allocation stays resident.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def check_invariants(pool: PoolLike, config: PoolConfig, results: Results) -> li
     if len(pool) != 0:
         failures.append(f"len(pool) is {len(pool)} after every connection closed")
     stats = pool.stats()
-    if stats.live != 0 or stats.free_blocks != stats.blocks:
+    if stats.live != 0 or stats.free_blocks + stats.held != stats.blocks or stats.held != r.held_at_end:
         failures.append(f"stats() after every connection closed: {stats}")
     if r.subpools_created - r.subpools_deleted != stats.subpools:
         failures.append(
@@ -39,8 +39,10 @@ def check_invariants(pool: PoolLike, config: PoolConfig, results: Results) -> li
     subpools = pool.subpools()
     if len(subpools) != stats.subpools or sum(s.blocks for s in subpools) != stats.blocks:
         failures.append(f"subpools() ({len(subpools)} subpools) disagrees with stats() ({stats})")
-    if any(s.free != s.blocks for s in subpools):
+    if any(s.free + s.held != s.blocks for s in subpools):
         failures.append("a subpool still has a block leased after every connection closed")
+    if r.reuse is not None and (r.reuse.allocations != r.served or r.reuse.distinct + r.reuse.reuses != r.served):
+        failures.append(f"reuse distance counted {r.reuse} for {r.served} allocations")
     intervals = pool.intervals()
     if len(intervals) != stats.intervals or sum(i.count for i in intervals) != pool.address_count:
         failures.append(

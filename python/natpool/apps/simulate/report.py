@@ -62,6 +62,7 @@ class Report:
             f"ports {p.ports[0]}-{p.ports[1]}: {self.address_count:,} addresses, capacity {self.capacity:,}",
             f"            initial_blocks {p.initial_blocks:,}, subpool_blocks {p.subpool_blocks:,}, "
             f"max_blocks {p.max_blocks:,}, grow_threshold {p.grow_threshold:,}",
+            f"            order {p.order}{'' if p.seed is None else f' (seed {p.seed})'}, hold-down {p.hold_down:g} s",
             f"  workload  {w.connections:,} connections, {arrivals},",
             f"            {w.lifetime} lifetimes of mean {w.mean_lifetime:g} s, seed {w.seed}; "
             f"{r.simulated_seconds:,.1f} s simulated",
@@ -76,6 +77,8 @@ class Report:
             f" holding {r.final_blocks:,} blocks",
             f"  {'interval list length':<{width}}{r.final_intervals:,} at the end (peak {r.peak_intervals:,})",
             f"  {'lookups checked':<{width}}{r.lookups:,} ({r.lookup_mismatches:,} mismatches)",
+            f"  {'addresses used':<{width}}{_addresses(r)}",
+            f"  {'reuse distance':<{width}}{_reuse(r)}",
             f"  {'allocations per second':<{width}}{t.allocations_per_second:,.0f}"
             f" ({t.allocations:,} allocations{refused_calls} + {t.free_calls:,} frees"
             f" in {t.pool_seconds:.3f} s of allocate/free)",
@@ -87,6 +90,23 @@ class Report:
             lines.append(f"  {'invariants':<{width}}FAILED")
             lines.extend(f"    - {failure}" for failure in self.failures)
         return "\n".join(lines)
+
+
+def _addresses(r: Results) -> str:
+    distinct = 0 if r.reuse is None else r.reuse.distinct
+    held = f", {r.held_at_end:,} still held down at the end" if r.held_at_end else ""
+    return f"{distinct:,} distinct{held}"
+
+
+def _reuse(r: Results) -> str:
+    """The reuse distance line: allocations between two uses of one address."""
+    s = r.reuse
+    if s is None or s.reuses == 0:
+        return "no address allocated twice"
+    return (
+        f"min {s.shortest:,}, p1 {s.p1:,}, p10 {s.p10:,}, median {s.median:,} allocations between an address's "
+        f"free and its next allocation ({s.reuses:,} reuses)"
+    )
 
 
 def _prefix_text(netmask: int | str) -> str:

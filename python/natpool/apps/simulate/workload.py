@@ -37,7 +37,7 @@ MODEL_NAMES = {"rust": "natpool.Pool", "reference": "natpool.reference.Pool"}
 
 @dataclass(frozen=True)
 class PoolConfig:
-    """The simulated pool: the embedded default is 203.0.113.0/24, ports 1024-65535."""
+    """The simulated pool: the embedded default is 203.0.113.0/24, ports 1024-65535, the pool's default policies."""
 
     name: str = "simulate"
     first_ip: str = "203.0.113.0"
@@ -48,8 +48,15 @@ class PoolConfig:
     subpool_blocks: int = 64
     max_blocks: int = 65536
     grow_threshold: int = 16
+    order: str = "fifo"
+    """The pool's reuse order (``fifo``, ``lifo``, ``random``)."""
+    seed: int | None = None
+    """The seed of ``order="random"``."""
+    hold_down: float = 0.0
+    """Seconds a freed address is held before reuse, on the simulated clock."""
 
-    def build(self, model: str) -> PoolLike:
+    def build(self, model: str, clock: Callable[[], float] | None = None) -> PoolLike:
+        """The pool of ``model``; ``clock``: the simulated clock it times its holds by (``None``: the monotonic one)."""
         return MODELS[model](
             self.name,
             self.first_ip,
@@ -60,6 +67,10 @@ class PoolConfig:
             ports=self.ports,
             subpool_blocks=self.subpool_blocks,
             grow_threshold=self.grow_threshold,
+            hold_down=self.hold_down,
+            clock=clock,
+            order=self.order,
+            seed=self.seed,
         )
 
 
