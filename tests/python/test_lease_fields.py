@@ -1,6 +1,6 @@
 """A lease's fields as Python reads them: the IP text for every octet width, ``data`` and ``pool``.
 
-The Rust ``Lease`` writes its IP text itself (not through ``Ipv4Addr``'s ``Display``) and keeps
+The Rust ``Lease`` writes an IPv4 address's text itself (not through ``Ipv4Addr``'s ``Display``) and keeps
 ``pool`` and ``data`` as struct members; both implementations must read the same.
 """
 
@@ -26,6 +26,14 @@ def test_ip_text(impl: Any, first: int, second: int) -> None:
         assert type(lease.ip) is str
         assert (lease.ip, lease.address) == (ip, (ip, 7))
         assert repr(lease).startswith(f"Lease(ip='{ip}', port=7, ")
+
+
+@pytest.mark.parametrize("ip", ["2001:db8::1", "::2", "fe80::1:0:0:1", "2001:db8:0:1:1:1:1:1", "::1.2.3.4"])
+def test_ipv6_text(impl: Any, ip: str) -> None:
+    pool = impl("t", ip, ip, 128, 1, 1, ports=(7, 7))
+    lease = pool.allocate()
+    text = str(ipaddress.IPv6Address(ip))
+    assert (lease.ip, lease.address) == (text, (text, 7))
 
 
 def test_data_and_pool_are_read_only(impl: Any) -> None:
