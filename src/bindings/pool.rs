@@ -32,7 +32,7 @@ pub struct PyPool {
     closed: AtomicBool,
 }
 
-#[inline]
+#[inline(always)]
 fn lease_object(
     pool: &Bound<'_, PyPool>,
     lease: Lease,
