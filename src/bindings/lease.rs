@@ -5,39 +5,46 @@ use std::sync::Mutex;
 
 use pyo3::basic::CompareOp;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyTuple};
+use pyo3::types::{PyBool, PyInt, PyString, PyTuple};
 
 use crate::bindings::pool::PyPool;
 use crate::core::{Error, Handle};
 
 /// A client NAT address held by one connection.
+// `pool` and `data` are `Py` fields of a frozen class, read with
+// `#[pyo3(get)]`: Python reads them as struct members, without a call into
+// Rust (`data` holds None when none was given).
 #[pyclass(frozen, name = "Lease", module = "natpool")]
 pub struct PyLease {
+    /// The pool that issued the lease.
+    #[pyo3(get)]
     pub(crate) pool: Py<PyPool>,
     pub(crate) handle: u128,
     pub(crate) ip: IpAddr,
     pub(crate) port: u16,
-    pub(crate) data: Option<Py<PyAny>>,
+    /// The object given to allocate().
+    #[pyo3(get)]
+    pub(crate) data: Py<PyAny>,
 }
 
 #[pymethods]
 impl PyLease {
-    /// The pool that issued the lease.
-    #[getter]
-    fn pool(&self, py: Python<'_>) -> Py<PyPool> {
-        self.pool.clone_ref(py)
-    }
-
     /// The lease's handle (an int).
     #[getter]
-    fn handle(&self) -> u128 {
-        self.handle
+    fn handle<'py>(&self, py: Python<'py>) -> Bound<'py, PyInt> {
+        // Generation 0 (a block's first lease) fits a u64: CPython's C
+        // conversion, not the byte-array one a u128 takes.
+        match u64::try_from(self.handle) {
+            Ok(handle) => handle.into_pyobject(py),
+            Err(_) => self.handle.into_pyobject(py),
+        }
+        .unwrap_or_else(|never| match never {})
     }
 
     /// The NAT IP as text (IPv4 dotted, IPv6 compressed).
     #[getter]
-    fn ip(&self) -> String {
-        self.ip.to_string()
+    fn ip<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
+        ip_text(py, self.ip)
     }
 
     /// The NAT port.
@@ -46,18 +53,10 @@ impl PyLease {
         self.port
     }
 
-    /// The object given to allocate().
-    #[getter]
-    fn data(&self, py: Python<'_>) -> Py<PyAny> {
-        self.data
-            .as_ref()
-            .map_or_else(|| py.None(), |d| d.clone_ref(py))
-    }
-
     /// ``(ip, port)``, as ``socket.bind`` takes it (an ``AF_INET6`` socket for IPv6).
     #[getter]
     fn address<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        (self.ip.to_string(), self.port).into_pyobject(py)
+        (ip_text(py, self.ip), self.port).into_pyobject(py)
     }
 
     fn __richcmp__(&self, other: &Bound<'_, PyAny>, op: CompareOp) -> Py<PyAny> {
@@ -133,4 +132,34 @@ impl LeaseContext {
         }
         Ok(false)
     }
+}
+
+/// The text of `ip` as a Python str: an IPv4 address's dotted quad written
+/// on the stack (the same text as `Ipv4Addr`'s `Display`, without `fmt` or
+/// a heap `String`), an IPv6 address's through `Display`.
+#[inline]
+fn ip_text(py: Python<'_>, ip: IpAddr) -> Bound<'_, PyString> {
+    let IpAddr::V4(ip) = ip else {
+        return PyString::new(py, &ip.to_string());
+    };
+    let mut text = [0u8; 15];
+    let mut len = 0;
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            text[len] = b'.';
+            len += 1;
+        }
+        if octet >= 100 {
+            text[len] = b'0' + octet / 100;
+            len += 1;
+        }
+        if octet >= 10 {
+            text[len] = b'0' + octet / 10 % 10;
+            len += 1;
+        }
+        text[len] = b'0' + octet % 10;
+        len += 1;
+    }
+    let text = std::str::from_utf8(&text[..len]).expect("digits and dots are ASCII");
+    PyString::new(py, text)
 }

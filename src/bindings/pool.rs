@@ -32,6 +32,7 @@ pub struct PyPool {
     closed: AtomicBool,
 }
 
+#[inline(always)]
 fn lease_object(
     pool: &Bound<'_, PyPool>,
     lease: Lease,
@@ -44,20 +45,26 @@ fn lease_object(
             handle: lease.handle.0,
             ip: lease.ip,
             port: lease.port,
-            data,
+            data: data.unwrap_or_else(|| pool.py().None()),
         },
     )
 }
 
 impl PyPool {
     /// `NatPoolError` once the pool is closed: every call checks this first.
+    #[inline]
     pub(crate) fn open(&self) -> PyResult<&CorePool> {
         if self.closed.load(Ordering::Acquire) {
-            return Err(
-                Error::Closed(format!("pool {:?} is closed", self.core.config().name())).into(),
-            );
+            return Err(self.closed_error());
         }
         Ok(&self.core)
+    }
+
+    /// The error of a call on a closed pool, out of the calls' way.
+    #[cold]
+    #[inline(never)]
+    fn closed_error(&self) -> PyErr {
+        Error::Closed(format!("pool {:?} is closed", self.core.config().name())).into()
     }
 
     pub(crate) fn allocate_lease(
@@ -86,6 +93,7 @@ impl PyPool {
 
     /// `client` is hashable (`TypeError` otherwise, before anything else);
     /// whether the pool keeps client states for it.
+    #[inline]
     fn check_client(&self, client: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
         let Some(client) = client else {
             return Ok(false);
@@ -98,6 +106,7 @@ impl PyPool {
 
     /// The clock's time for an allocation call, if the reference model's
     /// rule says it reads it (a block held; port blocks and a client).
+    #[inline]
     fn now_for_allocation(&self, py: Python<'_>, for_client: bool) -> PyResult<Option<f64>> {
         if !self.core.allocation_reads_clock(for_client) {
             return Ok(None);
@@ -115,6 +124,7 @@ impl PyPool {
     }
 
     /// A free's effective hold: `hold`, or the pool's `hold_down` when None.
+    #[inline]
     fn hold_seconds(&self, hold: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
         match hold {
             None => Ok(self.core.config().hold_down()),
@@ -124,6 +134,7 @@ impl PyPool {
 
     /// The clock's time for a free call with a hold of `seconds`: read for
     /// a hold, and with port blocks (the reference model's rule).
+    #[inline]
     pub(crate) fn now_for_free(&self, py: Python<'_>, seconds: f64) -> PyResult<Option<f64>> {
         if seconds > 0.0 || self.core.config().client_block().is_some() {
             Ok(Some(self.now(py)?))
@@ -132,31 +143,46 @@ impl PyPool {
         }
     }
 
-    /// The handle of a Lease of this pool or of an int.
+    /// The handle of a Lease of this pool or of an int (inlined into
+    /// `free` and the loops of `free_many`; its errors are out of line).
+    #[inline(always)]
     fn handle_of(slf: &Bound<'_, Self>, item: &Bound<'_, PyAny>) -> PyResult<Handle> {
-        if let Ok(lease) = item.cast::<PyLease>() {
-            let lease = lease.get();
-            if !lease.pool.is(slf) {
-                return Err(Error::NotLive(format!(
-                    "{} belongs to another pool",
-                    lease_repr(lease)
-                ))
-                .into());
-            }
-            return Ok(Handle(lease.handle));
-        }
+        // The int test first (a flag of the type): an int never fails a
+        // cast to Lease, which builds an error to throw away.
         if convert::is_int(item) {
             // Negative or over-wide ints name no lease: 1 << 96 is never live.
             return Ok(Handle(item.extract::<u128>().unwrap_or(1 << 96)));
         }
-        Err(PyTypeError::new_err(format!(
-            "expected a Lease or an int handle, not {}",
-            item.get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_default()
-        )))
+        if let Ok(lease) = item.cast::<PyLease>() {
+            let lease = lease.get();
+            if !lease.pool.is(slf) {
+                return Err(not_handle(item));
+            }
+            return Ok(Handle(lease.handle));
+        }
+        Err(not_handle(item))
     }
+}
+
+/// Why `item` names no lease of the pool given it (`handle_of`): a Lease of
+/// another pool, or not a Lease or an int. Out of the frees' way.
+#[cold]
+#[inline(never)]
+fn not_handle(item: &Bound<'_, PyAny>) -> PyErr {
+    if let Ok(lease) = item.cast::<PyLease>() {
+        return Error::NotLive(format!(
+            "{} belongs to another pool",
+            lease_repr(lease.get())
+        ))
+        .into();
+    }
+    PyTypeError::new_err(format!(
+        "expected a Lease or an int handle, not {}",
+        item.get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default()
+    ))
 }
 
 /// An optional argument as given, or its default.
@@ -499,10 +525,12 @@ impl PyPool {
             }
             _ => py.detach(|| core.allocate_many_at(n, || None, now))?,
         };
-        let objects = leases
-            .into_iter()
-            .map(|lease| lease_object(slf, lease, None))
-            .collect::<PyResult<Vec<_>>>()?;
+        // A plain loop into a Vec of the right size (a collect through
+        // `PyResult` cannot size it).
+        let mut objects = Vec::with_capacity(leases.len());
+        for lease in leases {
+            objects.push(lease_object(slf, lease, None)?);
+        }
         PyList::new(py, objects)
     }
 
@@ -557,9 +585,11 @@ impl PyPool {
         // A list (what `allocate_many` returns) is read by index, without
         // the iterator protocol; any other iterable through it.
         let handles = if let Ok(list) = leases.cast::<PyList>() {
-            list.iter()
-                .map(|item| Self::handle_of(slf, &item))
-                .collect::<PyResult<Vec<_>>>()?
+            let mut handles = Vec::with_capacity(list.len());
+            for item in list.iter() {
+                handles.push(Self::handle_of(slf, &item)?);
+            }
+            handles
         } else {
             leases
                 .try_iter()?
