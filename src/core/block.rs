@@ -175,8 +175,22 @@ impl<T: Default> ConnectionBlock<T> {
         // it lost (`Verdict::Lost`) before it touches `data`.
         self.data.with_mut(|cell| unsafe { *cell = data });
         before();
-        self.state.store(state | LIVE, Ordering::Release);
+        self.publish_live(state | LIVE);
         Ok(generation(state))
+    }
+
+    /// A take's `LIVE` store. Under loom a swap: loom orders a plain store
+    /// and a racing RMW on the same word (a reserver's mark) only by
+    /// causality, and so explores the RMW reading past the store and the
+    /// store then lost for good, which the memory model forbids (one
+    /// modification order per atomic, an RMW reads its latest value). The
+    /// swap writes what the store writes; what it reads is ignored.
+    #[inline]
+    fn publish_live(&self, state: u64) {
+        #[cfg(not(loom))]
+        self.state.store(state, Ordering::Release);
+        #[cfg(loom)]
+        self.state.swap(state, Ordering::Release);
     }
 
     /// A take popped a phantom: clear `PHANTOM` (`None`: discarded), unless
@@ -218,10 +232,17 @@ impl<T: Default> ConnectionBlock<T> {
         }
     }
 
+    /// The state, read by an RMW that changes nothing: the latest value in
+    /// the word's order, for the reserver's waits (a plain load would do on
+    /// hardware; loom lets a load in a wait loop read an old value forever).
+    fn latest(&self) -> u64 {
+        self.state.fetch_or(0, Ordering::AcqRel)
+    }
+
     /// What [`mark`](Self::mark) would find now, without marking
     /// (`Marked`: a plain free block).
     pub fn mark_check(&self) -> Mark {
-        let state = self.state.load(Ordering::Acquire);
+        let state = self.latest();
         if state & LIVE != 0 {
             Mark::Live
         } else if state & HELD != 0 {
@@ -261,7 +282,7 @@ impl<T: Default> ConnectionBlock<T> {
     /// Who has a block this thread marked (`Acquire`: a take's store of
     /// `LIVE` over the mark, or its discard).
     pub fn verdict(&self) -> Verdict {
-        let state = self.state.load(Ordering::Acquire);
+        let state = self.latest();
         if state & RESERVED == 0 {
             Verdict::Lost
         } else if state & PHANTOM == 0 {

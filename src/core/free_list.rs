@@ -173,18 +173,21 @@ impl FreeList {
     /// outstanding); no reservation succeeds after. A drained list closes
     /// too (a drain-fenced subpool's deletion, a port block's release).
     pub fn try_close(&self, total: u64) -> bool {
-        let current = self.available.load(Ordering::Relaxed);
-        if current & CLOSED != 0 || current & COUNT != total {
-            return false;
+        // One CAS from "all free" (an open list, or a drained one), so that
+        // no reservation can slip between a look at the count and the close.
+        match self.available.compare_exchange(
+            total,
+            CLOSED | total,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => true,
+            Err(seen) if seen == DRAINED | total => self
+                .available
+                .compare_exchange(seen, CLOSED | seen, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok(),
+            Err(_) => false,
         }
-        self.available
-            .compare_exchange(
-                current,
-                current | CLOSED,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            )
-            .is_ok()
     }
 
     /// Undo a [`try_close`](Self::try_close) of a list of `total` blocks (a
@@ -217,6 +220,12 @@ impl FreeList {
     /// left a closed or drained list of `total` blocks with every block free.
     pub fn shut_and_full(after: u64, total: u64) -> bool {
         after & SHUT != 0 && after & COUNT == total
+    }
+
+    /// Whether `after` (a push's result) has the closed bit: a fence (or a
+    /// deletion); only the drained bit otherwise.
+    pub fn is_closed(after: u64) -> bool {
+        after & CLOSED != 0
     }
 
     /// Whether a reservation could succeed now: open, with a free block (a

@@ -10,6 +10,7 @@ use crate::core::free_list::{FreeList, Reserve};
 use crate::core::loom_support::spawn_with;
 use crate::core::policy::Order;
 use crate::core::rng::SplitMix64;
+use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 
 const LOCK_FREE: [Order; 2] = [Order::Lifo, Order::Fifo];
@@ -281,7 +282,7 @@ fn a_fence_races_with_a_reservation_and_a_push() {
                 return;
             }
         };
-        assert!(FreeList::closed_and_full(last, 2));
+        assert!(FreeList::shut_and_full(last, 2));
         assert_eq!(list.available(), 2);
     });
 }
@@ -312,7 +313,7 @@ fn a_fence_on_the_ring_races_with_a_chain_pop_and_a_return() {
         pusher.join().unwrap();
         assert_eq!(list.reserve_up_to(1), Reserve::Closed);
         let last = list.push_many(&chain);
-        assert!(FreeList::closed_and_full(last, 3));
+        assert!(FreeList::shut_and_full(last, 3));
         let mut all = vec![out];
         all.extend(&chain);
         all.sort_unstable();
@@ -339,5 +340,77 @@ fn a_reopen_after_a_refused_deletion_races_with_a_reservation() {
         all.sort_unstable();
         assert_eq!(all, vec![0, 1]);
         assert_eq!(list.available(), 0);
+    });
+}
+
+/// `reserve`'s observation: after a reserver marked block 0 (a relaxed
+/// store, standing in for the block's state word) and `listed(0)` said yes,
+/// the take that pops block 0 sees the mark; and `listed` single-threaded
+/// after the race is exact. A one-block list whose block is out: a push of
+/// it is landing meanwhile (so the stack walk, the ring's laps and the
+/// array all meet a moving target), and a take races for it.
+#[test]
+fn listed_orders_a_mark_before_every_later_take() {
+    for_each(&ALL, |order| {
+        let list = list(order, 1);
+        let mark = Arc::new(AtomicBool::new(false));
+        let out = take(&list).unwrap();
+        let pusher = spawn_with(&list, move |list| list.push(out));
+        let seen = Arc::clone(&mark);
+        let taker = spawn_with(&list, move |list| {
+            take(list).map(|offset| (offset, seen.load(Ordering::Relaxed)))
+        });
+        mark.store(true, Ordering::Relaxed);
+        let listed = list.listed(out);
+        pusher.join().unwrap();
+        match taker.join().unwrap() {
+            Some((offset, saw)) => {
+                assert_eq!(offset, out);
+                if listed {
+                    assert!(saw, "a take after `listed` missed the mark");
+                }
+                assert!(!list.listed(out), "taken: not listed");
+                list.push(offset);
+            }
+            None => assert!(
+                list.listed(out),
+                "its entry is listed and the list is quiet"
+            ),
+        }
+        assert_eq!(drain(&list), vec![out]);
+    });
+}
+
+/// A drain (the `DRAINED` bit) and an undrain race with a reservation and a
+/// push: a reservation after the drain fails, the blocks keep their count
+/// and order under the bit, and after the undrain every block is there.
+#[test]
+fn a_drain_and_an_undrain_race_with_a_reservation_and_a_push() {
+    for_each(&ALL, |order| {
+        let list = list(order, 2);
+        let out = take(&list).unwrap();
+        let taker = spawn_with(&list, take);
+        let drainer = spawn_with(&list, |list| {
+            list.drain();
+            assert_eq!(list.reserve_up_to(1), Reserve::Closed);
+            assert!(!list.has_free());
+            list.undrain();
+        });
+        let pushed = list.push_many(&[out]);
+        drainer.join().unwrap();
+        let took = taker.join().unwrap();
+        assert!(pushed & !(1 << 62) <= 2);
+        let mut all: Vec<u32> = took.into_iter().chain(drain(&list)).collect();
+        all.sort_unstable();
+        assert_eq!(all, vec![0, 1]);
+        // A drained list that fills up is recognised as shut and full.
+        list.push_many(&all[1..]);
+        let first = all[0];
+        list.drain();
+        assert!(FreeList::shut_and_full(list.push_many(&[first]), 2));
+        assert!(
+            list.try_close(2),
+            "a drained, full list closes for deletion"
+        );
     });
 }

@@ -368,16 +368,9 @@ impl<T: Default + Send + Sync> Pool<T> {
         }
     }
 
-    /// A free left the fenced (or drain-fenced) `subpool` with every block
-    /// free: drop it (or, if the writer lock is busy, let the next
-    /// allocation's check do it); a drain-fenced one is deleted.
+    /// A free left the fenced `subpool` with every block free: drop it (or,
+    /// if the writer lock is busy, let the next allocation's check do it).
     pub(super) fn fenced_subpool_emptied(&self, subpool: &Arc<Subpool<T>>) {
-        if !subpool.is_fenced() {
-            if subpool.is_drain_fenced() && subpool.owner.is_none() {
-                self.drained_subpool_emptied(subpool);
-            }
-            return;
-        }
         let (Some(cluster), Some(epoch)) = (&self.cluster, subpool.epoch) else {
             return;
         };

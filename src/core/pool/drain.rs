@@ -113,11 +113,14 @@ impl<T: Default + Send + Sync> Pool<T> {
         Ok((value, run))
     }
 
-    /// A free returned the last block of the drain-fenced `subpool`: delete
-    /// it (waiting for the writer lock: the deletion is due, not optional).
+    /// A free returned the last block of the drain-fenced shared `subpool`
+    /// (its push saw the drained bit): delete it, waiting for the writer
+    /// lock (the deletion is due, not optional). An undrain may have come
+    /// first: then the subpool is an ordinary idle one, which stays (the
+    /// next free that empties it applies the keep rule).
     pub(super) fn drained_subpool_emptied(&self, subpool: &Arc<Subpool<T>>) {
         let mut writer = self.lock_writer();
-        if self.is_published(subpool) {
+        if self.is_published(subpool) && subpool.is_drain_fenced() {
             self.delete_drained(&mut writer, subpool);
         }
     }

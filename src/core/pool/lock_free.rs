@@ -363,7 +363,13 @@ impl<T: Default + Send + Sync> Pool<T> {
         if available == total {
             self.delete_if_idle(subpool);
         } else if FreeList::shut_and_full(available, total) {
-            self.fenced_subpool_emptied(subpool);
+            // The bits this push saw say why (not the subpool's flags, which
+            // this thread may not see yet): closed by a fence, or drained.
+            if FreeList::is_closed(available) {
+                self.fenced_subpool_emptied(subpool);
+            } else {
+                self.drained_subpool_emptied(subpool);
+            }
         }
     }
 

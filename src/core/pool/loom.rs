@@ -201,7 +201,12 @@ fn churn_with_creation_deletion_and_lookups() {
         returned.sort_unstable();
         assert_eq!(returned, vec![1, 2], "each lease's data handed back once");
         check_and_drain(&pool, &[]);
-        assert!(pool.stats().subpools <= 1);
+        assert!(
+            pool.stats().subpools <= 1,
+            "{:?} {:?}",
+            pool.subpools(),
+            done
+        );
     });
 }
 
@@ -475,6 +480,146 @@ fn a_fence_races_with_the_end_of_a_hold_that_empties_the_subpool() {
                 assert!(matches!(error, Error::Exhausted(_)), "{error:?}");
                 assert!(left.is_empty(), "{left:?}");
             }
+        }
+    });
+}
+
+/// One IP, ports 1000..=1001, one subpool of both blocks (made by a warm
+/// allocation and free), in `order`.
+fn two_block_pool(order: crate::core::Order) -> Arc<Pool<u64>> {
+    let ip = Ipv4Addr::new(10, 0, 0, 1);
+    let spec = PoolSpec::new("loom", ip, ip)
+        .ports(1000, 1001)
+        .initial_blocks(2)
+        .order(order)
+        .seed(1);
+    let pool = Arc::new(Pool::new(spec.build().unwrap()));
+    let warm = pool.allocate(0).unwrap();
+    pool.free(warm.handle).unwrap();
+    pool
+}
+
+const ORDERS: [crate::core::Order; 3] = [
+    crate::core::Order::Fifo,
+    crate::core::Order::Lifo,
+    crate::core::Order::Random,
+];
+
+/// `reserve` races with an allocation for the block it names (whichever
+/// block a fresh take gets first): the reserve wins (its phantom is
+/// discarded by the take, which takes the other block) or loses with
+/// `NotLive` (the allocation made it live); the address is never leased
+/// twice, and afterwards both addresses are leasable exactly once.
+#[test]
+fn a_reserve_races_with_an_allocation_for_its_block() {
+    for order in ORDERS {
+        loom::model(move || {
+            let pool = two_block_pool(order);
+            let allocator = spawn_with(&pool, |pool| pool.allocate(1).unwrap());
+            let ip = Ipv4Addr::new(10, 0, 0, 1);
+            let reserved = pool.reserve(ip, 1000, 2);
+            let allocated = allocator.join().unwrap();
+            let mut held = vec![(allocated, 1)];
+            match reserved {
+                Ok(lease) => {
+                    assert_eq!(allocated.port, 1001, "the take discarded the phantom");
+                    held.push((lease, 2));
+                }
+                Err(Error::NotLive(_)) => assert_eq!(allocated.port, 1000),
+                Err(other) => panic!("{other:?}"),
+            }
+            check_and_drain(&pool, &held);
+            let all = pool.allocate_many(2, || 3).unwrap();
+            assert_ne!(all[0].port, all[1].port);
+        });
+    }
+}
+
+/// The lease of a reserved block (its phantom listed) is freed while an
+/// allocation pops that phantom: the allocation gets a block and the freed
+/// one is back exactly once (settled in place or pushed), in every order.
+#[test]
+fn a_reserved_lease_freed_races_with_an_allocation_popping_its_phantom() {
+    for order in ORDERS {
+        loom::model(move || {
+            let pool = two_block_pool(order);
+            let ip = Ipv4Addr::new(10, 0, 0, 1);
+            let reserved = pool.reserve(ip, 1000, 2).unwrap();
+            let freer = spawn_with(&pool, move |pool| pool.free(reserved.handle).unwrap());
+            let allocator = spawn_with(&pool, |pool| pool.allocate(1).unwrap());
+            assert_eq!(freer.join().unwrap(), Some(2));
+            let allocated = allocator.join().unwrap();
+            check_and_drain(&pool, &[(allocated, 1)]);
+            let all = pool.allocate_many(2, || 3).unwrap();
+            assert_ne!(all[0].port, all[1].port, "a block listed twice");
+            assert!(matches!(pool.allocate(4), Err(Error::Exhausted(_))));
+        });
+    }
+}
+
+/// Two IPs of one port each, one block per subpool.
+fn two_ip_pool() -> Arc<Pool<u64>> {
+    let spec = PoolSpec::with_ranges(
+        "loom",
+        [(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2))],
+    )
+    .ports(1000, 1000)
+    .initial_blocks(1)
+    .subpool_blocks(1)
+    .seed(1);
+    Arc::new(Pool::new(spec.build().unwrap()))
+}
+
+/// A drain of 10.0.0.1 races with the free that empties its subpool: the
+/// subpool is deleted exactly once (by the drain, or by the free, which
+/// waits for the writer lock), and never serves again while drained.
+#[test]
+fn a_drain_races_with_the_free_that_empties_its_subpool() {
+    loom::model(|| {
+        let pool = two_ip_pool();
+        let a = pool.allocate(1).unwrap(); // subpool 0, 10.0.0.1
+        let b = pool.allocate(2).unwrap(); // subpool 1, 10.0.0.2
+        let first = Ipv4Addr::new(10, 0, 0, 1);
+        let freer = spawn_with(&pool, move |pool| pool.free(a.handle).unwrap());
+        pool.drain(first).unwrap();
+        assert_eq!(freer.join().unwrap(), Some(1));
+        let ids: Vec<u32> = pool.subpools().iter().map(|s| s.id).collect();
+        assert_eq!(ids, vec![1], "the drained, empty subpool is gone");
+        assert!(matches!(pool.allocate(3), Err(Error::Exhausted(_))));
+        pool.undrain(first).unwrap();
+        let again = pool.allocate(3).unwrap();
+        assert_eq!(again.ip, std::net::IpAddr::V4(first));
+        check_and_drain(&pool, &[(b, 2), (again, 3)]);
+    });
+}
+
+/// An undrain races with an allocation. One subpool holds both addresses
+/// (10.0.0.1 live, 10.0.0.2 free); draining 10.0.0.2 fences it, so the
+/// allocation finds nothing to serve (`Exhausted`, before the undrain) or
+/// the reopened subpool's free block (after it); nothing is lost.
+#[test]
+fn an_undrain_races_with_an_allocation() {
+    loom::model(|| {
+        let spec = PoolSpec::with_ranges(
+            "loom",
+            [(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2))],
+        )
+        .ports(1000, 1000)
+        .initial_blocks(2)
+        .seed(1);
+        let pool = Arc::new(Pool::<u64>::new(spec.build().unwrap()));
+        let a = pool.allocate(1).unwrap();
+        let second = Ipv4Addr::new(10, 0, 0, 2);
+        pool.drain(second).unwrap();
+        let allocator = spawn_with(&pool, |pool| pool.allocate(2));
+        pool.undrain(second).unwrap();
+        match allocator.join().unwrap() {
+            Ok(lease) => {
+                assert_eq!(lease.ip, std::net::IpAddr::V4(second));
+                check_and_drain(&pool, &[(a, 1), (lease, 2)]);
+            }
+            Err(Error::Exhausted(_)) => check_and_drain(&pool, &[(a, 1)]),
+            Err(other) => panic!("{other:?}"),
         }
     });
 }
