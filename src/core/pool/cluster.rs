@@ -403,9 +403,7 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// Free blocks of shared subpools that serve no allocation: fenced (their
     /// claim lapsed) or drain-fenced.
     pub(super) fn fenced_free_blocks(&self) -> u64 {
-        if self.fenced_subpools.load(Ordering::Acquire) == 0
-            && self.drain_fenced_subpools.load(Ordering::Acquire) == 0
-        {
+        if self.fenced_subpools.load(Ordering::Acquire) == 0 {
             return 0;
         }
         self.intervals

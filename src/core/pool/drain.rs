@@ -48,6 +48,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         for subpool in touched {
             if subpool.drain_fence() {
                 self.drain_fenced_subpools.fetch_add(1, Ordering::AcqRel);
+                self.fenced_subpools.fetch_add(1, Ordering::AcqRel);
             }
             self.availability.clear(subpool.id);
             if subpool.owner.is_none() && subpool.free.available() == u64::from(subpool.len()) {
@@ -74,6 +75,7 @@ impl<T: Default + Send + Sync> Pool<T> {
                 && subpool.drain_unfence()
             {
                 self.drain_fenced_subpools.fetch_sub(1, Ordering::AcqRel);
+                self.fenced_subpools.fetch_sub(1, Ordering::AcqRel);
                 if subpool.owner.is_none() && subpool.free.has_free() {
                     self.availability.set(subpool.id);
                 }

@@ -145,7 +145,9 @@ pub struct Pool<T> {
     last_time: AtomicU64,
     /// In a cluster: the membership (claims, renewal, fencing).
     cluster: Option<cluster::Cluster>,
-    /// How many subpools are fenced (their claim lapsed).
+    /// Fence marks on subpools that serve no allocation: a lapsed claim's,
+    /// a drained IP's (a subpool with both counts twice). Zero: the
+    /// threshold check needs no scan (one load per allocation).
     fenced_subpools: AtomicU64,
     /// The drained IPs (`drain`), published by the writer side.
     drained_ips: AtomicArc<Drained>,
