@@ -10,19 +10,24 @@ from natpool.store.protocol import Store
 
 __all__ = ["Lease", "LeaseContext", "Pool", "_Floor", "_Renewal"]
 
-_IP = str | int | ipaddress.IPv4Address
+_IP = str | int | ipaddress.IPv4Address | ipaddress.IPv6Address
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_RangeItem = str | _Network | ipaddress.IPv4Address | ipaddress.IPv6Address | tuple[_IP, _IP] | list[_IP]
+_ExcludeItem = str | _Network | ipaddress.IPv4Address | ipaddress.IPv6Address
 
 @final
 class Pool:
     def __new__(
         cls,
         name: str,
-        first_ip: _IP,
-        last_ip: _IP,
-        netmask: str | int,
-        initial_blocks: int,
-        max_blocks: int,
+        first_ip: _IP | None = None,
+        last_ip: _IP | None = None,
+        netmask: str | int | None = None,
+        initial_blocks: int | None = None,
+        max_blocks: int | None = None,
         *,
+        ranges: Iterable[_RangeItem] | None = None,
+        exclude: Iterable[_ExcludeItem] | None = None,
         ports: tuple[int, int] | None = (1024, 65535),
         subpool_blocks: int | None = None,
         grow_threshold: int | None = 0,
@@ -47,7 +52,11 @@ class Pool:
     @property
     def last_ip(self) -> str: ...
     @property
-    def netmask(self) -> str: ...
+    def netmask(self) -> str | int | None: ...
+    @property
+    def ranges(self) -> list[tuple[str, str]]: ...
+    @property
+    def family(self) -> int: ...
     @property
     def initial_blocks(self) -> int: ...
     @property
@@ -81,6 +90,10 @@ class Pool:
     def free(self, lease_or_handle: Lease | int, *, hold: float | None = None) -> None: ...
     def free_many(self, leases: Iterable[Lease | int], *, hold: float | None = None) -> None: ...
     def lookup(self, ip: _IP, port: int) -> Lease | None: ...
+    def reserve(self, ip: _IP, port: int, data: Any = None) -> Lease: ...
+    def drain(self, ip: _IP) -> None: ...
+    def undrain(self, ip: _IP) -> None: ...
+    def drained(self) -> list[str]: ...
     def intervals(self) -> list[Interval]: ...
     def subpools(self) -> list[Subpool]: ...
     def stats(self) -> PoolStats: ...
