@@ -19,7 +19,6 @@ use std::net::IpAddr;
 use crate::core::error::Error;
 use crate::core::pool::writer::Writer;
 use crate::core::pool::Pool;
-use crate::core::space::Family;
 use crate::core::subpool::Subpool;
 use crate::core::sync::{Arc, Ordering};
 
@@ -98,15 +97,8 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// An IP of the pool's family with an address in the space, and the
     /// indices of its addresses.
     fn ip_argument(&self, ip: IpAddr) -> Result<(u128, (u128, u128)), Error> {
-        let (family, value) = Family::of(ip);
-        let space = self.config.space();
-        if family != space.family() {
-            return Err(Error::Argument(format!(
-                "ip: {ip} is not an IPv{} address",
-                space.family().number()
-            )));
-        }
-        let run = space.ip_indices(value).ok_or_else(|| {
+        let value = self.own_family(ip)?;
+        let run = self.config.space().ip_indices(value).ok_or_else(|| {
             Error::Argument(format!(
                 "ip: {ip} has no address in pool {:?}",
                 self.config.name()
