@@ -143,15 +143,6 @@ impl<T: Default + Send + Sync> Pool<T> {
 
     /// Free blocks of shared subpools that a drained IP fences.
     pub(super) fn drain_fenced_free_blocks(&self) -> u64 {
-        if self.drain_fenced_subpools.load(Ordering::Acquire) == 0 {
-            return 0;
-        }
-        self.intervals
-            .load()
-            .subpools
-            .iter()
-            .filter(|s| s.owner.is_none() && s.is_drain_fenced())
-            .map(|s| s.free.available())
-            .sum()
+        self.shared_free_where(&self.drain_fenced_subpools, Subpool::is_drain_fenced)
     }
 }
