@@ -649,8 +649,8 @@ impl PyPool {
         // A port outside 0..65535 is in no pool (after the store check,
         // which the core makes first for the ports it takes).
         let Ok(port) = u16::try_from(port) else {
-            if core.has_store() {
-                return Err(core.reserve(ip, 0, None).map(drop).unwrap_err().into());
+            if let Some(unsupported) = core.reserve_unsupported() {
+                return Err(unsupported.into());
             }
             return Err(Error::Argument(format!(
                 "ip: {ip} port {port} is not an address of pool {:?}",

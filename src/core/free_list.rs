@@ -116,7 +116,7 @@ impl FreeList {
     }
 
     /// Take one reserved block, in the list's order (`rng` draws for random).
-    #[inline]
+    #[inline(always)]
     pub fn pop(&self, rng: &SplitMix64) -> u32 {
         match &self.blocks {
             Blocks::Stack(stack) => stack.pop(),

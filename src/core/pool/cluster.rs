@@ -403,16 +403,25 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// Free blocks of shared subpools that serve no allocation: fenced (their
     /// claim lapsed) or drain-fenced.
     pub(super) fn fenced_free_blocks(&self) -> u64 {
-        if self.fenced_subpools.load(Ordering::Acquire) == 0
-            && self.drain_fenced_subpools.load(Ordering::Acquire) == 0
-        {
+        self.shared_free_where(&self.fenced_subpools, |subpool| !subpool.serves())
+    }
+
+    /// Free blocks of the shared subpools that `which` picks, when `count`
+    /// (of such subpools) is not zero: one load, else a scan.
+    #[inline]
+    pub(super) fn shared_free_where(
+        &self,
+        count: &AtomicU64,
+        which: impl Fn(&Subpool<T>) -> bool,
+    ) -> u64 {
+        if count.load(Ordering::Acquire) == 0 {
             return 0;
         }
         self.intervals
             .load()
             .subpools
             .iter()
-            .filter(|subpool| subpool.owner.is_none() && !subpool.serves())
+            .filter(|subpool| subpool.owner.is_none() && which(subpool))
             .map(|subpool| subpool.free.available())
             .sum()
     }

@@ -19,7 +19,6 @@ use std::net::IpAddr;
 use crate::core::error::Error;
 use crate::core::pool::writer::Writer;
 use crate::core::pool::Pool;
-use crate::core::space::Family;
 use crate::core::subpool::Subpool;
 use crate::core::sync::{Arc, Ordering};
 
@@ -48,6 +47,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         for subpool in touched {
             if subpool.drain_fence() {
                 self.drain_fenced_subpools.fetch_add(1, Ordering::AcqRel);
+                self.fenced_subpools.fetch_add(1, Ordering::AcqRel);
             }
             self.availability.clear(subpool.id);
             if subpool.owner.is_none() && subpool.free.available() == u64::from(subpool.len()) {
@@ -74,6 +74,7 @@ impl<T: Default + Send + Sync> Pool<T> {
                 && subpool.drain_unfence()
             {
                 self.drain_fenced_subpools.fetch_sub(1, Ordering::AcqRel);
+                self.fenced_subpools.fetch_sub(1, Ordering::AcqRel);
                 if subpool.owner.is_none() && subpool.free.has_free() {
                     self.availability.set(subpool.id);
                 }
@@ -96,15 +97,8 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// An IP of the pool's family with an address in the space, and the
     /// indices of its addresses.
     fn ip_argument(&self, ip: IpAddr) -> Result<(u128, (u128, u128)), Error> {
-        let (family, value) = Family::of(ip);
-        let space = self.config.space();
-        if family != space.family() {
-            return Err(Error::Argument(format!(
-                "ip: {ip} is not an IPv{} address",
-                space.family().number()
-            )));
-        }
-        let run = space.ip_indices(value).ok_or_else(|| {
+        let value = self.own_family(ip)?;
+        let run = self.config.space().ip_indices(value).ok_or_else(|| {
             Error::Argument(format!(
                 "ip: {ip} has no address in pool {:?}",
                 self.config.name()
@@ -149,15 +143,6 @@ impl<T: Default + Send + Sync> Pool<T> {
 
     /// Free blocks of shared subpools that a drained IP fences.
     pub(super) fn drain_fenced_free_blocks(&self) -> u64 {
-        if self.drain_fenced_subpools.load(Ordering::Acquire) == 0 {
-            return 0;
-        }
-        self.intervals
-            .load()
-            .subpools
-            .iter()
-            .filter(|s| s.owner.is_none() && s.is_drain_fenced())
-            .map(|s| s.free.available())
-            .sum()
+        self.shared_free_where(&self.drain_fenced_subpools, Subpool::is_drain_fenced)
     }
 }

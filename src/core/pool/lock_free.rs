@@ -84,16 +84,21 @@ impl<T: Default + Send + Sync> Pool<T> {
     pub(super) fn take_reserved(
         &self,
         subpool: &Subpool<T>,
-        mut data: T,
+        data: T,
         client: Option<u64>,
     ) -> Lease {
-        loop {
-            let offset = subpool.free.pop(&self.rng);
+        let mut offset = subpool.free.pop(&self.rng);
+        let mut data = data;
+        let generation = loop {
             match Self::occupy(subpool, offset, data, client) {
-                Ok(lease) => return lease,
-                Err(back) => data = back,
+                Ok(generation) => break generation,
+                Err(back) => {
+                    data = back;
+                    offset = subpool.free.pop(&self.rng);
+                }
             }
-        }
+        };
+        Self::lease(subpool, offset, generation)
     }
 
     /// Take up to `want` (at most `CHAIN`) blocks from the lowest-id subpool
@@ -118,7 +123,7 @@ impl<T: Default + Send + Sync> Pool<T> {
                     spare.take().unwrap_or_else(&mut *data),
                     None,
                 ) {
-                    Ok(lease) => out.push(lease),
+                    Ok(generation) => out.push(Self::lease(subpool, offset, generation)),
                     Err(back) => {
                         // A phantom: discarded; one more take, in order.
                         spare = Some(back);
@@ -177,18 +182,24 @@ impl<T: Default + Send + Sync> Pool<T> {
     }
 
     /// Make the popped block `offset` live with `data`, for `client`;
-    /// `Err(data)` when it was a phantom (discarded).
+    /// its generation, or `Err(data)` when it was a phantom (discarded).
     #[inline]
-    fn occupy(subpool: &Subpool<T>, offset: u32, data: T, client: Option<u64>) -> Result<Lease, T> {
+    fn occupy(subpool: &Subpool<T>, offset: u32, data: T, client: Option<u64>) -> Result<u32, T> {
         let block = &subpool.blocks[offset as usize];
         // SAFETY: `offset` was just popped from the free list after a
         // reservation, so this thread alone owns the entry.
-        let generation = unsafe { block.occupy(data, || subpool.set_client(offset, client)) }?;
-        Ok(Lease {
+        unsafe { block.occupy(data, || subpool.set_client(offset, client)) }
+    }
+
+    /// The lease of block `offset`, live at `generation`.
+    #[inline]
+    fn lease(subpool: &Subpool<T>, offset: u32, generation: u32) -> Lease {
+        let block = &subpool.blocks[offset as usize];
+        Lease {
             handle: Handle::new(generation, subpool.id, offset),
             ip: subpool.ips[block.ip_slot as usize],
             port: block.port,
-        })
+        }
     }
 
     /// Re-derive the availability bit of `id` from its subpool's count
@@ -266,7 +277,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             Release::NotLive => Err(not_live()),
             Release::Deferred => Ok(None),
             Release::Done(data) => {
-                self.ended(subpool, &[offset], &[], end.is_some(), now, tidy);
+                self.ended(subpool, &[offset], end.is_some(), now, tidy);
                 Ok(Some(data))
             }
             Release::Listed(data) => {
@@ -277,39 +288,39 @@ impl<T: Default + Send + Sync> Pool<T> {
     }
 
     /// Leases of `subpool` ended (their blocks released): return the blocks
-    /// unless `held` (`pushed` to the free list, `in_place`: reserved blocks
-    /// whose phantom settled into a free entry), uncount the leases, and
-    /// update their clients.
+    /// unless `held`, uncount the leases, and update their clients.
     #[inline]
     fn ended(
         &self,
         subpool: &Arc<Subpool<T>>,
-        pushed: &[u32],
-        in_place: &[u32],
+        offsets: &[u32],
         held: bool,
         now: Option<f64>,
         tidy: bool,
     ) {
         if !held {
-            self.return_blocks(subpool, pushed, in_place.len() as u64, tidy);
+            self.return_blocks(subpool, offsets, 0, tidy);
         }
-        let count = pushed.len() + in_place.len();
-        self.live.fetch_sub(count as u64, Ordering::AcqRel);
+        self.live.fetch_sub(offsets.len() as u64, Ordering::AcqRel);
         if self.tracks_clients() {
             let how = if held { Ended::Held } else { Ended::Freed };
-            self.clients_ended(subpool, pushed, how, now);
-            self.clients_ended(subpool, in_place, how, now);
+            self.clients_ended(subpool, offsets, how, now);
         }
     }
 
     /// The lease of a reserved block ended without a hold while its
-    /// phantom may be listed: it settles in place, or is pushed.
+    /// phantom may be listed: it settles into a free entry where it stands
+    /// (counted back, not pushed), or, a take having discarded it, is pushed.
     #[cold]
     fn ended_listed(&self, subpool: &Arc<Subpool<T>>, offset: u32, now: Option<f64>, tidy: bool) {
-        if subpool.blocks[offset as usize].settle() {
-            self.ended(subpool, &[], &[offset], false, now, tidy);
-        } else {
-            self.ended(subpool, &[offset], &[], false, now, tidy);
+        if !subpool.blocks[offset as usize].settle() {
+            self.ended(subpool, &[offset], false, now, tidy);
+            return;
+        }
+        self.return_blocks(subpool, &[], 1, tidy);
+        self.live.fetch_sub(1, Ordering::AcqRel);
+        if self.tracks_clients() {
+            self.clients_ended(subpool, &[offset], Ended::Freed, now);
         }
     }
 
@@ -570,7 +581,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             }
         }
         if !offsets.is_empty() {
-            self.ended(subpool, offsets, &[], end.is_some(), now, true);
+            self.ended(subpool, offsets, end.is_some(), now, true);
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -614,11 +625,11 @@ impl<T: Default + Send + Sync> Pool<T> {
                 let now = Some(self.last_time());
                 if hold {
                     self.held.complete_deferred(subpool, offset);
-                    self.ended(subpool, &[offset], &[], true, now, true);
+                    self.ended(subpool, &[offset], true, now, true);
                 } else if listed {
                     self.ended_listed(subpool, offset, now, true);
                 } else {
-                    self.ended(subpool, &[offset], &[], false, now, true);
+                    self.ended(subpool, &[offset], false, now, true);
                 }
                 (Some(result), Some(data))
             }

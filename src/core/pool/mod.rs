@@ -46,6 +46,7 @@ use crate::core::interval_list::{Interval, IntervalList};
 use crate::core::policy::Clock;
 use crate::core::rng::{entropy_seed, SplitMix64};
 use crate::core::segvec::SegVec;
+use crate::core::space::Family;
 use crate::core::subpool::Subpool;
 use crate::core::sync::{Arc, AtomicArc, AtomicU64, Loaded, Mutex, MutexGuard, Ordering};
 
@@ -145,7 +146,9 @@ pub struct Pool<T> {
     last_time: AtomicU64,
     /// In a cluster: the membership (claims, renewal, fencing).
     cluster: Option<cluster::Cluster>,
-    /// How many subpools are fenced (their claim lapsed).
+    /// Fence marks on subpools that serve no allocation: a lapsed claim's,
+    /// a drained IP's (a subpool with both counts twice). Zero: the
+    /// threshold check needs no scan (one load per allocation).
     fenced_subpools: AtomicU64,
     /// The drained IPs (`drain`), published by the writer side.
     drained_ips: AtomicArc<Drained>,
@@ -305,6 +308,21 @@ impl<T: Default + Send + Sync> Pool<T> {
         self.shared_free()
             .saturating_sub(self.drain_fenced_free_blocks())
             .saturating_add(unmade)
+    }
+
+    /// The integer of `ip`, an address of the pool's family (a method
+    /// argument: `reserve`, `drain`, `undrain`); [`Error::Argument`] for
+    /// the other family's.
+    pub(crate) fn own_family(&self, ip: IpAddr) -> Result<u128, Error> {
+        let (family, value) = Family::of(ip);
+        let pool = self.config.family();
+        if family != pool {
+            return Err(Error::Argument(format!(
+                "ip: {ip} is not an IPv{} address",
+                pool.number()
+            )));
+        }
+        Ok(value)
     }
 
     /// The drained IPs now (a snapshot).

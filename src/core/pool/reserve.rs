@@ -31,7 +31,6 @@ use crate::core::free_list::Reserve;
 use crate::core::handle::Handle;
 use crate::core::pool::writer::Writer;
 use crate::core::pool::{Lease, Pool};
-use crate::core::space::Family;
 use crate::core::subpool::Subpool;
 use crate::core::sync::{spin_wait, Arc, Ordering};
 
@@ -57,21 +56,10 @@ impl<T: Default + Send + Sync> Pool<T> {
         data: T,
         now: impl FnOnce() -> Result<Option<f64>, E>,
     ) -> Result<Lease, E> {
-        let (family, value) = Family::of(ip);
+        let value = self.own_family(ip)?;
         let space = self.config.space();
-        if family != space.family() {
-            return Err(Error::Argument(format!(
-                "ip: {ip} is not an IPv{} address",
-                space.family().number()
-            ))
-            .into());
-        }
-        if self.has_store() {
-            return Err(Error::Unsupported(format!(
-                "pool {:?}: reserve is not supported with a store yet",
-                self.config.name()
-            ))
-            .into());
+        if let Some(unsupported) = self.reserve_unsupported() {
+            return Err(unsupported.into());
         }
         let name = self.config.name();
         let Some(index) = space.index(value, port) else {
@@ -86,6 +74,16 @@ impl<T: Default + Send + Sync> Pool<T> {
         let now = now()?;
         self.release_due(now);
         Ok(self.reserve_index(index, (ip, port), data, now)?)
+    }
+
+    /// `Error::Unsupported` when the pool cannot reserve (with a store).
+    pub(crate) fn reserve_unsupported(&self) -> Option<Error> {
+        self.has_store().then(|| {
+            Error::Unsupported(format!(
+                "pool {:?}: reserve is not supported with a store yet",
+                self.config.name()
+            ))
+        })
     }
 
     fn reserve_index(

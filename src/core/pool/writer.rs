@@ -371,6 +371,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         }
         if subpool.is_drain_fenced() {
             self.drain_fenced_subpools.fetch_sub(1, Ordering::AcqRel);
+            self.fenced_subpools.fetch_sub(1, Ordering::AcqRel);
         }
         self.blocks.fetch_sub(size, Ordering::AcqRel);
         writer.release_id(id, subpool.highest_generation());
