@@ -11,7 +11,9 @@
 //!
 //! Beside the queue, two atomics let allocations skip the lock: `count`
 //! (held blocks) and `earliest` (the bits of the earliest end, `+inf` when
-//! none), both written under the lock. An allocation that read the clock
+//! none), both written under the lock only (plain stores: the lock orders
+//! the writers, so `count` needs no locked RMW; nor does a subpool's
+//! `held`). An allocation that read the clock
 //! takes the lock only when `count > 0` and `now >= earliest`.
 //!
 //! A free with a hold ends the lease under the lock: the block's release
@@ -165,7 +167,10 @@ impl<T: Default> Held<T> {
     }
 
     fn push(&self, queue: &mut Queue<T>, subpool: Arc<Subpool<T>>, offset: u32, end: f64) {
-        subpool.held.fetch_add(1, Ordering::Relaxed);
+        // `held` and `count` are written only under the lock, which orders
+        // the writers: a load and a store each, no locked RMW.
+        let held = subpool.held.load(Ordering::Relaxed);
+        subpool.held.store(held + 1, Ordering::Relaxed);
         let sequence = queue.sequence;
         queue.sequence += 1;
         let entry = Entry {
@@ -185,7 +190,8 @@ impl<T: Default> Held<T> {
             queue.heap.push(entry);
         }
         self.publish_earliest(queue);
-        self.count.fetch_add(1, Ordering::AcqRel);
+        let count = self.count.load(Ordering::Relaxed);
+        self.count.store(count + 1, Ordering::Release);
     }
 
     fn publish_earliest(&self, queue: &Queue<T>) {
@@ -205,12 +211,15 @@ impl<T: Default> Held<T> {
         let mut moved = 0;
         while moved < out.len() && queue.earliest().is_some_and(|entry| entry.end <= now) {
             let entry = queue.pop_earliest().expect("peeked");
-            entry.subpool.held.fetch_sub(1, Ordering::Relaxed);
+            // Written under the lock only (see `push`).
+            let held = entry.subpool.held.load(Ordering::Relaxed);
+            entry.subpool.held.store(held - 1, Ordering::Relaxed);
             out[moved] = Some(entry);
             moved += 1;
         }
         self.publish_earliest(&queue);
-        self.count.fetch_sub(moved as u64, Ordering::AcqRel);
+        let count = self.count.load(Ordering::Relaxed);
+        self.count.store(count - moved as u64, Ordering::Release);
         moved
     }
 }
