@@ -379,6 +379,30 @@ mod policies {
         assert_eq!(pool.stats().held, 0);
     }
 
+    /// Holds of mixed lengths end in `(end, free order)` order, also when
+    /// more of them end at once than an allocation takes per lock.
+    #[test]
+    fn mixed_holds_end_earliest_first() {
+        let (pool, now) = timed(one_ip(40, 40));
+        let leases: Vec<_> = (0..40).map(|i| pool.allocate(i).unwrap()).collect();
+        let hold = |i: usize| ((i * 7) % 5) as f64 + 1.0;
+        for (i, lease) in leases.iter().enumerate() {
+            pool.free_with_hold(lease.handle, hold(i)).unwrap();
+        }
+        now.store(2, Ordering::Relaxed);
+        let early: Vec<u16> = (0..16).map(|i| pool.allocate(i).unwrap().port).collect();
+        let mut expected: Vec<usize> = (0..40).collect();
+        expected.sort_by(|&a, &b| hold(a).total_cmp(&hold(b)).then(a.cmp(&b)));
+        let port = |i: usize| leases[i].port;
+        let ports: Vec<u16> = expected[..16].iter().map(|&i| port(i)).collect();
+        assert_eq!(early, ports);
+        assert_eq!(pool.held(), 24);
+        now.store(10, Ordering::Relaxed);
+        let late: Vec<u16> = (0..24).map(|i| pool.allocate(i).unwrap().port).collect();
+        let ports: Vec<u16> = expected[16..].iter().map(|&i| port(i)).collect();
+        assert_eq!(late, ports);
+    }
+
     #[test]
     fn each_order_reuses_as_specified() {
         for (order, expected) in [(Order::Fifo, [3, 1, 2]), (Order::Lifo, [2, 1, 3])] {

@@ -1,10 +1,19 @@
 //! Held blocks (hold-down): blocks whose lease was freed with a hold, kept
 //! out of use until the hold ends (the reference model's `held.py`).
 //!
-//! The queue is a binary heap ordered by `(end, sequence number)` under a
-//! mutex. Beside it, two atomics let allocations skip the lock: `count`
+//! The queue is ordered by `(end, sequence number)`, under a mutex. It is
+//! kept in two parts: a FIFO run (`VecDeque`) of the holds queued in that
+//! order (each new hold whose end is not before the run's last is appended:
+//! with one hold length and a clock that does not go back, every hold), and
+//! a binary heap of the others (a shorter hold after a longer one). The
+//! earliest hold is the earlier of the two fronts, so the order is the one
+//! a heap alone would give, at O(1) a hold instead of O(log held).
+//!
+//! Beside the queue, two atomics let allocations skip the lock: `count`
 //! (held blocks) and `earliest` (the bits of the earliest end, `+inf` when
-//! none), both written under the lock. An allocation that read the clock
+//! none), both written under the lock only (plain stores: the lock orders
+//! the writers, so `count` needs no locked RMW; nor does a subpool's
+//! `held`). An allocation that read the clock
 //! takes the lock only when `count > 0` and `now >= earliest`.
 //!
 //! A free with a hold ends the lease under the lock: the block's release
@@ -15,17 +24,22 @@
 //! most, so it always finds the parked end).
 //!
 //! Counting: a held block stays in the pool's `taken` count (it is not in a
-//! free list) and is added to `count`; `len() = taken - held`. Expiry lowers
-//! `count` before the blocks are returned (and `taken` lowered), so `len()`
-//! may briefly count a block being returned, never less than the leases
-//! live.
+//! free list) and is added to `count` (the pool's `live` count was lowered
+//! when its lease ended). Expiry lowers `count` before the blocks are
+//! returned (and `taken` lowered). An allocation takes the ended holds in
+//! chunks of `DUE_CHUNK` a lock, into an array on its stack (no allocation
+//! per call).
 
 use std::cmp::Ordering as CmpOrdering;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 
 use crate::core::block::Release;
 use crate::core::subpool::Subpool;
 use crate::core::sync::{Arc, AtomicU64, Mutex, MutexGuard, Ordering};
+
+/// How many ended holds an allocation takes from the queue per lock (it
+/// takes the lock again while there are more).
+pub const DUE_CHUNK: usize = 4;
 
 /// A held block: its subpool and offset, and when its hold ends.
 pub struct Entry<T> {
@@ -68,6 +82,9 @@ impl<T> Ord for Entry<T> {
 }
 
 struct Queue<T> {
+    /// Holds in `(end, sequence)` order, each appended at the back.
+    run: VecDeque<Entry<T>>,
+    /// The holds that came out of order (ends before the run's last).
     heap: BinaryHeap<Entry<T>>,
     /// The next sequence number.
     sequence: u64,
@@ -88,6 +105,7 @@ impl<T: Default> Held<T> {
             count: AtomicU64::new(0),
             earliest: AtomicU64::new(f64::INFINITY.to_bits()),
             queue: Mutex::new(Queue {
+                run: VecDeque::new(),
                 heap: BinaryHeap::new(),
                 sequence: 0,
                 deferred: Vec::new(),
@@ -111,7 +129,7 @@ impl<T: Default> Held<T> {
 
     /// When the earliest hold ends, if any block is held.
     pub fn first_end(&self) -> Option<f64> {
-        self.lock().heap.peek().map(|entry| entry.end)
+        self.lock().earliest().map(|entry| entry.end)
     }
 
     /// End the lease `generation` of block `offset` and hold the block until
@@ -149,40 +167,89 @@ impl<T: Default> Held<T> {
     }
 
     fn push(&self, queue: &mut Queue<T>, subpool: Arc<Subpool<T>>, offset: u32, end: f64) {
-        subpool.held.fetch_add(1, Ordering::Relaxed);
+        // `held` and `count` are written only under the lock, which orders
+        // the writers: a load and a store each, no locked RMW.
+        let held = subpool.held.load(Ordering::Relaxed);
+        subpool.held.store(held + 1, Ordering::Relaxed);
         let sequence = queue.sequence;
         queue.sequence += 1;
-        queue.heap.push(Entry {
+        let entry = Entry {
             end,
             sequence,
             subpool,
             offset,
-        });
+        };
+        // `Entry`'s order is reversed: `<=` is "not before".
+        let in_order = match queue.run.back() {
+            Some(last) => entry <= *last,
+            None => true,
+        };
+        if in_order {
+            queue.run.push_back(entry);
+        } else {
+            queue.heap.push(entry);
+        }
         self.publish_earliest(queue);
-        self.count.fetch_add(1, Ordering::AcqRel);
+        let count = self.count.load(Ordering::Relaxed);
+        self.count.store(count + 1, Ordering::Release);
     }
 
     fn publish_earliest(&self, queue: &Queue<T>) {
-        let earliest = queue.heap.peek().map_or(f64::INFINITY, |entry| entry.end);
+        let earliest = queue.earliest().map_or(f64::INFINITY, |entry| entry.end);
         self.earliest.store(earliest.to_bits(), Ordering::Release);
     }
 
-    /// Move the blocks whose hold ended by `now` to `out`, earliest first
-    /// (`(end, sequence)` order). Takes the lock only when one is due.
-    pub fn due(&self, now: f64, out: &mut Vec<Entry<T>>) {
+    /// Move up to `out.len()` of the blocks whose hold ended by `now` into
+    /// `out`'s first places, earliest first (`(end, sequence)` order), and
+    /// say how many; the caller asks again while it gets a full `out`.
+    /// Takes the lock only when one is due.
+    pub fn due(&self, now: f64, out: &mut [Option<Entry<T>>]) -> usize {
         if self.count() == 0 || now < f64::from_bits(self.earliest.load(Ordering::Acquire)) {
-            return;
+            return 0;
         }
         let mut queue = self.lock();
-        let before = out.len();
-        while queue.heap.peek().is_some_and(|entry| entry.end <= now) {
-            let entry = queue.heap.pop().expect("peeked");
-            entry.subpool.held.fetch_sub(1, Ordering::Relaxed);
-            out.push(entry);
+        let mut moved = 0;
+        while moved < out.len() && queue.earliest().is_some_and(|entry| entry.end <= now) {
+            let entry = queue.pop_earliest().expect("peeked");
+            // Written under the lock only (see `push`).
+            let held = entry.subpool.held.load(Ordering::Relaxed);
+            entry.subpool.held.store(held - 1, Ordering::Relaxed);
+            out[moved] = Some(entry);
+            moved += 1;
         }
         self.publish_earliest(&queue);
-        self.count
-            .fetch_sub((out.len() - before) as u64, Ordering::AcqRel);
+        let count = self.count.load(Ordering::Relaxed);
+        self.count.store(count - moved as u64, Ordering::Release);
+        moved
+    }
+}
+
+impl<T> Queue<T> {
+    /// Whether the earliest hold is the heap's (else the run's, if any).
+    fn heap_first(&self) -> bool {
+        match (self.run.front(), self.heap.peek()) {
+            // `Entry`'s order is reversed: the greater ends earlier.
+            (Some(run), Some(heap)) => heap > run,
+            (None, Some(_)) => true,
+            _ => false,
+        }
+    }
+
+    /// The hold that ends first (by `(end, sequence)`).
+    fn earliest(&self) -> Option<&Entry<T>> {
+        if self.heap_first() {
+            self.heap.peek()
+        } else {
+            self.run.front()
+        }
+    }
+
+    fn pop_earliest(&mut self) -> Option<Entry<T>> {
+        if self.heap_first() {
+            self.heap.pop()
+        } else {
+            self.run.pop_front()
+        }
     }
 }
 

@@ -402,6 +402,7 @@ impl<T: Default + Send + Sync> Pool<T> {
 
     /// Free blocks of shared subpools that serve no allocation: fenced (their
     /// claim lapsed) or drain-fenced.
+    #[inline]
     pub(super) fn fenced_free_blocks(&self) -> u64 {
         self.shared_free_where(&self.fenced_subpools, |subpool| !subpool.serves())
     }
@@ -417,6 +418,13 @@ impl<T: Default + Send + Sync> Pool<T> {
         if count.load(Ordering::Acquire) == 0 {
             return 0;
         }
+        self.fenced_free_blocks_counted()
+    }
+
+    /// [`fenced_free_blocks`](Self::fenced_free_blocks) when some subpool
+    /// is fenced: summed over the snapshot.
+    #[cold]
+    fn fenced_free_blocks_counted(&self) -> u64 {
         self.intervals
             .load()
             .subpools

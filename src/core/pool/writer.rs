@@ -125,6 +125,7 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// Whether the threshold rule asks for one more subpool now: the free
     /// blocks that can serve (not those of fenced subpools) are at most
     /// `grow_threshold`. In a cluster, not while the store is down.
+    #[inline]
     fn below_threshold(&self) -> bool {
         self.blocks.load(Ordering::Acquire) < self.config.capacity()
             && self.shared_free().saturating_sub(self.fenced_free_blocks())
@@ -135,10 +136,17 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// After an allocation: grow ahead of need when the threshold rule says
     /// so. Best effort: if another thread holds the writer lock, it is
     /// creating or deleting a subpool; the next allocation checks again.
+    #[inline]
     pub(super) fn grow_if_below_threshold(&self) {
-        if !self.below_threshold() {
-            return;
+        if self.below_threshold() {
+            self.grow_below_threshold();
         }
+    }
+
+    /// [`grow_if_below_threshold`](Self::grow_if_below_threshold) once the
+    /// rule asked: under the writer lock, if free, and asked again there.
+    #[cold]
+    fn grow_below_threshold(&self) {
         if let Some(mut writer) = self.try_lock_writer() {
             if self.below_threshold() {
                 let _ = self.create_subpool(&mut writer, false);
