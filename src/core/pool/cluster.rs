@@ -418,13 +418,13 @@ impl<T: Default + Send + Sync> Pool<T> {
         if count.load(Ordering::Acquire) == 0 {
             return 0;
         }
-        self.fenced_free_blocks_counted()
+        self.shared_free_counted(which)
     }
 
-    /// [`fenced_free_blocks`](Self::fenced_free_blocks) when some subpool
-    /// is fenced: summed over the snapshot.
+    /// [`shared_free_where`](Self::shared_free_where) when some subpool is
+    /// counted: summed over the snapshot.
     #[cold]
-    fn fenced_free_blocks_counted(&self) -> u64 {
+    fn shared_free_counted(&self, which: impl Fn(&Subpool<T>) -> bool) -> u64 {
         self.intervals
             .load()
             .subpools
