@@ -284,6 +284,8 @@ impl PyPool {
             }
         };
         let exclude = shapes::exclusions(exclude)?;
+        // Kept for a store's registered configuration (`registered_config`).
+        let exclusions = exclude.clone();
         let ports = convert::ports(ports)?;
         let initial_blocks = convert::count(initial_blocks.unwrap_or(&none), "initial_blocks")?;
         let max_blocks = convert::count(max_blocks.unwrap_or(&none), "max_blocks")?;
@@ -360,7 +362,7 @@ impl PyPool {
             &reclaim_delay.or(|| Ok(120.0f64.into_pyobject(py)?.into_any()))?,
             &given_or(renew_interval, none()),
         ];
-        let (core, member) = cluster::join(py, config, arguments)?;
+        let (core, member) = cluster::join(py, config, &exclusions, arguments)?;
         Ok(PyPool {
             core,
             clock: clock.map(|clock| clock.clone().unbind()),

@@ -237,6 +237,18 @@ def store_pool(pool_impl: str, store: Store, member: str, **overrides: Any) -> A
     return make_pool(pool_impl, store, member, **overrides)
 
 
+def drain(member: Any) -> list[Any]:
+    """Allocate until PoolExhausted."""
+    import natpool
+
+    leases = []
+    while True:
+        try:
+            leases.append(member.allocate())
+        except natpool.PoolExhausted:
+            return leases
+
+
 def indices(leases: list[Any]) -> list[int]:
     """The address indices of leases."""
     return [index_of(lease.address) for lease in leases]

@@ -112,6 +112,7 @@ from natpool.reference.policy import Policy, parse_hold, policy, read_clock
 from natpool.reference.reuse import SplitMix64, entropy_seed, free_blocks
 from natpool.shapes import parse_address
 from natpool.store import member as cluster
+from natpool.store.space import STORE_ADDRESSES
 
 __all__ = ["Pool", "Lease"]
 
@@ -243,13 +244,16 @@ class Pool:
             ports_per_ip=self._cb.ports_per_ip,
         )
         # The store arguments are validated after the policies; a store does not take port
-        # blocks yet. Then the store is opened (a URL) and joined: nothing reaches the store
-        # before every argument is valid.
+        # blocks yet, nor more addresses than its 64-bit integers count. Then the store is opened
+        # (a URL) and joined: nothing reaches the store before every argument is valid.
         chosen = cluster.settings(store, member, claim_ttl, reclaim_delay, renew_interval)
         if chosen is not None and self._policy.client_block is not None:
             raise PoolConfigError("client_block", "is not supported with a store yet")
-        if chosen is not None and (self._cb.prefix is None or self._cb.family != 4 or exclude is not None):
-            raise PoolConfigError("store", "ranges, exclude and IPv6 pools are not supported with a store yet")
+        if chosen is not None and self._cb.address_count > STORE_ADDRESSES:
+            # The store's ledger counts in 64-bit integers (docs/shapes.md).
+            raise PoolConfigError(
+                "store", f"the pool has {self._cb.address_count} addresses; a store numbers at most {STORE_ADDRESSES}"
+            )
         self._intervals = IntervalList(self._cb.address_count)
         self._memory_pool: MainPoolHeader | None = None  # MPA: NULL until the first allocate()
         self._live = 0

@@ -19,7 +19,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from natpool.errors import ArgumentError, PoolConfigError, StoreError
-from natpool.reference.config import ControlBlock, ip_str, parse_ip
+from natpool.reference.config import ControlBlock, parse_ip
+from natpool.shapes import address_text, parse_address
 from natpool.store import space
 from natpool.store.protocol import CLAIMED, HELD, Claim, Grant, MemberStatus, PoolStatus
 from natpool.store.schema import Tx
@@ -221,9 +222,9 @@ def _claims(tx: Tx, name: str, cb: ControlBlock) -> list[Claim]:
         listed.append(
             Claim(
                 member,
-                ip_str(first_ip),
+                address_text(cb.family, first_ip),
                 first_port,
-                ip_str(last_ip),
+                address_text(cb.family, last_ip),
                 last_port,
                 int(count),
                 int(epoch),
@@ -242,10 +243,13 @@ def claims(tx: Tx, name: str) -> list[Claim]:
 
 def owner(tx: Tx, name: str, ip: Any, port: int) -> str | None:
     """The member whose live claim covers (ip, port) (see ``Store.owner``)."""
-    address = parse_ip(ip, "ip", ArgumentError)
+    found = _config(tx, name)
+    if found is None or found[0].family == 4:
+        address = parse_ip(ip, "ip", ArgumentError)
+    else:
+        address = parse_address(ip, 6)
     if not isinstance(port, int) or isinstance(port, bool):
         raise TypeError(f"port must be int, not {type(port).__name__}")
-    found = _config(tx, name)
     if found is None:
         return None
     index = found[0].index(address, port)
