@@ -113,10 +113,10 @@ def _client(reader: _Reader, depth: int = 0) -> Any:
             raise SnapshotError("a client int is not in its shortest encoding")
         return value
     if tag == 4:
-        value = reader.f64()
-        if math.isnan(value):
+        number = reader.f64()
+        if math.isnan(number):
             raise SnapshotError("a client float is NaN")
-        return value
+        return number
     if tag == 5:
         try:
             return reader.take(reader.u32()).decode("utf-8")
@@ -660,8 +660,8 @@ def _check(pool: Pool, image: _Image) -> None:
 
     seen = set()
     for ident, offset, _remaining in image.held:
-        subpool = subpools.get(ident)
-        if subpool is None or offset >= len(subpool.states) or subpool.states[offset] != HELD:
+        found = subpools.get(ident)
+        if found is None or offset >= len(found.states) or found.states[offset] != HELD:
             raise SnapshotError(f"held entry ({ident}, {offset}) is not a held block")
         seen.add((ident, offset))
     if len(seen) != len(image.held) or len(seen) != sum(s.states.count(HELD) for s in image.subpools):
@@ -776,38 +776,38 @@ def _install(pool: Pool, image: _Image, ends: list[float], attached: dict[int, A
         pool._rng.state = image.rng_state
     keys = [client.identity for client in image.clients]
     clients = pool._clients = Clients(policy.event_queue)
-    for client in image.clients:
-        state = clients.states[client.identity] = ClientState()
-        state.live, state.held, state.ip = client.live, client.held, client.ip
+    for record in image.clients:
+        state = clients.states[record.identity] = ClientState()
+        state.live, state.held, state.ip = record.live, record.held, record.ip
     clients.dropped = image.dropped
-    for time, kind, client, first_ip, first_port, last_ip, last_port in image.events:
-        text = cb.space.ip_text
-        clients.events.append(BlockEvent(time, kind, client, text(first_ip), first_port, text(last_ip), last_port))
+    text = cb.space.ip_text
+    for time, kind, who, first_ip, first_port, last_ip, last_port in image.events:
+        clients.events.append(BlockEvent(time, kind, who, text(first_ip), first_port, text(last_ip), last_port))
     if not (image.subpools or image.floors or image.shared_created):
         pool._live = 0
         return
     memory_pool = pool._memory_pool = MainPoolHeader()
     memory_pool.shared_created = image.shared_created
     memory_pool.generation_floor = dict(image.floors)
-    for record in sorted(image.subpools, key=lambda s: s.first):
-        n = len(record.states)
-        blocks = [ConnectionBlock(*cb.address(record.first + i), record.generations[i]) for i in range(n)]
-        for offset, (block, state, client) in enumerate(zip(blocks, record.states, record.clients, strict=True)):
-            block.live = state == LIVE
-            block.client = None if client == NONE else keys[client]
+    for part in sorted(image.subpools, key=lambda s: s.first):
+        n = len(part.states)
+        blocks = [ConnectionBlock(*cb.address(part.first + i), part.generations[i]) for i in range(n)]
+        for offset, (block, block_state, number) in enumerate(zip(blocks, part.states, part.clients, strict=True)):
+            block.live = block_state == LIVE
+            block.client = None if number == NONE else keys[number]
             if block.live:
-                block.data = attached.get(block.generation << 64 | record.ident << 32 | offset)
-        free_blocks = listed_free_blocks(policy.order, list(record.listed), pool._rng)
-        subpool = SubpoolHeader(record.ident, pool._intervals.owner_of(record.first), blocks, free_blocks=free_blocks)
-        subpool.interval = pool._intervals.assign_at(record.first, n, subpool)
-        subpool.free = record.states.count(FREE)
-        subpool.phantoms = {offset for offset in record.listed if record.states[offset] != FREE}
-        subpool.owner = None if record.owner is None else keys[record.owner]
-        subpool.drain_fenced = record.fenced
-        memory_pool.subpools[record.ident] = subpool
+                block.data = attached.get(block.generation << 64 | part.ident << 32 | offset)
+        free_blocks = listed_free_blocks(policy.order, list(part.listed), pool._rng)
+        subpool = SubpoolHeader(part.ident, pool._intervals.owner_of(part.first), blocks, free_blocks=free_blocks)
+        subpool.interval = pool._intervals.assign_at(part.first, n, subpool)
+        subpool.free = part.states.count(FREE)
+        subpool.phantoms = {offset for offset in part.listed if part.states[offset] != FREE}
+        subpool.owner = None if part.owner is None else keys[part.owner]
+        subpool.drain_fenced = part.fenced
+        memory_pool.subpools[part.ident] = subpool
         memory_pool.blocks += n
-    for client in image.clients:
-        clients.states[client.identity].blocks = [memory_pool.subpools[ident] for ident in client.blocks]
+    for record in image.clients:
+        clients.states[record.identity].blocks = [memory_pool.subpools[ident] for ident in record.blocks]
     held = pool._held = HeldQueue()
     for (ident, offset, _remaining), end in zip(image.held, ends, strict=True):
         held.hold(end, memory_pool.subpools[ident], offset)
