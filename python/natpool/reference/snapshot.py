@@ -173,7 +173,7 @@ def write(pool: Pool) -> bytes:
     except UnicodeEncodeError:
         raise SnapshotError(f"pool name {pool.name!r} is not valid UTF-8 (a lone surrogate)") from None
     states = pool._clients.states
-    clients = sorted((encode_client(key), key) for key in states)
+    clients = sorted(((encode_client(key), key) for key in states), key=lambda item: item[0])
     number = {key: n for n, (_, key) in enumerate(clients)}
     if len(clients) >= NONE:
         raise SnapshotError(f"a snapshot holds at most {NONE - 1} clients")
