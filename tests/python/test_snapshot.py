@@ -397,6 +397,9 @@ def test_holds_keep_the_time_they_had_left(impl: Any) -> None:
     snapshot = pool.snapshot()
     assert clock.calls == calls + 1  # the snapshot read the clock once: blocks are held
     later = Clock(1000.0)
+    with pytest.raises(LeaseError):  # data is checked before the clock is read
+        impl.restore(snapshot, data={first.handle: "freed"}, clock=later)
+    assert later.calls == 0
     restored = impl.restore(snapshot, clock=later)
     assert later.calls == 1
     assert restored.stats().held == 2
