@@ -189,7 +189,9 @@ def write(pool: Pool) -> bytes:
     w.u64(pool._live)
     w.u64(0 if pool._rng is None else pool._rng.state)
     w.u8(1 if memory_pool.shared_created else 0)
-    floors = sorted((i, g) for i, g in memory_pool.generation_floor.items() if i not in memory_pool.subpools and g)
+    # Every id a subpool ever had and none has now (ids are handed out lowest first, so these and the
+    # ids in use are 0..N-1), zeros included.
+    floors = sorted((i, g) for i, g in memory_pool.generation_floor.items() if i not in memory_pool.subpools)
     w.u32(len(floors))
     for ident, generation in floors:
         w.u32(ident)
@@ -673,9 +675,11 @@ def _check(pool: Pool, image: _Image) -> None:
         raise SnapshotError("the held queue is not in release order (or holds -0.0)")
 
     for ident, generation in image.floors:
-        if ident in subpools or not generation:
-            raise SnapshotError(f"generation floor ({ident}, {generation}) is of an id in use, or 0")
+        if ident in subpools:
+            raise SnapshotError(f"generation floor ({ident}, {generation}) is of an id in use")
     _ascending([ident for ident, _ in image.floors], "generation floors")
+    if sorted([*subpools, *(ident for ident, _ in image.floors)]) != list(range(len(subpools) + len(image.floors))):
+        raise SnapshotError("the subpool ids and the generation floors' ids are not 0..N-1 (the ids ever used)")
     _check_events(pool, image)
 
 
