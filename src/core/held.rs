@@ -95,6 +95,52 @@ impl<T: Default> Held<T> {
         }
     }
 
+    /// The queue a snapshot restores: `entries` (subpool, offset, end) in
+    /// release order, numbered in that order. The subpools' held counts and
+    /// their blocks' states are the caller's.
+    pub fn restored(entries: Vec<(Arc<Subpool<T>>, u32, f64)>) -> Self {
+        let count = entries.len() as u64;
+        let heap: BinaryHeap<Entry<T>> = entries
+            .into_iter()
+            .enumerate()
+            .map(|(sequence, (subpool, offset, end))| Entry {
+                end,
+                sequence: sequence as u64,
+                subpool,
+                offset,
+            })
+            .collect();
+        let held = Held {
+            count: AtomicU64::new(count),
+            earliest: AtomicU64::new(f64::INFINITY.to_bits()),
+            queue: Mutex::new(Queue {
+                sequence: count,
+                heap,
+                deferred: Vec::new(),
+            }),
+        };
+        held.publish_earliest(&held.lock());
+        held
+    }
+
+    /// The held blocks in release order (`(end, sequence)`), as (subpool,
+    /// offset, end); `None` while a release is parked for a lookup's reader
+    /// (only under concurrency).
+    pub fn entries(&self) -> Option<Vec<(Arc<Subpool<T>>, u32, f64)>> {
+        let queue = self.lock();
+        if !queue.deferred.is_empty() {
+            return None;
+        }
+        let mut entries: Vec<&Entry<T>> = queue.heap.iter().collect();
+        entries.sort_by(|a, b| b.cmp(a)); // `Ord` is reversed: earliest last
+        Some(
+            entries
+                .into_iter()
+                .map(|entry| (Arc::clone(&entry.subpool), entry.offset, entry.end))
+                .collect(),
+        )
+    }
+
     fn lock(&self) -> MutexGuard<'_, Queue<T>> {
         // Every step under the lock leaves the queue consistent.
         self.queue
