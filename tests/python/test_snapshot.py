@@ -6,8 +6,9 @@ a pool restored from a snapshot in the middle of a sequence of calls, and a pool
 was never snapshotted, given the same remaining calls, give the same results and the
 same records, and their snapshots at the end are the same bytes. The format itself is
 pinned by one snapshot written out field by field from the document. The hypothesis
-tests at the end run on the reference model (``test_reference_*``): random sequences
-restored at a random point, and a fuzz of random and mutated snapshots.
+tests at the end restore random sequences at a random point (on each implementation),
+and feed random and mutated snapshots to both: they must refuse the same ones, with
+``SnapshotError`` only, and restore the same pools from the others.
 """
 
 from __future__ import annotations
@@ -653,28 +654,68 @@ class Watched(Mapping[int, Any]):
         return 0
 
 
-def restore_or_refuse(snapshot: bytes) -> Any:
-    """Restore ``snapshot`` on the reference model; a refusal must be a ``SnapshotError`` that read neither the clock
-    nor ``data``. A snapshot it accepts must be canonical (its pool writes it back byte for byte) and usable."""
+def restore_or_refuse(snapshot: bytes, impl: Any = natpool.reference.Pool) -> list[Any] | None:
+    """Restore ``snapshot`` on ``impl``; a refusal must be a ``SnapshotError`` that read neither the clock nor
+    ``data`` (``None``). A snapshot it accepts must be canonical (its pool writes it back byte for byte) and
+    usable: the outcomes of a few allocations and frees, and the snapshot after them, are returned."""
     clock, data = Clock(0.0), Watched()
     try:
-        pool = natpool.reference.Pool.restore(snapshot, data=data, clock=clock)
+        pool = impl.restore(snapshot, data=data, clock=clock)
     except SnapshotError:
         assert (clock.calls, data.reads) == (0, 0)
         return None
     assert pool.snapshot() == snapshot
+    outcomes: list[Any] = []
     for n in range(40):  # the pool works: allocate what is left, free some of it again
         try:
             lease = pool.allocate(client=None if n % 2 else "a")
-        except PoolExhausted:
+        except NatPoolError as exc:
+            outcomes.append(type(exc))
             break
+        outcomes.append((lease.address, lease.handle))
         if n % 3 == 0:
             pool.free(lease)
-    natpool.reference.Pool.restore(pool.snapshot(), clock=clock)
-    return pool
+    outcomes.append(pool.snapshot())
+    impl.restore(pool.snapshot(), clock=clock)
+    return outcomes
 
 
-# -- hypothesis: the reference model ------------------------------------------------------------------
+def both_restore_or_refuse(snapshot: bytes) -> list[Any] | None:
+    """``restore_or_refuse`` on both implementations: they refuse the same snapshots, and continue alike from
+    the ones they accept."""
+    reference = restore_or_refuse(snapshot)
+    assert restore_or_refuse(snapshot, natpool.Pool) == reference
+    return reference
+
+
+def test_floors_and_ids_in_use_are_every_id_ever_given(impl: Any) -> None:
+    """Subpool 1 was deleted: its floor is written (and a zero floor too); a snapshot whose ids in use and
+    floors leave a gap, or name an id twice, is refused."""
+    pool = impl("f", ranges=["10.0.0.1"], ports=(1, 8), initial_blocks=2, max_blocks=8)
+    leases = pool.allocate_many(6)  # subpools 0, 1, 2
+    pool.free_many(leases[2:4])  # subpool 1 is deleted: 4 blocks are left
+    snapshot = pool.snapshot()
+    floors = struct.pack("<QQB", 4, 0, 1) + struct.pack("<III", 1, 1, 1)  # live, generator, shared; floor (1, 1)
+    assert snapshot.count(floors) == 1
+    at = snapshot.index(floors) + 17
+
+    def floored(*pairs: tuple[int, int]) -> bytes:
+        body = struct.pack("<I", len(pairs)) + b"".join(struct.pack("<II", *pair) for pair in pairs)
+        return reseal(snapshot[:at] + body + snapshot[at + 12 : -4])
+
+    assert floored((1, 1)) == snapshot
+    zero = impl.restore(floored((1, 0)))
+    assert zero.snapshot() == floored((1, 0))
+    third = zero.allocate_many(3)[2]  # subpool 3 serves two, then id 1 is made again, at generation 0
+    assert (third.handle >> 64, third.handle >> 32 & 0xFFFFFFFF) == (0, 1)
+    for pairs in [(), ((3, 1),), ((1, 1), (3, 1)), ((1, 1), (2, 1)), ((0, 1),)]:
+        with pytest.raises(SnapshotError):
+            impl.restore(floored(*pairs))
+
+
+# -- hypothesis ---------------------------------------------------------------------------------------
+# Random sequences restored at a random point (on either implementation), and a fuzz of random and mutated
+# snapshots fed to both: the same refusals (SnapshotError only), the same pools from the same snapshots.
 
 SHAPES = [
     {"ranges": ["10.0.0.1-10.0.0.3"], "ports": (1, 4)},
@@ -691,8 +732,8 @@ SHAPE_IPS = [
 
 
 @st.composite
-def pool_makers(draw: st.DrawFn) -> tuple[Any, list[str], tuple[int, int]]:
-    """A random small reference pool (as a function of its clock), its IPs and its ports."""
+def pool_makers(draw: st.DrawFn, impl: Any) -> tuple[Any, list[str], tuple[int, int]]:
+    """A random small pool of ``impl`` (as a function of its clock), its IPs and its ports."""
     n = draw(st.integers(0, len(SHAPES) - 1))
     shape = SHAPES[n]
     options = {
@@ -710,7 +751,7 @@ def pool_makers(draw: st.DrawFn) -> tuple[Any, list[str], tuple[int, int]]:
     options["max_blocks"] = options["initial_blocks"] + draw(st.integers(0, 12))
 
     def make(clock: Clock) -> Any:
-        return natpool.reference.Pool(f"p{n}", clock=clock, **shape, **options)
+        return impl(f"p{n}", clock=clock, **shape, **options)
 
     return make, SHAPE_IPS[n], shape["ports"]
 
@@ -731,23 +772,24 @@ def steps_strategy(ips: list[str], ports: tuple[int, int]) -> Any:
     )
 
 
+@pytest.mark.parametrize("pool_class", [natpool.Pool, natpool.reference.Pool], ids=["rust", "reference"])
 @given(data=st.data())
-def test_reference_restored_mid_sequence_equals_its_twin(data: st.DataObject) -> None:
-    make, ips, ports = data.draw(pool_makers())
+def test_restored_mid_sequence_equals_its_twin(pool_class: Any, data: st.DataObject) -> None:
+    make, ips, ports = data.draw(pool_makers(pool_class))
     steps = data.draw(steps_strategy(ips, ports))
     split = data.draw(st.integers(0, len(steps)))
-    check_twins(natpool.reference.Pool, make, steps, split, now=data.draw(st.sampled_from([0.0, 7.0])))
+    check_twins(pool_class, make, steps, split, now=data.draw(st.sampled_from([0.0, 7.0])))
 
 
 @given(snapshot=st.binary(max_size=300))
-def test_reference_refuses_random_bytes(snapshot: bytes) -> None:
-    assert restore_or_refuse(snapshot) is None
-    assert restore_or_refuse(MAGIC + snapshot) is None
+def test_random_bytes_are_refused_by_both(snapshot: bytes) -> None:
+    assert both_restore_or_refuse(snapshot) is None
+    assert both_restore_or_refuse(MAGIC + snapshot) is None
 
 
 @given(body=st.binary(max_size=400))
-def test_reference_refuses_a_random_body_behind_a_good_header(body: bytes) -> None:
-    restore_or_refuse(reseal(RICH[:20] + body))
+def test_a_random_body_behind_a_good_header_is_refused_or_restored_alike(body: bytes) -> None:
+    both_restore_or_refuse(reseal(RICH[:20] + body))
 
 
 MUTATIONS = st.one_of(
@@ -760,9 +802,10 @@ MUTATIONS = st.one_of(
 
 
 @given(mutations=st.lists(MUTATIONS, min_size=1, max_size=3), sealed=st.booleans())
-def test_reference_survives_mutated_snapshots(mutations: list[tuple[str, int, int]], sealed: bool) -> None:
+def test_mutated_snapshots_are_refused_or_restored_alike(mutations: list[tuple[str, int, int]], sealed: bool) -> None:
     """Bit flips, bytes set, cuts, drops and inserts, resealed (length and checksum made to fit, so the
-    checks behind the checksum are reached) or not: ``SnapshotError``, or a canonical usable pool."""
+    checks behind the checksum are reached) or not: ``SnapshotError`` from both, or a canonical usable pool
+    from both that continues alike."""
     out = bytearray(RICH[:-4] if sealed else RICH)
     for kind, where, value in mutations:
         at = 20 + where % max(1, len(out) - 20) if sealed else where % max(1, len(out))
@@ -779,6 +822,6 @@ def test_reference_survives_mutated_snapshots(mutations: list[tuple[str, int, in
         else:
             out.insert(at, value)
     mutated = reseal(bytes(out)) if sealed else bytes(out)
-    pool = restore_or_refuse(mutated)
+    outcome = both_restore_or_refuse(mutated)
     if not sealed:
-        assert pool is None or mutated == RICH
+        assert outcome is None or mutated == RICH
