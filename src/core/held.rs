@@ -27,6 +27,9 @@ use crate::core::block::Release;
 use crate::core::subpool::Subpool;
 use crate::core::sync::{Arc, AtomicU64, Mutex, MutexGuard, Ordering};
 
+/// A held block as a snapshot sees it: its subpool, offset and hold's end.
+pub type HeldBlock<T> = (Arc<Subpool<T>>, u32, f64);
+
 /// A held block: its subpool and offset, and when its hold ends.
 pub struct Entry<T> {
     end: f64,
@@ -98,7 +101,7 @@ impl<T: Default> Held<T> {
     /// The queue a snapshot restores: `entries` (subpool, offset, end) in
     /// release order, numbered in that order. The subpools' held counts and
     /// their blocks' states are the caller's.
-    pub fn restored(entries: Vec<(Arc<Subpool<T>>, u32, f64)>) -> Self {
+    pub fn restored(entries: Vec<HeldBlock<T>>) -> Self {
         let count = entries.len() as u64;
         let heap: BinaryHeap<Entry<T>> = entries
             .into_iter()
@@ -126,7 +129,7 @@ impl<T: Default> Held<T> {
     /// The held blocks in release order (`(end, sequence)`), as (subpool,
     /// offset, end); `None` while a release is parked for a lookup's reader
     /// (only under concurrency).
-    pub fn entries(&self) -> Option<Vec<(Arc<Subpool<T>>, u32, f64)>> {
+    pub fn entries(&self) -> Option<Vec<HeldBlock<T>>> {
         let queue = self.lock();
         if !queue.deferred.is_empty() {
             return None;
