@@ -809,11 +809,18 @@ impl PyPool {
         } else {
             None
         };
-        let core = py.detach(|| {
+        let build = || {
             restorable.build(Clock::Monotonic, now, &client_keys, &event_keys, |handle| {
                 attached.remove(&handle.0)
             })
-        })?;
+        };
+        // Detached only without data: a build that failed detached would
+        // drop the attached objects there.
+        let core = if data.is_none() {
+            py.detach(build)
+        } else {
+            build()
+        }?;
         Py::new(
             py,
             PyPool {
