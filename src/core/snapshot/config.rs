@@ -6,6 +6,7 @@
 
 use crate::core::config::{Config, Netmask, WideShape, WideSpec};
 use crate::core::error::Error;
+use crate::core::policy::Policy;
 use crate::core::snapshot::{ConfigImage, Run};
 use crate::core::space::{Family, WideExclusion};
 
@@ -85,7 +86,7 @@ impl ConfigImage {
                     .collect(),
             ),
         };
-        let mut config = Config::validate(WideSpec {
+        let config = Config::validate(WideSpec {
             name: self.name.clone(),
             shape,
             exclude: exclude_items(family, self.ports, &self.excluded),
@@ -95,18 +96,16 @@ impl ConfigImage {
             subpool_blocks: Some(i128::from(self.subpool_blocks)),
             grow_threshold: i128::from(self.grow_threshold),
         })?;
-        config.policy.set_hold_down(self.hold_down)?;
-        config.policy.order = self.order;
-        config.policy.seed = self.seed;
-        config
-            .policy
-            .set_client_quota(self.client_quota.map(i128::from))?;
-        config.policy.paired = self.paired;
-        config.set_client_block(self.client_block.map(i128::from))?;
-        config
-            .policy
-            .set_event_queue(i128::from(self.event_queue))?;
-        Ok(config)
+        config.with_policy(Policy {
+            hold_down: self.hold_down,
+            order: self.order,
+            seed: self.seed,
+            drawn_seed: None,
+            client_quota: self.client_quota,
+            paired: self.paired,
+            client_block: self.client_block,
+            event_queue: self.event_queue,
+        })
     }
 }
 
