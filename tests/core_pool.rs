@@ -915,6 +915,58 @@ mod snapshots {
         assert_eq!(restored.snapshot().unwrap(), pool.snapshot().unwrap());
     }
 
+    /// While other threads allocate and free, a snapshot is some state
+    /// `restore` accepts (or, if the pool never held still, a refusal): see
+    /// `docs/design.md`, "Snapshot and restore".
+    #[test]
+    fn a_snapshot_of_a_pool_in_use_is_one_restore_accepts() {
+        let spec = PoolSpec::new("c", FIRST, Ipv4Addr::new(10, 0, 0, 2))
+            .prefix(24)
+            .ports(1, 64)
+            .initial_blocks(16)
+            .subpool_blocks(8)
+            .order(Order::Lifo);
+        let pool: Arc<Pool<u32>> = Arc::new(Pool::new(spec.build().unwrap()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let workers: Vec<_> = (0..2)
+            .map(|worker| {
+                let (pool, stop) = (Arc::clone(&pool), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    let mut held = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Ok(lease) = pool.allocate(worker) {
+                            held.push(lease.handle);
+                        }
+                        if held.len() > 20 {
+                            pool.free(held.swap_remove(0)).unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        let (mut written, mut refused) = (std::collections::HashSet::new(), 0);
+        for _ in 0..200 {
+            match pool.snapshot() {
+                Ok(bytes) => {
+                    let restored: Pool<u32> = Pool::restore(&bytes, Clock::Monotonic).unwrap();
+                    assert_eq!(restored.snapshot().unwrap(), bytes);
+                    written.insert(bytes);
+                }
+                Err(Error::Snapshot(_)) => refused += 1,
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        for worker in workers {
+            worker.join().unwrap();
+        }
+        assert!(
+            written.len() > 1,
+            "{refused} refused, {} states written",
+            written.len()
+        );
+    }
+
     #[test]
     fn bad_bytes_are_refused_and_build_nothing() {
         let pool: Pool<u32> = Pool::new(
