@@ -400,6 +400,15 @@ impl Restorable {
         mut data: impl FnMut(Handle) -> T,
     ) -> Result<Pool<T>, Error> {
         let Restorable { config, image } = self;
+        if clients.len() != image.clients.len() || events.len() != image.events.len() {
+            return Err(Error::Snapshot(format!(
+                "{} client keys and {} event keys for {} clients and {} events",
+                clients.len(),
+                events.len(),
+                image.clients.len(),
+                image.events.len()
+            )));
+        }
         let ends: Vec<f64> = image
             .held
             .iter()
