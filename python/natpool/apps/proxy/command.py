@@ -18,15 +18,20 @@ import sys
 from typing import Any
 
 from natpool.apps.logs import start_logging
+from natpool.apps.models import MODELS
 from natpool.apps.options import (
     OptionError,
+    PoolAddresses,
     add_hold_down,
     add_order,
     count_at_least,
+    endpoint_text,
     parse_endpoint,
+    parse_exclusion,
     parse_listen_endpoint,
     parse_non_negative,
     parse_pool,
+    parse_pool_range,
     parse_ports,
     parse_positive,
     require_extra,
@@ -73,7 +78,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=parse_listen_endpoint,
         required=True,
         metavar="HOST:PORT",
-        help="where clients connect (port 0: any)",
+        help="where clients connect (port 0: any); an IPv6 host in brackets, [::1]:8080",
     )
     parser.add_argument(
         "--backend",
@@ -81,10 +86,23 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="append",
         required=True,
         metavar="HOST:PORT",
-        help="a real server (repeat for more)",
+        help="a real server (repeat for more), of the pool's family",
     )
     parser.add_argument(
-        "--pool", type=parse_pool, required=True, metavar="FIRST-LAST|CIDR", help="the client NAT addresses"
+        "--pool",
+        type=parse_pool_range,
+        action="append",
+        required=True,
+        metavar="CIDR|FIRST-LAST|IP",
+        help="client NAT addresses, IPv4 or IPv6 (repeat for more ranges of one family; docs/shapes.md)",
+    )
+    parser.add_argument(
+        "--exclude",
+        type=parse_exclusion,
+        action="append",
+        metavar="ITEM",
+        help="addresses of --pool never handed out (repeat for more): IP, IP:PORT, IP:LO-HI, [IPv6]:LO-HI, "
+        "FIRST-LAST or a CIDR block",
     )
     parser.add_argument(
         "--ports", type=parse_ports, default="1024-65535", metavar="LO-HI", help="the NAT ports of each address"
@@ -227,6 +245,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"a returned or lapsed range is held this long before it is claimed again; None: {d.reclaim_delay:g}",
     )
+    parser.add_argument(
+        "--model",
+        choices=sorted(MODELS),
+        default=d.model,
+        help="the pool's implementation: the Rust core (natpool.Pool) or the pure-Python reference model (slower)",
+    )
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="logging")
     parser.set_defaults(handler=command, subparser=parser)
     return parser
@@ -237,7 +261,7 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
     return ProxyConfig(
         listen=args.listen,
         backends=tuple(args.backend),
-        pool=args.pool,
+        pool=PoolAddresses(tuple(args.pool), tuple(args.exclude or ())),
         ports=args.ports,
         initial_blocks=args.initial_blocks,
         max_blocks=args.max_blocks,
@@ -265,6 +289,7 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         client_block=args.client_block,
         block_log=args.block_log,
         block_log_max_bytes=args.block_log_max_bytes,
+        model=args.model,
     )
 
 
@@ -295,7 +320,7 @@ def _run_workers(config: ProxyConfig, args: argparse.Namespace, parser: argparse
     except StoreError as exc:
         return _cannot_start(parser, exc)
     except OSError as exc:
-        return _cannot_start(parser, f"--listen {config.listen[0]}:{config.listen[1]}: {exc}")
+        return _cannot_start(parser, f"--listen {endpoint_text(config.listen)}: {exc}")
     start_logging(args.log_level)
     try:
         return asyncio.run(supervise(group))

@@ -25,7 +25,8 @@ import logging
 import socket
 from collections.abc import Iterable
 
-import natpool
+from natpool.apps.models import PoolLike
+from natpool.apps.options import endpoint_family, endpoint_text
 from natpool.apps.proxy.acceptor import Acceptor
 from natpool.apps.proxy.backends import BackendState, Balancer
 from natpool.apps.proxy.blocklog import INTERVAL, BlockLog
@@ -71,9 +72,7 @@ def _close_refused(client: socket.socket) -> None:
 class Proxy:
     """An asyncio TCP load balancer in directed mode with client NAT from a natpool pool."""
 
-    def __init__(
-        self, config: ProxyConfig, pool: natpool.Pool | None = None, journal: LeaseJournal | None = None
-    ) -> None:
+    def __init__(self, config: ProxyConfig, pool: PoolLike | None = None, journal: LeaseJournal | None = None) -> None:
         """A proxy on ``pool`` (default: the one ``config`` builds, a member of its store if it names one);
         ``journal`` notes every lease's span (``natpool demo --workers``)."""
         self.config = config
@@ -86,7 +85,7 @@ class Proxy:
         self.journal = journal
         self.source: PoolSource | KernelSource
         if config.source == "kernel":
-            self.source = KernelSource(config.pool, self.counters)
+            self.source = KernelSource(self.pool, self.counters)
         else:
             self.source = PoolSource(config.bind_attempts, config.quarantine, self.counters, self.events)
         self.active: set[asyncio.Task[None]] = set()
@@ -117,7 +116,8 @@ class Proxy:
             self.block_log = BlockLog(self.config.block_log, self.config.block_log_max_bytes)
         if listener is None:
             try:
-                listener = socket.create_server(self.config.listen, backlog=BACKLOG)
+                family = endpoint_family(self.config.listen)
+                listener = socket.create_server(self.config.listen, family=family, backlog=BACKLOG)
             except BaseException:
                 if self.block_log is not None:
                     self.block_log.close()
@@ -131,9 +131,9 @@ class Proxy:
         self._acceptor.start()
         member = self.pool.member
         log.info(
-            "listening on %s:%d, %d backend(s), pool %s ports %d-%d (%s source)%s; "
+            "listening on %s, %d backend(s), pool %s ports %d-%d (%s source)%s; "
             "at most %s connections, idle timeout %gs",
-            *self.address,
+            endpoint_text(self.address),
             len(self.backends.all),
             self.config.pool.text,
             *self.config.ports,
@@ -224,7 +224,7 @@ class Proxy:
             self.events.warning("store", "no subpool: the cluster store failed (%s); client closed", exc)
         except AddressesUnavailable as exc:
             self.counters.bind_failures += 1
-            self.events.warning("bind", "client %s:%d lost: %s", *owner.record.client, exc)
+            self.events.warning("bind", "client %s lost: %s", endpoint_text(owner.record.client), exc)
         except OSError as exc:
             if exc.errno not in RESOURCE_ERRNOS:
                 raise

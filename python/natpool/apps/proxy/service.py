@@ -13,7 +13,7 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import natpool
+from natpool.apps.models import PoolLike
 from natpool.apps.proxy.config import ProxyConfig
 from natpool.apps.proxy.journal import LeaseJournal
 from natpool.errors import StoreError
@@ -30,7 +30,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 """The signals that drain and stop a proxy."""
 
 
-def leave(pool: natpool.Pool) -> None:
+def leave(pool: PoolLike) -> None:
     """Close ``pool``: a member of a cluster store returns the ranges of its idle subpools and leaves.
 
     A store that fails now is logged: the member's claims then lapse after ``claim_ttl`` like a dead member's, and
@@ -55,7 +55,7 @@ async def serve(
     config: ProxyConfig,
     ready: Callable[[Proxy, Admin | None], None] | None = None,
     *,
-    pool: natpool.Pool | None = None,
+    pool: PoolLike | None = None,
     listener: socket.socket | None = None,
     stop: asyncio.Event | None = None,
     journal: LeaseJournal | None = None,
