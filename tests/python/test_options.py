@@ -178,11 +178,14 @@ def test_the_commands_keep_typed_values_parsed_once() -> None:
     demo = parser().parse_args(["demo", "--pool", "127.0.100.1-127.0.100.5", "--ports", "2000-2999"])
     assert demo.pool == [parse_pool_range("127.0.100.1-127.0.100.5")] and demo.ports == (2000, 2999)
     pools = ["--pool", "2001:db8::/64", "--pool", "2001:db8:1::5", "--exclude", "[2001:db8::1]:80"]
-    proxy = parser().parse_args(["proxy", "--listen", "[::1]:0", "--backend", "[::1]:80", *pools, "--hold-down", "1"])
+    proxy = parser().parse_args(
+        ["proxy", "--listen", "[::1]:0", "--backend", "[::1]:80", *pools, "--hold-down", "1", "--state", "pool.state"]
+    )
     assert proxy.listen == ("::1", 0) and proxy.backend == [("::1", 80)]
     assert [r.text for r in proxy.pool] == ["2001:db8::/64", "2001:db8:1::5"] and proxy.ports == (1024, 65535)
     assert proxy.exclude == [parse_exclusion("[2001:db8::1]:80")] and proxy.exclude[0].family == 6
-    assert proxy.hold_down == 1.0 and proxy.metrics is None and proxy.model == "rust"
+    assert proxy.hold_down == 1.0 and proxy.metrics is None and proxy.state == "pool.state"
+    assert proxy.state_interval == 60.0 and proxy.model == "rust"
     simulate = parser().parse_args(["simulate", "--netmask", "/28", "--ports", "1-2", "--pool", "10.0.0.0/8"])
     assert simulate.netmask == 28 and simulate.ports == (1, 2) and simulate.pool == [parse_pool_range("10.0.0.0/8")]
 

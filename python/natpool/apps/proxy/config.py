@@ -29,7 +29,7 @@ from natpool.apps.proxy.limits import connection_limit
 from natpool.errors import PoolConfigError
 from natpool.extras import MissingExtra
 
-__all__ = ["BALANCE", "BLOCK_LOG_MAX_BYTES", "SOURCES", "ProxyConfig"]
+__all__ = ["BALANCE", "BLOCK_LOG_MAX_BYTES", "SOURCES", "STATE_INTERVAL", "ProxyConfig"]
 
 _OPTIONS = {
     "first_ip": "--pool",
@@ -48,6 +48,8 @@ SOURCES = ("pool", "kernel")
 """Where an upstream socket's source address comes from (``--source``): a natpool lease, or the kernel."""
 BLOCK_LOG_MAX_BYTES = 10_000_000
 """The size at which ``--block-log`` is rotated (one ``.1`` backup), by default."""
+STATE_INTERVAL = 60.0
+"""Seconds between two snapshots written to ``--state`` while the proxy serves, by default."""
 
 V = TypeVar("V")
 
@@ -118,6 +120,10 @@ class ProxyConfig:
     """The file the pool's block events (``client_block``) are appended to, one line each."""
     block_log_max_bytes: int = BLOCK_LOG_MAX_BYTES
     """``block_log`` is renamed to ``block_log + ".1"`` (one backup) when it reaches this size."""
+    state: str | None = None
+    """The file the pool's state is kept in across restarts (:mod:`~natpool.apps.proxy.state`): read at the
+    start, written every ``state_interval`` seconds and at the stop."""
+    state_interval: float = STATE_INTERVAL
     model: str = "rust"
     """The pool's implementation (:data:`~natpool.apps.models.MODELS`): ``rust``, or ``reference``, the
     pure-Python model (slower; for checking the core)."""
@@ -202,7 +208,7 @@ class ProxyConfig:
             )
             raise OptionError(option, "needs --source pool (the kernel's addresses are not the pool's)")
         self._validate_addresses()
-        self._validate_model()
+        self._validate_state()
         if self.metrics is not None and self.metrics == self.listen and self.listen[1] != 0:
             raise OptionError("--metrics", "is the same address as --listen")
         if self.listen in self.backends:
@@ -231,9 +237,19 @@ class ProxyConfig:
         if self.source == "kernel" and any(e.ports is not None for e in self.pool.exclude):
             raise OptionError("--exclude", "ports are excluded with --source pool only (the kernel chooses them)")
 
-    def _validate_model(self) -> None:
+    def _validate_state(self) -> None:
+        """``--state``: a pool of this process alone (a cluster member's state is in its store), with leases."""
         if self.model not in MODELS:
             raise OptionError("--model", f"{self.model!r} is not one of {', '.join(MODELS)}")
+        _check("--state-interval", positive, self.state_interval)
+        if self.state is None:
+            return
+        if self.store is not None:
+            raise OptionError("--state", "not with --store or --workers (a cluster member's state is in the store)")
+        if self.source == "kernel":
+            raise OptionError("--state", "needs --source pool (the kernel's addresses are not the pool's)")
+        if not hasattr(MODELS[self.model], "restore"):
+            raise OptionError("--state", f"this build's pool ({self.model}) cannot snapshot yet; --model reference can")
 
     def check(self) -> PoolLike:
         """Validate the combinations and return the pool built from them (not yet used), joined to the store

@@ -80,3 +80,7 @@ class Counters:
     """Client connections closed because a subpool was needed and the cluster store failed (``--store``)."""
     errors: int = 0
     """Client connections lost to an unexpected error (logged, with a traceback the first time)."""
+    state_writes: int = 0
+    """Snapshots of the pool written to ``--state``."""
+    state_write_failures: int = 0
+    """Snapshots of the pool that could not be written to ``--state`` (logged)."""

@@ -38,6 +38,7 @@ from natpool.apps.proxy.limits import RESOURCE_ERRNOS
 from natpool.apps.proxy.record import ClientConnection, Counters
 from natpool.apps.proxy.relay import CLIENT, IDLE, close, relay
 from natpool.apps.proxy.source import AddressesUnavailable, BackendUnreachable, KernelSource, PoolSource
+from natpool.apps.proxy.state import StateFile
 from natpool.errors import PoolExhausted, QuotaExceeded, StoreError
 from natpool.records import PoolStats
 from natpool.store.postgres import redact
@@ -98,6 +99,10 @@ class Proxy:
         self.block_log: BlockLog | None = None
         """The ``--block-log`` file (opened by :meth:`start`)."""
         self._drainer: asyncio.Task[None] | None = None
+        self.state: StateFile | None = None
+        """The ``--state`` file (its timer started by :meth:`start`, its last write made by :meth:`stop`)."""
+        self.state_saved: bool | None = None
+        """Whether :meth:`stop` wrote the pool's state to ``--state`` (``None``: no ``--state``)."""
 
     @property
     def address(self) -> tuple[str, int]:
@@ -128,6 +133,9 @@ class Proxy:
         self._acceptor = Acceptor(listener, self._accepted, self.max_connections, self.events)
         if self.config.client_block is not None:
             self._drainer = asyncio.get_running_loop().create_task(self._drain_block_events())
+        if self.config.state is not None:
+            self.state = StateFile(self.pool, self.config.state, self.config.state_interval, self.counters, self.events)
+            self.state.start()
         self._acceptor.start()
         member = self.pool.member
         log.info(
@@ -302,6 +310,8 @@ class Proxy:
             self.drain_block_events()  # every lease is freed: the last blocks' releases
         if self.block_log is not None:
             self.block_log.close()
+        if self.state is not None:
+            self.state_saved = await self.state.close()
         self.events.flush()
         stats = self.final_stats = self.pool.stats()
         c = self.counters

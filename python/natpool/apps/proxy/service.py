@@ -47,8 +47,9 @@ def leave(pool: PoolLike) -> None:
 
 
 def exit_status(proxy: Proxy) -> int:
-    """0 when the proxy's pool has no live lease left after the stop, else 1."""
-    return 0 if len(proxy.pool) == 0 else 1
+    """0 when the proxy's pool has no live lease left after the stop (and its state was written to ``--state``,
+    if it has one), else 1."""
+    return 0 if len(proxy.pool) == 0 and proxy.state_saved is not False else 1
 
 
 async def serve(
