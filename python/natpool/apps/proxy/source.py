@@ -25,6 +25,7 @@ from natpool.apps.options import endpoint_family, endpoint_text
 from natpool.apps.proxy.events import EventLog
 from natpool.apps.proxy.lease import LeaseOwner
 from natpool.apps.proxy.record import Counters
+from natpool.apps.space import ip_spans
 
 __all__ = ["AddressesUnavailable", "BackendUnreachable", "KernelSource", "PoolSource", "new_socket"]
 
@@ -115,15 +116,8 @@ class KernelSource:
     def __init__(self, pool: PoolLike, counters: Counters) -> None:
         """The IPs of ``pool``'s space (a pool with no lease: its intervals are its free runs)."""
         self._family = socket.AF_INET6 if pool.family == 6 else socket.AF_INET
-        self._spans: list[tuple[int, int]] = []
-        """The IPs as spans (first, last), ascending, apart: taken in turn, computed as they are needed (a /8 is
-        16 million of them)."""
-        for record in pool.intervals():
-            first, last = int(ipaddress.ip_address(record.first_ip)), int(ipaddress.ip_address(record.last_ip))
-            if self._spans and first <= self._spans[-1][1] + 1:  # an IP split by an exclusion of ports
-                self._spans[-1] = (self._spans[-1][0], max(last, self._spans[-1][1]))
-            else:
-                self._spans.append((first, last))
+        self._spans = ip_spans(pool.intervals())
+        """The IPs as spans: taken in turn, computed as they are needed (a /8 is 16 million of them)."""
         self._span, self._offset = 0, 0
         self.counters = counters
 

@@ -28,18 +28,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
 
 from natpool.apps.models import PoolLike
 from natpool.apps.options import OptionError
 from natpool.apps.proxy.events import EventLog
 from natpool.apps.proxy.record import Counters
+from natpool.apps.space import addresses, runs
 from natpool.errors import SnapshotError
-from natpool.records import Interval
 
 __all__ = ["StateFile", "check_same_pool", "free_restored", "restore_state", "write_snapshot"]
 
@@ -90,29 +88,6 @@ def write_snapshot(snapshot: bytes, path: str) -> None:
         os.close(descriptor)
 
 
-def _runs(pool: PoolLike) -> list[tuple[str, int, str, int]]:
-    """The pool's address space as maximal runs of consecutive addresses (``intervals()`` joined where one
-    record's last address and the next's first follow each other): what the ranges minus the exclusions are."""
-    low, high = pool.ports
-    runs: list[tuple[str, int, str, int]] = []
-    for record in pool.intervals():
-        if runs:
-            first_ip, first_port, ip, port = runs[-1]
-            following = (ip, port + 1) if port < high else (_next_ip(ip), low)
-            if following == (record.first_ip, record.first_port):
-                runs[-1] = (first_ip, first_port, record.last_ip, record.last_port)
-                continue
-        runs.append((record.first_ip, record.first_port, record.last_ip, record.last_port))
-    return runs
-
-
-def _next_ip(ip: str) -> str | None:
-    try:
-        return str(ipaddress.ip_address(ip) + 1)
-    except ValueError:  # the family's last address
-        return None
-
-
 def check_same_pool(restored: PoolLike, configured: PoolLike) -> None:
     """:class:`OptionError` naming the option if ``restored`` (from the snapshot) is not configured as
     ``configured`` (a new pool from the command line) is."""
@@ -120,23 +95,8 @@ def check_same_pool(restored: PoolLike, configured: PoolLike) -> None:
         was, now = getattr(restored, name), getattr(configured, name)
         if was != now:
             raise OptionError(option, f"the pool in --state has {name} {was!r}, the command line {now!r}")
-    if _runs(restored) != _runs(configured):
+    if runs(restored.intervals(), restored.ports) != runs(configured.intervals(), configured.ports):
         raise OptionError("--exclude", "the pool in --state excludes other addresses than the command line")
-
-
-def _addresses(record: Interval, ports: tuple[int, int]) -> Iterator[tuple[str, int]]:
-    """The addresses of one record of ``intervals()``, in order (ip-major, port-minor, within ``ports``)."""
-    low, high = ports
-    ip, port = ipaddress.ip_address(record.first_ip), record.first_port
-    text = str(ip)
-    yield text, port
-    for _ in range(record.count - 1):
-        if port < high:
-            port += 1
-        else:
-            ip, port = ip + 1, low
-            text = str(ip)
-        yield text, port
 
 
 def free_restored(pool: PoolLike) -> int:
@@ -147,7 +107,7 @@ def free_restored(pool: PoolLike) -> int:
     for record in pool.intervals():
         if record.subpool not in live:
             continue
-        for ip, port in _addresses(record, pool.ports):
+        for ip, port in addresses(record, pool.ports):
             lease = pool.lookup(ip, port)
             if lease is not None:
                 pool.free(lease.handle)  # with the pool's hold_down: --hold-down
