@@ -14,7 +14,7 @@ import signal
 import subprocess
 
 import pytest
-from natpool.apps.options import endpoint_text, parse_pool
+from natpool.apps.options import PoolAddresses, endpoint_text, parse_exclusion, parse_pool, parse_pool_range
 from natpool.apps.proxy import Proxy
 from netkit import (
     HANG_GUARD,
@@ -101,5 +101,22 @@ def test_an_ipv6_lease_is_found_by_lookup_and_its_record_written_with_brackets()
             assert record.to_json()["client"].startswith("[::1]:")
             backend.hold.set()
             assert await answer == f"{ip} {port}\n".encode()
+
+    run(body)
+
+
+def test_the_kernel_source_takes_the_ips_of_every_range_in_turn_but_the_excluded_ones() -> None:
+    one, two = random_network().network_address, random_network().network_address
+    ranges = (parse_pool_range(f"{one + 1}-{one + 3}"), parse_pool_range(f"{two + 9}"))
+    addresses = PoolAddresses(ranges, (parse_exclusion(f"{one + 2}"),))
+    backend = PeerEchoBackend()
+
+    async def body() -> None:
+        await backend.start()
+        proxy = Proxy(config([backend.address], addresses, random_ports(2), source="kernel"))
+        async with running(proxy, backend):
+            ips = [(await request(proxy.address)).decode().split()[0] for _ in range(6)]
+        usable = sorted([one + 1, one + 3, two + 9])
+        assert ips == [str(usable[i % 3]) for i in range(6)]  # in address order, the excluded IP left out
 
     run(body)
