@@ -33,6 +33,7 @@ __all__ = [
     "PoolAddresses",
     "PoolRange",
     "PortRange",
+    "add_exclude",
     "add_hold_down",
     "add_order",
     "at_least",
@@ -437,6 +438,18 @@ def add_order(group: Any, default: str = "fifo") -> None:
         default=default,
         help="which free block of a subpool the pool reuses first: the one freed longest ago (fifo), the one freed "
         "last (lifo), or one drawn by the pool's seeded generator (random)",
+    )
+
+
+def add_exclude(group: Any) -> None:
+    """``--exclude ITEM`` (repeated): the pool's ``exclude``, a list of :class:`Exclusion`, on ``group``."""
+    group.add_argument(
+        "--exclude",
+        type=parse_exclusion,
+        action="append",
+        metavar="ITEM",
+        help="addresses of the pool never handed out (repeat for more): IP, IP:PORT, IP:LO-HI, [IPv6]:PORT, "
+        "[IPv6]:LO-HI, FIRST-LAST or a CIDR block (docs/shapes.md)",
     )
 
 

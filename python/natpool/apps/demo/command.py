@@ -24,9 +24,9 @@ from natpool.apps.options import (
     OptionError,
     PoolAddresses,
     PoolRange,
+    add_exclude,
     add_hold_down,
     count_at_least,
-    parse_exclusion,
     parse_pool,
     parse_pool_range,
     parse_ports,
@@ -99,13 +99,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="CIDR|FIRST-LAST|IP",
         help=f"in 127.0.0.0/8, or ::1 with --ipv6; repeat for more ranges (default: {d.pool}, with --ipv6 {IPV6_POOL})",
     )
-    parser.add_argument(
-        "--exclude",
-        type=parse_exclusion,
-        action="append",
-        metavar="ITEM",
-        help="addresses of --pool the proxy never uses (as natpool proxy --exclude)",
-    )
+    add_exclude(parser)
     parser.add_argument(
         "--ports",
         type=parse_ports,

@@ -26,12 +26,12 @@ from natpool.apps.models import MODELS
 from natpool.apps.options import (
     OptionError,
     PoolAddresses,
+    add_exclude,
     add_hold_down,
     add_order,
     count_at_least,
     endpoint_text,
     parse_endpoint,
-    parse_exclusion,
     parse_listen_endpoint,
     parse_non_negative,
     parse_pool,
@@ -102,14 +102,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="CIDR|FIRST-LAST|IP",
         help="client NAT addresses, IPv4 or IPv6 (repeat for more ranges of one family; docs/shapes.md)",
     )
-    parser.add_argument(
-        "--exclude",
-        type=parse_exclusion,
-        action="append",
-        metavar="ITEM",
-        help="addresses of --pool never handed out (repeat for more): IP, IP:PORT, IP:LO-HI, [IPv6]:LO-HI, "
-        "FIRST-LAST or a CIDR block",
-    )
+    add_exclude(parser)
     parser.add_argument(
         "--ports", type=parse_ports, default="1024-65535", metavar="LO-HI", help="the NAT ports of each address"
     )

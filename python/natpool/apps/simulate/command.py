@@ -8,10 +8,10 @@ import sys
 from typing import Any, TextIO
 
 from natpool.apps.options import (
+    add_exclude,
     add_hold_down,
     add_order,
     count_at_least,
-    parse_exclusion,
     parse_fraction,
     parse_ip,
     parse_netmask,
@@ -80,13 +80,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="CIDR|FIRST-LAST|IP",
         help="a range of the pool, IPv4 or IPv6 (docs/shapes.md)",
     )
-    group.add_argument(
-        "--exclude",
-        type=parse_exclusion,
-        action="append",
-        metavar="ITEM",
-        help="addresses the pool never hands out: IP, IP:PORT, IP:LO-HI, [IPv6]:LO-HI, FIRST-LAST or a CIDR block",
-    )
+    add_exclude(group)
     group.add_argument("--first-ip", type=parse_ip, metavar="IP")
     group.add_argument("--last-ip", type=parse_ip, metavar="IP")
     group.add_argument("--netmask", type=parse_netmask, help="prefix length or dotted mask")
