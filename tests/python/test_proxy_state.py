@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import natpool
 import pytest
 from natpool.apps import cli
 from natpool.apps.models import MODELS
@@ -41,15 +40,7 @@ from netkit import (
     until,
 )
 
-MODEL_PARAMS = [
-    pytest.param("reference"),
-    pytest.param(
-        "rust",
-        marks=pytest.mark.skipif(
-            not hasattr(natpool.Pool, "restore"), reason="natpool.Pool has no snapshot/restore yet (branch snaprust)"
-        ),
-    ),
-]
+MODEL_PARAMS = [pytest.param("reference"), pytest.param("rust")]
 
 
 @pytest.fixture(params=MODEL_PARAMS)

@@ -248,8 +248,6 @@ class ProxyConfig:
             raise OptionError("--state", "not with --store or --workers (a cluster member's state is in the store)")
         if self.source == "kernel":
             raise OptionError("--state", "needs --source pool (the kernel's addresses are not the pool's)")
-        if not hasattr(MODELS[self.model], "restore"):
-            raise OptionError("--state", f"this build's pool ({self.model}) cannot snapshot yet; --model reference can")
 
     def check(self) -> PoolLike:
         """Validate the combinations and return the pool built from them (not yet used), joined to the store
