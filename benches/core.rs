@@ -23,6 +23,9 @@
 //!   default, `lifo`, `random`) and in FIFO order with a hold-down
 //!   (`fifo_hold`, holds of 100 µs on the monotonic clock), each a ratio to
 //!   the default order's pair of the same run.
+//! * `snapshot`: `snapshot()` of a pool with 1,000,000 live leases (a /16,
+//!   16 subpools of 65,536 blocks: 9.6 MB), and `restore` of those bytes
+//!   (issue 12's target: each under 1 s).
 
 use std::hint::black_box;
 use std::sync::mpsc::sync_channel;
@@ -34,7 +37,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use crossbeam_queue::ArrayQueue;
 use std::net::Ipv4Addr;
 
-use natpool::{Handle, Order, Pool, PoolSpec};
+use natpool::{Clock, Handle, Order, Pool, PoolSpec};
 
 #[path = "common/shaped.rs"]
 mod shaped;
@@ -345,6 +348,32 @@ fn shapes(c: &mut Criterion) {
     group.finish();
 }
 
+/// Live leases in the `snapshot` cases.
+const SNAPSHOT_LEASES: u64 = 1_000_000;
+
+fn snapshot(c: &mut Criterion) {
+    let spec = PoolSpec::new(
+        "bench",
+        Ipv4Addr::new(10, 0, 0, 1),
+        Ipv4Addr::new(10, 0, 255, 254),
+    )
+    .prefix(16)
+    .initial_blocks(65_536)
+    .max_blocks(1 << 40);
+    let pool: Pool<()> = Pool::new(spec.build().unwrap());
+    pool.allocate_many(SNAPSHOT_LEASES, || ()).unwrap();
+    let bytes = pool.snapshot().unwrap();
+    let mut group = c.benchmark_group("snapshot");
+    group.sample_size(10);
+    group.bench_function("write_1m", |b| {
+        b.iter(|| black_box(pool.snapshot().unwrap()))
+    });
+    group.bench_function("restore_1m", |b| {
+        b.iter_with_large_drop(|| Pool::<()>::restore(&bytes, Clock::Monotonic).unwrap())
+    });
+    group.finish();
+}
+
 fn config() -> Criterion {
     // Short runs: `make bench` runs every case of both suites in one go.
     Criterion::default()
@@ -357,6 +386,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = pair, threads, cross_thread, subpool, lookup, shapes, policies
+    targets = pair, threads, cross_thread, subpool, lookup, shapes, policies, snapshot
 }
 criterion_main!(benches);

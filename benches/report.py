@@ -554,8 +554,44 @@ def build(asv: dict[str, dict[tuple[Any, ...], float]], rust: dict[str, float], 
             mem["natpool_pointer_bytes_per_lease"] < 32,
         )
     )
+    lines, targets = snapshot_section(asv, rust, lines, targets)
     lines, targets = store_section(asv, lines, targets)
     return lines, charts, targets
+
+
+SNAPSHOT_GOAL = 1.0
+"""Issue 12: snapshot and restore of a pool with 1,000,000 live leases, each under this many seconds."""
+
+
+def snapshot_section(
+    asv: dict[str, dict[tuple[Any, ...], float]], rust: dict[str, float], lines: list[str], targets: list[Target]
+) -> tuple[list[str], list[Target]]:
+    """``snapshot()`` and ``restore`` of 1,000,000 live leases, in the Rust core and through Python."""
+    bench = "bench_snapshot.SnapshotRestore"
+    times = {
+        "Rust core (criterion, `snapshot/*`)": (rust["snapshot/write_1m"], rust["snapshot/restore_1m"]),
+        "natpool.Pool (asv, `bench_snapshot`)": (
+            asv[f"{bench}.time_snapshot"][("natpool",)],
+            asv[f"{bench}.time_restore"][("natpool",)],
+        ),
+    }
+    written = asv[f"{bench}.track_snapshot_bytes"][("natpool",)]
+    lines += ["## Snapshot and restore, 1,000,000 live leases", ""]
+    lines += [
+        f"A /16 (ports 1024-65535) in 16 subpools of 65,536 blocks; the snapshot is {size(written)}.",
+        "`restore` checks the bytes whole before it builds the pool from them (no replay).",
+        "",
+    ]
+    lines += table(["case", "snapshot()", "restore"], ([case, t(a), t(b)] for case, (a, b) in times.items()))
+    slowest = max(max(pair) for pair in times.values())
+    targets.append(
+        Target(
+            f"snapshot and restore of 1,000,000 live leases each under {SNAPSHOT_GOAL:.0f} s",
+            "; ".join(f"{case.split(' (')[0]}: {t(a)} and {t(b)}" for case, (a, b) in times.items()),
+            slowest < SNAPSHOT_GOAL,
+        )
+    )
+    return lines, targets
 
 
 STORE_ROUND_TRIPS = 20  # claim + release round trips per timed call in benches/bench_store.py

@@ -880,3 +880,136 @@ mod reserve_and_drain {
         }
     }
 }
+
+/// Issue 12, point 6, through the Rust API: a snapshot restores a pool that
+/// writes the same bytes, keeps its leases (handles, addresses), stale
+/// handles, holds, clients and reuse order, and continues as the original.
+mod snapshots {
+    use std::net::Ipv4Addr;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    use natpool::{Clock, Error, Order, Pool, PoolSpec};
+
+    use super::FIRST;
+
+    fn clock(now: &Arc<AtomicU64>) -> Clock {
+        let now = Arc::clone(now);
+        Clock::Custom(Box::new(move || now.load(Ordering::Relaxed) as f64))
+    }
+
+    #[test]
+    fn a_restored_pool_continues_as_the_original() {
+        let now = Arc::new(AtomicU64::new(100));
+        let spec = PoolSpec::new("s", FIRST, Ipv4Addr::new(10, 0, 0, 3))
+            .prefix(24)
+            .ports(1, 6)
+            .initial_blocks(4)
+            .subpool_blocks(3)
+            .hold_down(2.0)
+            .order(Order::Random)
+            .seed(5)
+            .client_quota(3);
+        let pool: Pool<u32> = Pool::with_clock(spec.build().unwrap(), clock(&now));
+        let leases: Vec<_> = (0..10)
+            .map(|i| pool.allocate_for(i, u64::from(i % 4)).unwrap())
+            .collect();
+        pool.free(leases[1].handle).unwrap(); // held until 102
+        pool.free_with_hold(leases[4].handle, 0.0).unwrap();
+        let bytes = pool.snapshot().unwrap();
+
+        let restored: Pool<u32> = Pool::restore(&bytes, clock(&now)).unwrap();
+        assert_eq!(restored.snapshot().unwrap(), bytes);
+        assert_eq!((restored.len(), restored.held()), (8, 1));
+        assert_eq!(restored.subpools(), pool.subpools());
+        for lease in leases.iter().filter(|l| pool.is_live(l.handle)) {
+            let (found, _) = restored.lookup_with(lease.ip, lease.port, |l, _| l.handle);
+            assert_eq!(found, Some(lease.handle));
+        }
+        for stale in [leases[1].handle, leases[4].handle] {
+            assert!(matches!(restored.free(stale), Err(Error::NotLive(_))));
+        }
+        // The same calls give the same results on both.
+        now.store(103, Ordering::Relaxed);
+        for i in 0..8 {
+            let (a, b) = (pool.allocate_for(0, i % 4), restored.allocate_for(0, i % 4));
+            assert_eq!(a.as_ref().ok(), b.as_ref().ok());
+            assert_eq!(a.is_err(), b.is_err());
+        }
+        assert_eq!(restored.snapshot().unwrap(), pool.snapshot().unwrap());
+    }
+
+    /// While other threads allocate and free, a snapshot is some state
+    /// `restore` accepts (or, if the pool never held still, a refusal): see
+    /// `docs/design.md`, "Snapshot and restore".
+    #[test]
+    fn a_snapshot_of_a_pool_in_use_is_one_restore_accepts() {
+        let spec = PoolSpec::new("c", FIRST, Ipv4Addr::new(10, 0, 0, 2))
+            .prefix(24)
+            .ports(1, 64)
+            .initial_blocks(16)
+            .subpool_blocks(8)
+            .order(Order::Lifo);
+        let pool: Arc<Pool<u32>> = Arc::new(Pool::new(spec.build().unwrap()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let workers: Vec<_> = (0..2)
+            .map(|worker| {
+                let (pool, stop) = (Arc::clone(&pool), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    let mut held = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Ok(lease) = pool.allocate(worker) {
+                            held.push(lease.handle);
+                        }
+                        if held.len() > 20 {
+                            pool.free(held.swap_remove(0)).unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        let (mut written, mut refused) = (std::collections::HashSet::new(), 0);
+        for _ in 0..200 {
+            match pool.snapshot() {
+                Ok(bytes) => {
+                    let restored: Pool<u32> = Pool::restore(&bytes, Clock::Monotonic).unwrap();
+                    assert_eq!(restored.snapshot().unwrap(), bytes);
+                    written.insert(bytes);
+                }
+                Err(Error::Snapshot(_)) => refused += 1,
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        for worker in workers {
+            worker.join().unwrap();
+        }
+        assert!(
+            written.len() > 1,
+            "{refused} refused, {} states written",
+            written.len()
+        );
+    }
+
+    #[test]
+    fn bad_bytes_are_refused_and_build_nothing() {
+        let pool: Pool<u32> = Pool::new(
+            PoolSpec::new("s", FIRST, FIRST)
+                .ports(1, 2)
+                .build()
+                .unwrap(),
+        );
+        pool.allocate(1).unwrap();
+        let bytes = pool.snapshot().unwrap();
+        for bad in [
+            &bytes[..bytes.len() - 1],
+            &bytes[1..],
+            b"NATPSNAP".as_slice(),
+        ] {
+            assert!(matches!(
+                Pool::<u32>::restore(bad, Clock::Monotonic),
+                Err(Error::Snapshot(_))
+            ));
+        }
+    }
+}

@@ -16,6 +16,7 @@ from natpool.errors import (
     PoolConfigError,
     PoolExhausted,
     QuotaExceeded,
+    SnapshotError,
     StoreError,
 )
 from natpool.records import BlockEvent, Interval, PoolStats, Subpool
@@ -41,4 +42,5 @@ __all__ = [
     "QuotaExceeded",
     "LeaseError",
     "StoreError",
+    "SnapshotError",
 ]

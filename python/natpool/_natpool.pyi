@@ -1,7 +1,7 @@
 """Type stubs for the native module (the Rust core's binding)."""
 
 import ipaddress
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, final
 
@@ -98,6 +98,15 @@ class Pool:
     def subpools(self) -> list[Subpool]: ...
     def stats(self) -> PoolStats: ...
     def events(self) -> list[BlockEvent]: ...
+    def snapshot(self) -> bytes: ...
+    @classmethod
+    def restore(
+        cls,
+        snapshot: bytes | bytearray | memoryview,
+        *,
+        data: Mapping[int, Any] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> Pool: ...
     @property
     def member(self) -> str | None: ...
     def renew(self) -> None: ...

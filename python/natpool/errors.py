@@ -15,6 +15,7 @@ __all__ = [
     "QuotaExceeded",
     "LeaseError",
     "StoreError",
+    "SnapshotError",
 ]
 
 
@@ -55,4 +56,14 @@ class StoreError(NatPoolError):
 
     Raised when a subpool must be created or returned and the store cannot do it
     (the pool is then unchanged), and when a store cannot be opened.
+    """
+
+
+class SnapshotError(NatPoolError, ValueError):
+    """A snapshot (``Pool.snapshot``, ``Pool.restore``) cannot be written or read.
+
+    ``restore`` raises it for bytes that are not a snapshot of a format version it
+    reads, or that are corrupt, truncated or inconsistent; it then builds nothing.
+    ``snapshot`` raises it for a pool whose state a snapshot cannot hold (a
+    store-backed pool, a client of a type the format does not write); nothing changes.
     """

@@ -17,7 +17,7 @@ use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
 use pyo3::types::PyDict;
 
-use crate::core::Pool;
+use crate::core::{Error, Pool};
 
 pub struct Interner {
     keys: Py<PyDict>,
@@ -35,6 +35,38 @@ impl Clients {
             objects: HashMap::new(),
             next: 0,
         }))
+    }
+
+    /// The interner of a restored pool: `clients` (the client table's
+    /// identities, by number: none may equal another, as keys, else
+    /// `SnapshotError`) get keys `0..`, then `events` (the queued events'
+    /// clients) theirs: a table client's key, or a new one. Returns the
+    /// clients' keys and the events' keys.
+    pub fn restored<'py>(
+        py: Python<'py>,
+        clients: impl IntoIterator<Item = Bound<'py, PyAny>>,
+        events: impl IntoIterator<Item = Bound<'py, PyAny>>,
+    ) -> PyResult<(Self, Vec<u64>, Vec<u64>)> {
+        let mut interner = Interner {
+            keys: PyDict::new(py).unbind(),
+            objects: HashMap::new(),
+            next: 0,
+        };
+        let mut client_keys = Vec::new();
+        for client in clients {
+            if interner.keys.bind(py).contains(&client)? {
+                return Err(Error::Snapshot(
+                    "two clients of the client table are equal keys (1 and 1.0, say)".into(),
+                )
+                .into());
+            }
+            client_keys.push(interner.intern(&client)?);
+        }
+        let event_keys = events
+            .into_iter()
+            .map(|client| interner.intern(&client))
+            .collect::<PyResult<_>>()?;
+        Ok((Clients(Mutex::new(interner)), client_keys, event_keys))
     }
 
     /// The interner, locked without holding up other Python threads.

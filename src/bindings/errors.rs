@@ -8,7 +8,8 @@ use pyo3::types::PyType;
 
 use crate::core::Error;
 
-static NAT_POOL_CLASSES: [PyOnceLock<Py<PyType>>; 7] = [
+static NAT_POOL_CLASSES: [PyOnceLock<Py<PyType>>; 8] = [
+    PyOnceLock::new(),
     PyOnceLock::new(),
     PyOnceLock::new(),
     PyOnceLock::new(),
@@ -35,6 +36,7 @@ fn convert(py: Python<'_>, error: Error) -> PyResult<PyErr> {
         Error::Closed(message) | Error::Unsupported(message) => {
             class(py, 6, "NatPoolError")?.call1((message,))?
         }
+        Error::Snapshot(message) => class(py, 7, "SnapshotError")?.call1((message,))?,
         Error::OutOfMemory(message) => return Ok(PyMemoryError::new_err(message)),
     };
     Ok(PyErr::from_value(instance))

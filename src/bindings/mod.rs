@@ -8,6 +8,7 @@ mod cluster;
 mod convert;
 mod errors;
 mod floor;
+mod identity;
 mod lease;
 mod pool;
 mod records;

@@ -1,23 +1,26 @@
 //! `natpool.Pool`: the control block and its methods, over the core pool.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyString};
+use pyo3::types::{PyByteArray, PyBytes, PyList, PyMemoryView, PyString, PyType};
 
 use crate::bindings::clients::Clients;
 use crate::bindings::cluster::{self, CorePool, Member};
 use crate::bindings::convert::{self, Context, Given};
+use crate::bindings::identity;
 use crate::bindings::lease::{LeaseContext, PyLease};
 use crate::bindings::records;
 use crate::bindings::shapes;
 
 use crate::core::config::{WideShape, WideSpec};
 use crate::core::policy::{check_hold, check_now};
+use crate::core::pool::Restorable;
 use crate::core::space::Family;
-use crate::core::{Config, Error, Handle, Lease, Order};
+use crate::core::{Clock, Config, Error, Handle, Lease, Order};
 
 /// A client NAT address pool (the Rust core).
 #[pyclass(frozen, name = "Pool", module = "natpool")]
@@ -183,6 +186,22 @@ fn not_handle(item: &Bound<'_, PyAny>) -> PyErr {
             .map(|n| n.to_string())
             .unwrap_or_default()
     ))
+}
+
+/// `restore`'s `snapshot`: `bytes`, `bytearray` or `memoryview` (copied
+/// into `bytes`), else `TypeError`.
+fn snapshot_bytes<'py>(snapshot: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    if let Ok(bytes) = snapshot.cast::<PyBytes>() {
+        return Ok(bytes.clone());
+    }
+    if snapshot.is_instance_of::<PyByteArray>() || snapshot.is_instance_of::<PyMemoryView>() {
+        let copied = snapshot.py().get_type::<PyBytes>().call1((snapshot,))?;
+        return Ok(copied.cast_into::<PyBytes>()?);
+    }
+    Err(PyTypeError::new_err(format!(
+        "snapshot must be bytes, not {}",
+        snapshot.get_type().name()?
+    )))
 }
 
 /// An optional argument as given, or its default.
@@ -351,7 +370,7 @@ impl PyPool {
                 .extract::<Vec<u8>>()?
                 .try_into()
                 .expect("os.urandom(8) is 8 bytes");
-            config.policy.seed = Some(u64::from_le_bytes(bytes));
+            config.policy.drawn_seed = Some(u64::from_le_bytes(bytes));
         }
         // Then the store arguments, and the cluster joined (natpool.store.member).
         let none = || py.None().into_bound(py);
@@ -718,6 +737,132 @@ impl PyPool {
     /// The pool's counters, in O(1).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         records::stats(py, &self.open()?.stats())
+    }
+
+    /// The pool's state as bytes (``docs/shapes.md``, "Snapshot format"); changes nothing.
+    /// Reads the clock if, and only if, a block is held. ``SnapshotError`` for a pool with a
+    /// store, or a client the format cannot write (both before the clock is read).
+    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let core = self.open()?;
+        let export = py.detach(|| core.export())?;
+        // Every identity is encoded (and may be refused) before the clock is
+        // read, and outside the interner's lock (the clock is Python code).
+        let encoded = {
+            let interner = self.clients.lock(py);
+            export
+                .client_keys()
+                .map(|key| Ok((key, identity::encode(interner.object(py, key).bind(py))?)))
+                .collect::<PyResult<HashMap<u64, Vec<u8>>>>()?
+        };
+        let bytes = export.finish(
+            |key| {
+                encoded.get(&key).cloned().ok_or_else(|| {
+                    PyErr::from(Error::Snapshot(format!("client {key} has no identity")))
+                })
+            },
+            || self.now(py),
+        )?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// The pool a snapshot holds: every lease live with its handle and address, ``data``
+    /// (handle -> object) attached, holds running on ``clock`` (as the constructor's) with
+    /// the time they had left. ``SnapshotError`` for bytes that are not a snapshot this
+    /// version reads, or corrupt, truncated or inconsistent ones; nothing is built then.
+    #[classmethod]
+    #[pyo3(signature = (snapshot, *, data=None, clock=None))]
+    fn restore(
+        _cls: &Bound<'_, PyType>,
+        snapshot: &Bound<'_, PyAny>,
+        data: Option<&Bound<'_, PyAny>>,
+        clock: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyPool>> {
+        let py = snapshot.py();
+        let bytes = snapshot_bytes(snapshot)?;
+        let data = data.filter(|data| !data.is_none());
+        if let Some(data) = data {
+            let mapping = py.import("collections.abc")?.getattr("Mapping")?;
+            if !data.is_instance(&mapping)? {
+                return Err(PyTypeError::new_err(format!(
+                    "data must be a mapping of handles or None, not {}",
+                    data.get_type().name()?
+                )));
+            }
+        }
+        let clock = clock.filter(|clock| !clock.is_none());
+        if let Some(clock) = clock {
+            if !clock.is_callable() {
+                return Err(PyTypeError::new_err(format!(
+                    "clock must be callable or None, not {}",
+                    clock.get_type().name()?
+                )));
+            }
+        }
+        let raw: &[u8] = bytes.as_bytes();
+        let restorable = py.detach(|| Restorable::read(raw))?;
+        let decode = |encoded: &[u8]| identity::decode(py, encoded);
+        let clients = restorable
+            .client_identities()
+            .map(decode)
+            .collect::<PyResult<Vec<_>>>()?;
+        let events = restorable
+            .event_identities()
+            .map(decode)
+            .collect::<PyResult<Vec<_>>>()?;
+        let (interner, client_keys, event_keys) = Clients::restored(py, clients, events)?;
+        let mut attached: HashMap<u128, Py<PyAny>> = HashMap::new();
+        if let Some(data) = data {
+            for item in data.call_method0("items")?.try_iter()? {
+                let (handle, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
+                if !convert::is_int(&handle) {
+                    return Err(PyTypeError::new_err(format!(
+                        "data: a key must be an int handle, not {}",
+                        handle.get_type().name()?
+                    )));
+                }
+                let live = handle
+                    .extract::<u128>()
+                    .is_ok_and(|h| restorable.is_live(Handle(h)));
+                if !live {
+                    return Err(Error::NotLive(format!(
+                        "data: handle {} is not a live lease of the snapshot",
+                        handle.call_method1("__format__", ("#x",))?
+                    ))
+                    .into());
+                }
+                attached.insert(handle.extract::<u128>()?, value.unbind());
+            }
+        }
+        let now = if restorable.holds() {
+            Some(match clock {
+                Some(clock) => check_now(convert::real(&clock.call0()?, "clock must return")?)?,
+                None => Clock::Monotonic.now()?,
+            })
+        } else {
+            None
+        };
+        let build = || {
+            restorable.build(Clock::Monotonic, now, &client_keys, &event_keys, |handle| {
+                attached.remove(&handle.0)
+            })
+        };
+        // Detached only without data: a build that failed detached would
+        // drop the attached objects there.
+        let core = if data.is_none() {
+            py.detach(build)
+        } else {
+            build()
+        }?;
+        Py::new(
+            py,
+            PyPool {
+                core,
+                clock: clock.map(|clock| clock.clone().unbind()),
+                clients: interner,
+                member: None,
+                closed: AtomicBool::new(false),
+            },
+        )
     }
 
     /// This pool instance's name in the cluster (``None`` without a store).

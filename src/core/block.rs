@@ -28,6 +28,7 @@
 //! where it stands. The two CASes decide, once, whether the entry was
 //! discarded (then the block is pushed as usual) or stands.
 
+use crate::core::snapshot::Standing;
 use crate::core::sync::{AtomicU64, DataCell, Ordering};
 
 const LIVE: u64 = 1 << 31;
@@ -134,6 +135,56 @@ impl<T: Default> ConnectionBlock<T> {
         }
     }
 
+    /// A block as a snapshot restores it: at `generation`, live holding
+    /// `data`, held, or free; `listed`: its entry is in its subpool's free
+    /// list (for a live or held block, a reserved block's phantom).
+    pub fn restored(
+        ip_slot: u32,
+        port: u16,
+        generation: u32,
+        standing: Standing,
+        listed: bool,
+        data: T,
+    ) -> Self {
+        let phantom = if listed { PHANTOM } else { 0 };
+        let state = match standing {
+            Standing::Free => free_state(generation),
+            Standing::Live => {
+                free_state(generation) | LIVE | phantom | if listed { RESERVED } else { 0 }
+            }
+            Standing::Held => free_state(generation) | HELD | phantom,
+        };
+        ConnectionBlock {
+            state: AtomicU64::new(state),
+            ip_slot,
+            port,
+            data: DataCell::new(data),
+        }
+    }
+}
+
+impl<T> ConnectionBlock<T> {
+    /// The block's generation and whether it is free, live or held, for a
+    /// snapshot; `None` while it is between states (a release waiting for
+    /// its lookups, a reservation being made: only under concurrency).
+    pub fn standing(&self) -> Option<(u32, Standing)> {
+        let state = self.state.load(Ordering::Acquire);
+        let standing = if state & RELEASING != 0 {
+            return None;
+        } else if state & LIVE != 0 {
+            Standing::Live
+        } else if state & HELD != 0 {
+            Standing::Held
+        } else if state & (RESERVED | PHANTOM) != 0 {
+            return None; // marked by a reserver that has not made it live yet
+        } else {
+            Standing::Free
+        };
+        Some((generation(state), standing))
+    }
+}
+
+impl<T: Default> ConnectionBlock<T> {
     /// The current generation (a snapshot).
     pub fn generation(&self) -> u32 {
         generation(self.state.load(Ordering::Relaxed))

@@ -74,6 +74,36 @@ impl<T> Clients<T> {
         }
     }
 
+    /// The table a snapshot restores: the client states by key, and the
+    /// queued events, oldest first.
+    pub fn restored(
+        limit: u64,
+        states: impl IntoIterator<Item = (u64, ClientState<T>)>,
+        events: Vec<BlockEvent>,
+    ) -> Self {
+        let mut queued: HashMap<u64, u64> = HashMap::new();
+        for event in &events {
+            *queued.entry(event.client).or_insert(0) += 1;
+        }
+        Clients {
+            states: states.into_iter().collect(),
+            queued,
+            events: events.into(),
+            limit,
+            forgotten: Vec::new(),
+        }
+    }
+
+    /// Every client state, by key (in no order).
+    pub fn states(&self) -> impl Iterator<Item = (u64, &ClientState<T>)> {
+        self.states.iter().map(|(&key, state)| (key, state))
+    }
+
+    /// The queued events, oldest first.
+    pub fn queued_events(&self) -> impl Iterator<Item = &BlockEvent> {
+        self.events.iter()
+    }
+
     /// (live, held) leases of `client`.
     pub fn counts(&self, client: u64) -> (u64, u64) {
         self.states

@@ -320,7 +320,7 @@ impl PoolSpec {
                     .collect(),
             ),
         };
-        let mut config = Config::validate(WideSpec {
+        let config = Config::validate(WideSpec {
             name: self.name,
             shape,
             exclude: self
@@ -334,20 +334,7 @@ impl PoolSpec {
             subpool_blocks: self.subpool_blocks.map(i128::from),
             grow_threshold: i128::from(self.grow_threshold),
         })?;
-        // The policies in the reference model's order, each checked.
-        let given = self.policy;
-        config.policy.set_hold_down(given.hold_down)?;
-        config.policy.order = given.order;
-        config.policy.seed = given.seed;
-        config
-            .policy
-            .set_client_quota(given.client_quota.map(i128::from))?;
-        config.policy.paired = given.paired;
-        config.set_client_block(given.client_block.map(i128::from))?;
-        config
-            .policy
-            .set_event_queue(i128::from(given.event_queue))?;
-        Ok(config)
+        config.with_policy(self.policy)
     }
 }
 
@@ -702,6 +689,20 @@ impl Config {
             capacity,
             policy: Policy::default(),
         })
+    }
+
+    /// This configuration with the policies `given`, each checked, in the
+    /// reference model's order (a typed spec's, a snapshot's).
+    pub(crate) fn with_policy(mut self, given: Policy) -> Result<Config, Error> {
+        self.policy.set_hold_down(given.hold_down)?;
+        self.policy.order = given.order;
+        self.policy.seed = given.seed;
+        self.policy
+            .set_client_quota(given.client_quota.map(i128::from))?;
+        self.policy.paired = given.paired;
+        self.set_client_block(given.client_block.map(i128::from))?;
+        self.policy.set_event_queue(i128::from(given.event_queue))?;
+        Ok(self)
     }
 
     /// Seconds a freed block is held by default.

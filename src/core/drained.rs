@@ -37,6 +37,14 @@ impl Drained {
         }
     }
 
+    /// The set of `runs`, `(start, end, ip)`, ascending and disjoint (a
+    /// snapshot's drained IPs, whose runs are checked to be so).
+    pub fn from_runs(runs: Vec<(u128, u128, u128)>) -> Drained {
+        debug_assert!(runs.windows(2).all(|pair| pair[0].1 <= pair[1].0));
+        let addresses = runs.iter().map(|&(a, b, _)| b - a).sum();
+        Drained { runs, addresses }
+    }
+
     /// This set without `ip`.
     pub fn without(&self, ip: u128) -> Drained {
         let runs: Vec<_> = self

@@ -25,6 +25,10 @@ pub enum Error {
     Closed(String),
     /// The call is not supported for this pool (yet): `reserve` with a store.
     Unsupported(String),
+    /// A snapshot that cannot be written (a pool with a store, a client the
+    /// format cannot hold) or read (corrupt, truncated, of another version,
+    /// or a state no pool of its configuration can be in).
+    Snapshot(String),
 }
 
 impl Error {
@@ -47,7 +51,8 @@ impl fmt::Display for Error {
             | Error::OutOfMemory(m)
             | Error::Store(m)
             | Error::Closed(m)
-            | Error::Unsupported(m) => f.write_str(m),
+            | Error::Unsupported(m)
+            | Error::Snapshot(m) => f.write_str(m),
         }
     }
 }

@@ -84,6 +84,40 @@ impl FreeList {
         })
     }
 
+    /// The list a snapshot restores: of `n` blocks, holding the entries
+    /// `listed` in the order [`entries`](Self::entries) gives them, of
+    /// which `free` are free entries (the rest phantoms), refusing
+    /// reservations if `drained`.
+    pub fn restored(
+        order: Order,
+        n: u32,
+        listed: &[u32],
+        free: u64,
+        drained: bool,
+    ) -> Result<Self, Error> {
+        let blocks = match order {
+            Order::Lifo => Blocks::Stack(Stack::restored(n, listed)?),
+            Order::Fifo => Blocks::Ring(Ring::restored(n, listed)?),
+            Order::Random => Blocks::Shuffle(Shuffle::restored(n, listed)?),
+        };
+        Ok(FreeList {
+            available: AtomicU64::new(free | if drained { DRAINED } else { 0 }),
+            blocks,
+        })
+    }
+
+    /// The entries (phantoms included) as a snapshot writes them: FIFO and
+    /// LIFO in the order they would be taken, random as the array from its
+    /// first element. `None` when a take or a return is in flight (the
+    /// structure is not one consistent list).
+    pub fn entries(&self) -> Option<Vec<u32>> {
+        match &self.blocks {
+            Blocks::Stack(stack) => stack.entries(),
+            Blocks::Ring(ring) => ring.entries(),
+            Blocks::Shuffle(shuffle) => Some(shuffle.entries()),
+        }
+    }
+
     /// Claim up to `want` (at least 1) free blocks, to be taken with
     /// [`pop`](Self::pop) (one) or [`pop_many`](Self::pop_many).
     #[inline]

@@ -41,6 +41,9 @@ use crate::core::sync::{Arc, AtomicU64, Mutex, MutexGuard, Ordering};
 /// takes the lock again while there are more).
 pub const DUE_CHUNK: usize = 4;
 
+/// A held block as a snapshot sees it: its subpool, offset and hold's end.
+pub type HeldBlock<T> = (Arc<Subpool<T>>, u32, f64);
+
 /// A held block: its subpool and offset, and when its hold ends.
 pub struct Entry<T> {
     end: f64,
@@ -111,6 +114,54 @@ impl<T: Default> Held<T> {
                 deferred: Vec::new(),
             }),
         }
+    }
+
+    /// The queue a snapshot restores: `entries` (subpool, offset, end) in
+    /// release order, numbered in that order. The subpools' held counts and
+    /// their blocks' states are the caller's.
+    pub fn restored(entries: Vec<HeldBlock<T>>) -> Self {
+        let count = entries.len() as u64;
+        // In release order already: all of them go to the run.
+        let run: VecDeque<Entry<T>> = entries
+            .into_iter()
+            .enumerate()
+            .map(|(sequence, (subpool, offset, end))| Entry {
+                end,
+                sequence: sequence as u64,
+                subpool,
+                offset,
+            })
+            .collect();
+        let held = Held {
+            count: AtomicU64::new(count),
+            earliest: AtomicU64::new(f64::INFINITY.to_bits()),
+            queue: Mutex::new(Queue {
+                run,
+                heap: BinaryHeap::new(),
+                sequence: count,
+                deferred: Vec::new(),
+            }),
+        };
+        held.publish_earliest(&held.lock());
+        held
+    }
+
+    /// The held blocks in release order (`(end, sequence)`), as (subpool,
+    /// offset, end); `None` while a release is parked for a lookup's reader
+    /// (only under concurrency).
+    pub fn entries(&self) -> Option<Vec<HeldBlock<T>>> {
+        let queue = self.lock();
+        if !queue.deferred.is_empty() {
+            return None;
+        }
+        let mut entries: Vec<&Entry<T>> = queue.run.iter().chain(queue.heap.iter()).collect();
+        entries.sort_by(|a, b| b.cmp(a)); // `Ord` is reversed: earliest last
+        Some(
+            entries
+                .into_iter()
+                .map(|entry| (Arc::clone(&entry.subpool), entry.offset, entry.end))
+                .collect(),
+        )
     }
 
     fn lock(&self) -> MutexGuard<'_, Queue<T>> {

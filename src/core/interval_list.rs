@@ -144,6 +144,14 @@ impl<T: Default> IntervalList<T> {
         }
     }
 
+    /// The list of `subpools` (a restored pool's, in address order and
+    /// disjoint), published at once.
+    pub fn with_subpools(subpools: Vec<Arc<Subpool<T>>>, space: &Space) -> Self {
+        IntervalList {
+            current: AtomicArc::new(Some(Arc::new(Snapshot::new(subpools, space)))),
+        }
+    }
+
     /// The current snapshot (lock-free).
     #[inline]
     pub fn load(&self) -> SnapshotGuard<T> {

@@ -18,6 +18,7 @@
 //! | `store` | a cluster's shared interval list: the store a member claims ranges from |
 //! | `clock` | a cheap monotonic clock for the cluster's deadline checks |
 //! | `segvec` | a growable array whose elements never move |
+//! | `snapshot` | the snapshot format: a pool's state as bytes, read back with every check |
 //! | `handle` | lease handles: generation, subpool id, offset |
 //! | `error` | the core's one error type |
 //! | `sync` | the atomics and cells, std's or loom's (`--cfg loom`) |
@@ -41,6 +42,7 @@ pub(crate) mod policy;
 pub(crate) mod pool;
 pub(crate) mod rng;
 pub(crate) mod segvec;
+pub(crate) mod snapshot;
 pub(crate) mod space;
 pub(crate) mod store;
 pub(crate) mod subpool;

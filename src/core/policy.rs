@@ -55,8 +55,13 @@ impl Order {
 pub(crate) struct Policy {
     pub hold_down: f64,
     pub order: Order,
-    /// `None`: seeded from the operating system's entropy when the pool is made.
+    /// The seed given; `None`: seeded from entropy when the pool is made.
     pub seed: Option<u64>,
+    /// Without a seed: the entropy its maker drew for the generator (the
+    /// binding draws `os.urandom`, as the reference model); `None`: the
+    /// core reads the operating system's. Not part of the configuration a
+    /// pool reports or a snapshot writes.
+    pub drawn_seed: Option<u64>,
     /// At most this many live-or-held leases per client.
     pub client_quota: Option<u64>,
     /// All live leases of a client on one IP (RFC 4787 REQ-2), while possible.
@@ -76,6 +81,7 @@ impl Default for Policy {
             hold_down: 0.0,
             order: Order::Fifo,
             seed: None,
+            drawn_seed: None,
             client_quota: None,
             paired: false,
             client_block: None,

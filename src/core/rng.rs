@@ -28,6 +28,12 @@ impl SplitMix64 {
         }
     }
 
+    /// The state now (a snapshot's generator field; [`new`](Self::new)
+    /// continues from it).
+    pub fn state(&self) -> u64 {
+        self.state.load(Ordering::Relaxed)
+    }
+
     /// The next output. Each call consumes one state, whichever thread makes
     /// it; `Relaxed` suffices, as the state carries no other data.
     #[inline]

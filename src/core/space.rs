@@ -189,6 +189,47 @@ impl Space {
         &self.ranges
     }
 
+    /// The addresses of the ranges that are not in the space: within each
+    /// range, each maximal run of them, ascending, as its first and last
+    /// (ip, port) — the exclusions as normalised, whatever items made them.
+    pub fn excluded(&self) -> Vec<((u128, u16), (u128, u16))> {
+        let mut runs = Vec::new();
+        let mut segments = self.segments.iter().peekable();
+        for &(first, last) in &self.ranges {
+            // The next address of the range not yet accounted for.
+            let mut cursor = Some((first, self.low));
+            while let Some(segment) = segments.next_if(|s| s.ip <= last) {
+                let start = (segment.ip, segment.port);
+                if let Some(from) = cursor.filter(|&from| from < start) {
+                    runs.push((from, self.before(start)));
+                }
+                cursor = self.after((segment.last_ip, segment.last_port));
+            }
+            if let Some(from) = cursor.filter(|&from| from <= (last, self.high)) {
+                runs.push((from, (last, self.high)));
+            }
+        }
+        runs
+    }
+
+    /// The address before (ip, port) in (ip, port) order (not the lowest).
+    fn before(&self, (ip, port): (u128, u16)) -> (u128, u16) {
+        if port > self.low {
+            (ip, port - 1)
+        } else {
+            (ip - 1, self.high)
+        }
+    }
+
+    /// The address after (ip, port), if any.
+    fn after(&self, (ip, port): (u128, u16)) -> Option<(u128, u16)> {
+        if port < self.high {
+            Some((ip, port + 1))
+        } else {
+            ip.checked_add(1).map(|ip| (ip, self.low))
+        }
+    }
+
     /// How many segments the space has.
     #[cfg(all(test, not(loom)))]
     pub fn segment_count(&self) -> usize {
@@ -650,6 +691,43 @@ mod tests {
             .flat_map(|&ip| (ports.0..=ports.1).map(move |port| (ip, port)))
             .filter(|&(ip, port)| !gone(ip, port))
             .collect()
+    }
+
+    /// The excluded runs: per range, the maximal runs of its addresses not
+    /// in the space, whatever items excluded them (here overlapping ones).
+    #[test]
+    fn excluded_runs_are_the_gaps_within_each_range() {
+        let s = space(
+            &[(10, 14), (20, 21)],
+            (100, 102),
+            &[
+                whole(12, 12),
+                ports(11, 102, 102),
+                ports(13, 100, 100),
+                ports(12, 101, 101),
+                ports(20, 100, 101),
+                ports(21, 102, 102),
+            ],
+        );
+        assert_eq!(
+            s.excluded(),
+            vec![
+                ((11, 102), (13, 100)),
+                ((20, 100), (20, 101)),
+                ((21, 102), (21, 102)),
+            ]
+        );
+        assert!(space(&[(10, 14), (20, 21)], (100, 102), &[])
+            .excluded()
+            .is_empty());
+        let top = space(
+            &[(u128::MAX - 1, u128::MAX)],
+            (1, 2),
+            &[ports(u128::MAX, 2, 2)],
+        );
+        assert_eq!(top.excluded(), vec![((u128::MAX, 2), (u128::MAX, 2))]);
+        let first = space(&[(0, 1)], (1, 2), &[ports(0, 1, 1)]);
+        assert_eq!(first.excluded(), vec![((0, 1), (0, 1))]);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use crate::core::block::ConnectionBlock;
 use crate::core::config::Config;
 use crate::core::error::Error;
 use crate::core::free_list::FreeList;
+use crate::core::snapshot::Standing;
 use crate::core::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 pub struct Subpool<T> {
@@ -51,30 +52,14 @@ impl<T: Default> Subpool<T> {
         owner: Option<u64>,
         epoch: Option<u64>,
     ) -> Result<Self, Error> {
-        let out_of_memory =
-            |_| Error::OutOfMemory(format!("cannot allocate a subpool of {count} blocks"));
-        let mut blocks = Vec::new();
-        blocks
-            .try_reserve_exact(count as usize)
-            .map_err(out_of_memory)?;
-        let mut ips: Vec<u128> = Vec::new();
-        for (ip, port) in config.space().walk(start).take(count as usize) {
-            if ips.last() != Some(&ip) {
-                ips.try_reserve(1).map_err(out_of_memory)?;
-                ips.push(ip);
-            }
-            blocks.push(ConnectionBlock::new(
-                (ips.len() - 1) as u32,
-                port,
-                generation,
-            ));
-        }
-        let family = config.family();
+        let (blocks, ips) = Self::blocks(config, start, count, |_, ip_slot, port| {
+            ConnectionBlock::new(ip_slot, port, generation)
+        })?;
         Ok(Subpool {
             id,
             start,
-            blocks: blocks.into_boxed_slice(),
-            ips: ips.into_iter().map(|ip| family.ip(ip)).collect(),
+            blocks,
+            ips,
             free: FreeList::new(config.order(), count)?,
             held: AtomicU32::new(0),
             owner,
@@ -88,6 +73,91 @@ impl<T: Default> Subpool<T> {
             fenced: AtomicBool::new(false),
             drain_fenced: AtomicBool::new(false),
         })
+    }
+
+    /// A subpool a snapshot restores (its parts checked against each other
+    /// and `config`, `snapshot/check.rs`): per block, its generation,
+    /// standing and client key; its free list's entries in their order
+    /// (live and held ones are reserved blocks' phantoms); `data` gives a
+    /// live block at `offset` of `generation` its data.
+    #[allow(clippy::too_many_arguments)]
+    pub fn restored(
+        config: &Config,
+        id: u32,
+        start: u128,
+        parts: (&[u32], &[Standing], &[Option<u64>]),
+        listed: &[u32],
+        owner: Option<u64>,
+        drain_fenced: bool,
+        mut data: impl FnMut(u32, u32) -> T,
+    ) -> Result<Self, Error> {
+        let (generations, standings, clients) = parts;
+        let count = standings.len() as u32;
+        let mut in_list = vec![false; standings.len()];
+        for &offset in listed {
+            in_list[offset as usize] = true;
+        }
+        let (blocks, ips) = Self::blocks(config, start, count, |offset, ip_slot, port| {
+            let at = offset as usize;
+            let (generation, standing) = (generations[at], standings[at]);
+            let data = match standing {
+                Standing::Live => data(offset, generation),
+                Standing::Free | Standing::Held => T::default(),
+            };
+            ConnectionBlock::restored(ip_slot, port, generation, standing, in_list[at], data)
+        })?;
+        let free = standings.iter().filter(|&&s| s == Standing::Free).count() as u64;
+        let held = standings.iter().filter(|&&s| s == Standing::Held).count() as u32;
+        Ok(Subpool {
+            id,
+            start,
+            blocks,
+            ips,
+            free: FreeList::restored(config.order(), count, listed, free, drain_fenced)?,
+            held: AtomicU32::new(held),
+            owner,
+            clients: config.policy.tracks_clients().then(|| {
+                clients
+                    .iter()
+                    .map(|client| AtomicU64::new(client.map_or(0, |c| c + 1)))
+                    .collect::<Vec<_>>()
+                    .into_boxed_slice()
+            }),
+            epoch: None,
+            fenced: AtomicBool::new(false),
+            drain_fenced: AtomicBool::new(drain_fenced),
+        })
+    }
+
+    /// The `count` blocks of the addresses from `start`, made by `block`
+    /// (offset, IP slot, port), and their IPs; `OutOfMemory` rather than
+    /// an abort.
+    #[allow(clippy::type_complexity)]
+    fn blocks(
+        config: &Config,
+        start: u128,
+        count: u32,
+        mut block: impl FnMut(u32, u32, u16) -> ConnectionBlock<T>,
+    ) -> Result<(Box<[ConnectionBlock<T>]>, Box<[IpAddr]>), Error> {
+        let out_of_memory =
+            |_| Error::OutOfMemory(format!("cannot allocate a subpool of {count} blocks"));
+        let mut blocks = Vec::new();
+        blocks
+            .try_reserve_exact(count as usize)
+            .map_err(out_of_memory)?;
+        let mut ips: Vec<u128> = Vec::new();
+        for (offset, (ip, port)) in (0..count).zip(config.space().walk(start)) {
+            if ips.last() != Some(&ip) {
+                ips.try_reserve(1).map_err(out_of_memory)?;
+                ips.push(ip);
+            }
+            blocks.push(block(offset, (ips.len() - 1) as u32, port));
+        }
+        let family = config.family();
+        Ok((
+            blocks.into_boxed_slice(),
+            ips.into_iter().map(|ip| family.ip(ip)).collect(),
+        ))
     }
 
     /// Record the client of the lease block `offset` now holds (the

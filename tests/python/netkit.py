@@ -1,7 +1,9 @@
 """Loopback test kit for the proxy's end-to-end tests: backends, clients, a poll with a hang guard.
 
 Every listen socket takes an ephemeral port; every pool lives in a random 127.X.Y.0/24 so that tests running
-at the same time on this machine (other worktrees) do not bind each other's NAT addresses.
+at the same time on this machine (other worktrees) do not bind each other's NAT addresses. IPv6 has one loopback
+address, ``::1``: an IPv6 pool is ``::1`` with a random window of ports (:func:`random_ports`), and its tests are
+skipped on a host without IPv6 loopback (:data:`NO_IPV6`).
 
 The random networks and ports come from one seed per session, :data:`SEED`: a fresh one each session (so that
 sessions running side by side draw different networks), or ``NATPOOL_TEST_SEED`` to replay one. The pytest
@@ -22,17 +24,21 @@ import random
 import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
-from natpool.apps.listener import bound_address, close_server
+from natpool.apps.listener import bound_address, close_server, missing_ipv6_loopback
 from natpool.apps.options import PoolAddresses, parse_pool
 from natpool.apps.proxy import Proxy, ProxyConfig
 
 HANG_GUARD = 30.0
 """Seconds after which a test that waits for something gives up: a guard against hangs, not a measurement."""
+
+NO_IPV6 = missing_ipv6_loopback()
+"""Why this host has no IPv6 loopback (the reason IPv6 tests are skipped), or ``None``."""
 
 SEED = int(os.environ.get("NATPOOL_TEST_SEED") or random.SystemRandom().randrange(2**32))
 """The session's seed of the random networks and ports (``NATPOOL_TEST_SEED``, else a fresh one)."""
@@ -50,19 +56,25 @@ def random_network() -> ipaddress.IPv4Network:
     return ipaddress.IPv4Network(f"127.{_random.randint(101, 254)}.{_random.randint(0, 255)}.0/24")
 
 
+def random_ports(ports: int = 2) -> tuple[int, int]:
+    """A random window of ``ports`` ports (below Linux's ephemeral ports; on ``::1``, the only IPv6 loopback
+    address, it is what keeps tests running side by side apart)."""
+    low = _random.randint(20000, 30000)
+    return low, low + ports - 1
+
+
 def pool_range(network: ipaddress.IPv4Network, ips: int = 1, ports: int = 2) -> tuple[PoolAddresses, tuple[int, int]]:
     """A pool of ``ips`` addresses of ``network`` times ``ports`` ports (a random port window)."""
     first = network.network_address + 1
-    low = _random.randint(20000, 30000)
-    return parse_pool(f"{first}-{first + ips - 1}"), (low, low + ports - 1)
+    return parse_pool(f"{first}-{first + ips - 1}"), random_ports(ports)
 
 
 def config(
     backends: list[tuple[str, int]], pool: PoolAddresses, ports: tuple[int, int], **options: object
 ) -> ProxyConfig:
-    defaults: dict[str, object] = {"initial_blocks": 1, "max_blocks": 65536}
+    defaults: dict[str, object] = {"listen": ("127.0.0.1", 0), "initial_blocks": 1, "max_blocks": 65536}
     defaults.update(options)
-    return ProxyConfig(listen=("127.0.0.1", 0), backends=tuple(backends), pool=pool, ports=ports, **defaults)  # type: ignore[arg-type]
+    return ProxyConfig(backends=tuple(backends), pool=pool, ports=ports, **defaults)  # type: ignore[arg-type]
 
 
 class PeerEchoBackend:
@@ -71,7 +83,8 @@ class PeerEchoBackend:
     While ``hold`` is clear it keeps every connection open (it has read nothing yet) until it is set.
     """
 
-    def __init__(self, on_peer: Callable[[str, int], None] | None = None) -> None:
+    def __init__(self, on_peer: Callable[[str, int], None] | None = None, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.peers: list[tuple[str, int]] = []
         self.hold = asyncio.Event()
         self.hold.set()
@@ -85,7 +98,7 @@ class PeerEchoBackend:
     async def start(self) -> None:
         """Listen on an ephemeral loopback port (once: a started backend stays as it is)."""
         if self._server is None:
-            self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+            self._server = await asyncio.start_server(self._handle, self.host, 0)
 
     async def stop(self) -> None:
         await close_server(self._server)
@@ -171,10 +184,16 @@ class PeerHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class _HTTPServer6(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 @contextlib.contextmanager
-def http_backend() -> Iterator[tuple[str, int]]:
-    """The standard library's HTTP server with :class:`PeerHandler` on an ephemeral loopback port, in a thread."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), PeerHandler)
+def http_backend(host: str = "127.0.0.1") -> Iterator[tuple[str, int]]:
+    """The standard library's HTTP server with :class:`PeerHandler` on an ephemeral port of ``host`` (loopback),
+    in a thread."""
+    kind = _HTTPServer6 if ":" in host else http.server.ThreadingHTTPServer
+    server = kind((host, 0), PeerHandler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -226,6 +245,41 @@ class LogReader:
         while not self.lines.empty():
             self.seen.append(self.lines.get())
         return "".join(self.seen)
+
+
+def http_get(address: tuple[str, int]) -> bytes:
+    """``GET /`` over HTTP/1.0 through ``address``: the whole answer, ``b""`` if the connection was closed (or
+    reset) without one."""
+    try:
+        with socket.create_connection(address, timeout=HANG_GUARD) as client:
+            client.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            with client.makefile("rb") as stream:
+                return stream.read()
+    except ConnectionResetError:
+        return b""
+
+
+def peer_of(answer: bytes) -> tuple[str, int]:
+    """The peer address a :class:`PeerHandler` answered with."""
+    ip, port = answer.rsplit(b"\r\n", 1)[1].decode().split()
+    return ip, int(port)
+
+
+@contextlib.contextmanager
+def proxy_process(*args: str) -> Iterator[tuple[subprocess.Popen[str], LogReader, tuple[str, int]]]:
+    """``python -m natpool proxy ARGS`` in a process of its own: yields it, its log and the address it listens
+    on; kills it at the end if it still runs."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    command = [sys.executable, "-m", "natpool", "proxy", *args]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    log = LogReader(process)
+    try:
+        match = log.until(r"listening on \[?([0-9a-f.:]+?)\]?:(\d+),")
+        yield process, log, (match[1], int(match[2]))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def dead_address() -> tuple[str, int]:

@@ -183,6 +183,32 @@ def test_the_policies_give_the_same_counts_in_both_implementations(capsys: pytes
         assert rust["results"] == reference["results"]
 
 
+WORKLOAD = SMALL[SMALL.index("--initial-blocks") :]
+"""SMALL's pool sizes and workload, without its addresses."""
+
+
+def test_several_pool_ranges_minus_exclusions_in_both_implementations(capsys: pytest.CaptureFixture[str]) -> None:
+    shape = ["--pool", "198.51.100.9", "--pool", "198.51.100.1-198.51.100.2", "--ports", "1000-1099"]
+    shape += ["--exclude", "198.51.100.2:1000-1049", "--exclude", "198.51.100.1:1099"]
+    rust, reference = (simulate_json(capsys, "simulate", *shape, *WORKLOAD, "--model", m) for m in MODELS)
+    assert rust["pool"]["address_count"] == 300 - 50 - 1 == rust["pool"]["capacity"]
+    assert rust["pool"]["ranges"] == ["198.51.100.9", "198.51.100.1-198.51.100.2"]
+    assert rust["pool"]["exclude"] == ["198.51.100.2:1000-1049", "198.51.100.1:1099"]
+    assert rust["invariants"] == {"ok": True, "failures": []} and rust["results"]["refused"] == 0
+    assert rust["results"] == reference["results"]
+
+
+def test_an_ipv6_pool_in_both_implementations(capsys: pytest.CaptureFixture[str]) -> None:
+    shape = ["--pool", "2001:db8::/64", "--exclude", "[2001:db8::1]:1000-1009", "--ports", "1000-1099"]
+    rust, reference = (simulate_json(capsys, "simulate", *shape, *WORKLOAD, "--model", m) for m in MODELS)
+    assert rust["pool"]["address_count"] == (2**64 - 1) * 100 - 10  # without the subnet-router anycast address
+    assert rust["pool"]["capacity"] == 65536
+    assert rust["invariants"] == {"ok": True, "failures": []}
+    assert rust["results"] == reference["results"]
+    assert main(["simulate", *shape, *WORKLOAD]) == 0
+    assert "pool      simulate: 2001:db8::/64 minus [2001:db8::1]:1000-1009, ports 1000-1099" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("lifetime", ["pareto", "lognormal", "exponential"])
 def test_lifetime_distributions_and_constant_rate(capsys: pytest.CaptureFixture[str], lifetime: str) -> None:
     report = simulate_json(capsys, *SMALL, "--lifetime", lifetime, "--wave-period", "0")
@@ -279,6 +305,13 @@ def test_a_failed_invariant_exits_1(
         (["--hold-down", "-1"], "argument --hold-down: -1 is negative"),
         (["--hold-down", "nan"], "argument --hold-down: 'nan' is not a finite number"),
         (["--no-such-option"], "unrecognized arguments: --no-such-option"),
+        (["--pool", "10.0.0.0/24", "--first-ip", "10.0.0.1"], "argument --pool: not with --first-ip"),
+        (["--pool", "10.0.0.0/8", "--pool", "10.1.0.0/16"], "argument --pool: 10.1.0.1-10.1.255.254 overlaps"),
+        (["--pool", "::1", "--pool", "10.0.0.1"], "argument --pool:"),
+        (["--pool", "10.0.0.1-"], "argument --pool:"),
+        (["--exclude", "10.9.9.9"], "argument --exclude: 10.9.9.9 has no address in the pool's ranges"),
+        (["--exclude", "203.0.113.7:80"], "argument --exclude:"),  # a port outside --ports
+        (["--exclude", "[10.0.0.1]:80"], "argument --exclude:"),
     ],
 )
 def test_bad_options_exit_2(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:

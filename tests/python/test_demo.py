@@ -8,9 +8,10 @@ import sys
 
 import pytest
 from natpool.apps import cli
+from natpool.apps.demo import command as demo_command
 from natpool.apps.demo import ledger
 from natpool.apps.demo.compare import order
-from netkit import HANG_GUARD, random_network
+from netkit import HANG_GUARD, NO_IPV6, random_network
 
 
 def demo(*args: str) -> subprocess.CompletedProcess[str]:
@@ -33,6 +34,34 @@ def test_the_demo_runs_on_a_pool_given_as_first_last() -> None:
     assert f"pool {pool}, ports 1024-65535" in done.stdout
     assert f"0 outside {pool}" in done.stdout
     assert "verification                ok" in done.stdout
+
+
+def test_the_demo_runs_on_two_ranges_minus_an_exclusion() -> None:
+    one, two = random_network().network_address + 1, random_network().network_address + 1
+    pools = ["--pool", f"{one}-{one + 1}", "--pool", f"{two}", "--exclude", f"{one + 1}", "--exclude", f"{two}:1024"]
+    done = demo(*pools, "--orders", "fifo,lifo")
+    assert done.returncode == 0, done.stdout + done.stderr
+    shape = f"{one}-{one + 1}, {two} minus {one + 1}, {two}:1024"
+    assert f"pool {shape}, ports 1024-65535" in done.stdout and f"0 outside {shape}" in done.stdout
+
+
+@pytest.mark.skipif(NO_IPV6 is not None, reason=f"no IPv6 loopback on this host: {NO_IPV6}")
+def test_the_demo_on_ipv6_loopback() -> None:
+    done = demo("--ipv6", "--compare")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "pool ::1, ports 1024-32767" in done.stdout and "0 outside ::1" in done.stdout
+    assert "verification                ok" in done.stdout and "FAILED" not in done.stdout
+
+
+def test_the_demo_on_ipv6_is_skipped_with_a_message_where_the_host_has_no_ipv6_loopback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(demo_command, "missing_ipv6_loopback", lambda: "::1 cannot be bound (no IPv6)")
+    assert cli.main(["demo", "--ipv6"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.splitlines() == [
+        "natpool demo: skipped: --ipv6 needs IPv6 loopback, and this host has none: ::1 cannot be bound (no IPv6)"
+    ]
 
 
 def test_the_demo_passes_its_own_verification_both_ways() -> None:
@@ -70,6 +99,13 @@ def test_the_demo_passes_its_own_verification_both_ways() -> None:
         ["--orders", ""],
         ["--hold-down", "-1"],
         ["--workers", "2", "--orders", "fifo"],
+        ["--pool", "::1"],  # an IPv6 pool needs --ipv6
+        ["--ipv6", "--pool", "127.0.100.1"],
+        ["--ipv6", "--pool", "::2"],  # not loopback
+        ["--ipv6", "--workers", "2"],
+        ["--pool", "127.0.100.0/24", "--pool", "127.0.100.5"],  # overlapping ranges
+        ["--exclude", "10.0.0.1"],  # outside the pool
+        ["--exclude", "127.0.100.1", "--workers", "2"],  # a store takes one range without exclusions yet
     ],
 )
 def test_the_demo_rejects_bad_input_with_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:

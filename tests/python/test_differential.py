@@ -3,8 +3,9 @@
 A hypothesis state machine drives one pool of each implementation, built from the same
 small random configuration and policies (reuse order and seed, hold-down, each pool with
 its own fake clock reading one shared time, client quota, paired, port blocks, a small
-event queue), with the same random operations (leases with and without clients), and
-after every step asserts identical outcomes and identical ``intervals()``, ``subpools()``,
+event queue), with the same random operations (leases with and without clients; a
+snapshot of both pools, which must be the same bytes, restored into the pools the machine
+goes on with), and after every step asserts identical outcomes and identical ``intervals()``, ``subpools()``,
 ``stats()``, ``len()`` and ``events()``, the same number of clock reads on both sides,
 plus invariants computed independently from the records (exact partition of the address
 space, merged free neighbours, one interval per subpool, no address live twice, no held
@@ -51,6 +52,7 @@ from natpool import (
     PoolExhausted,
     PoolStats,
     QuotaExceeded,
+    SnapshotError,
 )
 from natpool.store import SQLiteStore
 from storekit import dump, sql
@@ -338,6 +340,9 @@ class Differential(RuleBasedStateMachine):
         self.drained_ever = False
         """Whether an IP was ever drained (its subpools are deleted as they empty, whatever
         ``initial_blocks`` says)."""
+        self.reserved_ever = False
+        """Whether ``reserve`` ever leased an address (its subpool is a chunk of the free interval,
+        which may be smaller than ``initial_blocks``)."""
         """IPs drained (issue 12): no lease handed out on them."""
 
     # -- helpers ---------------------------------------------------------------------------
@@ -959,6 +964,7 @@ class Differential(RuleBasedStateMachine):
             rust, ref = value
             assert ref.address == address and ref.data is data
             self.add_live(rust, ref)
+            self.reserved_ever = True
         elif owner is not None and owner.client is not None:
             assert kind == "error" and type(value) is LeaseError, value
         elif owner is not None and any(ip_int(owner.first_ip) <= d <= ip_int(owner.last_ip) for d in self.drained):
@@ -970,6 +976,7 @@ class Differential(RuleBasedStateMachine):
             rust, ref = value
             assert ref.address == address and ref.data is data
             self.add_live(rust, ref)
+            self.reserved_ever = True
             tally("reserved")
 
     def covers(self, subpool: Any, index: int) -> bool:
@@ -1000,6 +1007,39 @@ class Differential(RuleBasedStateMachine):
             self.drained.add(ip)
             self.drained_ever = True
             tally("drained")
+
+    @rule()
+    def snapshot_restore(self) -> None:
+        """Both pools write the same snapshot (docs/shapes.md), both are restored from it on their own fake
+        clocks, with the data the machine holds attached by handle, and the machine goes on with the restored
+        pools: each live lease is looked up there and replaces the machine's. A pool with a store writes none."""
+        if self.stores:
+            kind, value = self.both(lambda pool, side: pool.snapshot())
+            assert kind == "error" and type(value) is SnapshotError, value
+            return
+        snapshots = [pool.snapshot() for pool in self.pools]
+        assert snapshots[RUST] == snapshots[REF], "the snapshots differ"
+        impls: tuple[Any, ...] = IMPLS
+        restored = tuple(
+            impl.restore(
+                snapshots[side],
+                data={pair[side].handle: pair[side].data for pair in self.live if pair[side].data is not None},
+                clock=self.clocks[side] if self.clocks is not None else None,
+            )
+            for side, impl in enumerate(impls)
+        )
+        live = []
+        for pair in self.live:
+            found = tuple(restored[side].lookup(pair[side].ip, pair[side].port) for side in (RUST, REF))
+            for side in (RUST, REF):
+                lease = found[side]
+                assert lease is not None and lease.handle == pair[side].handle, "a live lease was not restored"
+                assert lease.data is pair[side].data
+            live.append(found)
+        self.pools = restored
+        self.live = live
+        assert [pool.snapshot() for pool in self.pools] == snapshots, "a restored pool writes another snapshot"
+        tally("snapshot restored")
 
     def teardown(self) -> None:
         tally(f"steps checked: {'0-9' if self.steps < 10 else '10-29' if self.steps < 30 else '30+'}")
@@ -1124,8 +1164,8 @@ class Differential(RuleBasedStateMachine):
         if self.allocated_once:
             # the memory pool, once created, keeps its initial allocation (with port blocks, a
             # client's block may come first and no shared subpool be needed; a drain deletes the
-            # drained IP's subpools as they empty)
-            if not self.blocks_mode and not self.drained_ever:
+            # drained IP's subpools as they empty; reserve makes a chunk of the free interval)
+            if not self.blocks_mode and not self.drained_ever and not self.reserved_ever:
                 assert stats.blocks >= min(pool.initial_blocks, pool.address_count)
         elif not self.drained:
             segments = 1 + len(self.breaks)

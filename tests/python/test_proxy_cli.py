@@ -67,6 +67,12 @@ BAD = [
     ("--client-block", "-8"),
     ("--client-block", "100000"),  # more than the 64,512 ports of one IP
     ("--block-log-max-bytes", "0"),
+    ("--exclude", "nonsense"),
+    ("--exclude", "[10.0.0.1]:80"),  # brackets are for IPv6
+    ("--exclude", "127.0.100.1:9-2"),
+    ("--backend", "::1:8080"),  # an IPv6 host goes in brackets
+    ("--listen", "[::1:0"),
+    ("--model", "java"),
 ]
 
 
@@ -108,6 +114,15 @@ def test_max_connections_beyond_rlimit_nofile_says_by_how_much(
         ["--seed", "7"],  # without --order random
         ["--paired", "--source", "kernel"],
         ["--max-per-client", "2", "--source", "kernel"],
+        ["--pool", "127.0.100.128/25"],  # overlaps the first --pool
+        ["--pool", "::1"],  # IPv6 and IPv4 in one pool
+        ["--exclude", "10.9.9.9"],  # outside every --pool range
+        ["--exclude", "127.0.100.1:80"],  # a port outside --ports
+        ["--exclude", "127.0.100.0/24"],  # leaves no address
+        ["--backend", "[::1]:8080"],  # an IPv6 backend for an IPv4 pool
+        ["--exclude", "127.0.100.5", "--store", "sqlite:////nonexistent/natpool.db"],  # a store takes one range yet
+        ["--pool", "127.0.101.1", "--workers", "2"],
+        ["--exclude", "127.0.100.5:2000", "--source", "kernel"],  # the kernel chooses the ports
     ],
 )
 def test_impossible_combinations_exit_2(

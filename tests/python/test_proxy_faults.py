@@ -42,11 +42,11 @@ def fail_upstream(monkeypatch: pytest.MonkeyPatch, faults: Faults) -> None:
     """The proxy's upstream sockets fail as ``faults`` say (``socket``: the creation itself), sharing them."""
     make = source.new_socket
 
-    def new_socket() -> socket.socket:
+    def new_socket(family: socket.AddressFamily = socket.AF_INET) -> socket.socket:
         errors = faults.get("socket")
         if errors:
             raise errors.pop(0)
-        return FaultySocket.wrapping(make(), faults)
+        return FaultySocket.wrapping(make(family), faults)
 
     monkeypatch.setattr(source, "new_socket", new_socket)
 

@@ -7,10 +7,13 @@ clock is a ``storekit.Clock``; holds are timed by a ``clockkit.Clock`` of their 
 
 from __future__ import annotations
 
+import itertools
+from typing import Any
+
 import natpool
 import pytest
 from clockkit import Clock as HoldClock
-from natpool.store import Store
+from natpool.store import SQLiteStore, Store
 from storekit import TTL, Clock, dump, indices, ranges, store_pool
 
 pytest_plugins = ("storefixtures",)  # its fixtures: kind, url, clock, store, pool_impl
@@ -118,3 +121,23 @@ def test_quota_and_paired_on_a_store(pool_impl: str, store: Store) -> None:
     a.free(y)
     assert a.allocate(client="c").ip == "10.0.0.1"
     assert len(a.allocate_many(3, client="d")) == 3
+
+
+def test_a_claim_that_finds_only_a_drained_range_again_gives_up_instead_of_looping(
+    pool_impl: str, tmp_path: Any
+) -> None:
+    """A range handed back is held ``reclaim_delay``; on a store whose clock passes that between two transactions
+    (here 1 s a read, a delay of 0.5 s) the store's first fit grants the same range again: the claim once looped
+    forever on a range of a drained IP (the differential test hung on it). It now gives up when a range comes back
+    a second time, and the allocation raises ``PoolExhausted``; nothing else changes."""
+    store = SQLiteStore(f"{tmp_path}/s.db", clock=itertools.count(1_000_000).__next__)
+    pool = store_pool(pool_impl, store, "m", claim_ttl=1e9, reclaim_delay=0.5)
+    pool.drain("10.0.0.1")
+    with pytest.raises(natpool.PoolExhausted):
+        pool.allocate()
+    assert len(pool) == 0 and pool.stats().blocks == 0
+    assert [claim for claim in store.claims("vip") if claim.state == "claimed"] == []
+    pool.undrain("10.0.0.1")
+    assert pool.allocate().ip == "10.0.0.1"
+    pool.close()
+    store.close()

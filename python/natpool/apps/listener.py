@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 
-__all__ = ["bound_address", "close_server"]
+__all__ = ["bound_address", "close_server", "missing_ipv6_loopback"]
 
 
 def bound_address(server: asyncio.Server | None) -> tuple[str, int]:
@@ -21,3 +22,15 @@ async def close_server(server: asyncio.Server | None) -> None:
         server.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(server.wait_closed(), 1.0)
+
+
+def missing_ipv6_loopback() -> str | None:
+    """Why nothing can listen on ``::1`` here (no IPv6, or no IPv6 loopback), or ``None`` when it can."""
+    if not socket.has_ipv6:
+        return "Python was built without IPv6"
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError as exc:
+        return f"::1 cannot be bound ({exc.strerror or exc})"
+    return None

@@ -49,6 +49,10 @@ class HeldQueue:
         subpool.held += 1
         subpool.blocks[offset].held = True
 
+    def ordered(self) -> list[HeldBlock]:
+        """Every held block, in the order of ``(end, sequence number)`` (the order they are released in)."""
+        return sorted(self._heap, key=lambda entry: entry[:2])
+
     def first_end(self) -> float:
         """When the earliest hold ends (the queue must not be empty)."""
         return self._heap[0][0]

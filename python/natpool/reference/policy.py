@@ -34,7 +34,13 @@ read it at exactly these points, at most once per call:
   block is held;
 * ``free`` and ``free_many``: after the argument types (and the batch's items)
   are checked and before the leases are checked to be live, if the effective
-  hold is above 0 or ``client_block`` is set.
+  hold is above 0 or ``client_block`` is set;
+* ``snapshot``: after the pool is found writable (no store, clients of the
+  types a snapshot writes), if any block is held (each hold is written as
+  ``end - now``);
+* ``Pool.restore``: the restored pool's clock, after the snapshot is checked
+  whole (and ``data``), if the snapshot holds a held block (each hold then
+  ends at ``now + remaining``).
 
 Nothing else reads it (``stats()``, ``lookup()`` and the rest never do).
 """

@@ -102,6 +102,7 @@ from natpool.errors import (
     StoreError,
 )
 from natpool.records import BlockEvent, Interval, PoolStats, Subpool
+from natpool.reference import snapshot as snapshot_format
 from natpool.reference.clients import Clients, carve, find_run
 from natpool.reference.config import ControlBlock, control_block, prefix_to_mask
 from natpool.reference.drain import DrainedIps
@@ -788,6 +789,29 @@ class Pool:
         shared_blocks = sum(len(s.blocks) for s in self._memory_pool.shared())
         if shared_blocks - subpool.free >= self._cb.initial_blocks:
             self._delete_subpool(subpool)
+
+    # -- snapshot and restore (snapshot.py, docs/shapes.md "Snapshot format") -------------
+    def snapshot(self) -> bytes:
+        """The pool's state as bytes (``docs/shapes.md``, "Snapshot format"); changes nothing.
+
+        Reads the clock if, and only if, a block is held (each hold is written as the
+        time left). ``SnapshotError`` for a pool with a store, or a client the format
+        cannot write.
+        """
+        self._check_open()
+        return snapshot_format.write(self)
+
+    @classmethod
+    def restore(cls, snapshot: bytes, *, data: Any = None, clock: Callable[[], float] | None = None) -> Pool:
+        """The pool a snapshot holds: every lease live with its handle and address, every hold
+        running on ``clock`` (as the constructor's) from the time left at the snapshot.
+
+        ``data`` maps live handles to the objects to attach (``TypeError`` for a key that
+        is not an int, ``LeaseError`` for one that is not a live handle of the snapshot).
+        ``SnapshotError`` for bytes that are not a snapshot this version reads, or
+        corrupt, truncated or inconsistent ones; nothing is built then.
+        """
+        return snapshot_format.restore(cls, snapshot, data, clock)
 
     # -- the cluster: fencing, renewal, closing -----------------------------------------
     def _check_open(self) -> None:

@@ -42,7 +42,7 @@ import os
 from collections import deque
 from typing import Protocol
 
-__all__ = ["ORDERS", "SplitMix64", "FreeBlocks", "free_blocks", "entropy_seed"]
+__all__ = ["ORDERS", "SplitMix64", "FreeBlocks", "free_blocks", "listed_free_blocks", "entropy_seed"]
 
 ORDERS = ("fifo", "lifo", "random")
 MASK64 = 2**64 - 1
@@ -79,6 +79,10 @@ class FreeBlocks(Protocol):
 
     def take(self) -> int: ...
     def give(self, offset: int) -> None: ...
+    def listed(self) -> list[int]:
+        """The entries (phantoms included) as a snapshot writes them: FIFO and LIFO in the order they would be
+        taken (the queue's head, the stack's top first), random as the array ``A`` from ``A[0]``."""
+        ...
 
 
 class _Fifo:
@@ -93,6 +97,9 @@ class _Fifo:
     def give(self, offset: int) -> None:
         self.queue.append(offset)
 
+    def listed(self) -> list[int]:
+        return list(self.queue)
+
 
 class _Lifo:
     __slots__ = ("stack",)
@@ -105,6 +112,9 @@ class _Lifo:
 
     def give(self, offset: int) -> None:
         self.stack.append(offset)
+
+    def listed(self) -> list[int]:
+        return self.stack[::-1]
 
 
 class _Random:
@@ -125,6 +135,9 @@ class _Random:
     def give(self, offset: int) -> None:
         self.array.append(offset)
 
+    def listed(self) -> list[int]:
+        return list(self.array)
+
 
 def free_blocks(order: str, n: int, rng: SplitMix64 | None) -> FreeBlocks:
     """The free blocks of a fresh subpool of ``n`` blocks, in ``order``."""
@@ -134,3 +147,11 @@ def free_blocks(order: str, n: int, rng: SplitMix64 | None) -> FreeBlocks:
         return _Lifo(n)
     assert order == "random" and rng is not None
     return _Random(n, rng)
+
+
+def listed_free_blocks(order: str, listed: list[int], rng: SplitMix64 | None) -> FreeBlocks:
+    """Free blocks in ``order`` whose entries are ``listed`` (as ``FreeBlocks.listed`` returns them)."""
+    blocks = free_blocks(order, 0, rng)
+    for offset in listed if order != "lifo" else reversed(listed):
+        blocks.give(offset)
+    return blocks

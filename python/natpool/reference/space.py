@@ -159,25 +159,28 @@ class AddressSpace:
     def ip_text(self, ip: int) -> str:
         return ip_text(ip, self.family)
 
-    def excluded_runs(self) -> list[tuple[tuple[int, int], tuple[int, int]]]:
-        """The maximal runs of the ranges' (ip, port) pairs left out of the space: ``((ip, port), (ip, port))``
-        bounds, inclusive, in address order (a store's canonical exclusions)."""
+    def excluded(self) -> list[tuple[int, int, int, int]]:
+        """The exclusions as normalised: within each range, each maximal run of its addresses that are not in
+        the space, ascending, as ``(first_ip, first_port, last_ip, last_port)``."""
         per_ip, low = self.ports_per_ip, self.ports[0]
         runs = []
         k = 0
         for first, last in self.ranges:
             cursor, end = first * per_ip, (last + 1) * per_ip
-            while cursor < end:
-                while k < len(self._flat) and self._flat[k] + self._count[k] <= cursor:
-                    k += 1
-                if k < len(self._flat) and self._flat[k] <= cursor:
-                    cursor = self._flat[k] + self._count[k]
-                    continue
-                stop = min(end, self._flat[k]) if k < len(self._flat) else end
-                (first_ip, first_port), (last_ip, last_port) = divmod(cursor, per_ip), divmod(stop - 1, per_ip)
-                runs.append(((first_ip, low + first_port), (last_ip, low + last_port)))
-                cursor = stop
-        return runs
+            while k < len(self._flat) and self._flat[k] < end:
+                if self._flat[k] > cursor:
+                    runs.append((cursor, self._flat[k]))
+                cursor = self._flat[k] + self._count[k]
+                k += 1
+            if cursor < end:
+                runs.append((cursor, end))
+        return [(*divmod_port(start, per_ip, low), *divmod_port(end - 1, per_ip, low)) for start, end in runs]
+
+
+def divmod_port(flat: int, per_ip: int, low: int) -> tuple[int, int]:
+    """The (ip, port) of a flat coordinate."""
+    ip, offset = divmod(flat, per_ip)
+    return ip, low + offset
 
 
 def _union(holes: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -206,9 +206,14 @@ class Member:
 
         ``is_free(first, count)`` says whether the range is free locally. A grant
         that is not (it overlaps a subpool this member still has, whose claim
-        lapsed in the store while its leases lived on) is returned at once, so
-        it is held once more, and the claim is repeated.
+        lapsed in the store while its leases lived on, or an IP drained here) is
+        returned at once, so it is held once more, and the claim is repeated. If
+        the store grants a range this call already returned (its hold, shorter
+        than the time between two transactions, is over: ``reclaim_delay`` near
+        0), the claim gives up with ``None`` rather than loop: the store offers
+        nothing else this member can use now.
         """
+        returned: set[tuple[int, int]] = set()
         while True:
             t0 = time.monotonic()
             grant = self._call(
@@ -222,6 +227,9 @@ class Member:
                     self._claims[grant.epoch] = state
                 return grant, state
             self._call(self.store.release, self.name, self.member, grant.epoch)
+            if (grant.first, grant.count) in returned:
+                return None
+            returned.add((grant.first, grant.count))
 
     def release(self, state: ClaimState) -> None:
         """Return a subpool's claim (``StoreError``: the claim stays, and so must the subpool)."""

@@ -96,7 +96,7 @@ def _exclusion_items(cb: ControlBlock) -> list[str]:
         return f"[{text}]:{first}-{last}" if family == 6 else f"{text}:{first}-{last}"
 
     items = []
-    for (first_ip, first_port), (last_ip, last_port) in space.excluded_runs():
+    for first_ip, first_port, last_ip, last_port in space.excluded():
         if first_ip == last_ip and (first_port, last_port) != (low, high):
             items.append(ports(first_ip, first_port, last_port))
             continue

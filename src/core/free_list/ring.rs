@@ -56,6 +56,40 @@ impl Ring {
         })
     }
 
+    /// A ring of `n` blocks holding `listed` (at most `n`), the next taken
+    /// first: positions `0..listed.len()`, the other cells empty on lap 0.
+    pub fn restored(n: u32, listed: &[u32]) -> Result<Self, Error> {
+        let cells = entries(n, "a free ring", |i| {
+            AtomicU64::new(match listed.get(i as usize) {
+                Some(&offset) => cell(0, true, offset),
+                None => cell(0, false, 0),
+            })
+        })?;
+        Ok(Ring {
+            head: AtomicU64::new(0),
+            tail: AtomicU64::new(listed.len() as u64),
+            cells,
+        })
+    }
+
+    /// The blocks from the head to the tail (`None`: a cell in that span
+    /// is not full on its lap, a take or return in flight).
+    pub fn entries(&self) -> Option<Vec<u32>> {
+        let head = self.head.load(Ordering::Acquire);
+        let tail = self.tail.load(Ordering::Acquire);
+        let span = tail.checked_sub(head)?;
+        if span > self.cells.len() as u64 {
+            return None;
+        }
+        (head..tail)
+            .map(|position| {
+                let (cell_word, lap) = self.slot(position);
+                let current = cell_word.load(Ordering::Acquire);
+                (turn(current) == turn(cell(lap, true, 0))).then_some(current as u32)
+            })
+            .collect()
+    }
+
     fn slot(&self, position: u64) -> (&AtomicU64, u64) {
         let n = self.cells.len() as u64;
         (&self.cells[(position % n) as usize], position / n)

@@ -21,6 +21,23 @@ impl Shuffle {
         })
     }
 
+    /// The array `listed`, with room for all `n` blocks.
+    pub fn restored(n: u32, listed: &[u32]) -> Result<Self, Error> {
+        let mut array = Vec::new();
+        array.try_reserve_exact(n as usize).map_err(|_| {
+            Error::OutOfMemory(format!("cannot reserve a free array of {n} blocks"))
+        })?;
+        array.extend_from_slice(listed);
+        Ok(Shuffle {
+            array: Mutex::new(array),
+        })
+    }
+
+    /// The array, from its first element.
+    pub fn entries(&self) -> Vec<u32> {
+        self.array().clone()
+    }
+
     fn array(&self) -> crate::core::sync::MutexGuard<'_, Vec<u32>> {
         // The array is consistent between statements: a poisoned lock is usable.
         self.array

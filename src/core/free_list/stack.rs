@@ -25,6 +25,34 @@ impl Stack {
         })
     }
 
+    /// A stack of `n` blocks holding `listed`, the top first.
+    pub fn restored(n: u32, listed: &[u32]) -> Result<Self, Error> {
+        let links = entries(n, "a free list", |_| AtomicU32::new(0))?;
+        for pair in listed.windows(2) {
+            links[pair[0] as usize].store(pair[1] + 1, Ordering::Relaxed);
+        }
+        let top = listed.first().map_or(0, |&offset| offset + 1);
+        Ok(Stack {
+            head: AtomicU64::new(u64::from(top)),
+            links,
+        })
+    }
+
+    /// The blocks on the stack, the top first (`None`: the walk did not end
+    /// within the stack's size, a change in flight).
+    pub fn entries(&self) -> Option<Vec<u32>> {
+        let mut out = Vec::new();
+        let mut top = self.head.load(Ordering::Acquire) as u32;
+        while top != 0 {
+            if out.len() == self.links.len() {
+                return None;
+            }
+            out.push(top - 1);
+            top = self.links[top as usize - 1].load(Ordering::Relaxed);
+        }
+        Some(out)
+    }
+
     /// Take the most recently pushed block. Only after a successful reserve.
     #[inline]
     pub fn pop(&self) -> u32 {

@@ -196,7 +196,13 @@ impl<T: Default + Send + Sync> Pool<T> {
             }
         };
         let lease = self.take_reserved(&block, data, Some(client));
-        clients.state(client).live += 1;
+        let state = clients.state(client);
+        state.live += 1;
+        if self.config.paired() {
+            // As for a shared lease: the IP of its latest live lease (which
+            // only a snapshot shows, paired having no effect on port blocks).
+            state.ip = Some(Family::of(lease.ip).1);
+        }
         Ok(lease)
     }
 

@@ -442,14 +442,18 @@ impl<T: Default + Send + Sync> Pool<T> {
     }
 
     /// Claim a range for a new subpool: `Ok(None)` when the cluster has none
-    /// left. A grant overlapping a subpool still here is returned at once and
-    /// the claim repeated.
+    /// left. A grant overlapping a subpool still here (or a drained IP) is
+    /// returned at once and the claim repeated; a grant of a range this call
+    /// already returned ends the call with `Ok(None)` rather than a loop (the
+    /// store offers nothing else usable now: `reclaim_delay` near 0), as the
+    /// reference model's `Member.claim` does.
     pub(super) fn claim_range(&self) -> Result<Option<Grant>, Error> {
         let cluster = self.cluster.as_ref().expect("a cluster member");
         let shared = &cluster.shared;
         if shared.closed.load(Ordering::Acquire) {
             return Err(self.closed_error());
         }
+        let mut returned: Vec<(u128, u128)> = Vec::new();
         loop {
             let start = clock::now();
             let Some(grant) = shared.call(|store| store.claim())? else {
@@ -474,6 +478,10 @@ impl<T: Default + Send + Sync> Pool<T> {
                 return Ok(Some(grant));
             }
             shared.call(|store| store.release(grant.epoch))?;
+            if returned.contains(&(first, count)) {
+                return Ok(None);
+            }
+            returned.push((first, count));
         }
     }
 

@@ -21,10 +21,13 @@ mod clients;
 mod cluster;
 mod drain;
 mod reserve;
+mod snapshot;
 
 #[cfg(feature = "python")]
 pub(crate) use cluster::check_store_space;
 pub use cluster::Renewal;
+#[cfg(feature = "python")]
+pub(crate) use snapshot::Restorable;
 mod lock_free;
 mod writer;
 
@@ -198,7 +201,12 @@ impl<T: Default + Send + Sync> Pool<T> {
             intervals: IntervalList::new(config.space()),
             writer: Mutex::new(Writer::new()),
             held: Held::new(),
-            rng: SplitMix64::new(config.seed().unwrap_or_else(entropy_seed)),
+            rng: SplitMix64::new(
+                config
+                    .seed()
+                    .or(config.policy.drawn_seed)
+                    .unwrap_or_else(entropy_seed),
+            ),
             clock,
             clients: Mutex::new(Clients::new(config.event_queue())),
             client_blocks: AtomicU64::new(0),

@@ -34,6 +34,34 @@ impl Writer {
         }
     }
 
+    /// The writer state a snapshot restores: `created` (a shared subpool
+    /// was made), and the ids ever used and not in use with their floors
+    /// (`floors`), which with the ids in use are `0..next_id`.
+    pub(super) fn restored(created: bool, next_id: u32, floors: &[(u32, u32)]) -> Self {
+        let mut generation_floor = vec![0; next_id as usize];
+        for &(id, generation) in floors {
+            generation_floor[id as usize] = generation;
+        }
+        Writer {
+            created,
+            free_ids: floors.iter().map(|&(id, _)| Reverse(id)).collect(),
+            next_id,
+            generation_floor,
+        }
+    }
+
+    /// The ids ever used and not in use, ascending, with the generation a
+    /// subpool made under each would start at (a snapshot's floors).
+    pub(super) fn floors(&self) -> Vec<(u32, u32)> {
+        let mut floors: Vec<(u32, u32)> = self
+            .free_ids
+            .iter()
+            .map(|&Reverse(id)| (id, self.generation_for(id)))
+            .collect();
+        floors.sort_unstable();
+        floors
+    }
+
     /// The id the next subpool gets: the lowest one not in use.
     fn next_free_id(&self) -> u32 {
         self.free_ids.peek().map_or(self.next_id, |Reverse(id)| *id)

@@ -1,4 +1,9 @@
-"""``natpool demo``: the proxy on loopback under concurrent clients, verified and reported (``make run``)."""
+"""``natpool demo``: the proxy on loopback under concurrent clients, verified and reported (``make run``).
+
+``--ipv6`` runs it on ``::1`` (the backends, the proxy, the clients and the pool: on Linux ``::1`` is IPv6's only
+loopback address, so the pool is ``::1`` with a range of ports); on a host without IPv6 loopback it says so and
+exits 0, skipped.
+"""
 
 from __future__ import annotations
 
@@ -11,34 +16,42 @@ from typing import Any
 from natpool.apps.demo.compare import compare
 from natpool.apps.demo.orders import DEFAULT_ORDERS, parse_orders, run_orders
 from natpool.apps.demo.report import compare_text, orders_text, run_text, workers_text
-from natpool.apps.demo.run import DemoConfig
+from natpool.apps.demo.run import IPV6_POOL, IPV6_PORTS, DemoConfig
 from natpool.apps.demo.workers import run_workers
+from natpool.apps.listener import missing_ipv6_loopback
 from natpool.apps.logs import start_logging
 from natpool.apps.options import (
     OptionError,
     PoolAddresses,
+    PoolRange,
+    add_exclude,
     add_hold_down,
     count_at_least,
     parse_pool,
+    parse_pool_range,
     parse_ports,
     parse_positive,
     require_extra,
     usage_error,
 )
 from natpool.apps.proxy import BALANCE, WorkersFailed
+from natpool.apps.proxy.workers import check_workers
 from natpool.errors import NatPoolError
 
 __all__ = ["add_parser", "command"]
 
-LOOPBACK = parse_pool("127.0.0.0/8")
+LOOPBACK = parse_pool("127.0.0.0/8").ranges[0]
 HOLD_DOWN = 1.0
 """The hold-down of the ``+hold`` runs of ``--orders`` by default: shorter than a run, so that addresses come back."""
 
 
-def parse_loopback_pool(text: str) -> PoolAddresses:
-    """A ``--pool`` (``FIRST-LAST`` or CIDR) in 127.0.0.0/8: the demo runs on loopback."""
-    pool = parse_pool(text)
-    if pool.first_ip not in LOOPBACK or pool.last_ip not in LOOPBACK:
+def parse_loopback_range(text: str) -> PoolRange:
+    """A ``--pool`` range in 127.0.0.0/8, or ``::1``: the demo runs on loopback."""
+    pool = parse_pool_range(text)
+    if pool.family == 6:
+        if pool.first != 1 or pool.last != 1:
+            raise argparse.ArgumentTypeError("the demo runs on loopback: IPv6's is ::1 alone")
+    elif not (LOOPBACK.first <= pool.first and pool.last <= LOOPBACK.last):
         raise argparse.ArgumentTypeError("the demo runs on loopback: the pool must lie in 127.0.0.0/8")
     return pool
 
@@ -80,10 +93,23 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--payload", type=any_count, default=d.payload, metavar="BYTES", help="answered per connection")
     parser.add_argument(
-        "--pool", type=parse_loopback_pool, default=str(d.pool), metavar="FIRST-LAST|CIDR", help="in 127.0.0.0/8"
+        "--pool",
+        type=parse_loopback_range,
+        action="append",
+        metavar="CIDR|FIRST-LAST|IP",
+        help=f"in 127.0.0.0/8, or ::1 with --ipv6; repeat for more ranges (default: {d.pool}, with --ipv6 {IPV6_POOL})",
+    )
+    add_exclude(parser)
+    parser.add_argument(
+        "--ports",
+        type=parse_ports,
+        metavar="LO-HI",
+        help=f"NAT ports (default: {d.ports[0]}-{d.ports[1]}, with --ipv6 {IPV6_PORTS[0]}-{IPV6_PORTS[1]})",
     )
     parser.add_argument(
-        "--ports", type=parse_ports, default=f"{d.ports[0]}-{d.ports[1]}", metavar="LO-HI", help="NAT ports"
+        "--ipv6",
+        action="store_true",
+        help="on ::1: the backends, the proxy, the clients and the pool (skipped, exit 0, without IPv6 loopback)",
     )
     group = parser.add_argument_group("the pool and the proxy")
     group.add_argument(
@@ -138,13 +164,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _config(args: argparse.Namespace) -> DemoConfig:
     """The demo's configuration from the parsed arguments; the pool and proxy settings checked as the proxy would."""
+    defaults = DemoConfig()
+    ranges = tuple(args.pool) if args.pool else (IPV6_POOL if args.ipv6 else defaults.pool).ranges
+    pool = PoolAddresses(ranges, tuple(args.exclude or ()))
+    if (pool.family == 6) != args.ipv6:
+        raise OptionError("--pool", "with --ipv6 the pool is ::1" if args.ipv6 else "an IPv6 pool needs --ipv6")
     config = DemoConfig(
         connections=args.connections,
         concurrency=args.concurrency,
         backends=args.backends,
         payload=args.payload,
-        pool=args.pool,
-        ports=args.ports,
+        pool=pool,
+        ports=args.ports or (IPV6_PORTS if args.ipv6 else defaults.ports),
         initial_blocks=args.initial_blocks,
         subpool_blocks=args.subpool_blocks,
         max_blocks=args.max_blocks,
@@ -156,7 +187,10 @@ def _config(args: argparse.Namespace) -> DemoConfig:
         for option, given in (("--compare", args.compare), ("--plot", args.plot), ("--orders", args.orders)):
             if given:
                 raise OptionError(option, "not with --workers (the pool is in the workers' processes)")
-    config.proxy_config([("127.0.0.1", 1)]).validate()
+        if args.ipv6:
+            raise OptionError("--workers", "not with --ipv6 (a cluster store takes one IPv4 range yet)")
+        check_workers(config.proxy_config([(config.loopback, 1)]), args.workers)
+    config.proxy_config([(config.loopback, 1)]).validate()
     return config
 
 
@@ -168,6 +202,9 @@ def command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             require_extra("--plot", "plot")
     except OptionError as exc:
         return usage_error(parser, exc)
+    if args.ipv6 and (missing := missing_ipv6_loopback()) is not None:
+        print(f"{parser.prog}: skipped: --ipv6 needs IPv6 loopback, and this host has none: {missing}", file=sys.stderr)
+        return 0
     start_logging(logging.WARNING)
     if args.workers is not None:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from natpool.apps.demo.orders import OrderRun
 from natpool.apps.demo.run import DemoConfig, RunResult
 from natpool.apps.demo.workers import WorkersRun
+from natpool.apps.options import endpoint_text
 from natpool.apps.reuse import ReuseSummary
 from natpool.records import Interval, PoolStats
 
@@ -32,7 +33,8 @@ def _intervals(intervals: list[Interval]) -> list[str]:
     lines = []
     for i in intervals[:SHOWN_INTERVALS]:
         owner = "free" if i.subpool is None else f"subpool {i.subpool}"
-        lines.append(f"    {i.first_ip}:{i.first_port} - {i.last_ip}:{i.last_port}  {i.count:>10,}  {owner}")
+        first, last = endpoint_text((i.first_ip, i.first_port)), endpoint_text((i.last_ip, i.last_port))
+        lines.append(f"    {first} - {last}  {i.count:>10,}  {owner}")
     if len(intervals) > SHOWN_INTERVALS:
         lines.append(f"    ... {len(intervals) - SHOWN_INTERVALS} more")
     return lines

@@ -10,15 +10,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from natpool.apps.demo.backend import DemoBackend, parse_answer
-from natpool.apps.options import PoolAddresses, parse_pool
+from natpool.apps.options import PoolAddresses, PortRange, parse_pool
 from natpool.apps.proxy import Proxy, ProxyConfig
 from natpool.apps.reuse import ReuseSummary
 from natpool.records import Interval, PoolStats
 
-__all__ = ["DEFAULT_POOL", "DemoConfig", "RunResult", "Sample", "drive", "run_once", "verify_answers"]
+__all__ = [
+    "DEFAULT_POOL",
+    "IPV6_POOL",
+    "IPV6_PORTS",
+    "DemoConfig",
+    "RunResult",
+    "Sample",
+    "drive",
+    "run_once",
+    "verify_answers",
+]
 
 DEFAULT_POOL = parse_pool("127.0.100.0/24")
 """The demo's client NAT addresses (all of 127.0.0.0/8 is loopback on Linux)."""
+IPV6_POOL = parse_pool("::1")
+"""The client NAT addresses of ``natpool demo --ipv6``: on Linux ``::1`` is IPv6's only loopback address."""
+IPV6_PORTS: PortRange = (1024, 32767)
+"""The NAT ports of ``--ipv6``: below Linux's ephemeral ports (32768-60999), which the clients, the backends and
+the proxy take on ``::1`` too, so that few NAT addresses are found taken (each one that is is quarantined)."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +46,8 @@ class DemoConfig:
     payload: int = 4096
     """Bytes each backend sends back on each connection."""
     pool: PoolAddresses = DEFAULT_POOL
+    """In 127.0.0.0/8, or ``::1`` (``--ipv6``): the backends, the proxy and the clients are on the loopback
+    address of the pool's family (:attr:`loopback`)."""
     ports: tuple[int, int] = (1024, 65535)
     initial_blocks: int = 32
     subpool_blocks: int = 16
@@ -52,10 +69,15 @@ class DemoConfig:
     """With workers (``--workers``): seconds a range a worker returned is held in the store before any worker
     may claim it again; short, so that addresses pass from worker to worker during the run."""
 
+    @property
+    def loopback(self) -> str:
+        """Where the backends, the proxy and the clients are: ``127.0.0.1``, or ``::1`` for an IPv6 pool."""
+        return "::1" if self.pool.family == 6 else "127.0.0.1"
+
     def proxy_config(self, backends: list[tuple[str, int]], **options: Any) -> ProxyConfig:
         """The proxy's configuration for this load: on loopback, the demo's pool, these ``backends``."""
         return ProxyConfig(
-            listen=("127.0.0.1", 0),
+            listen=(self.loopback, 0),
             backends=tuple(backends),
             pool=self.pool,
             ports=self.ports,
@@ -192,7 +214,7 @@ async def drive(config: DemoConfig, address: tuple[str, int], result: RunResult,
             if answer.token != token or len(body) != config.payload:
                 result.failures.append(f"connection {n}: wrong answer ({answer.token}, {len(body)} bytes)")
                 continue
-            if answer.peer_ip not in config.pool:
+            if not config.pool.holds(answer.peer_ip, answer.peer_port):
                 result.outside_pool += 1
             if check_owner and answer.owner != f"{local[0]}:{local[1]}":
                 result.owner_mismatches += 1
@@ -221,7 +243,7 @@ async def run_once(config: DemoConfig, source: str = "pool") -> RunResult:
 
     backends = [DemoBackend(i, owner) for i in range(config.backends)]
     for backend in backends:
-        await backend.start()
+        await backend.start(config.loopback)
     proxy = Proxy(config.proxy_config([b.address for b in backends], source=source))
     pool = proxy.pool
     await proxy.start()

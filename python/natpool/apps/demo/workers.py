@@ -47,7 +47,7 @@ async def run_workers(config: DemoConfig, count: int) -> WorkersRun:
     run = WorkersRun(count, result)
     backends = [DemoBackend(i, lambda ip, port: "-") for i in range(config.backends)]
     for backend in backends:
-        await backend.start()
+        await backend.start(config.loopback)
     group = Workers(
         config.proxy_config([b.address for b in backends]),
         count,

@@ -13,6 +13,7 @@ exhaustion, drain), :mod:`~natpool.apps.proxy.metrics` (Prometheus, optional), :
 (the HTTP endpoint: ``/metrics``, ``/healthz``, ``/lookup``), :mod:`~natpool.apps.proxy.events` (log lines about
 floods of events, rate-limited), :mod:`~natpool.apps.proxy.journal` (every lease's span, for the demo's ledger),
 :mod:`~natpool.apps.proxy.service` (one proxy from start to exit: serve, drain, leave the store),
+:mod:`~natpool.apps.proxy.state` (``--state``: the pool's state across restarts),
 :mod:`~natpool.apps.proxy.workers` and :mod:`~natpool.apps.proxy.worker` (``--workers N``: the supervisor, and
 the worker processes it starts) and :mod:`~natpool.apps.proxy.command` (the command line).
 """

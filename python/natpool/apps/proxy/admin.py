@@ -15,6 +15,7 @@ import logging
 from urllib.parse import parse_qs, urlsplit
 
 from natpool.apps.listener import bound_address, close_server
+from natpool.apps.options import endpoint_text
 from natpool.apps.proxy.metrics import CONTENT_TYPE, exposition
 from natpool.apps.proxy.server import Proxy
 
@@ -40,7 +41,7 @@ class Admin:
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, *self.listen)
-        log.info("metrics, /healthz and /lookup on http://%s:%d/", *self.address)
+        log.info("metrics, /healthz and /lookup on http://%s/", endpoint_text(self.address))
 
     async def stop(self) -> None:
         await close_server(self._server)
@@ -63,7 +64,7 @@ class Admin:
             try:
                 record = self.proxy.lookup(ip, port)
             except ValueError:
-                return 400, "text/plain", b"not an IPv4 address\n"
+                return 400, "text/plain", b"not an address of the pool's family\n"
             if record is None:
                 return 404, "application/json", b"null\n"
             return 200, "application/json", json.dumps(record.to_json()).encode() + b"\n"

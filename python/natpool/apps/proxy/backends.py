@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from natpool.apps.options import endpoint_text
+
 __all__ = ["BackendState", "Balancer"]
 
 log = logging.getLogger("natpool.proxy")
@@ -32,7 +34,7 @@ class BackendState:
         return self.host, self.port
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
+        return endpoint_text(self.address)
 
 
 class Balancer:

@@ -4,9 +4,13 @@ Without ``--workers`` the proxy runs in this process (:func:`~natpool.apps.proxy
 member of the cluster in ``--store`` if one is given. With ``--workers N`` this process supervises N worker
 processes sharing the listening address and one pool through a store (:mod:`~natpool.apps.proxy.workers`).
 
-Exit status: 0 after a clean stop (every lease freed; with workers, every worker stopped when asked and exited 0),
-1 when the proxy could not start (the address in use, the store unreachable) or did not stop clean, 2 for a bad
-option (before anything listens).
+With ``--state FILE`` the pool's state outlives the process (:mod:`~natpool.apps.proxy.state`): restored from
+FILE at the start, written to it on a timer and at the stop.
+
+Exit status: 0 after a clean stop (every lease freed, the state written; with workers, every worker stopped when
+asked and exited 0), 1 when the proxy could not start (the address in use, the store unreachable, a ``--state``
+file that is no snapshot) or did not stop clean, 2 for a bad option (before anything listens; a ``--state`` file
+of another pool configuration is one).
 """
 
 from __future__ import annotations
@@ -18,15 +22,20 @@ import sys
 from typing import Any
 
 from natpool.apps.logs import start_logging
+from natpool.apps.models import MODELS
 from natpool.apps.options import (
     OptionError,
+    PoolAddresses,
+    add_exclude,
     add_hold_down,
     add_order,
     count_at_least,
+    endpoint_text,
     parse_endpoint,
     parse_listen_endpoint,
     parse_non_negative,
     parse_pool,
+    parse_pool_range,
     parse_ports,
     parse_positive,
     require_extra,
@@ -40,8 +49,9 @@ from natpool.apps.proxy.limits import (
     descriptor_limit,
 )
 from natpool.apps.proxy.service import exit_status, serve
+from natpool.apps.proxy.state import restore_state
 from natpool.apps.proxy.workers import Workers, check_workers, supervise
-from natpool.errors import StoreError
+from natpool.errors import SnapshotError, StoreError
 
 __all__ = ["add_parser", "command", "config_from_args", "serve"]
 
@@ -61,8 +71,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "An asyncio TCP load balancer in directed mode: each client connection gets a NAT address (ip, port) "
             "from the pool, its upstream socket is bound to it and connected to a backend, and the lease is freed "
             "when the connection ends. SIGTERM or SIGINT drains and stops it. --store makes the pool one member of a "
-            "cluster sharing its interval list; --workers N runs N such processes on one listening address. Bad "
-            "options exit 2; a store that cannot be reached at the start exits 1."
+            "cluster sharing its interval list; --workers N runs N such processes on one listening address; --state "
+            "keeps the pool's state across restarts. Bad options exit 2; a store that cannot be reached or a --state "
+            "file that is no snapshot exits 1 at the start."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         brief_errors=True,
@@ -73,7 +84,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=parse_listen_endpoint,
         required=True,
         metavar="HOST:PORT",
-        help="where clients connect (port 0: any)",
+        help="where clients connect (port 0: any); an IPv6 host in brackets, [::1]:8080",
     )
     parser.add_argument(
         "--backend",
@@ -81,11 +92,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="append",
         required=True,
         metavar="HOST:PORT",
-        help="a real server (repeat for more)",
+        help="a real server (repeat for more), of the pool's family",
     )
     parser.add_argument(
-        "--pool", type=parse_pool, required=True, metavar="FIRST-LAST|CIDR", help="the client NAT addresses"
+        "--pool",
+        type=parse_pool_range,
+        action="append",
+        required=True,
+        metavar="CIDR|FIRST-LAST|IP",
+        help="client NAT addresses, IPv4 or IPv6 (repeat for more ranges of one family; docs/shapes.md)",
     )
+    add_exclude(parser)
     parser.add_argument(
         "--ports", type=parse_ports, default="1024-65535", metavar="LO-HI", help="the NAT ports of each address"
     )
@@ -227,6 +244,27 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"a returned or lapsed range is held this long before it is claimed again; None: {d.reclaim_delay:g}",
     )
+    state = parser.add_argument_group("state", "the pool's state across restarts (not with --store or --workers)")
+    state.add_argument(
+        "--state",
+        metavar="FILE",
+        help="restore the pool from FILE at the start if it exists (the same pool options, or exit 2; not a "
+        "snapshot: exit 1), its leases freed with --hold-down since their connections are gone; write it "
+        "(atomically) every --state-interval and at the stop",
+    )
+    state.add_argument(
+        "--state-interval",
+        type=parse_positive,
+        default=d.state_interval,
+        metavar="SECONDS",
+        help="between two writes of --state while serving",
+    )
+    parser.add_argument(
+        "--model",
+        choices=sorted(MODELS),
+        default=d.model,
+        help="the pool's implementation: the Rust core (natpool.Pool) or the pure-Python reference model (slower)",
+    )
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="logging")
     parser.set_defaults(handler=command, subparser=parser)
     return parser
@@ -237,7 +275,7 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
     return ProxyConfig(
         listen=args.listen,
         backends=tuple(args.backend),
-        pool=args.pool,
+        pool=PoolAddresses(tuple(args.pool), tuple(args.exclude or ())),
         ports=args.ports,
         initial_blocks=args.initial_blocks,
         max_blocks=args.max_blocks,
@@ -265,6 +303,9 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         client_block=args.client_block,
         block_log=args.block_log,
         block_log_max_bytes=args.block_log_max_bytes,
+        state=args.state,
+        state_interval=args.state_interval,
+        model=args.model,
     )
 
 
@@ -295,7 +336,7 @@ def _run_workers(config: ProxyConfig, args: argparse.Namespace, parser: argparse
     except StoreError as exc:
         return _cannot_start(parser, exc)
     except OSError as exc:
-        return _cannot_start(parser, f"--listen {config.listen[0]}:{config.listen[1]}: {exc}")
+        return _cannot_start(parser, f"--listen {endpoint_text(config.listen)}: {exc}")
     start_logging(args.log_level)
     try:
         return asyncio.run(supervise(group))
@@ -325,6 +366,15 @@ def command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except StoreError as exc:
         return _cannot_start(parser, exc)
     start_logging(args.log_level)
+    if config.state is not None:
+        try:
+            pool = restore_state(config.state, pool)
+        except OptionError as exc:
+            pool.close()
+            return usage_error(parser, exc)
+        except (SnapshotError, OSError) as exc:
+            pool.close()
+            return _cannot_start(parser, f"--state {config.state}: {exc}")
     try:
         proxy = asyncio.run(serve(config, pool=pool))
     except OSError as exc:  # e.g. --listen already in use (serve has closed the pool)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
-import natpool
+from natpool.apps.models import MODELS, PoolLike
 from natpool.apps.options import (
     ORDERS,
     Endpoint,
@@ -21,6 +21,7 @@ from natpool.apps.options import (
     PoolAddresses,
     PortRange,
     at_least,
+    endpoint_text,
     non_negative,
     positive,
 )
@@ -28,12 +29,14 @@ from natpool.apps.proxy.limits import connection_limit
 from natpool.errors import PoolConfigError
 from natpool.extras import MissingExtra
 
-__all__ = ["BALANCE", "BLOCK_LOG_MAX_BYTES", "SOURCES", "ProxyConfig"]
+__all__ = ["BALANCE", "BLOCK_LOG_MAX_BYTES", "SOURCES", "STATE_INTERVAL", "ProxyConfig"]
 
 _OPTIONS = {
     "first_ip": "--pool",
     "last_ip": "--pool",
     "netmask": "--pool",
+    "ranges": "--pool",
+    "exclude": "--exclude",
     "name": "--pool-name",
     "client_quota": "--max-per-client",
 }
@@ -45,6 +48,8 @@ SOURCES = ("pool", "kernel")
 """Where an upstream socket's source address comes from (``--source``): a natpool lease, or the kernel."""
 BLOCK_LOG_MAX_BYTES = 10_000_000
 """The size at which ``--block-log`` is rotated (one ``.1`` backup), by default."""
+STATE_INTERVAL = 60.0
+"""Seconds between two snapshots written to ``--state`` while the proxy serves, by default."""
 
 V = TypeVar("V")
 
@@ -64,6 +69,8 @@ class ProxyConfig:
     listen: Endpoint
     backends: tuple[Endpoint, ...]
     pool: PoolAddresses
+    """The client NAT addresses: ranges (``--pool``) minus exclusions (``--exclude``), IPv4 or IPv6; the
+    backends are of the same family."""
     ports: PortRange = (1024, 65535)
     initial_blocks: int = 1024
     max_blocks: int = 65536
@@ -113,6 +120,13 @@ class ProxyConfig:
     """The file the pool's block events (``client_block``) are appended to, one line each."""
     block_log_max_bytes: int = BLOCK_LOG_MAX_BYTES
     """``block_log`` is renamed to ``block_log + ".1"`` (one backup) when it reaches this size."""
+    state: str | None = None
+    """The file the pool's state is kept in across restarts (:mod:`~natpool.apps.proxy.state`): read at the
+    start, written every ``state_interval`` seconds and at the stop."""
+    state_interval: float = STATE_INTERVAL
+    model: str = "rust"
+    """The pool's implementation (:data:`~natpool.apps.models.MODELS`): ``rust``, or ``reference``, the
+    pure-Python model (slower; for checking the core)."""
 
     @property
     def by_client(self) -> bool:
@@ -125,7 +139,7 @@ class ProxyConfig:
             _check("--max-connections", partial(at_least, 1), self.max_connections)
         return connection_limit(self.max_connections)
 
-    def build_pool(self, *, join: bool = True) -> natpool.Pool:
+    def build_pool(self, *, join: bool = True) -> PoolLike:
         """The client NAT pool, a member of the cluster in ``store`` if there is one (``join=False``: a pool of
         this process alone, with the same configuration and store settings checked).
 
@@ -135,13 +149,11 @@ class ProxyConfig:
         :class:`~natpool.StoreError`; a PostgreSQL URL without psycopg installed is an :class:`OptionError`.
         """
         try:
-            return natpool.Pool(
+            return MODELS[self.model](
                 self.name,
-                self.pool.first_ip,
-                self.pool.last_ip,
-                self.pool.prefix,
-                self.initial_blocks,
-                self.max_blocks,
+                **self.pool.pool_arguments(),
+                initial_blocks=self.initial_blocks,
+                max_blocks=self.max_blocks,
                 ports=self.ports,
                 subpool_blocks=self.subpool_blocks,
                 store=self.store if join else None,
@@ -195,6 +207,8 @@ class ProxyConfig:
                 else ("--paired" if self.paired else "--client-block")
             )
             raise OptionError(option, "needs --source pool (the kernel's addresses are not the pool's)")
+        self._validate_addresses()
+        self._validate_state()
         if self.metrics is not None and self.metrics == self.listen and self.listen[1] != 0:
             raise OptionError("--metrics", "is the same address as --listen")
         if self.listen in self.backends:
@@ -211,7 +225,31 @@ class ProxyConfig:
             _check(option, non_negative, seconds)
         self.build_pool(join=False).close()
 
-    def check(self) -> natpool.Pool:
+    def _validate_addresses(self) -> None:
+        """The backends are of the pool's family; a store takes one IPv4 range; the kernel chooses ports."""
+        family = self.pool.family
+        for backend in self.backends:
+            if (6 if ":" in backend[0] else 4) != family:
+                raise OptionError("--backend", f"{endpoint_text(backend)} is not an IPv{family} address, as --pool is")
+        if self.store is not None and not self.pool.legacy:
+            option = "--exclude" if self.pool.exclude else "--pool"
+            raise OptionError(option, "a pool in a cluster store (--store, --workers) is one IPv4 range yet")
+        if self.source == "kernel" and any(e.ports is not None for e in self.pool.exclude):
+            raise OptionError("--exclude", "ports are excluded with --source pool only (the kernel chooses them)")
+
+    def _validate_state(self) -> None:
+        """``--state``: a pool of this process alone (a cluster member's state is in its store), with leases."""
+        if self.model not in MODELS:
+            raise OptionError("--model", f"{self.model!r} is not one of {', '.join(MODELS)}")
+        _check("--state-interval", positive, self.state_interval)
+        if self.state is None:
+            return
+        if self.store is not None:
+            raise OptionError("--state", "not with --store or --workers (a cluster member's state is in the store)")
+        if self.source == "kernel":
+            raise OptionError("--state", "needs --source pool (the kernel's addresses are not the pool's)")
+
+    def check(self) -> PoolLike:
         """Validate the combinations and return the pool built from them (not yet used), joined to the store
         if there is one; see :meth:`build_pool` for the errors."""
         self.validate()

@@ -16,7 +16,7 @@ import math
 import time
 from typing import NamedTuple
 
-import natpool
+from natpool.apps.models import LeaseLike
 from natpool.apps.proxy.record import ClientConnection
 
 __all__ = ["LeaseJournal", "LeaseSpan"]
@@ -37,16 +37,16 @@ class LeaseJournal:
     """The spans of a proxy's leases, in the order they closed (the live ones after :meth:`spans` closes nothing)."""
 
     def __init__(self) -> None:
-        self._open: dict[natpool.Lease, tuple[tuple[str, int], float]] = {}
+        self._open: dict[LeaseLike, tuple[tuple[str, int], float]] = {}
         self._closed: list[LeaseSpan] = []
 
-    def opened(self, lease: natpool.Lease) -> None:
+    def opened(self, lease: LeaseLike) -> None:
         """``lease`` was just allocated (call before using its address)."""
         record = lease.data
         client = record.client if isinstance(record, ClientConnection) else ("0.0.0.0", 0)
         self._open[lease] = (client, time.monotonic())
 
-    def closed(self, lease: natpool.Lease) -> None:
+    def closed(self, lease: LeaseLike) -> None:
         """``lease`` was just freed."""
         entry = self._open.pop(lease, None)
         if entry is not None:

@@ -16,7 +16,7 @@ against its quota.
 
 from __future__ import annotations
 
-import natpool
+from natpool.apps.models import LeaseLike, PoolLike
 from natpool.apps.proxy.journal import LeaseJournal
 from natpool.apps.proxy.record import ClientConnection, Counters
 
@@ -30,7 +30,7 @@ class LeaseOwner:
 
     def __init__(
         self,
-        pool: natpool.Pool,
+        pool: PoolLike,
         counters: Counters,
         record: ClientConnection,
         *,
@@ -44,11 +44,11 @@ class LeaseOwner:
         self._counters = counters
         self._journal = journal
         self._connected = False
-        self.lease: natpool.Lease | None = None
+        self.lease: LeaseLike | None = None
         self.record = record
         """The connection's record: the lease's ``data``."""
 
-    def allocate(self) -> natpool.Lease:
+    def allocate(self) -> LeaseLike:
         """A lease for this connection (``PoolExhausted`` when none is left, ``QuotaExceeded`` when its client has
         its quota), owned from the moment it exists."""
         assert self.lease is None, "a connection holds one lease at a time"
@@ -79,6 +79,6 @@ class LeaseOwner:
         lease, self.lease = self.lease, None
         assert lease is not None
         self._counters.leased -= 1
-        self._pool.free(lease, hold=hold)
+        self._pool.free(lease.handle, hold=hold)  # by handle: a lease of either implementation
         if self._journal is not None:
             self._journal.closed(lease)

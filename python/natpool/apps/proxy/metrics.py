@@ -83,6 +83,11 @@ def exposition(proxy: Proxy) -> Callable[[], bytes]:
                     c.store_failures,
                 ),
                 "natpool_proxy_errors": ("Client connections lost to an unexpected error", c.errors),
+                "natpool_proxy_state_writes": ("Snapshots of the pool written to --state", c.state_writes),
+                "natpool_proxy_state_write_failures": (
+                    "Snapshots of the pool that could not be written to --state",
+                    c.state_write_failures,
+                ),
             }
             for name, (doc, value) in counters.items():
                 yield CounterMetricFamily(name, doc, value=value)

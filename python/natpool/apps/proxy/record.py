@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from natpool.apps.options import endpoint_text
+
 __all__ = ["ClientConnection", "Counters"]
 
 _ids = itertools.count(1)
@@ -35,9 +37,9 @@ class ClientConnection:
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
-            "client": f"{self.client[0]}:{self.client[1]}",
+            "client": endpoint_text(self.client),
             "backend": self.backend,
-            "nat": None if self.nat is None else f"{self.nat[0]}:{self.nat[1]}",
+            "nat": None if self.nat is None else endpoint_text(self.nat),
             "state": self.state,
             "opened": self.opened,
             "bytes_up": self.bytes_up,
@@ -78,3 +80,7 @@ class Counters:
     """Client connections closed because a subpool was needed and the cluster store failed (``--store``)."""
     errors: int = 0
     """Client connections lost to an unexpected error (logged, with a traceback the first time)."""
+    state_writes: int = 0
+    """Snapshots of the pool written to ``--state``."""
+    state_write_failures: int = 0
+    """Snapshots of the pool that could not be written to ``--state`` (logged)."""

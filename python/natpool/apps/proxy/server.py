@@ -25,7 +25,8 @@ import logging
 import socket
 from collections.abc import Iterable
 
-import natpool
+from natpool.apps.models import PoolLike
+from natpool.apps.options import endpoint_family, endpoint_text
 from natpool.apps.proxy.acceptor import Acceptor
 from natpool.apps.proxy.backends import BackendState, Balancer
 from natpool.apps.proxy.blocklog import INTERVAL, BlockLog
@@ -37,6 +38,7 @@ from natpool.apps.proxy.limits import RESOURCE_ERRNOS
 from natpool.apps.proxy.record import ClientConnection, Counters
 from natpool.apps.proxy.relay import CLIENT, IDLE, close, relay
 from natpool.apps.proxy.source import AddressesUnavailable, BackendUnreachable, KernelSource, PoolSource
+from natpool.apps.proxy.state import StateFile
 from natpool.errors import PoolExhausted, QuotaExceeded, StoreError
 from natpool.records import PoolStats
 from natpool.store.postgres import redact
@@ -71,9 +73,7 @@ def _close_refused(client: socket.socket) -> None:
 class Proxy:
     """An asyncio TCP load balancer in directed mode with client NAT from a natpool pool."""
 
-    def __init__(
-        self, config: ProxyConfig, pool: natpool.Pool | None = None, journal: LeaseJournal | None = None
-    ) -> None:
+    def __init__(self, config: ProxyConfig, pool: PoolLike | None = None, journal: LeaseJournal | None = None) -> None:
         """A proxy on ``pool`` (default: the one ``config`` builds, a member of its store if it names one);
         ``journal`` notes every lease's span (``natpool demo --workers``)."""
         self.config = config
@@ -86,7 +86,7 @@ class Proxy:
         self.journal = journal
         self.source: PoolSource | KernelSource
         if config.source == "kernel":
-            self.source = KernelSource(config.pool, self.counters)
+            self.source = KernelSource(self.pool, self.counters)
         else:
             self.source = PoolSource(config.bind_attempts, config.quarantine, self.counters, self.events)
         self.active: set[asyncio.Task[None]] = set()
@@ -99,6 +99,10 @@ class Proxy:
         self.block_log: BlockLog | None = None
         """The ``--block-log`` file (opened by :meth:`start`)."""
         self._drainer: asyncio.Task[None] | None = None
+        self.state: StateFile | None = None
+        """The ``--state`` file (its timer started by :meth:`start`, its last write made by :meth:`stop`)."""
+        self.state_saved: bool | None = None
+        """Whether :meth:`stop` wrote the pool's state to ``--state`` (``None``: no ``--state``)."""
 
     @property
     def address(self) -> tuple[str, int]:
@@ -117,7 +121,8 @@ class Proxy:
             self.block_log = BlockLog(self.config.block_log, self.config.block_log_max_bytes)
         if listener is None:
             try:
-                listener = socket.create_server(self.config.listen, backlog=BACKLOG)
+                family = endpoint_family(self.config.listen)
+                listener = socket.create_server(self.config.listen, family=family, backlog=BACKLOG)
             except BaseException:
                 if self.block_log is not None:
                     self.block_log.close()
@@ -128,12 +133,15 @@ class Proxy:
         self._acceptor = Acceptor(listener, self._accepted, self.max_connections, self.events)
         if self.config.client_block is not None:
             self._drainer = asyncio.get_running_loop().create_task(self._drain_block_events())
+        if self.config.state is not None:
+            self.state = StateFile(self.pool, self.config.state, self.config.state_interval, self.counters, self.events)
+            self.state.start()
         self._acceptor.start()
         member = self.pool.member
         log.info(
-            "listening on %s:%d, %d backend(s), pool %s ports %d-%d (%s source)%s; "
+            "listening on %s, %d backend(s), pool %s ports %d-%d (%s source)%s; "
             "at most %s connections, idle timeout %gs",
-            *self.address,
+            endpoint_text(self.address),
             len(self.backends.all),
             self.config.pool.text,
             *self.config.ports,
@@ -224,7 +232,7 @@ class Proxy:
             self.events.warning("store", "no subpool: the cluster store failed (%s); client closed", exc)
         except AddressesUnavailable as exc:
             self.counters.bind_failures += 1
-            self.events.warning("bind", "client %s:%d lost: %s", *owner.record.client, exc)
+            self.events.warning("bind", "client %s lost: %s", endpoint_text(owner.record.client), exc)
         except OSError as exc:
             if exc.errno not in RESOURCE_ERRNOS:
                 raise
@@ -302,6 +310,8 @@ class Proxy:
             self.drain_block_events()  # every lease is freed: the last blocks' releases
         if self.block_log is not None:
             self.block_log.close()
+        if self.state is not None:
+            self.state_saved = await self.state.close()
         self.events.flush()
         stats = self.final_stats = self.pool.stats()
         c = self.counters

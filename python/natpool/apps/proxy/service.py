@@ -13,7 +13,7 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import natpool
+from natpool.apps.models import PoolLike
 from natpool.apps.proxy.config import ProxyConfig
 from natpool.apps.proxy.journal import LeaseJournal
 from natpool.errors import StoreError
@@ -30,7 +30,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 """The signals that drain and stop a proxy."""
 
 
-def leave(pool: natpool.Pool) -> None:
+def leave(pool: PoolLike) -> None:
     """Close ``pool``: a member of a cluster store returns the ranges of its idle subpools and leaves.
 
     A store that fails now is logged: the member's claims then lapse after ``claim_ttl`` like a dead member's, and
@@ -47,15 +47,16 @@ def leave(pool: natpool.Pool) -> None:
 
 
 def exit_status(proxy: Proxy) -> int:
-    """0 when the proxy's pool has no live lease left after the stop, else 1."""
-    return 0 if len(proxy.pool) == 0 else 1
+    """0 when the proxy's pool has no live lease left after the stop (and its state was written to ``--state``,
+    if it has one), else 1."""
+    return 0 if len(proxy.pool) == 0 and proxy.state_saved is not False else 1
 
 
 async def serve(
     config: ProxyConfig,
     ready: Callable[[Proxy, Admin | None], None] | None = None,
     *,
-    pool: natpool.Pool | None = None,
+    pool: PoolLike | None = None,
     listener: socket.socket | None = None,
     stop: asyncio.Event | None = None,
     journal: LeaseJournal | None = None,

@@ -7,7 +7,10 @@ socket on the host holds it; ``EADDRNOTAVAIL``/``EADDRINUSE`` at connect: its 4-
 taken) is quarantined and another lease taken, up to ``bind_attempts`` times.
 
 ``KernelSource`` is what a daemon does without natpool: bind to ``(ip, 0)`` with ``IP_BIND_ADDRESS_NO_PORT``,
-so the kernel picks the port at connect time for the full 4-tuple; the IPs of the pool take turns.
+so the kernel picks the port at connect time for the full 4-tuple; the IPs of the pool take turns (those with
+an address in the pool's space: an IP whose every port is excluded is left out).
+
+An upstream socket is of the NAT address's family: ``AF_INET6`` for an IPv6 pool.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ import errno
 import ipaddress
 import socket
 
-from natpool.apps.options import PoolAddresses
+from natpool.apps.models import PoolLike
+from natpool.apps.options import endpoint_family, endpoint_text
 from natpool.apps.proxy.events import EventLog
 from natpool.apps.proxy.lease import LeaseOwner
 from natpool.apps.proxy.record import Counters
+from natpool.apps.space import ip_spans
 
 __all__ = ["AddressesUnavailable", "BackendUnreachable", "KernelSource", "PoolSource", "new_socket"]
 
@@ -38,9 +43,10 @@ class AddressesUnavailable(Exception):
     """No source address could be bound and connected from in the attempts allowed."""
 
 
-def new_socket() -> socket.socket:
-    """A non-blocking TCP socket for an upstream connection; ``OSError`` (``EMFILE``...) if none can be had."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def new_socket(family: socket.AddressFamily = socket.AF_INET) -> socket.socket:
+    """A non-blocking TCP socket of ``family`` for an upstream connection; ``OSError`` (``EMFILE``...) if none can
+    be had."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
         # A closed connection's TIME_WAIT must not block binding the address again (connect decides about the
@@ -82,7 +88,7 @@ class PoolSource:
         """
         for _ in range(self.bind_attempts):
             lease = owner.allocate()
-            sock = new_socket()
+            sock = new_socket(endpoint_family(lease.address))
             try:
                 sock.bind(lease.address)
                 await _connect(sock, backend, timeout)
@@ -92,8 +98,8 @@ class PoolSource:
                     self.counters.bind_retries += 1
                     self.events.warning(
                         "quarantine",
-                        "NAT address %s:%d unusable (%s), quarantined for %gs",
-                        *lease.address,
+                        "NAT address %s unusable (%s), quarantined for %gs",
+                        endpoint_text(lease.address),
                         errno.errorcode.get(exc.errno or 0, exc),
                         self.quarantine,
                     )
@@ -107,23 +113,25 @@ class PoolSource:
 class KernelSource:
     """Source IPs from the pool's range in turn, ports chosen by the kernel (no natpool)."""
 
-    def __init__(self, addresses: PoolAddresses, counters: Counters) -> None:
-        first, last = int(ipaddress.IPv4Address(addresses.first_ip)), int(ipaddress.IPv4Address(addresses.last_ip))
-        if addresses.prefix <= 30:  # the subnet's network and broadcast addresses, as the pool leaves them out
-            mask = (0xFFFFFFFF << (32 - addresses.prefix)) & 0xFFFFFFFF
-            first, last = max(first, (first & mask) + 1), min(last, (last | ~mask & 0xFFFFFFFF) - 1)
-        # The IPs in turn, computed as they are needed: a /8 is 16 million of them.
-        self._first, self._count, self._turn = first, last - first + 1, 0
+    def __init__(self, pool: PoolLike, counters: Counters) -> None:
+        """The IPs of ``pool``'s space (a pool with no lease: its intervals are its free runs)."""
+        self._family = socket.AF_INET6 if pool.family == 6 else socket.AF_INET
+        self._spans = ip_spans(pool.intervals())
+        """The IPs as spans: taken in turn, computed as they are needed (a /8 is 16 million of them)."""
+        self._span, self._offset = 0, 0
         self.counters = counters
 
     def _next_ip(self) -> str:
-        ip = self._first + self._turn
-        self._turn = (self._turn + 1) % self._count
-        return str(ipaddress.IPv4Address(ip))
+        first, last = self._spans[self._span]
+        ip = first + self._offset
+        self._offset += 1
+        if ip >= last:
+            self._span, self._offset = (self._span + 1) % len(self._spans), 0
+        return str(ipaddress.IPv4Address(ip) if self._family == socket.AF_INET else ipaddress.IPv6Address(ip))
 
     async def connect(self, backend: tuple[str, int], owner: LeaseOwner, timeout: float) -> socket.socket:
         """A socket bound to one of the pool's IPs, the kernel's port, connected to ``backend`` (no lease)."""
-        sock = new_socket()
+        sock = new_socket(self._family)
         try:
             try:
                 sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)

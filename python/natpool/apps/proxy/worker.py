@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from natpool.apps.logs import start_logging
-from natpool.apps.options import Endpoint, OptionError
+from natpool.apps.options import Endpoint, OptionError, endpoint_family, endpoint_text
 from natpool.apps.proxy.config import ProxyConfig
 from natpool.apps.proxy.journal import LeaseJournal, LeaseSpan
 from natpool.apps.proxy.record import Counters
@@ -117,7 +117,7 @@ async def read_message_async(stream: asyncio.StreamReader) -> Any:
 def reuse_port_listener(address: Endpoint, backlog: int) -> socket.socket:
     """A listening socket on ``address`` with ``SO_REUSEPORT``: the kernel spreads new connections over every
     such socket of the address (a worker's own, so one worker's accept queue is its own)."""
-    return socket.create_server(address, backlog=backlog, reuse_port=True)
+    return socket.create_server(address, family=endpoint_family(address), backlog=backlog, reuse_port=True)
 
 
 def _watch_supervisor(stop: asyncio.Event) -> None:
@@ -154,7 +154,7 @@ async def _run(spec: WorkerSpec, out: IO[bytes]) -> int:
     try:
         listener = reuse_port_listener(config.listen, BACKLOG)
     except OSError as exc:
-        log.error("cannot listen on %s:%d: %s", *config.listen, exc)
+        log.error("cannot listen on %s: %s", endpoint_text(config.listen), exc)
         leave(pool)
         return 1
     member = pool.member or ""

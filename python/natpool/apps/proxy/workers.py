@@ -35,7 +35,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-from natpool.apps.options import Endpoint, OptionError
+from natpool.apps.options import Endpoint, OptionError, endpoint_family, endpoint_text
 from natpool.apps.proxy.config import ProxyConfig
 from natpool.apps.proxy.worker import Ready, WorkerReport, WorkerSpec, frame, read_message_async
 from natpool.errors import NatPoolError, PoolConfigError
@@ -86,7 +86,7 @@ def metrics_endpoint(metrics: Endpoint | None, index: int) -> Endpoint | None:
 
 def _reserve(address: Endpoint) -> socket.socket:
     """A socket bound to ``address`` with ``SO_REUSEPORT`` that never listens: it holds the port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(endpoint_family(address), socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -381,10 +381,11 @@ class Workers:
 
 
 def check_workers(config: ProxyConfig, count: int) -> None:
-    """The combinations ``--workers`` adds (an :class:`OptionError`): each worker's ``--metrics`` port must exist
-    and not be ``--listen``'s."""
+    """The combinations ``--workers`` adds (an :class:`OptionError`): the pool's configuration must be one a store
+    takes (its checks with a store), and each worker's ``--metrics`` port must exist and not be ``--listen``'s."""
     if count < 1:
         raise OptionError("--workers", f"{count} is less than 1")
+    dataclasses.replace(config, store=config.store or "sqlite:///workers.db").validate()  # nothing is opened
     if config.metrics is None or config.metrics[1] == 0:
         return
     host, port = config.metrics
@@ -430,8 +431,8 @@ async def supervise(group: Workers) -> int:
             return 1
         config = group.config
         log.info(
-            "listening on %s:%d with %d workers (SO_REUSEPORT), pool %s ports %d-%d, cluster store %s%s",
-            *group.address,
+            "listening on %s with %d workers (SO_REUSEPORT), pool %s ports %d-%d, cluster store %s%s",
+            endpoint_text(group.address),
             group.count,
             config.pool.text,
             *config.ports,
@@ -439,7 +440,7 @@ async def supervise(group: Workers) -> int:
             " (temporary)" if group.temporary else "",
         )
         for ready in readies:
-            endpoint = "" if ready.metrics is None else ", metrics on http://{}:{}/".format(*ready.metrics)
+            endpoint = "" if ready.metrics is None else f", metrics on http://{endpoint_text(ready.metrics)}/"
             log.info("worker %d: pid %d, member %s%s", ready.index, ready.pid, ready.member, endpoint)
         everyone = asyncio.ensure_future(group.wait())
         stopped = asyncio.ensure_future(stop.wait())

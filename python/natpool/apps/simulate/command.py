@@ -8,6 +8,7 @@ import sys
 from typing import Any, TextIO
 
 from natpool.apps.options import (
+    add_exclude,
     add_hold_down,
     add_order,
     count_at_least,
@@ -15,6 +16,7 @@ from natpool.apps.options import (
     parse_ip,
     parse_netmask,
     parse_non_negative,
+    parse_pool_range,
     parse_ports,
     parse_positive,
 )
@@ -26,6 +28,9 @@ from natpool.errors import PoolConfigError
 from natpool.extras import MissingExtra, require
 
 __all__ = ["add_parser", "command", "run"]
+
+_OPTIONS = {"ranges": "--pool", "exclude": "--exclude"}
+"""The option of each pool field that is not ``--`` and the field's name (``first_ip``: ``--first-ip``)."""
 
 
 def run(
@@ -63,10 +68,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default="rust",
         help="the implementation: the Rust core (natpool.Pool) or the pure-Python reference model",
     )
-    group = parser.add_argument_group("pool")
-    group.add_argument("--first-ip", type=parse_ip, default=pool.first_ip, metavar="IP")
-    group.add_argument("--last-ip", type=parse_ip, default=pool.last_ip, metavar="IP")
-    group.add_argument("--netmask", type=parse_netmask, default=pool.netmask, help="prefix length or dotted mask")
+    group = parser.add_argument_group(
+        "pool",
+        f"its addresses: --pool (repeat for more ranges), or --first-ip, --last-ip and --netmask "
+        f"(default: {pool.first_ip}-{pool.last_ip} /{pool.netmask}); --exclude takes addresses out of either",
+    )
+    group.add_argument(
+        "--pool",
+        type=parse_pool_range,
+        action="append",
+        metavar="CIDR|FIRST-LAST|IP",
+        help="a range of the pool, IPv4 or IPv6 (docs/shapes.md)",
+    )
+    add_exclude(group)
+    group.add_argument("--first-ip", type=parse_ip, metavar="IP")
+    group.add_argument("--last-ip", type=parse_ip, metavar="IP")
+    group.add_argument("--netmask", type=parse_netmask, help="prefix length or dotted mask")
     group.add_argument(
         "--ports", type=parse_ports, default=pool.ports, metavar="LO-HI", help="port range, e.g. 1024-65535"
     )
@@ -145,10 +162,14 @@ def command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     def default(value: int | None, fallback: int) -> int:
         return min(fallback, maximum) if value is None else value
 
+    if args.pool and (args.first_ip, args.last_ip, args.netmask) != (None, None, None):
+        parser.error("argument --pool: not with --first-ip, --last-ip or --netmask (one form of the addresses)")
     config = PoolConfig(
-        first_ip=args.first_ip,
-        last_ip=args.last_ip,
-        netmask=args.netmask,
+        first_ip=defaults.first_ip if args.first_ip is None else args.first_ip,
+        last_ip=defaults.last_ip if args.last_ip is None else args.last_ip,
+        netmask=defaults.netmask if args.netmask is None else args.netmask,
+        ranges=tuple(r.text for r in args.pool or ()),
+        exclude=tuple(e.text for e in args.exclude or ()),
         ports=args.ports,
         initial_blocks=default(args.initial_blocks, defaults.initial_blocks),
         subpool_blocks=default(args.subpool_blocks, defaults.subpool_blocks),
@@ -171,7 +192,7 @@ def command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         config.build(args.model)  # validate the configuration before the run
     except PoolConfigError as exc:
-        parser.error(f"argument --{exc.field.replace('_', '-')}: {exc.reason}")
+        parser.error(f"argument {_OPTIONS.get(exc.field, '--' + exc.field.replace('_', '-'))}: {exc.reason}")
     except (ValueError, OverflowError) as exc:
         parser.error(f"invalid pool configuration: {exc}")
     if args.plot:

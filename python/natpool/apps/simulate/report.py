@@ -58,7 +58,7 @@ class Report:
         width = 26
         lines = [
             f"natpool simulate: model {self.model} ({MODEL_NAMES.get(self.model, self.model)})",
-            f"  pool      {p.name}: {p.first_ip}-{p.last_ip} /{_prefix_text(p.netmask)}, "
+            f"  pool      {p.name}: {_pool_addresses(p)}, "
             f"ports {p.ports[0]}-{p.ports[1]}: {self.address_count:,} addresses, capacity {self.capacity:,}",
             f"            initial_blocks {p.initial_blocks:,}, subpool_blocks {p.subpool_blocks:,}, "
             f"max_blocks {p.max_blocks:,}, grow_threshold {p.grow_threshold:,}",
@@ -107,6 +107,12 @@ def _reuse(r: Results) -> str:
         f"min {s.shortest:,}, p1 {s.p1:,}, p10 {s.p10:,}, median {s.median:,} allocations between an address's "
         f"free and its next allocation ({s.reuses:,} reuses)"
     )
+
+
+def _pool_addresses(p: PoolConfig) -> str:
+    """``203.0.113.0-203.0.113.255 /24``, or the ranges; then the exclusions."""
+    text = ", ".join(p.ranges) if p.ranges else f"{p.first_ip}-{p.last_ip} /{_prefix_text(p.netmask)}"
+    return text + (f" minus {', '.join(p.exclude)}" if p.exclude else "")
 
 
 def _prefix_text(netmask: int | str) -> str:

@@ -13,8 +13,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import natpool
-import natpool.reference
+from natpool.apps.models import MODEL_NAMES, MODELS, PoolLike
 
 __all__ = ["LIFETIME_SHAPES", "MODELS", "MODEL_NAMES", "PoolConfig", "PoolLike", "Workload", "lifetime_sampler"]
 
@@ -22,27 +21,21 @@ LIFETIME_SHAPES = {"pareto": 1.5, "lognormal": 1.2, "exponential": 1.0}
 """Shape of each lifetime distribution: Pareto's alpha, lognormal's sigma (exponential has none)."""
 
 
-PoolLike = natpool.Pool | natpool.reference.Pool
-"""Either implementation: they share one API, so the simulation is written once for both."""
-
-
-MODELS: dict[str, Callable[..., PoolLike]] = {
-    "rust": natpool.Pool,
-    "reference": natpool.reference.Pool,
-}
-"""The implementations ``--model`` selects: the Rust core and the pure-Python reference model."""
-
-MODEL_NAMES = {"rust": "natpool.Pool", "reference": "natpool.reference.Pool"}
-
-
 @dataclass(frozen=True)
 class PoolConfig:
-    """The simulated pool: the embedded default is 203.0.113.0/24, ports 1024-65535, the pool's default policies."""
+    """The simulated pool: the embedded default is 203.0.113.0/24, ports 1024-65535, the pool's default policies.
+
+    Its addresses are ``first_ip, last_ip, netmask`` (IPv4), or ``ranges`` when given (``docs/shapes.md``: CIDR
+    blocks, ``A-B``, single addresses, IPv4 or IPv6); ``exclude`` takes addresses out of either.
+    """
 
     name: str = "simulate"
     first_ip: str = "203.0.113.0"
     last_ip: str = "203.0.113.255"
     netmask: int | str = 24
+    ranges: tuple[str, ...] = ()
+    """The pool's ranges; empty: ``first_ip, last_ip, netmask``."""
+    exclude: tuple[str, ...] = ()
     ports: tuple[int, int] = (1024, 65535)
     initial_blocks: int = 4096
     subpool_blocks: int = 64
@@ -57,13 +50,17 @@ class PoolConfig:
 
     def build(self, model: str, clock: Callable[[], float] | None = None) -> PoolLike:
         """The pool of ``model``; ``clock``: the simulated clock it times its holds by (``None``: the monotonic one)."""
+        addresses: dict[str, object] = (
+            {"ranges": list(self.ranges)}
+            if self.ranges
+            else {"first_ip": self.first_ip, "last_ip": self.last_ip, "netmask": self.netmask}
+        )
         return MODELS[model](
             self.name,
-            self.first_ip,
-            self.last_ip,
-            self.netmask,
-            self.initial_blocks,
-            self.max_blocks,
+            **addresses,
+            initial_blocks=self.initial_blocks,
+            max_blocks=self.max_blocks,
+            exclude=list(self.exclude) or None,
             ports=self.ports,
             subpool_blocks=self.subpool_blocks,
             grow_threshold=self.grow_threshold,
