@@ -667,12 +667,8 @@ impl PyPool {
         let value = shapes::address(ip, family, "ip")?;
         let port = convert::count(port, "port")?;
         let ip = family.ip(value);
-        // A port outside 0..65535 is in no pool (after the store check,
-        // which the core makes first for the ports it takes).
+        // A port outside 0..65535 is in no pool.
         let Ok(port) = u16::try_from(port) else {
-            if let Some(unsupported) = core.reserve_unsupported() {
-                return Err(unsupported.into());
-            }
             return Err(Error::Argument(format!(
                 "ip: {ip} port {port} is not an address of pool {:?}",
                 core.config().name()

@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use crate::core::space::{text, Family, WideExclusion};
-use crate::core::{Config, Error, Grant, Store};
+use crate::core::{ClaimAt, Config, Error, Grant, Store};
 
 /// The store as one member of one pool uses it.
 pub struct PyStore {
@@ -80,6 +80,39 @@ impl Store for PyStore {
                     first: grant.getattr("first")?.extract()?,
                     count: grant.getattr("count")?.extract()?,
                     epoch: grant.getattr("epoch")?.extract()?,
+                }))
+            },
+        )
+    }
+
+    fn claim_at(&self, index: u64, within: (u64, u64)) -> Result<ClaimAt, Error> {
+        self.call(
+            "claim_at",
+            |py| {
+                let (name, member) = self.names(py);
+                let kwargs = PyDict::new(py);
+                kwargs.set_item("within", within)?;
+                kwargs.set_item("ttl", self.claim_ttl)?;
+                kwargs.set_item("reclaim_delay", self.reclaim_delay)?;
+                Ok((
+                    (name, member, index).into_pyobject(py)?.into_any(),
+                    Some(kwargs),
+                ))
+            },
+            |answer| {
+                if let Ok(reason) = answer.extract::<&str>() {
+                    return match reason {
+                        "taken" => Ok(ClaimAt::Taken),
+                        "full" => Ok(ClaimAt::Full),
+                        _ => Err(pyo3::exceptions::PyValueError::new_err(format!(
+                            "claim_at answered {reason:?}"
+                        ))),
+                    };
+                }
+                Ok(ClaimAt::Granted(Grant {
+                    first: answer.getattr("first")?.extract()?,
+                    count: answer.getattr("count")?.extract()?,
+                    epoch: answer.getattr("epoch")?.extract()?,
                 }))
             },
         )

@@ -286,6 +286,9 @@ class Recorder:
     def claim(self, name: str, member: str, *, ttl: float, reclaim_delay: float) -> Any:
         return self._call("claim", name, member, ttl=ttl, reclaim_delay=reclaim_delay)
 
+    def claim_at(self, name: str, member: str, index: int, *, within: Any, ttl: float, reclaim_delay: float) -> Any:
+        return self._call("claim_at", name, member, index, within=tuple(within), ttl=ttl, reclaim_delay=reclaim_delay)
+
     def release(self, name: str, member: str, epoch: int) -> None:
         self._call("release", name, member, epoch)
 

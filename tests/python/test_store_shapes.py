@@ -179,8 +179,84 @@ def test_an_ipv6_pool_beyond_the_ledger_is_refused(pool_impl: str, store: Store)
     a.close()
 
 
-def test_reserve_on_a_shaped_store_pool_is_refused(pool_impl: str, store: Store) -> None:
-    a = shaped(pool_impl, store, "a", "ipv6")
-    with pytest.raises(natpool.NatPoolError):
-        a.reserve("2001:db8::1", 1000)
+def test_reserve_on_a_store_claims_the_chunk_that_holds_the_address(pool_impl: str, store: Store, shape: str) -> None:
+    a = shaped(pool_impl, store, "a", shape)
+    last_ip = {"ipv4": "10.0.0.9", "ipv6": "2001:db8::10"}[shape]
+    wanted = (last_ip, 1003)  # the pool's last address: far from the first fit
+    lease = a.reserve(*wanted, data="static")
+    assert lease.address == wanted and lease.data == "static"
+    assert store.owner("vip", *wanted) == "a"
+    (claim,) = store.claims("vip")
+    assert claim.member == "a" and claim.count == 2  # initial_blocks, from the free range's start
+    assert (claim.last_ip, claim.last_port) == wanted
+    assert [(s.first_ip, s.first_port, s.blocks) for s in a.subpools()] == [(claim.first_ip, claim.first_port, 2)]
+    assert a.lookup(*wanted).handle == lease.handle
+    # allocations are first fit: the reserved subpool's other block, then a claim from the bottom
+    assert a.allocate().address == (last_ip, 1002)
+    bottom = a.allocate().address
+    assert bottom == min(EXPECTED[shape], key=lambda address: (ipaddress.ip_address(address[0]), address[1]))
+    a.free(lease)
+    assert len(store.claims("vip")) == 2
+    with pytest.raises(natpool.LeaseError):
+        a.reserve(*bottom)  # live
+    a.close()
+
+
+def test_reserve_of_an_address_another_member_claims_is_a_lease_error(pool_impl: str, store: Store) -> None:
+    a = shaped(pool_impl, store, "a", "ipv4")
+    b = shaped(pool_impl, store, "b", "ipv4")
+    first = a.allocate()  # a claims 10.0.0.1:1000-1001
+    rows = dump(store)
+    for address in (first.address, ("10.0.0.1", 1001)):  # live there; free there but a's
+        with pytest.raises(natpool.LeaseError):
+            b.reserve(*address)
+    assert dump(store) == rows
+    assert b.subpools() == [] and len(b) == 0
+    a.close()
+    b.close()
+
+
+def test_reserve_on_a_full_cluster_is_pool_exhausted(pool_impl: str, store: Store) -> None:
+    a = shaped(pool_impl, store, "a", "ipv4", max_blocks=4)
+    b = shaped(pool_impl, store, "b", "ipv4", max_blocks=4)
+    drain(a)  # a claims the whole capacity (4 addresses) of the cluster
+    with pytest.raises(natpool.PoolExhausted):
+        b.reserve("10.0.0.9", 1000)
+    assert b.subpools() == []
+    a.close()
+    b.close()
+
+
+def test_reserve_keeps_off_a_drained_ip_and_local_subpools(pool_impl: str, store: Store) -> None:
+    a = shaped(pool_impl, store, "a", "ipv4", initial_blocks=8, subpool_blocks=8)
+    a.drain("10.0.0.3")
+    lease = a.reserve("10.0.0.1", 1002)
+    (claim,) = store.claims("vip")
+    # the chunk of 8 from the space's start, cut at the drained IP: 10.0.0.1:1000-1003 only
+    assert (claim.first_ip, claim.first_port, claim.last_ip, claim.last_port) == ("10.0.0.1", 1000, "10.0.0.1", 1003)
+    assert lease.address == ("10.0.0.1", 1002)
+    a.close()
+
+
+class FailingClaims:
+    """A store whose ``claim_at`` fails (the rest passes through)."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def claim_at(self, *args: Any, **kwargs: Any) -> Any:
+        raise natpool.StoreError("the store is down")
+
+
+def test_reserve_when_the_store_fails_is_a_store_error_and_changes_nothing(pool_impl: str, store: Store) -> None:
+    a = shaped(pool_impl, FailingClaims(store), "a", "ipv4")  # type: ignore[arg-type]
+    rows = dump(store)
+    with pytest.raises(natpool.StoreError):
+        a.reserve("10.0.0.9", 1000)
+    assert dump(store) == rows
+    assert a.subpools() == [] and len(a) == 0
+    assert a.allocate().address == ("10.0.0.1", 1000)  # claims still work
     a.close()
