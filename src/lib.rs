@@ -38,6 +38,6 @@ mod core;
 mod bindings;
 
 pub use crate::core::{
-    BlockEvent, BlockEventKind, Clock, Config, Error, Exclusion, Grant, Handle, Interval, Lease,
-    Membership, Order, Pool, PoolSpec, PoolStats, Renewal, Store, SubpoolInfo,
+    BlockEvent, BlockEventKind, ClaimAt, Clock, Config, Error, Exclusion, Grant, Handle, Interval,
+    Lease, Membership, Order, Pool, PoolSpec, PoolStats, Renewal, Store, SubpoolInfo,
 };

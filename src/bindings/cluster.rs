@@ -14,6 +14,7 @@ use pyo3::types::PyTuple;
 
 use crate::bindings::store::{registered_config, PyStore};
 use crate::core::pool::check_store_space;
+use crate::core::space::WideExclusion;
 use crate::core::{Config, Error, Membership, Pool, Renewal};
 
 /// Renews a pool's claims; held weakly by the renewal thread, so that a
@@ -46,9 +47,12 @@ pub struct Member {
 
 /// Validate the store arguments (always, as the reference model does) and,
 /// with a store, join the cluster: the core pool and its membership.
+/// `exclusions` are the pool's as given (parsed), for the configuration the
+/// store registers.
 pub fn join(
     py: Python<'_>,
     config: Config,
+    exclusions: &[WideExclusion],
     arguments: [&Bound<'_, PyAny>; 5],
 ) -> PyResult<(CorePool, Option<Member>)> {
     let module = py.import("natpool.store.member")?;
@@ -65,19 +69,10 @@ pub fn join(
         }
         .into());
     }
-    // The store's ledger counts in 64-bit integers (field `store`); and it
-    // registers and numbers the legacy IPv4 form only, so far: a pool of
-    // ranges, with exclusions or IPv6 is refused before anything is written
-    // (`docs/shapes.md`, as the reference model does).
+    // The store's ledger counts in 64-bit integers (field `store`): checked
+    // before anything is written (`docs/shapes.md`, as the reference model does).
     check_store_space(&config)?;
-    if !config.is_legacy_shape() || config.is_ipv6() {
-        return Err(Error::Config {
-            field: "store",
-            reason: "takes a legacy IPv4 pool without exclusions only, yet".into(),
-        }
-        .into());
-    }
-    let registered = registered_config(py, &config)?;
+    let registered = registered_config(py, &config, exclusions)?;
     let (store, owns_store): (Py<PyAny>, bool) = module
         .call_method1("join", (&settings, registered))?
         .extract()?;

@@ -303,6 +303,8 @@ impl PyPool {
             }
         };
         let exclude = shapes::exclusions(exclude)?;
+        // Kept for a store's registered configuration (`registered_config`).
+        let exclusions = exclude.clone();
         let ports = convert::ports(ports)?;
         let initial_blocks = convert::count(initial_blocks.unwrap_or(&none), "initial_blocks")?;
         let max_blocks = convert::count(max_blocks.unwrap_or(&none), "max_blocks")?;
@@ -379,7 +381,7 @@ impl PyPool {
             &reclaim_delay.or(|| Ok(120.0f64.into_pyobject(py)?.into_any()))?,
             &given_or(renew_interval, none()),
         ];
-        let (core, member) = cluster::join(py, config, arguments)?;
+        let (core, member) = cluster::join(py, config, &exclusions, arguments)?;
         Ok(PyPool {
             core,
             clock: clock.map(|clock| clock.clone().unbind()),
@@ -665,12 +667,8 @@ impl PyPool {
         let value = shapes::address(ip, family, "ip")?;
         let port = convert::count(port, "port")?;
         let ip = family.ip(value);
-        // A port outside 0..65535 is in no pool (after the store check,
-        // which the core makes first for the ports it takes).
+        // A port outside 0..65535 is in no pool.
         let Ok(port) = u16::try_from(port) else {
-            if let Some(unsupported) = core.reserve_unsupported() {
-                return Err(unsupported.into());
-            }
             return Err(Error::Argument(format!(
                 "ip: {ip} port {port} is not an address of pool {:?}",
                 core.config().name()

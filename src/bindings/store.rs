@@ -5,7 +5,8 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use crate::core::{Config, Error, Grant, Store};
+use crate::core::space::{text, Family, WideExclusion};
+use crate::core::{ClaimAt, Config, Error, Grant, Store};
 
 /// The store as one member of one pool uses it.
 pub struct PyStore {
@@ -84,6 +85,39 @@ impl Store for PyStore {
         )
     }
 
+    fn claim_at(&self, index: u64, within: (u64, u64)) -> Result<ClaimAt, Error> {
+        self.call(
+            "claim_at",
+            |py| {
+                let (name, member) = self.names(py);
+                let kwargs = PyDict::new(py);
+                kwargs.set_item("within", within)?;
+                kwargs.set_item("ttl", self.claim_ttl)?;
+                kwargs.set_item("reclaim_delay", self.reclaim_delay)?;
+                Ok((
+                    (name, member, index).into_pyobject(py)?.into_any(),
+                    Some(kwargs),
+                ))
+            },
+            |answer| {
+                if let Ok(reason) = answer.extract::<&str>() {
+                    return match reason {
+                        "taken" => Ok(ClaimAt::Taken),
+                        "full" => Ok(ClaimAt::Full),
+                        _ => Err(pyo3::exceptions::PyValueError::new_err(format!(
+                            "claim_at answered {reason:?}"
+                        ))),
+                    };
+                }
+                Ok(ClaimAt::Granted(Grant {
+                    first: answer.getattr("first")?.extract()?,
+                    count: answer.getattr("count")?.extract()?,
+                    epoch: answer.getattr("epoch")?.extract()?,
+                }))
+            },
+        )
+    }
+
     fn release(&self, epoch: u64) -> Result<(), Error> {
         self.call(
             "release",
@@ -131,23 +165,63 @@ impl Store for PyStore {
 }
 
 /// The pool's configuration as the store registers it (the canonical form
-/// of `natpool.store.space.config_of`).
-pub fn registered_config<'py>(py: Python<'py>, config: &Config) -> PyResult<Bound<'py, PyDict>> {
+/// of `natpool.store.space.config_of`). A legacy IPv4 pool without
+/// exclusions is built here, field by field; any other shape is given as its
+/// normalised ranges and its exclusions (as given, parsed), and canonicalised
+/// by `natpool.store.space.canonical_config`, the reference model's code.
+pub fn registered_config<'py>(
+    py: Python<'py>,
+    config: &Config,
+    exclusions: &[WideExclusion],
+) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     dict.set_item("name", config.name())?;
-    // The legacy range as given (the store's canonical form).
-    let (first, last, _) = config
-        .legacy()
-        .expect("a store pool of ranges is refused before it registers");
-    dict.set_item("first_ip", first.to_string())?;
-    dict.set_item("last_ip", last.to_string())?;
-    let netmask = config.netmask().expect("the legacy form has a netmask");
-    dict.set_item("netmask", netmask.to_string())?;
+    let legacy = if config.is_legacy_shape() && !config.is_ipv6() {
+        config.legacy()
+    } else {
+        None
+    };
+    if let Some((first, last, _)) = legacy {
+        // The legacy range as given (the store's canonical form).
+        dict.set_item("first_ip", first.to_string())?;
+        dict.set_item("last_ip", last.to_string())?;
+        let netmask = config.netmask().expect("the legacy form has a netmask");
+        dict.set_item("netmask", netmask.to_string())?;
+    } else {
+        let ranges = PyList::empty(py);
+        for (first, last) in config.ranges() {
+            ranges.append(PyList::new(py, [first.to_string(), last.to_string()])?)?;
+        }
+        dict.set_item("ranges", ranges)?;
+        let exclude = PyList::empty(py);
+        for exclusion in exclusions {
+            let (first, last) = (
+                text(exclusion.family, exclusion.first),
+                text(exclusion.family, exclusion.last),
+            );
+            let item = match exclusion.ports {
+                None => format!("{first}-{last}"),
+                // An exclusion of ports names one IP.
+                Some((low, high)) if exclusion.family == Family::V6 => {
+                    format!("[{first}]:{low}-{high}")
+                }
+                Some((low, high)) => format!("{first}:{low}-{high}"),
+            };
+            exclude.append(item)?;
+        }
+        dict.set_item("exclude", exclude)?;
+    }
     let (low, high) = config.ports();
     dict.set_item("ports", PyList::new(py, [low, high])?)?;
     dict.set_item("initial_blocks", config.initial_blocks())?;
     dict.set_item("max_blocks", config.max_blocks())?;
     dict.set_item("subpool_blocks", config.subpool_blocks())?;
     dict.set_item("grow_threshold", config.grow_threshold())?;
-    Ok(dict)
+    if legacy.is_some() {
+        return Ok(dict);
+    }
+    py.import("natpool.store.space")?
+        .call_method1("canonical_config", (dict,))?
+        .cast_into::<PyDict>()
+        .map_err(Into::into)
 }

@@ -58,4 +58,4 @@ pub use handle::Handle;
 pub use interval_list::Interval;
 pub use policy::{Clock, Order};
 pub use pool::{Lease, Pool, PoolStats, Renewal, SubpoolInfo};
-pub use store::{Grant, Membership, Store};
+pub use store::{ClaimAt, Grant, Membership, Store};

@@ -22,6 +22,17 @@ pub struct Grant {
     pub epoch: u64,
 }
 
+/// The store's answer to [`Store::claim_at`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimAt {
+    /// The chunk holding the address, claimed.
+    Granted(Grant),
+    /// The address is in a range claimed or held in the cluster.
+    Taken,
+    /// The cluster's capacity is all claimed.
+    Full,
+}
+
 /// The store as one member of one pool uses it (the pool's name, the
 /// member's name, `claim_ttl` and `reclaim_delay` are the implementation's).
 /// Every method is one transaction of the store; an `Err` (use
@@ -30,6 +41,16 @@ pub trait Store: Send + Sync {
     /// Claim the first addresses of the lowest free range of the cluster;
     /// `None` when the cluster has nothing left to claim.
     fn claim(&self) -> Result<Option<Grant>, Error>;
+    /// Claim the chunk of the free range that holds address `index`, clipped
+    /// to `within` (`first..end`, the member's own bounds), for
+    /// `Pool::reserve` (`natpool.store.Store.claim_at` has the rule). A store
+    /// that cannot answers [`Error::Unsupported`], the default.
+    fn claim_at(&self, index: u64, within: (u64, u64)) -> Result<ClaimAt, Error> {
+        let _ = (index, within);
+        Err(Error::Unsupported(
+            "this store cannot claim a given address".into(),
+        ))
+    }
     /// Return a claim (the range is held `reclaim_delay` before anyone may
     /// claim it again).
     fn release(&self, epoch: u64) -> Result<(), Error>;

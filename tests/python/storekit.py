@@ -237,6 +237,18 @@ def store_pool(pool_impl: str, store: Store, member: str, **overrides: Any) -> A
     return make_pool(pool_impl, store, member, **overrides)
 
 
+def drain(member: Any) -> list[Any]:
+    """Allocate until PoolExhausted."""
+    import natpool
+
+    leases = []
+    while True:
+        try:
+            leases.append(member.allocate())
+        except natpool.PoolExhausted:
+            return leases
+
+
 def indices(leases: list[Any]) -> list[int]:
     """The address indices of leases."""
     return [index_of(lease.address) for lease in leases]
@@ -273,6 +285,9 @@ class Recorder:
 
     def claim(self, name: str, member: str, *, ttl: float, reclaim_delay: float) -> Any:
         return self._call("claim", name, member, ttl=ttl, reclaim_delay=reclaim_delay)
+
+    def claim_at(self, name: str, member: str, index: int, *, within: Any, ttl: float, reclaim_delay: float) -> Any:
+        return self._call("claim_at", name, member, index, within=tuple(within), ttl=ttl, reclaim_delay=reclaim_delay)
 
     def release(self, name: str, member: str, epoch: int) -> None:
         self._call("release", name, member, epoch)

@@ -54,6 +54,44 @@ def test_the_first_claim_takes_initial_blocks_then_subpool_blocks(store: Store, 
     assert claim(store, "a") == Grant(12, 4, 3, clock.now + TTL)
 
 
+def claim_at(store: Store, member: str, index: int, within: tuple[int, int] = (0, 64)) -> Grant | str:
+    return store.claim_at("vip", member, index, within=within, ttl=TTL, reclaim_delay=DELAY)
+
+
+def test_claim_at_takes_the_chunk_of_the_free_range_holding_the_index(store: Store, clock: Clock) -> None:
+    joined(store, "a", "b")
+    assert claim_at(store, "a", 20) == Grant(16, 8, 1, clock.now + TTL)  # initial_blocks, aligned in 0..64
+    assert claim_at(store, "b", 17) == "taken"
+    assert claim_at(store, "b", 30) == Grant(28, 4, 2, clock.now + TTL)  # subpool_blocks, aligned in 24..64
+    assert claim_at(store, "b", 33, within=(33, 35)) == Grant(33, 2, 3, clock.now + TTL)  # clipped to within
+    assert store.owner("vip", "10.0.0.1", 1020) == "a"
+    assert claim(store, "b") == Grant(0, 4, 4, clock.now + TTL)  # first fit below
+    store.release("vip", "a", 1)
+    assert claim_at(store, "b", 16) == "taken"  # held
+    clock.advance(DELAY)
+    assert claim_at(store, "b", 16) == Grant(16, 4, 5, clock.now + TTL)  # free again: gap 4..28
+
+
+def test_claim_at_cuts_to_the_room_left_then_answers_full(store: Store, clock: Clock) -> None:
+    joined(store, "a", config=dict(CONFIG, max_blocks=10))
+    assert claim_at(store, "a", 0) == Grant(0, 8, 1, clock.now + TTL)
+    assert claim_at(store, "a", 41) == Grant(41, 2, 2, clock.now + TTL)  # room 2, from the index
+    rows = dump(store)
+    assert claim_at(store, "a", 50) == "full"
+    assert dump(store) == rows
+
+
+def test_claim_at_refuses_an_index_outside_within_or_the_space(store: Store) -> None:
+    joined(store, "a")
+    rows = dump(store)
+    for index, within in ((5, (6, 10)), (10, (6, 10)), (64, (0, 65)), (-1, (-1, 3))):
+        with pytest.raises(natpool.ArgumentError):
+            claim_at(store, "a", index, within)
+    assert dump(store) == rows
+    with pytest.raises(natpool.StoreError):
+        store.claim_at("unknown", "a", 0, within=(0, 1), ttl=TTL, reclaim_delay=DELAY)
+
+
 def test_first_fit_across_members_skips_held_ranges(store: Store, clock: Clock) -> None:
     joined(store, "a", "b", "c")
     assert claim(store, "a") == Grant(0, 8, 1, clock.now + TTL)

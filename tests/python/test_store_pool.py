@@ -29,6 +29,7 @@ from storekit import (
     Clock,
     PrivateServer,
     Recorder,
+    drain,
     dump,
     fresh_url,
     indices,
@@ -42,16 +43,6 @@ from storekit import (
 pytest_plugins = ("storefixtures",)  # its fixtures: kind, url, clock, store, pool_impl
 
 pool = store_pool
-
-
-def drain(member: Any) -> list[Any]:
-    """Allocate until PoolExhausted."""
-    leases = []
-    while True:
-        try:
-            leases.append(member.allocate())
-        except natpool.PoolExhausted:
-            return leases
 
 
 # -- arguments ------------------------------------------------------------------------------

@@ -113,6 +113,9 @@ from natpool.reference.policy import Policy, parse_hold, policy, read_clock
 from natpool.reference.reuse import SplitMix64, entropy_seed, free_blocks
 from natpool.shapes import parse_address
 from natpool.store import member as cluster
+from natpool.store.member import ClaimState
+from natpool.store.protocol import FULL, TAKEN, Grant
+from natpool.store.space import STORE_ADDRESSES
 
 __all__ = ["Pool", "Lease"]
 
@@ -244,13 +247,16 @@ class Pool:
             ports_per_ip=self._cb.ports_per_ip,
         )
         # The store arguments are validated after the policies; a store does not take port
-        # blocks yet. Then the store is opened (a URL) and joined: nothing reaches the store
-        # before every argument is valid.
+        # blocks yet, nor more addresses than its 64-bit integers count. Then the store is opened
+        # (a URL) and joined: nothing reaches the store before every argument is valid.
         chosen = cluster.settings(store, member, claim_ttl, reclaim_delay, renew_interval)
         if chosen is not None and self._policy.client_block is not None:
             raise PoolConfigError("client_block", "is not supported with a store yet")
-        if chosen is not None and (self._cb.prefix is None or self._cb.family != 4 or exclude is not None):
-            raise PoolConfigError("store", "ranges, exclude and IPv6 pools are not supported with a store yet")
+        if chosen is not None and self._cb.address_count > STORE_ADDRESSES:
+            # The store's ledger counts in 64-bit integers (docs/shapes.md).
+            raise PoolConfigError(
+                "store", f"the pool has {self._cb.address_count} addresses; a store numbers at most {STORE_ADDRESSES}"
+            )
         self._intervals = IntervalList(self._cb.address_count)
         self._memory_pool: MainPoolHeader | None = None  # MPA: NULL until the first allocate()
         self._live = 0
@@ -637,7 +643,10 @@ class Pool:
                     f"address left to claim (capacity {self.capacity})"
                 )
             return None
-        grant, state = claimed
+        return self._claimed_subpool(*claimed)
+
+    def _claimed_subpool(self, grant: Grant, state: ClaimState) -> SubpoolHeader:
+        """The shared subpool made on a range just claimed from the cluster."""
         if self._memory_pool is None:
             self._memory_pool = MainPoolHeader()
         memory_pool = self._memory_pool
@@ -915,15 +924,16 @@ class Pool:
         ``LeaseError`` if it is live, held, or in a client's port block;
         ``PoolExhausted`` in a drain-fenced subpool, or when no block may be made
         for it. In a free interval, a shared subpool is made for it by the chunk
-        rule of ``docs/shapes.md``. No threshold growth follows. Not supported
-        with a store yet (``NatPoolError``).
+        rule of ``docs/shapes.md``; with a store, on the range the store grants
+        for it (``Store.claim_at``): ``LeaseError`` if another member claims or
+        holds it, ``PoolExhausted`` if the cluster's capacity is claimed,
+        ``StoreError`` if the store fails (nothing changed). No threshold
+        growth follows.
         """
         self._check_open()
         address = parse_address(ip, self._cb.family, "ip")
         if not isinstance(port, int) or isinstance(port, bool):
             raise TypeError(f"port must be int, not {type(port).__name__}")
-        if self._member is not None:
-            raise NatPoolError(f"pool {self.name!r}: reserve is not supported with a store yet")
         where = f"{self._cb.space.ip_text(address)} port {port}"
         index = self._cb.index(address, port)
         if index is None:
@@ -934,15 +944,17 @@ class Pool:
         element = self._intervals.owner_of(index)
         subpool = element.subpool
         if subpool is None:
-            subpool = self._reserve_subpool(index, element)
+            subpool = self._reserve_subpool(index, element, where)
         else:
             block = subpool.blocks[index - element.first]
             if block.live or block.held:
                 raise LeaseError(f"{where} is {'live' if block.live else 'held'} in pool {self.name!r}")
             if subpool.owner is not None:
                 raise LeaseError(f"{where} is in a port block of client {subpool.owner!r}")
-            if subpool.drain_fenced:
-                raise PoolExhausted(f"{where} is in a subpool fenced by a drained IP of pool {self.name!r}")
+            if subpool.drain_fenced or (
+                subpool.claim is not None and self._member is not None and self._member.lapsed(subpool.claim)
+            ):
+                raise PoolExhausted(f"{where} is in a subpool fenced by a drained IP or a lapsed claim")
             if self._live >= self.capacity:
                 raise self._exhausted(1)
         offset = index - subpool.interval.first
@@ -952,8 +964,18 @@ class Pool:
         self._live += 1
         return Lease(self, _handle(block.generation, subpool.id, offset), block.ip, block.port, data)
 
-    def _reserve_subpool(self, index: int, element: IntervalElement) -> SubpoolHeader:
-        """The shared subpool made for a reserved address in the free interval ``element`` (the chunk rule)."""
+    def _reserve_subpool(self, index: int, element: IntervalElement, where: str) -> SubpoolHeader:
+        """The shared subpool made for a reserved address in the free interval ``element`` (the chunk rule;
+        with a store, the store applies it to the cluster's free range, within this member's bounds)."""
+        if self._member is not None:
+            within = self._drained.around(index, element.first, element.first + element.count)
+            claimed = self._member.claim_at(index, within)
+            if claimed == TAKEN:
+                raise LeaseError(f"{where} is in a range another member of the cluster claims or holds")
+            if claimed == FULL:
+                raise self._exhausted(1)
+            assert not isinstance(claimed, str)
+            return self._claimed_subpool(*claimed)
         shared_created = self._memory_pool is not None and self._memory_pool.shared_created
         size = self._cb.subpool_blocks if shared_created else self._cb.initial_blocks
         first = element.first + (index - element.first) // size * size

@@ -16,7 +16,7 @@ explains the model; ``natpool.Pool(…, store=…)`` and
 """
 
 from natpool.store.postgres import PostgresStore
-from natpool.store.protocol import CLAIMED, HELD, Claim, Grant, MemberStatus, PoolStatus, Store
+from natpool.store.protocol import CLAIMED, FULL, HELD, TAKEN, Claim, Grant, MemberStatus, PoolStatus, Store
 from natpool.store.schema import SCHEMA_VERSION
 from natpool.store.space import CONFIG_FIELDS
 from natpool.store.sqlite import SQLiteStore
@@ -33,6 +33,8 @@ __all__ = [
     "PoolStatus",
     "CLAIMED",
     "HELD",
+    "TAKEN",
+    "FULL",
     "SCHEMA_VERSION",
     "CONFIG_FIELDS",
 ]

@@ -19,12 +19,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from natpool.errors import ArgumentError, PoolConfigError, StoreError
-from natpool.reference.config import ControlBlock, ip_str, parse_ip
+from natpool.reference.config import ControlBlock, parse_ip
+from natpool.shapes import address_text, parse_address
 from natpool.store import space
-from natpool.store.protocol import CLAIMED, HELD, Claim, Grant, MemberStatus, PoolStatus
+from natpool.store.protocol import CLAIMED, FULL, HELD, TAKEN, Claim, Grant, MemberStatus, PoolStatus
 from natpool.store.schema import Tx
 
-__all__ = ["join", "claim", "release", "renew", "leave", "claims", "owner", "pools", "status"]
+__all__ = ["join", "claim", "claim_at", "release", "renew", "leave", "claims", "owner", "pools", "status"]
 
 _CHUNK = 500
 """Epochs per ``IN (…)`` list (far below SQLite's limit on parameters)."""
@@ -150,6 +151,50 @@ def claim(tx: Tx, name: str, member: str, ttl: float, reclaim_delay: float) -> G
     return Grant(first, count, epoch, expires_at)
 
 
+def claim_at(
+    tx: Tx, name: str, member: str, index: int, within: tuple[int, int], ttl: float, reclaim_delay: float
+) -> Grant | str:
+    """The chunk of the free range holding ``index`` (see ``Store.claim_at``)."""
+    locked = _lock_pool(tx, name)
+    if locked is None:
+        raise StoreError(f"pool {name!r} is not registered in the store: a pool joins before it claims")
+    cb, _, epoch = locked
+    lo, hi = within
+    if not (0 <= lo <= index < hi <= cb.address_count):
+        raise ArgumentError(f"index {index} must lie in within {within} inside 0..{cb.address_count}")
+    _expire(tx, name)
+    found = tx.rows(
+        "SELECT first_index, addresses, state FROM natpool_claims WHERE pool = %s ORDER BY first_index", (name,)
+    )
+    gap_first, gap_end = 0, cb.address_count
+    for first, count, _ in found:
+        first, end = int(first), int(first) + int(count)
+        if first <= index < end:
+            return TAKEN
+        if end <= index:
+            gap_first = max(gap_first, end)
+        else:
+            gap_end = min(gap_end, first)
+            break
+    room = cb.capacity - sum(int(count) for _, count, state in found if state == CLAIMED)
+    if room <= 0:
+        return FULL
+    size = cb.initial_blocks if epoch == 1 else cb.subpool_blocks
+    first = gap_first + (index - gap_first) // size * size
+    first, end = max(first, lo), min(first + size, gap_end, hi)
+    if end - first > room:
+        first, end = index, min(index + room, end)
+    expires_at = tx.now + ttl
+    tx.run("UPDATE natpool_pools SET next_epoch = %s WHERE name = %s", (epoch + 1, name))
+    tx.run(
+        "INSERT INTO natpool_claims (pool, first_index, addresses, member, epoch, state, expires_at, reclaim_delay) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        (name, first, end - first, member, epoch, CLAIMED, expires_at, reclaim_delay),
+    )
+    _heartbeat(tx, name, member, expires_at)
+    return Grant(first, end - first, epoch, expires_at)
+
+
 def release(tx: Tx, name: str, member: str, epoch: int) -> None:
     """Return one claim (see ``Store.release``)."""
     if _lock_pool(tx, name) is None:
@@ -221,9 +266,9 @@ def _claims(tx: Tx, name: str, cb: ControlBlock) -> list[Claim]:
         listed.append(
             Claim(
                 member,
-                ip_str(first_ip),
+                address_text(cb.family, first_ip),
                 first_port,
-                ip_str(last_ip),
+                address_text(cb.family, last_ip),
                 last_port,
                 int(count),
                 int(epoch),
@@ -242,10 +287,13 @@ def claims(tx: Tx, name: str) -> list[Claim]:
 
 def owner(tx: Tx, name: str, ip: Any, port: int) -> str | None:
     """The member whose live claim covers (ip, port) (see ``Store.owner``)."""
-    address = parse_ip(ip, "ip", ArgumentError)
+    found = _config(tx, name)
+    if found is None or found[0].family == 4:
+        address = parse_ip(ip, "ip", ArgumentError)
+    else:
+        address = parse_address(ip, 6)
     if not isinstance(port, int) or isinstance(port, bool):
         raise TypeError(f"port must be int, not {type(port).__name__}")
-    found = _config(tx, name)
     if found is None:
         return None
     index = found[0].index(address, port)

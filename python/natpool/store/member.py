@@ -231,6 +231,26 @@ class Member:
                 return None
             returned.add((grant.first, grant.count))
 
+    def claim_at(self, index: int, within: tuple[int, int]) -> tuple[Grant, ClaimState] | str:
+        """Claim the chunk holding address ``index`` (``reserve``), clipped to ``within``: the grant and its
+        state, or the store's ``TAKEN`` or ``FULL``."""
+        t0 = time.monotonic()
+        grant = self._call(
+            self.store.claim_at,
+            self.name,
+            self.member,
+            index,
+            within=within,
+            ttl=self.claim_ttl,
+            reclaim_delay=self.reclaim_delay,
+        )
+        if isinstance(grant, str):
+            return grant
+        state = ClaimState(grant.epoch, t0 + self.claim_ttl)
+        with self._lock:
+            self._claims[grant.epoch] = state
+        return grant, state
+
     def release(self, state: ClaimState) -> None:
         """Return a subpool's claim (``StoreError``: the claim stays, and so must the subpool)."""
         self._call(self.store.release, self.name, self.member, state.epoch)

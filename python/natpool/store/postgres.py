@@ -177,6 +177,11 @@ class PostgresStore:
     def claim(self, name: str, member: str, *, ttl: float, reclaim_delay: float) -> Grant | None:
         return self._transaction(lambda tx: ledger.claim(tx, name, member, ttl, reclaim_delay))
 
+    def claim_at(
+        self, name: str, member: str, index: int, *, within: tuple[int, int], ttl: float, reclaim_delay: float
+    ) -> Grant | str:
+        return self._transaction(lambda tx: ledger.claim_at(tx, name, member, index, within, ttl, reclaim_delay))
+
     def release(self, name: str, member: str, epoch: int) -> None:
         self._transaction(lambda tx: ledger.release(tx, name, member, epoch))
 

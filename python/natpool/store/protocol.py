@@ -24,12 +24,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-__all__ = ["Store", "Grant", "Claim", "MemberStatus", "PoolStatus", "CLAIMED", "HELD"]
+__all__ = ["Store", "Grant", "Claim", "MemberStatus", "PoolStatus", "CLAIMED", "HELD", "TAKEN", "FULL"]
 
 CLAIMED = "claimed"
 """A claim's state: owned by its member until ``expires_at`` unless renewed."""
 HELD = "held"
 """A claim's state: returned, or expired unrenewed; nobody may claim the range before ``expires_at``."""
+
+TAKEN = "taken"
+"""``Store.claim_at``'s answer when the address is in a claimed or held range."""
+FULL = "full"
+"""``Store.claim_at``'s answer when the cluster's capacity is claimed."""
 
 
 class Grant(NamedTuple):
@@ -125,6 +130,24 @@ class Store(Protocol):
         ``expires_at = now + ttl``; the range is held ``reclaim_delay`` seconds
         when returned or expired. ``None`` when nothing can be claimed (the
         cluster is full). Raises ``StoreError`` if the pool was never joined.
+        """
+        ...
+
+    def claim_at(
+        self, name: str, member: str, index: int, *, within: tuple[int, int], ttl: float, reclaim_delay: float
+    ) -> Grant | str:
+        """Claim the chunk of the free range that holds address ``index`` (``Pool.reserve``).
+
+        One write transaction, as ``claim``: the free range (between claimed and
+        held ranges) that holds ``index`` is cut into chunks of ``initial_blocks``
+        if the pool never had a claim, else ``subpool_blocks``, from its first
+        address; the claim is the chunk holding ``index``, clipped to ``within``
+        (``first, end``: the member's own bounds, its drained IPs and subpools
+        left out), and, if longer than the capacity left cluster-wide, cut to that
+        many addresses from ``index``. Answers ``TAKEN`` if ``index`` is in a
+        claimed or held range, ``FULL`` if the capacity is all claimed; raises
+        ``ArgumentError`` unless ``first <= index < end`` within the space, and
+        ``StoreError`` if the pool was never joined.
         """
         ...
 

@@ -36,7 +36,7 @@ use crate::core::clock;
 use crate::core::error::Error;
 use crate::core::pool::writer::Writer;
 use crate::core::pool::Pool;
-use crate::core::store::{Grant, Membership, Store};
+use crate::core::store::{ClaimAt, Grant, Membership, Store};
 use crate::core::subpool::Subpool;
 use crate::core::sync::{Arc, AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering};
 
@@ -464,17 +464,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             // handed back as one that is not free here.
             if self.locally_free(first, count) && !self.drained_set().touches(first, first + count)
             {
-                let deadline = shared.deadline(start);
-                let mut claims = shared.lock_claims();
-                claims.insert(
-                    grant.epoch,
-                    ClaimState {
-                        deadline,
-                        lost: false,
-                        fenced: false,
-                    },
-                );
-                shared.refresh_earliest(&claims);
+                self.track_claim(grant.epoch, start);
                 return Ok(Some(grant));
             }
             shared.call(|store| store.release(grant.epoch))?;
@@ -483,6 +473,41 @@ impl<T: Default + Send + Sync> Pool<T> {
             }
             returned.push((first, count));
         }
+    }
+
+    /// Claim the chunk of the cluster's free range holding `index`, within
+    /// this member's bounds `within` (`reserve`; the store has the rule).
+    pub(super) fn claim_index(&self, index: u128, within: (u128, u128)) -> Result<ClaimAt, Error> {
+        let cluster = self.cluster.as_ref().expect("a cluster member");
+        let shared = &cluster.shared;
+        if shared.closed.load(Ordering::Acquire) {
+            return Err(self.closed_error());
+        }
+        // A store numbers at most 2^63 - 1 addresses (the pool checked).
+        let narrow = |value: u128| u64::try_from(value).expect("a store's index fits 64 bits");
+        let start = clock::now();
+        let answer = shared
+            .call(|store| store.claim_at(narrow(index), (narrow(within.0), narrow(within.1))))?;
+        if let ClaimAt::Granted(grant) = answer {
+            self.track_claim(grant.epoch, start);
+        }
+        Ok(answer)
+    }
+
+    /// Track a claim just granted by a request that started at `start`.
+    fn track_claim(&self, epoch: u64, start: u64) {
+        let shared = &self.cluster.as_ref().expect("a cluster member").shared;
+        let deadline = shared.deadline(start);
+        let mut claims = shared.lock_claims();
+        claims.insert(
+            epoch,
+            ClaimState {
+                deadline,
+                lost: false,
+                fenced: false,
+            },
+        );
+        shared.refresh_earliest(&claims);
     }
 
     /// Whether no subpool here holds any of `first..first + count`.

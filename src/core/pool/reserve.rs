@@ -31,6 +31,7 @@ use crate::core::free_list::Reserve;
 use crate::core::handle::Handle;
 use crate::core::pool::writer::Writer;
 use crate::core::pool::{Lease, Pool};
+use crate::core::store::ClaimAt;
 use crate::core::subpool::Subpool;
 use crate::core::sync::{spin_wait, Arc, Ordering};
 
@@ -40,8 +41,11 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// excluded, a port outside `ports`) or on a drained IP;
     /// [`Error::NotLive`] if it is live, held, or in a client's port block;
     /// [`Error::Exhausted`] if it is in a drain-fenced subpool, or no block
-    /// may be made for it under `capacity`; [`Error::Unsupported`] with a
-    /// store. Reads the clock if any block is held (and first releases the
+    /// may be made for it under `capacity`. With a store, an address in no
+    /// subpool here is claimed from the cluster ([`Store::claim_at`]):
+    /// [`Error::NotLive`] if another member claims or holds it,
+    /// [`Error::Exhausted`] if the cluster's capacity is claimed,
+    /// [`Error::Store`] if the store fails (nothing changed). Reads the clock if any block is held (and first releases the
     /// holds that ended).
     pub fn reserve(&self, ip: impl Into<IpAddr>, port: u16, data: T) -> Result<Lease, Error> {
         self.reserve_with(ip.into(), port, data, || self.now_if_held())
@@ -58,9 +62,6 @@ impl<T: Default + Send + Sync> Pool<T> {
     ) -> Result<Lease, E> {
         let value = self.own_family(ip)?;
         let space = self.config.space();
-        if let Some(unsupported) = self.reserve_unsupported() {
-            return Err(unsupported.into());
-        }
         let name = self.config.name();
         let Some(index) = space.index(value, port) else {
             return Err(Error::Argument(format!(
@@ -76,16 +77,6 @@ impl<T: Default + Send + Sync> Pool<T> {
         Ok(self.reserve_index(index, (ip, port), data, now)?)
     }
 
-    /// `Error::Unsupported` when the pool cannot reserve (with a store).
-    pub(crate) fn reserve_unsupported(&self) -> Option<Error> {
-        self.has_store().then(|| {
-            Error::Unsupported(format!(
-                "pool {:?}: reserve is not supported with a store yet",
-                self.config.name()
-            ))
-        })
-    }
-
     fn reserve_index(
         &self,
         index: u128,
@@ -97,7 +88,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         let owner = self.intervals.load().owner(index).cloned();
         match owner {
             Some(subpool) => self.reserve_in(&subpool, index, address, data, now),
-            None => self.reserve_fresh(&mut writer, index, data, now),
+            None => self.reserve_fresh(&mut writer, index, address, data, now),
         }
     }
 
@@ -201,6 +192,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         &self,
         writer: &mut Writer,
         index: u128,
+        address: (IpAddr, u16),
         data: T,
         now: Option<f64>,
     ) -> Result<Lease, Error> {
@@ -211,6 +203,68 @@ impl<T: Default + Send + Sync> Pool<T> {
             .into_iter()
             .find(|&(first, count)| first <= index && index - first < count)
             .expect("an index in no subpool lies in a free interval");
+        let (first, end, epoch) = if self.has_store() {
+            let within = self
+                .drained_set()
+                .around(index, gap_first, gap_first + gap_count);
+            match self.claim_index(index, within)? {
+                ClaimAt::Granted(grant) => {
+                    let first = u128::from(grant.first);
+                    (first, first + u128::from(grant.count), Some(grant.epoch))
+                }
+                ClaimAt::Taken => {
+                    return Err(Error::NotLive(format!(
+                        "{} port {} is in a range another member of the cluster claims or holds",
+                        address.0, address.1
+                    )))
+                }
+                ClaimAt::Full => return Err(self.exhausted(1, now)),
+            }
+        } else {
+            let (first, end) = self.chunk_for(writer, index, gap_first, gap_count, now)?;
+            (first, end, None)
+        };
+        let offset = (index - first) as u32;
+        let (subpool, generation) = self.publish_with(
+            writer,
+            first,
+            (end - first) as u32,
+            None,
+            epoch,
+            |subpool| {
+                // Nobody else sees the subpool yet: reserve, mark, occupy.
+                let Reserve::Taken { count, last } = subpool.free.reserve_up_to(1) else {
+                    unreachable!("a fresh subpool has every block free")
+                };
+                self.reserved(subpool, count, last);
+                let block = &subpool.blocks[offset as usize];
+                assert_eq!(block.mark(), Mark::Marked, "a fresh block is free");
+                // SAFETY: marked by this thread; the subpool is not published.
+                unsafe { block.occupy_reserved(data) }
+            },
+        )?;
+        writer.created = true;
+        if subpool.free.has_free() {
+            self.availability.set(subpool.id);
+        }
+        let block = &subpool.blocks[offset as usize];
+        Ok(Lease {
+            handle: Handle::new(generation, subpool.id, offset),
+            ip: subpool.ips[block.ip_slot as usize],
+            port: block.port,
+        })
+    }
+
+    /// The chunk rule without a store: the `first..end` of a subpool for
+    /// `index` in the free interval `gap_first..+gap_count`.
+    fn chunk_for(
+        &self,
+        writer: &Writer,
+        index: u128,
+        gap_first: u128,
+        gap_count: u128,
+        now: Option<f64>,
+    ) -> Result<(u128, u128), Error> {
         let size = u128::from(if writer.created {
             self.config.subpool_blocks()
         } else {
@@ -229,28 +283,6 @@ impl<T: Default + Send + Sync> Pool<T> {
         if end - first > u128::from(room) {
             (first, end) = (index, (index + u128::from(room)).min(end));
         }
-        let offset = (index - first) as u32;
-        let (subpool, generation) =
-            self.publish_with(writer, first, (end - first) as u32, None, None, |subpool| {
-                // Nobody else sees the subpool yet: reserve, mark, occupy.
-                let Reserve::Taken { count, last } = subpool.free.reserve_up_to(1) else {
-                    unreachable!("a fresh subpool has every block free")
-                };
-                self.reserved(subpool, count, last);
-                let block = &subpool.blocks[offset as usize];
-                assert_eq!(block.mark(), Mark::Marked, "a fresh block is free");
-                // SAFETY: marked by this thread; the subpool is not published.
-                unsafe { block.occupy_reserved(data) }
-            })?;
-        writer.created = true;
-        if subpool.free.has_free() {
-            self.availability.set(subpool.id);
-        }
-        let block = &subpool.blocks[offset as usize];
-        Ok(Lease {
-            handle: Handle::new(generation, subpool.id, offset),
-            ip: subpool.ips[block.ip_slot as usize],
-            port: block.port,
-        })
+        Ok((first, end))
     }
 }

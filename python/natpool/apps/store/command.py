@@ -75,6 +75,20 @@ def _seconds(until: float, now: float) -> str:
     return f"in {left:.1f} s" if left >= 0 else f"{-left:.1f} s ago"
 
 
+def _addresses(config: dict[str, Any]) -> str:
+    """A registered configuration's addresses: ``first-last`` (legacy), or its ranges and exclusions."""
+    if "ranges" not in config:
+        return f"{config['first_ip']}-{config['last_ip']}"
+    text = ", ".join(first if first == last else f"{first}-{last}" for first, last in config["ranges"])
+    excluded = config.get("exclude") or []
+    return text + (f" excluding {', '.join(excluded)}" if excluded else "")
+
+
+def _at(ip: str, port: int) -> str:
+    """``ip:port``, the IPv6 address bracketed."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
 def status_text(url: str, statuses: list[PoolStatus]) -> str:
     """The human-readable form of the statuses."""
     lines = [f"store {url}"]
@@ -85,7 +99,7 @@ def status_text(url: str, statuses: list[PoolStatus]) -> str:
         ports = config["ports"]
         lines.append("")
         lines.append(
-            f"pool {status.name}: {config['first_ip']}-{config['last_ip']} ports {ports[0]}-{ports[1]}, "
+            f"pool {status.name}: {_addresses(config)} ports {ports[0]}-{ports[1]}, "
             f"{status.address_count} addresses, capacity {status.capacity}"
         )
         lines.append(f"  {status.claimed} claimed, {status.held} held, {status.free} free")
@@ -100,7 +114,7 @@ def status_text(url: str, statuses: list[PoolStatus]) -> str:
             until = "expires" if claim.state == "claimed" else "free again"
             when = _seconds(claim.expires_at, status.now)
             lines.append(
-                f"    {claim.first_ip}:{claim.first_port}-{claim.last_ip}:{claim.last_port} ({claim.count}) "
+                f"    {_at(claim.first_ip, claim.first_port)}-{_at(claim.last_ip, claim.last_port)} ({claim.count}) "
                 f"{claim.state} by {claim.member}, epoch {claim.epoch}, {until} {when}"
             )
     return "\n".join(lines) + "\n"
