@@ -106,6 +106,11 @@ class Pool:
         *,
         data: Mapping[int, Any] | None = None,
         clock: Callable[[], float] | None = None,
+        store: Store | str | None = None,
+        member: str | None = None,
+        claim_ttl: float = 30.0,
+        reclaim_delay: float = 120.0,
+        renew_interval: float | None = None,
     ) -> Pool: ...
     @property
     def member(self) -> str | None: ...

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyList, PyTuple};
 
 use crate::bindings::store::{registered_config, PyStore};
 use crate::core::pool::check_store_space;
@@ -55,66 +55,142 @@ pub fn join(
     exclusions: &[WideExclusion],
     arguments: [&Bound<'_, PyAny>; 5],
 ) -> PyResult<(CorePool, Option<Member>)> {
+    let Some(settings) = settings(py, arguments)? else {
+        return Ok((Pool::new(config), None));
+    };
+    let joined = join_cluster(py, &config, exclusions, &settings)?;
+    let (membership, parts) = joined.split(py);
+    let core = Pool::with_store(config, membership)?;
+    let member = parts.member(py, &core)?;
+    Ok((core, Some(member)))
+}
+
+/// The store arguments validated by `natpool.store.member.settings` (in the
+/// order store, member, claim_ttl, reclaim_delay, renew_interval); `None`
+/// without a store.
+pub fn settings<'py>(
+    py: Python<'py>,
+    arguments: [&Bound<'py, PyAny>; 5],
+) -> PyResult<Option<Bound<'py, PyAny>>> {
     let module = py.import("natpool.store.member")?;
     let settings = module.call_method1("settings", PyTuple::new(py, arguments)?)?;
-    if settings.is_none() {
-        return Ok((Pool::new(config), None));
-    }
+    Ok((!settings.is_none()).then_some(settings))
+}
+
+/// A cluster joined, before the core pool is made.
+pub struct Joined {
+    store_for_core: PyStore,
+    claim_ttl: f64,
+    parts: MemberParts,
+}
+
+/// What the binding keeps of a membership once the core has its store.
+pub struct MemberParts {
+    name: String,
+    pool: String,
+    store: Py<PyAny>,
+    owns_store: bool,
+    renew_interval: f64,
+}
+
+/// Check what a store does not take, then open the store (a URL) and join
+/// the cluster with `config`'s registered form (`natpool.store.member.join`).
+pub fn join_cluster(
+    py: Python<'_>,
+    config: &Config,
+    exclusions: &[WideExclusion],
+    settings: &Bound<'_, PyAny>,
+) -> PyResult<Joined> {
     if config.client_block().is_some() {
-        // Port blocks are not cluster-wide yet: refused before the store is
-        // opened or joined (nothing is written), as the reference model does.
         return Err(Error::Config {
             field: "client_block",
             reason: "is not supported with a store yet".into(),
         }
         .into());
     }
-    // The store's ledger counts in 64-bit integers (field `store`): checked
-    // before anything is written (`docs/shapes.md`, as the reference model does).
-    check_store_space(&config)?;
-    let registered = registered_config(py, &config, exclusions)?;
+    check_store_space(config)?;
+    let module = py.import("natpool.store.member")?;
+    let registered = registered_config(py, config, exclusions)?;
     let (store, owns_store): (Py<PyAny>, bool) = module
-        .call_method1("join", (&settings, registered))?
+        .call_method1("join", (settings, registered))?
         .extract()?;
     let name: String = settings.getattr("member")?.extract()?;
     let claim_ttl: f64 = settings.getattr("claim_ttl")?.extract()?;
     let reclaim_delay: f64 = settings.getattr("reclaim_delay")?.extract()?;
     let renew_interval: f64 = settings.getattr("renew_interval")?.extract()?;
-    let store_for_core = PyStore {
-        store: store.clone_ref(py),
-        name: config.name().to_owned(),
-        member: name.clone(),
+    Ok(Joined {
+        store_for_core: PyStore {
+            store: store.clone_ref(py),
+            name: config.name().to_owned(),
+            member: name.clone(),
+            claim_ttl,
+            reclaim_delay,
+        },
         claim_ttl,
-        reclaim_delay,
-    };
-    let core = Pool::with_store(
-        config,
-        Membership {
-            store: Box::new(store_for_core),
-            claim_ttl: Duration::from_secs_f64(claim_ttl),
+        parts: MemberParts {
+            name,
+            pool: config.name().to_owned(),
+            store,
+            owns_store,
+            renew_interval,
+        },
+    })
+}
+
+impl Joined {
+    /// The core's membership (its store; the renewal runs on a Python
+    /// thread) and what the binding keeps.
+    pub fn split(self, _py: Python<'_>) -> (Membership, MemberParts) {
+        let membership = Membership {
+            store: Box::new(self.store_for_core),
+            claim_ttl: Duration::from_secs_f64(self.claim_ttl),
             renew_interval: Duration::ZERO,
-        },
-    )?;
-    let renewal = Py::new(
-        py,
-        PyRenewal {
-            inner: core.renewal().expect("a member of a cluster"),
-        },
-    )?;
-    let renewer = if renew_interval > 0.0 {
-        let renewer = module.getattr("Renewer")?;
-        Some(renewer.call1((&renewal, renew_interval, &name))?.unbind())
-    } else {
-        None
-    };
-    let member = Member {
-        name,
-        store,
-        owns_store,
-        _renewal: renewal,
-        renewer,
-    };
-    Ok((core, Some(member)))
+        };
+        (membership, self.parts)
+    }
+}
+
+impl MemberParts {
+    /// The member of a pool made with the membership: its renewal started.
+    pub fn member(self, py: Python<'_>, core: &CorePool) -> PyResult<Member> {
+        let module = py.import("natpool.store.member")?;
+        let renewal = Py::new(
+            py,
+            PyRenewal {
+                inner: core.renewal().expect("a member of a cluster"),
+            },
+        )?;
+        let renewer = if self.renew_interval > 0.0 {
+            let renewer = module.getattr("Renewer")?;
+            Some(
+                renewer
+                    .call1((&renewal, self.renew_interval, &self.name))?
+                    .unbind(),
+            )
+        } else {
+            None
+        };
+        Ok(Member {
+            name: self.name,
+            store: self.store,
+            owns_store: self.owns_store,
+            _renewal: renewal,
+            renewer,
+        })
+    }
+
+    /// Leave the cluster joined for a pool that was not made (no claim to
+    /// return), closing a store opened here; a failing store is ignored
+    /// (the heartbeat lapses).
+    pub fn abandon(self, py: Python<'_>) {
+        let empty = PyList::empty(py);
+        let _ = self
+            .store
+            .call_method1(py, "leave", (&self.pool, &self.name, empty));
+        if self.owns_store {
+            let _ = self.store.call_method0(py, "close");
+        }
+    }
 }
 
 impl Member {

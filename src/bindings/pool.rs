@@ -765,13 +765,24 @@ impl PyPool {
     /// (handle -> object) attached, holds running on ``clock`` (as the constructor's) with
     /// the time they had left. ``SnapshotError`` for bytes that are not a snapshot this
     /// version reads, or corrupt, truncated or inconsistent ones; nothing is built then.
+    /// With ``store``, the pool joins the cluster and claims its subpools' ranges again
+    /// (``Store.reclaim``): ``SnapshotError`` if they are another member's now.
     #[classmethod]
-    #[pyo3(signature = (snapshot, *, data=None, clock=None))]
-    fn restore(
-        _cls: &Bound<'_, PyType>,
-        snapshot: &Bound<'_, PyAny>,
-        data: Option<&Bound<'_, PyAny>>,
-        clock: Option<&Bound<'_, PyAny>>,
+    #[pyo3(
+        signature = (snapshot, *, data=None, clock=None, store=None, member=None, claim_ttl=Given::Default, reclaim_delay=Given::Default, renew_interval=None),
+        text_signature = "(snapshot, *, data=None, clock=None, store=None, member=None, claim_ttl=30.0, reclaim_delay=120.0, renew_interval=None)"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    fn restore<'py>(
+        _cls: &Bound<'py, PyType>,
+        snapshot: &Bound<'py, PyAny>,
+        data: Option<&Bound<'py, PyAny>>,
+        clock: Option<&Bound<'py, PyAny>>,
+        store: Option<&Bound<'py, PyAny>>,
+        member: Option<&Bound<'py, PyAny>>,
+        claim_ttl: Given<'py>,
+        reclaim_delay: Given<'py>,
+        renew_interval: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Py<PyPool>> {
         let py = snapshot.py();
         let bytes = snapshot_bytes(snapshot)?;
@@ -794,6 +805,17 @@ impl PyPool {
                 )));
             }
         }
+        let none = py.None().into_bound(py);
+        let settings = cluster::settings(
+            py,
+            [
+                store.unwrap_or(&none),
+                member.unwrap_or(&none),
+                &claim_ttl.or(|| Ok(30.0f64.into_pyobject(py)?.into_any()))?,
+                &reclaim_delay.or(|| Ok(120.0f64.into_pyobject(py)?.into_any()))?,
+                renew_interval.unwrap_or(&none),
+            ],
+        )?;
         let raw: &[u8] = bytes.as_bytes();
         let restorable = py.detach(|| Restorable::read(raw))?;
         let decode = |encoded: &[u8]| identity::decode(py, encoded);
@@ -837,25 +859,53 @@ impl PyPool {
         } else {
             None
         };
+        let (membership, parts) = match &settings {
+            None => (None, None),
+            Some(settings) => {
+                let config = restorable.config();
+                let exclusions = crate::core::snapshot::exclusions(config);
+                let joined = cluster::join_cluster(py, config, &exclusions, settings)?;
+                let (membership, parts) = joined.split(py);
+                (Some(membership), Some(parts))
+            }
+        };
         let build = || {
-            restorable.build(Clock::Monotonic, now, &client_keys, &event_keys, |handle| {
-                attached.remove(&handle.0)
-            })
+            restorable.build(
+                Clock::Monotonic,
+                now,
+                &client_keys,
+                &event_keys,
+                |handle| attached.remove(&handle.0),
+                membership,
+            )
         };
         // Detached only without data: a build that failed detached would
         // drop the attached objects there.
-        let core = if data.is_none() {
+        let built = if data.is_none() {
             py.detach(build)
         } else {
             build()
-        }?;
+        };
+        let core = match built {
+            Ok(core) => core,
+            Err(error) => {
+                if let Some(parts) = parts {
+                    parts.abandon(py);
+                }
+                return Err(error.into());
+            }
+        };
+        let member = match parts {
+            Some(parts) => Some(parts.member(py, &core)?),
+            None => None,
+        };
         Py::new(
             py,
             PyPool {
                 core,
                 clock: clock.map(|clock| clock.clone().unbind()),
                 clients: interner,
-                member: None,
+                member,
                 closed: AtomicBool::new(false),
             },
         )

@@ -118,6 +118,38 @@ impl Store for PyStore {
         )
     }
 
+    fn reclaim(&self, ranges: &[(u64, u64)]) -> Result<Option<Vec<Grant>>, Error> {
+        self.call(
+            "reclaim",
+            |py| {
+                let (name, member) = self.names(py);
+                let kwargs = PyDict::new(py);
+                kwargs.set_item("ttl", self.claim_ttl)?;
+                kwargs.set_item("reclaim_delay", self.reclaim_delay)?;
+                let ranges = PyList::new(py, ranges)?;
+                Ok((
+                    (name, member, ranges).into_pyobject(py)?.into_any(),
+                    Some(kwargs),
+                ))
+            },
+            |grants| {
+                if grants.is_none() {
+                    return Ok(None);
+                }
+                let mut out = Vec::new();
+                for grant in grants.try_iter()? {
+                    let grant = grant?;
+                    out.push(Grant {
+                        first: grant.getattr("first")?.extract()?,
+                        count: grant.getattr("count")?.extract()?,
+                        epoch: grant.getattr("epoch")?.extract()?,
+                    });
+                }
+                Ok(Some(out))
+            },
+        )
+    }
+
     fn release(&self, epoch: u64) -> Result<(), Error> {
         self.call(
             "release",

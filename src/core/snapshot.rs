@@ -27,6 +27,8 @@ use crate::core::policy::Order;
 use crate::core::space::Family;
 
 pub(crate) use check::{check, drained};
+#[cfg_attr(not(feature = "python"), allow(unused_imports))] // the binding's store join
+pub(crate) use config::exclusions;
 
 /// The first bytes of every snapshot.
 pub(crate) const MAGIC: &[u8; 8] = b"NATPSNAP";

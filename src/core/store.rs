@@ -51,6 +51,17 @@ pub trait Store: Send + Sync {
             "this store cannot claim a given address".into(),
         ))
     }
+    /// Claim exactly `ranges` (`(first, count)`, ascending) again for a
+    /// member restored from a snapshot, all or nothing: the grants in the
+    /// same order, or `None` if another member's range meets them or the
+    /// capacity would be exceeded (`natpool.store.Store.reclaim` has the
+    /// rule). A store that cannot answers [`Error::Unsupported`], the default.
+    fn reclaim(&self, ranges: &[(u64, u64)]) -> Result<Option<Vec<Grant>>, Error> {
+        let _ = ranges;
+        Err(Error::Unsupported(
+            "this store cannot claim given ranges again".into(),
+        ))
+    }
     /// Return a claim (the range is held `reclaim_delay` before anyone may
     /// claim it again).
     fn release(&self, epoch: u64) -> Result<(), Error>;

@@ -289,6 +289,9 @@ class Recorder:
     def claim_at(self, name: str, member: str, index: int, *, within: Any, ttl: float, reclaim_delay: float) -> Any:
         return self._call("claim_at", name, member, index, within=tuple(within), ttl=ttl, reclaim_delay=reclaim_delay)
 
+    def reclaim(self, name: str, member: str, ranges: Any, *, ttl: float, reclaim_delay: float) -> Any:
+        return self._call("reclaim", name, member, [tuple(r) for r in ranges], ttl=ttl, reclaim_delay=reclaim_delay)
+
     def release(self, name: str, member: str, epoch: int) -> None:
         self._call("release", name, member, epoch)
 

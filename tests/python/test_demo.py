@@ -102,10 +102,8 @@ def test_the_demo_passes_its_own_verification_both_ways() -> None:
         ["--pool", "::1"],  # an IPv6 pool needs --ipv6
         ["--ipv6", "--pool", "127.0.100.1"],
         ["--ipv6", "--pool", "::2"],  # not loopback
-        ["--ipv6", "--workers", "2"],
         ["--pool", "127.0.100.0/24", "--pool", "127.0.100.5"],  # overlapping ranges
         ["--exclude", "10.0.0.1"],  # outside the pool
-        ["--exclude", "127.0.100.1", "--workers", "2"],  # a store takes one range without exclusions yet
     ],
 )
 def test_the_demo_rejects_bad_input_with_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -51,7 +51,6 @@ from natpool import (
     PoolExhausted,
     PoolStats,
     QuotaExceeded,
-    SnapshotError,
 )
 from natpool.store import SQLiteStore
 from storekit import dump, sql
@@ -334,6 +333,7 @@ class Differential(RuleBasedStateMachine):
         """Port blocks assigned and not released, per the events drained so far."""
         self.events_pending = False
         self.stores: tuple[Any, ...] = ()
+        self.cluster: dict[str, Any] = {}
         self.directory: tempfile.TemporaryDirectory[str] | None = None
         self.drained: set[int] = set()
         self.drained_ever = False
@@ -496,6 +496,7 @@ class Differential(RuleBasedStateMachine):
                 for side in ("rust", "reference")
             )
             cluster = {"member": "m", "claim_ttl": 1e9, "reclaim_delay": 0.5, "renew_interval": 0}
+            self.cluster = cluster
             if policy.get("client_block") is not None:
                 # Port blocks are not supported with a store yet: both refuse, naming client_block,
                 # and write nothing to the store. The example goes on without port blocks.
@@ -1011,19 +1012,23 @@ class Differential(RuleBasedStateMachine):
     def snapshot_restore(self) -> None:
         """Both pools write the same snapshot (docs/shapes.md), both are restored from it on their own fake
         clocks, with the data the machine holds attached by handle, and the machine goes on with the restored
-        pools: each live lease is looked up there and replaces the machine's. A pool with a store writes none."""
-        if self.stores:
-            kind, value = self.both(lambda pool, side: pool.snapshot())
-            assert kind == "error" and type(value) is SnapshotError, value
-            return
+        pools: each live lease is looked up there and replaces the machine's. On a store, the old pools close
+        (leave the cluster) and the restored ones join it again, claiming their subpools' ranges back (their own,
+        live or held): the stores' rows must still agree."""
         snapshots = [pool.snapshot() for pool in self.pools]
         assert snapshots[RUST] == snapshots[REF], "the snapshots differ"
+        cluster: list[dict[str, Any]] = [{}, {}]
+        if self.stores:
+            for pool in self.pools:
+                pool.close()
+            cluster = [dict(store=self.stores[side], **self.cluster) for side in (RUST, REF)]
         impls: tuple[Any, ...] = IMPLS
         restored = tuple(
             impl.restore(
                 snapshots[side],
                 data={pair[side].handle: pair[side].data for pair in self.live if pair[side].data is not None},
                 clock=self.clocks[side] if self.clocks is not None else None,
+                **cluster[side],
             )
             for side, impl in enumerate(impls)
         )
@@ -1038,7 +1043,9 @@ class Differential(RuleBasedStateMachine):
         self.pools = restored
         self.live = live
         assert [pool.snapshot() for pool in self.pools] == snapshots, "a restored pool writes another snapshot"
-        tally("snapshot restored")
+        if self.stores:
+            assert dump(self.stores[RUST]) == dump(self.stores[REF]), "the stores' rows differ"
+        tally("snapshot restored on a store" if self.stores else "snapshot restored")
 
     def teardown(self) -> None:
         tally(f"steps checked: {'0-9' if self.steps < 10 else '10-29' if self.steps < 30 else '30+'}")

@@ -1,8 +1,7 @@
 """``natpool proxy --state FILE``: the pool's state across a restart (``natpool.apps.proxy.state``).
 
-The proxy snapshots its pool to FILE on a timer and at its stop, and restores it at the start. Each test runs on
-the pool implementations that can snapshot: the reference model now; the Rust core's ``natpool.Pool`` once it has
-``snapshot``/``restore`` (until then its cases are skipped, saying so).
+The proxy snapshots its pool to FILE on a timer and at its stop, and restores it at the start (with ``--store``,
+rejoining its cluster). Each test runs on both pool implementations (``--model``).
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from natpool.apps.proxy import Proxy
 from natpool.apps.proxy import command as proxy_command
 from natpool.apps.proxy.service import exit_status
 from natpool.apps.proxy.state import check_same_pool, free_restored, restore_state, write_snapshot
+from natpool.store import open_store
 from netkit import (
     HANG_GUARD,
     PeerEchoBackend,
@@ -55,14 +55,21 @@ def snapshot_of(path: Path, model: str) -> Any:
     return MODELS[model].restore(path.read_bytes())  # type: ignore[union-attr]
 
 
-def test_the_proxy_restarted_with_state_holds_the_restored_leases_down_then_serves(tmp_path: Path, model: str) -> None:
+@pytest.mark.parametrize("on_store", [False, True], ids=["alone", "store"])
+def test_the_proxy_restarted_with_state_holds_the_restored_leases_down_then_serves(
+    tmp_path: Path, model: str, on_store: bool
+) -> None:
     """One NAT address. Run 1 relays an idle connection and is killed after the timer wrote its lease to FILE.
     Run 2 restores FILE: the lease's connection is gone, so the address is held down for --hold-down, refused
-    meanwhile, then served again; its stop writes the held address to FILE."""
+    meanwhile, then served again; its stop writes the held address to FILE. On a store, run 2 starts once run
+    1's heartbeat has lapsed (--claim-ttl), and claims its range back (held for run 1's member name)."""
     spec, ports = pool_range(random_network(), ips=1, ports=1)
     state, hold = tmp_path / "pool.state", 2.0
     common = ["--pool", spec.first_ip, "--ports", f"{ports[0]}-{ports[1]}", "--initial-blocks", "1"]
     common += ["--hold-down", str(hold), "--model", model, "--state", str(state), "--state-interval", "0.05"]
+    url = f"sqlite:///{tmp_path / 'cluster.db'}"
+    if on_store:
+        common += ["--store", url, "--member", "m", "--claim-ttl", "1"]
     with http_backend() as first, http_backend() as second:  # run 2 another backend: run 1's 4-tuple may linger
         with proxy_process("--listen", "127.0.0.1:0", "--backend", endpoint_text(first), *common) as running1:
             process, log, address = running1
@@ -76,6 +83,13 @@ def test_the_proxy_restarted_with_state_holds_the_restored_leases_down_then_serv
                 assert process.wait(timeout=HANG_GUARD) == -signal.SIGKILL
             finally:
                 idle.close()
+        if on_store:
+            store = open_store(url)
+            until_no_member = time.monotonic() + HANG_GUARD
+            while store.status("proxy").members:
+                assert time.monotonic() < until_no_member, "run 1's heartbeat did not lapse"
+                time.sleep(0.05)
+            assert [claim.state for claim in store.claims("proxy")] == ["held"]  # run 1's, held for it
         started = time.monotonic()
         with proxy_process("--listen", "127.0.0.1:0", "--backend", endpoint_text(second), *common) as running2:
             process, log, address = running2
@@ -92,6 +106,11 @@ def test_the_proxy_restarted_with_state_holds_the_restored_leases_down_then_serv
     assert re.search(r"pool state written to --state .*: 0 live leases, 1 held down", text), text
     restored = snapshot_of(state, model)
     assert len(restored) == 0 and restored.stats().held == 1  # held down across the next restart too
+    if on_store:
+        # run 2 claimed the range back, and kept it at its stop (an address held down in it)
+        (claim,) = store.claims("proxy")
+        assert (claim.member, claim.state, claim.count) == ("m", "claimed", 1)
+        store.close()
 
 
 GOOD = ["--listen", "127.0.0.1:0", "--backend", "127.0.0.1:8080", "--pool", "10.0.0.0/24", "--pool", "10.0.2.7"]
@@ -254,13 +273,12 @@ def test_a_last_write_that_fails_makes_the_exit_status_1(tmp_path: Path, model: 
 @pytest.mark.parametrize(
     "extra",
     [
-        ["--store", "sqlite:////nonexistent/natpool.db"],
         ["--workers", "2"],
         ["--source", "kernel"],
         ["--state-interval", "0"],
     ],
 )
-def test_state_with_a_store_workers_or_the_kernels_addresses_is_refused(
+def test_state_with_workers_or_the_kernels_addresses_is_refused(
     extra: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
 ) -> None:
     monkeypatch.setattr(proxy_command, "serve", must_not_serve)

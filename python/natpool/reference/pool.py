@@ -250,13 +250,8 @@ class Pool:
         # blocks yet, nor more addresses than its 64-bit integers count. Then the store is opened
         # (a URL) and joined: nothing reaches the store before every argument is valid.
         chosen = cluster.settings(store, member, claim_ttl, reclaim_delay, renew_interval)
-        if chosen is not None and self._policy.client_block is not None:
-            raise PoolConfigError("client_block", "is not supported with a store yet")
-        if chosen is not None and self._cb.address_count > STORE_ADDRESSES:
-            # The store's ledger counts in 64-bit integers (docs/shapes.md).
-            raise PoolConfigError(
-                "store", f"the pool has {self._cb.address_count} addresses; a store numbers at most {STORE_ADDRESSES}"
-            )
+        if chosen is not None:
+            self._check_store(chosen)
         self._intervals = IntervalList(self._cb.address_count)
         self._memory_pool: MainPoolHeader | None = None  # MPA: NULL until the first allocate()
         self._live = 0
@@ -269,9 +264,24 @@ class Pool:
             self._rng = SplitMix64(entropy_seed() if self._policy.seed is None else self._policy.seed)
         self._drained = DrainedIps()
         self._closed = False
-        self._member: cluster.Member | None = None if chosen is None else cluster.Member(self._cb, chosen)
-        if self._member is not None:
-            self._member.start_renewing()
+        self._member: cluster.Member | None = None
+        if chosen is not None:
+            self._join(chosen)
+
+    def _check_store(self, chosen: cluster.Settings) -> None:
+        """What a store does not take: port blocks yet, nor more addresses than its 64-bit integers count."""
+        if self._policy.client_block is not None:
+            raise PoolConfigError("client_block", "is not supported with a store yet")
+        if self._cb.address_count > STORE_ADDRESSES:
+            # The store's ledger counts in 64-bit integers (docs/shapes.md).
+            raise PoolConfigError(
+                "store", f"the pool has {self._cb.address_count} addresses; a store numbers at most {STORE_ADDRESSES}"
+            )
+
+    def _join(self, chosen: cluster.Settings) -> None:
+        """Join the cluster (the store opened if a URL) and start renewing (the constructor, ``restore``)."""
+        self._member = cluster.Member(self._cb, chosen)
+        self._member.start_renewing()
 
     # -- the control block's read-only attributes ---------------------------------------
     name = property(lambda self: self._cb.name)
@@ -650,6 +660,7 @@ class Pool:
         if self._memory_pool is None:
             self._memory_pool = MainPoolHeader()
         memory_pool = self._memory_pool
+        memory_pool.shared_created = True  # as without a store (the snapshot writes it; the store sizes claims)
         ident = memory_pool.next_id()
         generation = memory_pool.generation_floor.get(ident, 0)
         blocks = [ConnectionBlock(*self._cb.address(grant.first + i), generation) for i in range(grant.count)]
@@ -807,7 +818,18 @@ class Pool:
         return snapshot_format.write(self)
 
     @classmethod
-    def restore(cls, snapshot: bytes, *, data: Any = None, clock: Callable[[], float] | None = None) -> Pool:
+    def restore(
+        cls,
+        snapshot: bytes,
+        *,
+        data: Any = None,
+        clock: Callable[[], float] | None = None,
+        store: Any = None,
+        member: str | None = None,
+        claim_ttl: float = 30.0,
+        reclaim_delay: float = 120.0,
+        renew_interval: float | None = None,
+    ) -> Pool:
         """The pool a snapshot holds: every lease live with its handle and address, every hold
         running on ``clock`` (as the constructor's) from the time left at the snapshot.
 
@@ -815,8 +837,16 @@ class Pool:
         is not an int, ``LeaseError`` for one that is not a live handle of the snapshot).
         ``SnapshotError`` for bytes that are not a snapshot this version reads, or
         corrupt, truncated or inconsistent ones; nothing is built then.
+
+        With ``store`` (and the other store arguments, as the constructor takes
+        them), the pool joins the cluster as ``member`` and claims exactly its
+        subpools' ranges again in one store call (``Store.reclaim``): they must be
+        free or this member's own from before the restart (live or held), else
+        ``SnapshotError`` and the pool leaves the cluster; a store that fails:
+        ``StoreError``. Nothing is built in either case.
         """
-        return snapshot_format.restore(cls, snapshot, data, clock)
+        cluster_arguments = (store, member, claim_ttl, reclaim_delay, renew_interval)
+        return snapshot_format.restore(cls, snapshot, data, clock, cluster_arguments)
 
     # -- the cluster: fencing, renewal, closing -----------------------------------------
     def _check_open(self) -> None:

@@ -20,6 +20,7 @@ Then the clock is read (only if a block is held) and the state put in place.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import itertools
 import math
@@ -29,13 +30,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from natpool.errors import LeaseError, NatPoolError, SnapshotError
+from natpool.errors import LeaseError, NatPoolError, SnapshotError, StoreError
 from natpool.records import BlockEvent
 from natpool.reference.clients import Clients, ClientState
 from natpool.reference.held import HeldQueue
 from natpool.reference.memory_pool import ConnectionBlock, MainPoolHeader, SubpoolHeader
 from natpool.reference.policy import read_clock
 from natpool.reference.reuse import ORDERS, listed_free_blocks
+from natpool.store import member as cluster
 
 if TYPE_CHECKING:
     from natpool.reference.pool import Pool
@@ -164,9 +166,7 @@ class _Writer:
 
 
 def write(pool: Pool) -> bytes:
-    """The snapshot of ``pool`` (open, without a store): see ``docs/shapes.md``, "Snapshot format"."""
-    if pool._member is not None:
-        raise SnapshotError(f"pool {pool.name!r} is a cluster member: its state lives in the store")
+    """The snapshot of ``pool`` (open; with a store or without): see ``docs/shapes.md``, "Snapshot format"."""
     # Everything that can refuse is done before the clock is read.
     try:
         name = pool.name.encode("utf-8")
@@ -753,14 +753,16 @@ def _attached(data: Any, image: _Image) -> dict[int, Any]:
     return attached
 
 
-def restore(cls: type[Pool], snapshot: Any, data: Any, clock: Any) -> Pool:
-    """The pool a snapshot holds (see the module docstring for the steps)."""
+def restore(cls: type[Pool], snapshot: Any, data: Any, clock: Any, cluster_arguments: tuple[Any, ...]) -> Pool:
+    """The pool a snapshot holds (see the module docstring for the steps); with a store, a member that
+    has claimed its subpools' ranges again."""
     if not isinstance(snapshot, (bytes, bytearray, memoryview)):
         raise TypeError(f"snapshot must be bytes, not {type(snapshot).__name__}")
     if data is not None and not isinstance(data, Mapping):
         raise TypeError(f"data must be a mapping of handles or None, not {type(data).__name__}")
     if clock is not None and not callable(clock):
         raise TypeError(f"clock must be callable or None, not {type(clock).__name__}")
+    chosen = cluster.settings(*cluster_arguments)
     image = _parse(bytes(snapshot))
     pool = _configured(cls, image.config, clock)
     _check(pool, image)
@@ -769,8 +771,42 @@ def restore(cls: type[Pool], snapshot: Any, data: Any, clock: Any) -> Pool:
     ends = [now + remaining for _, _, remaining in image.held]
     if not all(math.isfinite(end) for end in ends):
         raise SnapshotError("a hold ends beyond the range of the clock's numbers")
+    claims = _reclaimed(pool, image, chosen) if chosen is not None else None
     _install(pool, image, ends, attached)
+    if claims is not None:
+        assert pool._memory_pool is not None or not claims
+        for part, claim in zip(sorted(image.subpools, key=lambda s: s.first), claims, strict=True):
+            assert pool._memory_pool is not None
+            pool._memory_pool.subpools[part.ident].claim = claim
     return pool
+
+
+def _reclaimed(pool: Pool, image: _Image, chosen: cluster.Settings) -> list[cluster.ClaimState]:
+    """Join the cluster and claim the snapshot's subpools' ranges again (address order); on a refusal or a
+    failure, leave it again and raise (``SnapshotError``, ``StoreError``): nothing is built."""
+    pool._check_store(chosen)
+    pool._join(chosen)
+    member = pool._member
+    assert member is not None
+    ranges = [(part.first, len(part.states)) for part in sorted(image.subpools, key=lambda s: s.first)]
+    try:
+        states = member.reclaim(ranges) if ranges else []
+    except BaseException:
+        _leave(pool)
+        raise
+    if states is None:
+        _leave(pool)
+        raise SnapshotError(
+            f"the cluster of pool {pool.name!r} has given addresses of the snapshot's subpools to other members "
+            "(or has no capacity left for them)"
+        )
+    return states
+
+
+def _leave(pool: Pool) -> None:
+    """Leave the cluster just joined (a store that fails now lets the heartbeat lapse)."""
+    with contextlib.suppress(StoreError):
+        pool.close()
 
 
 def _install(pool: Pool, image: _Image, ends: list[float], attached: dict[int, Any]) -> None:

@@ -25,7 +25,7 @@ from natpool.store import space
 from natpool.store.protocol import CLAIMED, FULL, HELD, TAKEN, Claim, Grant, MemberStatus, PoolStatus
 from natpool.store.schema import Tx
 
-__all__ = ["join", "claim", "claim_at", "release", "renew", "leave", "claims", "owner", "pools", "status"]
+__all__ = ["join", "claim", "claim_at", "reclaim", "release", "renew", "leave", "claims", "owner", "pools", "status"]
 
 _CHUNK = 500
 """Epochs per ``IN (…)`` list (far below SQLite's limit on parameters)."""
@@ -193,6 +193,55 @@ def claim_at(
     )
     _heartbeat(tx, name, member, expires_at)
     return Grant(first, end - first, epoch, expires_at)
+
+
+def reclaim(
+    tx: Tx, name: str, member: str, ranges: Iterable[tuple[int, int]], ttl: float, reclaim_delay: float
+) -> list[Grant] | None:
+    """Claim exactly ``ranges`` again for a restarted member (see ``Store.reclaim``)."""
+    locked = _lock_pool(tx, name)
+    if locked is None:
+        raise StoreError(f"pool {name!r} is not registered in the store: a pool joins before it claims")
+    cb, _, epoch = locked
+    wanted = sorted((int(first), int(count)) for first, count in ranges)
+    cursor = 0
+    for first, count in wanted:
+        if first < cursor or count < 1 or first + count > cb.address_count:
+            raise ArgumentError(f"ranges must be disjoint, non-empty and inside 0..{cb.address_count}: {wanted}")
+        cursor = first + count
+    _expire(tx, name)
+    found = tx.rows(
+        "SELECT first_index, addresses, member, state, epoch FROM natpool_claims WHERE pool = %s ORDER BY first_index",
+        (name,),
+    )
+    replaced: list[int] = []
+    claimed = 0
+    for first, count, owner, state, row_epoch in found:
+        first, end = int(first), int(first) + int(count)
+        meets = [(a, a + n) for a, n in wanted if a < end and first < a + n]
+        if not meets:
+            claimed += int(count) if state == CLAIMED else 0
+        elif owner == member and len(meets) == 1 and meets[0][0] <= first and end <= meets[0][1]:
+            replaced.append(int(row_epoch))  # this member's own claim from before its restart
+        else:
+            return None  # another member's, or not within one of the ranges
+    if claimed + sum(count for _, count in wanted) > cb.capacity:
+        return None
+    for chunk in _chunks(replaced):
+        tx.run(f"DELETE FROM natpool_claims WHERE pool = %s AND epoch IN {_in_list(chunk)}", (name, *chunk))
+    expires_at = tx.now + ttl
+    grants = []
+    for first, count in wanted:
+        tx.run(
+            "INSERT INTO natpool_claims (pool, first_index, addresses, member, epoch, state, expires_at, "
+            "reclaim_delay) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (name, first, count, member, epoch, CLAIMED, expires_at, reclaim_delay),
+        )
+        grants.append(Grant(first, count, epoch, expires_at))
+        epoch += 1
+    tx.run("UPDATE natpool_pools SET next_epoch = %s WHERE name = %s", (epoch, name))
+    _heartbeat(tx, name, member, expires_at)
+    return grants
 
 
 def release(tx: Tx, name: str, member: str, epoch: int) -> None:

@@ -251,6 +251,22 @@ class Member:
             self._claims[grant.epoch] = state
         return grant, state
 
+    def reclaim(self, ranges: list[tuple[int, int]]) -> list[ClaimState] | None:
+        """Claim exactly ``ranges`` again after a restart (``restore``): their states in the order given, or
+        ``None`` if the store refused (another member's range meets them, or the capacity)."""
+        t0 = time.monotonic()
+        grants = self._call(
+            self.store.reclaim, self.name, self.member, ranges, ttl=self.claim_ttl, reclaim_delay=self.reclaim_delay
+        )
+        if grants is None:
+            return None
+        by_first = {grant.first: grant for grant in grants}
+        states = [ClaimState(by_first[first].epoch, t0 + self.claim_ttl) for first, _ in ranges]
+        with self._lock:
+            for state in states:
+                self._claims[state.epoch] = state
+        return states
+
     def release(self, state: ClaimState) -> None:
         """Return a subpool's claim (``StoreError``: the claim stays, and so must the subpool)."""
         self._call(self.store.release, self.name, self.member, state.epoch)

@@ -182,6 +182,12 @@ class PostgresStore:
     ) -> Grant | str:
         return self._transaction(lambda tx: ledger.claim_at(tx, name, member, index, within, ttl, reclaim_delay))
 
+    def reclaim(
+        self, name: str, member: str, ranges: Iterable[tuple[int, int]], *, ttl: float, reclaim_delay: float
+    ) -> list[Grant] | None:
+        wanted = [(int(first), int(count)) for first, count in ranges]
+        return self._transaction(lambda tx: ledger.reclaim(tx, name, member, wanted, ttl, reclaim_delay))
+
     def release(self, name: str, member: str, epoch: int) -> None:
         self._transaction(lambda tx: ledger.release(tx, name, member, epoch))
 

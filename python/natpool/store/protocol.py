@@ -151,6 +151,23 @@ class Store(Protocol):
         """
         ...
 
+    def reclaim(
+        self, name: str, member: str, ranges: Iterable[tuple[int, int]], *, ttl: float, reclaim_delay: float
+    ) -> list[Grant] | None:
+        """Claim exactly ``ranges`` (``(first, count)`` each) for a restarted member (``Pool.restore``).
+
+        One write transaction, all or nothing: every claimed or held range that
+        meets one of ``ranges`` must be ``member``'s own (its claims from before
+        the restart, live or held) and lie within that one range; those are
+        replaced by one fresh claim per range (epochs ascending in address
+        order, ``expires_at = now + ttl``), and the claimed total may not exceed
+        the capacity. ``None`` (nothing written) if another member's range meets
+        them, or the capacity would be exceeded. ``ArgumentError`` for ranges
+        that overlap, are empty or leave the space; ``StoreError`` if the pool
+        was never joined.
+        """
+        ...
+
     def release(self, name: str, member: str, epoch: int) -> None:
         """Return a claim: it is held until ``now + its reclaim_delay``.
 

@@ -106,6 +106,23 @@ impl Shared {
         }
     }
 
+    /// Track claims just granted by a request that started at `start`.
+    fn track(&self, epochs: &[u64], start: u64) {
+        let deadline = self.deadline(start);
+        let mut claims = self.lock_claims();
+        for &epoch in epochs {
+            claims.insert(
+                epoch,
+                ClaimState {
+                    deadline,
+                    lost: false,
+                    fenced: false,
+                },
+            );
+        }
+        self.refresh_earliest(&claims);
+    }
+
     /// Set or clear `due` under the claims' lock (see `Pool::fence_lapsed`).
     fn set_due(&self, due: bool) {
         let _claims = self.lock_claims();
@@ -201,6 +218,37 @@ impl Cluster {
             shared,
             renewer: StdMutex::new(renewer),
         }
+    }
+
+    /// Join with the claims of a restored member: claim exactly `ranges`
+    /// (ascending) again; their epochs in the same order. [`Error::Snapshot`]
+    /// if the store refuses (another member's range meets them, or the
+    /// capacity).
+    pub(super) fn reclaim(&self, ranges: &[(u64, u64)]) -> Result<Vec<u64>, Error> {
+        if ranges.is_empty() {
+            return Ok(Vec::new());
+        }
+        let shared = &self.shared;
+        let start = clock::now();
+        let Some(grants) = shared.call(|store| store.reclaim(ranges))? else {
+            return Err(Error::Snapshot(
+                "the cluster has given addresses of the snapshot's subpools to other members \
+                 (or has no capacity left for them)"
+                    .into(),
+            ));
+        };
+        let by_first: HashMap<u64, u64> = grants.iter().map(|g| (g.first, g.epoch)).collect();
+        let epochs = ranges
+            .iter()
+            .map(|(first, _)| {
+                by_first
+                    .get(first)
+                    .copied()
+                    .ok_or_else(|| Error::Store(format!("reclaim granted no range at {first}")))
+            })
+            .collect::<Result<Vec<u64>, Error>>()?;
+        shared.track(&epochs, start);
+        Ok(epochs)
     }
 
     /// Whether an allocation must first fence lapsed claims.
@@ -496,18 +544,8 @@ impl<T: Default + Send + Sync> Pool<T> {
 
     /// Track a claim just granted by a request that started at `start`.
     fn track_claim(&self, epoch: u64, start: u64) {
-        let shared = &self.cluster.as_ref().expect("a cluster member").shared;
-        let deadline = shared.deadline(start);
-        let mut claims = shared.lock_claims();
-        claims.insert(
-            epoch,
-            ClaimState {
-                deadline,
-                lost: false,
-                fenced: false,
-            },
-        );
-        shared.refresh_earliest(&claims);
+        let cluster = self.cluster.as_ref().expect("a cluster member");
+        cluster.shared.track(&[epoch], start);
     }
 
     /// Whether no subpool here holds any of `first..first + count`.

@@ -35,6 +35,7 @@ use crate::core::handle::Handle;
 use crate::core::held::Held;
 use crate::core::interval_list::IntervalList;
 use crate::core::policy::{Clock, Order};
+use crate::core::pool::cluster::{check_store_space, Cluster};
 use crate::core::pool::writer::Writer;
 use crate::core::pool::Pool;
 use crate::core::rng::SplitMix64;
@@ -43,6 +44,7 @@ use crate::core::snapshot::{
     self, identity, ClientImage, ConfigImage, EventImage, HeldImage, Image, Standing, SubpoolImage,
     NONE,
 };
+use crate::core::store::Membership;
 use crate::core::subpool::Subpool;
 use crate::core::sync::{yield_now, Arc, AtomicArc, AtomicU64, Mutex, Ordering};
 
@@ -78,7 +80,8 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// a block is held): every lease live with its handle and address, with
     /// `T::default()` as its data. [`Error::Snapshot`] for bytes that are
     /// not a snapshot of this version, or corrupt, or inconsistent, or whose
-    /// clients are not ints in `0..u64::MAX` (a Rust pool's keys).
+    /// clients are not ints in `0..u64::MAX` (a Rust pool's keys). The pool
+    /// has no store; [`Restorable::build`] makes a member of a cluster.
     pub fn restore(snapshot: &[u8], clock: Clock) -> Result<Pool<T>, Error> {
         let restorable = Restorable::read(snapshot)?;
         let key = |identity: &[u8]| {
@@ -99,18 +102,12 @@ impl<T: Default + Send + Sync> Pool<T> {
         } else {
             None
         };
-        restorable.build(clock, now, &keys, &event_keys, |_| T::default())
+        restorable.build(clock, now, &keys, &event_keys, |_| T::default(), None)
     }
 
     /// The pool's state, read consistently (see the module documentation),
     /// for [`Export::finish`].
     pub(crate) fn export(&self) -> Result<Export, Error> {
-        if self.has_store() {
-            return Err(Error::Snapshot(format!(
-                "pool {:?} is a cluster member: its state lives in the store",
-                self.config.name()
-            )));
-        }
         let mut reason = String::new();
         for _ in 0..ATTEMPTS {
             match self.read_state() {
@@ -340,6 +337,12 @@ pub(crate) struct Restorable {
 }
 
 impl Restorable {
+    /// The configuration of the pool to build.
+    #[cfg_attr(not(feature = "python"), allow(dead_code))] // the binding's store join
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Read and check a snapshot (every refusal is [`Error::Snapshot`]):
     /// its fields, its configuration through the constructor's checks, its
     /// state against them.
@@ -390,7 +393,11 @@ impl Restorable {
     /// for them (`None` when none is held), `clients` and `events` are the
     /// keys of the clients (by number) and of the events' clients (by
     /// event), and `data` gives each live lease its data. Refuses a hold
-    /// whose end `now + remaining` is not finite.
+    /// whose end `now + remaining` is not finite. With `membership` (the
+    /// caller has joined the cluster), the pool is a member that claimed
+    /// exactly its subpools' ranges again (`Store::reclaim`):
+    /// [`Error::Snapshot`] if the store refuses, [`Error::Store`] if it
+    /// fails; the caller then leaves the cluster.
     pub fn build<T: Default + Send + Sync>(
         self,
         clock: Clock,
@@ -398,6 +405,7 @@ impl Restorable {
         clients: &[u64],
         events: &[u64],
         mut data: impl FnMut(Handle) -> T,
+        membership: Option<Membership>,
     ) -> Result<Pool<T>, Error> {
         let Restorable { config, image } = self;
         if clients.len() != image.clients.len() || events.len() != image.events.len() {
@@ -421,6 +429,34 @@ impl Restorable {
         }
         let space = config.space();
         let drained = snapshot::drained(space, &image.drained)?;
+        // A member claims its subpools' ranges again first: every check of
+        // the image is behind (`read`), so nothing after this fails but for
+        // memory.
+        let (cluster, epochs) = match membership {
+            None => (None, HashMap::new()),
+            Some(membership) => {
+                check_store_space(&config)?;
+                if config.client_block().is_some() {
+                    return Err(Error::config(
+                        "client_block",
+                        "is not supported with a store yet",
+                    ));
+                }
+                let mut parts: Vec<(u64, u64, u32)> = Vec::with_capacity(image.subpools.len());
+                for part in &image.subpools {
+                    let first = u64::try_from(part.first).map_err(|_| {
+                        Error::Snapshot("a subpool beyond a store's numbers".into())
+                    })?;
+                    parts.push((first, part.len() as u64, part.id));
+                }
+                parts.sort_unstable();
+                let ranges: Vec<(u64, u64)> = parts.iter().map(|&(f, n, _)| (f, n)).collect();
+                let cluster = Cluster::new(membership);
+                let epochs = cluster.reclaim(&ranges)?;
+                let by_id: HashMap<u32, u64> = parts.iter().map(|p| p.2).zip(epochs).collect();
+                (Some(cluster), by_id)
+            }
+        };
         let ids = image.subpools.len() as u64 + image.floors.len() as u64;
         let next_id = u32::try_from(ids)
             .map_err(|_| Error::Snapshot(format!("{ids} subpool ids is more than 2**32")))?;
@@ -433,7 +469,7 @@ impl Restorable {
                 .map(|&client| (client != NONE).then(|| clients[client as usize]))
                 .collect();
             let id = part.id;
-            subpools.push(Arc::new(Subpool::restored(
+            let mut subpool = Subpool::restored(
                 &config,
                 id,
                 part.first,
@@ -442,7 +478,9 @@ impl Restorable {
                 part.owner.map(|owner| clients[owner as usize]),
                 part.fenced,
                 |offset, generation| data(Handle::new(generation, id, offset)),
-            )?));
+            )?;
+            subpool.epoch = epochs.get(&id).copied();
+            subpools.push(Arc::new(subpool));
         }
         let by_id = |id: u32| {
             subpools
@@ -557,9 +595,9 @@ impl Restorable {
             client_taken: AtomicU64::new(port_taken),
             events_dropped: AtomicU64::new(image.events_dropped),
             last_time: AtomicU64::new(now.unwrap_or(0.0).to_bits()),
-            cluster: None,
-            // No cluster: the fenced subpools are the drain-fenced ones
-            // (`drain` counts a drain-fenced subpool in both).
+            cluster,
+            // No claim has lapsed yet: the fenced subpools are the
+            // drain-fenced ones (`drain` counts a drain-fenced subpool in both).
             fenced_subpools: AtomicU64::new(drain_fenced),
             drained_ips: AtomicArc::new(Some(Arc::new(drained))),
             drain_fenced_subpools: AtomicU64::new(drain_fenced),

@@ -109,6 +109,14 @@ impl ConfigImage {
     }
 }
 
+/// The exclusions of `config`'s space as `exclude` items (normalised: what
+/// a store registers for a pool restored from a snapshot).
+#[cfg_attr(not(feature = "python"), allow(dead_code))] // the binding's store join
+pub(crate) fn exclusions(config: &Config) -> Vec<WideExclusion> {
+    let space = config.space();
+    exclude_items(config.family(), config.ports(), &space.excluded())
+}
+
 /// The excluded runs as `exclude` items, each as up to three: its partial
 /// first IP, its whole IPs, its partial last IP (the reference model's
 /// `_exclude_items`; a run that is not normalised makes items that the

@@ -187,8 +187,6 @@ def _config(args: argparse.Namespace) -> DemoConfig:
         for option, given in (("--compare", args.compare), ("--plot", args.plot), ("--orders", args.orders)):
             if given:
                 raise OptionError(option, "not with --workers (the pool is in the workers' processes)")
-        if args.ipv6:
-            raise OptionError("--workers", "not with --ipv6 (a cluster store takes one IPv4 range yet)")
         check_workers(config.proxy_config([(config.loopback, 1)]), args.workers)
     config.proxy_config([(config.loopback, 1)]).validate()
     return config

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from typing import Any
 
@@ -41,7 +42,7 @@ from natpool.apps.options import (
     require_extra,
     usage_error,
 )
-from natpool.apps.proxy.config import BALANCE, SOURCES, ProxyConfig
+from natpool.apps.proxy.config import BALANCE, SOURCES, ProxyConfig, option_error
 from natpool.apps.proxy.limits import (
     DESCRIPTORS_PER_CONNECTION,
     RESERVED_DESCRIPTORS,
@@ -51,7 +52,7 @@ from natpool.apps.proxy.limits import (
 from natpool.apps.proxy.service import exit_status, serve
 from natpool.apps.proxy.state import restore_state
 from natpool.apps.proxy.workers import Workers, check_workers, supervise
-from natpool.errors import SnapshotError, StoreError
+from natpool.errors import PoolConfigError, SnapshotError, StoreError
 
 __all__ = ["add_parser", "command", "config_from_args", "serve"]
 
@@ -244,7 +245,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"a returned or lapsed range is held this long before it is claimed again; None: {d.reclaim_delay:g}",
     )
-    state = parser.add_argument_group("state", "the pool's state across restarts (not with --store or --workers)")
+    state = parser.add_argument_group("state", "the pool's state across restarts (not with --workers)")
     state.add_argument(
         "--state",
         metavar="FILE",
@@ -359,8 +360,11 @@ def command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return usage_error(parser, exc)
     if args.workers is not None:
         return _run_workers(config, args, parser)
+    # With --store and a --state file, the restored pool joins the cluster (and claims its ranges back): the
+    # pool from the command line, built only to compare, stays out of it.
+    rejoin = config.store is not None and config.state is not None and os.path.exists(config.state)
     try:
-        pool = config.build_pool()  # with --store: joins the cluster
+        pool = config.build_pool(join=not rejoin)  # with --store: joins the cluster
     except OptionError as exc:
         return usage_error(parser, exc)
     except StoreError as exc:
@@ -368,11 +372,14 @@ def command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     start_logging(args.log_level)
     if config.state is not None:
         try:
-            pool = restore_state(config.state, pool)
+            pool = restore_state(config.state, pool, config.cluster_options() if rejoin else {})
         except OptionError as exc:
             pool.close()
             return usage_error(parser, exc)
-        except (SnapshotError, OSError) as exc:
+        except PoolConfigError as exc:  # the store's: another live member of that name, another configuration
+            pool.close()
+            return usage_error(parser, option_error(exc))
+        except (SnapshotError, StoreError, OSError) as exc:
             pool.close()
             return _cannot_start(parser, f"--state {config.state}: {exc}")
     try:

@@ -11,7 +11,7 @@ import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from natpool.apps.models import MODELS, PoolLike
 from natpool.apps.options import (
@@ -41,6 +41,12 @@ _OPTIONS = {
     "client_quota": "--max-per-client",
 }
 """The option of each pool field that is not ``--`` and the field's name (``claim_ttl``: ``--claim-ttl``)."""
+
+
+def option_error(exc: PoolConfigError) -> OptionError:
+    """The pool's refusal of a field, as a usage error naming its option."""
+    return OptionError(_OPTIONS.get(exc.field, "--" + exc.field.replace("_", "-")), exc.reason)
+
 
 BALANCE = ("round-robin", "least-connections")
 """The backend selection policies (``--balance``)."""
@@ -168,9 +174,18 @@ class ProxyConfig:
                 client_block=self.client_block,
             )
         except PoolConfigError as exc:
-            raise OptionError(_OPTIONS.get(exc.field, "--" + exc.field.replace("_", "-")), exc.reason) from None
+            raise option_error(exc) from None
         except MissingExtra as exc:
             raise OptionError("--store", str(exc)) from None
+
+    def cluster_options(self) -> dict[str, Any]:
+        """The store arguments of the pool (``Pool.restore`` takes them as the constructor does)."""
+        return {
+            "store": self.store,
+            "member": self.member,
+            "claim_ttl": self.claim_ttl,
+            "reclaim_delay": self.reclaim_delay,
+        }
 
     def validate(self) -> None:
         """Check everything that can be checked without joining the store (nothing is opened)."""
@@ -226,26 +241,22 @@ class ProxyConfig:
         self.build_pool(join=False).close()
 
     def _validate_addresses(self) -> None:
-        """The backends are of the pool's family; a store takes one IPv4 range; the kernel chooses ports."""
+        """The backends are of the pool's family; the kernel chooses ports."""
         family = self.pool.family
         for backend in self.backends:
             if (6 if ":" in backend[0] else 4) != family:
                 raise OptionError("--backend", f"{endpoint_text(backend)} is not an IPv{family} address, as --pool is")
-        if self.store is not None and not self.pool.legacy:
-            option = "--exclude" if self.pool.exclude else "--pool"
-            raise OptionError(option, "a pool in a cluster store (--store, --workers) is one IPv4 range yet")
         if self.source == "kernel" and any(e.ports is not None for e in self.pool.exclude):
             raise OptionError("--exclude", "ports are excluded with --source pool only (the kernel chooses them)")
 
     def _validate_state(self) -> None:
-        """``--state``: a pool of this process alone (a cluster member's state is in its store), with leases."""
+        """``--state``: a pool with leases of its own (not the kernel's addresses); with ``--store``, the member
+        claims its subpools' ranges back at the start (``Pool.restore(…, store=…)``)."""
         if self.model not in MODELS:
             raise OptionError("--model", f"{self.model!r} is not one of {', '.join(MODELS)}")
         _check("--state-interval", positive, self.state_interval)
         if self.state is None:
             return
-        if self.store is not None:
-            raise OptionError("--state", "not with --store or --workers (a cluster member's state is in the store)")
         if self.source == "kernel":
             raise OptionError("--state", "needs --source pool (the kernel's addresses are not the pool's)")
 

@@ -17,6 +17,11 @@ built new, its held addresses held for the time they had left. Two things refuse
   ``SnapshotError``, and exit status 1. Starting with a new pool instead would forget the addresses held down,
   whose 4-tuples may still be in TIME_WAIT; removing FILE is the operator's decision.
 
+With ``--store``, the restored pool rejoins the cluster as ``--member`` and claims its subpools' ranges back
+(``Pool.restore(…, store=…)``): its own claims, still claimed or held for it, or free ranges; ranges another
+member took meanwhile refuse the start (``SnapshotError``, exit status 1), as a live member of that name does
+(exit status 2: run 1's heartbeat has not lapsed yet).
+
 TCP connections do not survive a restart of the process, so no lease of the snapshot has its connection any
 more: a live lease in it is one of a connection of the last process (written by the timer; that process then
 ended without its stop). Its 4-tuple may still be in TIME_WAIT at either end, so each such lease is freed as a
@@ -31,6 +36,8 @@ import contextlib
 import logging
 import os
 import tempfile
+from collections.abc import Mapping
+from typing import Any
 
 from natpool.apps.models import PoolLike
 from natpool.apps.options import OptionError
@@ -117,13 +124,16 @@ def free_restored(pool: PoolLike) -> int:
     return freed
 
 
-def restore_state(path: str, configured: PoolLike) -> PoolLike:
+def restore_state(path: str, configured: PoolLike, cluster: Mapping[str, Any] | None = None) -> PoolLike:
     """The pool to serve with: ``configured`` (a new pool from the command line) if ``path`` does not exist,
     else the pool restored from it, its live leases freed with the hold-down (``configured`` is then closed).
+    ``cluster``: the store arguments with which the restored pool rejoins its cluster (``--store``; it claims its
+    subpools' ranges back), ``configured`` then being a pool outside it.
 
     :class:`OptionError` if the snapshot's pool is configured otherwise than the command line's
-    (:func:`check_same_pool`); ``SnapshotError`` if ``path`` is not a snapshot natpool reads; ``OSError`` if it
-    cannot be read. ``configured`` is left open on every error.
+    (:func:`check_same_pool`); ``SnapshotError`` if ``path`` is not a snapshot natpool reads, or the cluster
+    has given its ranges to other members; ``OSError`` if it cannot be read; the store's ``PoolConfigError``
+    and ``StoreError``. ``configured`` is left open on every error.
     """
     try:
         with open(path, "rb") as stream:
@@ -131,7 +141,7 @@ def restore_state(path: str, configured: PoolLike) -> PoolLike:
     except FileNotFoundError:
         log.info("--state %s does not exist yet: a new pool", path)
         return configured
-    restored = type(configured).restore(snapshot)
+    restored = type(configured).restore(snapshot, **(cluster or {}))
     try:
         check_same_pool(restored, configured)
     except BaseException:

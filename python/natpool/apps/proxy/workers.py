@@ -385,6 +385,8 @@ def check_workers(config: ProxyConfig, count: int) -> None:
     takes (its checks with a store), and each worker's ``--metrics`` port must exist and not be ``--listen``'s."""
     if count < 1:
         raise OptionError("--workers", f"{count} is less than 1")
+    if config.state is not None:
+        raise OptionError("--state", "not with --workers (each worker's pool is a member of the machine's store)")
     dataclasses.replace(config, store=config.store or "sqlite:///workers.db").validate()  # nothing is opened
     if config.metrics is None or config.metrics[1] == 0:
         return
