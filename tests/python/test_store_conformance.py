@@ -92,6 +92,45 @@ def test_claim_at_refuses_an_index_outside_within_or_the_space(store: Store) -> 
         store.claim_at("unknown", "a", 0, within=(0, 1), ttl=TTL, reclaim_delay=DELAY)
 
 
+def reclaim(store: Store, member: str, ranges: list[tuple[int, int]]) -> list[Grant] | None:
+    return store.reclaim("vip", member, ranges, ttl=TTL, reclaim_delay=DELAY)
+
+
+def test_reclaim_replaces_the_members_own_claims_live_or_held_and_takes_free_ranges(store: Store, clock: Clock) -> None:
+    joined(store, "a", "b")
+    claim(store, "a")  # 0-7, epoch 1
+    claim(store, "a")  # 8-11, epoch 2
+    claim(store, "b")  # 12-15, epoch 3
+    store.release("vip", "a", 2)  # held for a
+    assert reclaim(store, "a", [(8, 4), (0, 8), (20, 2)]) == [
+        Grant(0, 8, 4, clock.now + TTL),  # ascending address order, fresh epochs
+        Grant(8, 4, 5, clock.now + TTL),
+        Grant(20, 2, 6, clock.now + TTL),
+    ]
+    assert spans(store) == [
+        ("a", "10.0.0.1", 1000, 1007, 4, "claimed"),
+        ("a", "10.0.0.1", 1008, 1011, 5, "claimed"),
+        ("b", "10.0.0.1", 1012, 1015, 3, "claimed"),
+        ("a", "10.0.0.1", 1020, 1021, 6, "claimed"),
+    ]
+    assert claim(store, "b") == Grant(16, 4, 7, clock.now + TTL)  # the next claim: after epoch 6
+
+
+def test_reclaim_is_all_or_nothing(store: Store, clock: Clock) -> None:
+    joined(store, "a", "b", config=dict(CONFIG, max_blocks=20))
+    claim(store, "a")  # 0-7
+    claim(store, "b")  # 8-11
+    rows = dump(store)
+    assert reclaim(store, "a", [(0, 8), (10, 1)]) is None  # b's range
+    assert reclaim(store, "a", [(0, 4)]) is None  # a's own claim, but not within the range
+    assert reclaim(store, "a", [(0, 8), (30, 9)]) is None  # b 4 + 8 + 9 claimed: over capacity 20
+    assert dump(store) == rows
+    for bad in ([(0, 8), (4, 2)], [(0, 0)], [(60, 5)], [(-1, 2)]):
+        with pytest.raises(natpool.ArgumentError):
+            reclaim(store, "a", bad)
+    assert dump(store) == rows
+
+
 def test_first_fit_across_members_skips_held_ranges(store: Store, clock: Clock) -> None:
     joined(store, "a", "b", "c")
     assert claim(store, "a") == Grant(0, 8, 1, clock.now + TTL)
