@@ -257,7 +257,9 @@ mod pool_side {
         #[cold]
         fn home_calm_slow(&self) {
             let key = self.home_key();
-            let released = HOMES.with(|homes| {
+            // `try_with`: a call from a thread-local destructor, after this
+            // one's ran, finds no homes (and needs none).
+            let released = HOMES.try_with(|homes| {
                 let mut homes = homes.borrow_mut();
                 let token = homes.token;
                 let i = homes.homes.iter().position(|h| h.pool == key)?;
@@ -269,7 +271,7 @@ mod pool_side {
                 ANY.with(|any| any.set(!homes.homes.is_empty()));
                 Some((home, token))
             });
-            if let Some((home, token)) = released {
+            if let Ok(Some((home, token))) = released {
                 self.release_home(&home, token);
             }
         }
@@ -305,7 +307,9 @@ mod pool_side {
             want: u64,
             contended: Option<u32>,
         ) -> Option<(Arc<Subpool<T>>, u64)> {
-            if self.has_store() {
+            // No home for a call from a thread-local destructor after this
+            // thread's homes were dropped (their `with` would panic).
+            if self.has_store() || HOMES.try_with(|_| ()).is_err() {
                 return None;
             }
             if contended.is_some() && self.homes.contended.0.load(Ordering::Relaxed) == 0 {
