@@ -149,6 +149,35 @@ impl FreeList {
         }
     }
 
+    /// One attempt of [`reserve_up_to`](Self::reserve_up_to), with a strong
+    /// CAS: `None` when it lost, i.e. another thread changed the count
+    /// between this load and the CAS (never a spurious failure, so never
+    /// without a call that overlaps this one).
+    #[inline]
+    pub fn try_reserve_up_to(&self, want: u64) -> Option<Reserve> {
+        debug_assert!(want > 0);
+        let current = self.available.load(Ordering::Relaxed);
+        if current & SHUT != 0 {
+            return Some(Reserve::Closed);
+        }
+        if current == 0 {
+            return Some(Reserve::Empty);
+        }
+        let count = current.min(want);
+        self.available
+            .compare_exchange(
+                current,
+                current - count,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .ok()
+            .map(|_| Reserve::Taken {
+                count,
+                last: count == current,
+            })
+    }
+
     /// Take one reserved block, in the list's order (`rng` draws for random).
     #[inline(always)]
     pub fn pop(&self, rng: &SplitMix64) -> u32 {

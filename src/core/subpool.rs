@@ -7,6 +7,7 @@ use crate::core::block::ConnectionBlock;
 use crate::core::config::Config;
 use crate::core::error::Error;
 use crate::core::free_list::FreeList;
+use crate::core::pool::HomeCell;
 use crate::core::snapshot::Standing;
 use crate::core::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -38,6 +39,8 @@ pub struct Subpool<T> {
     /// free list is drained) and goes when none of its blocks is live or
     /// held. Changed under the writer lock.
     drain_fenced: AtomicBool,
+    /// Whose home subpool it is, if anybody's (`pool/home.rs`).
+    pub(crate) home: HomeCell,
 }
 
 impl<T: Default> Subpool<T> {
@@ -72,6 +75,7 @@ impl<T: Default> Subpool<T> {
             epoch,
             fenced: AtomicBool::new(false),
             drain_fenced: AtomicBool::new(false),
+            home: HomeCell::new(),
         })
     }
 
@@ -126,6 +130,7 @@ impl<T: Default> Subpool<T> {
             epoch: None,
             fenced: AtomicBool::new(false),
             drain_fenced: AtomicBool::new(drain_fenced),
+            home: HomeCell::new(),
         })
     }
 

@@ -292,3 +292,54 @@ def test_lease_context_exit_races_a_free_from_another_thread() -> None:
         thread.join()
     assert other_errors == []
     assert len(pool) == 0
+
+
+def _fill_from_threads(pool: Any, threads: int) -> list[Any]:
+    """Each thread fills ``pool`` with ``allocate_many`` until a batch no longer fits,
+    then with single allocations until ``PoolExhausted``; all threads' leases."""
+    start = threading.Barrier(threads)
+    got: list[list[Any]] = [[] for _ in range(threads)]
+    errors: list[str] = []
+
+    def fill(index: int) -> None:
+        try:
+            start.wait()
+            while True:
+                try:
+                    got[index].extend(pool.allocate_many(37 + index))
+                except PoolExhausted:
+                    break
+            while True:
+                try:
+                    got[index].append(pool.allocate())
+                except PoolExhausted:
+                    return
+        except BaseException:
+            errors.append(traceback.format_exc())
+
+    workers = [threading.Thread(target=fill, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert not errors, errors[0]
+    return [lease for mine in got for lease in mine]
+
+
+def test_threads_filling_one_pool_with_batches_get_exactly_capacity() -> None:
+    """Overlapping batch calls (GIL released) may take from home subpools (issue 13).
+
+    Four threads fill one pool at once, again and again: exactly ``capacity`` leases,
+    every address once, and ``PoolExhausted`` only then.
+    """
+    capacity = 6_000
+    for _ in range(10):
+        pool = natpool.Pool("homes", "10.9.0.1", "10.9.0.254", 24, 256, capacity, subpool_blocks=128)
+        leases = _fill_from_threads(pool, 4)
+        assert len(leases) == capacity
+        assert len({lease.address for lease in leases}) == capacity
+        assert len(pool) == capacity
+        with pytest.raises(PoolExhausted):
+            pool.allocate()
+        pool.free_many(leases)
+        assert len(pool) == 0

@@ -168,6 +168,16 @@ impl<T: Default + Send + Sync> Pool<T> {
         now: Option<f64>,
         take: impl FnOnce(&Subpool<T>, u64) -> R,
     ) -> Result<R, Error> {
+        // Exact unless the call overlaps another: a call that loses its
+        // reservation CAS, or a thread holding a home whose call overlaps
+        // another allocation, takes from its home subpool (`home.rs`).
+        let visit = self.home_visit();
+        if visit.overlaps {
+            if let Some((home, count)) = self.home_reserve(want, None) {
+                return Ok(take(&home, count));
+            }
+        }
+        let mut exact = true;
         loop {
             let Some(id) = self.availability.first() else {
                 self.grow_when_empty(now)?;
@@ -178,12 +188,26 @@ impl<T: Default + Send + Sync> Pool<T> {
                 self.refresh(id);
                 continue;
             };
-            match subpool.free.reserve_up_to(want) {
-                Reserve::Taken { count, last } => {
+            let reserved = if exact {
+                subpool.free.try_reserve_up_to(want)
+            } else {
+                Some(subpool.free.reserve_up_to(want))
+            };
+            match reserved {
+                Some(Reserve::Taken { count, last }) => {
                     self.reserved(subpool, count, last);
+                    if exact && !visit.overlaps {
+                        self.home_calm();
+                    }
                     return Ok(take(subpool, count));
                 }
-                Reserve::Empty | Reserve::Closed => self.refresh(id),
+                Some(Reserve::Empty | Reserve::Closed) => self.refresh(id),
+                None => {
+                    exact = false;
+                    if let Some((home, count)) = self.home_reserve(want, Some(id)) {
+                        return Ok(take(&home, count));
+                    }
+                }
             }
         }
     }

@@ -20,6 +20,7 @@
 mod clients;
 mod cluster;
 mod drain;
+mod home;
 mod reserve;
 mod snapshot;
 
@@ -30,6 +31,8 @@ pub use cluster::Renewal;
 pub(crate) use snapshot::Restorable;
 mod lock_free;
 mod writer;
+
+pub(crate) use home::HomeCell;
 
 #[cfg(all(loom, test))]
 mod loom;
@@ -157,6 +160,8 @@ pub struct Pool<T> {
     drained_ips: AtomicArc<Drained>,
     /// How many subpools hold an address of a drained IP.
     drain_fenced_subpools: AtomicU64,
+    /// Home subpools' pool-wide part: allocations in flight (`home.rs`).
+    homes: home::PoolHomes,
 }
 
 /// A loaded set of drained IPs.
@@ -217,6 +222,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             fenced_subpools: AtomicU64::new(0),
             drained_ips: AtomicArc::new(Some(Arc::new(Drained::default()))),
             drain_fenced_subpools: AtomicU64::new(0),
+            homes: home::PoolHomes::new(),
             config,
         }
     }

@@ -601,6 +601,7 @@ impl Restorable {
             fenced_subpools: AtomicU64::new(drain_fenced),
             drained_ips: AtomicArc::new(Some(Arc::new(drained))),
             drain_fenced_subpools: AtomicU64::new(drain_fenced),
+            homes: super::home::PoolHomes::new(),
             config,
         })
     }

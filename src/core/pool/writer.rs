@@ -266,7 +266,7 @@ impl<T: Default + Send + Sync> Pool<T> {
 
     /// First fit: the lowest free address on no drained IP, and how many
     /// free addresses follow it before the next owned or drained one.
-    fn first_fit(&self) -> Option<(u128, u128)> {
+    pub(super) fn first_fit(&self) -> Option<(u128, u128)> {
         let snapshot = self.intervals.load();
         let drained = self.drained_set();
         if drained.is_empty() {
@@ -372,6 +372,10 @@ impl<T: Default + Send + Sync> Pool<T> {
         // the initial one, emptied by every free of a lone lease) costs no
         // lock operation.
         if self.keeps(size) || self.store_down() {
+            return;
+        }
+        // A thread's home stays; its release re-checks (`home.rs`).
+        if !subpool.home.unclaimed_after_push() {
             return;
         }
         let Some(mut writer) = self.try_lock_writer() else {

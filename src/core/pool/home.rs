@@ -1,0 +1,478 @@
+//! Home subpools: threads that share one pool stop contending on one free
+//! list (issue 13, item 2).
+//!
+//! The rule. Every allocation call first tries the exact order: the
+//! lowest-id shared subpool with a free block, reserved with one strong CAS
+//! on its free list's count (`FreeList::try_reserve_up_to`, which never
+//! fails spuriously). Only a *lost* CAS, i.e. another thread changed that
+//! count between our load and our CAS, which needs two calls that overlap
+//! in time, sends the call to the thread's home subpool, for that
+//! reservation only. A call whose exact attempt meets no contention takes
+//! from the exact subpool, whatever home the thread holds; so a history
+//! whose calls never overlap gets exactly the reference model's order (no
+//! CAS is ever lost in it), and a thread with a home is as exact as one
+//! without it. The home is claimed on the first lost CAS and kept across
+//! calls, so that a contending thread does not claim and create subpools
+//! over and over; it is released after [`CALM_CALLS`] calls in a row whose
+//! exact attempt met no contention ("it stopped contending"), when it has
+//! no free block left, when its subpool is gone, and when the thread exits.
+//!
+//! Claim and release. A subpool's [`HomeCell`] holds 0 (no home) or the
+//! token of the thread whose home it is (tokens are unique, nonzero, one
+//! per thread). A claim is a CAS 0 -> token; a release a CAS token -> 0;
+//! only the owner releases (a thread that exits releases its claims from
+//! its thread-local destructor, through the cell's `Arc`, which needs no
+//! pool). The thread keeps (pool address, subpool id, cell) and validates
+//! it on every use like any id: the slot must hold a subpool with that very
+//! cell, still claimed by the thread; a deleted subpool, or a new one under
+//! the same id, fails it and the entry is dropped.
+//!
+//! A claimed subpool is kept by the deletion rule (a free that empties it
+//! leaves it), else a home would be deleted after each of its thread's
+//! allocate + free pairs. So the release and a free that empties the
+//! subpool shake hands, Dekker-style: the free pushes (the count's
+//! `fetch_add`), then a `SeqCst` fence, then reads the cell; the release
+//! CASes the cell to 0, then a `SeqCst` fence, then reads the count. One of
+//! them sees the other's write, so an emptied, unclaimed subpool always
+//! meets a deletion attempt (both may try: `try_close` lets one win). The
+//! loom model `loom::home` checks it.
+//!
+//! Where a home comes from: the thread's current one if it has a free
+//! block; else the first shared subpool (in address order, among the first
+//! [`SCAN`]) other than the contended one that has a free block and that
+//! no thread claims; else, without a cluster store and below `capacity`
+//! (`max_blocks`), a new subpool created for it (writer lock by `try_lock`
+//! only: a busy writer means no home this time), claimed before it is
+//! published. If none, the call goes back to the exact loop, retrying the
+//! lowest-id subpool; that loop is unchanged, and reports `Exhausted` only
+//! when no subpool has a free block under the writer lock, so exhaustion
+//! stays exact: a home only ever *adds* a place to take from.
+//!
+//! Under loom the thread-local part is off (homes are never used): the
+//! pool's loom models keep their state space, and `loom::home` models the
+//! cell's handshake itself.
+
+// Under loom only the cell is used (by its model).
+#![cfg_attr(loom, allow(dead_code))]
+
+use crate::core::sync::{Arc, AtomicU64, Ordering};
+
+#[cfg(all(loom, test))]
+mod loom;
+
+#[cfg(loom)]
+use ::loom::sync::atomic::fence;
+#[cfg(not(loom))]
+use std::sync::atomic::fence;
+
+/// Calls in a row whose exact attempt met no contention after which a
+/// thread releases its home.
+pub(crate) const CALM_CALLS: u32 = 1024;
+
+/// Subpools a thread looks at (address order) for an unclaimed home before
+/// it creates one.
+const SCAN: usize = 64;
+
+/// An atomic alone on its cache line (pair): the allocations' in-flight
+/// count is written by every allocation of a contended pool.
+#[repr(align(128))]
+struct Padded(AtomicU64);
+
+/// The pool-wide part of homes.
+pub(crate) struct PoolHomes {
+    /// Nonzero from the pool's first lost reservation CAS on: from then on
+    /// allocations register in `in_flight` (never before, so a pool used
+    /// by one thread at a time pays one load per allocation).
+    contended: Padded,
+    /// Allocations inside their reservation and take (registered ones).
+    in_flight: Padded,
+}
+
+impl PoolHomes {
+    pub(crate) fn new() -> Self {
+        PoolHomes {
+            contended: Padded(AtomicU64::new(0)),
+            in_flight: Padded(AtomicU64::new(0)),
+        }
+    }
+}
+
+/// An allocation's registration in the in-flight count, for its
+/// reservation and take; `overlaps`: another registered allocation was in
+/// flight when it registered (their calls overlap in time).
+pub(crate) struct Visit<'a> {
+    in_flight: Option<&'a AtomicU64>,
+    pub(crate) overlaps: bool,
+}
+
+impl Drop for Visit<'_> {
+    fn drop(&mut self) {
+        if let Some(in_flight) = self.in_flight {
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Whose home a subpool is: 0 nobody's, else the owner's thread token.
+pub(crate) struct HomeCell(Arc<AtomicU64>);
+
+impl HomeCell {
+    pub(crate) fn new() -> Self {
+        HomeCell(Arc::new(AtomicU64::new(0)))
+    }
+
+    /// Claim the subpool as the home of `token` (nonzero) if nobody's.
+    pub(crate) fn claim(&self, token: u64) -> bool {
+        self.0
+            .compare_exchange(0, token, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Whether `token` claims it (only `token`'s thread writes `token`).
+    pub(crate) fn owned_by(&self, token: u64) -> bool {
+        self.0.load(Ordering::Relaxed) == token
+    }
+
+    /// Release `token`'s claim, then (after a `SeqCst` fence) whether
+    /// `idle()`: the releaser's half of the handshake with a free that
+    /// emptied the subpool while it was claimed (see the module docs).
+    pub(crate) fn release_then(&self, token: u64, idle: impl FnOnce() -> bool) -> bool {
+        release_cell(&self.0, token);
+        fence(Ordering::SeqCst);
+        idle()
+    }
+
+    /// The free's half: called after the push that left every block free;
+    /// whether nobody claims the subpool (then the free may delete it).
+    pub(crate) fn unclaimed_after_push(&self) -> bool {
+        fence(Ordering::SeqCst);
+        self.0.load(Ordering::SeqCst) == 0
+    }
+
+    /// Whether `cell` is this subpool's cell.
+    fn is(&self, cell: &Arc<AtomicU64>) -> bool {
+        Arc::ptr_eq(&self.0, cell)
+    }
+}
+
+/// Release `token`'s claim on `cell`, if it still holds it.
+fn release_cell(cell: &AtomicU64, token: u64) {
+    let _ = cell.compare_exchange(token, 0, Ordering::SeqCst, Ordering::Relaxed);
+}
+
+#[cfg(not(loom))]
+mod local {
+    use std::cell::{Cell, RefCell};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    /// The most pools a thread keeps a home in; the oldest goes first.
+    pub(super) const MAX_HOMES: usize = 8;
+
+    static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
+
+    /// A home a thread holds: in the pool at address `pool`, subpool `id`
+    /// with claim cell `cell`; `calm`: calls since its last contention.
+    pub(super) struct Home {
+        pub(super) pool: usize,
+        pub(super) id: u32,
+        pub(super) cell: Arc<AtomicU64>,
+        pub(super) calm: u32,
+    }
+
+    pub(super) struct Homes {
+        pub(super) token: u64,
+        pub(super) homes: Vec<Home>,
+    }
+
+    impl Drop for Homes {
+        /// The thread exits: its claims are released (the subpools stay
+        /// until a free empties them again; they serve allocations).
+        fn drop(&mut self) {
+            for home in &self.homes {
+                super::release_cell(&home.cell, self.token);
+            }
+        }
+    }
+
+    thread_local! {
+        pub(super) static HOMES: RefCell<Homes> = RefCell::new(Homes {
+            token: NEXT_TOKEN.fetch_add(1, Ordering::Relaxed),
+            homes: Vec::new(),
+        });
+        /// Whether `HOMES` holds any home: one load on the hot path.
+        pub(super) static ANY: Cell<bool> = const { Cell::new(false) };
+    }
+}
+
+#[cfg(not(loom))]
+mod pool_side {
+    use super::local::{Home, ANY, HOMES, MAX_HOMES};
+    use super::{release_cell, Visit, CALM_CALLS, SCAN};
+    use crate::core::free_list::Reserve;
+    use crate::core::pool::Pool;
+    use crate::core::subpool::Subpool;
+    use crate::core::sync::{Arc, Ordering};
+
+    impl<T: Default + Send + Sync> Pool<T> {
+        fn home_key(&self) -> usize {
+            self as *const Self as usize
+        }
+
+        /// Register an allocation's reservation and take in the in-flight
+        /// count, once the pool was contended (see [`Visit`]).
+        #[inline(always)]
+        pub(crate) fn home_visit(&self) -> Visit<'_> {
+            if self.homes.contended.0.load(Ordering::Relaxed) == 0 {
+                return Visit {
+                    in_flight: None,
+                    overlaps: false,
+                };
+            }
+            self.home_visit_registered()
+        }
+
+        #[cold]
+        fn home_visit_registered(&self) -> Visit<'_> {
+            let in_flight = &self.homes.in_flight.0;
+            // The count's RMWs are totally ordered: a nonzero count before
+            // ours is a call that registered before us and has not left,
+            // so ours overlaps it in time (no other ordering needed).
+            let before = in_flight.fetch_add(1, Ordering::Relaxed);
+            Visit {
+                in_flight: Some(in_flight),
+                overlaps: before > 0,
+            }
+        }
+
+        /// A call's exact attempt met no contention: count it towards the
+        /// release of this thread's home in this pool.
+        #[inline(always)]
+        pub(crate) fn home_calm(&self) {
+            if ANY.with(|any| any.get()) {
+                self.home_calm_slow();
+            }
+        }
+
+        #[cold]
+        fn home_calm_slow(&self) {
+            let key = self.home_key();
+            // `try_with`: a call from a thread-local destructor, after this
+            // one's ran, finds no homes (and needs none).
+            let released = HOMES.try_with(|homes| {
+                let mut homes = homes.borrow_mut();
+                let token = homes.token;
+                let i = homes.homes.iter().position(|h| h.pool == key)?;
+                homes.homes[i].calm += 1;
+                if homes.homes[i].calm < CALM_CALLS {
+                    return None;
+                }
+                let home = homes.homes.swap_remove(i);
+                ANY.with(|any| any.set(!homes.homes.is_empty()));
+                Some((home, token))
+            });
+            if let Ok(Some((home, token))) = released {
+                self.release_home(&home, token);
+            }
+        }
+
+        /// Release `home`; if its subpool is there and every block of it
+        /// is free, apply the deletion rule a free that emptied it skipped.
+        fn release_home(&self, home: &Home, token: u64) {
+            let slot = self.slots.get(home.id as usize).map(|slot| slot.load());
+            match slot.as_ref().and_then(|guard| guard.as_ref()) {
+                Some(subpool) if subpool.home.is(&home.cell) => {
+                    let total = u64::from(subpool.len());
+                    let idle = subpool.home.release_then(token, || {
+                        subpool.free.has_free() && subpool.free.available() == total
+                    });
+                    if idle {
+                        self.delete_if_idle(subpool);
+                    }
+                }
+                _ => release_cell(&home.cell, token),
+            }
+        }
+
+        /// Reserve up to `want` blocks in this thread's home, counted as
+        /// taken. `contended`: the reservation of the exact order lost its
+        /// CAS in that subpool, and a thread without a home (or whose home
+        /// has no free block) claims one, or creates it; `None`: the call
+        /// overlaps another, and only a home the thread holds serves.
+        /// `None` back: no home has a free block (the caller takes the
+        /// exact order).
+        #[cold]
+        pub(crate) fn home_reserve(
+            &self,
+            want: u64,
+            contended: Option<u32>,
+        ) -> Option<(Arc<Subpool<T>>, u64)> {
+            // No home for a call from a thread-local destructor after this
+            // thread's homes were dropped (their `with` would panic).
+            if self.has_store() || HOMES.try_with(|_| ()).is_err() {
+                return None;
+            }
+            if contended.is_some() && self.homes.contended.0.load(Ordering::Relaxed) == 0 {
+                self.homes.contended.0.store(1, Ordering::Relaxed);
+            }
+            let key = self.home_key();
+            let (token, current) = HOMES.with(|homes| {
+                let mut homes = homes.borrow_mut();
+                let token = homes.token;
+                let i = homes.homes.iter().position(|h| h.pool == key);
+                let current = i.map(|i| {
+                    homes.homes[i].calm = 0;
+                    (homes.homes[i].id, Arc::clone(&homes.homes[i].cell))
+                });
+                (token, current)
+            });
+            if let Some((id, cell)) = current {
+                let slot = self.slots.get(id as usize).map(|slot| slot.load());
+                if let Some(subpool) = slot.as_ref().and_then(|guard| guard.as_ref()) {
+                    if subpool.home.is(&cell) && subpool.home.owned_by(token) {
+                        if let Some(count) = self.reserve_home(subpool, want) {
+                            return Some((Arc::clone(subpool), count));
+                        }
+                    }
+                }
+                // Gone, or nothing free in it: released; another is sought.
+                let home = self.forget_home(key);
+                if let Some(home) = home {
+                    self.release_home(&home, token);
+                }
+            }
+            let contended = contended?;
+            let snapshot = self.intervals.load();
+            for subpool in snapshot.subpools.iter().take(SCAN) {
+                if subpool.owner.is_some()
+                    || subpool.id == contended
+                    || !subpool.free.has_free()
+                    || !subpool.home.claim(token)
+                {
+                    continue;
+                }
+                let home = self.remember_home(key, subpool);
+                if let Some(count) = self.reserve_home(subpool, want) {
+                    return Some((Arc::clone(subpool), count));
+                }
+                self.forget_home(key);
+                self.release_home(&home, token);
+            }
+            drop(snapshot);
+            let subpool = self.create_home(token)?;
+            let home = self.remember_home(key, &subpool);
+            if let Some(count) = self.reserve_home(&subpool, want) {
+                return Some((subpool, count));
+            }
+            self.forget_home(key);
+            self.release_home(&home, token);
+            None
+        }
+
+        /// Reserve up to `want` blocks of the home `subpool`, counted.
+        fn reserve_home(&self, subpool: &Subpool<T>, want: u64) -> Option<u64> {
+            match subpool.free.reserve_up_to(want) {
+                Reserve::Taken { count, last } => {
+                    self.reserved(subpool, count, last);
+                    Some(count)
+                }
+                Reserve::Empty | Reserve::Closed => {
+                    self.refresh(subpool.id);
+                    None
+                }
+            }
+        }
+
+        /// Note `subpool` (just claimed) as this thread's home in the pool
+        /// at `key`; a copy of the entry for its release.
+        fn remember_home(&self, key: usize, subpool: &Subpool<T>) -> Home {
+            let cell = Arc::clone(&subpool.home.0);
+            HOMES.with(|homes| {
+                let mut homes = homes.borrow_mut();
+                let token = homes.token;
+                if homes.homes.len() >= MAX_HOMES {
+                    // The oldest pool's claim goes without its pool at hand:
+                    // that subpool stays until a free empties it again.
+                    let oldest = homes.homes.remove(0);
+                    release_cell(&oldest.cell, token);
+                }
+                homes.homes.push(Home {
+                    pool: key,
+                    id: subpool.id,
+                    cell: Arc::clone(&cell),
+                    calm: 0,
+                });
+                ANY.with(|any| any.set(true));
+            });
+            Home {
+                pool: key,
+                id: subpool.id,
+                cell,
+                calm: 0,
+            }
+        }
+
+        /// Drop this thread's entry for the pool at `key`, if any.
+        fn forget_home(&self, key: usize) -> Option<Home> {
+            HOMES.with(|homes| {
+                let mut homes = homes.borrow_mut();
+                let i = homes.homes.iter().position(|h| h.pool == key)?;
+                let home = homes.homes.swap_remove(i);
+                ANY.with(|any| any.set(!homes.homes.is_empty()));
+                Some(home)
+            })
+        }
+
+        /// A new shared subpool claimed by `token` before it is published:
+        /// made as threshold growth makes one (the lowest free addresses,
+        /// `subpool_blocks` of them, within `capacity`), only if the writer
+        /// lock is free and the memory pool exists.
+        fn create_home(&self, token: u64) -> Option<Arc<Subpool<T>>> {
+            let capacity = self.config.capacity();
+            if self.blocks.load(Ordering::Acquire) >= capacity {
+                return None;
+            }
+            let mut writer = self.try_lock_writer()?;
+            let blocks = self.blocks.load(Ordering::Acquire);
+            if !writer.created || blocks >= capacity {
+                return None;
+            }
+            let (first, free) = self.first_fit()?;
+            let count = u128::from(self.config.subpool_blocks())
+                .min(free)
+                .min(u128::from(capacity - blocks)) as u32;
+            let (subpool, claimed) = self
+                .publish_with(&mut writer, first, count, None, None, |subpool| {
+                    subpool.home.claim(token)
+                })
+                .ok()?;
+            self.availability.set(subpool.id);
+            debug_assert!(claimed, "nobody else sees a subpool before it is published");
+            Some(subpool)
+        }
+    }
+}
+
+#[cfg(loom)]
+impl<T: Default + Send + Sync> crate::core::pool::Pool<T> {
+    /// Homes are off under loom (see the module docs).
+    #[inline(always)]
+    pub(crate) fn home_calm(&self) {}
+
+    pub(crate) fn home_reserve(
+        &self,
+        _want: u64,
+        _contended: Option<u32>,
+    ) -> Option<(Arc<crate::core::subpool::Subpool<T>>, u64)> {
+        None
+    }
+
+    #[inline(always)]
+    pub(crate) fn home_visit(&self) -> Visit<'_> {
+        let _ = &self.homes;
+        Visit {
+            in_flight: None,
+            overlaps: false,
+        }
+    }
+}
