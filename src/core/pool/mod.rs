@@ -42,6 +42,7 @@ use crate::core::availability::Availability;
 use crate::core::clients::Clients;
 use crate::core::config::Config;
 use crate::core::drained::Drained;
+use crate::core::epoch::{Retired, Slot};
 use crate::core::error::Error;
 use crate::core::handle::Handle;
 use crate::core::held::Held;
@@ -129,7 +130,11 @@ pub struct Pool<T> {
     /// lease is published, lowered after it stopped being live (`len()`).
     live: AtomicU64,
     blocks: AtomicU64,
-    slots: SegVec<AtomicArc<Subpool<T>>>,
+    /// The subpool of each id, read pinned (`epoch.rs`): no count touched.
+    slots: SegVec<Slot<Subpool<T>>>,
+    /// Subpools taken out of their slot, dropped once no pinned call can
+    /// hold them (locked only with the writer lock held).
+    retired: Mutex<Retired<Subpool<T>>>,
     availability: Availability,
     intervals: IntervalList<T>,
     writer: Mutex<Writer>,
@@ -197,6 +202,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             live: AtomicU64::new(0),
             blocks: AtomicU64::new(0),
             slots: SegVec::new(),
+            retired: Mutex::new(Retired::default()),
             availability: Availability::new(config.capacity().max(1)),
             intervals: IntervalList::new(config.space()),
             writer: Mutex::new(Writer::new()),
@@ -268,6 +274,14 @@ impl<T: Default + Send + Sync> Pool<T> {
     #[inline]
     pub(crate) fn tracks_clients(&self) -> bool {
         self.config.policy.tracks_clients()
+    }
+
+    /// The retired subpools (call with the writer lock held).
+    fn lock_retired(&self) -> MutexGuard<'_, Retired<Subpool<T>>> {
+        // Every step under the lock leaves the list consistent.
+        self.retired
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn lock_clients(&self) -> MutexGuard<'_, Clients<T>> {

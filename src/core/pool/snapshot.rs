@@ -30,6 +30,7 @@ use std::collections::HashMap;
 use crate::core::availability::Availability;
 use crate::core::clients::{BlockEvent, ClientState, Clients};
 use crate::core::config::Config;
+use crate::core::epoch::{Retired, Slot};
 use crate::core::error::Error;
 use crate::core::handle::Handle;
 use crate::core::held::Held;
@@ -469,7 +470,9 @@ impl Restorable {
             .map(|s| s.len() as u64)
             .sum();
 
-        let slots: SegVec<AtomicArc<Subpool<T>>> = SegVec::new();
+        let slots: SegVec<Slot<Subpool<T>>> = SegVec::new();
+        // The slots are new: nothing is replaced, so nothing is retired.
+        let mut retired = Retired::default();
         let availability = Availability::new(config.capacity().max(1));
         for subpool in &subpools {
             slots.ensure(subpool.id as usize);
@@ -477,7 +480,7 @@ impl Restorable {
             slots
                 .get(subpool.id as usize)
                 .ok_or_else(|| Error::Snapshot("no slot".into()))?
-                .store(Some(Arc::clone(subpool)));
+                .store(Some(Arc::clone(subpool)), &mut retired);
             if subpool.owner.is_none() && !subpool.is_drain_fenced() && subpool.free.has_free() {
                 availability.set(subpool.id);
             }
@@ -538,6 +541,7 @@ impl Restorable {
             live: AtomicU64::new(image.live),
             blocks: AtomicU64::new(blocks),
             slots,
+            retired: Mutex::new(retired),
             availability,
             intervals: IntervalList::with_subpools(by_start, space),
             writer: Mutex::new(Writer::restored(

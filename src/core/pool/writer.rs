@@ -8,6 +8,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use crate::core::clients::{carve, find_run};
+use crate::core::epoch;
 use crate::core::error::Error;
 use crate::core::pool::Pool;
 use crate::core::subpool::Subpool;
@@ -327,10 +328,14 @@ impl<T: Default + Send + Sync> Pool<T> {
         self.availability.ensure(id);
         self.intervals
             .insert(Arc::clone(&subpool), self.config.space());
+        let mut retired = self.lock_retired();
         self.slots
             .get(id as usize)
             .expect("slot ensured")
-            .store(Some(Arc::clone(&subpool)));
+            .store(Some(Arc::clone(&subpool)), &mut retired);
+        // A writer pass: drop what deletions retired before (never waits).
+        retired.collect();
+        drop(retired);
         if owner.is_some() {
             self.client_blocks
                 .fetch_add(u64::from(count), Ordering::AcqRel);
@@ -398,7 +403,8 @@ impl<T: Default + Send + Sync> Pool<T> {
             .slots
             .get(id as usize)
             .expect("a live subpool's slot exists");
-        slot.store(None);
+        let mut retired = self.lock_retired();
+        slot.store(None, &mut retired);
         self.availability.clear(id);
         self.intervals.remove(id, self.config.space());
         let size = u64::from(subpool.len());
@@ -411,6 +417,10 @@ impl<T: Default + Send + Sync> Pool<T> {
         }
         self.blocks.fetch_sub(size, Ordering::AcqRel);
         writer.release_id(id, subpool.highest_generation());
+        // Drops the subpools retired before that no pinned call can hold
+        // (this one stays listed if this thread is pinned: a free that
+        // emptied it); never waits.
+        retired.collect();
     }
 
     /// A port block of `client_block` addresses for `owner`: the lowest run
@@ -479,9 +489,11 @@ impl<T: Default + Send + Sync> Pool<T> {
 
     /// Whether `subpool` is still the one published under its id.
     pub(super) fn is_published(&self, subpool: &Arc<Subpool<T>>) -> bool {
-        self.slots.get(subpool.id as usize).is_some_and(|slot| {
-            slot.load()
-                .as_ref()
+        let Some(slot) = self.slots.get(subpool.id as usize) else {
+            return false;
+        };
+        epoch::pin(|guard| {
+            slot.load(guard)
                 .is_some_and(|current| Arc::ptr_eq(current, subpool))
         })
     }
