@@ -41,6 +41,8 @@ use std::net::IpAddr;
 use crate::core::availability::Availability;
 use crate::core::clients::Clients;
 use crate::core::config::Config;
+use crossbeam_utils::CachePadded;
+
 use crate::core::drained::Drained;
 use crate::core::epoch::{Retired, Slot};
 use crate::core::error::Error;
@@ -128,7 +130,8 @@ pub struct Pool<T> {
     taken: AtomicU64,
     /// Live leases, plus allocations and frees in progress: raised before a
     /// lease is published, lowered after it stopped being live (`len()`).
-    live: AtomicU64,
+    /// Written by every call: on a cache line of its own.
+    live: CachePadded<AtomicU64>,
     blocks: AtomicU64,
     /// The subpool of each id, read pinned (`epoch.rs`): no count touched.
     slots: SegVec<Slot<Subpool<T>>>,
@@ -199,7 +202,7 @@ impl<T: Default + Send + Sync> Pool<T> {
     pub fn with_clock(config: Config, clock: Clock) -> Self {
         Pool {
             taken: AtomicU64::new(0),
-            live: AtomicU64::new(0),
+            live: CachePadded::new(AtomicU64::new(0)),
             blocks: AtomicU64::new(0),
             slots: SegVec::new(),
             retired: Mutex::new(Retired::default()),

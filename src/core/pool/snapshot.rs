@@ -27,6 +27,8 @@
 
 use std::collections::HashMap;
 
+use crossbeam_utils::CachePadded;
+
 use crate::core::availability::Availability;
 use crate::core::clients::{BlockEvent, ClientState, Clients};
 use crate::core::config::Config;
@@ -538,7 +540,7 @@ impl Restorable {
 
         Ok(Pool {
             taken: AtomicU64::new(image.live + held_blocks),
-            live: AtomicU64::new(image.live),
+            live: CachePadded::new(AtomicU64::new(image.live)),
             blocks: AtomicU64::new(blocks),
             slots,
             retired: Mutex::new(retired),
