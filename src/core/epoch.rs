@@ -49,6 +49,8 @@
 //! the next thread that registers, so the registry's size is bounded by the
 //! number of threads alive at once.
 
+#[cfg(not(loom))]
+use std::cell::Cell;
 use std::cell::OnceCell;
 use std::marker::PhantomData;
 use std::ptr;
@@ -143,13 +145,22 @@ struct Local {
 impl Local {
     #[inline]
     fn participant(&self) -> &Participant {
-        self.participant.get_or_init(|| DOMAIN.register())
+        self.participant.get_or_init(|| {
+            let participant = DOMAIN.register();
+            #[cfg(not(loom))]
+            CURRENT.with(|current| current.set(Arc::as_ptr(&participant)));
+            participant
+        })
     }
 }
 
 impl Drop for Local {
     fn drop(&mut self) {
         if let Some(participant) = self.participant.get() {
+            // Pins from now on (other thread-locals' destructors) take a
+            // participant of their own: this one is about to be reused.
+            #[cfg(not(loom))]
+            CURRENT.with(|current| current.set(ptr::null()));
             release(participant);
         }
     }
@@ -175,6 +186,14 @@ thread_local! {
     static LOCAL: Local = Local {
         participant: OnceCell::new(),
     };
+}
+
+// The hot path's view of `LOCAL`: its participant as a plain pointer, in a
+// `const` thread-local without a destructor (one load, no state check);
+// null before the thread registers and after its `Local` is dropped.
+#[cfg(not(loom))]
+thread_local! {
+    static CURRENT: Cell<*const Participant> = const { Cell::new(ptr::null()) };
 }
 
 /// Proof that the calling thread is pinned: values loaded from a [`Slot`]
@@ -221,17 +240,36 @@ impl Drop for Pinned<'_> {
 /// returns. No locked instruction (see the module documentation).
 #[inline]
 pub fn pin<R>(f: impl FnOnce(&Guard) -> R) -> R {
-    let mut f = Some(f);
     let guard = Guard {
         _pinned: PhantomData,
     };
+    #[cfg(not(loom))]
+    {
+        let current = CURRENT.with(Cell::get);
+        if !current.is_null() {
+            // SAFETY: `CURRENT` is set to the participant this thread's
+            // `Local` registered (an `Arc` the static registry also holds
+            // and never removes, so it is never freed), and cleared before
+            // `Local` releases it: it is live and this thread's.
+            let _pinned = Pinned::enter(unsafe { &*current });
+            return f(&guard);
+        }
+    }
+    pin_slow(f, &guard)
+}
+
+/// [`pin`] through the thread-local `Local`, registering the thread's
+/// participant on its first pin (always the path under loom).
+#[cfg_attr(not(loom), cold)]
+fn pin_slow<R>(f: impl FnOnce(&Guard) -> R, guard: &Guard) -> R {
+    let mut f = Some(f);
     let pinned = LOCAL.try_with(|local| {
         let _pinned = Pinned::enter(local.participant());
-        (f.take().expect("runs once"))(&guard)
+        (f.take().expect("runs once"))(guard)
     });
     match pinned {
         Ok(result) => result,
-        Err(_) => pin_without_local(f.take().expect("not run"), &guard),
+        Err(_) => pin_without_local(f.take().expect("not run"), guard),
     }
 }
 

@@ -379,6 +379,13 @@ impl<T: Default + Send + Sync> Pool<T> {
         if self.keeps(size) || self.store_down() {
             return;
         }
+        self.delete_idle(subpool, size);
+    }
+
+    /// [`delete_if_idle`](Self::delete_if_idle) past its checks without
+    /// the lock (out of line: the common free only runs those checks).
+    #[cold]
+    fn delete_idle(&self, subpool: &Arc<Subpool<T>>, size: u64) {
         let Some(mut writer) = self.try_lock_writer() else {
             return;
         };
