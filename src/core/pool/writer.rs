@@ -574,6 +574,39 @@ mod tests {
         assert_eq!(layout(&pool), vec![(2, 4, 2)]);
     }
 
+    /// A subpool deleted by a free is retired (the freeing thread is still
+    /// pinned) and dropped by a later writer pass: the retired list stays
+    /// bounded however many subpools come and go. (Other tests' threads
+    /// share the epoch and may be pinned during a pass: a few more passes.)
+    #[test]
+    fn deleted_subpools_are_reclaimed_by_later_writer_passes() {
+        let pool = pool(16, 1, 1, 0);
+        let keep = pool.allocate(0).unwrap(); // subpool 0 stays
+        let pass = |data| {
+            let lease = pool.allocate(data).unwrap(); // creates a subpool
+            pool.free(lease.handle).unwrap(); // deletes it
+        };
+        for round in 0..100 {
+            pass(round);
+        }
+        let deleted = {
+            let lease = pool.allocate(7).unwrap();
+            let (_, id, _) = lease.handle.parts().unwrap();
+            let snapshot = pool.intervals.load();
+            let subpool = snapshot.subpools.iter().find(|s| s.id == id).cloned();
+            pool.free(lease.handle).unwrap();
+            subpool.unwrap()
+        };
+        let mut passes = 0;
+        while pool.lock_retired().len() > 1 || std::sync::Arc::strong_count(&deleted) > 1 {
+            assert!(passes < 10_000, "never reclaimed");
+            passes += 1;
+            std::thread::yield_now();
+            pass(passes);
+        }
+        pool.free(keep.handle).unwrap();
+    }
+
     #[test]
     fn a_reused_id_is_the_lowest_and_starts_past_its_old_generations() {
         let pool = pool(16, 1, 1, 0);
