@@ -479,8 +479,12 @@ mod barrier {
         }
 
         /// A full barrier on every CPU running a thread of this process.
+        /// Refused for want of registration (a forked child might be): the
+        /// process registers and the barrier is retried once; if it still
+        /// fails, nothing is reclaimed this time.
         pub(super) fn run() -> bool {
             call(CMD_PRIVATE_EXPEDITED)
+                || (call(CMD_REGISTER_PRIVATE_EXPEDITED) && call(CMD_PRIVATE_EXPEDITED))
         }
     }
 
