@@ -366,6 +366,7 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// deleted the next time a free empties it. In a cluster: a subpool
     /// whose claim lapsed is fenced and dropped; otherwise deletion returns
     /// the claim first, and the subpool stays if the store is down or fails.
+    #[inline]
     pub(super) fn delete_if_idle(&self, subpool: &Arc<Subpool<T>>) {
         if self.claim_lapsed(subpool) {
             self.fence(subpool);
