@@ -66,6 +66,25 @@ struct Participant {
     in_use: AtomicBool,
 }
 
+impl Participant {
+    /// The pin, read by its owner thread, the only one that writes it.
+    #[inline(always)]
+    fn own_pin(&self) -> u64 {
+        #[cfg(not(loom))]
+        return self.pin.load(Ordering::Relaxed);
+        // SAFETY (loom's `unsync_load`: every write of the value happens
+        // before the read): only the owner thread stores the pin, and a
+        // reused participant's last store (its release) happens before the
+        // registration that hands it over (the registry's mutex, and the
+        // Acquire load of `in_use`). Under loom a plain read is not a
+        // scheduling point: a nested pin adds nothing to the models.
+        #[cfg(loom)]
+        unsafe {
+            self.pin.unsync_load()
+        }
+    }
+}
+
 /// The global epoch and the participants.
 struct Domain {
     /// Starts at 1 (0 is "not pinned"); advanced once per retirement.
@@ -213,8 +232,7 @@ struct Pinned<'a> {
 impl<'a> Pinned<'a> {
     #[inline]
     fn enter(participant: &'a Participant) -> Self {
-        // Only this thread writes its own pin.
-        let outermost = participant.pin.load(Ordering::Relaxed) == 0;
+        let outermost = participant.own_pin() == 0;
         if outermost {
             let epoch = DOMAIN.epoch.load(Ordering::Acquire);
             participant.pin.store(epoch, Ordering::Release);

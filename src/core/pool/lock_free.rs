@@ -426,7 +426,18 @@ impl<T: Default + Send + Sync> Pool<T> {
 
     /// [`allocate_many`](Self::allocate_many) at time `now` (see
     /// [`allocate_at`](Self::allocate_at)).
+    /// Pinned once for the whole batch: the chains' slot loads nest (a
+    /// nested pin is one load of the thread's own pin).
     pub(crate) fn allocate_many_at(
+        &self,
+        n: u64,
+        data: impl FnMut() -> T,
+        now: Option<f64>,
+    ) -> Result<Vec<Lease>, Error> {
+        epoch::pin(|_| self.allocate_many_pinned(n, data, now))
+    }
+
+    fn allocate_many_pinned(
         &self,
         n: u64,
         mut data: impl FnMut() -> T,
@@ -512,8 +523,11 @@ impl<T: Default + Send + Sync> Pool<T> {
         now: Option<f64>,
         released: &mut Vec<T>,
     ) -> Result<(), Error> {
-        self.check_batch(handles)?;
-        self.free_checked(handles, hold_end(seconds, now), now, released)
+        // Pinned once for the batch: the runs' slot loads nest.
+        epoch::pin(|_| {
+            self.check_batch(handles)?;
+            self.free_checked(handles, hold_end(seconds, now), now, released)
+        })
     }
 
     /// The freeing part of [`free_many`](Self::free_many), after its check.
