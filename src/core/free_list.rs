@@ -17,6 +17,8 @@ mod ring;
 mod shuffle;
 mod stack;
 
+use crossbeam_utils::CachePadded;
+
 use crate::core::error::Error;
 use crate::core::policy::Order;
 use crate::core::rng::SplitMix64;
@@ -55,7 +57,8 @@ enum Blocks {
 }
 
 pub struct FreeList {
-    available: AtomicU64,
+    /// Written by every reservation and return: on a cache line of its own.
+    available: CachePadded<AtomicU64>,
     blocks: Blocks,
 }
 
@@ -79,7 +82,7 @@ impl FreeList {
             Order::Random => Blocks::Shuffle(Shuffle::new(n)?),
         };
         Ok(FreeList {
-            available: AtomicU64::new(u64::from(n)),
+            available: CachePadded::new(AtomicU64::new(u64::from(n))),
             blocks,
         })
     }
@@ -101,7 +104,7 @@ impl FreeList {
             Order::Random => Blocks::Shuffle(Shuffle::restored(n, listed)?),
         };
         Ok(FreeList {
-            available: AtomicU64::new(free | if drained { DRAINED } else { 0 }),
+            available: CachePadded::new(AtomicU64::new(free | if drained { DRAINED } else { 0 })),
             blocks,
         })
     }

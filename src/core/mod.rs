@@ -17,6 +17,7 @@
 //! | `pool` | the pool: its lock-free side (allocate, free, lookup) and its writer side (creation, deletion, growth) |
 //! | `store` | a cluster's shared interval list: the store a member claims ranges from |
 //! | `clock` | a cheap monotonic clock for the cluster's deadline checks |
+//! | `epoch` | epoch-based reclamation of subpool slots (pin: two plain stores; deletion: membarrier) |
 //! | `segvec` | a growable array whose elements never move |
 //! | `snapshot` | the snapshot format: a pool's state as bytes, read back with every check |
 //! | `handle` | lease handles: generation, subpool id, offset |
@@ -33,6 +34,7 @@ pub(crate) mod clients;
 pub(crate) mod clock;
 pub(crate) mod config;
 pub(crate) mod drained;
+pub(crate) mod epoch;
 pub(crate) mod error;
 pub(crate) mod free_list;
 pub(crate) mod handle;

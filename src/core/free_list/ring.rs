@@ -21,6 +21,8 @@
 //! Laps are counted mod 2^31: a thread would have to be preempted while the
 //! ring went round 2^31 times for a stale cell to look current.
 
+use crossbeam_utils::CachePadded;
+
 use crate::core::error::Error;
 use crate::core::free_list::entries;
 use crate::core::sync::{spin_wait, AtomicU64, Ordering};
@@ -38,8 +40,9 @@ fn turn(cell: u64) -> u64 {
 }
 
 pub struct Ring {
-    head: AtomicU64,
-    tail: AtomicU64,
+    /// Written by takes and by returns: each on a cache line of its own.
+    head: CachePadded<AtomicU64>,
+    tail: CachePadded<AtomicU64>,
     cells: Box<[AtomicU64]>,
 }
 
@@ -50,8 +53,8 @@ impl Ring {
             AtomicU64::new(cell(0, true, offset))
         })?;
         Ok(Ring {
-            head: AtomicU64::new(0),
-            tail: AtomicU64::new(u64::from(n)),
+            head: CachePadded::new(AtomicU64::new(0)),
+            tail: CachePadded::new(AtomicU64::new(u64::from(n))),
             cells,
         })
     }
@@ -66,8 +69,8 @@ impl Ring {
             })
         })?;
         Ok(Ring {
-            head: AtomicU64::new(0),
-            tail: AtomicU64::new(listed.len() as u64),
+            head: CachePadded::new(AtomicU64::new(0)),
+            tail: CachePadded::new(AtomicU64::new(listed.len() as u64)),
             cells,
         })
     }

@@ -2,13 +2,15 @@
 //! tagged head (against ABA). The reservation count in front of it
 //! (`free_list.rs`) guarantees every pop a block.
 
+use crossbeam_utils::CachePadded;
+
 use crate::core::error::Error;
 use crate::core::free_list::{entries, CHAIN};
 use crate::core::sync::{spin_wait, AtomicU32, AtomicU64, Ordering};
 
 pub struct Stack {
     /// `tag << 32 | (offset + 1)`; the low half is 0 when the stack is empty.
-    head: AtomicU64,
+    head: CachePadded<AtomicU64>,
     /// For each block on the stack, the next one (`offset + 1`, 0 for none).
     links: Box<[AtomicU32]>,
 }
@@ -20,7 +22,7 @@ impl Stack {
             AtomicU32::new(if i + 1 < n { i + 2 } else { 0 })
         })?;
         Ok(Stack {
-            head: AtomicU64::new(if n > 0 { 1 } else { 0 }),
+            head: CachePadded::new(AtomicU64::new(if n > 0 { 1 } else { 0 })),
             links,
         })
     }
@@ -33,7 +35,7 @@ impl Stack {
         }
         let top = listed.first().map_or(0, |&offset| offset + 1);
         Ok(Stack {
-            head: AtomicU64::new(u64::from(top)),
+            head: CachePadded::new(AtomicU64::new(u64::from(top))),
             links,
         })
     }

@@ -209,6 +209,7 @@ mod local {
 mod pool_side {
     use super::local::{Home, ANY, HOMES, MAX_HOMES};
     use super::{release_cell, Visit, CALM_CALLS, SCAN};
+    use crate::core::epoch;
     use crate::core::free_list::Reserve;
     use crate::core::pool::Pool;
     use crate::core::subpool::Subpool;
@@ -217,6 +218,13 @@ mod pool_side {
     impl<T: Default + Send + Sync> Pool<T> {
         fn home_key(&self) -> usize {
             self as *const Self as usize
+        }
+
+        /// The subpool published under `id`, as an owned reference (a home
+        /// is used across calls and pins: the cold path pays the clone).
+        fn subpool_at(&self, id: u32) -> Option<Arc<Subpool<T>>> {
+            let slot = self.slots.get(id as usize)?;
+            epoch::pin(|guard| slot.load(guard).cloned())
         }
 
         /// Register an allocation's reservation and take in the in-flight
@@ -279,8 +287,9 @@ mod pool_side {
         /// Release `home`; if its subpool is there and every block of it
         /// is free, apply the deletion rule a free that emptied it skipped.
         fn release_home(&self, home: &Home, token: u64) {
-            let slot = self.slots.get(home.id as usize).map(|slot| slot.load());
-            match slot.as_ref().and_then(|guard| guard.as_ref()) {
+            // Cold: an owned reference, not a pin across the release.
+            let slot = self.subpool_at(home.id);
+            match slot.as_ref() {
                 Some(subpool) if subpool.home.is(&home.cell) => {
                     let total = u64::from(subpool.len());
                     let idle = subpool.home.release_then(token, || {
@@ -327,8 +336,7 @@ mod pool_side {
                 (token, current)
             });
             if let Some((id, cell)) = current {
-                let slot = self.slots.get(id as usize).map(|slot| slot.load());
-                if let Some(subpool) = slot.as_ref().and_then(|guard| guard.as_ref()) {
+                if let Some(subpool) = self.subpool_at(id).as_ref() {
                     if subpool.home.is(&cell) && subpool.home.owned_by(token) {
                         if let Some(count) = self.reserve_home(subpool, want) {
                             return Some((Arc::clone(subpool), count));

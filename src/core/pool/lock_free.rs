@@ -15,6 +15,7 @@
 use std::net::IpAddr;
 
 use crate::core::block::{Completed, Release};
+use crate::core::epoch;
 use crate::core::error::Error;
 use crate::core::free_list::{FreeList, Reserve, CHAIN};
 use crate::core::handle::Handle;
@@ -22,7 +23,7 @@ use crate::core::held::{Entry as HeldEntry, DUE_CHUNK};
 use crate::core::policy::check_hold;
 use crate::core::pool::{Ended, Lease, Pool};
 use crate::core::subpool::Subpool;
-use crate::core::sync::{Arc, AtomicArc, Ordering};
+use crate::core::sync::{Arc, Ordering};
 
 impl<T: Default + Send + Sync> Pool<T> {
     /// Lease a free address holding `data`. [`Error::Exhausted`] only when
@@ -168,12 +169,20 @@ impl<T: Default + Send + Sync> Pool<T> {
         now: Option<f64>,
         take: impl FnOnce(&Subpool<T>, u64) -> R,
     ) -> Result<R, Error> {
+        /// One attempt of the loop below.
+        enum Step<R> {
+            Done(R),
+            Refresh,
+            Lost,
+        }
+        let mut take = Some(take);
         // Exact unless the call overlaps another: a call that loses its
         // reservation CAS, or a thread holding a home whose call overlaps
         // another allocation, takes from its home subpool (`home.rs`).
         let visit = self.home_visit();
         if visit.overlaps {
             if let Some((home, count)) = self.home_reserve(want, None) {
+                let take = take.take().expect("taken once");
                 return Ok(take(&home, count));
             }
         }
@@ -183,28 +192,38 @@ impl<T: Default + Send + Sync> Pool<T> {
                 self.grow_when_empty(now)?;
                 continue;
             };
-            let slot = self.slots.get(id as usize).map(AtomicArc::load);
-            let Some(subpool) = slot.as_ref().and_then(|guard| guard.as_ref()) else {
-                self.refresh(id);
-                continue;
-            };
-            let reserved = if exact {
-                subpool.free.try_reserve_up_to(want)
-            } else {
-                Some(subpool.free.reserve_up_to(want))
-            };
-            match reserved {
-                Some(Reserve::Taken { count, last }) => {
-                    self.reserved(subpool, count, last);
-                    if exact && !visit.overlaps {
-                        self.home_calm();
+            let slot = self.slots.get(id as usize);
+            // Pinned: the subpool is not dropped while this uses it, even if
+            // another thread deletes it meanwhile.
+            let step = epoch::pin(|guard| {
+                let Some(subpool) = slot.and_then(|slot| slot.load(guard)) else {
+                    return Step::Refresh;
+                };
+                let reserved = if exact {
+                    subpool.free.try_reserve_up_to(want)
+                } else {
+                    Some(subpool.free.reserve_up_to(want))
+                };
+                match reserved {
+                    Some(Reserve::Taken { count, last }) => {
+                        self.reserved(subpool, count, last);
+                        if exact && !visit.overlaps {
+                            self.home_calm();
+                        }
+                        let take = take.take().expect("taken once");
+                        Step::Done(take(subpool, count))
                     }
-                    return Ok(take(subpool, count));
+                    Some(Reserve::Empty | Reserve::Closed) => Step::Refresh,
+                    None => Step::Lost,
                 }
-                Some(Reserve::Empty | Reserve::Closed) => self.refresh(id),
-                None => {
+            });
+            match step {
+                Step::Done(result) => return Ok(result),
+                Step::Refresh => self.refresh(id),
+                Step::Lost => {
                     exact = false;
                     if let Some((home, count)) = self.home_reserve(want, Some(id)) {
+                        let take = take.take().expect("taken once");
                         return Ok(take(&home, count));
                     }
                 }
@@ -251,9 +270,10 @@ impl<T: Default + Send + Sync> Pool<T> {
     pub(super) fn refresh(&self, id: u32) {
         self.availability.clear(id);
         let has_free = self.slots.get(id as usize).is_some_and(|slot| {
-            slot.load()
-                .as_ref()
-                .is_some_and(|s| s.owner.is_none() && s.free.has_free())
+            epoch::pin(|guard| {
+                slot.load(guard)
+                    .is_some_and(|s| s.owner.is_none() && s.free.has_free())
+            })
         });
         if has_free {
             self.availability.set(id);
@@ -312,23 +332,25 @@ impl<T: Default + Send + Sync> Pool<T> {
         let end = hold_end(seconds, now);
         let not_live = || self.not_live(handle);
         let (generation, id, offset) = handle.parts().ok_or_else(not_live)?;
-        let slot = self.slots.get(id as usize).ok_or_else(not_live)?.load();
-        let subpool = slot.as_ref().ok_or_else(not_live)?;
-        if offset as usize >= subpool.blocks.len() {
-            return Err(not_live());
-        }
-        match self.release(subpool, offset, generation, end) {
-            Release::NotLive => Err(not_live()),
-            Release::Deferred => Ok(None),
-            Release::Done(data) => {
-                self.ended(subpool, &[offset], end.is_some(), now, tidy);
-                Ok(Some(data))
+        let slot = self.slots.get(id as usize).ok_or_else(not_live)?;
+        epoch::pin(|guard| {
+            let subpool = slot.load(guard).ok_or_else(not_live)?;
+            if offset as usize >= subpool.blocks.len() {
+                return Err(not_live());
             }
-            Release::Listed(data) => {
-                self.ended_listed(subpool, offset, now, tidy);
-                Ok(Some(data))
+            match self.release(subpool, offset, generation, end) {
+                Release::NotLive => Err(not_live()),
+                Release::Deferred => Ok(None),
+                Release::Done(data) => {
+                    self.ended(subpool, &[offset], end.is_some(), now, tidy);
+                    Ok(Some(data))
+                }
+                Release::Listed(data) => {
+                    self.ended_listed(subpool, offset, now, tidy);
+                    Ok(Some(data))
+                }
             }
-        }
+        })
     }
 
     /// Leases of `subpool` ended (their blocks released): return the blocks
@@ -439,7 +461,18 @@ impl<T: Default + Send + Sync> Pool<T> {
 
     /// [`allocate_many`](Self::allocate_many) at time `now` (see
     /// [`allocate_at`](Self::allocate_at)).
+    /// Pinned once for the whole batch: the chains' slot loads nest (a
+    /// nested pin is one load of the thread's own pin).
     pub(crate) fn allocate_many_at(
+        &self,
+        n: u64,
+        data: impl FnMut() -> T,
+        now: Option<f64>,
+    ) -> Result<Vec<Lease>, Error> {
+        epoch::pin(|_| self.allocate_many_pinned(n, data, now))
+    }
+
+    fn allocate_many_pinned(
         &self,
         n: u64,
         mut data: impl FnMut() -> T,
@@ -484,11 +517,11 @@ impl<T: Default + Send + Sync> Pool<T> {
         let Some(slot) = self.slots.get(id as usize) else {
             return false;
         };
-        let guard = slot.load();
-        guard
-            .as_ref()
-            .and_then(|subpool| subpool.blocks.get(offset as usize))
-            .is_some_and(|block| block.is_live(generation))
+        epoch::pin(|guard| {
+            slot.load(guard)
+                .and_then(|subpool| subpool.blocks.get(offset as usize))
+                .is_some_and(|block| block.is_live(generation))
+        })
     }
 
     /// Free a batch, all or nothing against invalid input: if any handle is
@@ -525,8 +558,11 @@ impl<T: Default + Send + Sync> Pool<T> {
         now: Option<f64>,
         released: &mut Vec<T>,
     ) -> Result<(), Error> {
-        self.check_batch(handles)?;
-        self.free_checked(handles, hold_end(seconds, now), now, released)
+        // Pinned once for the batch: the runs' slot loads nest.
+        epoch::pin(|_| {
+            self.check_batch(handles)?;
+            self.free_checked(handles, hold_end(seconds, now), now, released)
+        })
     }
 
     /// The freeing part of [`free_many`](Self::free_many), after its check.
@@ -562,18 +598,22 @@ impl<T: Default + Send + Sync> Pool<T> {
         let mut blocks = Vec::with_capacity(handles.len());
         for run in handles.chunk_by(|a, b| subpool_of(a) == subpool_of(b)) {
             let id = subpool_of(&run[0]).ok_or_else(|| self.not_live(run[0]))?;
-            let slot = self.slots.get(id as usize).map(AtomicArc::load);
-            let subpool = slot.as_ref().and_then(|guard| guard.as_ref());
-            for handle in run {
-                let (generation, _, offset) = handle.parts().expect("in a run of valid handles");
-                let live = subpool
-                    .and_then(|s| s.blocks.get(offset as usize))
-                    .is_some_and(|block| block.is_live(generation));
-                if !live {
-                    return Err(self.not_live(*handle));
+            let slot = self.slots.get(id as usize);
+            epoch::pin(|guard| {
+                let subpool = slot.and_then(|slot| slot.load(guard));
+                for handle in run {
+                    let (generation, _, offset) =
+                        handle.parts().expect("in a run of valid handles");
+                    let live = subpool
+                        .and_then(|s| s.blocks.get(offset as usize))
+                        .is_some_and(|block| block.is_live(generation));
+                    if !live {
+                        return Err(self.not_live(*handle));
+                    }
+                    blocks.push(u64::from(id) << 32 | u64::from(offset));
                 }
-                blocks.push(u64::from(id) << 32 | u64::from(offset));
-            }
+                Ok(())
+            })?;
         }
         blocks.sort_unstable();
         if let Some(twice) = blocks.windows(2).find(|pair| pair[0] == pair[1]) {
@@ -596,11 +636,25 @@ impl<T: Default + Send + Sync> Pool<T> {
         offsets: &mut Vec<u32>,
     ) -> Result<(), Error> {
         let id = subpool_of(&run[0]).ok_or_else(|| self.not_live(run[0]))?;
-        let slot = self.slots.get(id as usize).map(AtomicArc::load);
-        let subpool = slot
-            .as_ref()
-            .and_then(|guard| guard.as_ref())
-            .ok_or_else(|| self.not_live(run[0]))?;
+        let slot = self.slots.get(id as usize);
+        epoch::pin(|guard| {
+            let subpool = slot
+                .and_then(|slot| slot.load(guard))
+                .ok_or_else(|| self.not_live(run[0]))?;
+            self.free_pinned_run(subpool, run, end, now, released, offsets)
+        })
+    }
+
+    /// [`free_run`](Self::free_run) on its subpool, loaded pinned.
+    fn free_pinned_run(
+        &self,
+        subpool: &Arc<Subpool<T>>,
+        run: &[Handle],
+        end: Option<f64>,
+        now: Option<f64>,
+        released: &mut Vec<T>,
+        offsets: &mut Vec<u32>,
+    ) -> Result<(), Error> {
         offsets.clear();
         let mut first_error = None;
         for handle in run {

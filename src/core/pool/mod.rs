@@ -44,7 +44,10 @@ use std::net::IpAddr;
 use crate::core::availability::Availability;
 use crate::core::clients::Clients;
 use crate::core::config::Config;
+use crossbeam_utils::CachePadded;
+
 use crate::core::drained::Drained;
+use crate::core::epoch::{Retired, Slot};
 use crate::core::error::Error;
 use crate::core::handle::Handle;
 use crate::core::held::Held;
@@ -130,9 +133,14 @@ pub struct Pool<T> {
     taken: AtomicU64,
     /// Live leases, plus allocations and frees in progress: raised before a
     /// lease is published, lowered after it stopped being live (`len()`).
-    live: AtomicU64,
+    /// Written by every call: on a cache line of its own.
+    live: CachePadded<AtomicU64>,
     blocks: AtomicU64,
-    slots: SegVec<AtomicArc<Subpool<T>>>,
+    /// The subpool of each id, read pinned (`epoch.rs`): no count touched.
+    slots: SegVec<Slot<Subpool<T>>>,
+    /// Subpools taken out of their slot, dropped once no pinned call can
+    /// hold them (locked only with the writer lock held).
+    retired: Mutex<Retired<Subpool<T>>>,
     availability: Availability,
     intervals: IntervalList<T>,
     writer: Mutex<Writer>,
@@ -199,9 +207,10 @@ impl<T: Default + Send + Sync> Pool<T> {
     pub fn with_clock(config: Config, clock: Clock) -> Self {
         Pool {
             taken: AtomicU64::new(0),
-            live: AtomicU64::new(0),
+            live: CachePadded::new(AtomicU64::new(0)),
             blocks: AtomicU64::new(0),
             slots: SegVec::new(),
+            retired: Mutex::new(Retired::default()),
             availability: Availability::new(config.capacity().max(1)),
             intervals: IntervalList::new(config.space()),
             writer: Mutex::new(Writer::new()),
@@ -274,6 +283,14 @@ impl<T: Default + Send + Sync> Pool<T> {
     #[inline]
     pub(crate) fn tracks_clients(&self) -> bool {
         self.config.policy.tracks_clients()
+    }
+
+    /// The retired subpools (call with the writer lock held).
+    fn lock_retired(&self) -> MutexGuard<'_, Retired<Subpool<T>>> {
+        // Every step under the lock leaves the list consistent.
+        self.retired
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn lock_clients(&self) -> MutexGuard<'_, Clients<T>> {

@@ -27,9 +27,12 @@
 
 use std::collections::HashMap;
 
+use crossbeam_utils::CachePadded;
+
 use crate::core::availability::Availability;
 use crate::core::clients::{BlockEvent, ClientState, Clients};
 use crate::core::config::Config;
+use crate::core::epoch::{Retired, Slot};
 use crate::core::error::Error;
 use crate::core::handle::Handle;
 use crate::core::held::Held;
@@ -507,7 +510,9 @@ impl Restorable {
             .map(|s| s.len() as u64)
             .sum();
 
-        let slots: SegVec<AtomicArc<Subpool<T>>> = SegVec::new();
+        let slots: SegVec<Slot<Subpool<T>>> = SegVec::new();
+        // The slots are new: nothing is replaced, so nothing is retired.
+        let mut retired = Retired::default();
         let availability = Availability::new(config.capacity().max(1));
         for subpool in &subpools {
             slots.ensure(subpool.id as usize);
@@ -515,7 +520,7 @@ impl Restorable {
             slots
                 .get(subpool.id as usize)
                 .ok_or_else(|| Error::Snapshot("no slot".into()))?
-                .store(Some(Arc::clone(subpool)));
+                .store(Some(Arc::clone(subpool)), &mut retired);
             if subpool.owner.is_none() && !subpool.is_drain_fenced() && subpool.free.has_free() {
                 availability.set(subpool.id);
             }
@@ -573,9 +578,10 @@ impl Restorable {
 
         Ok(Pool {
             taken: AtomicU64::new(image.live + held_blocks),
-            live: AtomicU64::new(image.live),
+            live: CachePadded::new(AtomicU64::new(image.live)),
             blocks: AtomicU64::new(blocks),
             slots,
+            retired: Mutex::new(retired),
             availability,
             intervals: IntervalList::with_subpools(by_start, space),
             writer: Mutex::new(Writer::restored(

@@ -8,6 +8,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use crate::core::clients::{carve, find_run};
+use crate::core::epoch;
 use crate::core::error::Error;
 use crate::core::pool::Pool;
 use crate::core::subpool::Subpool;
@@ -327,10 +328,14 @@ impl<T: Default + Send + Sync> Pool<T> {
         self.availability.ensure(id);
         self.intervals
             .insert(Arc::clone(&subpool), self.config.space());
+        let mut retired = self.lock_retired();
         self.slots
             .get(id as usize)
             .expect("slot ensured")
-            .store(Some(Arc::clone(&subpool)));
+            .store(Some(Arc::clone(&subpool)), &mut retired);
+        // A writer pass: drop what deletions retired before (never waits).
+        retired.collect();
+        drop(retired);
         if owner.is_some() {
             self.client_blocks
                 .fetch_add(u64::from(count), Ordering::AcqRel);
@@ -361,6 +366,7 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// deleted the next time a free empties it. In a cluster: a subpool
     /// whose claim lapsed is fenced and dropped; otherwise deletion returns
     /// the claim first, and the subpool stays if the store is down or fails.
+    #[inline]
     pub(super) fn delete_if_idle(&self, subpool: &Arc<Subpool<T>>) {
         if self.claim_lapsed(subpool) {
             self.fence(subpool);
@@ -378,6 +384,13 @@ impl<T: Default + Send + Sync> Pool<T> {
         if !subpool.home.unclaimed_after_push() {
             return;
         }
+        self.delete_idle(subpool, size);
+    }
+
+    /// [`delete_if_idle`](Self::delete_if_idle) past its checks without
+    /// the lock (out of line: the common free only runs those checks).
+    #[cold]
+    fn delete_idle(&self, subpool: &Arc<Subpool<T>>, size: u64) {
         let Some(mut writer) = self.try_lock_writer() else {
             return;
         };
@@ -402,7 +415,8 @@ impl<T: Default + Send + Sync> Pool<T> {
             .slots
             .get(id as usize)
             .expect("a live subpool's slot exists");
-        slot.store(None);
+        let mut retired = self.lock_retired();
+        slot.store(None, &mut retired);
         self.availability.clear(id);
         self.intervals.remove(id, self.config.space());
         let size = u64::from(subpool.len());
@@ -415,6 +429,10 @@ impl<T: Default + Send + Sync> Pool<T> {
         }
         self.blocks.fetch_sub(size, Ordering::AcqRel);
         writer.release_id(id, subpool.highest_generation());
+        // Drops the subpools retired before that no pinned call can hold
+        // (this one stays listed if this thread is pinned: a free that
+        // emptied it); never waits.
+        retired.collect();
     }
 
     /// A port block of `client_block` addresses for `owner`: the lowest run
@@ -483,9 +501,11 @@ impl<T: Default + Send + Sync> Pool<T> {
 
     /// Whether `subpool` is still the one published under its id.
     pub(super) fn is_published(&self, subpool: &Arc<Subpool<T>>) -> bool {
-        self.slots.get(subpool.id as usize).is_some_and(|slot| {
-            slot.load()
-                .as_ref()
+        let Some(slot) = self.slots.get(subpool.id as usize) else {
+            return false;
+        };
+        epoch::pin(|guard| {
+            slot.load(guard)
                 .is_some_and(|current| Arc::ptr_eq(current, subpool))
         })
     }
@@ -557,6 +577,39 @@ mod tests {
         let c = pool.allocate(4).unwrap();
         pool.free(c.handle).unwrap();
         assert_eq!(layout(&pool), vec![(2, 4, 2)]);
+    }
+
+    /// A subpool deleted by a free is retired (the freeing thread is still
+    /// pinned) and dropped by a later writer pass: the retired list stays
+    /// bounded however many subpools come and go. (Other tests' threads
+    /// share the epoch and may be pinned during a pass: a few more passes.)
+    #[test]
+    fn deleted_subpools_are_reclaimed_by_later_writer_passes() {
+        let pool = pool(16, 1, 1, 0);
+        let keep = pool.allocate(0).unwrap(); // subpool 0 stays
+        let pass = |data| {
+            let lease = pool.allocate(data).unwrap(); // creates a subpool
+            pool.free(lease.handle).unwrap(); // deletes it
+        };
+        for round in 0..100 {
+            pass(round);
+        }
+        let deleted = {
+            let lease = pool.allocate(7).unwrap();
+            let (_, id, _) = lease.handle.parts().unwrap();
+            let snapshot = pool.intervals.load();
+            let subpool = snapshot.subpools.iter().find(|s| s.id == id).cloned();
+            pool.free(lease.handle).unwrap();
+            subpool.unwrap()
+        };
+        let mut passes = 0;
+        while pool.lock_retired().len() > 1 || std::sync::Arc::strong_count(&deleted) > 1 {
+            assert!(passes < 10_000, "never reclaimed");
+            passes += 1;
+            std::thread::yield_now();
+            pass(passes);
+        }
+        pool.free(keep.handle).unwrap();
     }
 
     #[test]
