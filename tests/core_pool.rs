@@ -969,7 +969,13 @@ mod snapshots {
             })
             .collect();
         let (mut written, mut refused) = (std::collections::HashSet::new(), 0);
-        for _ in 0..200 {
+        // Until two states were written (the workers move between two
+        // snapshots), however fast the snapshots run against the workers.
+        for _ in 0..100_000 {
+            if written.len() > 1 && refused + written.len() >= 200 {
+                break;
+            }
+            std::thread::yield_now();
             match pool.snapshot() {
                 Ok(bytes) => {
                     let restored: Pool<u32> = Pool::restore(&bytes, Clock::Monotonic).unwrap();
