@@ -105,6 +105,15 @@ pub(crate) struct Visit<'a> {
     pub(crate) overlaps: bool,
 }
 
+impl Visit<'_> {
+    /// Whether the pool was ever contended (only then can a thread hold a
+    /// home in it, and count calm calls).
+    #[inline(always)]
+    pub(crate) fn contended(&self) -> bool {
+        self.in_flight.is_some()
+    }
+}
+
 impl Drop for Visit<'_> {
     fn drop(&mut self) {
         if let Some(in_flight) = self.in_flight {

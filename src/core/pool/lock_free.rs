@@ -163,6 +163,7 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// The blocks are counted before `take` publishes them as live: a lease
     /// can be looked up and freed by another thread as soon as it is
     /// published, and its free must never find the count without it.
+    #[inline(always)]
     fn with_reserved<R>(
         &self,
         want: u64,
@@ -178,54 +179,65 @@ impl<T: Default + Send + Sync> Pool<T> {
         let mut take = Some(take);
         // Exact unless the call overlaps another: a call that loses its
         // reservation CAS, or a thread holding a home whose call overlaps
-        // another allocation, takes from its home subpool (`home.rs`).
+        // another allocation, takes from its home subpool (`home.rs`). One
+        // call site of `take`, so that it is inlined.
         let visit = self.home_visit();
-        if visit.overlaps {
-            if let Some((home, count)) = self.home_reserve(want, None) {
-                let take = take.take().expect("taken once");
-                return Ok(take(&home, count));
-            }
-        }
+        let mut home = if visit.overlaps {
+            self.home_reserve(want, None)
+        } else {
+            None
+        };
         let mut exact = true;
         loop {
-            let Some(id) = self.availability.first() else {
-                self.grow_when_empty(now)?;
-                continue;
+            let id = if home.is_some() {
+                u32::MAX
+            } else {
+                let Some(id) = self.availability.first() else {
+                    self.grow_when_empty(now)?;
+                    continue;
+                };
+                id
             };
-            let slot = self.slots.get(id as usize);
             // Pinned: the subpool is not dropped while this uses it, even if
             // another thread deletes it meanwhile.
             let step = epoch::pin(|guard| {
-                let Some(subpool) = slot.and_then(|slot| slot.load(guard)) else {
-                    return Step::Refresh;
-                };
-                let reserved = if exact {
-                    subpool.free.try_reserve_up_to(want)
-                } else {
-                    Some(subpool.free.reserve_up_to(want))
-                };
-                match reserved {
-                    Some(Reserve::Taken { count, last }) => {
-                        self.reserved(subpool, count, last);
-                        if exact && !visit.overlaps {
-                            self.home_calm();
+                let (subpool, count) = match &home {
+                    Some((home, count)) => (&**home, *count),
+                    None => {
+                        let Some(subpool) = self
+                            .slots
+                            .get(id as usize)
+                            .and_then(|slot| slot.load(guard))
+                        else {
+                            return Step::Refresh;
+                        };
+                        let reserved = if exact {
+                            subpool.free.try_reserve_up_to(want)
+                        } else {
+                            Some(subpool.free.reserve_up_to(want))
+                        };
+                        match reserved {
+                            Some(Reserve::Taken { count, last }) => {
+                                self.reserved(subpool, count, last);
+                                if exact && visit.contended() && !visit.overlaps {
+                                    self.home_calm();
+                                }
+                                (&**subpool, count)
+                            }
+                            Some(Reserve::Empty | Reserve::Closed) => return Step::Refresh,
+                            None => return Step::Lost,
                         }
-                        let take = take.take().expect("taken once");
-                        Step::Done(take(subpool, count))
                     }
-                    Some(Reserve::Empty | Reserve::Closed) => Step::Refresh,
-                    None => Step::Lost,
-                }
+                };
+                let take = take.take().expect("taken once");
+                Step::Done(take(subpool, count))
             });
             match step {
                 Step::Done(result) => return Ok(result),
                 Step::Refresh => self.refresh(id),
                 Step::Lost => {
                     exact = false;
-                    if let Some((home, count)) = self.home_reserve(want, Some(id)) {
-                        let take = take.take().expect("taken once");
-                        return Ok(take(&home, count));
-                    }
+                    home = self.home_reserve(want, Some(id));
                 }
             }
         }

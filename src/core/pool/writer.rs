@@ -366,7 +366,7 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// deleted the next time a free empties it. In a cluster: a subpool
     /// whose claim lapsed is fenced and dropped; otherwise deletion returns
     /// the claim first, and the subpool stays if the store is down or fails.
-    #[inline]
+    #[inline(always)]
     pub(super) fn delete_if_idle(&self, subpool: &Arc<Subpool<T>>) {
         if self.claim_lapsed(subpool) {
             self.fence(subpool);
@@ -380,10 +380,6 @@ impl<T: Default + Send + Sync> Pool<T> {
         if self.keeps(size) || self.store_down() {
             return;
         }
-        // A thread's home stays; its release re-checks (`home.rs`).
-        if !subpool.home.unclaimed_after_push() {
-            return;
-        }
         self.delete_idle(subpool, size);
     }
 
@@ -391,6 +387,10 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// the lock (out of line: the common free only runs those checks).
     #[cold]
     fn delete_idle(&self, subpool: &Arc<Subpool<T>>, size: u64) {
+        // A thread's home stays; its release re-checks (`home.rs`).
+        if !subpool.home.unclaimed_after_push() {
+            return;
+        }
         let Some(mut writer) = self.try_lock_writer() else {
             return;
         };
