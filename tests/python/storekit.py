@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from natpool.errors import StoreError
 from natpool.store import SQLiteStore, Store, open_store
 
 KINDS = (
@@ -315,6 +316,23 @@ class Recorder:
 
     def close(self) -> None:
         self.inner.close()
+
+
+class Failing:
+    """A store whose ``method`` raises ``StoreError`` (every other call passes through)."""
+
+    def __init__(self, inner: Store, method: str) -> None:
+        self.inner = inner
+        self.method = method
+
+    def __getattr__(self, name: str) -> Any:
+        if name == self.method:
+
+            def fail(*args: Any, **kwargs: Any) -> Any:
+                raise StoreError("the store is down")
+
+            return fail
+        return getattr(self.inner, name)
 
 
 # -- member processes (run in spawned processes: everything they need is importable from here) ----

@@ -13,7 +13,7 @@ import natpool
 import pytest
 from natpool.apps.store.command import status_text
 from natpool.store import Store, space
-from storekit import drain, dump, sql, store_pool
+from storekit import Failing, drain, dump, sql, store_pool
 
 pytest_plugins = ("storefixtures",)  # its fixtures: kind, url, clock, store, pool_impl
 
@@ -238,21 +238,8 @@ def test_reserve_keeps_off_a_drained_ip_and_local_subpools(pool_impl: str, store
     a.close()
 
 
-class FailingClaims:
-    """A store whose ``claim_at`` fails (the rest passes through)."""
-
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def claim_at(self, *args: Any, **kwargs: Any) -> Any:
-        raise natpool.StoreError("the store is down")
-
-
 def test_reserve_when_the_store_fails_is_a_store_error_and_changes_nothing(pool_impl: str, store: Store) -> None:
-    a = shaped(pool_impl, FailingClaims(store), "a", "ipv4")  # type: ignore[arg-type]
+    a = shaped(pool_impl, Failing(store, "claim_at"), "a", "ipv4")  # type: ignore[arg-type]
     rows = dump(store)
     with pytest.raises(natpool.StoreError):
         a.reserve("10.0.0.9", 1000)

@@ -13,7 +13,7 @@ from typing import Any
 import natpool
 import pytest
 from natpool.store import Store
-from storekit import DELAY, TTL, Clock, drain, store_pool
+from storekit import DELAY, TTL, Clock, Failing, drain, store_pool
 
 pytest_plugins = ("storefixtures",)  # its fixtures: kind, url, clock, store, pool_impl
 
@@ -106,19 +106,6 @@ def test_a_live_member_of_the_same_name_refuses_the_restore(pool_impl: str, stor
     a.close()
 
 
-class FailingReclaim:
-    """A store whose ``reclaim`` fails (the rest passes through)."""
-
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def reclaim(self, *args: Any, **kwargs: Any) -> Any:
-        raise natpool.StoreError("the store is down")
-
-
 def test_a_store_that_fails_the_reclaim_is_a_store_error_and_the_member_leaves(
     pool_impl: str, store: Store, clock: Clock
 ) -> None:
@@ -126,7 +113,7 @@ def test_a_store_that_fails_the_reclaim_is_a_store_error_and_the_member_leaves(
     crash(store, clock)
     before = claims(store)
     with pytest.raises(natpool.StoreError):
-        restore(pool_impl, snapshot, FailingReclaim(store))  # type: ignore[arg-type]
+        restore(pool_impl, snapshot, Failing(store, "reclaim"))  # type: ignore[arg-type]
     assert claims(store) == before
     assert store.status("vip").members == []
     restored = restore(pool_impl, snapshot, store)  # the store is back: the ranges are still a's
