@@ -207,7 +207,7 @@ def proxy_workers(results: dict[str, Any]) -> list[str]:
 
 def policy_section(side: str, pair: dict[str, float], targets: list[Target]) -> list[str]:
     """The pair in each reuse order and with a hold-down, as ratios to the default order's (fifo) and to LIFO's (the
-    order before issue 11), all of one run; a target: each within :data:`POLICY_GOAL` of LIFO's."""
+    order before issue 11), all of one run; a target (issue 13): each within :data:`POLICY_GOAL` of the default's."""
     lines = [
         "### allocate + free with each reuse order and a hold-down",
         "",
@@ -219,12 +219,12 @@ def policy_section(side: str, pair: dict[str, float], targets: list[Target]) -> 
         ["policy", "per pair", "÷ fifo", "÷ lifo"],
         ([POLICIES[k], t(v), f"{v / pair['fifo']:.2f}", f"{v / pair['lifo']:.2f}"] for k, v in pair.items()),
     )
-    worst = max(pair, key=lambda k: pair[k] / pair["lifo"])
+    worst = max(pair, key=lambda k: pair[k] / pair["fifo"])
     targets.append(
         Target(
-            f"{side} pair in every order and with a hold-down within {POLICY_GOAL}x the LIFO pair",
-            f"at most {POLICIES[worst]}: {pair[worst] / pair['lifo']:.2f}x",
-            pair[worst] <= POLICY_GOAL * pair["lifo"],
+            f"{side} pair in every order and with a hold-down within {POLICY_GOAL}x the default (fifo) pair",
+            f"at most {POLICIES[worst]}: {pair[worst] / pair['fifo']:.2f}x",
+            pair[worst] <= POLICY_GOAL * pair["fifo"],
         )
     )
     return lines
@@ -283,16 +283,16 @@ def build(asv: dict[str, dict[tuple[Any, ...], float]], rust: dict[str, float], 
     charts.append(("rust_pair.png", "Rust: allocate + free pair, one thread", pair, "ns", NS))
     targets.append(
         Target(
-            "Rust pair no slower than ArrayQueue pop+push",
+            "Rust pair at most 2.0x ArrayQueue pop+push (issue 13)",
             f"natpool {t(pair['natpool'])} = {pair['natpool'] / pair['array_queue']:.2f}x ArrayQueue",
-            pair["natpool"] <= pair["array_queue"],
+            pair["natpool"] <= 2.0 * pair["array_queue"],
         )
     )
     targets.append(
         Target(
-            "Rust pair at least 3x faster than Mutex<Slab>",
+            "Rust pair faster than Mutex<Slab> insert+remove (issue 13)",
             f"Mutex<Slab> ÷ natpool = {pair['mutex_slab'] / pair['natpool']:.2f}",
-            pair["mutex_slab"] / pair["natpool"] >= 3,
+            pair["natpool"] < pair["mutex_slab"],
         )
     )
 
@@ -306,8 +306,9 @@ def build(asv: dict[str, dict[tuple[Any, ...], float]], rust: dict[str, float], 
     lines += [
         "Time per iteration is the wall time for one pair on *each* thread; aggregate throughput is",
         "threads ÷ time. `natpool_own_pools`: each thread allocates from its own pool (its own",
-        "subpools). `natpool_shared_pool`: both threads share one pool, so they contend on the free-list",
-        "head of the lowest subpool with a free block. The anchors are shared by both threads.",
+        "subpools). `natpool_shared_pool`: both threads share one pool; a thread that loses a CAS to the",
+        "other works from a home subpool of its own, but every call still writes the pool's shared counters",
+        "(`live`, `taken`, the in-flight count of a contended pool). The anchors are shared by both threads.",
         "",
     ]
     rows = []
@@ -323,8 +324,15 @@ def build(asv: dict[str, dict[tuple[Any, ...], float]], rust: dict[str, float], 
     targets.append(
         Target(
             "Rust 2 threads (own subpools): aggregate at least 1.6x one thread",
-            f"{scaling['natpool_own_pools']:.2f}x (shared pool: {2 * one / shared:.2f}x)",
+            f"{scaling['natpool_own_pools']:.2f}x",
             scaling["natpool_own_pools"] >= 1.6,
+        )
+    )
+    targets.append(
+        Target(
+            "Rust 2 threads sharing one pool: aggregate at least 1.5x one thread (issue 13)",
+            f"{2 * one / shared:.2f}x (Mutex<Slab> shared: {scaling['mutex_slab']:.2f}x)",
+            2 * one / shared >= 1.5,
         )
     )
 
