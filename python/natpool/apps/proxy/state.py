@@ -139,6 +139,8 @@ def restore_state(path: str, configured: PoolLike, cluster: Mapping[str, Any] | 
         with open(path, "rb") as stream:
             snapshot = stream.read()
     except FileNotFoundError:
+        if cluster:
+            raise  # gone since the caller saw it: ``configured`` is outside the cluster, and cannot serve
         log.info("--state %s does not exist yet: a new pool", path)
         return configured
     restored = type(configured).restore(snapshot, **(cluster or {}))
