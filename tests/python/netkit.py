@@ -30,6 +30,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
+import pytest
 from natpool.apps.listener import bound_address, close_server, missing_ipv6_loopback
 from natpool.apps.options import PoolAddresses, parse_pool
 from natpool.apps.proxy import Proxy, ProxyConfig
@@ -39,6 +40,9 @@ HANG_GUARD = 30.0
 
 NO_IPV6 = missing_ipv6_loopback()
 """Why this host has no IPv6 loopback (the reason IPv6 tests are skipped), or ``None``."""
+
+needs_ipv6 = pytest.mark.skipif(NO_IPV6 is not None, reason=f"no IPv6 loopback on this host: {NO_IPV6}")
+"""The mark of a test that needs IPv6 loopback (skipped, saying why, on a host without it)."""
 
 SEED = int(os.environ.get("NATPOOL_TEST_SEED") or random.SystemRandom().randrange(2**32))
 """The session's seed of the random networks and ports (``NATPOOL_TEST_SEED``, else a fresh one)."""

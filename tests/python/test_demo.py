@@ -11,7 +11,7 @@ from natpool.apps import cli
 from natpool.apps.demo import command as demo_command
 from natpool.apps.demo import ledger
 from natpool.apps.demo.compare import order
-from netkit import HANG_GUARD, NO_IPV6, random_network
+from netkit import HANG_GUARD, needs_ipv6, random_network
 
 
 def demo(*args: str) -> subprocess.CompletedProcess[str]:
@@ -45,7 +45,7 @@ def test_the_demo_runs_on_two_ranges_minus_an_exclusion() -> None:
     assert f"pool {shape}, ports 1024-65535" in done.stdout and f"0 outside {shape}" in done.stdout
 
 
-@pytest.mark.skipif(NO_IPV6 is not None, reason=f"no IPv6 loopback on this host: {NO_IPV6}")
+@needs_ipv6
 def test_the_demo_on_ipv6_loopback() -> None:
     done = demo("--ipv6", "--compare")
     assert done.returncode == 0, done.stdout + done.stderr

@@ -13,17 +13,16 @@ import re
 import signal
 import subprocess
 
-import pytest
 from natpool.apps.options import PoolAddresses, endpoint_text, parse_exclusion, parse_pool, parse_pool_range
 from natpool.apps.proxy import Proxy
 from netkit import (
     HANG_GUARD,
-    NO_IPV6,
     LogReader,
     PeerEchoBackend,
     config,
     http_backend,
     http_get,
+    needs_ipv6,
     peer_of,
     proxy_process,
     random_network,
@@ -33,8 +32,6 @@ from netkit import (
     running,
     until,
 )
-
-needs_ipv6 = pytest.mark.skipif(NO_IPV6 is not None, reason=f"no IPv6 loopback on this host: {NO_IPV6}")
 
 
 def served_then_refused(address: tuple[str, int], count: int) -> list[tuple[str, int]]:
