@@ -16,6 +16,10 @@ use crate::core::sync::{AtomicU64, Ordering::SeqCst};
 use crate::core::segvec::SegVec;
 
 pub struct Availability {
+    /// Level 0's first word (ids 0..64), outside the segments: `first`
+    /// reads it with one load.
+    low: AtomicU64,
+    /// Every other word; level 0's word 0 is `low`, its slot here unused.
     levels: Vec<SegVec<AtomicU64>>,
 }
 
@@ -30,7 +34,10 @@ impl Availability {
         }
         let levels: Vec<SegVec<AtomicU64>> = (0..depth).map(|_| SegVec::new()).collect();
         levels[depth - 1].ensure(0);
-        Availability { levels }
+        Availability {
+            low: AtomicU64::new(0),
+            levels,
+        }
     }
 
     /// Make `id` usable. Call with the pool's writer lock held.
@@ -42,10 +49,18 @@ impl Availability {
         }
     }
 
+    /// The word of `level` holding bit `index`.
     fn word(&self, level: usize, index: usize) -> &AtomicU64 {
-        self.levels[level]
-            .get(index / 64)
+        self.word_at(level, index / 64)
             .expect("availability word ensured before use")
+    }
+
+    /// Word `at` of `level`, if made.
+    fn word_at(&self, level: usize, at: usize) -> Option<&AtomicU64> {
+        if level == 0 && at == 0 {
+            return Some(&self.low);
+        }
+        self.levels[level].get(at)
     }
 
     /// Mark `id` as having a free block.
@@ -80,22 +95,27 @@ impl Availability {
         }
     }
 
-    /// The lowest id whose bit is set.
-    #[inline]
+    /// The lowest id whose bit is set. Inline: the common case, a set bit
+    /// among ids 0..64, is one load; the search is a call.
+    #[inline(always)]
     pub fn first(&self) -> Option<u32> {
         // Ids 0..64 are the lowest: if one of them is set, no summary needs
         // to be read. (Most pools have fewer than 64 subpools at a time.)
-        if let Some(word) = self.levels[0].get(0) {
-            let word = word.load(SeqCst);
-            if word != 0 {
-                return Some(word.trailing_zeros());
-            }
+        let word = self.low.load(SeqCst);
+        if word != 0 {
+            return Some(word.trailing_zeros());
         }
+        self.search()
+    }
+
+    /// [`first`](Self::first) past ids 0..64: down the summary levels.
+    #[inline(never)]
+    fn search(&self) -> Option<u32> {
         'search: loop {
             let mut index = 0usize;
             for level in (0..self.levels.len()).rev() {
-                let word = self.levels[level]
-                    .get(index)
+                let word = self
+                    .word_at(level, index)
                     .expect("summary implies word")
                     .load(SeqCst);
                 if word == 0 {
@@ -104,8 +124,8 @@ impl Availability {
                     }
                     // A stale summary bit: repair it and search again.
                     self.clear_at(level + 1, index);
-                    if self.levels[level]
-                        .get(index)
+                    if self
+                        .word_at(level, index)
                         .is_some_and(|w| w.load(SeqCst) != 0)
                     {
                         self.set_at(level + 1, index);

@@ -57,13 +57,17 @@ use std::ptr;
 
 use crossbeam_utils::CachePadded;
 
-use crate::core::sync::{fence, Arc, AtomicBool, AtomicPtr, AtomicU64, Mutex, Ordering};
+use crate::core::sync::{
+    fence, Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering,
+};
 
 /// One thread's pin: 0 when not pinned, else the epoch it pinned at.
 struct Participant {
     pin: CachePadded<AtomicU64>,
     /// Held by a live thread (a released participant is reused).
     in_use: AtomicBool,
+    /// Its place in the registry, fixed ([`thread_index`]).
+    index: usize,
 }
 
 impl Participant {
@@ -90,6 +94,8 @@ struct Domain {
     /// Starts at 1 (0 is "not pinned"); advanced once per retirement.
     epoch: CachePadded<AtomicU64>,
     participants: Mutex<Vec<Arc<Participant>>>,
+    /// `participants.len()`, for readers without the lock ([`thread_count`]).
+    registered: AtomicUsize,
 }
 
 impl Domain {
@@ -98,6 +104,7 @@ impl Domain {
         Domain {
             epoch: CachePadded::new(AtomicU64::new(1)),
             participants: Mutex::new(Vec::new()),
+            registered: AtomicUsize::new(0),
         }
     }
 
@@ -106,6 +113,7 @@ impl Domain {
         Domain {
             epoch: CachePadded::new(AtomicU64::new(1)),
             participants: Mutex::new(Vec::new()),
+            registered: AtomicUsize::new(0),
         }
     }
 
@@ -127,8 +135,10 @@ impl Domain {
         let participant = Arc::new(Participant {
             pin: CachePadded::new(AtomicU64::new(0)),
             in_use: AtomicBool::new(true),
+            index: participants.len(),
         });
         participants.push(Arc::clone(&participant));
+        self.registered.store(participants.len(), Ordering::Release);
         participant
     }
 
@@ -252,6 +262,34 @@ impl Drop for Pinned<'_> {
             self.participant.pin.store(0, Ordering::Release);
         }
     }
+}
+
+/// The calling thread's participant index: a small number no other thread
+/// has until this thread exits (then its participant, and the index, pass
+/// to the next thread that registers, through the registry's lock, which
+/// orders the last holder's writes before the next holder's reads).
+/// Per-thread cells are indexed by it (`tally.rs`). `None` before the
+/// thread's first pin, and in thread-local destructors after its own ran.
+#[inline(always)]
+pub fn thread_index() -> Option<usize> {
+    #[cfg(not(loom))]
+    {
+        let current = CURRENT.with(Cell::get);
+        if current.is_null() {
+            return None;
+        }
+        // SAFETY: as in `pin`: a non-null `CURRENT` is this thread's live
+        // participant (the registry never frees one).
+        Some(unsafe { (*current).index })
+    }
+    #[cfg(loom)]
+    LOCAL.try_with(|local| local.participant().index).ok()
+}
+
+/// How many participant indices exist: every [`thread_index`] is below it
+/// (an index is registered before its thread uses it, Release; Acquire).
+pub fn thread_count() -> usize {
+    DOMAIN.registered.load(Ordering::Acquire)
 }
 
 /// Run `f` pinned: what it loads from a [`Slot`] is not dropped before it

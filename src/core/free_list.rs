@@ -41,10 +41,12 @@ pub const CHAIN: u64 = 64;
 /// The outcome of [`FreeList::reserve_up_to`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reserve {
-    /// `count` blocks are reserved; `last` when no free block is left.
+    /// `count` blocks are reserved; `left` free blocks are left (`last`
+    /// when none).
     Taken {
         count: u64,
         last: bool,
+        left: u64,
     },
     Empty,
     Closed,
@@ -145,6 +147,7 @@ impl FreeList {
                     return Reserve::Taken {
                         count,
                         last: count == current,
+                        left: current - count,
                     }
                 }
                 Err(seen) => current = seen,
@@ -178,6 +181,7 @@ impl FreeList {
             .map(|_| Reserve::Taken {
                 count,
                 last: count == current,
+                left: current - count,
             })
     }
 
@@ -348,7 +352,8 @@ mod tests {
             list.reserve_up_to(1),
             Reserve::Taken {
                 count: 1,
-                last: false
+                last: false,
+                left: 1
             }
         );
         assert_eq!(list.pop(&rng), 0);
@@ -356,7 +361,8 @@ mod tests {
             list.reserve_up_to(1),
             Reserve::Taken {
                 count: 1,
-                last: true
+                last: true,
+                left: 0
             }
         );
         assert_eq!(list.pop(&rng), 2);
@@ -422,7 +428,8 @@ mod tests {
                 batch.reserve_up_to(9),
                 Reserve::Taken {
                     count: 5,
-                    last: true
+                    last: true,
+                    left: 0
                 }
             ));
             let mut rest = Vec::new();

@@ -49,6 +49,7 @@ pub(crate) mod space;
 pub(crate) mod store;
 pub(crate) mod subpool;
 pub(crate) mod sync;
+pub(crate) mod tally;
 
 #[cfg(all(loom, test))]
 mod loom_support;

@@ -15,12 +15,12 @@
 //!   `Arc` checks for leaks), not arc-swap's own implementation.
 
 #[cfg(loom)]
-pub use loom::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64};
+pub use loom::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
 #[cfg(loom)]
 pub use loom::sync::{Arc, Mutex, MutexGuard};
 pub use std::sync::atomic::Ordering;
 #[cfg(not(loom))]
-pub use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64};
+pub use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
 pub use std::sync::TryLockError;
 #[cfg(not(loom))]
 pub use std::sync::{Arc, Mutex, MutexGuard};

@@ -45,7 +45,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             self.check_blocks(&clients, client, 1)?;
             return self.take_from_blocks(&mut clients, client, data, now);
         }
-        if self.shared_room() == 0 {
+        if self.shared_room() == 0 && self.shared_room_listed() == 0 {
             return Err(self.exhausted(1, now));
         }
         self.take_shared_for(&mut clients, client, data, now)
@@ -82,7 +82,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         let blocks = self.config.client_block().is_some();
         if blocks {
             self.check_blocks(&clients, client, n)?;
-        } else if n > self.shared_room() {
+        } else if n > self.shared_room() && n > self.shared_room_listed() {
             return Err(self.exhausted(n, now));
         }
         let mut leases = Vec::new();
@@ -209,7 +209,7 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// Reserve one block of `subpool` and count it; `false` when it has none.
     fn reserve_one(&self, subpool: &Subpool<T>) -> bool {
         match subpool.free.reserve_up_to(1) {
-            Reserve::Taken { count, last } => {
+            Reserve::Taken { count, last, .. } => {
                 self.reserved(subpool, count, last);
                 true
             }
@@ -238,7 +238,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         };
         let lease = match on_ip {
             Some(subpool) => self.take_reserved(&subpool, data, Some(client)),
-            None => self.take_block(data, now, Some(client))?,
+            None => self.take_block(data, now, Some(client))?.0,
         };
         self.grow_if_below_threshold();
         let ip = Family::of(lease.ip).1;

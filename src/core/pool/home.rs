@@ -389,7 +389,7 @@ mod pool_side {
         /// Reserve up to `want` blocks of the home `subpool`, counted.
         fn reserve_home(&self, subpool: &Subpool<T>, want: u64) -> Option<u64> {
             match subpool.free.reserve_up_to(want) {
-                Reserve::Taken { count, last } => {
+                Reserve::Taken { count, last, .. } => {
                     self.reserved(subpool, count, last);
                     Some(count)
                 }

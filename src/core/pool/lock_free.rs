@@ -39,8 +39,12 @@ impl<T: Default + Send + Sync> Pool<T> {
     pub(crate) fn allocate_at(&self, data: T, now: Option<f64>) -> Result<Lease, Error> {
         self.release_due(now);
         self.fence_if_due();
-        let lease = self.take_block(data, now, None)?;
-        self.grow_if_below_threshold();
+        let (lease, left) = self.take_block(data, now, None)?;
+        // The pool has at least the `left` free blocks of the subpool it
+        // took from: above the threshold, the rule is silent (no sum read).
+        if left <= self.config.grow_threshold() {
+            self.grow_if_below_threshold();
+        }
         Ok(lease)
     }
 
@@ -86,13 +90,14 @@ impl<T: Default + Send + Sync> Pool<T> {
     }
 
     /// A block from the lowest-id shared subpool with a free block, for
-    /// `client` (recorded in the block with client settings).
+    /// `client` (recorded in the block with client settings), and the free
+    /// blocks its subpool had left (see [`with_reserved`](Self::with_reserved)).
     pub(super) fn take_block(
         &self,
         data: T,
         now: Option<f64>,
         client: Option<u64>,
-    ) -> Result<Lease, Error> {
+    ) -> Result<(Lease, u64), Error> {
         self.with_reserved(1, now, |subpool, _| {
             self.take_reserved(subpool, data, client)
         })
@@ -153,12 +158,15 @@ impl<T: Default + Send + Sync> Pool<T> {
                 }
             }
         })
+        .map(|_| ())
     }
 
     /// Find the lowest-id subpool with a free block, reserve up to `want`
     /// blocks in it, count them in `taken`, and run `take` on it with the
-    /// count reserved. Creates a subpool, or reports exhaustion (at `now`,
-    /// for its message), when no subpool has a free block.
+    /// count reserved; its result, and the free blocks the subpool had left
+    /// after the reservation (0 from a home: unknown). Creates a subpool, or
+    /// reports exhaustion (at `now`, for its message), when no subpool has
+    /// a free block.
     ///
     /// The blocks are counted before `take` publishes them as live: a lease
     /// can be looked up and freed by another thread as soon as it is
@@ -169,10 +177,10 @@ impl<T: Default + Send + Sync> Pool<T> {
         want: u64,
         now: Option<f64>,
         take: impl FnOnce(&Subpool<T>, u64) -> R,
-    ) -> Result<R, Error> {
+    ) -> Result<(R, u64), Error> {
         /// One attempt of the loop below.
         enum Step<R> {
-            Done(R),
+            Done(R, u64),
             Refresh,
             Lost,
         }
@@ -201,8 +209,8 @@ impl<T: Default + Send + Sync> Pool<T> {
             // Pinned: the subpool is not dropped while this uses it, even if
             // another thread deletes it meanwhile.
             let step = epoch::pin(|guard| {
-                let (subpool, count) = match &home {
-                    Some((home, count)) => (&**home, *count),
+                let (subpool, count, left) = match &home {
+                    Some((home, count)) => (&**home, *count, 0),
                     None => {
                         let Some(subpool) = self
                             .slots
@@ -217,12 +225,12 @@ impl<T: Default + Send + Sync> Pool<T> {
                             Some(subpool.free.reserve_up_to(want))
                         };
                         match reserved {
-                            Some(Reserve::Taken { count, last }) => {
+                            Some(Reserve::Taken { count, last, left }) => {
                                 self.reserved(subpool, count, last);
                                 if exact && visit.contended() && !visit.overlaps {
                                     self.home_calm();
                                 }
-                                (&**subpool, count)
+                                (&**subpool, count, left)
                             }
                             Some(Reserve::Empty | Reserve::Closed) => return Step::Refresh,
                             None => return Step::Lost,
@@ -230,10 +238,10 @@ impl<T: Default + Send + Sync> Pool<T> {
                     }
                 };
                 let take = take.take().expect("taken once");
-                Step::Done(take(subpool, count))
+                Step::Done(take(subpool, count), left)
             });
             match step {
-                Step::Done(result) => return Ok(result),
+                Step::Done(result, left) => return Ok((result, left)),
                 Step::Refresh => self.refresh(id),
                 Step::Lost => {
                     exact = false;
@@ -247,8 +255,7 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// free block left), before they are published.
     #[inline]
     pub(super) fn reserved(&self, subpool: &Subpool<T>, count: u64, last: bool) {
-        self.taken.fetch_add(count, Ordering::AcqRel);
-        self.live.fetch_add(count, Ordering::AcqRel);
+        self.tally.took(count);
         if subpool.owner.is_some() {
             self.client_taken.fetch_add(count, Ordering::AcqRel);
         } else if last {
@@ -296,7 +303,10 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// `hold_down`; returns its data when this call completed the release
     /// (`None` when a concurrent lookup will complete it).
     pub fn free(&self, handle: Handle) -> Result<Option<T>, Error> {
-        self.free_with_hold(handle, self.config.hold_down())
+        // The configuration's hold was checked when it was built.
+        let seconds = self.config.hold_down();
+        let now = self.now_for_free(seconds)?;
+        self.free_at(handle, seconds, now)
     }
 
     /// Free the lease `handle`, holding its block for `seconds` (finite,
@@ -379,7 +389,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         if !held {
             self.return_blocks(subpool, offsets, 0, tidy);
         }
-        self.live.fetch_sub(offsets.len() as u64, Ordering::AcqRel);
+        self.tally.ended(offsets.len() as u64);
         if self.tracks_clients() {
             let how = if held { Ended::Held } else { Ended::Freed };
             self.clients_ended(subpool, offsets, how, now);
@@ -396,7 +406,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             return;
         }
         self.return_blocks(subpool, &[], 1, tidy);
-        self.live.fetch_sub(1, Ordering::AcqRel);
+        self.tally.ended(1);
         if self.tracks_clients() {
             self.clients_ended(subpool, &[offset], Ended::Freed, now);
         }
@@ -438,13 +448,13 @@ impl<T: Default + Send + Sync> Pool<T> {
         let available = subpool.free.give_back(offsets, in_place);
         if subpool.owner.is_some() {
             self.client_taken.fetch_sub(count, Ordering::AcqRel);
-            self.taken.fetch_sub(count, Ordering::AcqRel);
+            self.tally.returned(count);
             return;
         }
         if available == count {
             self.availability.set(subpool.id); // the count left zero
         }
-        self.taken.fetch_sub(count, Ordering::AcqRel);
+        self.tally.returned(count);
         if !tidy {
             return;
         }
@@ -491,7 +501,8 @@ impl<T: Default + Send + Sync> Pool<T> {
         now: Option<f64>,
     ) -> Result<Vec<Lease>, Error> {
         self.release_due(now);
-        if n > self.shared_room() {
+        // The summed counts first (O(1)), the free lists to refuse.
+        if n > self.shared_room() && n > self.shared_room_listed() {
             return Err(self.exhausted(n, now));
         }
         let mut leases = Vec::new();

@@ -44,7 +44,6 @@ use std::net::IpAddr;
 use crate::core::availability::Availability;
 use crate::core::clients::Clients;
 use crate::core::config::Config;
-use crossbeam_utils::CachePadded;
 
 use crate::core::drained::Drained;
 use crate::core::epoch::{Retired, Slot};
@@ -58,6 +57,7 @@ use crate::core::segvec::SegVec;
 use crate::core::space::Family;
 use crate::core::subpool::Subpool;
 use crate::core::sync::{Arc, AtomicArc, AtomicU64, Loaded, Mutex, MutexGuard, Ordering};
+use crate::core::tally::Tally;
 
 use writer::Writer;
 
@@ -127,14 +127,11 @@ pub struct PoolStats {
 /// ```
 pub struct Pool<T> {
     config: Config,
-    /// Blocks taken from free lists and not yet returned: every live lease
-    /// and held block, plus allocations and frees in progress (see
-    /// `docs/design.md`). Capacity, growth and exhaustion are decided on it.
-    taken: AtomicU64,
-    /// Live leases, plus allocations and frees in progress: raised before a
-    /// lease is published, lowered after it stopped being live (`len()`).
-    /// Written by every call: on a cache line of its own.
-    live: CachePadded<AtomicU64>,
+    /// Blocks taken from free lists and not yet returned (every live lease
+    /// and held block), and live leases (`len()`): per-thread cells, summed
+    /// (`tally.rs`). Growth is decided on `taken`; exhaustion on the free
+    /// lists (`writer.rs`).
+    tally: Tally,
     blocks: AtomicU64,
     /// The subpool of each id, read pinned (`epoch.rs`): no count touched.
     slots: SegVec<Slot<Subpool<T>>>,
@@ -206,8 +203,7 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// An empty pool whose holds are timed by `clock`.
     pub fn with_clock(config: Config, clock: Clock) -> Self {
         Pool {
-            taken: AtomicU64::new(0),
-            live: CachePadded::new(AtomicU64::new(0)),
+            tally: Tally::new(0, 0),
             blocks: AtomicU64::new(0),
             slots: SegVec::new(),
             retired: Mutex::new(Retired::default()),
@@ -246,11 +242,11 @@ impl<T: Default + Send + Sync> Pool<T> {
         &self.clock
     }
 
-    /// Live leases now. Under concurrency it also counts the allocations
-    /// and frees in progress (see `docs/design.md`); it never counts fewer
-    /// than the leases live.
+    /// Live leases now: exact when no call is in progress. Under
+    /// concurrency it is a sum of per-thread counts read one after another
+    /// (see `docs/design.md`): it may miss the calls made while it reads.
     pub fn len(&self) -> u64 {
-        self.live.load(Ordering::Acquire)
+        self.tally.live()
     }
 
     /// Blocks freed with a hold, not yet released (a snapshot; it includes
@@ -313,15 +309,38 @@ impl<T: Default + Send + Sync> Pool<T> {
     pub(crate) fn shared_free(&self) -> u64 {
         let blocks = self.blocks.load(Ordering::Acquire);
         let client_blocks = self.client_blocks.load(Ordering::Acquire);
-        let taken = self.taken.load(Ordering::Acquire);
+        let taken = self.tally.taken();
         let client_taken = self.client_taken.load(Ordering::Acquire);
         (blocks.saturating_sub(client_blocks)).saturating_sub(taken.saturating_sub(client_taken))
+    }
+
+    /// Free blocks of shared subpools counted on their free lists: exact at
+    /// each list's read (the summed counts may miss calls in progress), for
+    /// a refusal. O(subpools).
+    pub(crate) fn shared_free_listed(&self) -> u64 {
+        self.intervals
+            .load()
+            .subpools
+            .iter()
+            .filter(|subpool| subpool.owner.is_none())
+            .map(|subpool| subpool.free.available())
+            .sum()
     }
 
     /// Leases a shared allocation may still get: free blocks of shared
     /// subpools no drained IP fences, and the blocks not yet made that the
     /// free addresses on no drained IP can hold.
     pub(crate) fn shared_room(&self) -> u64 {
+        self.shared_room_with(self.shared_free())
+    }
+
+    /// [`shared_room`](Self::shared_room) with the free blocks counted on
+    /// the free lists (`shared_free_listed`): what a refusal is decided on.
+    pub(crate) fn shared_room_listed(&self) -> u64 {
+        self.shared_room_with(self.shared_free_listed())
+    }
+
+    fn shared_room_with(&self, shared_free: u64) -> u64 {
         let mut unmade = self
             .config
             .capacity()
@@ -336,7 +355,7 @@ impl<T: Default + Send + Sync> Pool<T> {
                 .sum();
             unmade = unmade.min(u64::try_from(undrained).unwrap_or(u64::MAX));
         }
-        self.shared_free()
+        shared_free
             .saturating_sub(self.drain_fenced_free_blocks())
             .saturating_add(unmade)
     }
@@ -394,7 +413,7 @@ impl<T: Default + Send + Sync> Pool<T> {
     pub fn stats(&self) -> PoolStats {
         let snapshot = self.intervals.load();
         let blocks = self.blocks.load(Ordering::Acquire);
-        let taken = self.taken.load(Ordering::Acquire);
+        let taken = self.tally.taken();
         PoolStats {
             live: self.len(),
             free_blocks: blocks.saturating_sub(taken),

@@ -131,7 +131,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         }
         // One free block fewer: the reservation of one.
         match subpool.free.reserve_up_to(1) {
-            Reserve::Taken { count, last } => self.reserved(subpool, count, last),
+            Reserve::Taken { count, last, .. } => self.reserved(subpool, count, last),
             // Every free block is promised to allocations in flight, this
             // one among them: they take it.
             Reserve::Empty => return Err(taken("being allocated")),
@@ -182,8 +182,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         if available == 1 && subpool.owner.is_none() && subpool.serves() {
             self.availability.set(subpool.id); // the count left zero
         }
-        self.live.fetch_sub(1, Ordering::AcqRel);
-        self.taken.fetch_sub(1, Ordering::AcqRel);
+        self.tally.ended_and_returned(1);
     }
 
     /// An address in a free interval: a shared subpool for it by the chunk
@@ -233,7 +232,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             epoch,
             |subpool| {
                 // Nobody else sees the subpool yet: reserve, mark, occupy.
-                let Reserve::Taken { count, last } = subpool.free.reserve_up_to(1) else {
+                let Reserve::Taken { count, last, .. } = subpool.free.reserve_up_to(1) else {
                     unreachable!("a fresh subpool has every block free")
                 };
                 self.reserved(subpool, count, last);

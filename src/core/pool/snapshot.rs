@@ -27,7 +27,7 @@
 
 use std::collections::HashMap;
 
-use crossbeam_utils::CachePadded;
+use crate::core::tally::Tally;
 
 use crate::core::availability::Availability;
 use crate::core::clients::{BlockEvent, ClientState, Clients};
@@ -577,8 +577,7 @@ impl Restorable {
         let blocks: u64 = image.subpools.iter().map(|s| s.len() as u64).sum();
 
         Ok(Pool {
-            taken: AtomicU64::new(image.live + held_blocks),
-            live: CachePadded::new(AtomicU64::new(image.live)),
+            tally: Tally::new(image.live + held_blocks, image.live),
             blocks: AtomicU64::new(blocks),
             slots,
             retired: Mutex::new(retired),

@@ -121,7 +121,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         }
         if self.has_store() {
             // The cluster decides: a claim, or none left (exhaustion).
-            if self.shared_room() == 0 {
+            if self.shared_room_listed() == 0 {
                 return Err(self.exhausted(1, now));
             }
             return match self.create_subpool(&mut writer, true)? {
@@ -135,18 +135,22 @@ impl<T: Default + Send + Sync> Pool<T> {
             return Ok(());
         }
         // Every block exists, or every free address is on a drained IP.
-        if self.shared_free().saturating_sub(self.fenced_free_blocks()) == 0 {
-            return Err(self.exhausted(1, now));
-        }
-        // Some shared blocks that serve are not taken: a concurrent free is
-        // landing, or a bit is between its clear and its re-check. Re-derive the map from the counts (rare: only at full
-        // occupancy) and retry.
-        drop(writer);
+        // Exhaustion is decided on the free lists themselves, not on the
+        // summed counts (`tally.rs`): a shared subpool that serves with a
+        // free block is a concurrent free that landed, or a bit between its
+        // clear and its re-check. Re-derive the map from the lists (rare:
+        // only at full occupancy) and retry; none: exhausted.
+        let mut found = false;
         for subpool in &self.intervals.load().subpools {
             if subpool.owner.is_none() && subpool.free.has_free() {
                 self.availability.set(subpool.id);
+                found = true;
             }
         }
+        if !found {
+            return Err(self.exhausted(1, now));
+        }
+        drop(writer);
         yield_now();
         Ok(())
     }

@@ -58,7 +58,8 @@ fn a_release_and_an_emptying_free_never_both_skip_the_deletion() {
             subpool.free.reserve_up_to(1),
             Reserve::Taken {
                 count: 1,
-                last: true
+                last: true,
+                left: 0
             }
         );
         let offset = subpool.free.pop(&SplitMix64::new(1));
