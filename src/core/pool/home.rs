@@ -6,16 +6,17 @@
 //! on its free list's count (`FreeList::try_reserve_up_to`, which never
 //! fails spuriously). Only a *lost* CAS, i.e. another thread changed that
 //! count between our load and our CAS, which needs two calls that overlap
-//! in time, sends the call to the thread's home subpool, for that
-//! reservation only. A call whose exact attempt meets no contention takes
-//! from the exact subpool, whatever home the thread holds; so a history
-//! whose calls never overlap gets exactly the reference model's order (no
-//! CAS is ever lost in it), and a thread with a home is as exact as one
-//! without it. The home is claimed on the first lost CAS and kept across
-//! calls, so that a contending thread does not claim and create subpools
-//! over and over; it is released after [`CALM_CALLS`] calls in a row whose
-//! exact attempt met no contention ("it stopped contending"), when it has
-//! no free block left, when its subpool is gone, and when the thread exits.
+//! in time, gives the thread a home subpool; so a history whose calls never
+//! overlap gets exactly the reference model's order (no CAS is ever lost in
+//! it, no thread gets a home). The home is kept across calls, so that a
+//! contending thread does not claim and create subpools over and over. A
+//! thread holding a home takes from it in every call but one in [`SAMPLE`]
+//! (writing no line another thread writes); the sampled call registers in
+//! the pool's in-flight count and takes from the home only if it overlaps
+//! another allocation, else from the exact place. The home is released
+//! after [`CALM_SAMPLES`] sampled calls in a row whose exact attempt met no
+//! contention ("it stopped contending"), when it has no free block left,
+//! when its subpool is gone, and when the thread exits.
 //!
 //! Claim and release. A subpool's [`HomeCell`] holds 0 (no home) or the
 //! token of the thread whose home it is (tokens are unique, nonzero, one
@@ -59,15 +60,22 @@ use crate::core::sync::{Arc, AtomicU64, Ordering};
 
 #[cfg(all(loom, test))]
 mod loom;
+#[cfg(all(test, not(loom)))]
+mod tests;
 
 #[cfg(loom)]
 use ::loom::sync::atomic::fence;
 #[cfg(not(loom))]
 use std::sync::atomic::fence;
 
-/// Calls in a row whose exact attempt met no contention after which a
-/// thread releases its home.
-pub(crate) const CALM_CALLS: u32 = 1024;
+/// Sampled calls in a row whose exact attempt met no contention after
+/// which a thread releases its home.
+pub(crate) const CALM_SAMPLES: u32 = 16;
+
+/// In a contended pool, a thread that holds a home there looks at the pool
+/// (registers in the in-flight count, tries the exact order) in one call of
+/// this many; the others take from its home and write no shared line.
+pub(crate) const SAMPLE: u32 = 64;
 
 /// Subpools a thread looks at (address order) for an unclaimed home before
 /// it creates one.
@@ -99,10 +107,12 @@ impl PoolHomes {
 
 /// An allocation's registration in the in-flight count, for its
 /// reservation and take; `overlaps`: another registered allocation was in
-/// flight when it registered (their calls overlap in time).
+/// flight when it registered (their calls overlap in time), or the call is
+/// one of a home's unsampled calls (`sticky`, not registered).
 pub(crate) struct Visit<'a> {
     in_flight: Option<&'a AtomicU64>,
     pub(crate) overlaps: bool,
+    pub(crate) sticky: bool,
 }
 
 impl Visit<'_> {
@@ -187,6 +197,8 @@ mod local {
         pub(super) id: u32,
         pub(super) cell: Arc<AtomicU64>,
         pub(super) calm: u32,
+        /// Calls since the home was claimed (one in `SAMPLE` is sampled).
+        pub(super) calls: u32,
     }
 
     pub(super) struct Homes {
@@ -217,7 +229,7 @@ mod local {
 #[cfg(not(loom))]
 mod pool_side {
     use super::local::{Home, ANY, HOMES, MAX_HOMES};
-    use super::{release_cell, Visit, CALM_CALLS, SCAN};
+    use super::{release_cell, Visit, CALM_SAMPLES, SAMPLE, SCAN};
     use crate::core::epoch;
     use crate::core::free_list::Reserve;
     use crate::core::pool::Pool;
@@ -244,13 +256,25 @@ mod pool_side {
                 return Visit {
                     in_flight: None,
                     overlaps: false,
+                    sticky: false,
                 };
             }
-            self.home_visit_registered()
+            self.home_visit_contended()
         }
 
-        #[cold]
-        fn home_visit_registered(&self) -> Visit<'_> {
+        /// [`home_visit`](Self::home_visit) in a pool that was contended:
+        /// a thread holding a home here takes from it without registering,
+        /// but in one call of [`SAMPLE`], which registers (and so counts
+        /// towards the home's release when calm).
+        #[inline(never)]
+        fn home_visit_contended(&self) -> Visit<'_> {
+            if self.home_tick() {
+                return Visit {
+                    in_flight: None,
+                    overlaps: true,
+                    sticky: true,
+                };
+            }
             let in_flight = &self.homes.in_flight.0;
             // The count's RMWs are totally ordered: a nonzero count before
             // ours is a call that registered before us and has not left,
@@ -259,7 +283,29 @@ mod pool_side {
             Visit {
                 in_flight: Some(in_flight),
                 overlaps: before > 0,
+                sticky: false,
             }
+        }
+
+        /// Count a call of this thread's home in this pool, if it holds
+        /// one: whether the call is unsampled (it takes from the home).
+        fn home_tick(&self) -> bool {
+            if !ANY.with(|any| any.get()) {
+                return false;
+            }
+            let key = self.home_key();
+            HOMES
+                .try_with(|homes| {
+                    let mut homes = homes.borrow_mut();
+                    match homes.homes.iter_mut().find(|h| h.pool == key) {
+                        Some(home) => {
+                            home.calls = home.calls.wrapping_add(1);
+                            home.calls % SAMPLE != 0
+                        }
+                        None => false,
+                    }
+                })
+                .unwrap_or(false)
         }
 
         /// A call's exact attempt met no contention: count it towards the
@@ -281,7 +327,7 @@ mod pool_side {
                 let token = homes.token;
                 let i = homes.homes.iter().position(|h| h.pool == key)?;
                 homes.homes[i].calm += 1;
-                if homes.homes[i].calm < CALM_CALLS {
+                if homes.homes[i].calm < CALM_SAMPLES {
                     return None;
                 }
                 let home = homes.homes.swap_remove(i);
@@ -316,14 +362,16 @@ mod pool_side {
         /// taken. `contended`: the reservation of the exact order lost its
         /// CAS in that subpool, and a thread without a home (or whose home
         /// has no free block) claims one, or creates it; `None`: the call
-        /// overlaps another, and only a home the thread holds serves.
-        /// `None` back: no home has a free block (the caller takes the
-        /// exact order).
+        /// overlaps another, or is unsampled (`sticky`), and only a home the
+        /// thread holds serves. A lost CAS or a proven overlap restarts the
+        /// home's calm count; an unsampled call does not. `None` back: no
+        /// home has a free block (the caller takes the exact order).
         #[cold]
         pub(crate) fn home_reserve(
             &self,
             want: u64,
             contended: Option<u32>,
+            sticky: bool,
         ) -> Option<(Arc<Subpool<T>>, u64)> {
             // No home for a call from a thread-local destructor after this
             // thread's homes were dropped (their `with` would panic).
@@ -339,7 +387,9 @@ mod pool_side {
                 let token = homes.token;
                 let i = homes.homes.iter().position(|h| h.pool == key);
                 let current = i.map(|i| {
-                    homes.homes[i].calm = 0;
+                    if !sticky {
+                        homes.homes[i].calm = 0;
+                    }
                     (homes.homes[i].id, Arc::clone(&homes.homes[i].cell))
                 });
                 (token, current)
@@ -418,6 +468,7 @@ mod pool_side {
                     id: subpool.id,
                     cell: Arc::clone(&cell),
                     calm: 0,
+                    calls: 0,
                 });
                 ANY.with(|any| any.set(true));
             });
@@ -426,6 +477,7 @@ mod pool_side {
                 id: subpool.id,
                 cell,
                 calm: 0,
+                calls: 0,
             }
         }
 
@@ -480,6 +532,7 @@ impl<T: Default + Send + Sync> crate::core::pool::Pool<T> {
         &self,
         _want: u64,
         _contended: Option<u32>,
+        _sticky: bool,
     ) -> Option<(Arc<crate::core::subpool::Subpool<T>>, u64)> {
         None
     }
@@ -490,6 +543,7 @@ impl<T: Default + Send + Sync> crate::core::pool::Pool<T> {
         Visit {
             in_flight: None,
             overlaps: false,
+            sticky: false,
         }
     }
 }

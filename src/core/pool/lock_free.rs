@@ -191,7 +191,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         // call site of `take`, so that it is inlined.
         let visit = self.home_visit();
         let mut home = if visit.overlaps {
-            self.home_reserve(want, None)
+            self.home_reserve(want, None, visit.sticky)
         } else {
             None
         };
@@ -245,7 +245,7 @@ impl<T: Default + Send + Sync> Pool<T> {
                 Step::Refresh => self.refresh(id),
                 Step::Lost => {
                     exact = false;
-                    home = self.home_reserve(want, Some(id));
+                    home = self.home_reserve(want, Some(id), false);
                 }
             }
         }

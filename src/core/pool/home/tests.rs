@@ -1,0 +1,57 @@
+//! The home rule's sampling, on one thread, so deterministic: once a lost
+//! CAS gave the thread a home, it takes from it in all but one call of
+//! `SAMPLE`; each sampled call that meets no contention takes the exact
+//! place and counts as calm; `CALM_SAMPLES` of them give the home back,
+//! and every call is exact again.
+
+use std::net::Ipv4Addr;
+
+use crate::core::config::PoolSpec;
+use crate::core::pool::home::{CALM_SAMPLES, SAMPLE};
+use crate::core::pool::Pool;
+
+fn subpool_of(pool: &Pool<u64>) -> u32 {
+    let lease = pool.allocate(0).unwrap();
+    let (_, id, _) = lease.handle.parts().unwrap();
+    pool.free(lease.handle).unwrap();
+    id
+}
+
+#[test]
+fn a_home_serves_unsampled_calls_until_calm_samples_give_it_back() {
+    let ip = Ipv4Addr::new(10, 0, 0, 1);
+    let spec = PoolSpec::new("sampled", ip, ip)
+        .ports(1000, 1255)
+        .initial_blocks(64)
+        .subpool_blocks(64)
+        .seed(1);
+    let pool = Pool::<u64>::new(spec.build().unwrap());
+    // Live throughout, so that subpool 0 never empties (the deletion rule
+    // would drop it, the home being enough to keep `initial_blocks`).
+    let kept = pool.allocate(0).unwrap();
+    assert_eq!(kept.handle.parts().unwrap().1, 0);
+    // What another thread's overlapping call would do: this thread loses
+    // the reservation CAS in subpool 0, and takes a home.
+    let (home, count) = pool
+        .home_reserve(1, Some(0), false)
+        .expect("a home is created");
+    assert_ne!(home.id, 0);
+    let lease = pool.take_reserved(&home, 0, None);
+    assert_eq!(count, 1);
+    pool.free(lease.handle).unwrap();
+
+    let calls = u64::from(SAMPLE * CALM_SAMPLES);
+    for call in 1..=calls {
+        let expected = if call % u64::from(SAMPLE) == 0 {
+            0 // sampled: no other call in flight, the exact place
+        } else {
+            home.id
+        };
+        assert_eq!(subpool_of(&pool), expected, "call {call}");
+    }
+    // Given back after the last calm sample: exact from now on.
+    for call in 0..2 * u64::from(SAMPLE) {
+        assert_eq!(subpool_of(&pool), 0, "call {call} after the release");
+    }
+    pool.free(kept.handle).unwrap();
+}
