@@ -174,6 +174,11 @@ struct Local {
 impl Local {
     #[inline]
     fn participant(&self) -> &Participant {
+        self.registered()
+    }
+
+    /// The thread's participant, registered on first use.
+    fn registered(&self) -> &Arc<Participant> {
         self.participant.get_or_init(|| {
             let participant = DOMAIN.register();
             #[cfg(not(loom))]
@@ -293,53 +298,81 @@ pub fn thread_count() -> usize {
 }
 
 /// Run `f` pinned: what it loads from a [`Slot`] is not dropped before it
-/// returns. No locked instruction (see the module documentation).
+/// returns. No locked instruction (see the module documentation). `f` is
+/// called from one place, so that its captures are not gathered in memory
+/// for a slow path.
 #[inline]
 pub fn pin<R>(f: impl FnOnce(&Guard) -> R) -> R {
-    let guard = Guard {
+    let holder = Holder::current();
+    // Dropped before `holder` (declared after it): unpinned, then released.
+    let _pinned = Pinned::enter(holder.participant());
+    f(&Guard {
         _pinned: PhantomData,
-    };
+    })
+}
+
+/// The participant a pin uses: the thread's own, or, for a call from
+/// another thread-local's destructor after the thread's own `Local` was
+/// dropped, one for this call only, released when the holder is dropped.
+enum Holder {
+    /// The thread's participant (see `CURRENT`).
     #[cfg(not(loom))]
-    {
-        let current = CURRENT.with(Cell::get);
-        if !current.is_null() {
-            // SAFETY: `CURRENT` is set to the participant this thread's
-            // `Local` registered (an `Arc` the static registry also holds
-            // and never removes, so it is never freed), and cleared before
-            // `Local` releases it: it is live and this thread's.
-            let _pinned = Pinned::enter(unsafe { &*current });
-            return f(&guard);
+    Own(*const Participant),
+    #[cfg(loom)]
+    Own(Arc<Participant>),
+    Temporary(Arc<Participant>),
+}
+
+impl Holder {
+    #[inline(always)]
+    fn current() -> Self {
+        #[cfg(not(loom))]
+        {
+            let current = CURRENT.with(Cell::get);
+            if !current.is_null() {
+                return Holder::Own(current);
+            }
+        }
+        Self::slow()
+    }
+
+    /// Through the thread-local `Local`, registering the thread's
+    /// participant on its first pin (always the path under loom); a
+    /// temporary participant when the thread-local is gone.
+    #[cfg_attr(not(loom), cold)]
+    fn slow() -> Self {
+        let own = LOCAL.try_with(|local| {
+            #[cfg(not(loom))]
+            return Holder::Own(local.participant());
+            #[cfg(loom)]
+            Holder::Own(Arc::clone(local.registered()))
+        });
+        own.unwrap_or_else(|_| Holder::Temporary(DOMAIN.register()))
+    }
+
+    #[inline(always)]
+    fn participant(&self) -> &Participant {
+        match self {
+            // SAFETY: `CURRENT`, or `Local::participant`, gave this pointer:
+            // the participant this thread's `Local` registered (an `Arc` the
+            // static registry also holds and never removes, so it is never
+            // freed), live and this thread's until `Local` is dropped, which
+            // no pin outlives (a pin ends before its call returns).
+            #[cfg(not(loom))]
+            Holder::Own(participant) => unsafe { &**participant },
+            #[cfg(loom)]
+            Holder::Own(participant) => participant,
+            Holder::Temporary(participant) => participant,
         }
     }
-    pin_slow(f, &guard)
 }
 
-/// [`pin`] through the thread-local `Local`, registering the thread's
-/// participant on its first pin (always the path under loom).
-#[cfg_attr(not(loom), cold)]
-fn pin_slow<R>(f: impl FnOnce(&Guard) -> R, guard: &Guard) -> R {
-    let mut f = Some(f);
-    let pinned = LOCAL.try_with(|local| {
-        let _pinned = Pinned::enter(local.participant());
-        (f.take().expect("runs once"))(guard)
-    });
-    match pinned {
-        Ok(result) => result,
-        Err(_) => pin_without_local(f.take().expect("not run"), guard),
+impl Drop for Holder {
+    fn drop(&mut self) {
+        if let Holder::Temporary(participant) = self {
+            release(participant);
+        }
     }
-}
-
-/// [`pin`] when the thread-local is gone (a call from another
-/// thread-local's destructor): a participant for this call only.
-#[cold]
-fn pin_without_local<R>(f: impl FnOnce(&Guard) -> R, guard: &Guard) -> R {
-    let participant = DOMAIN.register();
-    let result = {
-        let _pinned = Pinned::enter(&participant);
-        f(guard)
-    };
-    release(&participant);
-    result
 }
 
 /// What a slot points to: the `Arc` is boxed so that a reader borrows it
@@ -603,6 +636,41 @@ mod tests {
         }
         assert_eq!(retired.len(), 0);
         assert_eq!(drops.load(Ordering::SeqCst), 1);
+    }
+
+    /// A pin from a thread-local destructor that runs after the thread's
+    /// own `Local` was dropped (registered before it, so destroyed after
+    /// it): a temporary participant, which sees the value and is released.
+    #[test]
+    fn a_pin_from_a_late_thread_local_destructor_uses_a_temporary_participant() {
+        struct Late(Arc<Slot<u64>>, Arc<AtomicUsize>);
+        impl Drop for Late {
+            fn drop(&mut self) {
+                let seen = pin(|guard| self.0.load(guard).map(|value| **value));
+                let local_gone = super::LOCAL.try_with(|_| ()).is_err();
+                if seen == Some(7) && local_gone {
+                    self.1.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+        thread_local! {
+            static LATE: std::cell::RefCell<Option<Late>> = const { std::cell::RefCell::new(None) };
+        }
+        let slot = Arc::new(Slot::default());
+        let mut retired = Retired::default();
+        slot.store(Some(Arc::new(7)), &mut retired);
+        let done = Arc::new(AtomicUsize::new(0));
+        let (slot2, done2) = (Arc::clone(&slot), Arc::clone(&done));
+        thread::spawn(move || {
+            // `LATE`'s destructor is registered first, so it runs last.
+            LATE.with(|late| *late.borrow_mut() = Some(Late(slot2, done2)));
+            pin(|_| ());
+        })
+        .join()
+        .unwrap();
+        assert_eq!(done.load(Ordering::SeqCst), 1);
+        slot.store(None, &mut retired);
+        retired.collect();
     }
 
     #[test]

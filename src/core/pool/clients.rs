@@ -238,7 +238,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         };
         let lease = match on_ip {
             Some(subpool) => self.take_reserved(&subpool, data, Some(client)),
-            None => self.take_block(data, now, Some(client))?.0,
+            None => self.take_block(data, now, Some(client), &mut 0)?,
         };
         self.grow_if_below_threshold();
         let ip = Family::of(lease.ip).1;

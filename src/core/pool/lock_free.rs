@@ -39,7 +39,8 @@ impl<T: Default + Send + Sync> Pool<T> {
     pub(crate) fn allocate_at(&self, data: T, now: Option<f64>) -> Result<Lease, Error> {
         self.release_due(now);
         self.fence_if_due();
-        let (lease, left) = self.take_block(data, now, None)?;
+        let mut left = 0;
+        let lease = self.take_block(data, now, None, &mut left)?;
         // The pool has at least the `left` free blocks of the subpool it
         // took from: above the threshold, the rule is silent (no sum read).
         if left <= self.config.grow_threshold() {
@@ -90,15 +91,16 @@ impl<T: Default + Send + Sync> Pool<T> {
     }
 
     /// A block from the lowest-id shared subpool with a free block, for
-    /// `client` (recorded in the block with client settings), and the free
-    /// blocks its subpool had left (see [`with_reserved`](Self::with_reserved)).
+    /// `client` (recorded in the block with client settings); `left`: the
+    /// free blocks its subpool had left (see [`with_reserved`](Self::with_reserved)).
     pub(super) fn take_block(
         &self,
         data: T,
         now: Option<f64>,
         client: Option<u64>,
-    ) -> Result<(Lease, u64), Error> {
-        self.with_reserved(1, now, |subpool, _| {
+        left: &mut u64,
+    ) -> Result<Lease, Error> {
+        self.with_reserved(1, now, left, |subpool, _| {
             self.take_reserved(subpool, data, client)
         })
     }
@@ -137,7 +139,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         offsets: &mut Vec<u32>,
         now: Option<f64>,
     ) -> Result<(), Error> {
-        self.with_reserved(want, now, |subpool, count| {
+        self.with_reserved(want, now, &mut 0, |subpool, count| {
             offsets.clear();
             subpool.free.pop_many(count, offsets, &self.rng);
             let mut spare = None;
@@ -158,13 +160,12 @@ impl<T: Default + Send + Sync> Pool<T> {
                 }
             }
         })
-        .map(|_| ())
     }
 
     /// Find the lowest-id subpool with a free block, reserve up to `want`
     /// blocks in it, count them in `taken`, and run `take` on it with the
-    /// count reserved; its result, and the free blocks the subpool had left
-    /// after the reservation (0 from a home: unknown). Creates a subpool, or
+    /// count reserved; its result, with the free blocks the subpool had left
+    /// after the reservation in `left_out` (0 from a home: unknown). Creates a subpool, or
     /// reports exhaustion (at `now`, for its message), when no subpool has
     /// a free block.
     ///
@@ -176,11 +177,12 @@ impl<T: Default + Send + Sync> Pool<T> {
         &self,
         want: u64,
         now: Option<f64>,
+        left_out: &mut u64,
         take: impl FnOnce(&Subpool<T>, u64) -> R,
-    ) -> Result<(R, u64), Error> {
+    ) -> Result<R, Error> {
         /// One attempt of the loop below.
         enum Step<R> {
-            Done(R, u64),
+            Done(R),
             Refresh,
             Lost,
         }
@@ -238,10 +240,11 @@ impl<T: Default + Send + Sync> Pool<T> {
                     }
                 };
                 let take = take.take().expect("taken once");
-                Step::Done(take(subpool, count), left)
+                *left_out = left;
+                Step::Done(take(subpool, count))
             });
             match step {
-                Step::Done(result, left) => return Ok((result, left)),
+                Step::Done(result) => return Ok(result),
                 Step::Refresh => self.refresh(id),
                 Step::Lost => {
                     exact = false;
