@@ -501,12 +501,17 @@ fn a_settle_in_place_is_seen_by_the_take_that_claims_it() {
             written.store(1, Ordering::Relaxed);
             list.give_back(&[], 1)
         });
-        let taker = spawn_with(&list, take);
+        let taker = spawn_with(&list, move |list| {
+            take(list).map(|block| (block, payload.load(Ordering::Relaxed)))
+        });
         assert_eq!(settler.join().unwrap() & !(3 << 62), 1);
         match taker.join().unwrap() {
-            Some(block) => {
+            Some((block, seen)) => {
                 assert_eq!(block, 0);
-                assert_eq!(payload.load(Ordering::Relaxed), 1, "the settle is seen");
+                assert_eq!(
+                    seen, 1,
+                    "{kind:?}: the take missed what the settle did before"
+                );
             }
             None => assert_eq!(drain(&list), vec![0]),
         }
