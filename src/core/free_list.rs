@@ -157,7 +157,7 @@ impl FreeList {
 
     /// Claim up to `want` (at least 1) free blocks, to be taken with
     /// [`pop`](Self::pop) (one) or [`pop_many`](Self::pop_many).
-    #[inline]
+    #[inline(always)]
     pub fn reserve_up_to(&self, want: u64) -> Reserve {
         debug_assert!(want > 0);
         if let Blocks::Fused(fused) = &self.blocks {
@@ -194,7 +194,7 @@ impl FreeList {
     /// CAS: `None` when it lost, i.e. another thread changed the count
     /// between this load and the CAS (never a spurious failure, so never
     /// without a call that overlaps this one).
-    #[inline]
+    #[inline(always)]
     pub fn try_reserve_up_to(&self, want: u64) -> Option<Reserve> {
         debug_assert!(want > 0);
         if let Blocks::Fused(fused) = &self.blocks {
@@ -247,7 +247,7 @@ impl FreeList {
     /// Take `count` reserved blocks (at most [`CHAIN`]; a reservation's,
     /// from `at`), appending them to `out` in the order single pops would
     /// return them.
-    #[inline]
+    #[inline(always)]
     pub fn pop_many(&self, at: At, count: u64, out: &mut Vec<u32>, rng: &SplitMix64) {
         debug_assert!((1..=CHAIN).contains(&count));
         match &self.blocks {
@@ -284,7 +284,7 @@ impl FreeList {
 
     /// [`push_many`](Self::push_many), and count `listed` more blocks whose
     /// phantom entry became a free entry where it stands (no push).
-    #[inline]
+    #[inline(always)]
     pub fn give_back(&self, offsets: &[u32], listed: u64) -> u64 {
         let count = offsets.len() as u64 + listed;
         if count == 0 {
@@ -422,7 +422,7 @@ impl FreeList {
     }
 
     /// The count with the closed and drained bits (a snapshot).
-    #[inline]
+    #[inline(always)]
     fn load(&self) -> u64 {
         match &self.blocks {
             Blocks::Fused(fused) => fused.load(),

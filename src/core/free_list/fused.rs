@@ -34,6 +34,8 @@
 //! laps behind a claimed position as there are threads stalled on that cell
 //! in turn (two per lap), so `2^laps >= 2^14` laps cannot be confused.
 
+use std::num::NonZeroU64;
+
 use crossbeam_utils::CachePadded;
 
 use crate::core::error::Error;
@@ -49,12 +51,22 @@ pub struct Fused {
     /// Written by every take and return: on a cache line of its own.
     word: CachePadded<AtomicU64>,
     cells: Box<[AtomicU64]>,
-    /// `b`: the bits of `avail` and of `len`.
+    /// `n`, the cells.
+    n: NonZeroU64,
+    /// `b`: the bits of `avail` and of `len` (`len`'s shift).
     bits: u32,
+    /// `2b`: `head`'s shift.
+    head_shift: u32,
+    /// `2^b - 1`.
+    mask: u64,
     /// `M = n << laps`: positions are counted mod `M`.
     modulus: u64,
     lap_mask: u64,
 }
+
+// The arithmetic below wraps where the layout's invariants rule overflow
+// out (`avail <= len <= n < 2^b`, positions `< M`), so that the hot paths
+// carry no overflow checks (the release profile has them on).
 
 impl Fused {
     /// A ring of `n` (1 to [`MAX`]) blocks holding `listed` (the next taken
@@ -78,31 +90,39 @@ impl Fused {
         Ok(Fused {
             word: CachePadded::new(AtomicU64::new(flags | len << bits | avail)),
             cells,
+            n: NonZeroU64::from(std::num::NonZeroU32::new(n).expect("n >= 1")),
             bits,
+            head_shift: 2 * bits,
+            mask: (1 << bits) - 1,
             modulus: u64::from(n) << laps,
             lap_mask: (1 << laps) - 1,
         })
     }
 
+    #[inline(always)]
     fn avail(&self, word: u64) -> u64 {
-        word & ((1 << self.bits) - 1)
+        word & self.mask
     }
 
+    #[inline(always)]
     fn len(&self, word: u64) -> u64 {
-        (word >> self.bits) & ((1 << self.bits) - 1)
+        word.wrapping_shr(self.bits) & self.mask
     }
 
+    #[inline(always)]
     fn head(&self, word: u64) -> u64 {
-        (word & !SHUT) >> (2 * self.bits)
+        (word & !SHUT).wrapping_shr(self.head_shift)
     }
 
     /// `word`'s flags with the given fields.
+    #[inline(always)]
     fn with(&self, word: u64, head: u64, len: u64, avail: u64) -> u64 {
-        word & SHUT | head << (2 * self.bits) | len << self.bits | avail
+        word & SHUT | head.wrapping_shl(self.head_shift) | len.wrapping_shl(self.bits) | avail
     }
 
     /// The word as the free list's callers read a count: the closed and
     /// drained bits and `avail`.
+    #[inline(always)]
     pub fn count(&self, word: u64) -> u64 {
         word & SHUT | self.avail(word)
     }
@@ -114,22 +134,30 @@ impl Fused {
     }
 
     /// A cell's lap, full bit and offset.
+    #[inline(always)]
     fn cell(&self, lap: u64, full: bool, offset: u32) -> u64 {
         (lap & self.lap_mask) << 33 | if full { FULL } else { 0 } | u64::from(offset)
     }
 
+    #[inline(always)]
     fn slot(&self, position: u64) -> (&AtomicU64, u64) {
-        let n = self.cells.len() as u64;
-        (&self.cells[(position % n) as usize], position / n)
+        (&self.cells[(position % self.n) as usize], position / self.n)
     }
 
+    /// `position + by` mod `M` (`by <= M`).
+    #[inline(always)]
     fn step(&self, position: u64, by: u64) -> u64 {
-        (position + by) % self.modulus
+        let next = position.wrapping_add(by);
+        if next >= self.modulus {
+            next.wrapping_sub(self.modulus)
+        } else {
+            next
+        }
     }
 
     /// The take CAS from `word`: `Err` with the outcome when it is refused,
     /// else the word after it, the count taken, and whether it was the last.
-    #[inline]
+    #[inline(always)]
     fn claim(&self, word: u64, want: u64) -> Result<(u64, u64, bool), Reserve> {
         if word & SHUT != 0 {
             return Err(Reserve::Closed);
@@ -140,14 +168,19 @@ impl Fused {
         }
         let count = avail.min(want);
         let head = self.step(self.head(word), count);
-        let next = self.with(word, head, self.len(word) - count, avail - count);
+        let next = self.with(
+            word,
+            head,
+            self.len(word).wrapping_sub(count),
+            avail.wrapping_sub(count),
+        );
         Ok((next, count, count == avail))
     }
 
     /// Claim up to `want` free blocks and their positions (one CAS;
     /// `Acquire`: a take sees what a return or a `listed` before it in the
     /// word's order did before them).
-    #[inline]
+    #[inline(always)]
     pub fn reserve_up_to(&self, want: u64) -> Reserve {
         let mut word = self.word.load(Ordering::Relaxed);
         loop {
@@ -174,7 +207,7 @@ impl Fused {
     /// One attempt of [`reserve_up_to`](Self::reserve_up_to) with a strong
     /// CAS: `None` when another thread changed the word between the load
     /// and the CAS.
-    #[inline]
+    #[inline(always)]
     pub fn try_reserve_up_to(&self, want: u64) -> Option<Reserve> {
         let word = self.word.load(Ordering::Relaxed);
         let (next, count, last) = match self.claim(word, want) {
@@ -205,7 +238,7 @@ impl Fused {
             }
             match self.word.compare_exchange_weak(
                 word,
-                word - 1,
+                word.wrapping_sub(1),
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
@@ -222,14 +255,14 @@ impl Fused {
     }
 
     /// Take the block at the claimed `position`, waiting for its push to land.
-    #[inline]
+    #[inline(always)]
     pub fn take_at(&self, position: u64) -> u32 {
         let (cell_word, lap) = self.slot(position);
         let wanted = self.cell(lap, true, 0) >> 32;
         loop {
             let current = cell_word.load(Ordering::Acquire);
             if current >> 32 == wanted {
-                cell_word.store(self.cell(lap + 1, false, 0), Ordering::Release);
+                cell_word.store(self.cell(lap.wrapping_add(1), false, 0), Ordering::Release);
                 return current as u32;
             }
             spin_wait();
@@ -239,7 +272,12 @@ impl Fused {
     /// Take the `count` blocks claimed from `first`, appending them in order.
     #[inline]
     pub fn take_many(&self, first: u64, count: u64, out: &mut Vec<u32>) {
-        out.extend((0..count).map(|i| self.take_at(self.step(first, i))));
+        let mut position = first;
+        out.extend((0..count).map(|_| {
+            let taken = self.take_at(position);
+            position = self.step(position, 1);
+            taken
+        }));
     }
 
     /// Take one more block in place of a phantom a take met: claims the
@@ -251,7 +289,12 @@ impl Fused {
             let len = self.len(word);
             debug_assert!(len > self.avail(word), "a phantom is listed");
             let head = self.head(word);
-            let next = self.with(word, self.step(head, 1), len - 1, self.avail(word));
+            let next = self.with(
+                word,
+                self.step(head, 1),
+                len.wrapping_sub(1),
+                self.avail(word),
+            );
             match self
                 .word
                 .compare_exchange_weak(word, next, Ordering::Acquire, Ordering::Relaxed)
@@ -264,7 +307,7 @@ impl Fused {
 
     /// Put `offset` at the claimed `position`, waiting for the cell's last
     /// take to land.
-    #[inline]
+    #[inline(always)]
     fn put_at(&self, position: u64, offset: u32) {
         let (cell_word, lap) = self.slot(position);
         let wanted = self.cell(lap, false, 0) >> 32;
@@ -278,23 +321,25 @@ impl Fused {
     /// that became free entries where they stand: one `fetch_add`
     /// (`Release`: a take that claims these blocks sees what this thread did
     /// before). Yields the count after it.
-    #[inline]
+    #[inline(always)]
     pub fn give_back(&self, offsets: &[u32], in_place: u64) -> u64 {
         let pushed = offsets.len() as u64;
-        let added = pushed + in_place;
+        let added = pushed.wrapping_add(in_place);
         let old = self
             .word
-            .fetch_add(pushed << self.bits | added, Ordering::Release);
-        let first = self.step(self.head(old), self.len(old));
-        for (i, &offset) in (0..).zip(offsets) {
-            self.put_at(self.step(first, i), offset);
+            .fetch_add(pushed.wrapping_shl(self.bits) | added, Ordering::Release);
+        let mut position = self.step(self.head(old), self.len(old));
+        for &offset in offsets {
+            self.put_at(position, offset);
+            position = self.step(position, 1);
         }
-        self.count(old) + added
+        self.count(old).wrapping_add(added)
     }
 
     /// Give back a reservation that took no position: `avail += 1`.
     pub fn unreserve(&self) -> u64 {
-        self.count(self.word.fetch_add(1, Ordering::Release)) + 1
+        self.count(self.word.fetch_add(1, Ordering::Release))
+            .wrapping_add(1)
     }
 
     /// Close the ring if all `total` blocks are free: one CAS that sets
