@@ -62,6 +62,11 @@ pub struct Fused {
     /// `M = n << laps`: positions are counted mod `M`.
     modulus: u64,
     lap_mask: u64,
+    /// What a take of one subtracts (`len` and `avail` one each) and adds
+    /// (`head` one), and what a head's wrap at `M` subtracts.
+    take_one: u64,
+    head_one: u64,
+    head_wrap: u64,
 }
 
 // The arithmetic below wraps where the layout's invariants rule overflow
@@ -96,6 +101,9 @@ impl Fused {
             mask: (1 << bits) - 1,
             modulus: u64::from(n) << laps,
             lap_mask: (1 << laps) - 1,
+            take_one: 1 << bits | 1,
+            head_one: 1 << (2 * bits),
+            head_wrap: (u64::from(n) << laps) << (2 * bits),
         })
     }
 
@@ -167,13 +175,14 @@ impl Fused {
             return Err(Reserve::Empty);
         }
         let count = avail.min(want);
-        let head = self.step(self.head(word), count);
-        let next = self.with(
-            word,
-            head,
-            self.len(word).wrapping_sub(count),
-            avail.wrapping_sub(count),
-        );
+        // `len - count, avail - count, head + count` (no flag set: the
+        // head's carry into them, if any, is taken back by the wrap).
+        let mut next = word
+            .wrapping_sub(count.wrapping_mul(self.take_one))
+            .wrapping_add(count.wrapping_mul(self.head_one));
+        if self.head(word).wrapping_add(count) >= self.modulus {
+            next = next.wrapping_sub(self.head_wrap);
+        }
         Ok((next, count, count == avail))
     }
 
