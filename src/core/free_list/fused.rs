@@ -147,9 +147,22 @@ impl Fused {
         (lap & self.lap_mask) << 33 | if full { FULL } else { 0 } | u64::from(offset)
     }
 
+    /// A position's cell and lap.
     #[inline(always)]
-    fn slot(&self, position: u64) -> (&AtomicU64, u64) {
-        (&self.cells[(position % self.n) as usize], position / self.n)
+    fn slot(&self, position: u64) -> (usize, u64) {
+        ((position % self.n) as usize, position / self.n)
+    }
+
+    /// The cell and lap after (`i`, `lap`): no division per step of a
+    /// chain (the lap is masked where it is stored, so the wrap at `M`
+    /// needs nothing more).
+    #[inline(always)]
+    fn next_slot(&self, i: usize, lap: u64) -> (usize, u64) {
+        if i + 1 == self.cells.len() {
+            (0, lap.wrapping_add(1))
+        } else {
+            (i + 1, lap)
+        }
     }
 
     /// `position + by` mod `M` (`by <= M`).
@@ -266,7 +279,14 @@ impl Fused {
     /// Take the block at the claimed `position`, waiting for its push to land.
     #[inline(always)]
     pub fn take_at(&self, position: u64) -> u32 {
-        let (cell_word, lap) = self.slot(position);
+        let (i, lap) = self.slot(position);
+        self.take_cell(i, lap)
+    }
+
+    /// Take the block in cell `i` on `lap`, waiting for its push to land.
+    #[inline(always)]
+    fn take_cell(&self, i: usize, lap: u64) -> u32 {
+        let cell_word = &self.cells[i];
         let wanted = self.cell(lap, true, 0) >> 32;
         loop {
             let current = cell_word.load(Ordering::Acquire);
@@ -281,10 +301,10 @@ impl Fused {
     /// Take the `count` blocks claimed from `first`, appending them in order.
     #[inline]
     pub fn take_many(&self, first: u64, count: u64, out: &mut Vec<u32>) {
-        let mut position = first;
+        let (mut i, mut lap) = self.slot(first);
         out.extend((0..count).map(|_| {
-            let taken = self.take_at(position);
-            position = self.step(position, 1);
+            let taken = self.take_cell(i, lap);
+            (i, lap) = self.next_slot(i, lap);
             taken
         }));
     }
@@ -314,11 +334,11 @@ impl Fused {
         }
     }
 
-    /// Put `offset` at the claimed `position`, waiting for the cell's last
-    /// take to land.
+    /// Put `offset` in cell `i` on `lap` (a claimed position), waiting for
+    /// the cell's last take to land.
     #[inline(always)]
-    fn put_at(&self, position: u64, offset: u32) {
-        let (cell_word, lap) = self.slot(position);
+    fn put_cell(&self, i: usize, lap: u64, offset: u32) {
+        let cell_word = &self.cells[i];
         let wanted = self.cell(lap, false, 0) >> 32;
         while cell_word.load(Ordering::Acquire) >> 32 != wanted {
             spin_wait();
@@ -337,10 +357,10 @@ impl Fused {
         let old = self
             .word
             .fetch_add(pushed.wrapping_shl(self.bits) | added, Ordering::Release);
-        let mut position = self.step(self.head(old), self.len(old));
+        let (mut i, mut lap) = self.slot(self.step(self.head(old), self.len(old)));
         for &offset in offsets {
-            self.put_at(position, offset);
-            position = self.step(position, 1);
+            self.put_cell(i, lap, offset);
+            (i, lap) = self.next_slot(i, lap);
         }
         self.count(old).wrapping_add(added)
     }
@@ -388,8 +408,8 @@ impl Fused {
         let word = self.word.load(Ordering::Acquire);
         (0..self.len(word))
             .map(|i| {
-                let (cell_word, lap) = self.slot(self.step(self.head(word), i));
-                let current = cell_word.load(Ordering::Acquire);
+                let (cell, lap) = self.slot(self.step(self.head(word), i));
+                let current = self.cells[cell].load(Ordering::Acquire);
                 (current >> 32 == self.cell(lap, true, 0) >> 32).then_some(current as u32)
             })
             .collect()
