@@ -1,8 +1,9 @@
 //! loom models of a subpool's free list (`src/core/free_list.rs`): the
 //! reservation count and the close handshake, in front of the tagged
-//! Treiber stack (LIFO), the ring (FIFO) and the locked array (random).
-//! Each model runs for every order it names. Run with `make loom`
-//! (RUSTFLAGS="--cfg loom").
+//! Treiber stack (LIFO), the ring (FIFO of more than `fused::MAX` blocks)
+//! and the locked array (random), and folded into the fused ring's word
+//! (FIFO). Each model runs for every structure it names. Run with `make
+//! loom` (RUSTFLAGS="--cfg loom").
 
 use std::collections::HashSet;
 
@@ -10,11 +11,26 @@ use crate::core::free_list::{FreeList, Reserve};
 use crate::core::loom_support::spawn_with;
 use crate::core::policy::Order;
 use crate::core::rng::SplitMix64;
-use loom::sync::atomic::{AtomicBool, Ordering};
+use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use loom::sync::Arc;
 
-const LOCK_FREE: [Order; 2] = [Order::Lifo, Order::Fifo];
-const ALL: [Order; 3] = [Order::Lifo, Order::Fifo, Order::Random];
+/// A structure: the list of an order (FIFO: the fused ring, every model's
+/// list being small), or the ring with its count in front (`Counted`).
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Of(Order),
+    Counted,
+}
+
+const FUSED: Kind = Kind::Of(Order::Fifo);
+const FIFO: [Kind; 2] = [FUSED, Kind::Counted];
+const LOCK_FREE: [Kind; 3] = [Kind::Of(Order::Lifo), FUSED, Kind::Counted];
+const ALL: [Kind; 4] = [
+    Kind::Of(Order::Lifo),
+    FUSED,
+    Kind::Counted,
+    Kind::Of(Order::Random),
+];
 
 /// A free list and the generator its random takes draw from.
 struct List {
@@ -30,16 +46,19 @@ impl std::ops::Deref for List {
     }
 }
 
-fn list(order: Order, n: u32) -> Arc<List> {
+fn list(kind: Kind, n: u32) -> Arc<List> {
     Arc::new(List {
-        free: FreeList::new(order, n).unwrap(),
+        free: match kind {
+            Kind::Of(order) => FreeList::new(order, n).unwrap(),
+            Kind::Counted => FreeList::counted_ring(n),
+        },
         rng: SplitMix64::new(7),
     })
 }
 
 fn take(list: &List) -> Option<u32> {
     match list.reserve_up_to(1) {
-        Reserve::Taken { .. } => Some(list.pop(&list.rng)),
+        Reserve::Taken { at, .. } => Some(list.pop(at, &list.rng)),
         Reserve::Empty | Reserve::Closed => None,
     }
 }
@@ -49,17 +68,17 @@ fn drain(list: &List) -> Vec<u32> {
     std::iter::from_fn(|| take(list)).collect()
 }
 
-/// Run `model` under loom once for each of `orders`.
-fn for_each(orders: &[Order], model: fn(Order)) {
-    for &order in orders {
-        loom::model(move || model(order));
+/// Run `model` under loom once for each of `kinds`.
+fn for_each(kinds: &[Kind], model: fn(Kind)) {
+    for &kind in kinds {
+        loom::model(move || model(kind));
     }
 }
 
 #[test]
 fn two_threads_race_for_the_last_block() {
-    for_each(&ALL, |order| {
-        let list = list(order, 2);
+    for_each(&ALL, |kind| {
+        let list = list(kind, 2);
         let first = take(&list).unwrap();
         let racers: Vec<_> = (0..2).map(|_| spawn_with(&list, take)).collect();
         let won: Vec<u32> = racers
@@ -77,8 +96,8 @@ fn two_threads_race_for_the_last_block() {
 /// pushes x back; A's CAS must not install y (which B holds).
 #[test]
 fn push_pop_interleavings_do_not_expose_aba() {
-    for_each(&LOCK_FREE, |order| {
-        let list = list(order, 3);
+    for_each(&LOCK_FREE, |kind| {
+        let list = list(kind, 3);
         let a = spawn_with(&list, take);
         let b = spawn_with(&list, move |list| {
             let x = take(list);
@@ -106,8 +125,8 @@ fn push_pop_interleavings_do_not_expose_aba() {
 /// A reservation made while a push is landing always finds the block.
 #[test]
 fn a_reserved_pop_waits_only_for_a_committed_push() {
-    for_each(&ALL, |order| {
-        let list = list(order, 1);
+    for_each(&ALL, |kind| {
+        let list = list(kind, 1);
         let block = take(&list).unwrap();
         let pusher = spawn_with(&list, move |list| list.push(block));
         let taker = spawn_with(&list, take);
@@ -125,8 +144,8 @@ fn a_reserved_pop_waits_only_for_a_committed_push() {
 /// Closing an idle list races with a reservation: one of them wins.
 #[test]
 fn close_and_reserve_exclude_each_other() {
-    for_each(&ALL, |order| {
-        let list = list(order, 2);
+    for_each(&ALL, |kind| {
+        let list = list(kind, 2);
         let closer = spawn_with(&list, move |list| list.try_close(2));
         let taker = spawn_with(&list, take);
         let closed = closer.join().unwrap();
@@ -147,8 +166,8 @@ fn close_and_reserve_exclude_each_other() {
 
 fn take_chain(list: &List, want: u64) -> Vec<u32> {
     let mut out = Vec::new();
-    if let Reserve::Taken { count, .. } = list.reserve_up_to(want) {
-        list.pop_many(count, &mut out, &list.rng);
+    if let Reserve::Taken { count, at, .. } = list.reserve_up_to(want) {
+        list.pop_many(at, count, &mut out, &list.rng);
     }
     out
 }
@@ -157,8 +176,8 @@ fn take_chain(list: &List, want: u64) -> Vec<u32> {
 /// a push of a popped block: the walk must never install a stale link.
 #[test]
 fn a_chain_pop_races_with_pops_and_pushes() {
-    for_each(&LOCK_FREE, |order| {
-        let list = list(order, 4);
+    for_each(&LOCK_FREE, |kind| {
+        let list = list(kind, 4);
         let chain = spawn_with(&list, |list| take_chain(list, 2));
         let other = spawn_with(&list, |list| {
             let x = take(list);
@@ -185,12 +204,9 @@ fn a_chain_pop_races_with_pops_and_pushes() {
 /// count matches the stack.
 #[test]
 fn a_chain_push_races_with_a_chain_pop() {
-    for_each(&LOCK_FREE, |order| {
-        let list = list(order, 4);
-        let mut mine = Vec::new();
-        list.reserve_up_to(3);
-        list.pop_many(3, &mut mine, &list.rng);
-        assert_eq!(mine, vec![0, 1, 2]);
+    for_each(&LOCK_FREE, |kind| {
+        let list = list(kind, 4);
+        assert_eq!(take_chain(&list, 3), vec![0, 1, 2]);
         let pusher = spawn_with(&list, |list| list.push_many(&[0, 1]));
         let popper = spawn_with(&list, |list| take_chain(list, 2));
         let after_push = pusher.join().unwrap();
@@ -210,8 +226,8 @@ fn a_chain_push_races_with_a_chain_pop() {
 /// at once and is free at the end.
 #[test]
 fn blocks_cycle_through_a_one_block_list() {
-    for_each(&ALL, |order| {
-        let list = list(order, 1);
+    for_each(&ALL, |kind| {
+        let list = list(kind, 1);
         let cycle = |list: &List| {
             let mut taken = 0;
             for _ in 0..2 {
@@ -236,8 +252,8 @@ fn blocks_cycle_through_a_one_block_list() {
 /// returned before another was returned comes out first.
 #[test]
 fn fifo_pushes_race_with_a_pop_on_the_next_lap() {
-    loom::model(|| {
-        let list = list(Order::Fifo, 2);
+    for_each(&FIFO, |kind| {
+        let list = list(kind, 2);
         let (x, y) = (take(&list).unwrap(), take(&list).unwrap());
         let pusher = spawn_with(&list, move |list| {
             list.push(x);
@@ -265,8 +281,8 @@ fn fifo_pushes_race_with_a_pop_on_the_next_lap() {
 /// list is recognised as such.
 #[test]
 fn a_fence_races_with_a_reservation_and_a_push() {
-    for_each(&ALL, |order| {
-        let list = list(order, 2);
+    for_each(&ALL, |kind| {
+        let list = list(kind, 2);
         let out = take(&list).unwrap();
         let taker = spawn_with(&list, take);
         let fencer = spawn_with(&list, |list| list.fence());
@@ -294,16 +310,15 @@ fn a_fence_races_with_a_reservation_and_a_push() {
 /// full with each block in it exactly once.
 #[test]
 fn a_fence_on_the_ring_races_with_a_chain_pop_and_a_return() {
-    loom::model(|| {
-        let list = list(Order::Fifo, 3);
+    for_each(&FIFO, |kind| {
+        let list = list(kind, 3);
         let out = take(&list).unwrap();
-        assert!(matches!(
-            list.reserve_up_to(2),
-            Reserve::Taken { count: 2, .. }
-        ));
-        let popper = spawn_with(&list, |list| {
+        let Reserve::Taken { count: 2, at, .. } = list.reserve_up_to(2) else {
+            panic!("two free blocks")
+        };
+        let popper = spawn_with(&list, move |list| {
             let mut chain = Vec::new();
-            list.pop_many(2, &mut chain, &list.rng);
+            list.pop_many(at, 2, &mut chain, &list.rng);
             chain
         });
         let fencer = spawn_with(&list, |list| list.fence());
@@ -326,8 +341,8 @@ fn a_fence_on_the_ring_races_with_a_chain_pop_and_a_return() {
 /// either fails (closed) or finds the list open again; nothing is lost.
 #[test]
 fn a_reopen_after_a_refused_deletion_races_with_a_reservation() {
-    for_each(&ALL, |order| {
-        let list = list(order, 2);
+    for_each(&ALL, |kind| {
+        let list = list(kind, 2);
         let taker = spawn_with(&list, take);
         let deleter = spawn_with(&list, |list| {
             if list.try_close(2) {
@@ -351,8 +366,8 @@ fn a_reopen_after_a_refused_deletion_races_with_a_reservation() {
 /// array all meet a moving target), and a take races for it.
 #[test]
 fn listed_orders_a_mark_before_every_later_take() {
-    for_each(&ALL, |order| {
-        let list = list(order, 1);
+    for_each(&ALL, |kind| {
+        let list = list(kind, 1);
         let mark = Arc::new(AtomicBool::new(false));
         let out = take(&list).unwrap();
         let pusher = spawn_with(&list, move |list| list.push(out));
@@ -386,8 +401,8 @@ fn listed_orders_a_mark_before_every_later_take() {
 /// and order under the bit, and after the undrain every block is there.
 #[test]
 fn a_drain_and_an_undrain_race_with_a_reservation_and_a_push() {
-    for_each(&ALL, |order| {
-        let list = list(order, 2);
+    for_each(&ALL, |kind| {
+        let list = list(kind, 2);
         let out = take(&list).unwrap();
         let taker = spawn_with(&list, take);
         let drainer = spawn_with(&list, |list| {
@@ -412,5 +427,118 @@ fn a_drain_and_an_undrain_race_with_a_reservation_and_a_push() {
             list.try_close(2),
             "a drained, full list closes for deletion"
         );
+    });
+}
+
+/// A phantom (a block reserved in place, its entry left listed) is met by
+/// a take, which takes one more in its place while a return lands: the
+/// fused ring's extra claim (`avail` kept) and the return's claim (from
+/// the old word's head and length) never overlap, and the count stays the
+/// free blocks.
+#[test]
+fn a_take_meets_a_phantom_while_a_return_lands() {
+    for_each(&ALL, |kind| {
+        let list = list(kind, 3);
+        let out = take(&list).unwrap();
+        assert!(matches!(
+            list.reserve_in_place(),
+            Reserve::Taken { count: 1, .. }
+        ));
+        assert_eq!(list.available(), 1);
+        let taker = spawn_with(&list, |list| {
+            take(list).map(|first| (first, list.pop_more(&list.rng)))
+        });
+        let pusher = spawn_with(&list, move |list| list.push(out));
+        let after = pusher.join().unwrap();
+        assert!((1..=2).contains(&after), "pushed: {after}");
+        let (first, more) = taker.join().unwrap().expect("a free block");
+        assert_eq!(list.available(), 1);
+        let mut all = vec![first, more];
+        all.extend(drain(&list));
+        all.sort_unstable();
+        assert_eq!(all, vec![0, 1, 2], "each block once");
+    });
+}
+
+/// A reservation in place and a take race for the last free block (and a
+/// close for the idle list would be refused): exactly one of them gets it.
+#[test]
+fn a_reservation_in_place_races_with_a_take_for_the_last_block() {
+    for_each(&ALL, |kind| {
+        let list = list(kind, 2);
+        let out = take(&list).unwrap();
+        let reserver = spawn_with(&list, |list| list.reserve_in_place());
+        let taker = spawn_with(&list, take);
+        let closer = spawn_with(&list, |list| list.try_close(2));
+        let reserved = matches!(reserver.join().unwrap(), Reserve::Taken { .. });
+        let taken = taker.join().unwrap();
+        assert!(!closer.join().unwrap(), "a block is out");
+        assert!(reserved != taken.is_some(), "{reserved} {taken:?}");
+        assert_eq!(list.available(), 0);
+        assert_eq!(list.reserve_in_place(), Reserve::Empty);
+        if reserved {
+            // The phantom is still listed; given back, the list is full.
+            assert!(list.listed(1 - out));
+            assert_eq!(list.unreserve(), 1);
+            assert_eq!(list.push(out), 2);
+            assert!(list.try_close(2));
+        }
+    });
+}
+
+/// A phantom settles where it stands (`give_back` with an in-place count,
+/// no push) while a take claims it: the take sees what the settling thread
+/// did before (the return's `Release`, the take's `Acquire` on the one
+/// word; no cell carries it, the cell was filled long before).
+#[test]
+fn a_settle_in_place_is_seen_by_the_take_that_claims_it() {
+    for_each(&ALL, |kind| {
+        let list = list(kind, 1);
+        let payload = Arc::new(AtomicU64::new(0));
+        assert!(matches!(list.reserve_in_place(), Reserve::Taken { .. }));
+        let written = Arc::clone(&payload);
+        let settler = spawn_with(&list, move |list| {
+            written.store(1, Ordering::Relaxed);
+            list.give_back(&[], 1)
+        });
+        let taker = spawn_with(&list, move |list| {
+            take(list).map(|block| (block, payload.load(Ordering::Relaxed)))
+        });
+        assert_eq!(settler.join().unwrap() & !(3 << 62), 1);
+        match taker.join().unwrap() {
+            Some((block, seen)) => {
+                assert_eq!(block, 0);
+                assert_eq!(
+                    seen, 1,
+                    "{kind:?}: the take missed what the settle did before"
+                );
+            }
+            None => assert_eq!(drain(&list), vec![0]),
+        }
+    });
+}
+
+/// A close races with a reservation in place and a return that makes the
+/// list full: the close wins only from all blocks free, after which the
+/// reservation is refused; a reservation first leaves the list unclosable.
+#[test]
+fn a_close_races_with_a_reservation_in_place_and_a_return() {
+    for_each(&ALL, |kind| {
+        let list = list(kind, 2);
+        let out = take(&list).unwrap();
+        let pusher = spawn_with(&list, move |list| list.push(out));
+        let reserver = spawn_with(&list, |list| list.reserve_in_place());
+        let closed = list.try_close(2);
+        let after = pusher.join().unwrap();
+        let reserved = reserver.join().unwrap();
+        if closed {
+            assert_eq!(reserved, Reserve::Closed);
+            assert_eq!(after, 2, "the return came first");
+            assert_eq!(list.available(), 2);
+        } else {
+            assert!(matches!(reserved, Reserve::Taken { .. }));
+            assert_eq!(list.available(), 1);
+            assert!(!list.try_close(2));
+        }
     });
 }

@@ -9,7 +9,7 @@
 
 use crate::core::clients::{BlockEvent, BlockEventKind, Clients};
 use crate::core::error::Error;
-use crate::core::free_list::Reserve;
+use crate::core::free_list::{At, Reserve};
 use crate::core::pool::{Ended, Lease, Pool};
 use crate::core::space::Family;
 use crate::core::subpool::Subpool;
@@ -184,18 +184,20 @@ impl<T: Default + Send + Sync> Pool<T> {
             .get(client)
             .map_or_else(Vec::new, |s| s.blocks.clone());
         blocks.sort_by_key(|block| block.id);
-        let chosen = blocks.into_iter().find(|block| self.reserve_one(block));
-        let block = match chosen {
-            Some(block) => block,
+        let chosen = blocks
+            .into_iter()
+            .find_map(|block| self.reserve_one(&block).map(|at| (block, at)));
+        let (block, at) = match chosen {
+            Some(chosen) => chosen,
             None => {
                 let block = self.create_block(client, self.last_block_ip(clients, client))?;
                 clients.state(client).blocks.push(Arc::clone(&block));
                 self.log(clients, BlockEventKind::Assigned, client, &block, now);
-                assert!(self.reserve_one(&block), "a fresh block has free blocks");
-                block
+                let at = self.reserve_one(&block);
+                (block, at.expect("a fresh block has free blocks"))
             }
         };
-        let lease = self.take_reserved(&block, data, Some(client));
+        let lease = self.take_reserved(&block, at, data, Some(client));
         let state = clients.state(client);
         state.live += 1;
         if self.config.paired() {
@@ -206,14 +208,17 @@ impl<T: Default + Send + Sync> Pool<T> {
         Ok(lease)
     }
 
-    /// Reserve one block of `subpool` and count it; `false` when it has none.
-    fn reserve_one(&self, subpool: &Subpool<T>) -> bool {
+    /// Reserve one block of `subpool` and count it (where its take starts);
+    /// `None` when it has none.
+    fn reserve_one(&self, subpool: &Subpool<T>) -> Option<At> {
         match subpool.free.reserve_up_to(1) {
-            Reserve::Taken { count, last, .. } => {
+            Reserve::Taken {
+                count, last, at, ..
+            } => {
                 self.reserved(subpool, count, last);
-                true
+                Some(at)
             }
-            Reserve::Empty | Reserve::Closed => false,
+            Reserve::Empty | Reserve::Closed => None,
         }
     }
 
@@ -237,7 +242,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             None
         };
         let lease = match on_ip {
-            Some(subpool) => self.take_reserved(&subpool, data, Some(client)),
+            Some((subpool, at)) => self.take_reserved(&subpool, at, data, Some(client)),
             None => self.take_block(data, now, Some(client), &mut 0)?,
         };
         self.grow_if_below_threshold();
@@ -252,7 +257,7 @@ impl<T: Default + Send + Sync> Pool<T> {
 
     /// Reserve a block of the lowest-id shared subpool whose addresses all
     /// lie on IP `ip` and that has a free block.
-    fn reserve_on_ip(&self, ip: u128) -> Option<Arc<Subpool<T>>> {
+    fn reserve_on_ip(&self, ip: u128) -> Option<(Arc<Subpool<T>>, At)> {
         let (low, high) = self.config.space().ip_indices(ip)?;
         let snapshot = self.intervals.load();
         let mut candidates: Vec<&Arc<Subpool<T>>> = snapshot
@@ -263,8 +268,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         candidates.sort_by_key(|s| s.id);
         candidates
             .into_iter()
-            .find(|s| self.reserve_one(s))
-            .cloned()
+            .find_map(|s| self.reserve_one(s).map(|at| (Arc::clone(s), at)))
     }
 
     /// The client side of leases of `subpool` that ended (`how`): their

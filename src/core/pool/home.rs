@@ -231,7 +231,7 @@ mod pool_side {
     use super::local::{Home, ANY, HOMES, MAX_HOMES};
     use super::{release_cell, Visit, CALM_SAMPLES, SAMPLE, SCAN};
     use crate::core::epoch;
-    use crate::core::free_list::Reserve;
+    use crate::core::free_list::{At, Reserve};
     use crate::core::pool::Pool;
     use crate::core::subpool::Subpool;
     use crate::core::sync::{Arc, Ordering};
@@ -372,7 +372,7 @@ mod pool_side {
             want: u64,
             contended: Option<u32>,
             sticky: bool,
-        ) -> Option<(Arc<Subpool<T>>, u64)> {
+        ) -> Option<(Arc<Subpool<T>>, u64, At)> {
             // No home for a call from a thread-local destructor after this
             // thread's homes were dropped (their `with` would panic).
             if self.has_store() || HOMES.try_with(|_| ()).is_err() {
@@ -397,8 +397,8 @@ mod pool_side {
             if let Some((id, cell)) = current {
                 if let Some(subpool) = self.subpool_at(id).as_ref() {
                     if subpool.home.is(&cell) && subpool.home.owned_by(token) {
-                        if let Some(count) = self.reserve_home(subpool, want) {
-                            return Some((Arc::clone(subpool), count));
+                        if let Some((count, at)) = self.reserve_home(subpool, want) {
+                            return Some((Arc::clone(subpool), count, at));
                         }
                     }
                 }
@@ -419,8 +419,8 @@ mod pool_side {
                     continue;
                 }
                 let home = self.remember_home(key, subpool);
-                if let Some(count) = self.reserve_home(subpool, want) {
-                    return Some((Arc::clone(subpool), count));
+                if let Some((count, at)) = self.reserve_home(subpool, want) {
+                    return Some((Arc::clone(subpool), count, at));
                 }
                 self.forget_home(key);
                 self.release_home(&home, token);
@@ -428,20 +428,23 @@ mod pool_side {
             drop(snapshot);
             let subpool = self.create_home(token)?;
             let home = self.remember_home(key, &subpool);
-            if let Some(count) = self.reserve_home(&subpool, want) {
-                return Some((subpool, count));
+            if let Some((count, at)) = self.reserve_home(&subpool, want) {
+                return Some((subpool, count, at));
             }
             self.forget_home(key);
             self.release_home(&home, token);
             None
         }
 
-        /// Reserve up to `want` blocks of the home `subpool`, counted.
-        fn reserve_home(&self, subpool: &Subpool<T>, want: u64) -> Option<u64> {
+        /// Reserve up to `want` blocks of the home `subpool`, counted (the
+        /// count and where its takes start).
+        fn reserve_home(&self, subpool: &Subpool<T>, want: u64) -> Option<(u64, At)> {
             match subpool.free.reserve_up_to(want) {
-                Reserve::Taken { count, last, .. } => {
+                Reserve::Taken {
+                    count, last, at, ..
+                } => {
                     self.reserved(subpool, count, last);
-                    Some(count)
+                    Some((count, at))
                 }
                 Reserve::Empty | Reserve::Closed => {
                     self.refresh(subpool.id);
@@ -533,7 +536,11 @@ impl<T: Default + Send + Sync> crate::core::pool::Pool<T> {
         _want: u64,
         _contended: Option<u32>,
         _sticky: bool,
-    ) -> Option<(Arc<crate::core::subpool::Subpool<T>>, u64)> {
+    ) -> Option<(
+        Arc<crate::core::subpool::Subpool<T>>,
+        u64,
+        crate::core::free_list::At,
+    )> {
         None
     }
 

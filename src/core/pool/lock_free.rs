@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use crate::core::block::{Completed, Release};
 use crate::core::epoch;
 use crate::core::error::Error;
-use crate::core::free_list::{FreeList, Reserve, CHAIN};
+use crate::core::free_list::{At, FreeList, Reserve, CHAIN};
 use crate::core::handle::Handle;
 use crate::core::held::{Entry as HeldEntry, DUE_CHUNK};
 use crate::core::policy::check_hold;
@@ -100,29 +100,30 @@ impl<T: Default + Send + Sync> Pool<T> {
         client: Option<u64>,
         left: &mut u64,
     ) -> Result<Lease, Error> {
-        self.with_reserved(1, now, left, |subpool, _| {
-            self.take_reserved(subpool, data, client)
+        self.with_reserved(1, now, left, |subpool, _, at| {
+            self.take_reserved(subpool, at, data, client)
         })
     }
 
-    /// Take the block a reservation granted in `subpool`, in the list's
-    /// order, and make it live: a phantom met on the way (a block `reserve`
+    /// Take the block a reservation granted in `subpool` (from `at`), in
+    /// the list's order, and make it live: a phantom met on the way (a block `reserve`
     /// took) is discarded and the take repeated, by the same rule.
     #[inline]
     pub(super) fn take_reserved(
         &self,
         subpool: &Subpool<T>,
+        at: At,
         data: T,
         client: Option<u64>,
     ) -> Lease {
-        let mut offset = subpool.free.pop(&self.rng);
+        let mut offset = subpool.free.pop(at, &self.rng);
         let mut data = data;
         let generation = loop {
             match Self::occupy(subpool, offset, data, client) {
                 Ok(generation) => break generation,
                 Err(back) => {
                     data = back;
-                    offset = subpool.free.pop(&self.rng);
+                    offset = subpool.free.pop_more(&self.rng);
                 }
             }
         };
@@ -139,9 +140,9 @@ impl<T: Default + Send + Sync> Pool<T> {
         offsets: &mut Vec<u32>,
         now: Option<f64>,
     ) -> Result<(), Error> {
-        self.with_reserved(want, now, &mut 0, |subpool, count| {
+        self.with_reserved(want, now, &mut 0, |subpool, count, at| {
             offsets.clear();
-            subpool.free.pop_many(count, offsets, &self.rng);
+            subpool.free.pop_many(at, count, offsets, &self.rng);
             let mut spare = None;
             for i in 0.. {
                 let Some(&offset) = offsets.get(i) else { break };
@@ -155,7 +156,7 @@ impl<T: Default + Send + Sync> Pool<T> {
                     Err(back) => {
                         // A phantom: discarded; one more take, in order.
                         spare = Some(back);
-                        offsets.push(subpool.free.pop(&self.rng));
+                        offsets.push(subpool.free.pop_more(&self.rng));
                     }
                 }
             }
@@ -164,10 +165,10 @@ impl<T: Default + Send + Sync> Pool<T> {
 
     /// Find the lowest-id subpool with a free block, reserve up to `want`
     /// blocks in it, count them in `taken`, and run `take` on it with the
-    /// count reserved; its result, with the free blocks the subpool had left
-    /// after the reservation in `left_out` (0 from a home: unknown). Creates a subpool, or
-    /// reports exhaustion (at `now`, for its message), when no subpool has
-    /// a free block.
+    /// count reserved and where its takes start; its result, with the free
+    /// blocks the subpool had left after the reservation in `left_out` (0
+    /// from a home: unknown). Creates a subpool, or reports exhaustion (at
+    /// `now`, for its message), when no subpool has a free block.
     ///
     /// The blocks are counted before `take` publishes them as live: a lease
     /// can be looked up and freed by another thread as soon as it is
@@ -178,7 +179,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         want: u64,
         now: Option<f64>,
         left_out: &mut u64,
-        take: impl FnOnce(&Subpool<T>, u64) -> R,
+        take: impl FnOnce(&Subpool<T>, u64, At) -> R,
     ) -> Result<R, Error> {
         /// One attempt of the loop below.
         enum Step<R> {
@@ -211,8 +212,8 @@ impl<T: Default + Send + Sync> Pool<T> {
             // Pinned: the subpool is not dropped while this uses it, even if
             // another thread deletes it meanwhile.
             let step = epoch::pin(|guard| {
-                let (subpool, count, left) = match &home {
-                    Some((home, count)) => (&**home, *count, 0),
+                let (subpool, count, at, left) = match &home {
+                    Some((home, count, at)) => (&**home, *count, *at, 0),
                     None => {
                         let Some(subpool) = self
                             .slots
@@ -227,12 +228,17 @@ impl<T: Default + Send + Sync> Pool<T> {
                             Some(subpool.free.reserve_up_to(want))
                         };
                         match reserved {
-                            Some(Reserve::Taken { count, last, left }) => {
+                            Some(Reserve::Taken {
+                                count,
+                                last,
+                                left,
+                                at,
+                            }) => {
                                 self.reserved(subpool, count, last);
                                 if exact && visit.contended() && !visit.overlaps {
                                     self.home_calm();
                                 }
-                                (&**subpool, count, left)
+                                (&**subpool, count, at, left)
                             }
                             Some(Reserve::Empty | Reserve::Closed) => return Step::Refresh,
                             None => return Step::Lost,
@@ -241,7 +247,7 @@ impl<T: Default + Send + Sync> Pool<T> {
                 };
                 let take = take.take().expect("taken once");
                 *left_out = left;
-                Step::Done(take(subpool, count))
+                Step::Done(take(subpool, count, at))
             });
             match step {
                 Step::Done(result) => return Ok(result),

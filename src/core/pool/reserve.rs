@@ -130,7 +130,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             return Err(self.exhausted(1, now));
         }
         // One free block fewer: the reservation of one.
-        match subpool.free.reserve_up_to(1) {
+        match subpool.free.reserve_in_place() {
             Reserve::Taken { count, last, .. } => self.reserved(subpool, count, last),
             // Every free block is promised to allocations in flight, this
             // one among them: they take it.
@@ -232,7 +232,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             epoch,
             |subpool| {
                 // Nobody else sees the subpool yet: reserve, mark, occupy.
-                let Reserve::Taken { count, last, .. } = subpool.free.reserve_up_to(1) else {
+                let Reserve::Taken { count, last, .. } = subpool.free.reserve_in_place() else {
                     unreachable!("a fresh subpool has every block free")
                 };
                 self.reserved(subpool, count, last);

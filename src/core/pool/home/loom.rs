@@ -54,15 +54,16 @@ fn a_release_and_an_emptying_free_never_both_skip_the_deletion() {
             home: HomeCell::new(),
         });
         assert!(subpool.home.claim(1));
-        assert_eq!(
-            subpool.free.reserve_up_to(1),
-            Reserve::Taken {
-                count: 1,
-                last: true,
-                left: 0
-            }
-        );
-        let offset = subpool.free.pop(&SplitMix64::new(1));
+        let Reserve::Taken {
+            count: 1,
+            last: true,
+            at,
+            ..
+        } = subpool.free.reserve_up_to(1)
+        else {
+            panic!("the one block is free")
+        };
+        let offset = subpool.free.pop(at, &SplitMix64::new(1));
         let free = spawn_with(&subpool, move |s| {
             let after = s.free.give_back(&[offset], 0);
             after == 1 && s.home.unclaimed_after_push() && s.free.try_close(1)

@@ -32,11 +32,11 @@ fn a_home_serves_unsampled_calls_until_calm_samples_give_it_back() {
     assert_eq!(kept.handle.parts().unwrap().1, 0);
     // What another thread's overlapping call would do: this thread loses
     // the reservation CAS in subpool 0, and takes a home.
-    let (home, count) = pool
+    let (home, count, at) = pool
         .home_reserve(1, Some(0), false)
         .expect("a home is created");
     assert_ne!(home.id, 0);
-    let lease = pool.take_reserved(&home, 0, None);
+    let lease = pool.take_reserved(&home, at, 0, None);
     assert_eq!(count, 1);
     pool.free(lease.handle).unwrap();
 
