@@ -262,8 +262,8 @@ impl Held {
     }
 
     fn publish_earliest(&self, queue: &Queue) {
-        let earliest = queue.earliest().map_or(f64::INFINITY, |entry| entry.end);
-        self.earliest.store(earliest.to_bits(), Ordering::Release);
+        self.earliest
+            .store(queue.earliest_end().to_bits(), Ordering::Release);
     }
 
     /// Whether a hold may have ended by `now`: some block is held and the
@@ -276,8 +276,8 @@ impl Held {
     /// Move up to `out.len()` of the blocks whose hold ended by `now` into
     /// `out`'s first places, earliest first (`(end, sequence)` order), and
     /// say how many; the caller asks again while it gets a full `out`.
-    /// Takes the lock only when one is due.
-    /// `subpool` resolves a held block's subpool id (a pinned slot load:
+    /// The caller tested [`may_be_due`](Self::may_be_due) (the lock is
+    /// taken only when one may be due). `subpool` resolves a held block's subpool id (a pinned slot load:
     /// the subpool of a held block is not deleted, see [`Entry`]).
     pub fn due<'g, T>(
         &self,
@@ -285,9 +285,6 @@ impl Held {
         out: &mut [Due<'g, T>],
         subpool: impl Fn(u32) -> &'g Arc<Subpool<T>>,
     ) -> usize {
-        if !self.may_be_due(now) {
-            return 0;
-        }
         let mut queue = self.lock();
         let mut moved = 0;
         while moved < out.len() {
@@ -325,6 +322,16 @@ impl Queue {
             self.heap.peek()
         } else {
             self.run.front()
+        }
+    }
+
+    /// When the earliest hold ends (`+inf` when none): the earlier of the
+    /// two fronts' ends (equal ends are the same end, whichever is first).
+    fn earliest_end(&self) -> f64 {
+        let run = self.run.front().map_or(f64::INFINITY, |entry| entry.end);
+        match self.heap.peek() {
+            Some(entry) if entry.end.total_cmp(&run).is_lt() => entry.end,
+            _ => run,
         }
     }
 

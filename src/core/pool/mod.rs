@@ -276,7 +276,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         if !self.allocation_reads_clock(for_client) {
             return Ok(None);
         }
-        self.clock.now().map(Some)
+        self.clock.read().map(Some)
     }
 
     /// Whether the pool keeps client states (quota, paired or port blocks).
