@@ -41,38 +41,49 @@ use crate::core::sync::{Arc, AtomicU64, Mutex, MutexGuard, Ordering};
 /// takes the lock again while there are more).
 pub const DUE_CHUNK: usize = 4;
 
-/// A held block as a snapshot sees it: its subpool, offset and hold's end.
-pub type HeldBlock<T> = (Arc<Subpool<T>>, u32, f64);
+/// A held block as a snapshot sees it: its subpool's id, offset and hold's
+/// end.
+pub type HeldBlock = (u32, u32, f64);
 
-/// A held block: its subpool and offset, and when its hold ends.
-pub struct Entry<T> {
+/// A held block of a subpool, resolved by the caller's pinned slot load.
+pub type Due<'g, T> = Option<(&'g Arc<Subpool<T>>, u32)>;
+
+/// A held block: its subpool's id and offset, and when its hold ends.
+///
+/// The subpool is named by its id, not an `Arc`: a held block is in no
+/// free list, so its subpool is never full and never deleted (deletion
+/// closes only a full list) while the block is held, and its slot keeps
+/// it; the allocation that ends the hold loads the slot pinned. No count
+/// is taken or dropped per hold.
+#[derive(Clone, Copy)]
+struct Entry {
     end: f64,
     sequence: u64,
-    pub subpool: Arc<Subpool<T>>,
-    pub offset: u32,
+    id: u32,
+    offset: u32,
 }
 
-impl<T> Entry<T> {
+impl Entry {
     fn key(&self) -> (f64, u64) {
         (self.end, self.sequence)
     }
 }
 
-impl<T> PartialEq for Entry<T> {
+impl PartialEq for Entry {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other) == CmpOrdering::Equal
     }
 }
 
-impl<T> Eq for Entry<T> {}
+impl Eq for Entry {}
 
-impl<T> PartialOrd for Entry<T> {
+impl PartialOrd for Entry {
     fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
         Some(self.cmp(other))
     }
 }
 
-impl<T> Ord for Entry<T> {
+impl Ord for Entry {
     /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest end,
     /// then the lowest sequence number.
     fn cmp(&self, other: &Self) -> CmpOrdering {
@@ -84,11 +95,11 @@ impl<T> Ord for Entry<T> {
     }
 }
 
-struct Queue<T> {
+struct Queue {
     /// Holds in `(end, sequence)` order, each appended at the back.
-    run: VecDeque<Entry<T>>,
+    run: VecDeque<Entry>,
     /// The holds that came out of order (ends before the run's last).
-    heap: BinaryHeap<Entry<T>>,
+    heap: BinaryHeap<Entry>,
     /// The next sequence number.
     sequence: u64,
     /// Holds whose release a lookup's reader will complete: (subpool id,
@@ -96,13 +107,13 @@ struct Queue<T> {
     deferred: Vec<(u32, u32, f64)>,
 }
 
-pub struct Held<T> {
+pub struct Held {
     count: AtomicU64,
     earliest: AtomicU64,
-    queue: Mutex<Queue<T>>,
+    queue: Mutex<Queue>,
 }
 
-impl<T: Default> Held<T> {
+impl Held {
     pub fn new() -> Self {
         Held {
             count: AtomicU64::new(0),
@@ -119,16 +130,16 @@ impl<T: Default> Held<T> {
     /// The queue a snapshot restores: `entries` (subpool, offset, end) in
     /// release order, numbered in that order. The subpools' held counts and
     /// their blocks' states are the caller's.
-    pub fn restored(entries: Vec<HeldBlock<T>>) -> Self {
+    pub fn restored(entries: Vec<HeldBlock>) -> Self {
         let count = entries.len() as u64;
         // In release order already: all of them go to the run.
-        let run: VecDeque<Entry<T>> = entries
+        let run: VecDeque<Entry> = entries
             .into_iter()
             .enumerate()
-            .map(|(sequence, (subpool, offset, end))| Entry {
+            .map(|(sequence, (id, offset, end))| Entry {
                 end,
                 sequence: sequence as u64,
-                subpool,
+                id,
                 offset,
             })
             .collect();
@@ -149,22 +160,22 @@ impl<T: Default> Held<T> {
     /// The held blocks in release order (`(end, sequence)`), as (subpool,
     /// offset, end); `None` while a release is parked for a lookup's reader
     /// (only under concurrency).
-    pub fn entries(&self) -> Option<Vec<HeldBlock<T>>> {
+    pub fn entries(&self) -> Option<Vec<HeldBlock>> {
         let queue = self.lock();
         if !queue.deferred.is_empty() {
             return None;
         }
-        let mut entries: Vec<&Entry<T>> = queue.run.iter().chain(queue.heap.iter()).collect();
+        let mut entries: Vec<&Entry> = queue.run.iter().chain(queue.heap.iter()).collect();
         entries.sort_by(|a, b| b.cmp(a)); // `Ord` is reversed: earliest last
         Some(
             entries
                 .into_iter()
-                .map(|entry| (Arc::clone(&entry.subpool), entry.offset, entry.end))
+                .map(|entry| (entry.id, entry.offset, entry.end))
                 .collect(),
         )
     }
 
-    fn lock(&self) -> MutexGuard<'_, Queue<T>> {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
         // Every step under the lock leaves the queue consistent.
         self.queue
             .lock()
@@ -186,9 +197,9 @@ impl<T: Default> Held<T> {
     /// End the lease `generation` of block `offset` and hold the block until
     /// `end`. `NotLive` and `Deferred` as [`ConnectionBlock::release`]
     /// (`crate::core::block`); on `Done` the block is held.
-    pub fn release(
+    pub fn release<T: Default>(
         &self,
-        subpool: &Arc<Subpool<T>>,
+        subpool: &Subpool<T>,
         offset: u32,
         generation: u32,
         end: f64,
@@ -196,7 +207,7 @@ impl<T: Default> Held<T> {
         let mut queue = self.lock();
         let outcome = subpool.blocks[offset as usize].release(generation, true);
         match outcome {
-            Release::Done(_) => self.push(&mut queue, Arc::clone(subpool), offset, end),
+            Release::Done(_) => self.push(&mut queue, subpool, offset, end),
             Release::Deferred => queue.deferred.push((subpool.id, offset, end)),
             Release::NotLive => {}
             Release::Listed(_) => unreachable!("a release with a hold is never listed"),
@@ -206,7 +217,7 @@ impl<T: Default> Held<T> {
 
     /// A lookup's reader completed a held release of block `offset`: hold it
     /// until the end its free parked.
-    pub fn complete_deferred(&self, subpool: &Arc<Subpool<T>>, offset: u32) {
+    pub fn complete_deferred<T>(&self, subpool: &Subpool<T>, offset: u32) {
         let mut queue = self.lock();
         let position = queue
             .deferred
@@ -214,10 +225,10 @@ impl<T: Default> Held<T> {
             .position(|&(id, parked, _)| id == subpool.id && parked == offset)
             .expect("a held release is parked before its block is marked");
         let (_, _, end) = queue.deferred.swap_remove(position);
-        self.push(&mut queue, Arc::clone(subpool), offset, end);
+        self.push(&mut queue, subpool, offset, end);
     }
 
-    fn push(&self, queue: &mut Queue<T>, subpool: Arc<Subpool<T>>, offset: u32, end: f64) {
+    fn push<T>(&self, queue: &mut Queue, subpool: &Subpool<T>, offset: u32, end: f64) {
         // `held` and `count` are written only under the lock, which orders
         // the writers: a load and a store each, no locked RMW.
         let held = subpool.held.load(Ordering::Relaxed);
@@ -227,12 +238,13 @@ impl<T: Default> Held<T> {
         let entry = Entry {
             end,
             sequence,
-            subpool,
+            id: subpool.id,
             offset,
         };
-        // `Entry`'s order is reversed: `<=` is "not before".
+        // Appended to the run when its end is not before the run's last
+        // (the sequence numbers grow: `(end, sequence)` is then not before).
         let in_order = match queue.run.back() {
-            Some(last) => entry <= *last,
+            Some(last) => last.end.total_cmp(&end).is_le(),
             None => true,
         };
         if in_order {
@@ -240,32 +252,50 @@ impl<T: Default> Held<T> {
         } else {
             queue.heap.push(entry);
         }
-        self.publish_earliest(queue);
+        // The earliest end changes only when the entry may be the earliest:
+        // it went to the heap, or it is the run's only one.
+        if !in_order || queue.run.len() == 1 {
+            self.publish_earliest(queue);
+        }
         let count = self.count.load(Ordering::Relaxed);
         self.count.store(count + 1, Ordering::Release);
     }
 
-    fn publish_earliest(&self, queue: &Queue<T>) {
-        let earliest = queue.earliest().map_or(f64::INFINITY, |entry| entry.end);
-        self.earliest.store(earliest.to_bits(), Ordering::Release);
+    fn publish_earliest(&self, queue: &Queue) {
+        self.earliest
+            .store(queue.earliest_end().to_bits(), Ordering::Release);
+    }
+
+    /// Whether a hold may have ended by `now`: some block is held and the
+    /// earliest end is not after `now` (two loads, no lock).
+    #[inline]
+    pub fn may_be_due(&self, now: f64) -> bool {
+        self.count() != 0 && now >= f64::from_bits(self.earliest.load(Ordering::Acquire))
     }
 
     /// Move up to `out.len()` of the blocks whose hold ended by `now` into
     /// `out`'s first places, earliest first (`(end, sequence)` order), and
     /// say how many; the caller asks again while it gets a full `out`.
-    /// Takes the lock only when one is due.
-    pub fn due(&self, now: f64, out: &mut [Option<Entry<T>>]) -> usize {
-        if self.count() == 0 || now < f64::from_bits(self.earliest.load(Ordering::Acquire)) {
-            return 0;
-        }
+    /// The caller tested [`may_be_due`](Self::may_be_due) (the lock is
+    /// taken only when one may be due). `subpool` resolves a held block's subpool id (a pinned slot load:
+    /// the subpool of a held block is not deleted, see [`Entry`]).
+    pub fn due<'g, T>(
+        &self,
+        now: f64,
+        out: &mut [Due<'g, T>],
+        subpool: impl Fn(u32) -> &'g Arc<Subpool<T>>,
+    ) -> usize {
         let mut queue = self.lock();
         let mut moved = 0;
-        while moved < out.len() && queue.earliest().is_some_and(|entry| entry.end <= now) {
-            let entry = queue.pop_earliest().expect("peeked");
+        while moved < out.len() {
+            let Some(entry) = queue.pop_due(now) else {
+                break;
+            };
+            let subpool = subpool(entry.id);
             // Written under the lock only (see `push`).
-            let held = entry.subpool.held.load(Ordering::Relaxed);
-            entry.subpool.held.store(held - 1, Ordering::Relaxed);
-            out[moved] = Some(entry);
+            let held = subpool.held.load(Ordering::Relaxed);
+            subpool.held.store(held - 1, Ordering::Relaxed);
+            out[moved] = Some((subpool, entry.offset));
             moved += 1;
         }
         self.publish_earliest(&queue);
@@ -275,7 +305,7 @@ impl<T: Default> Held<T> {
     }
 }
 
-impl<T> Queue<T> {
+impl Queue {
     /// Whether the earliest hold is the heap's (else the run's, if any).
     fn heap_first(&self) -> bool {
         match (self.run.front(), self.heap.peek()) {
@@ -287,7 +317,7 @@ impl<T> Queue<T> {
     }
 
     /// The hold that ends first (by `(end, sequence)`).
-    fn earliest(&self) -> Option<&Entry<T>> {
+    fn earliest(&self) -> Option<&Entry> {
         if self.heap_first() {
             self.heap.peek()
         } else {
@@ -295,11 +325,37 @@ impl<T> Queue<T> {
         }
     }
 
-    fn pop_earliest(&mut self) -> Option<Entry<T>> {
+    /// When the earliest hold ends (`+inf` when none): the earlier of the
+    /// two fronts' ends (equal ends are the same end, whichever is first).
+    fn earliest_end(&self) -> f64 {
+        let run = self.run.front().map_or(f64::INFINITY, |entry| entry.end);
+        match self.heap.peek() {
+            Some(entry) if entry.end.total_cmp(&run).is_lt() => entry.end,
+            _ => run,
+        }
+    }
+
+    /// Take the hold that ends first if it ended by `now`.
+    #[inline]
+    fn pop_due(&mut self, now: f64) -> Option<Entry> {
+        if self.heap.is_empty() {
+            // The common case (one hold length): the run alone.
+            return if self.run.front()?.end <= now {
+                self.run.pop_front()
+            } else {
+                None
+            };
+        }
         if self.heap_first() {
-            self.heap.pop()
-        } else {
+            if self.heap.peek()?.end <= now {
+                self.heap.pop()
+            } else {
+                None
+            }
+        } else if self.run.front()?.end <= now {
             self.run.pop_front()
+        } else {
+            None
         }
     }
 }

@@ -169,14 +169,20 @@ pub(crate) fn check_hold(seconds: f64) -> Result<f64, Error> {
 }
 
 /// A clock value, checked: finite, else an argument error.
+#[inline]
 pub(crate) fn check_now(now: f64) -> Result<f64, Error> {
     if now.is_finite() {
         Ok(now)
     } else {
-        Err(Error::Argument(format!(
-            "clock: returned {now}, not a finite number"
-        )))
+        Err(not_finite(now))
     }
+}
+
+/// `check_now`'s error (out of line: the clock reads are inlined).
+#[cold]
+#[inline(never)]
+fn not_finite(now: f64) -> Error {
+    Error::Argument(format!("clock: returned {now}, not a finite number"))
 }
 
 /// What times the holds, in seconds.

@@ -19,7 +19,7 @@ use crate::core::epoch;
 use crate::core::error::Error;
 use crate::core::free_list::{At, FreeList, Reserve, CHAIN};
 use crate::core::handle::Handle;
-use crate::core::held::{Entry as HeldEntry, DUE_CHUNK};
+use crate::core::held::{Due, DUE_CHUNK};
 use crate::core::policy::check_hold;
 use crate::core::pool::{Ended, Lease, Pool};
 use crate::core::subpool::Subpool;
@@ -62,31 +62,43 @@ impl<T: Default + Send + Sync> Pool<T> {
 
     fn release_due_at(&self, now: f64) {
         self.note_time(now);
-        // In chunks on the stack: no allocation per call.
-        let mut due: [Option<HeldEntry<T>>; DUE_CHUNK] = Default::default();
-        loop {
-            let moved = self.held.due(now, &mut due);
-            for entry in due[..moved].iter_mut().filter_map(Option::take) {
-                self.release_held(entry, now);
-            }
-            if moved < DUE_CHUNK {
-                return;
-            }
+        if !self.held.may_be_due(now) {
+            return;
         }
+        // Pinned: the held blocks' subpools are loaded from their slots (a
+        // subpool with a held block is never deleted, see `held.rs`). In
+        // chunks on the stack: no allocation per call.
+        epoch::pin(|guard| {
+            let subpool = |id: u32| {
+                self.slots
+                    .get(id as usize)
+                    .and_then(|slot| slot.load(guard))
+                    .expect("a subpool with a held block is not deleted")
+            };
+            let mut due: [Due<'_, T>; DUE_CHUNK] = [None; DUE_CHUNK];
+            loop {
+                let moved = self.held.due(now, &mut due, subpool);
+                for &(subpool, offset) in due[..moved].iter().flatten() {
+                    self.release_held(subpool, offset, now);
+                }
+                if moved < DUE_CHUNK {
+                    return;
+                }
+            }
+        });
     }
 
     /// Return a held block whose hold ended (at `now`).
-    fn release_held(&self, entry: HeldEntry<T>, now: f64) {
+    fn release_held(&self, subpool: &Arc<Subpool<T>>, offset: u32, now: f64) {
         // A reserved block's phantom may still be listed: it settles into a
         // free entry where it stands, else the block is pushed.
-        let offset = entry.offset;
-        if entry.subpool.blocks[offset as usize].settle() {
-            self.return_blocks(&entry.subpool, &[], 1, true);
+        if subpool.blocks[offset as usize].settle() {
+            self.return_blocks(subpool, &[], 1, true);
         } else {
-            self.return_blocks(&entry.subpool, &[offset], 0, true);
+            self.return_blocks(subpool, &[offset], 0, true);
         }
         if self.tracks_clients() {
-            self.clients_ended(&entry.subpool, &[offset], Ended::HoldOver, Some(now));
+            self.clients_ended(subpool, &[offset], Ended::HoldOver, Some(now));
         }
     }
 

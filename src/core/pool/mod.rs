@@ -141,7 +141,7 @@ pub struct Pool<T> {
     availability: Availability,
     intervals: IntervalList<T>,
     writer: Mutex<Writer>,
-    held: Held<T>,
+    held: Held,
     /// Draws for `Order::Random` (unused by the other orders).
     rng: SplitMix64,
     clock: Clock,

@@ -164,8 +164,8 @@ impl<T: Default + Send + Sync> Pool<T> {
             .entries()
             .ok_or("a release waiting for a lookup")?
             .into_iter()
-            .map(|(subpool, offset, end)| HeldImage {
-                id: subpool.id,
+            .map(|(id, offset, end)| HeldImage {
+                id,
                 offset,
                 remaining: end,
             })
@@ -533,7 +533,7 @@ impl Restorable {
                 .held
                 .iter()
                 .zip(&ends)
-                .map(|(entry, &end)| Ok((by_id(entry.id)?, entry.offset, end)))
+                .map(|(entry, &end)| Ok((by_id(entry.id)?.id, entry.offset, end)))
                 .collect::<Result<_, Error>>()?,
         );
         let states = image
