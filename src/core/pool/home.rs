@@ -77,6 +77,11 @@ pub(crate) const CALM_SAMPLES: u32 = 16;
 /// this many; the others take from its home and write no shared line.
 pub(crate) const SAMPLE: u32 = 64;
 
+/// A thread holding a home adds one to the pool's activity count every
+/// this many calls there, so that the others' sampled calls see it active
+/// though its unsampled calls register nowhere.
+pub(crate) const BUMP: u32 = 16;
+
 /// Subpools a thread looks at (address order) for an unclaimed home before
 /// it creates one.
 const SCAN: usize = 64;
@@ -94,6 +99,8 @@ pub(crate) struct PoolHomes {
     contended: Padded,
     /// Allocations inside their reservation and take (registered ones).
     in_flight: Padded,
+    /// Raised by threads holding a home, one in [`BUMP`] of their calls.
+    activity: Padded,
 }
 
 impl PoolHomes {
@@ -101,6 +108,7 @@ impl PoolHomes {
         PoolHomes {
             contended: Padded(AtomicU64::new(0)),
             in_flight: Padded(AtomicU64::new(0)),
+            activity: Padded(AtomicU64::new(0)),
         }
     }
 }
@@ -163,7 +171,15 @@ impl HomeCell {
 
     /// The free's half: called after the push that left every block free;
     /// whether nobody claims the subpool (then the free may delete it).
+    /// The pushing thread's own home needs no handshake: only this thread
+    /// releases it, later in its own order, and that release re-checks (a
+    /// thread always sees its own last write to the cell, and no other
+    /// thread writes a cell it claims), so the fence is skipped.
     pub(crate) fn unclaimed_after_push(&self) -> bool {
+        let own = own_token();
+        if own != 0 && self.0.load(Ordering::Relaxed) == own {
+            return false;
+        }
         fence(Ordering::SeqCst);
         self.0.load(Ordering::SeqCst) == 0
     }
@@ -199,6 +215,8 @@ mod local {
         pub(super) calm: u32,
         /// Calls since the home was claimed (one in `SAMPLE` is sampled).
         pub(super) calls: u32,
+        /// The pool's activity count at the last sampled call (0: none yet).
+        pub(super) seen: u64,
     }
 
     pub(super) struct Homes {
@@ -223,13 +241,35 @@ mod local {
         });
         /// Whether `HOMES` holds any home: one load on the hot path.
         pub(super) static ANY: Cell<bool> = const { Cell::new(false) };
+        /// `HOMES`' token once the thread claimed a home (0 before).
+        pub(super) static TOKEN: Cell<u64> = const { Cell::new(0) };
     }
+}
+
+/// The calling thread's home token, 0 if it never claimed a home (always
+/// 0 under loom, where homes are off).
+fn own_token() -> u64 {
+    #[cfg(not(loom))]
+    return local::TOKEN.try_with(|token| token.get()).unwrap_or(0);
+    #[cfg(loom)]
+    0
 }
 
 #[cfg(not(loom))]
 mod pool_side {
-    use super::local::{Home, ANY, HOMES, MAX_HOMES};
-    use super::{release_cell, Visit, CALM_SAMPLES, SAMPLE, SCAN};
+    use super::local::{Home, ANY, HOMES, MAX_HOMES, TOKEN};
+    use super::{release_cell, Visit, BUMP, CALM_SAMPLES, SAMPLE, SCAN};
+
+    /// What a call of a thread in a contended pool is (`home_tick`).
+    enum Tick {
+        /// No home here.
+        Homeless,
+        /// Unsampled: it takes from the home.
+        Sticky,
+        /// Sampled; `others`: another thread holding a home here called
+        /// since this thread's previous sample.
+        Sampled { others: bool },
+    }
     use crate::core::epoch;
     use crate::core::free_list::{At, Reserve};
     use crate::core::pool::Pool;
@@ -268,13 +308,17 @@ mod pool_side {
         /// towards the home's release when calm).
         #[inline(never)]
         fn home_visit_contended(&self) -> Visit<'_> {
-            if self.home_tick() {
-                return Visit {
-                    in_flight: None,
-                    overlaps: true,
-                    sticky: true,
-                };
-            }
+            let others = match self.home_tick() {
+                Tick::Sticky => {
+                    return Visit {
+                        in_flight: None,
+                        overlaps: true,
+                        sticky: true,
+                    }
+                }
+                Tick::Sampled { others } => others,
+                Tick::Homeless => false,
+            };
             let in_flight = &self.homes.in_flight.0;
             // The count's RMWs are totally ordered: a nonzero count before
             // ours is a call that registered before us and has not left,
@@ -282,30 +326,44 @@ mod pool_side {
             let before = in_flight.fetch_add(1, Ordering::Relaxed);
             Visit {
                 in_flight: Some(in_flight),
-                overlaps: before > 0,
+                overlaps: before > 0 || others,
                 sticky: false,
             }
         }
 
         /// Count a call of this thread's home in this pool, if it holds
-        /// one: whether the call is unsampled (it takes from the home).
-        fn home_tick(&self) -> bool {
+        /// one (one in [`BUMP`] raises the pool's activity count); a
+        /// sampled call compares that count with its value at the previous
+        /// sample, less this thread's own raises: more means another thread
+        /// with a home called meanwhile (it registers in no in-flight count
+        /// while unsampled, so this is how it is seen).
+        fn home_tick(&self) -> Tick {
             if !ANY.with(|any| any.get()) {
-                return false;
+                return Tick::Homeless;
             }
             let key = self.home_key();
+            let activity = &self.homes.activity.0;
             HOMES
                 .try_with(|homes| {
                     let mut homes = homes.borrow_mut();
-                    match homes.homes.iter_mut().find(|h| h.pool == key) {
-                        Some(home) => {
-                            home.calls = home.calls.wrapping_add(1);
-                            home.calls % SAMPLE != 0
-                        }
-                        None => false,
+                    let Some(home) = homes.homes.iter_mut().find(|h| h.pool == key) else {
+                        return Tick::Homeless;
+                    };
+                    home.calls = home.calls.wrapping_add(1);
+                    if home.calls % BUMP != 0 {
+                        return Tick::Sticky;
                     }
+                    // Relaxed: a count, read and raised by RMWs alone.
+                    let now = activity.fetch_add(1, Ordering::Relaxed) + 1;
+                    if home.calls % SAMPLE != 0 {
+                        return Tick::Sticky;
+                    }
+                    let own = u64::from(SAMPLE / BUMP);
+                    let others = home.seen != 0 && now - home.seen > own;
+                    home.seen = now;
+                    Tick::Sampled { others }
                 })
-                .unwrap_or(false)
+                .unwrap_or(Tick::Homeless)
         }
 
         /// A call's exact attempt met no contention: count it towards the
@@ -372,7 +430,7 @@ mod pool_side {
             want: u64,
             contended: Option<u32>,
             sticky: bool,
-        ) -> Option<(Arc<Subpool<T>>, u64, At)> {
+        ) -> Option<(Arc<Subpool<T>>, u64, At, u64)> {
             // No home for a call from a thread-local destructor after this
             // thread's homes were dropped (their `with` would panic).
             if self.has_store() || HOMES.try_with(|_| ()).is_err() {
@@ -397,8 +455,8 @@ mod pool_side {
             if let Some((id, cell)) = current {
                 if let Some(subpool) = self.subpool_at(id).as_ref() {
                     if subpool.home.is(&cell) && subpool.home.owned_by(token) {
-                        if let Some((count, at)) = self.reserve_home(subpool, want) {
-                            return Some((Arc::clone(subpool), count, at));
+                        if let Some((count, at, left)) = self.reserve_home(subpool, want) {
+                            return Some((Arc::clone(subpool), count, at, left));
                         }
                     }
                 }
@@ -419,8 +477,8 @@ mod pool_side {
                     continue;
                 }
                 let home = self.remember_home(key, subpool);
-                if let Some((count, at)) = self.reserve_home(subpool, want) {
-                    return Some((Arc::clone(subpool), count, at));
+                if let Some((count, at, left)) = self.reserve_home(subpool, want) {
+                    return Some((Arc::clone(subpool), count, at, left));
                 }
                 self.forget_home(key);
                 self.release_home(&home, token);
@@ -428,8 +486,8 @@ mod pool_side {
             drop(snapshot);
             let subpool = self.create_home(token)?;
             let home = self.remember_home(key, &subpool);
-            if let Some((count, at)) = self.reserve_home(&subpool, want) {
-                return Some((subpool, count, at));
+            if let Some((count, at, left)) = self.reserve_home(&subpool, want) {
+                return Some((subpool, count, at, left));
             }
             self.forget_home(key);
             self.release_home(&home, token);
@@ -437,14 +495,17 @@ mod pool_side {
         }
 
         /// Reserve up to `want` blocks of the home `subpool`, counted (the
-        /// count and where its takes start).
-        fn reserve_home(&self, subpool: &Subpool<T>, want: u64) -> Option<(u64, At)> {
+        /// count, where its takes start, and the free blocks left).
+        fn reserve_home(&self, subpool: &Subpool<T>, want: u64) -> Option<(u64, At, u64)> {
             match subpool.free.reserve_up_to(want) {
                 Reserve::Taken {
-                    count, last, at, ..
+                    count,
+                    last,
+                    at,
+                    left,
                 } => {
                     self.reserved(subpool, count, last);
-                    Some((count, at))
+                    Some((count, at, left))
                 }
                 Reserve::Empty | Reserve::Closed => {
                     self.refresh(subpool.id);
@@ -472,8 +533,10 @@ mod pool_side {
                     cell: Arc::clone(&cell),
                     calm: 0,
                     calls: 0,
+                    seen: 0,
                 });
                 ANY.with(|any| any.set(true));
+                TOKEN.with(|own| own.set(token));
             });
             Home {
                 pool: key,
@@ -481,6 +544,7 @@ mod pool_side {
                 cell,
                 calm: 0,
                 calls: 0,
+                seen: 0,
             }
         }
 
@@ -540,6 +604,7 @@ impl<T: Default + Send + Sync> crate::core::pool::Pool<T> {
         Arc<crate::core::subpool::Subpool<T>>,
         u64,
         crate::core::free_list::At,
+        u64,
     )> {
         None
     }

@@ -178,8 +178,7 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// Find the lowest-id subpool with a free block, reserve up to `want`
     /// blocks in it, count them in `taken`, and run `take` on it with the
     /// count reserved and where its takes start; its result, with the free
-    /// blocks the subpool had left after the reservation in `left_out` (0
-    /// from a home: unknown). Creates a subpool, or reports exhaustion (at
+    /// blocks the subpool had left after the reservation in `left_out`. Creates a subpool, or reports exhaustion (at
     /// `now`, for its message), when no subpool has a free block.
     ///
     /// The blocks are counted before `take` publishes them as live: a lease
@@ -225,7 +224,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             // another thread deletes it meanwhile.
             let step = epoch::pin(|guard| {
                 let (subpool, count, at, left) = match &home {
-                    Some((home, count, at)) => (&**home, *count, *at, 0),
+                    Some((home, count, at, left)) => (&**home, *count, *at, *left),
                     None => {
                         let Some(subpool) = self
                             .slots

@@ -32,7 +32,7 @@ fn a_home_serves_unsampled_calls_until_calm_samples_give_it_back() {
     assert_eq!(kept.handle.parts().unwrap().1, 0);
     // What another thread's overlapping call would do: this thread loses
     // the reservation CAS in subpool 0, and takes a home.
-    let (home, count, at) = pool
+    let (home, count, at, _) = pool
         .home_reserve(1, Some(0), false)
         .expect("a home is created");
     assert_ne!(home.id, 0);
