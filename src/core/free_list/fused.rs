@@ -39,6 +39,7 @@ use std::num::NonZeroU64;
 use crossbeam_utils::CachePadded;
 
 use crate::core::error::Error;
+use crate::core::free_list::ring::find_full;
 use crate::core::free_list::{entries, At, Reserve, CLOSED, SHUT};
 use crate::core::sync::{spin_wait, AtomicU64, Ordering};
 
@@ -425,10 +426,7 @@ impl Fused {
     /// before (`Release`).
     pub fn listed(&self, offset: u32) -> bool {
         let n = self.cells.len() as u64;
-        let found = self.cells.iter().enumerate().find_map(|(i, word)| {
-            let current = word.load(Ordering::Acquire);
-            (current & FULL != 0 && current as u32 == offset).then_some((i as u64, current >> 33))
-        });
+        let found = find_full(&self.cells, offset);
         let word = self.word.fetch_add(0, Ordering::AcqRel);
         let Some((i, lap)) = found else {
             return false;

@@ -34,6 +34,15 @@ fn cell(lap: u64, full: bool, offset: u32) -> u64 {
     (lap & LAP_MASK) << 33 | if full { FULL } else { 0 } | u64::from(offset)
 }
 
+/// The cell holding block `offset` (full), and its lap, if any: the scan
+/// both rings' `listed` begin with (`fused.rs` lays its cells out alike).
+pub(super) fn find_full(cells: &[AtomicU64], offset: u32) -> Option<(u64, u64)> {
+    cells.iter().enumerate().find_map(|(i, word)| {
+        let current = word.load(Ordering::Acquire);
+        (current & FULL != 0 && current as u32 == offset).then_some((i as u64, current >> 33))
+    })
+}
+
 /// The cell's lap and full bit, for comparing with what a side waits for.
 fn turn(cell: u64) -> u64 {
     cell >> 32
@@ -147,10 +156,7 @@ impl Ring {
     /// before (`Release`).
     pub fn listed(&self, offset: u32) -> bool {
         let n = self.cells.len() as u64;
-        let found = self.cells.iter().enumerate().find_map(|(i, word)| {
-            let current = word.load(Ordering::Acquire);
-            (current & FULL != 0 && current as u32 == offset).then_some((i as u64, current >> 33))
-        });
+        let found = find_full(&self.cells, offset);
         let head = self.head.fetch_add(0, Ordering::AcqRel);
         let Some((i, lap)) = found else {
             return false;

@@ -16,6 +16,19 @@ struct Shared {
     handed: AtomicBool,
 }
 
+fn shared() -> Arc<Shared> {
+    Arc::new(Shared {
+        tally: Tally::new(0, 0),
+        handed: AtomicBool::new(false),
+    })
+}
+
+/// Take a lease, then hand it over.
+fn take_and_hand(shared: &Shared) {
+    shared.tally.took(1);
+    shared.handed.store(true, Ordering::Release);
+}
+
 /// Two threads take a lease each at the same time; one hands its lease to
 /// the other, which ends it. The second may register after the first
 /// exits, and then writes the first one's cell. No change is lost (two
@@ -24,14 +37,8 @@ struct Shared {
 #[test]
 fn concurrent_changes_and_a_handed_cell_lose_nothing() {
     loom::model(|| {
-        let shared = Arc::new(Shared {
-            tally: Tally::new(0, 0),
-            handed: AtomicBool::new(false),
-        });
-        let taker = spawn_with(&shared, |shared| {
-            shared.tally.took(1);
-            shared.handed.store(true, Ordering::Release);
-        });
+        let shared = shared();
+        let taker = spawn_with(&shared, take_and_hand);
         let freer = spawn_with(&shared, |shared| {
             shared.tally.took(1);
             while !shared.handed.load(Ordering::Acquire) {
@@ -52,14 +59,8 @@ fn concurrent_changes_and_a_handed_cell_lose_nothing() {
 #[test]
 fn a_reader_that_saw_the_lease_counts_it() {
     loom::model(|| {
-        let shared = Arc::new(Shared {
-            tally: Tally::new(0, 0),
-            handed: AtomicBool::new(false),
-        });
-        let taker = spawn_with(&shared, |shared| {
-            shared.tally.took(1);
-            shared.handed.store(true, Ordering::Release);
-        });
+        let shared = shared();
+        let taker = spawn_with(&shared, take_and_hand);
         if shared.handed.load(Ordering::Acquire) {
             assert_eq!(shared.tally.live(), 1);
         }
