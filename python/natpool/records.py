@@ -36,7 +36,7 @@ class Subpool(NamedTuple):
 
 
 class PoolStats(NamedTuple):
-    """Counters of a pool, read in O(1)."""
+    """Counters of a pool, read in O(threads) (``live``, ``free_blocks``: per-thread counts summed)."""
 
     live: int
     free_blocks: int

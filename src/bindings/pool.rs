@@ -730,7 +730,7 @@ impl PyPool {
         Ok(list)
     }
 
-    /// The pool's counters, in O(1).
+    /// The pool's counters, in O(threads) (``live`` and ``free_blocks`` as ``len``).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         records::stats(py, &self.open()?.stats())
     }

@@ -409,7 +409,8 @@ impl<T: Default + Send + Sync> Pool<T> {
             .collect()
     }
 
-    /// The counters, in O(1).
+    /// The counters, in O(threads): `live` and `free_blocks` sum the
+    /// per-thread counts (exact when no call is in progress, see `len`).
     pub fn stats(&self) -> PoolStats {
         let snapshot = self.intervals.load();
         let blocks = self.blocks.load(Ordering::Acquire);
