@@ -11,9 +11,12 @@
 //! it, no thread gets a home). The home is kept across calls, so that a
 //! contending thread does not claim and create subpools over and over. A
 //! thread holding a home takes from it in every call but one in [`SAMPLE`]
-//! (writing no line another thread writes); the sampled call registers in
-//! the pool's in-flight count and takes from the home only if it overlaps
-//! another allocation, else from the exact place. The home is released
+//! (writing no line another thread writes, the subpool loaded pinned, no
+//! count touched); the sampled call registers in the pool's in-flight count
+//! and takes from the home only if it overlaps another allocation, or the
+//! pool's activity count shows another thread's calls since the previous
+//! sample (holders, and threads without a home, raise it in one call of
+//! [`BUMP`]), else from the exact place. The home is released
 //! after [`CALM_SAMPLES`] sampled calls in a row whose exact attempt met no
 //! contention ("it stopped contending"), when it has no free block left,
 //! when its subpool is gone, and when the thread exits.
@@ -56,6 +59,9 @@
 // Under loom only the cell is used (by its model).
 #![cfg_attr(loom, allow(dead_code))]
 
+use crate::core::epoch::Guard;
+use crate::core::free_list::{At, Reserve};
+use crate::core::subpool::Subpool;
 use crate::core::sync::{Arc, AtomicU64, Ordering};
 
 #[cfg(all(loom, test))]
@@ -77,9 +83,9 @@ pub(crate) const CALM_SAMPLES: u32 = 16;
 /// this many; the others take from its home and write no shared line.
 pub(crate) const SAMPLE: u32 = 64;
 
-/// A thread holding a home adds one to the pool's activity count every
-/// this many calls there, so that the others' sampled calls see it active
-/// though its unsampled calls register nowhere.
+/// A thread in a contended pool, with a home there or without, adds one
+/// to the pool's activity count every this many calls there, so that the
+/// others' sampled calls see it active though it registers nowhere.
 pub(crate) const BUMP: u32 = 16;
 
 /// Subpools a thread looks at (address order) for an unclaimed home before
@@ -94,12 +100,14 @@ struct Padded(AtomicU64);
 /// The pool-wide part of homes.
 pub(crate) struct PoolHomes {
     /// Nonzero from the pool's first lost reservation CAS on: from then on
-    /// allocations register in `in_flight` (never before, so a pool used
-    /// by one thread at a time pays one load per allocation).
+    /// allocations look at homes (never before, so a pool used by one
+    /// thread at a time pays one load per allocation).
     contended: Padded,
-    /// Allocations inside their reservation and take (registered ones).
+    /// Allocations inside their reservation and take (registered ones: the
+    /// sampled calls of threads holding a home).
     in_flight: Padded,
-    /// Raised by threads holding a home, one in [`BUMP`] of their calls.
+    /// Raised by the threads calling a contended pool, one in [`BUMP`] of
+    /// their calls.
     activity: Padded,
 }
 
@@ -116,18 +124,30 @@ impl PoolHomes {
 /// An allocation's registration in the in-flight count, for its
 /// reservation and take; `overlaps`: another registered allocation was in
 /// flight when it registered (their calls overlap in time), or the call is
-/// one of a home's unsampled calls (`sticky`, not registered).
+/// one of a home's unsampled calls (`sticky`, not registered); `home`: the
+/// thread's home in the pool, if it holds one.
 pub(crate) struct Visit<'a> {
     in_flight: Option<&'a AtomicU64>,
     pub(crate) overlaps: bool,
     pub(crate) sticky: bool,
+    pub(crate) home: Option<HomeRef>,
+}
+
+/// A thread's home in a pool as one call sees it: the subpool's id, the
+/// address of its claim cell (the thread's entry keeps the cell alive, so
+/// no other cell has that address meanwhile) and the thread's token.
+#[derive(Clone, Copy)]
+pub(crate) struct HomeRef {
+    id: u32,
+    cell: usize,
+    token: u64,
 }
 
 impl Visit<'_> {
-    /// Whether the pool was ever contended (only then can a thread hold a
-    /// home in it, and count calm calls).
+    /// Whether the call registered: a sampled call of a thread holding a
+    /// home in the pool, the only calls that count calm.
     #[inline(always)]
-    pub(crate) fn contended(&self) -> bool {
+    pub(crate) fn registered(&self) -> bool {
         self.in_flight.is_some()
     }
 }
@@ -188,6 +208,44 @@ impl HomeCell {
     fn is(&self, cell: &Arc<AtomicU64>) -> bool {
         Arc::ptr_eq(&self.0, cell)
     }
+
+    /// Whether this is the cell `home` names, claimed by its thread.
+    #[inline(always)]
+    fn serves(&self, home: HomeRef) -> bool {
+        Arc::as_ptr(&self.0) as usize == home.cell && self.owned_by(home.token)
+    }
+}
+
+impl<T: Default + Send + Sync> crate::core::pool::Pool<T> {
+    /// Reserve up to `want` blocks in the home subpool `home`, counted as
+    /// taken, loaded pinned: no count of the subpool or its cell is
+    /// touched. `None` when the slot no longer holds that home, or it has
+    /// no free block (the caller then goes the cold way, `home_reserve`,
+    /// which also lets the home go).
+    #[inline(always)]
+    pub(crate) fn home_reserve_pinned<'g>(
+        &'g self,
+        guard: &'g Guard,
+        home: HomeRef,
+        want: u64,
+    ) -> Option<(&'g Subpool<T>, u64, At, u64)> {
+        let subpool = self.slots.get(home.id as usize)?.load(guard)?;
+        if !subpool.home.serves(home) {
+            return None;
+        }
+        match subpool.free.reserve_up_to(want) {
+            Reserve::Taken {
+                count,
+                last,
+                left,
+                at,
+            } => {
+                self.reserved(subpool, count, last);
+                Some((&**subpool, count, at, left))
+            }
+            Reserve::Empty | Reserve::Closed => None,
+        }
+    }
 }
 
 /// Release `token`'s claim on `cell`, if it still holds it.
@@ -241,6 +299,8 @@ mod local {
         });
         /// Whether `HOMES` holds any home: one load on the hot path.
         pub(super) static ANY: Cell<bool> = const { Cell::new(false) };
+        /// Calls of this thread without a home in a contended pool.
+        pub(super) static CALLS: Cell<u32> = const { Cell::new(0) };
         /// `HOMES`' token once the thread claimed a home (0 before).
         pub(super) static TOKEN: Cell<u64> = const { Cell::new(0) };
     }
@@ -257,18 +317,18 @@ fn own_token() -> u64 {
 
 #[cfg(not(loom))]
 mod pool_side {
-    use super::local::{Home, ANY, HOMES, MAX_HOMES, TOKEN};
-    use super::{release_cell, Visit, BUMP, CALM_SAMPLES, SAMPLE, SCAN};
+    use super::local::{Home, ANY, CALLS, HOMES, MAX_HOMES, TOKEN};
+    use super::{release_cell, HomeRef, Visit, BUMP, CALM_SAMPLES, SAMPLE, SCAN};
 
     /// What a call of a thread in a contended pool is (`home_tick`).
     enum Tick {
         /// No home here.
         Homeless,
         /// Unsampled: it takes from the home.
-        Sticky,
+        Sticky(HomeRef),
         /// Sampled; `others`: another thread holding a home here called
         /// since this thread's previous sample.
-        Sampled { others: bool },
+        Sampled { others: bool, home: HomeRef },
     }
     use crate::core::epoch;
     use crate::core::free_list::{At, Reserve};
@@ -297,6 +357,7 @@ mod pool_side {
                     in_flight: None,
                     overlaps: false,
                     sticky: false,
+                    home: None,
                 };
             }
             self.home_visit_contended()
@@ -308,27 +369,71 @@ mod pool_side {
         /// towards the home's release when calm).
         #[inline(never)]
         fn home_visit_contended(&self) -> Visit<'_> {
-            let others = match self.home_tick() {
-                Tick::Sticky => {
+            let (others, home) = match self.home_tick() {
+                Tick::Sticky(home) => {
                     return Visit {
                         in_flight: None,
                         overlaps: true,
                         sticky: true,
+                        home: Some(home),
                     }
                 }
-                Tick::Sampled { others } => others,
-                Tick::Homeless => false,
+                Tick::Sampled { others, home } => (others, Some(home)),
+                Tick::Homeless => {
+                    self.homeless_tick();
+                    return Visit {
+                        in_flight: None,
+                        overlaps: false,
+                        sticky: false,
+                        home: None,
+                    };
+                }
             };
             let in_flight = &self.homes.in_flight.0;
             // The count's RMWs are totally ordered: a nonzero count before
             // ours is a call that registered before us and has not left,
             // so ours overlaps it in time (no other ordering needed).
             let before = in_flight.fetch_add(1, Ordering::Relaxed);
+            let overlaps = before > 0 || others;
+            if overlaps && home.is_some() {
+                self.home_contended();
+            }
             Visit {
                 in_flight: Some(in_flight),
-                overlaps: before > 0 || others,
+                overlaps,
                 sticky: false,
+                home,
             }
+        }
+
+        /// A call of a thread without a home here, in a contended pool: it
+        /// registers nowhere (it takes the exact order whatever the others
+        /// do), but raises the activity count in one call of [`BUMP`], so
+        /// that the sampled calls of threads holding a home see it.
+        #[inline(always)]
+        fn homeless_tick(&self) {
+            let calls = CALLS.with(|calls| {
+                let n = calls.get().wrapping_add(1);
+                calls.set(n);
+                n
+            });
+            if calls % BUMP == 0 {
+                // Relaxed: a count, read and raised by RMWs alone.
+                self.homes.activity.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+
+        /// A sampled call overlapped another: this thread's home in this
+        /// pool restarts its calm count.
+        #[cold]
+        fn home_contended(&self) {
+            let key = self.home_key();
+            let _ = HOMES.try_with(|homes| {
+                let mut homes = homes.borrow_mut();
+                if let Some(home) = homes.homes.iter_mut().find(|h| h.pool == key) {
+                    home.calm = 0;
+                }
+            });
         }
 
         /// Count a call of this thread's home in this pool, if it holds
@@ -345,23 +450,28 @@ mod pool_side {
             let activity = &self.homes.activity.0;
             HOMES
                 .try_with(|homes| {
-                    let mut homes = homes.borrow_mut();
+                    let homes = &mut *homes.borrow_mut();
                     let Some(home) = homes.homes.iter_mut().find(|h| h.pool == key) else {
                         return Tick::Homeless;
                     };
+                    let here = HomeRef {
+                        id: home.id,
+                        cell: Arc::as_ptr(&home.cell) as usize,
+                        token: homes.token,
+                    };
                     home.calls = home.calls.wrapping_add(1);
                     if home.calls % BUMP != 0 {
-                        return Tick::Sticky;
+                        return Tick::Sticky(here);
                     }
                     // Relaxed: a count, read and raised by RMWs alone.
                     let now = activity.fetch_add(1, Ordering::Relaxed) + 1;
                     if home.calls % SAMPLE != 0 {
-                        return Tick::Sticky;
+                        return Tick::Sticky(here);
                     }
                     let own = u64::from(SAMPLE / BUMP);
                     let others = home.seen != 0 && now - home.seen > own;
                     home.seen = now;
-                    Tick::Sampled { others }
+                    Tick::Sampled { others, home: here }
                 })
                 .unwrap_or(Tick::Homeless)
         }
@@ -616,6 +726,7 @@ impl<T: Default + Send + Sync> crate::core::pool::Pool<T> {
             in_flight: None,
             overlaps: false,
             sticky: false,
+            home: None,
         }
     }
 }

@@ -197,6 +197,7 @@ impl<T: Default + Send + Sync> Pool<T> {
             Done(R),
             Refresh,
             Lost,
+            HomeMissed,
         }
         let mut take = Some(take);
         // Exact unless the call overlaps another: a call that loses its
@@ -204,14 +205,13 @@ impl<T: Default + Send + Sync> Pool<T> {
         // another allocation, takes from its home subpool (`home.rs`). One
         // call site of `take`, so that it is inlined.
         let visit = self.home_visit();
-        let mut home = if visit.overlaps {
-            self.home_reserve(want, None, visit.sticky)
-        } else {
-            None
-        };
+        // The thread's home, tried pinned first; `home`: one the cold path
+        // found or made.
+        let mut pinned_home = visit.home.filter(|_| visit.overlaps);
+        let mut home: Option<(Arc<Subpool<T>>, u64, At, u64)> = None;
         let mut exact = true;
         loop {
-            let id = if home.is_some() {
+            let id = if home.is_some() || pinned_home.is_some() {
                 u32::MAX
             } else {
                 let Some(id) = self.availability.first() else {
@@ -223,9 +223,13 @@ impl<T: Default + Send + Sync> Pool<T> {
             // Pinned: the subpool is not dropped while this uses it, even if
             // another thread deletes it meanwhile.
             let step = epoch::pin(|guard| {
-                let (subpool, count, at, left) = match &home {
-                    Some((home, count, at, left)) => (&**home, *count, *at, *left),
-                    None => {
+                let (subpool, count, at, left) = match (&home, pinned_home) {
+                    (Some((home, count, at, left)), _) => (&**home, *count, *at, *left),
+                    (None, Some(pinned)) => match self.home_reserve_pinned(guard, pinned, want) {
+                        Some(reserved) => reserved,
+                        None => return Step::HomeMissed,
+                    },
+                    (None, None) => {
                         let Some(subpool) = self
                             .slots
                             .get(id as usize)
@@ -246,7 +250,7 @@ impl<T: Default + Send + Sync> Pool<T> {
                                 at,
                             }) => {
                                 self.reserved(subpool, count, last);
-                                if exact && visit.contended() && !visit.overlaps {
+                                if exact && visit.registered() && !visit.overlaps {
                                     self.home_calm();
                                 }
                                 (&**subpool, count, at, left)
@@ -266,6 +270,12 @@ impl<T: Default + Send + Sync> Pool<T> {
                 Step::Lost => {
                     exact = false;
                     home = self.home_reserve(want, Some(id), false);
+                }
+                Step::HomeMissed => {
+                    // Gone or empty: the cold path lets it go and, for an
+                    // unsampled call, finds none (the exact order serves).
+                    pinned_home = None;
+                    home = self.home_reserve(want, None, visit.sticky);
                 }
             }
         }

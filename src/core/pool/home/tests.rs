@@ -2,7 +2,9 @@
 //! CAS gave the thread a home, it takes from it in all but one call of
 //! `SAMPLE`; each sampled call that meets no contention takes the exact
 //! place and counts as calm; `CALM_SAMPLES` of them give the home back,
-//! and every call is exact again.
+//! and every call is exact again. A thread without a home is seen by the
+//! holder's sampled calls through the activity count: its calls keep the
+//! home.
 
 use std::net::Ipv4Addr;
 
@@ -52,6 +54,46 @@ fn a_home_serves_unsampled_calls_until_calm_samples_give_it_back() {
     // Given back after the last calm sample: exact from now on.
     for call in 0..2 * u64::from(SAMPLE) {
         assert_eq!(subpool_of(&pool), 0, "call {call} after the release");
+    }
+    pool.free(kept.handle).unwrap();
+}
+
+#[test]
+fn calls_of_a_thread_without_a_home_keep_the_home_of_another() {
+    let ip = Ipv4Addr::new(10, 0, 0, 1);
+    let spec = PoolSpec::new("seen", ip, ip)
+        .ports(1000, 1255)
+        .initial_blocks(64)
+        .subpool_blocks(64)
+        .seed(1);
+    let pool = Pool::<u64>::new(spec.build().unwrap());
+    let kept = pool.allocate(0).unwrap();
+    let (home, _, at, _) = pool
+        .home_reserve(1, Some(0), false)
+        .expect("a home is created");
+    let lease = pool.take_reserved(&home, at, 0, None);
+    pool.free(lease.handle).unwrap();
+
+    // Between every two sampled calls of this thread, another thread
+    // (without a home: it takes the exact place) makes as many calls.
+    let calls = u64::from(2 * SAMPLE * CALM_SAMPLES);
+    for call in 1..=calls {
+        if call % u64::from(SAMPLE) == 1 {
+            let other = std::thread::scope(|scope| {
+                scope
+                    .spawn(|| (0..SAMPLE).map(|_| subpool_of(&pool)).collect::<Vec<_>>())
+                    .join()
+                    .unwrap()
+            });
+            assert!(other.iter().all(|&id| id == 0), "the other thread is exact");
+        }
+        // The first sample has no earlier one to compare with: calm.
+        let expected = if call == u64::from(SAMPLE) {
+            0
+        } else {
+            home.id
+        };
+        assert_eq!(subpool_of(&pool), expected, "call {call}");
     }
     pool.free(kept.handle).unwrap();
 }
