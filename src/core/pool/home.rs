@@ -59,9 +59,6 @@
 // Under loom only the cell is used (by its model).
 #![cfg_attr(loom, allow(dead_code))]
 
-use crate::core::epoch::Guard;
-use crate::core::free_list::{At, Reserve};
-use crate::core::subpool::Subpool;
 use crate::core::sync::{Arc, AtomicU64, Ordering};
 
 #[cfg(all(loom, test))]
@@ -209,42 +206,11 @@ impl HomeCell {
         Arc::ptr_eq(&self.0, cell)
     }
 
-    /// Whether this is the cell `home` names, claimed by its thread.
+    /// Whether this is the cell `home` names, claimed by its thread: the
+    /// subpool loaded from the home's slot is still that home.
     #[inline(always)]
     fn serves(&self, home: HomeRef) -> bool {
         Arc::as_ptr(&self.0) as usize == home.cell && self.owned_by(home.token)
-    }
-}
-
-impl<T: Default + Send + Sync> crate::core::pool::Pool<T> {
-    /// Reserve up to `want` blocks in the home subpool `home`, counted as
-    /// taken, loaded pinned: no count of the subpool or its cell is
-    /// touched. `None` when the slot no longer holds that home, or it has
-    /// no free block (the caller then goes the cold way, `home_reserve`,
-    /// which also lets the home go).
-    #[inline(always)]
-    pub(crate) fn home_reserve_pinned<'g>(
-        &'g self,
-        guard: &'g Guard,
-        home: HomeRef,
-        want: u64,
-    ) -> Option<(&'g Subpool<T>, u64, At, u64)> {
-        let subpool = self.slots.get(home.id as usize)?.load(guard)?;
-        if !subpool.home.serves(home) {
-            return None;
-        }
-        match subpool.free.reserve_up_to(want) {
-            Reserve::Taken {
-                count,
-                last,
-                left,
-                at,
-            } => {
-                self.reserved(subpool, count, last);
-                Some((&**subpool, count, at, left))
-            }
-            Reserve::Empty | Reserve::Closed => None,
-        }
     }
 }
 
@@ -341,9 +307,60 @@ mod pool_side {
             self as *const Self as usize
         }
 
-        /// The subpool published under `id`, as an owned reference (a home
-        /// is used across calls and pins: the cold path pays the clone).
-        fn subpool_at(&self, id: u32) -> Option<Arc<Subpool<T>>> {
+        /// Reserve up to `want` blocks in this thread's home in the pool,
+        /// counted as taken: the home `pinned` (a call's [`Visit`]) if it still
+        /// has a free block, else the cold way ([`home_reserve_cold`], below).
+        /// The subpool's id, the count, where its takes start and the free
+        /// blocks left; `None`: no home serves (the caller takes the exact
+        /// order).
+        ///
+        /// [`home_reserve_cold`]: Self::home_reserve_cold
+        #[inline(always)]
+        pub(crate) fn home_reserve(
+            &self,
+            want: u64,
+            pinned: Option<HomeRef>,
+            contended: Option<u32>,
+            sticky: bool,
+        ) -> Option<(u32, u64, At, u64)> {
+            if let Some(home) = pinned {
+                if let Some(reserved) = self.home_reserve_pinned(home, want) {
+                    return Some(reserved);
+                }
+            }
+            self.home_reserve_cold(want, contended, sticky)
+        }
+
+        /// Reserve up to `want` blocks in the home subpool `home`, counted as
+        /// taken, loaded pinned: no count of the subpool or its cell is
+        /// touched. `None` when the slot no longer holds that home, or it has
+        /// no free block (the cold path then lets the home go).
+        #[inline(always)]
+        fn home_reserve_pinned(&self, home: HomeRef, want: u64) -> Option<(u32, u64, At, u64)> {
+            let slot = self.slots.get(home.id as usize)?;
+            epoch::pin(|guard| {
+                let subpool = slot.load(guard)?;
+                if !subpool.home.serves(home) {
+                    return None;
+                }
+                match subpool.free.reserve_up_to(want) {
+                    Reserve::Taken {
+                        count,
+                        last,
+                        left,
+                        at,
+                    } => {
+                        self.reserved(subpool, count, last);
+                        Some((home.id, count, at, left))
+                    }
+                    Reserve::Empty | Reserve::Closed => None,
+                }
+            })
+        }
+
+        /// The subpool published under `id`, as an owned reference (for the
+        /// cold paths, which work across pins).
+        pub(super) fn subpool_at(&self, id: u32) -> Option<Arc<Subpool<T>>> {
             let slot = self.slots.get(id as usize)?;
             epoch::pin(|guard| slot.load(guard).cloned())
         }
@@ -527,20 +544,23 @@ mod pool_side {
         }
 
         /// Reserve up to `want` blocks in this thread's home, counted as
-        /// taken. `contended`: the reservation of the exact order lost its
-        /// CAS in that subpool, and a thread without a home (or whose home
-        /// has no free block) claims one, or creates it; `None`: the call
-        /// overlaps another, or is unsampled (`sticky`), and only a home the
-        /// thread holds serves. A lost CAS or a proven overlap restarts the
-        /// home's calm count; an unsampled call does not. `None` back: no
-        /// home has a free block (the caller takes the exact order).
+        /// taken (the subpool's id, and as [`home_reserve`]). `contended`:
+        /// the reservation of the exact order lost its CAS in that subpool,
+        /// and a thread without a home (or whose home has no free block)
+        /// claims one, or creates it; `None`: the call overlaps another, or
+        /// is unsampled (`sticky`), and only a home the thread holds serves.
+        /// A lost CAS or a proven overlap restarts the home's calm count; an
+        /// unsampled call does not. `None` back: no home has a free block
+        /// (the caller takes the exact order).
+        ///
+        /// [`home_reserve`]: Pool::home_reserve
         #[cold]
-        pub(crate) fn home_reserve(
+        pub(super) fn home_reserve_cold(
             &self,
             want: u64,
             contended: Option<u32>,
             sticky: bool,
-        ) -> Option<(Arc<Subpool<T>>, u64, At, u64)> {
+        ) -> Option<(u32, u64, At, u64)> {
             // No home for a call from a thread-local destructor after this
             // thread's homes were dropped (their `with` would panic).
             if self.has_store() || HOMES.try_with(|_| ()).is_err() {
@@ -566,7 +586,7 @@ mod pool_side {
                 if let Some(subpool) = self.subpool_at(id).as_ref() {
                     if subpool.home.is(&cell) && subpool.home.owned_by(token) {
                         if let Some((count, at, left)) = self.reserve_home(subpool, want) {
-                            return Some((Arc::clone(subpool), count, at, left));
+                            return Some((subpool.id, count, at, left));
                         }
                     }
                 }
@@ -588,7 +608,7 @@ mod pool_side {
                 }
                 let home = self.remember_home(key, subpool);
                 if let Some((count, at, left)) = self.reserve_home(subpool, want) {
-                    return Some((Arc::clone(subpool), count, at, left));
+                    return Some((subpool.id, count, at, left));
                 }
                 self.forget_home(key);
                 self.release_home(&home, token);
@@ -597,7 +617,7 @@ mod pool_side {
             let subpool = self.create_home(token)?;
             let home = self.remember_home(key, &subpool);
             if let Some((count, at, left)) = self.reserve_home(&subpool, want) {
-                return Some((subpool, count, at, left));
+                return Some((subpool.id, count, at, left));
             }
             self.forget_home(key);
             self.release_home(&home, token);
@@ -708,14 +728,10 @@ impl<T: Default + Send + Sync> crate::core::pool::Pool<T> {
     pub(crate) fn home_reserve(
         &self,
         _want: u64,
+        _pinned: Option<HomeRef>,
         _contended: Option<u32>,
         _sticky: bool,
-    ) -> Option<(
-        Arc<crate::core::subpool::Subpool<T>>,
-        u64,
-        crate::core::free_list::At,
-        u64,
-    )> {
+    ) -> Option<(u32, u64, crate::core::free_list::At, u64)> {
         None
     }
 

@@ -197,22 +197,25 @@ impl<T: Default + Send + Sync> Pool<T> {
             Done(R),
             Refresh,
             Lost,
-            HomeMissed,
         }
         let mut take = Some(take);
         // Exact unless the call overlaps another: a call that loses its
         // reservation CAS, or a thread holding a home whose call overlaps
         // another allocation, takes from its home subpool (`home.rs`). One
         // call site of `take`, so that it is inlined.
+        // A home reservation names its subpool by id: the reservation keeps
+        // it published (deletion closes only a list whose blocks are all
+        // free and unreserved), so the slot still holds it below.
         let visit = self.home_visit();
-        // The thread's home, tried pinned first; `home`: one the cold path
-        // found or made.
-        let mut pinned_home = visit.home.filter(|_| visit.overlaps);
-        let mut home: Option<(Arc<Subpool<T>>, u64, At, u64)> = None;
+        let mut home = if visit.overlaps {
+            self.home_reserve(want, visit.home, None, visit.sticky)
+        } else {
+            None
+        };
         let mut exact = true;
         loop {
-            let id = if home.is_some() || pinned_home.is_some() {
-                u32::MAX
+            let id = if let Some((id, ..)) = home {
+                id
             } else {
                 let Some(id) = self.availability.first() else {
                     self.grow_when_empty(now)?;
@@ -223,20 +226,17 @@ impl<T: Default + Send + Sync> Pool<T> {
             // Pinned: the subpool is not dropped while this uses it, even if
             // another thread deletes it meanwhile.
             let step = epoch::pin(|guard| {
-                let (subpool, count, at, left) = match (&home, pinned_home) {
-                    (Some((home, count, at, left)), _) => (&**home, *count, *at, *left),
-                    (None, Some(pinned)) => match self.home_reserve_pinned(guard, pinned, want) {
-                        Some(reserved) => reserved,
-                        None => return Step::HomeMissed,
-                    },
-                    (None, None) => {
-                        let Some(subpool) = self
-                            .slots
-                            .get(id as usize)
-                            .and_then(|slot| slot.load(guard))
-                        else {
-                            return Step::Refresh;
-                        };
+                let Some(subpool) = self
+                    .slots
+                    .get(id as usize)
+                    .and_then(|slot| slot.load(guard))
+                else {
+                    debug_assert!(home.is_none(), "a reservation keeps its subpool");
+                    return Step::Refresh;
+                };
+                let (count, at, left) = match home {
+                    Some((_, count, at, left)) => (count, at, left),
+                    None => {
                         let reserved = if exact {
                             subpool.free.try_reserve_up_to(want)
                         } else {
@@ -253,7 +253,7 @@ impl<T: Default + Send + Sync> Pool<T> {
                                 if exact && visit.registered() && !visit.overlaps {
                                     self.home_calm();
                                 }
-                                (&**subpool, count, at, left)
+                                (count, at, left)
                             }
                             Some(Reserve::Empty | Reserve::Closed) => return Step::Refresh,
                             None => return Step::Lost,
@@ -269,13 +269,7 @@ impl<T: Default + Send + Sync> Pool<T> {
                 Step::Refresh => self.refresh(id),
                 Step::Lost => {
                     exact = false;
-                    home = self.home_reserve(want, Some(id), false);
-                }
-                Step::HomeMissed => {
-                    // Gone or empty: the cold path lets it go and, for an
-                    // unsampled call, finds none (the exact order serves).
-                    pinned_home = None;
-                    home = self.home_reserve(want, None, visit.sticky);
+                    home = self.home_reserve(want, None, Some(id), false);
                 }
             }
         }

@@ -34,9 +34,10 @@ fn a_home_serves_unsampled_calls_until_calm_samples_give_it_back() {
     assert_eq!(kept.handle.parts().unwrap().1, 0);
     // What another thread's overlapping call would do: this thread loses
     // the reservation CAS in subpool 0, and takes a home.
-    let (home, count, at, _) = pool
-        .home_reserve(1, Some(0), false)
+    let (id, count, at, _) = pool
+        .home_reserve(1, None, Some(0), false)
         .expect("a home is created");
+    let home = pool.subpool_at(id).unwrap();
     assert_ne!(home.id, 0);
     let lease = pool.take_reserved(&home, at, 0, None);
     assert_eq!(count, 1);
@@ -68,9 +69,10 @@ fn calls_of_a_thread_without_a_home_keep_the_home_of_another() {
         .seed(1);
     let pool = Pool::<u64>::new(spec.build().unwrap());
     let kept = pool.allocate(0).unwrap();
-    let (home, _, at, _) = pool
-        .home_reserve(1, Some(0), false)
+    let (id, _, at, _) = pool
+        .home_reserve(1, None, Some(0), false)
         .expect("a home is created");
+    let home = pool.subpool_at(id).unwrap();
     let lease = pool.take_reserved(&home, at, 0, None);
     pool.free(lease.handle).unwrap();
 
