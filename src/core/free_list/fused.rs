@@ -41,7 +41,7 @@ use crossbeam_utils::CachePadded;
 use crate::core::error::Error;
 use crate::core::free_list::ring::find_full;
 use crate::core::free_list::{entries, At, Reserve, CLOSED, SHUT};
-use crate::core::sync::{spin_wait, AtomicU64, Ordering};
+use crate::core::sync::{wait_for, AtomicU64, Ordering};
 
 /// The largest ring whose count folds into its word (`b = 16`, 14 lap bits).
 pub const MAX: u32 = (1 << 16) - 1;
@@ -292,14 +292,10 @@ impl Fused {
     fn take_cell(&self, i: usize, lap: u64) -> u32 {
         let cell_word = &self.cells[i];
         let wanted = self.cell(lap, true, 0) >> 32;
-        loop {
-            let current = cell_word.load(Ordering::Acquire);
-            if current >> 32 == wanted {
-                cell_word.store(self.cell(lap.wrapping_add(1), false, 0), Ordering::Release);
-                return current as u32;
-            }
-            spin_wait();
-        }
+        let landed = || Some(cell_word.load(Ordering::Acquire)).filter(|c| c >> 32 == wanted);
+        let current = landed().unwrap_or_else(|| wait_for(landed));
+        cell_word.store(self.cell(lap.wrapping_add(1), false, 0), Ordering::Release);
+        current as u32
     }
 
     /// Take the `count` blocks claimed from `first`, appending them in order.
@@ -344,9 +340,8 @@ impl Fused {
     fn put_cell(&self, i: usize, lap: u64, offset: u32) {
         let cell_word = &self.cells[i];
         let wanted = self.cell(lap, false, 0) >> 32;
-        while cell_word.load(Ordering::Acquire) >> 32 != wanted {
-            spin_wait();
-        }
+        let taken = || (cell_word.load(Ordering::Acquire) >> 32 == wanted).then_some(());
+        taken().unwrap_or_else(|| wait_for(taken));
         cell_word.store(self.cell(lap, true, offset), Ordering::Release);
     }
 

@@ -25,7 +25,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::core::error::Error;
 use crate::core::free_list::entries;
-use crate::core::sync::{spin_wait, AtomicU64, Ordering};
+use crate::core::sync::{wait_for, AtomicU64, Ordering};
 
 const FULL: u64 = 1 << 32;
 const LAP_MASK: u64 = (1 << 31) - 1;
@@ -112,14 +112,10 @@ impl Ring {
     fn take_at(&self, position: u64) -> u32 {
         let (cell_word, lap) = self.slot(position);
         let wanted = turn(cell(lap, true, 0));
-        loop {
-            let current = cell_word.load(Ordering::Acquire);
-            if turn(current) == wanted {
-                cell_word.store(cell(lap + 1, false, 0), Ordering::Release);
-                return current as u32;
-            }
-            spin_wait();
-        }
+        let landed = || Some(cell_word.load(Ordering::Acquire)).filter(|&c| turn(c) == wanted);
+        let current = landed().unwrap_or_else(|| wait_for(landed));
+        cell_word.store(cell(lap + 1, false, 0), Ordering::Release);
+        current as u32
     }
 
     /// Put `offset` at `position`, waiting for the cell's last pop to land.
@@ -127,9 +123,8 @@ impl Ring {
     fn put_at(&self, position: u64, offset: u32) {
         let (cell_word, lap) = self.slot(position);
         let wanted = turn(cell(lap, false, 0));
-        while turn(cell_word.load(Ordering::Acquire)) != wanted {
-            spin_wait();
-        }
+        let taken = || (turn(cell_word.load(Ordering::Acquire)) == wanted).then_some(());
+        taken().unwrap_or_else(|| wait_for(taken));
         cell_word.store(cell(lap, true, offset), Ordering::Release);
     }
 
