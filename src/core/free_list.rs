@@ -189,10 +189,11 @@ impl FreeList {
     #[inline(always)]
     pub fn reserve_up_to(&self, want: u64) -> Reserve {
         debug_assert!(want > 0);
-        match &self.blocks {
-            Blocks::Fused(fused) => return fused.reserve_up_to(want),
-            Blocks::FusedStack(stack) => return stack.reserve_up_to(want),
-            _ => {}
+        if let Blocks::Fused(fused) = &self.blocks {
+            return fused.reserve_up_to(want);
+        }
+        if let Blocks::FusedStack(stack) = &self.blocks {
+            return stack.reserve_up_to(want);
         }
         let mut current = self.available.load(Ordering::Relaxed);
         loop {
@@ -229,10 +230,11 @@ impl FreeList {
     #[inline(always)]
     pub fn try_reserve_up_to(&self, want: u64) -> Option<Reserve> {
         debug_assert!(want > 0);
-        match &self.blocks {
-            Blocks::Fused(fused) => return fused.try_reserve_up_to(want),
-            Blocks::FusedStack(stack) => return stack.try_reserve_up_to(want),
-            _ => {}
+        if let Blocks::Fused(fused) = &self.blocks {
+            return fused.try_reserve_up_to(want);
+        }
+        if let Blocks::FusedStack(stack) = &self.blocks {
+            return stack.try_reserve_up_to(want);
         }
         let current = self.available.load(Ordering::Relaxed);
         if current & SHUT != 0 {
@@ -329,10 +331,11 @@ impl FreeList {
         if count == 0 {
             return self.load();
         }
-        match &self.blocks {
-            Blocks::Fused(fused) => return fused.give_back(offsets, listed),
-            Blocks::FusedStack(stack) => return stack.give_back(offsets, listed),
-            _ => {}
+        if let Blocks::Fused(fused) = &self.blocks {
+            return fused.give_back(offsets, listed);
+        }
+        if let Blocks::FusedStack(stack) = &self.blocks {
+            return stack.give_back(offsets, listed);
         }
         if !offsets.is_empty() {
             match &self.blocks {

@@ -76,6 +76,8 @@ pub struct FusedStack {
     mask: u64,
     /// The tag's field in place, and its unit (`1 << 2b`).
     tag_field: u64,
+    /// `!SHUT`, loaded with the other fields rather than made per use.
+    fields: u64,
     tag_one: u64,
 }
 
@@ -116,6 +118,7 @@ impl FusedStack {
             mask: (1 << bits) - 1,
             tag_field: FIELDS & !((1 << (2 * bits)) - 1),
             tag_one: 1 << (2 * bits),
+            fields: FIELDS,
         })
     }
 
@@ -129,11 +132,19 @@ impl FusedStack {
         word.wrapping_shr(self.bits) & self.mask
     }
 
-    /// `word`'s flags and next tag, with the given `avail` and `top`.
+    /// `word` with the next tag, `avail` raised by `up` less `down` (the
+    /// result in `0..=n`) and `top`: one addition to the word with the
+    /// bits set, so that the tag's carry out of its field runs through them
+    /// and off the word (`avail` neither carries nor borrows), then the
+    /// bits put back.
     #[inline(always)]
-    fn with(&self, word: u64, avail: u64, top: u32) -> u64 {
-        let tag = (word & self.tag_field).wrapping_add(self.tag_one) & self.tag_field;
-        word & SHUT | tag | avail.wrapping_shl(self.bits) | u64::from(top)
+    fn moved(&self, word: u64, up: u64, down: u64, top: u32) -> u64 {
+        let step = self
+            .tag_one
+            .wrapping_add(up.wrapping_shl(self.bits))
+            .wrapping_sub(down.wrapping_shl(self.bits));
+        let next = (word & !self.mask | SHUT).wrapping_add(step);
+        next & self.fields | word & SHUT | u64::from(top)
     }
 
     /// The link under `top` (`offset + 1`, not 0).
@@ -167,9 +178,11 @@ impl FusedStack {
             return Err(Some(Reserve::Empty));
         }
         let count = avail.min(want);
+        // `avail > 0` entries: the top is a block (one atomic word).
         let first = self.top(word);
-        let mut top = first;
-        for _ in 0..count {
+        debug_assert!(first != 0);
+        let mut top = self.link(first);
+        for _ in 1..count {
             if top == 0 {
                 // The bottom before `count` links: a block popped and
                 // pushed back during the walk (the word has moved on).
@@ -177,11 +190,7 @@ impl FusedStack {
             }
             top = self.link(top);
         }
-        Ok((
-            self.with(word, avail.wrapping_sub(count), top),
-            count,
-            first,
-        ))
+        Ok((self.moved(word, 0, count, top), count, first))
     }
 
     /// The outcome of a take CAS from `word` that succeeded.
@@ -298,7 +307,7 @@ impl FusedStack {
         loop {
             let top = self.top(word);
             debug_assert!(top != 0, "a phantom's gap leaves an entry");
-            let next = self.with(word, self.avail(word), self.link(top));
+            let next = self.moved(word, 0, 0, self.link(top));
             match self
                 .word
                 .compare_exchange_weak(word, next, Ordering::Acquire, Ordering::Acquire)
@@ -328,10 +337,11 @@ impl FusedStack {
         for pair in offsets.windows(2) {
             self.links[pair[1] as usize].store(pair[0] + 1, Ordering::Relaxed);
         }
+        let link = &self.links[first as usize];
         let mut word = self.word.load(Ordering::Relaxed);
         loop {
-            self.links[first as usize].store(self.top(word), Ordering::Relaxed);
-            let next = self.with(word, self.avail(word).wrapping_add(added), last + 1);
+            link.store(self.top(word), Ordering::Relaxed);
+            let next = self.moved(word, added, 0, last.wrapping_add(1));
             match self
                 .word
                 .compare_exchange_weak(word, next, Ordering::Release, Ordering::Relaxed)
