@@ -18,8 +18,15 @@
 //! positions (one CAS) and a return's claim counts the blocks (one
 //! `fetch_add`), with the same count, bits and decisions; `available` is
 //! then unused.
+//!
+//! A LIFO list of at most [`fused_stack::MAX`] blocks folds it into the
+//! stack's tagged head (`fused_stack.rs`): the reservation is the pop (one
+//! CAS that walks the links from the top and claims them, the reservation's
+//! [`At`] naming the first), a return the push (one CAS), with the same
+//! count, bits and decisions; `available` is then unused too.
 
 mod fused;
+mod fused_stack;
 mod ring;
 mod shuffle;
 mod stack;
@@ -32,6 +39,7 @@ use crate::core::rng::SplitMix64;
 use crate::core::sync::{AtomicU64, Ordering};
 
 use fused::Fused;
+use fused_stack::FusedStack;
 use ring::Ring;
 use shuffle::Shuffle;
 use stack::Stack;
@@ -47,7 +55,8 @@ const COUNT: u64 = !SHUT;
 pub const CHAIN: u64 = 64;
 
 /// Where a reservation's takes start: the first position it claimed (a
-/// fused ring's), nothing for the other lists.
+/// fused ring's), the first block it popped (a fused stack's, the others
+/// linked from it), nothing for the other lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct At(u64);
 
@@ -68,6 +77,7 @@ pub enum Reserve {
 
 enum Blocks {
     Fused(Fused),
+    FusedStack(FusedStack),
     Stack(Stack),
     Ring(Ring),
     Shuffle(Shuffle),
@@ -94,6 +104,9 @@ impl FreeList {
     /// All `n` blocks free, in `order`.
     pub fn new(order: Order, n: u32) -> Result<Self, Error> {
         let blocks = match order {
+            Order::Lifo if (1..=fused_stack::MAX).contains(&n) => {
+                Blocks::FusedStack(FusedStack::new(n, None, u64::from(n), 0)?)
+            }
             Order::Lifo => Blocks::Stack(Stack::new(n)?),
             Order::Fifo if (1..=fused::MAX).contains(&n) => {
                 Blocks::Fused(Fused::new(n, None, u64::from(n), 0)?)
@@ -117,6 +130,17 @@ impl FreeList {
         }
     }
 
+    /// A LIFO list of `n` blocks with the count in front of the stack (as
+    /// for more than [`fused_stack::MAX`] blocks), for the models and tests
+    /// of it.
+    #[cfg(test)]
+    pub fn counted_stack(n: u32) -> Self {
+        FreeList {
+            available: CachePadded::new(AtomicU64::new(u64::from(n))),
+            blocks: Blocks::Stack(Stack::new(n).unwrap()),
+        }
+    }
+
     /// The list a snapshot restores: of `n` blocks, holding the entries
     /// `listed` in the order [`entries`](Self::entries) gives them, of
     /// which `free` are free entries (the rest phantoms), refusing
@@ -132,6 +156,9 @@ impl FreeList {
         let blocks = match order {
             Order::Fifo if (1..=fused::MAX).contains(&n) => {
                 Blocks::Fused(Fused::new(n, Some(listed), free, flags)?)
+            }
+            Order::Lifo if (1..=fused_stack::MAX).contains(&n) => {
+                Blocks::FusedStack(FusedStack::new(n, Some(listed), free, flags)?)
             }
             Order::Lifo => Blocks::Stack(Stack::restored(n, listed)?),
             Order::Fifo => Blocks::Ring(Ring::restored(n, listed)?),
@@ -150,6 +177,7 @@ impl FreeList {
     pub fn entries(&self) -> Option<Vec<u32>> {
         match &self.blocks {
             Blocks::Fused(fused) => fused.entries(),
+            Blocks::FusedStack(stack) => stack.entries(),
             Blocks::Stack(stack) => stack.entries(),
             Blocks::Ring(ring) => ring.entries(),
             Blocks::Shuffle(shuffle) => Some(shuffle.entries()),
@@ -163,6 +191,9 @@ impl FreeList {
         debug_assert!(want > 0);
         if let Blocks::Fused(fused) = &self.blocks {
             return fused.reserve_up_to(want);
+        }
+        if let Blocks::FusedStack(stack) = &self.blocks {
+            return stack.reserve_up_to(want);
         }
         let mut current = self.available.load(Ordering::Relaxed);
         loop {
@@ -202,6 +233,9 @@ impl FreeList {
         if let Blocks::Fused(fused) = &self.blocks {
             return fused.try_reserve_up_to(want);
         }
+        if let Blocks::FusedStack(stack) = &self.blocks {
+            return stack.try_reserve_up_to(want);
+        }
         let current = self.available.load(Ordering::Relaxed);
         if current & SHUT != 0 {
             return Some(Reserve::Closed);
@@ -231,6 +265,7 @@ impl FreeList {
     pub fn reserve_in_place(&self) -> Reserve {
         match &self.blocks {
             Blocks::Fused(fused) => fused.reserve_in_place(),
+            Blocks::FusedStack(stack) => stack.reserve_in_place(),
             _ => self.reserve_up_to(1),
         }
     }
@@ -241,6 +276,7 @@ impl FreeList {
     pub fn pop(&self, at: At, rng: &SplitMix64) -> u32 {
         match &self.blocks {
             Blocks::Fused(fused) => fused.take_at(at.0),
+            Blocks::FusedStack(stack) => stack.take_at(at),
             Blocks::Stack(stack) => stack.pop(),
             Blocks::Ring(ring) => ring.pop(),
             Blocks::Shuffle(shuffle) => shuffle.pop(rng),
@@ -255,6 +291,7 @@ impl FreeList {
         debug_assert!((1..=CHAIN).contains(&count));
         match &self.blocks {
             Blocks::Fused(fused) => fused.take_many(at.0, count, out),
+            Blocks::FusedStack(stack) => stack.take_many(at, count, out),
             Blocks::Stack(stack) => stack.pop_many(count, out),
             Blocks::Ring(ring) => ring.pop_many(count, out),
             Blocks::Shuffle(shuffle) => shuffle.pop_many(count, out, rng),
@@ -267,6 +304,7 @@ impl FreeList {
     pub fn pop_more(&self, rng: &SplitMix64) -> u32 {
         match &self.blocks {
             Blocks::Fused(fused) => fused.take_more(),
+            Blocks::FusedStack(stack) => stack.take_more(),
             _ => self.pop(At(0), rng),
         }
     }
@@ -296,9 +334,12 @@ impl FreeList {
         if let Blocks::Fused(fused) = &self.blocks {
             return fused.give_back(offsets, listed);
         }
+        if let Blocks::FusedStack(stack) = &self.blocks {
+            return stack.give_back(offsets, listed);
+        }
         if !offsets.is_empty() {
             match &self.blocks {
-                Blocks::Fused(_) => unreachable!("returned above"),
+                Blocks::Fused(_) | Blocks::FusedStack(_) => unreachable!("returned above"),
                 Blocks::Stack(stack) => stack.push_many(offsets),
                 Blocks::Ring(ring) => ring.push_many(offsets),
                 Blocks::Shuffle(shuffle) => shuffle.push_many(offsets),
@@ -311,8 +352,10 @@ impl FreeList {
     /// outstanding); no reservation succeeds after. A drained list closes
     /// too (a drain-fenced subpool's deletion, a port block's release).
     pub fn try_close(&self, total: u64) -> bool {
-        if let Blocks::Fused(fused) = &self.blocks {
-            return fused.try_close(total);
+        match &self.blocks {
+            Blocks::Fused(fused) => return fused.try_close(total),
+            Blocks::FusedStack(stack) => return stack.try_close(total),
+            _ => {}
         }
         // One CAS from "all free" (an open list, or a drained one), so that
         // no reservation can slip between a look at the count and the close.
@@ -338,6 +381,7 @@ impl FreeList {
     pub fn reopen(&self, total: u64) {
         let reopened = match &self.blocks {
             Blocks::Fused(fused) => fused.clear(CLOSED),
+            Blocks::FusedStack(stack) => stack.clear(CLOSED),
             _ => self.available.fetch_and(!CLOSED, Ordering::AcqRel),
         };
         debug_assert_eq!(reopened & (CLOSED | COUNT), CLOSED | total);
@@ -358,6 +402,7 @@ impl FreeList {
     fn set(&self, bits: u64) {
         match &self.blocks {
             Blocks::Fused(fused) => fused.set(bits),
+            Blocks::FusedStack(stack) => stack.set(bits),
             _ => {
                 self.available.fetch_or(bits, Ordering::AcqRel);
             }
@@ -369,6 +414,9 @@ impl FreeList {
         match &self.blocks {
             Blocks::Fused(fused) => {
                 fused.clear(DRAINED);
+            }
+            Blocks::FusedStack(stack) => {
+                stack.clear(DRAINED);
             }
             _ => {
                 self.available.fetch_and(!DRAINED, Ordering::AcqRel);
@@ -401,6 +449,7 @@ impl FreeList {
     pub fn unreserve(&self) -> u64 {
         match &self.blocks {
             Blocks::Fused(fused) => fused.unreserve(),
+            Blocks::FusedStack(stack) => stack.unreserve(),
             _ => self.available.fetch_add(1, Ordering::Release) + 1,
         }
     }
@@ -412,6 +461,7 @@ impl FreeList {
     pub fn listed(&self, offset: u32) -> bool {
         match &self.blocks {
             Blocks::Fused(fused) => fused.listed(offset),
+            Blocks::FusedStack(stack) => stack.listed(offset),
             Blocks::Stack(stack) => stack.listed(offset),
             Blocks::Ring(ring) => ring.listed(offset),
             Blocks::Shuffle(shuffle) => shuffle.listed(offset),
@@ -429,6 +479,7 @@ impl FreeList {
     fn load(&self) -> u64 {
         match &self.blocks {
             Blocks::Fused(fused) => fused.load(),
+            Blocks::FusedStack(stack) => stack.load(),
             _ => self.available.load(Ordering::Acquire),
         }
     }
@@ -459,28 +510,47 @@ mod tests {
     #[test]
     fn lifo_pops_in_order_then_most_recent_first() {
         let rng = SplitMix64::new(0);
-        let list = FreeList::new(Order::Lifo, 3).unwrap();
-        assert_eq!((take(&list, &rng), take(&list, &rng)), (0, 1));
-        assert_eq!(list.push(0), 2);
-        assert!(matches!(
-            list.reserve_up_to(1),
-            Reserve::Taken {
+        for list in [
+            FreeList::new(Order::Lifo, 3).unwrap(),
+            FreeList::counted_stack(3),
+        ] {
+            assert_eq!((take(&list, &rng), take(&list, &rng)), (0, 1));
+            assert_eq!(list.push(0), 2);
+            let Reserve::Taken {
                 count: 1,
                 last: false,
+                at,
                 ..
-            }
-        ));
-        assert_eq!(list.pop(At(0), &rng), 0);
-        assert!(matches!(
-            list.reserve_up_to(1),
-            Reserve::Taken {
+            } = list.reserve_up_to(1)
+            else {
+                panic!("two free blocks")
+            };
+            assert_eq!(list.pop(at, &rng), 0);
+            let Reserve::Taken {
                 count: 1,
                 last: true,
+                at,
                 ..
-            }
-        ));
-        assert_eq!(list.pop(At(0), &rng), 2);
-        assert_eq!(list.reserve_up_to(1), Reserve::Empty);
+            } = list.reserve_up_to(1)
+            else {
+                panic!("one free block")
+            };
+            assert_eq!(list.pop(at, &rng), 2);
+            assert_eq!(list.reserve_up_to(1), Reserve::Empty);
+        }
+    }
+
+    /// Large LIFO lists keep the separate count in front of the stack.
+    #[test]
+    fn a_large_lifo_list_is_counted() {
+        let rng = SplitMix64::new(0);
+        let small = FreeList::new(Order::Lifo, fused_stack::MAX).unwrap();
+        assert!(matches!(small.blocks, Blocks::FusedStack(_)));
+        let list = FreeList::new(Order::Lifo, fused_stack::MAX + 1).unwrap();
+        assert!(matches!(list.blocks, Blocks::Stack(_)));
+        assert_eq!(take_chain(&list, 3, &rng), vec![0, 1, 2]);
+        assert_eq!(list.push_many(&[1, 0]), u64::from(fused_stack::MAX));
+        assert_eq!(take(&list, &rng), 0);
     }
 
     #[test]
@@ -517,13 +587,24 @@ mod tests {
     /// over many laps, with phantoms, closes and drains.
     #[test]
     fn the_fused_ring_matches_the_counted_ring() {
+        let fused = FreeList::new(Order::Fifo, 5).unwrap();
+        assert!(matches!(fused.blocks, Blocks::Fused(_)));
+        fused_matches_counted(fused, FreeList::counted_ring(5));
+    }
+
+    /// The fused stack and the counted stack agree likewise.
+    #[test]
+    fn the_fused_stack_matches_the_counted_stack() {
+        let fused = FreeList::new(Order::Lifo, 5).unwrap();
+        assert!(matches!(fused.blocks, Blocks::FusedStack(_)));
+        fused_matches_counted(fused, FreeList::counted_stack(5));
+    }
+
+    /// `fused` and `counted` (of 5 blocks) agree, operation by operation,
+    /// over a random run of takes, returns, phantoms and closes.
+    fn fused_matches_counted(fused: FreeList, counted: FreeList) {
         let rng = SplitMix64::new(0);
         let draw = SplitMix64::new(11);
-        let (fused, counted) = (
-            FreeList::new(Order::Fifo, 5).unwrap(),
-            FreeList::counted_ring(5),
-        );
-        assert!(matches!(fused.blocks, Blocks::Fused(_)));
         let mut out: Vec<u32> = Vec::new();
         let (mut phantoms, mut taken) = (0, 0);
         for step in 0..2000 {

@@ -1,9 +1,10 @@
 //! loom models of a subpool's free list (`src/core/free_list.rs`): the
 //! reservation count and the close handshake, in front of the tagged
-//! Treiber stack (LIFO), the ring (FIFO of more than `fused::MAX` blocks)
-//! and the locked array (random), and folded into the fused ring's word
-//! (FIFO). Each model runs for every structure it names. Run with `make
-//! loom` (RUSTFLAGS="--cfg loom").
+//! Treiber stack (LIFO of more than `fused_stack::MAX` blocks), the ring
+//! (FIFO of more than `fused::MAX` blocks) and the locked array (random),
+//! and folded into the fused stack's tagged head (LIFO) and the fused
+//! ring's word (FIFO). Each model runs for every structure it names. Run
+//! with `make loom` (RUSTFLAGS="--cfg loom").
 
 use std::collections::HashSet;
 
@@ -14,19 +15,24 @@ use crate::core::rng::SplitMix64;
 use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use loom::sync::Arc;
 
-/// A structure: the list of an order (FIFO: the fused ring, every model's
-/// list being small), or the ring with its count in front (`Counted`).
+/// A structure: the list of an order (FIFO: the fused ring, LIFO: the
+/// fused stack, every model's list being small), or the ring or the stack
+/// with its count in front (`Counted`, `CountedStack`).
 #[derive(Debug, Clone, Copy)]
 enum Kind {
     Of(Order),
     Counted,
+    CountedStack,
 }
 
 const FUSED: Kind = Kind::Of(Order::Fifo);
+const FUSED_STACK: Kind = Kind::Of(Order::Lifo);
 const FIFO: [Kind; 2] = [FUSED, Kind::Counted];
-const LOCK_FREE: [Kind; 3] = [Kind::Of(Order::Lifo), FUSED, Kind::Counted];
-const ALL: [Kind; 4] = [
-    Kind::Of(Order::Lifo),
+const LIFO: [Kind; 2] = [FUSED_STACK, Kind::CountedStack];
+const LOCK_FREE: [Kind; 4] = [FUSED_STACK, Kind::CountedStack, FUSED, Kind::Counted];
+const ALL: [Kind; 5] = [
+    FUSED_STACK,
+    Kind::CountedStack,
     FUSED,
     Kind::Counted,
     Kind::Of(Order::Random),
@@ -51,6 +57,7 @@ fn list(kind: Kind, n: u32) -> Arc<List> {
         free: match kind {
             Kind::Of(order) => FreeList::new(order, n).unwrap(),
             Kind::Counted => FreeList::counted_ring(n),
+            Kind::CountedStack => FreeList::counted_stack(n),
         },
         rng: SplitMix64::new(7),
     })
@@ -540,5 +547,84 @@ fn a_close_races_with_a_reservation_in_place_and_a_return() {
             assert_eq!(list.available(), 1);
             assert!(!list.try_close(2));
         }
+    });
+}
+
+/// LIFO ABA with the count restored too: a chain take walks 0 -> 1 -> 2
+/// while another thread takes 0, 1 and 2 and returns them as 1, 2, 0 (the
+/// stack 0, 2, 1, 3, ...: the same top and, for the fused stack, the same
+/// count and bits as the walk's word). Only the tag refuses the stale walk,
+/// which would hand out 0 and 1 and leave 1 reachable under 2.
+#[test]
+fn a_walk_across_a_reshuffle_of_the_stack_is_refused() {
+    for_each(&LIFO, |kind| {
+        let list = list(kind, 5);
+        let chain = spawn_with(&list, |list| take_chain(list, 2));
+        let shuffler = spawn_with(&list, |list| {
+            let taken = take_chain(list, 3);
+            // Back as b, c, a (pushed in that order: a on top, c under
+            // it): 1, 2, 0 when the chain take has not taken 0 and 1 yet.
+            let order: Vec<u32> = match taken.as_slice() {
+                [a, b, c] => vec![*b, *c, *a],
+                other => other.to_vec(),
+            };
+            list.push_many(&order);
+        });
+        let chained = chain.join().unwrap();
+        shuffler.join().unwrap();
+        let rest = drain(&list);
+        let mut all: Vec<u32> = chained.iter().chain(&rest).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, vec![0, 1, 2, 3, 4], "chain {chained:?}, free {rest:?}");
+    });
+}
+
+/// `listed` validates its walk on the top and the tag: changes of the
+/// count alone (a reservation in place given back) and of the bits (a
+/// drain and an undrain) while it walks do not make it wrong, and it
+/// returns (no retry forever). Nothing is popped: every block is listed.
+#[test]
+fn listed_holds_across_changes_of_the_count_and_the_bits() {
+    for_each(&ALL, |kind| {
+        let list = list(kind, 2);
+        let reserver = spawn_with(&list, |list| {
+            if let Reserve::Taken { .. } = list.reserve_in_place() {
+                list.unreserve();
+            }
+        });
+        let drainer = spawn_with(&list, |list| {
+            list.drain();
+            list.undrain();
+        });
+        assert!(list.listed(1) && list.listed(0));
+        reserver.join().unwrap();
+        drainer.join().unwrap();
+        assert_eq!(list.available(), 2);
+        assert_eq!(drain(&list).len(), 2);
+    });
+}
+
+/// The strong reservation (`try_reserve_up_to`) fails (`None`) only when
+/// another thread changed the list: two racing attempts never both fail,
+/// and the blocks they take are distinct.
+#[test]
+fn a_strong_reservation_fails_only_for_another_change() {
+    for_each(&ALL, |kind| {
+        let list = list(kind, 3);
+        let out = take(&list).unwrap();
+        let attempt = |list: &List| match list.try_reserve_up_to(1) {
+            None => None,
+            Some(Reserve::Taken { at, .. }) => Some(Some(list.pop(at, &list.rng))),
+            Some(_) => Some(None),
+        };
+        let a = spawn_with(&list, attempt);
+        let b = spawn_with(&list, attempt);
+        let (a, b) = (a.join().unwrap(), b.join().unwrap());
+        assert!(a.is_some() || b.is_some(), "both lost: a change by neither");
+        let mut all: Vec<u32> = [a, b].into_iter().flatten().flatten().collect();
+        all.push(out);
+        all.extend(drain(&list));
+        all.sort_unstable();
+        assert_eq!(all, vec![0, 1, 2]);
     });
 }

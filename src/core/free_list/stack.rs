@@ -1,6 +1,8 @@
-//! `order = "lifo"`: a lock-free Treiber stack of block offsets with a
-//! tagged head (against ABA). The reservation count in front of it
-//! (`free_list.rs`) guarantees every pop a block.
+//! `order = "lifo"` for a subpool of more than `fused_stack::MAX` blocks: a
+//! lock-free Treiber stack of block offsets with a tagged head (against
+//! ABA). The reservation count in front of it (`free_list.rs`) guarantees
+//! every pop a block. Smaller stacks fold that count into their head
+//! (`fused_stack.rs`).
 
 use crossbeam_utils::CachePadded;
 
