@@ -8,7 +8,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::core::error::Error;
 use crate::core::free_list::{entries, CHAIN};
-use crate::core::sync::{spin_wait, AtomicU32, AtomicU64, Ordering};
+use crate::core::sync::{spin_wait, AtomicU32, AtomicU64, Backoff, Ordering};
 
 pub struct Stack {
     /// `tag << 32 | (offset + 1)`; the low half is 0 when the stack is empty.
@@ -60,12 +60,13 @@ impl Stack {
     /// Take the most recently pushed block. Only after a successful reserve.
     #[inline]
     pub fn pop(&self) -> u32 {
+        let mut backoff = Backoff::new();
         loop {
             let head = self.head.load(Ordering::Acquire);
             let top = head as u32;
             if top == 0 {
                 // A reservation guarantees a block; its push is still landing.
-                spin_wait();
+                backoff.wait();
                 continue;
             }
             let next = self.links[top as usize - 1].load(Ordering::Relaxed);
@@ -97,6 +98,7 @@ impl Stack {
     pub fn pop_many(&self, count: u64, out: &mut Vec<u32>) {
         debug_assert!((1..=CHAIN).contains(&count));
         let start = out.len();
+        let mut backoff = Backoff::new();
         loop {
             out.truncate(start);
             let head = self.head.load(Ordering::Acquire);
@@ -108,7 +110,7 @@ impl Stack {
             if ((out.len() - start) as u64) < count {
                 // Reserved blocks whose pushes are still landing, or a walk
                 // that raced with a change: look again.
-                spin_wait();
+                backoff.wait();
                 continue;
             }
             let tag = (head >> 32).wrapping_add(1);
