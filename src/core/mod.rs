@@ -5,7 +5,7 @@
 //! | `config` | the control block (Figure 3): validation of a pool's configuration |
 //! | `space` | the ordered address space: ranges less exclusions, as segments, numbered |
 //! | `block` | a connection block and its lease state |
-//! | `free_list` | a subpool's free blocks in the reuse order: lock-free stack (LIFO) or ring (FIFO), locked array (random) |
+//! | `free_list` | a subpool's free blocks in the reuse order: lock-free stack (LIFO) or ring (FIFO), array under a spin lock (random) |
 //! | `held` | blocks freed with a hold, until the hold ends (hold-down) |
 //! | `policy` | the reuse order, hold-down settings and the clock |
 //! | `rng` | SplitMix64, the generator of the random order |
