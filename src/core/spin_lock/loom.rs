@@ -13,9 +13,8 @@ use loom::sync::Arc;
 /// Two threads (one spawned, the main one) each add one to the lock's
 /// value, a read then a write under the lock: the sections never overlap,
 /// each sees the one before it, and no increment is lost. (Two contenders:
-/// loom's scheduler can alternate forever between two threads that wait
-/// for a third, tokio-rs/loom#53, so a model with three contenders does not
-/// terminate.)
+/// with three, the model exceeded loom's branch limit, its scheduler able
+/// to keep running the waiters, cf. tokio-rs/loom#53.)
 #[test]
 fn two_threads_increment_the_locked_value() {
     fn add(lock: &SpinLock<u64>) -> u64 {
