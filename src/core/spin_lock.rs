@@ -1,12 +1,13 @@
 //! A spin lock for short critical sections: a flag taken with one CAS
-//! (`Acquire`) and released with one plain store (`Release`), no locked
-//! instruction. std's `Mutex` (a futex word) costs two locked RMWs a
+//! (`Acquire`) and released with one plain store (`Release`), so one locked
+//! instruction a lock/unlock pair. std's `Mutex` (a futex word) costs two locked RMWs a
 //! lock/unlock pair (a `lock cmpxchg` to lock, an `xchg` to unlock, which
 //! must see whether a waiter sleeps); this lock has no sleepers to wake, so
 //! its release needs no RMW.
 //!
-//! For O(1) work only: never a syscall, a sleep, or work that grows with the
-//! data under it. A waiter spins on a load of the flag (`spin_wait`) up to
+//! For short sections only: O(1) work (the users' module docs list what
+//! runs under theirs, and the exceptions), never a syscall or a sleep, no
+//! reallocation but an occasional amortised growth. A waiter spins on a load of the flag (`spin_wait`) up to
 //! [`SPINS`] times, then yields the processor each round (`yield_now`): a
 //! holder that was descheduled gets the processor back; nobody sleeps.
 //!
