@@ -244,6 +244,17 @@ impl<T: Default> ConnectionBlock<T> {
         self.state.swap(state, Ordering::Release);
     }
 
+    /// A store to a word no other thread writes now (`settle` of a held
+    /// block): under loom a swap, as [`publish_live`](Self::publish_live),
+    /// since loom would let a reserver's `fetch_or(0)` read past it.
+    #[inline]
+    fn store_alone(&self, state: u64) {
+        #[cfg(not(loom))]
+        self.state.store(state, Ordering::Release);
+        #[cfg(loom)]
+        self.state.swap(state, Ordering::Release);
+    }
+
     /// A take popped a phantom: clear `PHANTOM` (`None`: discarded), unless
     /// a release made it a free entry first (`Some`: the free state, ours).
     #[cold]
@@ -269,8 +280,18 @@ impl<T: Default> ConnectionBlock<T> {
     /// entry where it stands: count it back, do not push it), `false` when a
     /// take discarded it (push it). `Release`: publishes the data taken
     /// before, to the take that finds the entry free.
+    ///
+    /// A held block without a phantom (a hold's end, the common case) is
+    /// settled by a plain store: nothing else writes its word (a mark
+    /// refuses `HELD`, reads and releases need `LIVE`, a discard needs
+    /// `PHANTOM`, and no take can pop it: it is in no free list), so no
+    /// RMW is needed. Its push publishes it after.
     pub fn settle(&self) -> bool {
-        let mut state = self.state.load(Ordering::Relaxed);
+        let mut state = self.state.load(Ordering::Acquire);
+        if state & (HELD | PHANTOM) == HELD {
+            self.store_alone(state & !HELD);
+            return false;
+        }
         loop {
             let next = state & !(HELD | PHANTOM);
             match self

@@ -1,7 +1,7 @@
 //! A subpool's free blocks: a count of free blocks that callers *reserve*
 //! from before they take, in front of one of three structures chosen by the
 //! pool's reuse order (`Order`): a lock-free stack (`stack.rs`, LIFO), a
-//! lock-free ring (`ring.rs`, FIFO), an array under a mutex (`shuffle.rs`,
+//! lock-free ring (`ring.rs`, FIFO), an array under a spin lock (`shuffle.rs`,
 //! random).
 //!
 //! Protocol, whatever the structure: a return puts the blocks in, then

@@ -1,7 +1,8 @@
 //! Held blocks (hold-down): blocks whose lease was freed with a hold, kept
 //! out of use until the hold ends (the reference model's `held.py`).
 //!
-//! The queue is ordered by `(end, sequence number)`, under a mutex. It is
+//! The queue is ordered by `(end, sequence number)`, under a spin lock
+//! (`spin_lock.rs`: a CAS to take, a plain store to release). It is
 //! kept in two parts: a FIFO run (`VecDeque`) of the holds queued in that
 //! order (each new hold whose end is not before the run's last is appended:
 //! with one hold length and a clock that does not go back, every hold), and
@@ -29,13 +30,25 @@
 //! returned (and `taken` lowered). An allocation takes the ended holds in
 //! chunks of `DUE_CHUNK` a lock, into an array on its stack (no allocation
 //! per call).
+//!
+//! What runs under the lock (short: waiters spin, then yield): a free's
+//! release CAS and one push (O(1) to the run; O(log held) to the heap, for
+//! a hold out of order; the run's and the heap's buffers grow by doubling,
+//! so a push reallocates only when the queue is longer than ever before); a
+//! free deferred by a lookup parks its end (a `Vec`, grown the same way);
+//! a completed deferred release's search of the parked ends (one per free
+//! racing with a lookup) and push; at most `DUE_CHUNK` pops and slot loads
+//! an allocation; a snapshot's copy of the queue into an array allocated
+//! before the lock (sorted after it). No syscall, and nothing is dropped
+//! under it (a release's data is returned to the caller).
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BinaryHeap, VecDeque};
 
 use crate::core::block::Release;
+use crate::core::spin_lock::{SpinGuard, SpinLock};
 use crate::core::subpool::Subpool;
-use crate::core::sync::{Arc, AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::core::sync::{Arc, AtomicU64, Ordering};
 
 /// How many ended holds an allocation takes from the queue per lock (it
 /// takes the lock again while there are more).
@@ -110,7 +123,7 @@ struct Queue {
 pub struct Held {
     count: AtomicU64,
     earliest: AtomicU64,
-    queue: Mutex<Queue>,
+    queue: SpinLock<Queue>,
 }
 
 impl Held {
@@ -118,7 +131,7 @@ impl Held {
         Held {
             count: AtomicU64::new(0),
             earliest: AtomicU64::new(f64::INFINITY.to_bits()),
-            queue: Mutex::new(Queue {
+            queue: SpinLock::new(Queue {
                 run: VecDeque::new(),
                 heap: BinaryHeap::new(),
                 sequence: 0,
@@ -146,7 +159,7 @@ impl Held {
         let held = Held {
             count: AtomicU64::new(count),
             earliest: AtomicU64::new(f64::INFINITY.to_bits()),
-            queue: Mutex::new(Queue {
+            queue: SpinLock::new(Queue {
                 run,
                 heap: BinaryHeap::new(),
                 sequence: count,
@@ -161,11 +174,22 @@ impl Held {
     /// offset, end); `None` while a release is parked for a lookup's reader
     /// (only under concurrency).
     pub fn entries(&self) -> Option<Vec<HeldBlock>> {
-        let queue = self.lock();
-        if !queue.deferred.is_empty() {
-            return None;
-        }
-        let mut entries: Vec<&Entry> = queue.run.iter().chain(queue.heap.iter()).collect();
+        // Copied under the lock into an array allocated before it (again,
+        // larger, if holds came meanwhile), sorted after it.
+        let mut room = self.count() as usize;
+        let mut entries: Vec<Entry> = loop {
+            let mut entries = Vec::with_capacity(room);
+            let queue = self.lock();
+            if !queue.deferred.is_empty() {
+                return None;
+            }
+            let len = queue.run.len() + queue.heap.len();
+            if len <= room {
+                entries.extend(queue.run.iter().chain(queue.heap.iter()));
+                break entries;
+            }
+            room = len + len / 2;
+        };
         entries.sort_by(|a, b| b.cmp(a)); // `Ord` is reversed: earliest last
         Some(
             entries
@@ -175,11 +199,11 @@ impl Held {
         )
     }
 
-    fn lock(&self) -> MutexGuard<'_, Queue> {
-        // Every step under the lock leaves the queue consistent.
-        self.queue
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// The queue, locked. Every step under the lock leaves it consistent
+    /// (the spin lock has no poisoning, see `spin_lock.rs`).
+    #[inline]
+    fn lock(&self) -> SpinGuard<'_, Queue> {
+        self.queue.lock()
     }
 
     /// Held blocks now (a snapshot; includes holds that ended but were not

@@ -130,6 +130,42 @@ impl<T> DataCell<T> {
     }
 }
 
+/// Exclusive access to a [`DataCell`]'s value for as long as it is held
+/// (what a lock's guard keeps): under loom the access spans its whole life,
+/// so loom checks every use made through it, not one closure's.
+#[derive(Debug)]
+pub struct CellAccess<T> {
+    #[cfg(loom)]
+    inner: loom::cell::MutPtr<T>,
+    #[cfg(not(loom))]
+    inner: *mut T,
+}
+
+impl<T> CellAccess<T> {
+    /// The value's address (valid while the cell lives; the holder of the
+    /// access serialises its uses of it).
+    #[inline]
+    pub fn as_ptr(&self) -> *mut T {
+        #[cfg(loom)]
+        return self.inner.with(|pointer| pointer);
+        #[cfg(not(loom))]
+        self.inner
+    }
+}
+
+impl<T> DataCell<T> {
+    /// Start an exclusive access to the value, which lasts until the
+    /// returned [`CellAccess`] drops (the caller serialises accesses).
+    #[inline]
+    pub fn access(&self) -> CellAccess<T> {
+        #[cfg(loom)]
+        let inner = self.inner.get_mut();
+        #[cfg(not(loom))]
+        let inner = self.inner.get();
+        CellAccess { inner }
+    }
+}
+
 #[cfg(not(loom))]
 mod publish {
     use std::sync::Arc;

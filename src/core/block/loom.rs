@@ -212,3 +212,24 @@ fn a_reserved_blocks_hold_ends_while_a_take_pops_its_phantom() {
         }
     });
 }
+
+/// The hold of a block without a phantom ends (`settle`: a plain store,
+/// nothing else writing the word) while a reserver marks the block: the
+/// mark is refused while the block is held and succeeds after the store,
+/// and is never lost to it.
+#[test]
+fn a_hold_ends_while_a_reserver_marks_the_block() {
+    loom::model(|| {
+        let block = Arc::new(ConnectionBlock::<u64>::new(0, 2, 0));
+        // SAFETY: the block is fresh and owned by this thread.
+        let generation = unsafe { block.occupy(5, || ()).unwrap() };
+        assert_eq!(block.release(generation, true), Release::Done(5));
+        let reserver = spawn_with(&block, |block| block.mark());
+        assert!(!block.settle(), "no phantom: the block is pushed");
+        match reserver.join().unwrap() {
+            Mark::Held => assert_eq!(block.mark(), Mark::Marked),
+            Mark::Marked => assert_eq!(block.verdict(), Verdict::Marked, "the mark stands"),
+            other => panic!("mark {other:?}"),
+        }
+    });
+}
