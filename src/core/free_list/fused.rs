@@ -302,11 +302,11 @@ impl Fused {
     #[inline]
     pub fn take_many(&self, first: u64, count: u64, out: &mut Vec<u32>) {
         let (mut i, mut lap) = self.slot(first);
-        out.extend((0..count).map(|_| {
-            let taken = self.take_cell(i, lap);
+        out.reserve(count as usize);
+        for _ in 0..count {
+            out.push(self.take_cell(i, lap));
             (i, lap) = self.next_slot(i, lap);
-            taken
-        }));
+        }
     }
 
     /// Take one more block in place of a phantom a take met: claims the
