@@ -197,7 +197,7 @@ impl<T: Default + Send + Sync> Pool<T> {
                 (block, at.expect("a fresh block has free blocks"))
             }
         };
-        let lease = self.take_reserved(&block, at, data, Some(client));
+        let lease = self.take_reserved(&block, at, data, Some(client)).lease();
         let state = clients.state(client);
         state.live += 1;
         if self.config.paired() {
@@ -244,7 +244,8 @@ impl<T: Default + Send + Sync> Pool<T> {
         let lease = match on_ip {
             Some((subpool, at)) => self.take_reserved(&subpool, at, data, Some(client)),
             None => self.take_block(data, now, Some(client), &mut 0)?,
-        };
+        }
+        .lease();
         self.grow_if_below_threshold();
         let ip = Family::of(lease.ip).1;
         let state = clients.state(client);

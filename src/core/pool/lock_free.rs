@@ -21,7 +21,7 @@ use crate::core::free_list::{At, FreeList, Reserve, CHAIN};
 use crate::core::handle::Handle;
 use crate::core::held::{Due, DUE_CHUNK};
 use crate::core::policy::check_hold;
-use crate::core::pool::{Ended, Lease, Pool};
+use crate::core::pool::{Ended, Lease, Pool, Taken};
 use crate::core::subpool::Subpool;
 use crate::core::sync::{Arc, Ordering};
 
@@ -40,13 +40,13 @@ impl<T: Default + Send + Sync> Pool<T> {
         self.release_due(now);
         self.fence_if_due();
         let mut left = 0;
-        let lease = self.take_block(data, now, None, &mut left)?;
+        let taken = self.take_block(data, now, None, &mut left)?;
         // The pool has at least the `left` free blocks of the subpool it
         // took from: above the threshold, the rule is silent (no sum read).
         if left <= self.config.grow_threshold() {
             self.grow_if_below_threshold();
         }
-        Ok(lease)
+        Ok(taken.lease())
     }
 
     /// Return the held blocks whose hold ended by `now`, earliest first, as
@@ -111,7 +111,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         now: Option<f64>,
         client: Option<u64>,
         left: &mut u64,
-    ) -> Result<Lease, Error> {
+    ) -> Result<Taken, Error> {
         self.with_reserved(1, now, left, |subpool, _, at| {
             self.take_reserved(subpool, at, data, client)
         })
@@ -127,7 +127,7 @@ impl<T: Default + Send + Sync> Pool<T> {
         at: At,
         data: T,
         client: Option<u64>,
-    ) -> Lease {
+    ) -> Taken {
         let mut offset = subpool.free.pop(at, &self.rng);
         let mut data = data;
         let generation = loop {
@@ -139,7 +139,12 @@ impl<T: Default + Send + Sync> Pool<T> {
                 }
             }
         };
-        Self::lease(subpool, offset, generation)
+        let block = &subpool.blocks[offset as usize];
+        Taken::new(
+            Handle::new(generation, subpool.id, offset),
+            subpool.ips[block.ip_slot as usize],
+            block.port,
+        )
     }
 
     /// Take up to `want` (at most `CHAIN`) blocks from the lowest-id subpool

@@ -39,7 +39,7 @@ mod loom;
 #[cfg(all(test, not(loom)))]
 mod test_hook;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::core::availability::Availability;
 use crate::core::clients::Clients;
@@ -68,6 +68,48 @@ pub struct Lease {
     pub handle: Handle,
     pub ip: IpAddr,
     pub port: u16,
+}
+
+/// A lease as the take path hands it up: the address as aligned bits, made
+/// an [`IpAddr`] by [`lease`](Self::lease) at the end. (A 17-byte,
+/// byte-aligned `IpAddr` copied through the take's result layers stalled
+/// on store forwarding: its 16-byte stores at odd offsets reloaded whole.)
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Taken {
+    pub(crate) handle: Handle,
+    ip: u128,
+    v6: bool,
+    port: u16,
+}
+
+impl Taken {
+    #[inline(always)]
+    pub(crate) fn new(handle: Handle, ip: IpAddr, port: u16) -> Self {
+        let (ip, v6) = match ip {
+            IpAddr::V4(ip) => (u128::from(u32::from(ip)), false),
+            IpAddr::V6(ip) => (u128::from(ip), true),
+        };
+        Taken {
+            handle,
+            ip,
+            v6,
+            port,
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn lease(self) -> Lease {
+        let ip = if self.v6 {
+            IpAddr::V6(Ipv6Addr::from(self.ip))
+        } else {
+            IpAddr::V4(Ipv4Addr::from(self.ip as u32))
+        };
+        Lease {
+            handle: self.handle,
+            ip,
+            port: self.port,
+        }
+    }
 }
 
 /// A subpool as [`Pool::subpools`] reports it.
