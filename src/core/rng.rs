@@ -2,8 +2,14 @@
 //! model specifies it (`natpool/reference/reuse.py`).
 //!
 //! Its state after `k` draws is `seed + k * GAMMA` (mod 2^64), so a draw is
-//! one `fetch_add` of `GAMMA` and a mix of the new state: lock-free, and in
-//! single-threaded use the same sequence as the reference model's.
+//! a load, an add of `GAMMA`, a store and a mix of the new state: no locked
+//! instruction. Calls ordered one after another (one thread, a lock, the
+//! GIL) see each other's stores, so they get the reference model's
+//! sequence. Two draws that overlap in time may read the same state and
+//! return the same number; each then picks a position in an array under
+//! that array's lock (a draw always happens under its subpool's lock), so a
+//! repeated number is a repeated choice, never a broken structure: the
+//! order of overlapping calls is any order, as for every structure.
 
 use std::io::Read;
 
@@ -34,14 +40,15 @@ impl SplitMix64 {
         self.state.load(Ordering::Relaxed)
     }
 
-    /// The next output. Each call consumes one state, whichever thread makes
-    /// it; `Relaxed` suffices, as the state carries no other data.
+    /// The next output: the state advanced by a load and a store (see the
+    /// module docs: overlapping draws may repeat one). `Relaxed`: the state
+    /// carries no other data, and ordered calls are ordered by what orders
+    /// them (the subpool's lock, the caller's lock, the thread).
     #[inline]
     pub fn next(&self) -> u64 {
-        mix(self
-            .state
-            .fetch_add(GAMMA, Ordering::Relaxed)
-            .wrapping_add(GAMMA))
+        let state = self.state.load(Ordering::Relaxed).wrapping_add(GAMMA);
+        self.state.store(state, Ordering::Relaxed);
+        mix(state)
     }
 
     /// A draw mapped onto `0..n` by multiply-shift: `(next() * n) >> 64`.
