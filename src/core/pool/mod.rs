@@ -71,9 +71,10 @@ pub struct Lease {
 }
 
 /// A lease as the take path hands it up: the address as aligned bits, made
-/// an [`IpAddr`] by [`lease`](Self::lease) at the end. (A 17-byte,
+/// an [`IpAddr`] by [`lease`](Self::lease) at the end. (The 17-byte,
 /// byte-aligned `IpAddr` copied through the take's result layers stalled
-/// on store forwarding: its 16-byte stores at odd offsets reloaded whole.)
+/// on store forwarding: a copy's 16-byte load at an odd offset spanned the
+/// smaller stores that had just written the address, `docs/design.md`.)
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Taken {
     pub(crate) handle: Handle,
