@@ -30,6 +30,7 @@ mod fused_stack;
 mod ring;
 mod shuffle;
 mod stack;
+mod word;
 
 use crossbeam_utils::CachePadded;
 
@@ -43,6 +44,7 @@ use fused_stack::FusedStack;
 use ring::Ring;
 use shuffle::Shuffle;
 use stack::Stack;
+use word::FusedWord;
 
 pub(crate) const CLOSED: u64 = 1 << 63;
 /// The subpool holds an address of a drained IP (`drain`; `undrain` clears it).

@@ -40,7 +40,8 @@ use crossbeam_utils::CachePadded;
 
 use crate::core::error::Error;
 use crate::core::free_list::ring::find_full;
-use crate::core::free_list::{entries, At, Reserve, CLOSED, SHUT};
+use crate::core::free_list::word::FusedWord;
+use crate::core::free_list::{entries, At, Reserve, SHUT};
 use crate::core::sync::{wait_for, AtomicU64, Ordering};
 
 /// The largest ring whose count folds into its word (`b = 16`, 14 lap bits).
@@ -127,19 +128,6 @@ impl Fused {
     #[inline(always)]
     fn with(&self, word: u64, head: u64, len: u64, avail: u64) -> u64 {
         word & SHUT | head.wrapping_shl(self.head_shift) | len.wrapping_shl(self.bits) | avail
-    }
-
-    /// The word as the free list's callers read a count: the closed and
-    /// drained bits and `avail`.
-    #[inline(always)]
-    pub fn count(&self, word: u64) -> u64 {
-        word & SHUT | self.avail(word)
-    }
-
-    /// The count now (a snapshot).
-    #[inline]
-    pub fn load(&self) -> u64 {
-        self.count(self.word.load(Ordering::Acquire))
     }
 
     /// A cell's lap, full bit and offset.
@@ -249,37 +237,6 @@ impl Fused {
             })
     }
 
-    /// Reserve one free block without claiming a position (`reserve` takes
-    /// a block out of turn; its entry stays listed, a phantom).
-    pub fn reserve_in_place(&self) -> Reserve {
-        let mut word = self.word.load(Ordering::Relaxed);
-        loop {
-            if word & SHUT != 0 {
-                return Reserve::Closed;
-            }
-            let avail = self.avail(word);
-            if avail == 0 {
-                return Reserve::Empty;
-            }
-            match self.word.compare_exchange_weak(
-                word,
-                word.wrapping_sub(1),
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => {
-                    return Reserve::Taken {
-                        count: 1,
-                        last: avail == 1,
-                        left: avail - 1,
-                        at: At(0),
-                    }
-                }
-                Err(seen) => word = seen,
-            }
-        }
-    }
-
     /// Take the block at the claimed `position`, waiting for its push to land.
     #[inline(always)]
     pub fn take_at(&self, position: u64) -> u32 {
@@ -364,43 +321,6 @@ impl Fused {
         self.count(old).wrapping_add(added)
     }
 
-    /// Give back a reservation that took no position: `avail += 1`.
-    pub fn unreserve(&self) -> u64 {
-        self.count(self.word.fetch_add(1, Ordering::Release))
-            .wrapping_add(1)
-    }
-
-    /// Close the ring if all `total` blocks are free: one CAS that sets
-    /// `CLOSED` on a word whose `avail` is `total` (then `len` is too: no
-    /// phantom, no reservation out), open or drained. Decided on the value
-    /// a CAS saw (the latest), never on a load alone: a word that does not
-    /// qualify is CASed to itself, as the counted list's CAS from `total`
-    /// fails on the latest count.
-    pub fn try_close(&self, total: u64) -> bool {
-        let mut word = self.word.load(Ordering::Relaxed);
-        loop {
-            let closes = word & CLOSED == 0 && self.avail(word) == total;
-            let next = if closes { word | CLOSED } else { word };
-            match self
-                .word
-                .compare_exchange(word, next, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return closes,
-                Err(seen) => word = seen,
-            }
-        }
-    }
-
-    /// Clear `bits` (`fetch_and`); yields the count before.
-    pub fn clear(&self, bits: u64) -> u64 {
-        self.count(self.word.fetch_and(!bits, Ordering::AcqRel))
-    }
-
-    /// Set `bits` (`fetch_or`).
-    pub fn set(&self, bits: u64) {
-        self.word.fetch_or(bits, Ordering::AcqRel);
-    }
-
     /// The entries from the head to the tail (`None`: a cell in that span
     /// is not full on its lap, a take or a return in flight).
     pub fn entries(&self) -> Option<Vec<u32>> {
@@ -435,6 +355,20 @@ impl Fused {
         } else {
             lap == (head_lap + 1) & self.lap_mask
         }
+    }
+}
+
+impl FusedWord for Fused {
+    fn word(&self) -> &AtomicU64 {
+        &self.word
+    }
+
+    fn avail_of(&self, word: u64) -> u64 {
+        self.avail(word)
+    }
+
+    fn one(&self) -> u64 {
+        1
     }
 }
 

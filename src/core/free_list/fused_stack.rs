@@ -56,6 +56,8 @@
 use crossbeam_utils::CachePadded;
 
 use crate::core::error::Error;
+use crate::core::free_list::stack::chain_holds;
+use crate::core::free_list::word::FusedWord;
 use crate::core::free_list::{entries, At, Reserve, CHAIN, SHUT};
 use crate::core::sync::{spin_wait, AtomicU32, AtomicU64, Ordering};
 
@@ -153,19 +155,6 @@ impl FusedStack {
         self.links[top.wrapping_sub(1) as usize].load(Ordering::Relaxed)
     }
 
-    /// The word as the free list's callers read a count: the closed and
-    /// drained bits and `avail`.
-    #[inline(always)]
-    pub fn count(&self, word: u64) -> u64 {
-        word & SHUT | self.avail(word)
-    }
-
-    /// The count now (a snapshot).
-    #[inline]
-    pub fn load(&self) -> u64 {
-        self.count(self.word.load(Ordering::Acquire))
-    }
-
     /// The take CAS from `word` (loaded `Acquire`): the word after it, the
     /// count taken, and the first block's `top`.
     #[inline(always)]
@@ -248,38 +237,6 @@ impl FusedStack {
             .map(|_| self.taken(word, count, first))
     }
 
-    /// Reserve one free block without popping (`reserve` takes a block out
-    /// of turn; its entry stays listed, a phantom): `avail -= 1`, the top
-    /// and the tag kept.
-    pub fn reserve_in_place(&self) -> Reserve {
-        let mut word = self.word.load(Ordering::Relaxed);
-        loop {
-            if word & SHUT != 0 {
-                return Reserve::Closed;
-            }
-            let avail = self.avail(word);
-            if avail == 0 {
-                return Reserve::Empty;
-            }
-            match self.word.compare_exchange_weak(
-                word,
-                word.wrapping_sub(1 << self.bits),
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => {
-                    return Reserve::Taken {
-                        count: 1,
-                        last: avail == 1,
-                        left: avail - 1,
-                        at: At(0),
-                    }
-                }
-                Err(seen) => word = seen,
-            }
-        }
-    }
-
     /// The first block a reservation popped.
     #[inline(always)]
     pub fn take_at(&self, at: At) -> u32 {
@@ -352,41 +309,6 @@ impl FusedStack {
         }
     }
 
-    /// Give back a reservation that took no entry: `avail += 1`.
-    pub fn unreserve(&self) -> u64 {
-        self.count(self.word.fetch_add(1 << self.bits, Ordering::Release))
-            .wrapping_add(1)
-    }
-
-    /// Close the stack if all `total` blocks are free: one CAS that sets
-    /// `CLOSED` on a word whose `avail` is `total` (no phantom, no
-    /// reservation out), open or drained; decided on the value a CAS saw,
-    /// as the fused ring's.
-    pub fn try_close(&self, total: u64) -> bool {
-        let mut word = self.word.load(Ordering::Relaxed);
-        loop {
-            let closes = word & super::CLOSED == 0 && self.avail(word) == total;
-            let next = if closes { word | super::CLOSED } else { word };
-            match self
-                .word
-                .compare_exchange(word, next, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return closes,
-                Err(seen) => word = seen,
-            }
-        }
-    }
-
-    /// Clear `bits` (`fetch_and`); yields the count before.
-    pub fn clear(&self, bits: u64) -> u64 {
-        self.count(self.word.fetch_and(!bits, Ordering::AcqRel))
-    }
-
-    /// Set `bits` (`fetch_or`).
-    pub fn set(&self, bits: u64) {
-        self.word.fetch_or(bits, Ordering::AcqRel);
-    }
-
     /// The part of `word` a walk depends on: the top and the tag.
     #[inline]
     fn stack_of(&self, word: u64) -> u64 {
@@ -419,18 +341,7 @@ impl FusedStack {
     pub fn listed(&self, offset: u32) -> bool {
         let mut word = self.word.load(Ordering::Acquire);
         loop {
-            let mut top = self.top(word);
-            let mut found = false;
-            for _ in 0..self.links.len() {
-                if top == 0 {
-                    break;
-                }
-                if top - 1 == offset {
-                    found = true;
-                    break;
-                }
-                top = self.link(top);
-            }
+            let found = chain_holds(&self.links, self.top(word), offset);
             loop {
                 match self
                     .word
@@ -448,6 +359,20 @@ impl FusedStack {
             }
             spin_wait();
         }
+    }
+}
+
+impl FusedWord for FusedStack {
+    fn word(&self) -> &AtomicU64 {
+        &self.word
+    }
+
+    fn avail_of(&self, word: u64) -> u64 {
+        self.avail(word)
+    }
+
+    fn one(&self) -> u64 {
+        1 << self.bits
     }
 }
 

@@ -137,18 +137,7 @@ impl Stack {
     pub fn listed(&self, offset: u32) -> bool {
         loop {
             let head = self.head.load(Ordering::Acquire);
-            let mut top = head as u32;
-            let mut found = false;
-            for _ in 0..self.links.len() {
-                if top == 0 {
-                    break;
-                }
-                if top - 1 == offset {
-                    found = true;
-                    break;
-                }
-                top = self.links[top as usize - 1].load(Ordering::Relaxed);
-            }
+            let found = chain_holds(&self.links, head as u32, offset);
             let tag = (head >> 32).wrapping_add(1);
             if self
                 .head
@@ -192,4 +181,20 @@ impl Stack {
             }
         }
     }
+}
+
+/// Whether block `offset` is on the chain of `links` from `top` (`offset +
+/// 1` of its first block, 0 for none), walking at most `links.len()` links
+/// (a walk racing with changes may not end; the caller validates it).
+pub(super) fn chain_holds(links: &[AtomicU32], mut top: u32, offset: u32) -> bool {
+    for _ in 0..links.len() {
+        if top == 0 {
+            return false;
+        }
+        if top - 1 == offset {
+            return true;
+        }
+        top = links[top as usize - 1].load(Ordering::Relaxed);
+    }
+    false
 }
