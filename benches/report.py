@@ -307,9 +307,10 @@ def build(asv: dict[str, dict[tuple[Any, ...], float]], rust: dict[str, float], 
         "Time per iteration is the wall time for one pair on *each* thread; aggregate throughput is",
         "threads ÷ time. `natpool_own_pools`: each thread allocates from its own pool (its own",
         "subpools). `natpool_shared_pool`: both threads share one pool; a thread that loses a CAS to the",
-        "other works from a home subpool of its own, and writes a line the other thread writes in 3 calls",
-        "of 64 (the pool's activity and in-flight counts; `taken` and `live` are per thread). The anchors",
-        "are shared by both threads.",
+        "other works from a home subpool of its own, and writes a line the other thread writes in 4 calls",
+        "of 64 (the pool's activity count, and the in-flight count in the sampled call); a thread without",
+        "a home, in 1 call of 16 (the activity count). `taken` and `live` are per thread. The anchors are",
+        "shared by both threads.",
         "",
     ]
     rows = []
