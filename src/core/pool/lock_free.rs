@@ -208,9 +208,11 @@ impl<T: Default + Send + Sync> Pool<T> {
         // reservation CAS, or a thread holding a home whose call overlaps
         // another allocation, takes from its home subpool (`home.rs`). One
         // call site of `take`, so that it is inlined.
-        // A home reservation names its subpool by id: the reservation keeps
-        // it published (deletion closes only a list whose blocks are all
-        // free and unreserved), so the slot still holds it below.
+        // A home reservation names its subpool by id: it was made in a
+        // subpool its slot held (a new subpool enters the interval list,
+        // where a home's scan finds it, only after its slot), and the
+        // reservation keeps it published (deletion closes only a list whose
+        // blocks are all free and unreserved), so the slot still holds it.
         let visit = self.home_visit();
         let mut home = if visit.overlaps {
             self.home_reserve(want, visit.home, None, visit.sticky)

@@ -330,8 +330,6 @@ impl<T: Default + Send + Sync> Pool<T> {
         writer.take_id();
         self.slots.ensure(id as usize);
         self.availability.ensure(id);
-        self.intervals
-            .insert(Arc::clone(&subpool), self.config.space());
         let mut retired = self.lock_retired();
         self.slots
             .get(id as usize)
@@ -340,6 +338,11 @@ impl<T: Default + Send + Sync> Pool<T> {
         // A writer pass: drop what deletions retired before (never waits).
         retired.collect();
         drop(retired);
+        // In the interval list after its slot: a subpool found in the list
+        // (a home's scan) is one its id loads (deletion empties the slot
+        // first, after closing the list, so a scan meets it closed).
+        self.intervals
+            .insert(Arc::clone(&subpool), self.config.space());
         if owner.is_some() {
             self.client_blocks
                 .fetch_add(u64::from(count), Ordering::AcqRel);
