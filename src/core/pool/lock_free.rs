@@ -139,12 +139,7 @@ impl<T: Default + Send + Sync> Pool<T> {
                 }
             }
         };
-        let block = &subpool.blocks[offset as usize];
-        Taken::new(
-            Handle::new(generation, subpool.id, offset),
-            subpool.ips[block.ip_slot as usize],
-            block.port,
-        )
+        Self::taken(subpool, offset, generation)
     }
 
     /// Take up to `want` (at most `CHAIN`) blocks from the lowest-id subpool
@@ -169,7 +164,7 @@ impl<T: Default + Send + Sync> Pool<T> {
                     spare.take().unwrap_or_else(&mut *data),
                     None,
                 ) {
-                    Ok(generation) => out.push(Self::lease(subpool, offset, generation)),
+                    Ok(generation) => out.push(Self::taken(subpool, offset, generation).lease()),
                     Err(back) => {
                         // A phantom: discarded; one more take, in order.
                         spare = Some(back);
@@ -304,15 +299,16 @@ impl<T: Default + Send + Sync> Pool<T> {
         unsafe { block.occupy(data, || subpool.set_client(offset, client)) }
     }
 
-    /// The lease of block `offset`, live at `generation`.
+    /// The lease of block `offset`, live at `generation`, as the take path
+    /// hands it up ([`Taken::lease`] makes it a `Lease`).
     #[inline]
-    fn lease(subpool: &Subpool<T>, offset: u32, generation: u32) -> Lease {
+    fn taken(subpool: &Subpool<T>, offset: u32, generation: u32) -> Taken {
         let block = &subpool.blocks[offset as usize];
-        Lease {
-            handle: Handle::new(generation, subpool.id, offset),
-            ip: subpool.ips[block.ip_slot as usize],
-            port: block.port,
-        }
+        Taken::new(
+            Handle::new(generation, subpool.id, offset),
+            subpool.ips[block.ip_slot as usize],
+            block.port,
+        )
     }
 
     /// Re-derive the availability bit of `id` from its subpool's count
