@@ -26,8 +26,10 @@ allocation takes from a ``"random"`` subpool draws exactly one value, in the
 order the blocks are taken (``allocate_many``: the order of the returned
 list), plus one for each phantom it draws and discards (a block ``reserve``
 took out of turn, see ``memory_pool.SubpoolHeader``); nothing else draws. The state after ``k`` draws is ``seed + k *
-0x9E3779B97F4A7C15``, which is what lets the Rust core draw without a lock
-(one ``fetch_add``).
+0x9E3779B97F4A7C15``. The Rust core follows this sequence for calls ordered
+one after another (one thread, a lock, the GIL); two draws that overlap in
+time, in different subpools, may repeat a value (it advances the state
+with a load and a store, no locked instruction).
 
 SplitMix64 is a statistically good generator, not a cryptographic one: each
 output is an invertible function of a counter, so it hides the order from an
