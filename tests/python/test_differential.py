@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import random
 import tempfile
 import time
 from collections.abc import Callable
@@ -711,7 +712,9 @@ class Differential(RuleBasedStateMachine):
             assert logged.first_ip == logged.last_ip, "a port block lies on one IP"
             if logged.kind == "assigned":
                 tally("a port block assigned")
-                assert block not in self.blocks_logged, "assigned twice"
+                # With events dropped, the block's "released" may be among them.
+                if not self.pools[REF].stats().events_dropped:
+                    assert block not in self.blocks_logged, "assigned twice"
                 self.blocks_logged[block] = logged.client
             else:
                 assert logged.kind == "released"
@@ -1359,6 +1362,25 @@ def test_state_machine_rules_raise_documented_types(impl: Any) -> None:
         pool.free(lease)
     with pytest.raises(ArgumentError):
         pool.allocate_many(-1)
+
+
+def test_a_block_reassigned_after_its_release_event_was_dropped() -> None:
+    """The shrunk case of a false alarm ("assigned twice"): with a queue of one event, a client's port block is
+    assigned (queued), released by a drain (the queue is full: dropped), and assigned again; the machine saw two
+    "assigned" and no "released" between them. Both implementations agree; the check now allows it only when
+    events were dropped."""
+    config = {"name": "diff", "first_ip": "10.0.0.0", "last_ip": "10.0.0.1", "netmask": 24}
+    config |= {"initial_blocks": 1, "max_blocks": 1, "ports": (1, 1), "subpool_blocks": None, "grow_threshold": 0}
+    policy = {"order": "fifo", "hold_down": 0, "int_clock": False, "client_quota": None}
+    policy |= {"client_block": 1, "event_queue": 1}
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("allocate", {"client": "a", "with_data": False}),
+        ("drain_subpool", {"index": 0, "order": random.Random(0)}),
+        ("drain_events", {}),
+        ("allocate", {"client": "a", "with_data": False}),
+        ("drain_events", {}),
+    ]
+    run_steps(config, steps, policy)
 
 
 def test_a_paired_batch_moves_when_its_ip_is_full_at_that_lease() -> None:
