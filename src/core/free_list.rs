@@ -1,8 +1,8 @@
 //! A subpool's free blocks: a count of free blocks that callers *reserve*
 //! from before they take, in front of one of three structures chosen by the
 //! pool's reuse order (`Order`): a lock-free stack (`stack.rs`, LIFO), a
-//! lock-free ring (`ring.rs`, FIFO), an array under a spin lock (`shuffle.rs`,
-//! random).
+//! lock-free ring (`ring.rs`, FIFO), an array under a lock bit of its word
+//! (`shuffle.rs`, random).
 //!
 //! Protocol, whatever the structure: a return puts the blocks in, then
 //! increments `available`; `reserve_up_to` decrements `available` (never
@@ -24,6 +24,10 @@
 //! CAS that walks the links from the top and claims them, the reservation's
 //! [`At`] naming the first), a return the push (one CAS), with the same
 //! count, bits and decisions; `available` is then unused too.
+//!
+//! A random list always folds it into its word, beside the array's lock bit
+//! (`shuffle.rs`): a reservation of one is the lock (one CAS) and the
+//! take, a return the lock (one CAS) and the append.
 
 mod fused;
 mod fused_stack;
@@ -114,7 +118,7 @@ impl FreeList {
                 Blocks::Fused(Fused::new(n, None, u64::from(n), 0)?)
             }
             Order::Fifo => Blocks::Ring(Ring::new(n)?),
-            Order::Random => Blocks::Shuffle(Shuffle::new(n)?),
+            Order::Random => Blocks::Shuffle(Shuffle::new(n, None, u64::from(n), 0)?),
         };
         Ok(FreeList {
             available: CachePadded::new(AtomicU64::new(u64::from(n))),
@@ -164,7 +168,7 @@ impl FreeList {
             }
             Order::Lifo => Blocks::Stack(Stack::restored(n, listed)?),
             Order::Fifo => Blocks::Ring(Ring::restored(n, listed)?),
-            Order::Random => Blocks::Shuffle(Shuffle::restored(n, listed)?),
+            Order::Random => Blocks::Shuffle(Shuffle::new(n, Some(listed), free, flags)?),
         };
         Ok(FreeList {
             available: CachePadded::new(AtomicU64::new(free | flags)),
@@ -187,9 +191,10 @@ impl FreeList {
     }
 
     /// Claim up to `want` (at least 1) free blocks, to be taken with
-    /// [`pop`](Self::pop) (one) or [`pop_many`](Self::pop_many).
+    /// [`pop`](Self::pop) (one) or [`pop_many`](Self::pop_many) (a random
+    /// list takes a reservation of one at once, drawing from `rng`).
     #[inline(always)]
-    pub fn reserve_up_to(&self, want: u64) -> Reserve {
+    pub fn reserve_up_to(&self, want: u64, rng: &SplitMix64) -> Reserve {
         debug_assert!(want > 0);
         if let Blocks::Fused(fused) = &self.blocks {
             return fused.reserve_up_to(want);
@@ -197,6 +202,16 @@ impl FreeList {
         if let Blocks::FusedStack(stack) = &self.blocks {
             return stack.reserve_up_to(want);
         }
+        if let Blocks::Shuffle(shuffle) = &self.blocks {
+            return shuffle.reserve_up_to(want, rng);
+        }
+        self.reserve_counted(want)
+    }
+
+    /// [`reserve_up_to`](Self::reserve_up_to) from the count in front of
+    /// the structure.
+    #[inline(always)]
+    fn reserve_counted(&self, want: u64) -> Reserve {
         let mut current = self.available.load(Ordering::Relaxed);
         loop {
             if current & SHUT != 0 {
@@ -230,13 +245,16 @@ impl FreeList {
     /// between this load and the CAS (never a spurious failure, so never
     /// without a call that overlaps this one).
     #[inline(always)]
-    pub fn try_reserve_up_to(&self, want: u64) -> Option<Reserve> {
+    pub fn try_reserve_up_to(&self, want: u64, rng: &SplitMix64) -> Option<Reserve> {
         debug_assert!(want > 0);
         if let Blocks::Fused(fused) = &self.blocks {
             return fused.try_reserve_up_to(want);
         }
         if let Blocks::FusedStack(stack) = &self.blocks {
             return stack.try_reserve_up_to(want);
+        }
+        if let Blocks::Shuffle(shuffle) = &self.blocks {
+            return shuffle.try_reserve_up_to(want, rng);
         }
         let current = self.available.load(Ordering::Relaxed);
         if current & SHUT != 0 {
@@ -268,7 +286,8 @@ impl FreeList {
         match &self.blocks {
             Blocks::Fused(fused) => fused.reserve_in_place(),
             Blocks::FusedStack(stack) => stack.reserve_in_place(),
-            _ => self.reserve_up_to(1),
+            Blocks::Shuffle(shuffle) => shuffle.reserve_in_place(),
+            Blocks::Stack(_) | Blocks::Ring(_) => self.reserve_counted(1),
         }
     }
 
@@ -281,7 +300,7 @@ impl FreeList {
             Blocks::FusedStack(stack) => stack.take_at(at),
             Blocks::Stack(stack) => stack.pop(),
             Blocks::Ring(ring) => ring.pop(),
-            Blocks::Shuffle(shuffle) => shuffle.pop(rng),
+            Blocks::Shuffle(shuffle) => shuffle.take_at(at, rng),
         }
     }
 
@@ -296,7 +315,7 @@ impl FreeList {
             Blocks::FusedStack(stack) => stack.take_many(at, count, out),
             Blocks::Stack(stack) => stack.pop_many(count, out),
             Blocks::Ring(ring) => ring.pop_many(count, out),
-            Blocks::Shuffle(shuffle) => shuffle.pop_many(count, out, rng),
+            Blocks::Shuffle(shuffle) => shuffle.take_many(at, count, out, rng),
         }
     }
 
@@ -339,12 +358,16 @@ impl FreeList {
         if let Blocks::FusedStack(stack) = &self.blocks {
             return stack.give_back(offsets, listed);
         }
+        if let Blocks::Shuffle(shuffle) = &self.blocks {
+            return shuffle.give_back(offsets, listed);
+        }
         if !offsets.is_empty() {
             match &self.blocks {
-                Blocks::Fused(_) | Blocks::FusedStack(_) => unreachable!("returned above"),
+                Blocks::Fused(_) | Blocks::FusedStack(_) | Blocks::Shuffle(_) => {
+                    unreachable!("returned above")
+                }
                 Blocks::Stack(stack) => stack.push_many(offsets),
                 Blocks::Ring(ring) => ring.push_many(offsets),
-                Blocks::Shuffle(shuffle) => shuffle.push_many(offsets),
             }
         }
         self.available.fetch_add(count, Ordering::Release) + count
@@ -357,7 +380,8 @@ impl FreeList {
         match &self.blocks {
             Blocks::Fused(fused) => return fused.try_close(total),
             Blocks::FusedStack(stack) => return stack.try_close(total),
-            _ => {}
+            Blocks::Shuffle(shuffle) => return shuffle.try_close(total),
+            Blocks::Stack(_) | Blocks::Ring(_) => {}
         }
         // One CAS from "all free" (an open list, or a drained one), so that
         // no reservation can slip between a look at the count and the close.
@@ -384,7 +408,10 @@ impl FreeList {
         let reopened = match &self.blocks {
             Blocks::Fused(fused) => fused.clear(CLOSED),
             Blocks::FusedStack(stack) => stack.clear(CLOSED),
-            _ => self.available.fetch_and(!CLOSED, Ordering::AcqRel),
+            Blocks::Shuffle(shuffle) => shuffle.clear(CLOSED),
+            Blocks::Stack(_) | Blocks::Ring(_) => {
+                self.available.fetch_and(!CLOSED, Ordering::AcqRel)
+            }
         };
         debug_assert_eq!(reopened & (CLOSED | COUNT), CLOSED | total);
     }
@@ -405,7 +432,8 @@ impl FreeList {
         match &self.blocks {
             Blocks::Fused(fused) => fused.set(bits),
             Blocks::FusedStack(stack) => stack.set(bits),
-            _ => {
+            Blocks::Shuffle(shuffle) => shuffle.set(bits),
+            Blocks::Stack(_) | Blocks::Ring(_) => {
                 self.available.fetch_or(bits, Ordering::AcqRel);
             }
         }
@@ -420,7 +448,10 @@ impl FreeList {
             Blocks::FusedStack(stack) => {
                 stack.clear(DRAINED);
             }
-            _ => {
+            Blocks::Shuffle(shuffle) => {
+                shuffle.clear(DRAINED);
+            }
+            Blocks::Stack(_) | Blocks::Ring(_) => {
                 self.available.fetch_and(!DRAINED, Ordering::AcqRel);
             }
         }
@@ -452,7 +483,10 @@ impl FreeList {
         match &self.blocks {
             Blocks::Fused(fused) => fused.unreserve(),
             Blocks::FusedStack(stack) => stack.unreserve(),
-            _ => self.available.fetch_add(1, Ordering::Release) + 1,
+            Blocks::Shuffle(shuffle) => shuffle.unreserve(),
+            Blocks::Stack(_) | Blocks::Ring(_) => {
+                self.available.fetch_add(1, Ordering::Release) + 1
+            }
         }
     }
 
@@ -482,7 +516,8 @@ impl FreeList {
         match &self.blocks {
             Blocks::Fused(fused) => fused.load(),
             Blocks::FusedStack(stack) => stack.load(),
-            _ => self.available.load(Ordering::Acquire),
+            Blocks::Shuffle(shuffle) => shuffle.load(),
+            Blocks::Stack(_) | Blocks::Ring(_) => self.available.load(Ordering::Acquire),
         }
     }
 }
@@ -494,7 +529,7 @@ mod tests {
     const ORDERS: [Order; 3] = [Order::Lifo, Order::Fifo, Order::Random];
 
     fn take(list: &FreeList, rng: &SplitMix64) -> u32 {
-        let Reserve::Taken { at, .. } = list.reserve_up_to(1) else {
+        let Reserve::Taken { at, .. } = list.reserve_up_to(1, rng) else {
             panic!("a free block")
         };
         list.pop(at, rng)
@@ -503,7 +538,7 @@ mod tests {
     /// Reserve up to `want` and take them.
     fn take_chain(list: &FreeList, want: u64, rng: &SplitMix64) -> Vec<u32> {
         let mut out = Vec::new();
-        if let Reserve::Taken { count, at, .. } = list.reserve_up_to(want) {
+        if let Reserve::Taken { count, at, .. } = list.reserve_up_to(want, rng) {
             list.pop_many(at, count, &mut out, rng);
         }
         out
@@ -523,7 +558,7 @@ mod tests {
                 last: false,
                 at,
                 ..
-            } = list.reserve_up_to(1)
+            } = list.reserve_up_to(1, &rng)
             else {
                 panic!("two free blocks")
             };
@@ -533,12 +568,12 @@ mod tests {
                 last: true,
                 at,
                 ..
-            } = list.reserve_up_to(1)
+            } = list.reserve_up_to(1, &rng)
             else {
                 panic!("one free block")
             };
             assert_eq!(list.pop(at, &rng), 2);
-            assert_eq!(list.reserve_up_to(1), Reserve::Empty);
+            assert_eq!(list.reserve_up_to(1, &rng), Reserve::Empty);
         }
     }
 
@@ -670,7 +705,7 @@ mod tests {
             out.push(list.pop_more(&rng));
             out.sort_unstable();
             assert_eq!(out, vec![0, 1, 2], "{order:?}");
-            assert_eq!(list.reserve_up_to(1), Reserve::Empty);
+            assert_eq!(list.reserve_up_to(1, &rng), Reserve::Empty);
             assert_eq!(list.entries().unwrap(), Vec::<u32>::new());
             assert_eq!(list.push_many(&[2, 0]), 2);
             // In place: the phantom of 1 settles where it stands... here a
@@ -695,7 +730,7 @@ mod tests {
             let j = expected.below(array.len());
             assert_eq!(take(&list, &rng), array.swap_remove(j));
         }
-        assert_eq!(list.reserve_up_to(1), Reserve::Empty);
+        assert_eq!(list.reserve_up_to(1, &rng), Reserve::Empty);
     }
 
     #[test]
@@ -713,7 +748,7 @@ mod tests {
             let rest = take_chain(&batch, 9, &rng_batch);
             let single_rest: Vec<u32> = (0..5).map(|_| take(&single, &rng_single)).collect();
             assert_eq!(rest, single_rest, "{order:?}");
-            assert_eq!(batch.reserve_up_to(1), Reserve::Empty);
+            assert_eq!(batch.reserve_up_to(1, &rng_batch), Reserve::Empty);
         }
     }
 
@@ -726,7 +761,7 @@ mod tests {
             assert!(!list.try_close(2));
             list.push(offset);
             assert!(list.try_close(2));
-            assert_eq!(list.reserve_up_to(1), Reserve::Closed);
+            assert_eq!(list.reserve_up_to(1, &rng), Reserve::Closed);
             assert_eq!(list.available(), 2);
         }
     }

@@ -67,6 +67,27 @@ impl Backoff {
             yield_now();
         }
     }
+
+    /// Under loom, the rounds a wait for a lock's holder is explored for.
+    #[cfg(loom)]
+    const EXPLORED: u32 = 2;
+
+    /// One round of a wait for a lock's holder to release it (the random
+    /// order's lock bit, `free_list/shuffle.rs`). Under loom, a waiter's
+    /// third round stops the exploration of the rest of the execution
+    /// (`loom::skip_branch`; it runs on, checked, on loom's default
+    /// schedule, which runs the holder): with two waiters, loom would
+    /// otherwise explore the schedule in which they yield to each other
+    /// forever while the holder, runnable, never runs, which no fair
+    /// scheduler makes, and never finish.
+    #[inline]
+    pub fn wait_for_holder(&mut self) {
+        #[cfg(loom)]
+        if self.spins == Self::EXPLORED {
+            loom::skip_branch();
+        }
+        self.wait();
+    }
 }
 
 /// Wait (with a [`Backoff`]) until `ready` gives a value. Out of line: the

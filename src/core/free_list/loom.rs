@@ -64,7 +64,7 @@ fn list(kind: Kind, n: u32) -> Arc<List> {
 }
 
 fn take(list: &List) -> Option<u32> {
-    match list.reserve_up_to(1) {
+    match list.reserve_up_to(1, &list.rng) {
         Reserve::Taken { at, .. } => Some(list.pop(at, &list.rng)),
         Reserve::Empty | Reserve::Closed => None,
     }
@@ -162,7 +162,7 @@ fn close_and_reserve_exclude_each_other() {
             "closed {closed}, taken {taken:?}"
         );
         if closed {
-            assert_eq!(list.reserve_up_to(1), Reserve::Closed);
+            assert_eq!(list.reserve_up_to(1, &list.rng), Reserve::Closed);
         } else {
             let mut all: HashSet<u32> = drain(&list).into_iter().collect();
             all.extend(taken);
@@ -173,7 +173,7 @@ fn close_and_reserve_exclude_each_other() {
 
 fn take_chain(list: &List, want: u64) -> Vec<u32> {
     let mut out = Vec::new();
-    if let Reserve::Taken { count, at, .. } = list.reserve_up_to(want) {
+    if let Reserve::Taken { count, at, .. } = list.reserve_up_to(want, &list.rng) {
         list.pop_many(at, count, &mut out, &list.rng);
     }
     out
@@ -296,7 +296,7 @@ fn a_fence_races_with_a_reservation_and_a_push() {
         list.push_many(&[out]);
         let took = taker.join().unwrap();
         fencer.join().unwrap();
-        assert_eq!(list.reserve_up_to(1), Reserve::Closed);
+        assert_eq!(list.reserve_up_to(1, &list.rng), Reserve::Closed);
         assert!(!list.has_free());
         let last = match took {
             Some(offset) => list.push_many(&[offset]),
@@ -320,7 +320,7 @@ fn a_fence_on_the_ring_races_with_a_chain_pop_and_a_return() {
     for_each(&FIFO, |kind| {
         let list = list(kind, 3);
         let out = take(&list).unwrap();
-        let Reserve::Taken { count: 2, at, .. } = list.reserve_up_to(2) else {
+        let Reserve::Taken { count: 2, at, .. } = list.reserve_up_to(2, &list.rng) else {
             panic!("two free blocks")
         };
         let popper = spawn_with(&list, move |list| {
@@ -333,7 +333,7 @@ fn a_fence_on_the_ring_races_with_a_chain_pop_and_a_return() {
         let chain = popper.join().unwrap();
         fencer.join().unwrap();
         pusher.join().unwrap();
-        assert_eq!(list.reserve_up_to(1), Reserve::Closed);
+        assert_eq!(list.reserve_up_to(1, &list.rng), Reserve::Closed);
         let last = list.push_many(&chain);
         assert!(FreeList::shut_and_full(last, 3));
         let mut all = vec![out];
@@ -414,7 +414,7 @@ fn a_drain_and_an_undrain_race_with_a_reservation_and_a_push() {
         let taker = spawn_with(&list, take);
         let drainer = spawn_with(&list, |list| {
             list.drain();
-            assert_eq!(list.reserve_up_to(1), Reserve::Closed);
+            assert_eq!(list.reserve_up_to(1, &list.rng), Reserve::Closed);
             assert!(!list.has_free());
             list.undrain();
         });
@@ -612,7 +612,7 @@ fn a_strong_reservation_fails_only_for_another_change() {
     for_each(&ALL, |kind| {
         let list = list(kind, 3);
         let out = take(&list).unwrap();
-        let attempt = |list: &List| match list.try_reserve_up_to(1) {
+        let attempt = |list: &List| match list.try_reserve_up_to(1, &list.rng) {
             None => None,
             Some(Reserve::Taken { at, .. }) => Some(Some(list.pop(at, &list.rng))),
             Some(_) => Some(None),
@@ -626,5 +626,29 @@ fn a_strong_reservation_fails_only_for_another_change() {
         all.extend(drain(&list));
         all.sort_unstable();
         assert_eq!(all, vec![0, 1, 2]);
+    });
+}
+
+/// A drain (a bit set by a CAS from an unlocked word) races with a take and
+/// a return, each of which, on the random list, holds the word's lock bit
+/// and releases it with a plain store of the word it locked: the bit must
+/// outlive both releases (set only on an unlocked word, never undone), and
+/// the count must keep every block.
+#[test]
+fn a_drain_outlives_the_releases_of_a_take_and_a_return() {
+    for_each(&ALL, |kind| {
+        let list = list(kind, 2);
+        let out = take(&list).unwrap();
+        let taker = spawn_with(&list, take);
+        let returner = spawn_with(&list, move |list| list.push(out));
+        list.drain();
+        let took = taker.join().unwrap();
+        returner.join().unwrap();
+        assert_eq!(list.reserve_up_to(1, &list.rng), Reserve::Closed);
+        assert_eq!(list.available(), 2 - u64::from(took.is_some()));
+        list.undrain();
+        let mut all: Vec<u32> = took.into_iter().chain(drain(&list)).collect();
+        all.sort_unstable();
+        assert_eq!(all, vec![0, 1]);
     });
 }

@@ -211,7 +211,7 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// Reserve one block of `subpool` and count it (where its take starts);
     /// `None` when it has none.
     fn reserve_one(&self, subpool: &Subpool<T>) -> Option<At> {
-        match subpool.free.reserve_up_to(1) {
+        match subpool.free.reserve_up_to(1, &self.rng) {
             Reserve::Taken {
                 count, last, at, ..
             } => {

@@ -343,7 +343,7 @@ mod pool_side {
                 if !subpool.home.serves(home) {
                     return None;
                 }
-                match subpool.free.reserve_up_to(want) {
+                match subpool.free.reserve_up_to(want, &self.rng) {
                     Reserve::Taken {
                         count,
                         last,
@@ -627,7 +627,7 @@ mod pool_side {
         /// Reserve up to `want` blocks of the home `subpool`, counted (the
         /// count, where its takes start, and the free blocks left).
         fn reserve_home(&self, subpool: &Subpool<T>, want: u64) -> Option<(u64, At, u64)> {
-            match subpool.free.reserve_up_to(want) {
+            match subpool.free.reserve_up_to(want, &self.rng) {
                 Reserve::Taken {
                     count,
                     last,

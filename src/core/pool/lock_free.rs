@@ -240,9 +240,9 @@ impl<T: Default + Send + Sync> Pool<T> {
                     Some((_, count, at, left)) => (count, at, left),
                     None => {
                         let reserved = if exact {
-                            subpool.free.try_reserve_up_to(want)
+                            subpool.free.try_reserve_up_to(want, &self.rng)
                         } else {
-                            Some(subpool.free.reserve_up_to(want))
+                            Some(subpool.free.reserve_up_to(want, &self.rng))
                         };
                         match reserved {
                             Some(Reserve::Taken {

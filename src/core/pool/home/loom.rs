@@ -59,7 +59,7 @@ fn a_release_and_an_emptying_free_never_both_skip_the_deletion() {
             last: true,
             at,
             ..
-        } = subpool.free.reserve_up_to(1)
+        } = subpool.free.reserve_up_to(1, &SplitMix64::new(1))
         else {
             panic!("the one block is free")
         };
