@@ -132,7 +132,8 @@ pub(super) trait FusedWord {
         }
     }
 
-    /// Clear `bits` (`fetch_and`); yields the count before.
+    /// Clear `bits` (`fetch_and`, or with a lock bit a CAS from an unlocked
+    /// word); yields the count before.
     fn clear(&self, bits: u64) -> u64 {
         let before = if Self::LOCK == 0 {
             self.word().fetch_and(!bits, Ordering::AcqRel)
@@ -142,7 +143,8 @@ pub(super) trait FusedWord {
         self.count(before)
     }
 
-    /// Set `bits` (`fetch_or`).
+    /// Set `bits` (`fetch_or`, or with a lock bit a CAS from an unlocked
+    /// word).
     fn set(&self, bits: u64) {
         if Self::LOCK == 0 {
             self.word().fetch_or(bits, Ordering::AcqRel);
