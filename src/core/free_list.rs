@@ -62,7 +62,8 @@ pub const CHAIN: u64 = 64;
 
 /// Where a reservation's takes start: the first position it claimed (a
 /// fused ring's), the first block it popped (a fused stack's, the others
-/// linked from it), nothing for the other lists.
+/// linked from it), the block it took (a random list's reservation of one,
+/// as the offset plus 1), nothing for the other lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct At(u64);
 
