@@ -5,7 +5,7 @@
 //! | `config` | the control block (Figure 3): validation of a pool's configuration |
 //! | `space` | the ordered address space: ranges less exclusions, as segments, numbered |
 //! | `block` | a connection block and its lease state |
-//! | `free_list` | a subpool's free blocks in the reuse order: lock-free stack (LIFO) or ring (FIFO), array under a spin lock (random) |
+//! | `free_list` | a subpool's free blocks in the reuse order: lock-free stack (LIFO) or ring (FIFO), array under a lock bit of its count's word (random) |
 //! | `held` | blocks freed with a hold, until the hold ends (hold-down) |
 //! | `policy` | the reuse order, hold-down settings and the clock |
 //! | `rng` | SplitMix64, the generator of the random order |
@@ -22,7 +22,7 @@
 //! | `snapshot` | the snapshot format: a pool's state as bytes, read back with every check |
 //! | `handle` | lease handles: generation, subpool id, offset |
 //! | `error` | the core's one error type |
-//! | `spin_lock` | the lock of short critical sections (the random order's array, the held queue): a CAS to take, a store to release |
+//! | `spin_lock` | the lock of short critical sections (the held queue): a CAS to take, a store to release |
 //! | `sync` | the atomics and cells, std's or loom's (`--cfg loom`) |
 //!
 //! Every module is crate-private: the crate root re-exports the API. The

@@ -124,21 +124,11 @@ impl Shuffle {
         })
     }
 
-    /// Take the lock from the word `from` on (waiting while it is set).
+    /// Take the lock (waiting while another thread holds it): the CAS
+    /// that sets the bit on an unlocked word (`Acquire`).
+    #[inline]
     fn lock(&self) -> Held<'_> {
-        let mut word = self.word.load(Ordering::Relaxed);
-        loop {
-            word = self.unlocked(word);
-            match self.word.compare_exchange_weak(
-                word,
-                word | LOCK,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return self.held(word),
-                Err(seen) => word = seen,
-            }
-        }
+        self.held(self.update(|word| word | LOCK, Ordering::Acquire))
     }
 
     /// The holder of a lock just taken, to release it as `word`.

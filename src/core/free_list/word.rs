@@ -55,6 +55,7 @@ pub(super) trait FusedWord {
 
     /// Change the word by `f` with a CAS from an unlocked word (`ordering`
     /// on success); the word before.
+    #[inline]
     fn update(&self, f: impl Fn(u64) -> u64, ordering: Ordering) -> u64 {
         let cell = self.word();
         let mut word = cell.load(Ordering::Relaxed);
