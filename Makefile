@@ -89,7 +89,7 @@ bench-smoke: develop
 # (docs/benchmarks/report.md and its charts).
 bench: develop
 	mkdir -p target && cut -d' ' -f1-3 /proc/loadavg > target/bench-load-before.txt
-	cargo bench --bench core --bench memory
+	cargo bench --bench core --bench memory --bench threads
 	$(BIN)/asv machine --yes > /dev/null
 	$(BIN)/asv run --python=same --set-commit-hash=$$(git rev-parse HEAD) --show-stderr
 	cut -d' ' -f1-3 /proc/loadavg > target/bench-load-after.txt
