@@ -71,6 +71,10 @@ impl LiveMap {
         assert_ne!(before & bit, 0, "address {index} freed while not live");
     }
 
+    fn get(&self, index: u64) -> bool {
+        self.0[(index / 64) as usize].load(Ordering::Acquire) & 1 << (index % 64) != 0
+    }
+
     fn count(&self) -> u64 {
         self.0
             .iter()
@@ -89,10 +93,32 @@ struct Shared {
     holds: bool,
     /// Leases handed from one thread to another, to be freed there.
     handoff: Mutex<Vec<(Lease, Data)>>,
-    /// Data values handed back by `free` or by a lookup's deferred release.
+    /// Data values handed back by `free`, `free_many`, or (counted at the
+    /// end, from `completed`) a lookup that completed a deferred release.
     returned: AtomicU64,
     allocated: AtomicU64,
     exhausted: AtomicU64,
+    /// Data a lookup got back by completing a deferred release. A failed
+    /// `allocate_many` gives back the leases it took, which lookups could
+    /// see meanwhile: a lookup may complete such a release and get data
+    /// that was never handed out, so each is sorted out at the end, once
+    /// `failed_batches` is complete.
+    completed: Mutex<Vec<Data>>,
+    /// One bit per (thread, operation): an `allocate_many` that failed.
+    failed_batches: LiveMap,
+    ops: u64,
+}
+
+impl Shared {
+    fn batch_bit(&self, data: Data) -> u64 {
+        (data >> 48) * self.ops + ((data >> 8) & ((1 << 40) - 1))
+    }
+
+    /// Whether `data` was made by an `allocate_many` that failed (a batch's
+    /// data has a nonzero low byte, a single allocation's a zero one).
+    fn made_by_failed_batch(&self, data: Data) -> bool {
+        data & 0xff != 0 && self.failed_batches.get(self.batch_bit(data))
+    }
 }
 
 impl Shared {
@@ -249,6 +275,7 @@ fn worker(
                 }
                 Err(Error::Exhausted(_)) => {
                     shared.exhausted.fetch_add(1, Ordering::Relaxed);
+                    shared.failed_batches.set(shared.batch_bit(first + 1));
                 }
                 Err(error) => panic!("allocate_many: {error:?}"),
             }
@@ -279,8 +306,8 @@ fn worker(
         } else {
             let (ip, port) = address_of(rng.below(addresses));
             let (seen, released) = shared.pool.lookup_with(ip, port, |l, d| (l, *d));
-            if released.is_some() {
-                shared.returned.fetch_add(1, Ordering::Relaxed);
+            if let Some(data) = released {
+                shared.completed.lock().unwrap().push(data);
             }
             if let Some((lease, data)) = seen {
                 assert_eq!((lease.ip, lease.port), (ip, port));
@@ -304,6 +331,9 @@ fn stress(threads: u64, ops: u64, order: Order, holds: bool) {
         tick,
         holds,
         handoff: Mutex::new(Vec::new()),
+        completed: Mutex::new(Vec::new()),
+        failed_batches: LiveMap::new(threads * ops),
+        ops,
         returned: AtomicU64::new(0),
         allocated: AtomicU64::new(0),
         exhausted: AtomicU64::new(0),
@@ -330,7 +360,12 @@ fn stress(threads: u64, ops: u64, order: Order, holds: bool) {
     assert_eq!(pool.len(), held.len() as u64);
     assert_eq!(shared.live.count(), held.len() as u64);
     let allocated = shared.allocated.load(Ordering::Relaxed);
-    let returned = shared.returned.load(Ordering::Relaxed);
+    let completed = std::mem::take(&mut *shared.completed.lock().unwrap());
+    let rolled_back = completed
+        .iter()
+        .filter(|&&data| shared.made_by_failed_batch(data))
+        .count() as u64;
+    let returned = shared.returned.load(Ordering::Relaxed) + completed.len() as u64 - rolled_back;
     assert_eq!(
         allocated,
         returned + held.len() as u64,
@@ -382,7 +417,7 @@ fn stress(threads: u64, ops: u64, order: Order, holds: bool) {
     }
     assert_eq!(shared.live.count(), 0);
     eprintln!(
-        "stress: {threads} threads x {ops} ops, {order:?}, holds {holds} (seed {seed:#x}): {allocated} allocations, {} exhaustion events",
+        "stress: {threads} threads x {ops} ops, {order:?}, holds {holds} (seed {seed:#x}): {allocated} allocations, {} exhaustion events, {rolled_back} data of failed batches given back through lookups",
         shared.exhausted.load(Ordering::Relaxed)
     );
 }

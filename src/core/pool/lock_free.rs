@@ -737,7 +737,10 @@ impl<T: Default + Send + Sync> Pool<T> {
     /// Run `read` on the live lease at (ip, port) and its data, if any.
     /// `read` must not panic. Also returns data released by this call (when
     /// it was the last reader of a lease freed meanwhile), to be dropped by
-    /// the caller.
+    /// the caller. Such a lease may be one an [`allocate_many`](Self::allocate_many)
+    /// that failed took and gave back: its leases are published as they are
+    /// taken, so a lookup can see them, and the data then comes back here,
+    /// not through the failed call.
     pub fn lookup_with<R>(
         &self,
         ip: impl Into<IpAddr>,
