@@ -344,10 +344,10 @@ def build(
         "Time per iteration is the wall time for one pair on *each* thread; aggregate throughput is",
         "threads ÷ time. `natpool_own_pools`: each thread allocates from its own pool (its own",
         "subpools). `natpool_shared_pool`: both threads share one pool; a thread that loses a CAS to the",
-        "other works from a home subpool of its own, and writes a line the other thread writes in 4 calls",
-        "of 64 (the pool's activity count, and the in-flight count in the sampled call); a thread without",
-        "a home, in 1 call of 16 (the activity count). `taken` and `live` are per thread. The anchors are",
-        "shared by both threads.",
+        "other works from a home subpool of its own, and writes a line the other thread writes in 1 call",
+        "of 64 (the in-flight count, in the sampled call, which also reads the other threads' activity",
+        "counts); a thread without a home writes none. `taken`, `live` and the activity counts are per",
+        "thread. The anchors are shared by both threads.",
         "",
     ]
     rows = []

@@ -1,4 +1,6 @@
-//! A pool's counts of taken blocks and live leases, kept per thread.
+//! A pool's counts of taken blocks and live leases, kept per thread, and
+//! beside them each thread's activity count in a contended pool (how a
+//! home's sampled call sees the other threads' calls, `pool/home.rs`).
 //!
 //! Every allocation adds to both counts and every free subtracts from them.
 //! As two shared atomics they cost four locked read-modify-writes a pair,
@@ -42,6 +44,10 @@ const CELLS: usize = 3;
 struct Cell {
     taken: AtomicU64,
     live: AtomicU64,
+    /// Raised by the thread's calls in a contended pool (`pool/home.rs`):
+    /// only ever up, so that another thread sees calls that cancel out in
+    /// `taken` and `live`.
+    active: AtomicU64,
 }
 
 impl Cell {
@@ -78,6 +84,7 @@ impl Tally {
             shared: CachePadded::new(Cell {
                 taken: AtomicU64::new(taken),
                 live: AtomicU64::new(live),
+                active: AtomicU64::new(0),
             }),
         }
     }
@@ -118,6 +125,25 @@ impl Tally {
             Some(cell) => bump(&cell.live, minus),
             None => self.shared.add(0, minus),
         }
+    }
+
+    /// One call of this thread in a contended pool (home subpools): a plain
+    /// store to the thread's own cell, no line another thread writes.
+    #[inline(always)]
+    pub(crate) fn active(&self) {
+        match self.own() {
+            Some(cell) => bump(&cell.active, 1),
+            None => {
+                self.shared.active.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// The sum of every thread's [`active`](Self::active) calls (a
+    /// snapshot, as [`taken`](Self::taken)'s), read by a home's sampled
+    /// call.
+    pub(crate) fn activity(&self) -> u64 {
+        self.sum(|cell| &cell.active)
     }
 
     /// `count` leases ended and their blocks returned.

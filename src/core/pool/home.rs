@@ -14,9 +14,11 @@
 //! (writing no line another thread writes, the subpool loaded pinned, no
 //! count touched); the sampled call registers in the pool's in-flight count
 //! and takes from the home only if it overlaps another allocation, or the
-//! pool's activity count shows another thread's calls since the previous
-//! sample (holders, and threads without a home, raise it in one call of
-//! [`BUMP`]), else from the exact place. The home is released
+//! pool's activity counts show another thread's calls since the previous
+//! sample, else from the exact place. Holders, and threads without a home,
+//! raise their own activity count in one call of [`BUMP`]: a cell of the
+//! pool's per-thread tally (`tally.rs`), which no other thread writes; the
+//! sampled call sums the cells. The home is released
 //! after [`CALM_SAMPLES`] sampled calls in a row whose exact attempt met no
 //! contention ("it stopped contending"), when it has no free block left,
 //! when its subpool is gone, and when the thread exits.
@@ -81,8 +83,9 @@ pub(crate) const CALM_SAMPLES: u32 = 16;
 pub(crate) const SAMPLE: u32 = 64;
 
 /// A thread in a contended pool, with a home there or without, adds one
-/// to the pool's activity count every this many calls there, so that the
-/// others' sampled calls see it active though it registers nowhere.
+/// to its activity count in the pool (`Tally::active`) every this many
+/// calls there, so that the others' sampled calls see it active though it
+/// registers nowhere.
 pub(crate) const BUMP: u32 = 16;
 
 /// Subpools a thread looks at (address order) for an unclaimed home before
@@ -103,9 +106,6 @@ pub(crate) struct PoolHomes {
     /// Allocations inside their reservation and take (registered ones: the
     /// sampled calls of threads holding a home).
     in_flight: Padded,
-    /// Raised by the threads calling a contended pool, one in [`BUMP`] of
-    /// their calls.
-    activity: Padded,
 }
 
 impl PoolHomes {
@@ -113,7 +113,6 @@ impl PoolHomes {
         PoolHomes {
             contended: Padded(AtomicU64::new(0)),
             in_flight: Padded(AtomicU64::new(0)),
-            activity: Padded(AtomicU64::new(0)),
         }
     }
 }
@@ -239,7 +238,8 @@ mod local {
         pub(super) calm: u32,
         /// Calls since the home was claimed (one in `SAMPLE` is sampled).
         pub(super) calls: u32,
-        /// The pool's activity count at the last sampled call (0: none yet).
+        /// The sum of the pool's activity counts at the last sampled call
+        /// (0: none yet; the sum then includes this thread's own raise).
         pub(super) seen: u64,
     }
 
@@ -425,7 +425,7 @@ mod pool_side {
 
         /// A call of a thread without a home here, in a contended pool: it
         /// registers nowhere (it takes the exact order whatever the others
-        /// do), but raises the activity count in one call of [`BUMP`], so
+        /// do), but raises its activity count in one call of [`BUMP`], so
         /// that the sampled calls of threads holding a home see it.
         #[inline(always)]
         fn homeless_tick(&self) {
@@ -435,8 +435,7 @@ mod pool_side {
                 n
             });
             if calls % BUMP == 0 {
-                // Relaxed: a count, read and raised by RMWs alone.
-                self.homes.activity.0.fetch_add(1, Ordering::Relaxed);
+                self.tally.active();
             }
         }
 
@@ -454,17 +453,16 @@ mod pool_side {
         }
 
         /// Count a call of this thread's home in this pool, if it holds
-        /// one (one in [`BUMP`] raises the pool's activity count); a
-        /// sampled call compares that count with its value at the previous
-        /// sample, less this thread's own raises: more means another thread
-        /// with a home called meanwhile (it registers in no in-flight count
-        /// while unsampled, so this is how it is seen).
+        /// one (one in [`BUMP`] raises its activity count); a sampled call
+        /// compares the sum of the pool's activity counts with the sum at
+        /// the previous sample, less this thread's own raises: more means
+        /// another thread called meanwhile (it registers in no in-flight
+        /// count while unsampled, so this is how it is seen).
         fn home_tick(&self) -> Tick {
             if !ANY.with(|any| any.get()) {
                 return Tick::Homeless;
             }
             let key = self.home_key();
-            let activity = &self.homes.activity.0;
             HOMES
                 .try_with(|homes| {
                     let homes = &mut *homes.borrow_mut();
@@ -480,13 +478,15 @@ mod pool_side {
                     if home.calls % BUMP != 0 {
                         return Tick::Sticky(here);
                     }
-                    // Relaxed: a count, read and raised by RMWs alone.
-                    let now = activity.fetch_add(1, Ordering::Relaxed) + 1;
+                    self.tally.active();
                     if home.calls % SAMPLE != 0 {
                         return Tick::Sticky(here);
                     }
+                    // Each cell only grows, and each is read after this
+                    // thread's last read of it: the sum never goes back.
+                    let now = self.tally.activity();
                     let own = u64::from(SAMPLE / BUMP);
-                    let others = home.seen != 0 && now - home.seen > own;
+                    let others = home.seen != 0 && now.wrapping_sub(home.seen) > own;
                     home.seen = now;
                     Tick::Sampled { others, home: here }
                 })

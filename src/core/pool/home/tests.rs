@@ -3,7 +3,7 @@
 //! `SAMPLE`; each sampled call that meets no contention takes the exact
 //! place and counts as calm; `CALM_SAMPLES` of them give the home back,
 //! and every call is exact again. A thread without a home is seen by the
-//! holder's sampled calls through the activity count: its calls keep the
+//! holder's sampled calls through its activity count: its calls keep the
 //! home.
 
 use std::net::Ipv4Addr;
