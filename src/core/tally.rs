@@ -46,7 +46,8 @@ struct Cell {
     live: AtomicU64,
     /// Raised by the thread's calls in a contended pool (`pool/home.rs`):
     /// only ever up, so that another thread sees calls that cancel out in
-    /// `taken` and `live`.
+    /// `taken` and `live`. Unused under loom, where homes are off.
+    #[cfg_attr(loom, allow(dead_code))]
     active: AtomicU64,
 }
 
@@ -130,6 +131,7 @@ impl Tally {
     /// One call of this thread in a contended pool (home subpools): a plain
     /// store to the thread's own cell, no line another thread writes.
     #[inline(always)]
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn active(&self) {
         match self.own() {
             Some(cell) => bump(&cell.active, 1),
@@ -142,6 +144,7 @@ impl Tally {
     /// The sum of every thread's [`active`](Self::active) calls (a
     /// snapshot, as [`taken`](Self::taken)'s), read by a home's sampled
     /// call.
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn activity(&self) -> u64 {
         self.sum(|cell| &cell.active)
     }
