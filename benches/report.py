@@ -184,7 +184,8 @@ def threads_interleaved(results: dict[str, Any]) -> list[str]:
 
     lines = [
         "**Interleaved rounds** (`benches/threads.rs`): the criterion cases above are timed about two seconds",
-        "each, one after the other, and the cores this machine gives change from one second to the next. Here",
+        "each, one after the other, with two new threads per sample (each starts without a home subpool), and",
+        "the cores this machine gives change from one second to the next. Here",
         f"two long-lived worker threads run the three cases in turn, {results['rounds']} rounds of",
         f"{results['pairs_per_worker']:,} pairs a worker and case (the order rotated each round); each round's",
         "ratios compare cases timed next to each other. Medians, with the middle half of the rounds in brackets:",
