@@ -41,29 +41,11 @@ use natpool::{Clock, Handle, Order, Pool, PoolSpec};
 
 #[path = "common/shaped.rs"]
 mod shaped;
+#[path = "common/warm.rs"]
+mod warm;
+use warm::{pool_with, warm_pool, BLOCKS, LAST_IP};
 
-/// Blocks every anchor is preloaded with (and natpool's subpool size).
-const BLOCKS: u32 = 4096;
 const BATCH: usize = 256;
-
-const LAST_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 254);
-
-fn pool_with<T: Default + Send + Sync>(blocks: u32, subpool: u32, max: u64) -> Pool<T> {
-    let spec = PoolSpec::new("bench", Ipv4Addr::new(10, 0, 0, 1), LAST_IP)
-        .prefix(24)
-        .initial_blocks(blocks)
-        .max_blocks(max)
-        .subpool_blocks(subpool);
-    Pool::new(spec.build().unwrap())
-}
-
-/// A pool whose first subpool (BLOCKS blocks) exists and stays resident.
-fn warm_pool() -> Pool<()> {
-    let pool = pool_with(BLOCKS, BLOCKS, 1 << 20);
-    let lease = pool.allocate(()).unwrap();
-    pool.free(lease.handle).unwrap();
-    pool
-}
 
 fn array_queue() -> ArrayQueue<u32> {
     let queue = ArrayQueue::new(BLOCKS as usize);

@@ -22,38 +22,22 @@
 //! case` (the aggregate throughput of two threads over one's).
 
 use std::hint::black_box;
-use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Barrier;
 use std::thread;
 use std::time::Instant;
 
-use natpool::{Pool, PoolSpec};
+use natpool::Pool;
 
-/// Blocks in each pool's subpools (as `benches/core.rs`).
-const BLOCKS: u32 = 4096;
+#[path = "common/warm.rs"]
+mod warm;
+use warm::warm_pool;
+
 /// Pairs each worker makes in one case of one round (a few milliseconds).
 const PAIRS: u64 = 400_000;
 const ROUNDS: usize = 40;
 
 const CASES: [&str; 3] = ["one", "own", "shared"];
-
-/// A pool whose first subpool exists and stays resident.
-fn warm_pool() -> Pool<()> {
-    let spec = PoolSpec::new(
-        "bench",
-        Ipv4Addr::new(10, 0, 0, 1),
-        Ipv4Addr::new(10, 0, 0, 254),
-    )
-    .prefix(24)
-    .initial_blocks(BLOCKS)
-    .max_blocks(1 << 20)
-    .subpool_blocks(BLOCKS);
-    let pool = Pool::new(spec.build().unwrap());
-    let lease = pool.allocate(()).unwrap();
-    pool.free(lease.handle).unwrap();
-    pool
-}
 
 fn pairs(pool: &Pool<()>) {
     for _ in 0..PAIRS {
@@ -77,15 +61,12 @@ fn pool_for<'a>(
     }
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn quartiles(values: &[f64]) -> (f64, f64) {
+/// The median and the quartiles of `values`.
+fn spread(values: &[f64]) -> (f64, f64, f64) {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
-    (sorted[sorted.len() / 4], sorted[sorted.len() * 3 / 4])
+    let at = |quarter: usize| sorted[sorted.len() * quarter / 4];
+    (at(2), at(1), at(3))
 }
 
 fn main() {
@@ -136,13 +117,10 @@ fn main() {
     let own_ratios = ratios(1);
     let shared_ratios = ratios(2);
     let summary = |values: &[f64]| {
-        let (low, high) = quartiles(values);
-        format!(
-            "{{\"median\": {:.4}, \"q1\": {low:.4}, \"q3\": {high:.4}}}",
-            median(&mut values.to_vec())
-        )
+        let (median, low, high) = spread(values);
+        format!("{{\"median\": {median:.4}, \"q1\": {low:.4}, \"q3\": {high:.4}}}")
     };
-    let ns = |case: usize| median(&mut times[case].clone());
+    let ns = |case: usize| spread(&times[case]).0;
     let json = format!(
         "{{\"rounds\": {rounds}, \"pairs_per_worker\": {PAIRS}, \"one_ns\": {:.2}, \"own_ns\": {:.2}, \
          \"shared_ns\": {:.2}, \"own_scaling\": {}, \"shared_scaling\": {}, \"shared_over_own\": {}}}\n",
