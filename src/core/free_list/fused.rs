@@ -30,29 +30,41 @@
 //!
 //! The cells and their handshake are `ring.rs`'s (a side whose cell is not
 //! ready waits for the one committed step of the side that claimed the
-//! position before it), with laps mod `2^laps`. A cell can only be as many
-//! laps behind a claimed position as there are threads stalled on that cell
-//! in turn (two per lap), so `2^laps >= 2^14` laps cannot be confused.
+//! position before it), with laps mod `2^laps`, in a cell of 4 bytes, not 8:
+//!
+//! ```text
+//! lap: 15 | full: 1 | offset: 16
+//! ```
+//!
+//! A cell can only be as many laps behind a claimed position as there are
+//! threads stalled on that cell in turn (two per lap), so `2^laps >= 2^14`
+//! laps cannot be confused (`laps` = min(15, 62 - 3b): at least 14).
 
 use std::num::NonZeroU64;
 
 use crossbeam_utils::CachePadded;
 
 use crate::core::error::Error;
-use crate::core::free_list::ring::find_full;
 use crate::core::free_list::word::FusedWord;
 use crate::core::free_list::{entries, At, Reserve, SHUT};
-use crate::core::sync::{wait_for, AtomicU64, Ordering};
+use crate::core::sync::{wait_for, AtomicU32, AtomicU64, Ordering};
 
 /// The largest ring whose count folds into its word (`b = 16`, 14 lap bits).
 pub const MAX: u32 = (1 << 16) - 1;
 
-const FULL: u64 = 1 << 32;
+/// A cell's offset bits (an offset is below `MAX`).
+const OFFSET: u32 = 0xFFFF;
+/// A cell's full bit, above the offset.
+const FULL: u32 = 1 << 16;
+/// A cell's lap, above the full bit: 15 bits.
+const LAP_SHIFT: u32 = 17;
+/// The lap bits a cell holds, so the most `laps` may be.
+const CELL_LAPS: u32 = 32 - LAP_SHIFT;
 
 pub struct Fused {
     /// Written by every take and return: on a cache line of its own.
     word: CachePadded<AtomicU64>,
-    cells: Box<[AtomicU64]>,
+    cells: Box<[AtomicU32]>,
     /// `n`, the cells.
     n: NonZeroU64,
     /// `b`: the bits of `avail` and of `len` (`len`'s shift).
@@ -82,12 +94,12 @@ impl Fused {
     pub fn new(n: u32, listed: Option<&[u32]>, avail: u64, flags: u64) -> Result<Self, Error> {
         debug_assert!((1..=MAX).contains(&n));
         let bits = 32 - n.leading_zeros();
-        let laps = (62 - 3 * bits).min(31);
+        let laps = (62 - 3 * bits).min(CELL_LAPS);
         let cells = entries(n, "a free ring", |i| {
-            AtomicU64::new(match listed {
-                None => FULL | u64::from(i),
+            AtomicU32::new(match listed {
+                None => FULL | i,
                 Some(listed) => match listed.get(i as usize) {
-                    Some(&offset) => FULL | u64::from(offset),
+                    Some(&offset) => FULL | offset,
                     None => 0,
                 },
             })
@@ -130,10 +142,17 @@ impl Fused {
         word & SHUT | head.wrapping_shl(self.head_shift) | len.wrapping_shl(self.bits) | avail
     }
 
-    /// A cell's lap, full bit and offset.
+    /// A cell's lap, full bit and offset (the lap's bits above `laps`
+    /// dropped: `laps <= CELL_LAPS`).
     #[inline(always)]
-    fn cell(&self, lap: u64, full: bool, offset: u32) -> u64 {
-        (lap & self.lap_mask) << 33 | if full { FULL } else { 0 } | u64::from(offset)
+    fn cell(&self, lap: u64, full: bool, offset: u32) -> u32 {
+        ((lap & self.lap_mask) as u32) << LAP_SHIFT | if full { FULL } else { 0 } | offset
+    }
+
+    /// A cell's lap and full bit, for comparing with what a side waits for.
+    #[inline(always)]
+    fn turn(cell: u32) -> u32 {
+        cell >> 16
     }
 
     /// A position's cell and lap.
@@ -248,11 +267,12 @@ impl Fused {
     #[inline(always)]
     fn take_cell(&self, i: usize, lap: u64) -> u32 {
         let cell_word = &self.cells[i];
-        let wanted = self.cell(lap, true, 0) >> 32;
-        let landed = || Some(cell_word.load(Ordering::Acquire)).filter(|c| c >> 32 == wanted);
+        let wanted = Self::turn(self.cell(lap, true, 0));
+        let landed =
+            || Some(cell_word.load(Ordering::Acquire)).filter(|&c| Self::turn(c) == wanted);
         let current = landed().unwrap_or_else(|| wait_for(landed));
         cell_word.store(self.cell(lap.wrapping_add(1), false, 0), Ordering::Release);
-        current as u32
+        current & OFFSET
     }
 
     /// Take the `count` blocks claimed from `first`, appending them in order.
@@ -296,8 +316,8 @@ impl Fused {
     #[inline(always)]
     fn put_cell(&self, i: usize, lap: u64, offset: u32) {
         let cell_word = &self.cells[i];
-        let wanted = self.cell(lap, false, 0) >> 32;
-        let taken = || (cell_word.load(Ordering::Acquire) >> 32 == wanted).then_some(());
+        let wanted = Self::turn(self.cell(lap, false, 0));
+        let taken = || (Self::turn(cell_word.load(Ordering::Acquire)) == wanted).then_some(());
         taken().unwrap_or_else(|| wait_for(taken));
         cell_word.store(self.cell(lap, true, offset), Ordering::Release);
     }
@@ -329,7 +349,8 @@ impl Fused {
             .map(|i| {
                 let (cell, lap) = self.slot(self.step(self.head(word), i));
                 let current = self.cells[cell].load(Ordering::Acquire);
-                (current >> 32 == self.cell(lap, true, 0) >> 32).then_some(current as u32)
+                (Self::turn(current) == Self::turn(self.cell(lap, true, 0)))
+                    .then_some(current & OFFSET)
             })
             .collect()
     }
@@ -341,7 +362,11 @@ impl Fused {
     /// before (`Release`).
     pub fn listed(&self, offset: u32) -> bool {
         let n = self.cells.len() as u64;
-        let found = find_full(&self.cells, offset);
+        let found = self.cells.iter().enumerate().find_map(|(i, cell)| {
+            let current = cell.load(Ordering::Acquire);
+            (current & FULL != 0 && current & OFFSET == offset)
+                .then_some((i as u64, u64::from(current >> LAP_SHIFT)))
+        });
         let word = self.word.fetch_add(0, Ordering::AcqRel);
         let Some((i, lap)) = found else {
             return false;
@@ -419,6 +444,28 @@ mod tests {
             ring.head(ring.word.load(Ordering::Relaxed)) < 100,
             "wrapped"
         );
+        assert_eq!(ring.entries().unwrap(), Vec::from(expected));
+    }
+
+    /// A small ring's cells keep 15 lap bits (their most): it goes round
+    /// the whole count of positions several times, one take and one return
+    /// at a time, and stays in FIFO order, `listed` right, throughout.
+    #[test]
+    fn a_small_ring_stays_in_order_round_its_fifteen_lap_bits() {
+        let n = 3;
+        let ring = Fused::new(n, None, u64::from(n), 0).unwrap();
+        assert_eq!(ring.modulus, u64::from(n) << 15, "15 lap bits");
+        let mut expected: VecDeque<u32> = (0..n).collect();
+        for step in 0..3 * ring.modulus {
+            let Reserve::Taken { count: 1, at, .. } = ring.reserve_up_to(1) else {
+                panic!("a free block at step {step}")
+            };
+            let taken = ring.take_at(at.0);
+            assert_eq!(Some(taken), expected.pop_front(), "step {step}");
+            assert!(!ring.listed(taken) && ring.listed(expected[0]));
+            ring.give_back(&[taken], 0);
+            expected.push_back(taken);
+        }
         assert_eq!(ring.entries().unwrap(), Vec::from(expected));
     }
 }

@@ -35,8 +35,8 @@ fn cell(lap: u64, full: bool, offset: u32) -> u64 {
 }
 
 /// The cell holding block `offset` (full), and its lap, if any: the scan
-/// both rings' `listed` begin with (`fused.rs` lays its cells out alike).
-pub(super) fn find_full(cells: &[AtomicU64], offset: u32) -> Option<(u64, u64)> {
+/// `listed` begins with.
+fn find_full(cells: &[AtomicU64], offset: u32) -> Option<(u64, u64)> {
     cells.iter().enumerate().find_map(|(i, word)| {
         let current = word.load(Ordering::Acquire);
         (current & FULL != 0 && current as u32 == offset).then_some((i as u64, current >> 33))
