@@ -11,7 +11,10 @@
 //! a custom clock that advances 50 ns a read (deterministic, so the counts
 //! repeat: about 1,000 blocks held in the steady state); `queue`:
 //! `ArrayQueue<u32>` pop + push; `slab`: `Mutex<Slab>` insert + remove;
-//! `batch`: `allocate_many(1024)` + `free_many`, per lease.
+//! `batch`: `allocate_many(1024)` + `free_many`, per lease; `subpool`: the
+//! pair of `benches/core.rs`'s `subpool` group, in which each allocation
+//! creates a subpool of 1024 blocks and each free deletes it (65,536 pairs,
+//! not `OPS`: a pair is some microseconds).
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,8 +96,27 @@ fn main() {
                 slab.lock().unwrap().remove(black_box(key));
             }
         }
+        "subpool" => {
+            let spec = PoolSpec::new(
+                "loop",
+                Ipv4Addr::new(10, 0, 0, 1),
+                Ipv4Addr::new(10, 0, 0, 254),
+            )
+            .prefix(24)
+            .initial_blocks(1024)
+            .subpool_blocks(1024)
+            .max_blocks(1 << 20);
+            let pool: Pool<()> = Pool::new(spec.build().unwrap());
+            let resident = pool.allocate_many(1024, || ()).unwrap();
+            for _ in 0..OPS / 16 {
+                let lease = pool.allocate(()).unwrap();
+                pool.free(black_box(lease.handle)).unwrap();
+            }
+            assert_eq!(pool.stats().subpools, 1, "each free deleted the subpool");
+            drop(resident);
+        }
         _ => {
-            eprintln!("usage: pair_loop natpool|lifo|random|hold|batch|queue|slab");
+            eprintln!("usage: pair_loop natpool|lifo|random|hold|batch|queue|slab|subpool");
             std::process::exit(2);
         }
     }

@@ -386,30 +386,38 @@ impl Space {
         })
     }
 
-    /// The addresses from index `start` on, in order (for filling a subpool:
-    /// no division per address).
-    pub fn walk(&self, start: u128) -> impl Iterator<Item = (u128, u16)> + '_ {
+    /// The addresses from index `start` on, in order, as runs of
+    /// consecutive ports of one IP: `(ip, first port, ports)` (for filling
+    /// a subpool: no division per address, and a loop over ports).
+    pub fn runs(&self, start: u128) -> impl Iterator<Item = (u128, u16, u32)> + '_ {
         let mut at = self.segment_of(start);
-        let mut next = Some(self.address(start));
+        let (mut ip, mut port) = self.address(start);
+        // The addresses of segment `at` from (ip, port) on.
         let mut left = self.segments[at].end() - start;
         std::iter::from_fn(move || {
-            let current = next?;
-            left -= 1;
-            next = if left > 0 {
-                Some(if current.1 == self.high {
-                    (current.0 + 1, self.low)
-                } else {
-                    (current.0, current.1 + 1)
-                })
-            } else {
+            if left == 0 {
                 at += 1;
-                self.segments.get(at).map(|s| {
-                    left = s.count;
-                    (s.ip, s.port)
-                })
-            };
-            Some(current)
+                let segment = self.segments.get(at)?;
+                (ip, port, left) = (segment.ip, segment.port, segment.count);
+            }
+            let on_ip = u128::from(self.high - port) + 1;
+            let ports = on_ip.min(left);
+            let run = (ip, port, ports as u32); // ports <= 65,536
+            left -= ports;
+            if left > 0 {
+                // The run took the rest of this IP's ports (`ports ==
+                // on_ip`): the segment goes on at the next IP's first.
+                (ip, port) = (ip + 1, self.low);
+            }
+            Some(run)
         })
+    }
+
+    /// The addresses from index `start` on, in order, one by one.
+    #[cfg(test)]
+    pub fn walk(&self, start: u128) -> impl Iterator<Item = (u128, u16)> + '_ {
+        self.runs(start)
+            .flat_map(|(ip, port, ports)| (0..ports).map(move |i| (ip, port + i as u16)))
     }
 
     /// The text of an address of the pool's family.
@@ -676,6 +684,13 @@ mod tests {
         }
         let walked: Vec<_> = space.walk(0).collect();
         assert_eq!(walked, addresses);
+        // Runs are whole: a run ends at the IP's last port or before a gap.
+        let runs: Vec<_> = space.runs(0).collect();
+        for pair in runs.windows(2) {
+            let ((ip, port, ports), (next_ip, next_port, _)) = (pair[0], pair[1]);
+            let last = port + (ports - 1) as u16;
+            assert!(last == space.high || (next_ip, next_port) != (ip, last + 1));
+        }
         for (start, &address) in addresses.iter().enumerate() {
             assert_eq!(space.walk(start as u128).next(), Some(address));
         }

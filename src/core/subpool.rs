@@ -151,12 +151,19 @@ impl<T: Default> Subpool<T> {
             .try_reserve_exact(count as usize)
             .map_err(out_of_memory)?;
         let mut ips: Vec<u128> = Vec::new();
-        for (offset, (ip, port)) in (0..count).zip(config.space().walk(start)) {
+        // A run of one IP's ports at a time: the blocks' loop is over ports.
+        let mut runs = config.space().runs(start);
+        while blocks.len() < count as usize {
+            let Some((ip, port, ports)) = runs.next() else {
+                break;
+            };
             if ips.last() != Some(&ip) {
                 ips.try_reserve(1).map_err(out_of_memory)?;
                 ips.push(ip);
             }
-            blocks.push(block(offset, (ips.len() - 1) as u32, port));
+            let (offset, ip_slot) = (blocks.len() as u32, (ips.len() - 1) as u32);
+            let ports = ports.min(count - offset);
+            blocks.extend((0..ports).map(|i| block(offset + i, ip_slot, port + i as u16)));
         }
         let family = config.family();
         Ok((
