@@ -6,7 +6,8 @@ names, and this module defines none.
 * ``DequePool``: the free list a Python SLB author would write: a ``collections.deque`` of
   ``(ip, port)`` tuples filled up front, plus a dict of live addresses for lookup.
 * ``natpool.reference.Pool``: the pure-Python reference model (the specification).
-* ``natpool._natpool._Floor``: the PyO3 floor, an empty method on a frozen pyclass.
+* ``natpool._natpool._Floor``: the PyO3 floor, an empty method on a frozen pyclass (and ``lease()``: a
+  ``Lease`` object made as ``allocate()`` makes one, with no allocation).
 """
 
 from __future__ import annotations
@@ -94,8 +95,13 @@ def make_deque(count: int, network: str = "/24") -> DequePool:
     return DequePool(itertools.islice(addresses(first_ip, last_ip), count))
 
 
-def make_floor() -> _Floor:
-    return _Floor()
+def make_floor(leases: bool = False) -> _Floor:
+    """The PyO3 floor; with ``leases``, its ``lease()`` makes never-live ``Lease`` objects of a natpool pool."""
+    if not leases:
+        return _Floor()
+    pool = make_pool("natpool", initial_blocks=1)
+    assert isinstance(pool, natpool.Pool)
+    return _Floor(pool)
 
 
 def rss_bytes() -> int:

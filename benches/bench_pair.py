@@ -2,7 +2,10 @@
 free_many per batch, lookup hit and miss.
 
 Each case runs with natpool, the reference model, the deque free list and (where a call
-shape exists) the PyO3 floor: ``floor.noop()`` takes the place of each call.
+shape exists) the PyO3 floor: ``floor.noop()`` takes the place of each call. The pair runs on
+``floor+lease`` too: ``floor.lease()`` (a ``Lease`` object made as ``allocate()`` makes one, with
+no allocation) in place of ``allocate()``, ``floor.noop`` of ``free()``: the calls and the
+``Lease`` object's life, without the core's pair.
 
 asv times a benchmark that has a ``setup`` one call per sample, so each call here runs
 ``OPS`` operations in a loop (the same loop for every implementation; the floor shows what
@@ -34,6 +37,9 @@ def _pool(implementation: str) -> Any:
     if implementation == "floor":
         floor = make_floor()
         return SimpleNamespace(allocate=floor.noop, free=floor.noop, lookup=floor.noop)
+    if implementation == "floor+lease":
+        floor = make_floor(leases=True)
+        return SimpleNamespace(allocate=floor.lease, free=floor.noop)
     pool: Any = make_pool(implementation, initial_blocks=BLOCKS)
     pool.free(pool.allocate())  # the memory pool exists before timing starts
     return pool
@@ -42,7 +48,7 @@ def _pool(implementation: str) -> Any:
 class Pair:
     """``free(allocate())``: one lease taken and given back."""
 
-    params: ClassVar[Any] = IMPLEMENTATIONS
+    params: ClassVar[Any] = [*IMPLEMENTATIONS, "floor+lease"]
     param_names: ClassVar[list[str]] = ["implementation"]
 
     def setup(self, implementation: str) -> None:

@@ -2,7 +2,8 @@
 
 ``python -m benches.pair_ratio`` times ``free(allocate())`` on natpool (freeing the Lease, and
 freeing ``lease.handle``), the same loop on ``benches/baselines.py``'s ``DequePool`` and on the
-PyO3 floor (``_Floor.noop()`` in place of each call), in rounds that run every case once in
+PyO3 floor (``_Floor.noop()`` in place of each call; and ``_Floor.lease()``, a ``Lease`` made
+with no allocation, in place of ``allocate()``), in rounds that run every case once in
 turn within one process, and prints each case's median per pair, natpool ÷ deque (issue 13's
 target: at most 0.8x) and the load average before and after. The machine is shared and
 noisy: read the ratio. asv's ``bench_pair.Pair`` times the same loop for the report
@@ -60,12 +61,14 @@ def deque_loop() -> Loop:
     return run
 
 
-def floor_loop() -> Loop:
-    noop = make_floor().noop
+def floor_loop(with_lease: bool) -> Loop:
+    floor = make_floor(leases=with_lease)
+    noop = floor.noop
+    allocate = floor.lease if with_lease else noop
 
     def run(ops: int) -> None:
         for _ in range(ops):
-            noop(noop())
+            noop(allocate())
 
     return run
 
@@ -76,7 +79,8 @@ def measure(rounds: int, ops: int) -> dict[str, float]:
         "natpool": natpool_loop(by_handle=False),
         "natpool (free by handle)": natpool_loop(by_handle=True),
         "deque": deque_loop(),
-        "floor": floor_loop(),
+        "floor": floor_loop(with_lease=False),
+        "floor + Lease": floor_loop(with_lease=True),
     }
     times: dict[str, list[float]] = {name: [] for name in cases}
     names = list(cases)

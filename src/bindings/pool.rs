@@ -36,7 +36,7 @@ pub struct PyPool {
 }
 
 #[inline(always)]
-fn lease_object(
+pub(crate) fn lease_object(
     pool: &Bound<'_, PyPool>,
     lease: Lease,
     data: Option<Py<PyAny>>,
