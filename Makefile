@@ -84,6 +84,7 @@ pytest: develop
 bench-smoke: develop
 	$(BIN)/asv machine --yes > /dev/null
 	$(BIN)/asv run --quick --python=same --dry-run --show-stderr
+	$(PY) -m benches.pair_ratio --rounds 2 --ops 100 > /dev/null
 
 # Both suites in one go, then natpool proxy --workers 2 against --workers 1, then the report
 # (docs/benchmarks/report.md and its charts).
@@ -92,6 +93,7 @@ bench: develop
 	cargo bench --bench core --bench memory --bench threads
 	$(BIN)/asv machine --yes > /dev/null
 	$(BIN)/asv run --python=same --set-commit-hash=$$(git rev-parse HEAD) --show-stderr
+	$(PY) -m benches.pair_ratio --out target/bench-pair-ratio.json
 	cut -d' ' -f1-3 /proc/loadavg > target/bench-load-after.txt
 	$(PY) benches/proxy_workers.py --out target/bench-proxy-workers.json
 	$(PY) -m benches.report
