@@ -15,6 +15,10 @@
 //! pair of `benches/core.rs`'s `subpool` group, in which each allocation
 //! creates a subpool of 1024 blocks and each free deletes it (65,536 pairs,
 //! not `OPS`: a pair is some microseconds).
+//!
+//! A second argument sets the blocks of the pair modes' pool (default
+//! 4096): `pair_loop random 65536` is the random order over a pool whose
+//! blocks outgrow the caches, as `benches/bench_pair.py`'s pool.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +36,13 @@ fn pool() -> Pool<()> {
     Pool::new(spec(Order::Fifo, 0.0))
 }
 
+/// The pair modes' blocks: the second argument, else `BLOCKS`.
+fn blocks() -> u32 {
+    std::env::args()
+        .nth(2)
+        .map_or(BLOCKS, |blocks| blocks.parse().expect("blocks: a number"))
+}
+
 fn spec(order: Order, hold_down: f64) -> natpool::Config {
     let spec = PoolSpec::new(
         "loop",
@@ -39,7 +50,7 @@ fn spec(order: Order, hold_down: f64) -> natpool::Config {
         Ipv4Addr::new(10, 0, 0, 254),
     )
     .prefix(24)
-    .initial_blocks(BLOCKS)
+    .initial_blocks(blocks())
     .max_blocks(1 << 20)
     .order(order)
     .hold_down(hold_down);

@@ -28,6 +28,7 @@
 //! where it stands. The two CASes decide, once, whether the entry was
 //! discarded (then the block is pushed as usual) or stands.
 
+use crate::core::prefetch::prefetch;
 use crate::core::snapshot::Standing;
 use crate::core::sync::{AtomicU64, DataCell, Ordering};
 
@@ -164,6 +165,13 @@ impl<T: Default> ConnectionBlock<T> {
 }
 
 impl<T> ConnectionBlock<T> {
+    /// Bring the block's state into the caches, for a take expected to
+    /// come (`prefetch.rs`: a hint).
+    #[inline(always)]
+    pub fn prefetch(&self) {
+        prefetch(std::ptr::from_ref(&self.state));
+    }
+
     /// The block's generation and whether it is free, live or held, for a
     /// snapshot; `None` while it is between states (a release waiting for
     /// its lookups, a reservation being made: only under concurrency).

@@ -19,6 +19,7 @@
 //! | `clock` | a cheap monotonic clock for the cluster's deadline checks |
 //! | `epoch` | epoch-based reclamation of subpool slots (pin: two plain stores; deletion: membarrier) |
 //! | `segvec` | a growable array whose elements never move |
+//! | `prefetch` | a prefetch hint, for the random order's next take |
 //! | `snapshot` | the snapshot format: a pool's state as bytes, read back with every check |
 //! | `handle` | lease handles: generation, subpool id, offset |
 //! | `error` | the core's one error type |
@@ -43,6 +44,7 @@ pub(crate) mod held;
 pub(crate) mod interval_list;
 pub(crate) mod policy;
 pub(crate) mod pool;
+pub(crate) mod prefetch;
 pub(crate) mod rng;
 pub(crate) mod segvec;
 pub(crate) mod snapshot;

@@ -54,7 +54,20 @@ impl SplitMix64 {
     /// A draw mapped onto `0..n` by multiply-shift: `(next() * n) >> 64`.
     #[inline]
     pub fn below(&self, n: usize) -> usize {
-        ((u128::from(self.next()) * n as u128) >> 64) as usize
+        Self::map(self.next(), n)
+    }
+
+    /// What [`below`](Self::below)`(n)` would draw now, the state left as
+    /// it is (a guess for a prefetch: another draw may come first).
+    #[inline]
+    pub fn peek_below(&self, n: usize) -> usize {
+        let state = self.state.load(Ordering::Relaxed).wrapping_add(GAMMA);
+        Self::map(mix(state), n)
+    }
+
+    #[inline(always)]
+    fn map(output: u64, n: usize) -> usize {
+        ((u128::from(output) * n as u128) >> 64) as usize
     }
 }
 
@@ -99,5 +112,16 @@ mod tests {
             rng.below(10),
             ((u128::from(mix(GAMMA)) * 10) >> 64) as usize
         );
+    }
+
+    /// A peek is the next draw, and leaves it to come.
+    #[test]
+    fn a_peek_is_the_next_draw() {
+        let rng = SplitMix64::new(42);
+        for n in [1, 2, 7, 1000, usize::MAX] {
+            let peeked = rng.peek_below(n);
+            assert_eq!(rng.peek_below(n), peeked);
+            assert_eq!(rng.below(n), peeked);
+        }
     }
 }

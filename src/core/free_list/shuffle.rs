@@ -44,6 +44,7 @@ use crossbeam_utils::CachePadded;
 use crate::core::error::Error;
 use crate::core::free_list::word::FusedWord;
 use crate::core::free_list::{At, Reserve, SHUT};
+use crate::core::prefetch::prefetch;
 use crate::core::rng::SplitMix64;
 use crate::core::sync::{AtomicU64, CellAccess, DataCell, Ordering};
 
@@ -84,12 +85,16 @@ impl Held<'_> {
     }
 
     /// Draw `j` in `0..len` and swap-remove `array[j]` (a reservation
-    /// guarantees the array is not empty).
+    /// guarantees the array is not empty); then prefetch the slot the next
+    /// draw would read if no call comes first (a return or two in between
+    /// move it by a slot at most: the draw is `x * len >> 64`).
     #[inline(always)]
     fn take(&mut self, rng: &SplitMix64) -> u32 {
         let array = self.array();
         let j = rng.below(array.len());
-        array.swap_remove(j)
+        let taken = array.swap_remove(j);
+        prefetch(array.as_ptr().wrapping_add(rng.peek_below(array.len())));
+        taken
     }
 }
 
@@ -235,15 +240,29 @@ impl Shuffle {
     /// stand (phantoms become free entries); the count after.
     #[inline]
     pub fn give_back(&self, offsets: &[u32], in_place: u64) -> u64 {
+        self.give_back_hinted(offsets, in_place, None).0
+    }
+
+    /// [`give_back`](Self::give_back), and, with `rng`, the block the next
+    /// take of one would draw if no other call on the list or the generator
+    /// comes first (read under the lock; `None` when the array is empty).
+    #[inline(always)]
+    pub fn give_back_hinted(
+        &self,
+        offsets: &[u32],
+        in_place: u64,
+        rng: Option<&SplitMix64>,
+    ) -> (u64, Option<u32>) {
         let mut held = self.lock();
         let array = held.array();
         debug_assert!(array.len() + offsets.len() <= self.n);
         array.extend_from_slice(offsets);
+        let next = rng.and_then(|rng| array.get(rng.peek_below(array.len())).copied());
         held.word = held
             .word
             .wrapping_add(offsets.len() as u64)
             .wrapping_add(in_place);
-        self.count(held.word)
+        (self.count(held.word), next)
     }
 
     /// The array, from its first element (copied under the lock into an

@@ -472,7 +472,10 @@ impl<T: Default + Send + Sync> Pool<T> {
         tidy: bool,
     ) {
         let count = offsets.len() as u64 + in_place;
-        let available = subpool.free.give_back(offsets, in_place);
+        let (available, next) = subpool.free.give_back_hinted(offsets, in_place, &self.rng);
+        if let Some(next) = next {
+            subpool.blocks[next as usize].prefetch();
+        }
         if subpool.owner.is_some() {
             self.client_taken.fetch_sub(count, Ordering::AcqRel);
             self.tally.returned(count);
