@@ -43,7 +43,7 @@ CONFIG = {
 }
 
 
-class _Engine:
+class Engine:
     """A fresh store of one engine in a temporary directory (PostgreSQL: a server of its own)."""
 
     def __init__(self, engine: str) -> None:
@@ -76,7 +76,7 @@ class ClaimReturn:
     timeout = 120
 
     def setup(self, engine: str) -> None:
-        self.engine = _Engine(engine)
+        self.engine = Engine(engine)
         store = self.engine.store
         store.join("bench", "m", CONFIG, ttl=3600.0)
         # A returned range is held 1 µs: the next claim's transaction forgets it and takes it again.
@@ -99,10 +99,10 @@ class StorePair:
     param_names: ClassVar[list[str]] = ["implementation"]
 
     def setup(self, implementation: str) -> None:
-        self.engine: _Engine | None = None
+        self.engine: Engine | None = None
         arguments: dict[str, Any] = dict(CONFIG, ports=(1024, 65535), initial_blocks=BLOCKS)
         if implementation == "natpool+sqlite":
-            self.engine = _Engine("sqlite")
+            self.engine = Engine("sqlite")
             arguments.update(store=self.engine.store, member="m", renew_interval=0, claim_ttl=3600.0)
         self.pool = natpool.Pool(**arguments)
         self.pool.free(self.pool.allocate())  # the resident subpool exists before timing starts

@@ -3,13 +3,15 @@ measured side by side in one run.
 
 ``python -m benches.pair_ratio`` times ``free(allocate())`` on natpool (freeing the Lease, and freeing
 ``lease.handle``), on natpool in the LIFO and random orders and with a 100 µs hold-down (``bench_pair.POLICIES``),
-the same loop on ``benches/baselines.py``'s ``DequePool`` and on the PyO3 floor (``_Floor.noop()`` in place of each
-call; and ``_Floor.lease()``, a ``Lease`` made with no allocation, in place of ``allocate()``), in rounds that run
-every case once in turn within one process. Each round's ratios compare cases timed next to each other; it prints
-each case's median per pair and the median of its per-round ratio to the deque's pair and to the default order's
-(FIFO) pair, with the middle half of the rounds, and the load average before and after. With ``--out FILE`` it
-writes them as JSON for the report (``make bench``): issue 13's Python targets (the pair at most 0.8x the deque's,
-every order within 1.2x of FIFO's) are judged on these ratios, asv's ``bench_pair`` timings, taken minutes apart,
+on ``benches/bench_store.py``'s ``StorePair`` pools (``natpool.Pool`` without a store and as the one member of a
+SQLite store), the same loop on ``benches/baselines.py``'s ``DequePool`` and on the PyO3 floor (``_Floor.noop()`` in
+place of each call; and ``_Floor.lease()``, a ``Lease`` made with no allocation, in place of ``allocate()``), in
+rounds that run every case once in turn within one process. Each round's ratios compare cases timed next to each
+other; it prints each case's median per pair and the median of its per-round ratio to the deque's pair and to the
+default order's (FIFO) pair, with the middle half of the rounds, the store-backed pair's ratio to the same pool's
+without a store, and the load average before and after. With ``--out FILE`` it writes them as JSON for the report
+(``make bench``): issue 13's Python targets (the pair at most 0.8x the deque's, every order within 1.2x of FIFO's)
+and the store target (within 1.1x) are judged on these ratios, asv's timings of the same loops, taken minutes apart,
 shown beside them.
 
 A benchmark, not a test: it never fails on its numbers.
@@ -26,8 +28,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import natpool
+
 from benches.baselines import make_deque, make_floor, make_pool
 from benches.bench_pair import BLOCKS, HOLD_DOWN, OPS
+from benches.bench_store import BLOCKS as STORE_BLOCKS
+from benches.bench_store import CONFIG, Engine
 
 #: natpool's pair at most this many times the deque pair (issue 13).
 TARGET = 0.8
@@ -77,8 +83,22 @@ def floor_loop(with_lease: bool) -> Loop:
     return run
 
 
-def cases() -> dict[str, Loop]:
-    """Every case by name; ``natpool`` is the default order's (FIFO) pair."""
+def pool_loop(pool: natpool.Pool) -> Loop:
+    pool.free(pool.allocate())  # the resident subpool exists before timing starts
+    allocate, free = pool.allocate, pool.free
+
+    def run(ops: int) -> None:
+        for _ in range(ops):
+            free(allocate())
+
+    return run
+
+
+def cases(engine: Engine) -> dict[str, Loop]:
+    """Every case by name; ``natpool`` is the default order's (FIFO) pair. ``store: none`` and ``store: sqlite``
+    are ``bench_store.StorePair``'s pools, the second a member of ``engine``'s store."""
+    arguments: dict[str, Any] = dict(CONFIG, ports=(1024, 65535), initial_blocks=STORE_BLOCKS)
+    on_store = dict(arguments, store=engine.store, member="m", renew_interval=0, claim_ttl=3600.0)
     return {
         "natpool": natpool_loop(),
         "natpool (free by handle)": natpool_loop(by_handle=True),
@@ -88,6 +108,8 @@ def cases() -> dict[str, Loop]:
         "deque": deque_loop(),
         "floor": floor_loop(with_lease=False),
         "floor+lease": floor_loop(with_lease=True),
+        "store: none": pool_loop(natpool.Pool(**arguments)),
+        "store: sqlite": pool_loop(natpool.Pool(**on_store)),
     }
 
 
@@ -100,15 +122,19 @@ def spread(samples: list[float]) -> list[float]:
 def measure(rounds: int, ops: int) -> dict[str, Any]:
     """Over ``rounds`` rounds of ``ops`` pairs a case: each case's median seconds per pair, and the spread of its
     per-round ratio to the deque's pair and to the default order's pair."""
-    loops = cases()
-    times: dict[str, list[float]] = {name: [] for name in loops}
-    names = list(loops)
-    for round_ in range(rounds):
-        # Each round starts at another case, so that no case always runs first.
-        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
-            start = time.perf_counter()
-            loops[name](ops)
-            times[name].append((time.perf_counter() - start) / ops)
+    engine = Engine("sqlite")
+    try:
+        loops = cases(engine)
+        times: dict[str, list[float]] = {name: [] for name in loops}
+        names = list(loops)
+        for round_ in range(rounds):
+            # Each round starts at another case, so that no case always runs first.
+            for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+                start = time.perf_counter()
+                loops[name](ops)
+                times[name].append((time.perf_counter() - start) / ops)
+    finally:
+        engine.close()
 
     def ratios(to: str) -> dict[str, list[float]]:
         return {
@@ -119,6 +145,7 @@ def measure(rounds: int, ops: int) -> dict[str, Any]:
         "seconds": {name: statistics.median(samples) for name, samples in times.items()},
         "to_deque": ratios("deque"),
         "to_fifo": ratios("natpool"),
+        "store_over_none": ratios("store: none")["store: sqlite"],
         "rounds": rounds,
         "ops": ops,
     }
@@ -143,6 +170,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{name:26} {seconds * 1e9:7.1f} ns a pair   ÷ deque {deque[0]:.2f} ({deque[1]:.2f}-{deque[2]:.2f})"
             f"   ÷ fifo {fifo[0]:.2f} ({fifo[1]:.2f}-{fifo[2]:.2f})"
         )
+    store = results["store_over_none"]
+    print(f"store: sqlite ÷ store: none = {store[0]:.2f} ({store[1]:.2f}-{store[2]:.2f})")
     ratio = results["to_deque"]["natpool"][0]
     verdict = "met" if ratio <= TARGET else "missed"
     print(f"natpool ÷ deque = {ratio:.2f} (median of the rounds; target at most {TARGET}: {verdict})")
