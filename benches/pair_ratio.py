@@ -41,57 +41,42 @@ TARGET = 0.8
 Loop = Callable[[int], None]
 
 
+def pair_loop(allocate: Callable[[], Any], free: Callable[[Any], Any]) -> Loop:
+    """``free(allocate())``, ``ops`` times: the loop every case times."""
+
+    def run(ops: int) -> None:
+        for _ in range(ops):
+            free(allocate())
+
+    return run
+
+
 def natpool_loop(by_handle: bool = False, order: str = "fifo", hold: bool = False) -> Loop:
     pool: Any = make_pool("natpool", initial_blocks=BLOCKS, order=order, seed=1, hold_down=HOLD_DOWN if hold else 0.0)
-    pool.free(pool.allocate())  # the memory pool exists before timing starts
+    return pool_loop(pool, by_handle)
+
+
+def pool_loop(pool: natpool.Pool, by_handle: bool = False) -> Loop:
+    pool.free(pool.allocate())  # the resident subpool exists before timing starts
+    if not by_handle:
+        return pair_loop(pool.allocate, pool.free)
     allocate, free = pool.allocate, pool.free
-    if by_handle:
 
-        def run(ops: int) -> None:
-            for _ in range(ops):
-                free(allocate().handle)
-
-    else:
-
-        def run(ops: int) -> None:
-            for _ in range(ops):
-                free(allocate())
+    def run(ops: int) -> None:
+        for _ in range(ops):
+            free(allocate().handle)
 
     return run
 
 
 def deque_loop() -> Loop:
     pool = make_deque(BLOCKS)
-    allocate, free = pool.allocate, pool.free
-
-    def run(ops: int) -> None:
-        for _ in range(ops):
-            free(allocate())
-
-    return run
+    return pair_loop(pool.allocate, pool.free)
 
 
 def floor_loop(with_lease: bool) -> Loop:
     floor = make_floor(leases=with_lease)
-    noop = floor.noop
-    allocate = floor.lease if with_lease else noop
-
-    def run(ops: int) -> None:
-        for _ in range(ops):
-            noop(allocate())
-
-    return run
-
-
-def pool_loop(pool: natpool.Pool) -> Loop:
-    pool.free(pool.allocate())  # the resident subpool exists before timing starts
-    allocate, free = pool.allocate, pool.free
-
-    def run(ops: int) -> None:
-        for _ in range(ops):
-            free(allocate())
-
-    return run
+    return pair_loop(floor.lease if with_lease else floor.noop, floor.noop)
 
 
 def cases(engine: Engine) -> dict[str, Loop]:
