@@ -495,9 +495,9 @@ def build(
     targets.append(
         Target(
             "Python pair at least 30x faster than the reference model (interleaved rounds)",
-            f"reference ÷ natpool = {1 / pairs['to_fifo']['reference'][0]:.1f} (asv, timed apart: "
+            f"reference ÷ natpool = {pairs['to_fifo']['reference'][0]:.1f} (asv, timed apart: "
             f"{pair_py['reference'] / pair_py['natpool']:.1f})",
-            1 / pairs["to_fifo"]["reference"][0] >= 30,
+            pairs["to_fifo"]["reference"][0] >= 30,
         )
     )
 
