@@ -239,6 +239,11 @@ def proxy_workers(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def spread_text(spread: list[float]) -> str:
+    """``[median, q1, q3]`` of per-round ratios (``benches/pair_ratio.py``) as "median (q1-q3)"."""
+    return f"{spread[0]:.2f} ({spread[1]:.2f}-{spread[2]:.2f})"
+
+
 def policy_section(
     side: str, pair: dict[str, float], targets: list[Target], interleaved: dict[str, list[float]] | None = None
 ) -> list[str]:
@@ -252,26 +257,16 @@ def policy_section(
         "subpool, so it measures the holds themselves (a clock read in each call, the held queue, the releases).",
         "",
     ]
+    header = ["policy", "per pair", "÷ fifo", "÷ lifo"]
+    rows = [[POLICIES[k], t(v), f"{v / pair['fifo']:.2f}", f"{v / pair['lifo']:.2f}"] for k, v in pair.items()]
     if interleaved is None:
-        lines += table(
-            ["policy", "per pair", "÷ fifo", "÷ lifo"],
-            ([POLICIES[k], t(v), f"{v / pair['fifo']:.2f}", f"{v / pair['lifo']:.2f}"] for k, v in pair.items()),
-        )
+        lines += table(header, rows)
         ratio = {k: v / pair["fifo"] for k, v in pair.items()}
         how = ""
     else:
         lines += table(
-            ["policy", "per pair", "÷ fifo", "÷ lifo", "÷ fifo, interleaved (middle half)"],
-            (
-                [
-                    POLICIES[k],
-                    t(v),
-                    f"{v / pair['fifo']:.2f}",
-                    f"{v / pair['lifo']:.2f}",
-                    f"{interleaved[k][0]:.2f} ({interleaved[k][1]:.2f}-{interleaved[k][2]:.2f})",
-                ]
-                for k, v in pair.items()
-            ),
+            [*header, "÷ fifo, interleaved (middle half)"],
+            ([*row, spread_text(interleaved[k])] for row, k in zip(rows, pair, strict=True)),
         )
         lines += [
             "*Interleaved*: `benches/pair_ratio.py`'s rounds, each case timed next to the others (see the Python",
@@ -476,7 +471,7 @@ def build(
             [
                 name,
                 t(seconds),
-                f"{to_deque[name][0]:.2f} ({to_deque[name][1]:.2f}-{to_deque[name][2]:.2f})",
+                spread_text(to_deque[name]),
                 f"{pairs['to_fifo'][name][0]:.2f}",
             ]
             for name, seconds in pairs["seconds"].items()
@@ -727,7 +722,7 @@ def store_section(
         ([engine, t(round_trip[(engine,)] / STORE_ROUND_TRIPS)] for engine in ["sqlite", "postgresql"]),
     )
     plain, on_store = pair[("natpool",)] / OPS, pair[("natpool+sqlite",)] / OPS
-    median, q1, q3 = pairs["store_over_none"]
+    median = pairs["store_over_none"][0]
     lines += table(
         ["natpool.Pool", "allocate + free (asv)", "÷ without a store (asv)", "÷ without a store, interleaved"],
         [
@@ -736,7 +731,7 @@ def store_section(
                 "one member of a SQLite store",
                 t(on_store),
                 f"{on_store / plain:.2f}",
-                f"{median:.2f} ({q1:.2f}-{q3:.2f})",
+                spread_text(pairs["store_over_none"]),
             ],
         ],
     )

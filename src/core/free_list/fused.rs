@@ -152,7 +152,7 @@ impl Fused {
     /// A cell's lap and full bit, for comparing with what a side waits for.
     #[inline(always)]
     fn turn(cell: u32) -> u32 {
-        cell >> 16
+        cell >> FULL.trailing_zeros()
     }
 
     /// A position's cell and lap.
