@@ -7,7 +7,7 @@ PYTHON ?= python3
 HYPOTHESIS_PROFILE ?= ci
 export HYPOTHESIS_PROFILE
 
-.PHONY: run simulate test venv develop lint rust-lint rust-test py-lint stubtest pytest loom loom-fast stress soak scaling bench-smoke bench bench-workers clean
+.PHONY: run simulate test venv develop lint rust-lint rust-test py-lint stubtest pytest loom loom-fast stress soak scaling bench-smoke bench floor bench-workers clean
 
 run: develop
 	$(BIN)/natpool demo
@@ -91,12 +91,18 @@ bench-smoke: develop
 bench: develop
 	mkdir -p target && cut -d' ' -f1-3 /proc/loadavg > target/bench-load-before.txt
 	cargo bench --bench core --bench memory --bench threads
+	NATPOOL_FLOOR_OUT=target/bench-floor.json cargo test --release --lib the_floor_timed -- --ignored
 	$(BIN)/asv machine --yes > /dev/null
 	$(BIN)/asv run --python=same --set-commit-hash=$$(git rev-parse HEAD) --show-stderr
 	$(PY) -m benches.pair_ratio --out target/bench-pair-ratio.json
 	cut -d' ' -f1-3 /proc/loadavg > target/bench-load-after.txt
 	$(PY) benches/proxy_workers.py --out target/bench-proxy-workers.json
 	$(PY) -m benches.report
+
+# The Rust pair beside its protocol floor and the anchors, interleaved (src/core/pool/floor.rs; about 5 s
+# after the build); make bench runs it too.
+floor:
+	cargo test --release --lib the_floor_timed -- --ignored --nocapture
 
 # natpool proxy --workers 2 against --workers 1 on a loopback load, alone (about 10 s); make bench runs it too.
 bench-workers: develop

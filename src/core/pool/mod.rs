@@ -34,6 +34,8 @@ mod writer;
 
 pub(crate) use home::HomeCell;
 
+#[cfg(all(test, not(loom)))]
+mod floor;
 #[cfg(all(loom, test))]
 mod loom;
 #[cfg(all(test, not(loom)))]
