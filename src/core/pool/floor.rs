@@ -14,9 +14,9 @@
 //! deletion rule, phantoms, and errors (a refusal is `None`).
 //!
 //! Test-only. `floor_pair_is_the_pools_pair` checks that the floor hands
-//! out what the pool would; `make floor` times the floor, the pool's pair and
-//! `ArrayQueue`'s side by side (`the_floor_timed`, ignored by default), and
-//! `benches/notes.md` has its callgrind counts.
+//! out what the pool would; `make floor` times the floor, the pool's pair,
+//! `ArrayQueue`'s and `Mutex<Slab>`'s side by side (`the_floor_timed`,
+//! ignored by default), and `benches/notes.md` has its callgrind counts.
 
 use crate::core::block::Release;
 use crate::core::epoch;
@@ -47,7 +47,8 @@ impl<T: Default + Send + Sync> Pool<T> {
     }
 
     /// A free's protocol steps alone (`None`: `handle` is not live, or a
-    /// reader completes the release).
+    /// reader completes the release; phantoms are left out, so a block
+    /// `reserve` took is not returned here).
     #[inline(never)]
     pub(super) fn floor_free(&self, handle: Handle) -> Option<T> {
         let (generation, id, offset) = handle.parts()?;
