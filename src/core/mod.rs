@@ -19,7 +19,7 @@
 //! | `clock` | a cheap monotonic clock for the cluster's deadline checks |
 //! | `epoch` | epoch-based reclamation of subpool slots (pin: two plain stores; deletion: membarrier) |
 //! | `segvec` | a growable array whose elements never move |
-//! | `prefetch` | a prefetch hint, for the random order's next take |
+//! | `prefetch` | a prefetch hint, for the random order's takes to come |
 //! | `snapshot` | the snapshot format: a pool's state as bytes, read back with every check |
 //! | `handle` | lease handles: generation, subpool id, offset |
 //! | `error` | the core's one error type |

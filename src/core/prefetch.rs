@@ -1,8 +1,8 @@
 //! A prefetch hint: ask the processor to bring a line into its caches
 //! before a call that is expected to touch it. The random order's take goes
 //! to a block (and an array slot) no recent call touched; its list names
-//! the next draw's slot and block at the end of each lock section
-//! (`free_list/shuffle.rs`), and the pool prefetches them.
+//! the slot and the block of draws to come, a pair's time ahead, at the end
+//! of each lock section (`free_list/shuffle.rs`), and they are prefetched.
 
 /// Bring the line holding `place` into the caches: a hint, never a read
 /// (no fault, no wait, whatever `place` is), and nothing under loom or off

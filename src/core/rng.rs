@@ -57,11 +57,15 @@ impl SplitMix64 {
         Self::map(self.next(), n)
     }
 
-    /// What [`below`](Self::below)`(n)` would draw now, the state left as
-    /// it is (a guess for a prefetch: another draw may come first).
+    /// What the `ahead`-th call of [`below`](Self::below)`(n)` from now
+    /// would draw (1: the next), the state left as it is (a guess for a
+    /// prefetch: other draws may come first, or with another `n`).
     #[inline]
-    pub fn peek_below(&self, n: usize) -> usize {
-        let state = self.state.load(Ordering::Relaxed).wrapping_add(GAMMA);
+    pub fn peek_below(&self, ahead: u64, n: usize) -> usize {
+        let state = self
+            .state
+            .load(Ordering::Relaxed)
+            .wrapping_add(GAMMA.wrapping_mul(ahead));
         Self::map(mix(state), n)
     }
 
@@ -119,9 +123,13 @@ mod tests {
     fn a_peek_is_the_next_draw() {
         let rng = SplitMix64::new(42);
         for n in [1, 2, 7, 1000, usize::MAX] {
-            let peeked = rng.peek_below(n);
-            assert_eq!(rng.peek_below(n), peeked);
+            let peeked = rng.peek_below(1, n);
+            assert_eq!(rng.peek_below(1, n), peeked);
             assert_eq!(rng.below(n), peeked);
         }
+        // Further ahead: the draws after the next, whatever they are.
+        let (third, fifth) = (rng.peek_below(3, 1000), rng.peek_below(5, 1000));
+        let draws: Vec<usize> = (0..5).map(|_| rng.below(1000)).collect();
+        assert_eq!((draws[2], draws[4]), (third, fifth));
     }
 }

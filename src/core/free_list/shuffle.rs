@@ -85,15 +85,17 @@ impl Held<'_> {
     }
 
     /// Draw `j` in `0..len` and swap-remove `array[j]` (a reservation
-    /// guarantees the array is not empty); then prefetch the slot the next
-    /// draw would read if no call comes first (a return or two in between
-    /// move it by a slot at most: the draw is `x * len >> 64`).
+    /// guarantees the array is not empty); then prefetch the slot that the
+    /// third draw from now reads if takes and returns of one alternate
+    /// (each take then sees this take's `len`), which the return two calls
+    /// from now reads for its hint (`give_back_hinted`): a pair's time
+    /// ahead, so that the line is in by then.
     #[inline(always)]
     fn take(&mut self, rng: &SplitMix64) -> u32 {
         let array = self.array();
-        let j = rng.below(array.len());
-        let taken = array.swap_remove(j);
-        prefetch(array.as_ptr().wrapping_add(rng.peek_below(array.len())));
+        let len = array.len();
+        let taken = array.swap_remove(rng.below(len));
+        prefetch(array.as_ptr().wrapping_add(rng.peek_below(3, len)));
         taken
     }
 }
@@ -243,9 +245,12 @@ impl Shuffle {
         self.give_back_hinted(offsets, in_place, None).0
     }
 
-    /// [`give_back`](Self::give_back), and, with `rng`, the block the next
-    /// take of one would draw if no other call on the list or the generator
-    /// comes first (read under the lock; `None` when the array is empty).
+    /// [`give_back`](Self::give_back), and, with `rng`, the block the take
+    /// after next would draw if takes and returns of one alternate until
+    /// then (read under the lock; `None` when the array has no such slot):
+    /// the caller prefetches it, a pair's time before that take. (A take's
+    /// swap-remove moves the last entry; so when the next take draws that
+    /// slot or the last, the guess is another block: a wasted prefetch.)
     #[inline(always)]
     pub fn give_back_hinted(
         &self,
@@ -257,7 +262,7 @@ impl Shuffle {
         let array = held.array();
         debug_assert!(array.len() + offsets.len() <= self.n);
         array.extend_from_slice(offsets);
-        let next = rng.and_then(|rng| array.get(rng.peek_below(array.len())).copied());
+        let next = rng.and_then(|rng| array.get(rng.peek_below(2, array.len())).copied());
         held.word = held
             .word
             .wrapping_add(offsets.len() as u64)
