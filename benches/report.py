@@ -241,9 +241,10 @@ def proxy_workers(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def spread_text(spread: list[float]) -> str:
-    """``[median, q1, q3]`` of per-round ratios (``benches/pair_ratio.py``) as "median (q1-q3)"."""
-    return f"{spread[0]:.2f} ({spread[1]:.2f}-{spread[2]:.2f})"
+def spread_text(spread: list[float], unit: str = "") -> str:
+    """``[median, q1, q3]`` of per-round ratios (``benches/pair_ratio.py``) as "median (q1-q3)", the median followed
+    by ``unit``."""
+    return f"{spread[0]:.2f}{unit} ({spread[1]:.2f}-{spread[2]:.2f})"
 
 
 def policy_section(
@@ -383,8 +384,8 @@ def build(
     targets.append(
         Target(
             "Rust pair at most 2.0x ArrayQueue pop+push (issue 13)",
-            f"interleaved {spread_text(floor['natpool_over_queue'])}x; the protocol floor alone "
-            f"{spread_text(floor['floor_over_queue'])}x (criterion, timed apart: "
+            f"interleaved {spread_text(floor['natpool_over_queue'], 'x')}; the protocol floor alone "
+            f"{spread_text(floor['floor_over_queue'], 'x')} (criterion, timed apart: "
             f"{pair['natpool'] / pair['array_queue']:.2f}x)",
             floor["natpool_over_queue"][0] <= 2.0,
         )
@@ -392,8 +393,9 @@ def build(
     targets.append(
         Target(
             "Rust pair faster than Mutex<Slab> insert+remove (issue 13)",
-            f"interleaved {spread_text(floor['natpool_over_mutex_slab'])}x its time; the floor alone "
-            f"{spread_text(floor['floor_over_mutex_slab'])}x (criterion: {pair['natpool'] / pair['mutex_slab']:.2f}x)",
+            f"interleaved {spread_text(floor['natpool_over_mutex_slab'], 'x')} its time; the floor alone "
+            f"{spread_text(floor['floor_over_mutex_slab'], 'x')} "
+            f"(criterion: {pair['natpool'] / pair['mutex_slab']:.2f}x)",
             floor["natpool_over_mutex_slab"][0] < 1.0,
         )
     )
