@@ -120,7 +120,7 @@ mod tests {
 
     /// A peek is the next draw, and leaves it to come.
     #[test]
-    fn a_peek_is_the_next_draw() {
+    fn a_peek_is_the_draw_it_names() {
         let rng = SplitMix64::new(42);
         for n in [1, 2, 7, 1000, usize::MAX] {
             let peeked = rng.peek_below(1, n);

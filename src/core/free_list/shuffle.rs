@@ -87,8 +87,8 @@ impl Held<'_> {
     /// Draw `j` in `0..len` and swap-remove `array[j]` (a reservation
     /// guarantees the array is not empty); then prefetch the slot that the
     /// third draw from now reads if takes and returns of one alternate
-    /// (each take then sees this take's `len`), which the return two calls
-    /// from now reads for its hint (`give_back_hinted`): a pair's time
+    /// (each take then sees this take's `len`), which the return after the
+    /// next take reads for its hint (`give_back_hinted`): a pair's time
     /// ahead, so that the line is in by then.
     #[inline(always)]
     fn take(&mut self, rng: &SplitMix64) -> u32 {
