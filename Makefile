@@ -99,8 +99,8 @@ bench: develop
 	$(PY) benches/proxy_workers.py --out target/bench-proxy-workers.json
 	$(PY) -m benches.report
 
-# The Rust pair beside its protocol floor and the anchors, interleaved (src/core/pool/floor.rs; about 5 s
-# after the build); make bench runs it too.
+# The Rust pair beside its protocol floor, the anchors and a clock read, interleaved (src/core/pool/floor.rs;
+# about 5 s after the build); make bench runs it too.
 floor:
 	cargo test --release --lib the_floor_timed -- --ignored --nocapture
 

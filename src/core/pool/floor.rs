@@ -16,7 +16,9 @@
 //! Test-only. `floor_pair_is_the_pools_pair` checks that the floor hands
 //! out what the pool would; `make floor` times the floor, the pool's pair,
 //! `ArrayQueue`'s and `Mutex<Slab>`'s side by side (`the_floor_timed`,
-//! ignored by default), and `benches/notes.md` has its callgrind counts.
+//! ignored by default), with a read of the monotonic clock beside them (a
+//! held pair makes two: what bounds the hold-down's pair), and
+//! `benches/notes.md` has its callgrind counts.
 
 use crate::core::block::Release;
 use crate::core::epoch;
@@ -84,7 +86,7 @@ mod tests {
 
     use super::*;
     use crate::core::config::{Config, PoolSpec};
-    use crate::core::policy::Order;
+    use crate::core::policy::{Clock, Order};
 
     /// A pool whose first subpool exists (a pool creates it on its first
     /// allocation, which the floor does not do).
@@ -187,6 +189,14 @@ mod tests {
         }
     }
 
+    /// `OPS` reads of the clock a pool reads by default.
+    #[inline(never)]
+    fn clock_reads(clock: &Clock) {
+        for _ in 0..OPS {
+            black_box(clock.now().unwrap());
+        }
+    }
+
     #[inline(never)]
     fn mutex_slab_pairs(slab: &Mutex<slab::Slab<u32>>) {
         for _ in 0..OPS {
@@ -197,8 +207,8 @@ mod tests {
 
     /// The floor's pair, the pool's and the anchors' of `benches/core.rs`'s
     /// `pair` group (`ArrayQueue` pop + push, `Mutex<Slab>` insert +
-    /// remove), in interleaved rounds (each round times them in turn, the
-    /// order rotated): the
+    /// remove) and a read of the monotonic clock, in interleaved rounds (each
+    /// round times them in turn, the order rotated): the
     /// median time of each and the median of the per-round ratios with
     /// their middle half, printed, and with `NATPOOL_FLOOR_OUT` set written
     /// there as JSON for `benches/report.py` (`make bench`). A measurement,
@@ -213,11 +223,13 @@ mod tests {
             queue.push(id).unwrap();
         }
         let slab = Mutex::new(slab::Slab::with_capacity(4096));
-        let cases: [(&str, &dyn Fn()); 4] = [
+        let clock = Clock::Monotonic;
+        let cases: [(&str, &dyn Fn()); 5] = [
             ("floor", &|| floor_pairs(&floor)),
             ("natpool", &|| pool_pairs(&pool)),
             ("array_queue", &|| queue_pairs(&queue)),
             ("mutex_slab", &|| mutex_slab_pairs(&slab)),
+            ("clock_read", &|| clock_reads(&clock)),
         ];
         // `NATPOOL_FLOOR_ROUNDS=1` for callgrind (`benches/notes.md`).
         let rounds: usize =
@@ -237,7 +249,10 @@ mod tests {
             let at = |q: usize| v[(v.len() - 1) * q / 4];
             [at(2), at(1), at(3)]
         };
-        let ratio = |a: usize, b: usize| spread((0..rounds).map(|r| ns[a][r] / ns[b][r]).collect());
+        // `times` times case `a`'s per round over case `b`'s.
+        let ratio = |a: usize, b: usize, times: f64| {
+            spread((0..rounds).map(|r| times * ns[a][r] / ns[b][r]).collect())
+        };
         let json = |v: [f64; 3]| format!("[{:.4}, {:.4}, {:.4}]", v[0], v[1], v[2]);
         let times: Vec<String> = cases
             .iter()
@@ -245,15 +260,16 @@ mod tests {
             .map(|((name, _), ns)| format!("\"{name}\": {:.3}", spread(ns.clone())[0]))
             .collect();
         let ratios = [
-            ("floor_over_queue", 0, 2),
-            ("natpool_over_queue", 1, 2),
-            ("floor_over_mutex_slab", 0, 3),
-            ("natpool_over_mutex_slab", 1, 3),
-            ("natpool_over_floor", 1, 0),
+            ("floor_over_queue", 0, 2, 1.0),
+            ("natpool_over_queue", 1, 2, 1.0),
+            ("floor_over_mutex_slab", 0, 3, 1.0),
+            ("natpool_over_mutex_slab", 1, 3, 1.0),
+            ("natpool_over_floor", 1, 0, 1.0),
+            ("two_clock_reads_over_natpool", 4, 1, 2.0),
         ];
         let ratios: Vec<String> = ratios
             .iter()
-            .map(|&(name, a, b)| format!("\"{name}\": {}", json(ratio(a, b))))
+            .map(|&(name, a, b, times)| format!("\"{name}\": {}", json(ratio(a, b, times))))
             .collect();
         let out = format!(
             "{{\"rounds\": {rounds}, \"ops\": {OPS}, \"ns\": {{{}}}, {}}}\n",
